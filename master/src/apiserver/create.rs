@@ -1,0 +1,326 @@
+//! create: POST to a collection. Server-set fields, defaults, validation, ClusterIP
+//! allocation, then a create-if-absent in the store.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use super::objects;
+use super::request::{self, FieldValidation, Query, Target};
+use super::resources::{AdmitError, Resource};
+use super::status::ApiError;
+use super::{ApiServer, json_value, with_warnings};
+
+/// Kinds whose `metadata.generation` counts spec changes.
+pub fn tracks_generation(r: &Resource) -> bool {
+    matches!(
+        r.kind,
+        "Deployment" | "ReplicaSet" | "ReplicationController"
+    )
+}
+
+/// Kinds whose status a client cannot set on create (it belongs to controllers and agents).
+fn resets_status_on_create(r: &Resource) -> bool {
+    matches!(
+        r.kind,
+        "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "Service" | "Namespace"
+    )
+}
+
+/// RFC 3339 "now", as Kubernetes writes timestamps.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Check that the body's `apiVersion`/`kind` match the path (400 otherwise).
+pub fn check_type(r: &Resource, object: &Value) -> Result<(), ApiError> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let kind = object.get("kind").and_then(Value::as_str);
+    let Some(kind) = kind.filter(|k| !k.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "Object 'Kind' is missing in '{}'",
+            truncate(object)
+        )));
+    };
+    let Some(api_version) = api_version.filter(|v| !v.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "Object 'apiVersion' is missing in '{}'",
+            truncate(object)
+        )));
+    };
+    if kind != r.kind || api_version != r.api_version() {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({}), or the kind ({kind}) does not match the expected kind ({})",
+            r.api_version(),
+            r.kind
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(object: &Value) -> String {
+    let s = object.to_string();
+    if s.len() > 200 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+/// The request namespace must agree with the body's, if the body has one.
+pub fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
+    let meta = metadata_mut(object)?;
+    if target.resource.namespaced {
+        let ns = target.namespace.clone().ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{} must be created in a namespace",
+                target.resource.plural
+            ))
+        })?;
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+            _ => {
+                meta.insert("namespace".into(), Value::String(ns));
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
+/// `metadata` as a map, created when absent (400 when it is not an object).
+pub fn metadata_mut(object: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
+    let obj = object
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("the object must be a JSON object".into()))?;
+    obj.entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))
+}
+
+/// Turn an admission failure into the API error Kubernetes gives.
+pub fn admit_error(r: &Resource, name: &str, err: AdmitError) -> ApiError {
+    match err {
+        AdmitError::Decode(msg) => ApiError::BadRequest(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+            kind = r.kind,
+            v = r.version
+        )),
+        AdmitError::Invalid(causes) => ApiError::Invalid {
+            kind: r.kind.to_string(),
+            group: r.group.to_string(),
+            name: name.to_string(),
+            causes,
+        },
+    }
+}
+
+/// Apply the `fieldValidation` directive to the unknown fields of a request.
+pub fn field_validation(fv: FieldValidation, unknown: &[String]) -> Result<Vec<String>, ApiError> {
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match fv {
+        _ if msgs.is_empty() => Ok(Vec::new()),
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(msgs),
+        FieldValidation::Ignore => Ok(Vec::new()),
+    }
+}
+
+impl ApiServer {
+    /// POST to a collection.
+    pub(super) async fn create(
+        self: &Arc<Self>,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let mut object = request::decode_object(body, &request::content_type(headers))?;
+        check_type(target.resource, &object)?;
+        check_namespace(target, &mut object)?;
+        let (object, warnings) = self
+            .create_object(
+                target.resource,
+                object,
+                query.field_validation()?,
+                query.dry_run()?,
+            )
+            .await?;
+        Ok(with_warnings(
+            json_value(StatusCode::CREATED, &object),
+            &warnings,
+        ))
+    }
+
+    /// Create an object whose type and namespace are already checked. Returns the stored
+    /// object (with its resourceVersion) and any warnings.
+    pub async fn create_object(
+        &self,
+        r: &'static Resource,
+        mut object: Value,
+        fv: FieldValidation,
+        dry_run: bool,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let meta = metadata_mut(&mut object)?;
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(ApiError::BadRequest(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
+        }
+        let has_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+            let name = format!("{prefix}{}", random_suffix());
+            meta.insert("name".into(), Value::String(name));
+        }
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert("creationTimestamp".into(), Value::String(now()));
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+        if tracks_generation(r) {
+            meta.insert("generation".into(), json!(1));
+        }
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if resets_status_on_create(r)
+            && let Some(obj) = object.as_object_mut()
+        {
+            obj.remove("status");
+        }
+
+        let admitted = r
+            .schema
+            .admit(object, None)
+            .map_err(|e| admit_error(r, &name, e))?;
+        let warnings = field_validation(fv, &admitted.unknown_fields)?;
+        let mut object = admitted.object;
+
+        if let Some(ns) = &namespace {
+            self.require_namespace(ns).await?;
+        }
+        if dry_run {
+            return Ok((object, warnings));
+        }
+        let allocated = if r.kind == "Service" {
+            self.allocate_cluster_ip(&name, &mut object).await?
+        } else {
+            None
+        };
+        let key = objects::key(r, namespace.as_deref(), &name);
+        let stored = match self.store.create(&key, objects::encode(&object)?).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                if let Some(ip) = allocated {
+                    let _ = self.service_ips.release(&ip).await;
+                }
+                return Err(ApiError::from_store(e, &r.qualified(), &name));
+            }
+        };
+        objects::set_resource_version(&mut object, stored.mod_revision);
+        Ok((object, warnings))
+    }
+
+    /// 404 unless the namespace exists.
+    pub(super) async fn require_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        let key = format!("/registry/namespaces/{ns}");
+        match self.store.get(&key).await? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound {
+                kind: "namespaces".into(),
+                name: ns.to_string(),
+            }),
+        }
+    }
+
+    /// Give a new Service its ClusterIP (unless headless or ExternalName); returns the
+    /// address taken so a failed create can give it back.
+    async fn allocate_cluster_ip(
+        &self,
+        name: &str,
+        service: &mut Value,
+    ) -> Result<Option<String>, ApiError> {
+        let spec = service.get_mut("spec").and_then(Value::as_object_mut);
+        let Some(spec) = spec else { return Ok(None) };
+        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+            return Ok(None);
+        }
+        let requested = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if requested.as_deref() == Some("None") {
+            spec.insert("clusterIPs".into(), json!(["None"]));
+            return Ok(None);
+        }
+        let ip = self
+            .service_ips
+            .allocate(requested.as_deref())
+            .await
+            .map_err(|e| match e {
+                super::service_ips::AllocateError::Store(s) => ApiError::from(s),
+                other => ApiError::Invalid {
+                    kind: "Service".into(),
+                    group: String::new(),
+                    name: name.to_string(),
+                    causes: vec![super::field_error::FieldError::invalid(
+                        "spec.clusterIPs",
+                        format!("[]string{{{:?}}}", requested.clone().unwrap_or_default()),
+                        other.to_string(),
+                    )],
+                },
+            })?;
+        spec.insert("clusterIP".into(), Value::String(ip.to_string()));
+        spec.insert("clusterIPs".into(), json!([ip.to_string()]));
+        Ok(Some(ip.to_string()))
+    }
+}
+
+/// Five characters from Kubernetes' generateName alphabet (no vowels, no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

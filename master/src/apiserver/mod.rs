@@ -1,0 +1,187 @@
+//! The API server: Kubernetes' REST API over the store, spoken in the wire format the real
+//! kubectl and client libraries expect. It is the only component that touches the store.
+//!
+//! One file per concern: `request` reads paths, queries and bodies; `create`, `read`
+//! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
+//! (binding, scale) are the verbs; `discovery` and `openapi` describe the API; `pki` and
+//! `auth` guard it; `resources` lists the served types and admits their objects.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod create;
+pub mod defaults;
+pub mod delete;
+pub mod discovery;
+pub mod field_error;
+pub mod metrics;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod read;
+pub mod request;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod service_ips;
+pub mod status;
+pub mod strategic_merge;
+pub mod subresources;
+pub mod update;
+pub mod validation;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use metrics::{Metrics, RequestInfo};
+use openapi::OpenApi;
+use request::{Query, Target};
+use service_ips::ServiceIps;
+use status::ApiError;
+
+use crate::store::Store;
+
+pub use server::{Config, serve};
+
+/// Everything a request handler needs: the store and the server's own state.
+pub struct ApiServer {
+    /// The store; nothing else in the master touches it.
+    pub store: Arc<dyn Store>,
+    /// ClusterIP allocation.
+    pub service_ips: ServiceIps,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// The OpenAPI documents.
+    pub openapi: OpenApi,
+    /// Bearer tokens accepted, and the user each one stands for.
+    pub tokens: Vec<(String, String)>,
+    /// The address clients reach the server at (`127.0.0.1:6443`), for discovery.
+    pub advertise_address: String,
+}
+
+/// A JSON response with the given status.
+pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A JSON response of a value.
+pub fn json_value(code: StatusCode, value: &Value) -> Response {
+    json_response(code, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Attach `Warning` headers (e.g. unknown fields under `fieldValidation=Warn`).
+pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+impl ApiServer {
+    /// Serve one request under `/api` or `/apis` that names a resource.
+    pub async fn handle_resource(
+        self: &Arc<Self>,
+        method: Method,
+        path: &str,
+        raw_query: Option<&str>,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> (Result<Response, ApiError>, RequestInfo) {
+        let mut info = RequestInfo {
+            verb: "unknown",
+            resource: String::new(),
+        };
+        let result = async {
+            let target = Target::parse(path)?;
+            let query = Query::parse(raw_query)?;
+            info.resource = match &target.subresource {
+                Some(sub) => format!("{}/{sub}", target.resource.plural),
+                None => target.resource.plural.to_string(),
+            };
+            let sub = target.subresource.as_deref();
+            match (method, target.name.is_some(), sub) {
+                (Method::GET, false, None) if query.flag("watch") => {
+                    info.verb = "watch";
+                    self.watch(&target, &query).await
+                }
+                (Method::GET, false, None) => {
+                    info.verb = "list";
+                    self.list(&target, &query).await
+                }
+                (Method::GET, true, None) if query.flag("watch") => {
+                    info.verb = "watch";
+                    self.watch(&target, &query).await
+                }
+                (Method::GET, true, None | Some("status")) => {
+                    info.verb = "get";
+                    self.get(&target).await
+                }
+                (Method::GET, true, Some("scale")) => {
+                    info.verb = "get";
+                    self.get_scale(&target).await
+                }
+                (Method::GET, true, Some("log")) => {
+                    info.verb = "get";
+                    Err(ApiError::BadRequest(
+                        "container logs are served by the node agent, which this cluster does not run yet".into(),
+                    ))
+                }
+                (Method::POST, false, None) => {
+                    info.verb = "create";
+                    let body = request::read_body(body).await?;
+                    self.create(&target, &query, headers, &body).await
+                }
+                (Method::POST, true, Some("binding")) => {
+                    info.verb = "create";
+                    let body = request::read_body(body).await?;
+                    self.bind(&target, headers, &body).await
+                }
+                (Method::PUT, true, None | Some("status") | Some("finalize")) => {
+                    info.verb = "update";
+                    let body = request::read_body(body).await?;
+                    self.replace(&target, &query, headers, &body).await
+                }
+                (Method::PUT, true, Some("scale")) => {
+                    info.verb = "update";
+                    let body = request::read_body(body).await?;
+                    self.replace_scale(&target, headers, &body).await
+                }
+                (Method::PATCH, true, None | Some("status")) => {
+                    info.verb = "patch";
+                    let body = request::read_body(body).await?;
+                    self.patch(&target, &query, headers, &body).await
+                }
+                (Method::PATCH, true, Some("scale")) => {
+                    info.verb = "patch";
+                    let body = request::read_body(body).await?;
+                    self.patch_scale(&target, headers, &body).await
+                }
+                (Method::DELETE, true, None) => {
+                    info.verb = "delete";
+                    let body = request::read_body(body).await?;
+                    self.delete(&target, &query, &body).await
+                }
+                (Method::DELETE, false, None) => {
+                    info.verb = "deletecollection";
+                    let body = request::read_body(body).await?;
+                    self.delete_collection(&target, &query, &body).await
+                }
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
+        .await;
+        (result, info)
+    }
+}

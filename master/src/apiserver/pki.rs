@@ -1,0 +1,151 @@
+//! Credentials made at first start: a CA, the API server's serving certificate and the admin
+//! bearer token, kept under the state directory with mode 0600, plus the kubeconfig that
+//! carries them to kubectl.
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine;
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// The cluster's credentials as loaded from (or first written to) `<state-dir>/pki`.
+pub struct Credentials {
+    /// PEM of the cluster CA certificate (what clients trust).
+    pub ca_pem: String,
+    /// PEM of the serving certificate.
+    pub serving_cert_pem: String,
+    /// PEM of the serving key.
+    pub serving_key_pem: String,
+    /// The admin bearer token.
+    pub admin_token: String,
+}
+
+impl Credentials {
+    /// Load the credentials under `state_dir`, creating any that are missing.
+    pub fn load_or_create(state_dir: &Path, bind_address: IpAddr) -> anyhow::Result<Self> {
+        let pki = state_dir.join("pki");
+        fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+        let paths = ["ca.crt", "ca.key", "apiserver.crt", "apiserver.key"].map(|f| pki.join(f));
+        if !paths.iter().all(|p| p.exists()) {
+            generate(&paths, bind_address)?;
+        }
+        let read =
+            |p: &PathBuf| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let token_path = state_dir.join("token");
+        if !token_path.exists() {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            write_private(&token_path, token.as_bytes())?;
+        }
+        let admin_token = read(&token_path)?.trim().to_string();
+        anyhow::ensure!(!admin_token.is_empty(), "{} is empty", token_path.display());
+        Ok(Self {
+            ca_pem: read(&paths[0])?,
+            serving_cert_pem: read(&paths[2])?,
+            serving_key_pem: read(&paths[3])?,
+            admin_token,
+        })
+    }
+
+    /// The rustls server configuration for the serving certificate (HTTP/2 and HTTP/1.1).
+    pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let certs = rustls_pemfile::certs(&mut self.serving_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("parsing the serving certificate")?;
+        let key = rustls_pemfile::private_key(&mut self.serving_key_pem.as_bytes())
+            .context("parsing the serving key")?
+            .context("no private key in the serving key file")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Write a kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with the CA and the
+    /// admin token embedded, atomically (temp file + rename), mode 0600.
+    pub fn write_kubeconfig(&self, path: &Path, server: &str) -> anyhow::Result<()> {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n    namespace: default\ncurrent-context: skiff\n",
+            token = self.admin_token
+        );
+        let tmp = path.with_extension("tmp");
+        write_private(&tmp, kubeconfig.as_bytes())?;
+        fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-ca");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+    let server_key = KeyPair::generate()?;
+    let names = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ];
+    let mut params = CertificateParams::new(names.map(String::from).to_vec())?;
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), [0u16, 0, 0, 0, 0, 0, 0, 1].into()];
+    if !bind_address.is_unspecified() && !ips.contains(&bind_address) {
+        ips.push(bind_address);
+    }
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-apiserver");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = params.signed_by(&server_key, &ca)?;
+
+    write_private(&paths[0], ca.pem().as_bytes())?;
+    write_private(&paths[1], ca.key().serialize_pem().as_bytes())?;
+    write_private(&paths[2], server.pem().as_bytes())?;
+    write_private(&paths[3], server_key.serialize_pem().as_bytes())?;
+    Ok(())
+}
+
+/// Write a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}

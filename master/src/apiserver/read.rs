@@ -1,0 +1,355 @@
+//! get, list and watch.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::objects;
+use super::request::{Query, Target};
+use super::resources::Resource;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::{ApiServer, json_response};
+use crate::store::{EventKind, KeyValue, Revision, StoreError};
+
+/// Longest watch before the server ends it (clients re-watch), as kube-apiserver's 30 min.
+const MAX_WATCH: Duration = Duration::from_secs(1800);
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+
+/// Which objects a list or watch wants.
+struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    name: Option<String>,
+}
+
+impl Filter {
+    fn new(target: &Target, query: &Query) -> Result<Self, ApiError> {
+        Ok(Self {
+            labels: query.label_selector()?,
+            fields: query.field_selector(target.resource)?,
+            name: target.name.clone(),
+        })
+    }
+
+    fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty() && self.name.is_none()
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        if let Some(name) = &self.name
+            && objects::meta_str(object, "name") != Some(name)
+        {
+            return false;
+        }
+        self.labels.matches(&objects::labels(object))
+            && self.fields.matches(|f| objects::field_value(object, f))
+    }
+
+    /// Whether a stored value matches; parses only when a selector needs it.
+    fn matches_stored(&self, value: &[u8]) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        match serde_json::from_slice::<Value>(value) {
+            Ok(object) => self.matches(&object),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A continue token: where the next page starts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    rv: Revision,
+    start: String,
+}
+
+impl ApiServer {
+    /// GET one object (also `/status`, which returns the whole object as Kubernetes does).
+    pub(super) async fn get(&self, target: &Target) -> Result<Response, ApiError> {
+        let kv = self.current(target).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            objects::splice_resource_version(&kv.value, kv.mod_revision),
+        ))
+    }
+
+    /// The stored object a target names, or 404.
+    pub(super) async fn current(&self, target: &Target) -> Result<KeyValue, ApiError> {
+        let name = target.name()?;
+        let key = objects::key(target.resource, target.namespace.as_deref(), name);
+        self.store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: target.resource.qualified(),
+                name: name.to_string(),
+            })
+    }
+
+    /// GET a collection.
+    pub(super) async fn list(&self, target: &Target, query: &Query) -> Result<Response, ApiError> {
+        let r = target.resource;
+        let filter = Filter::new(target, query)?;
+        let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let start = match query.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => Some(decode_continue(token)?),
+            None => None,
+        };
+        let listed = self
+            .store
+            .list(&objects::prefix(r, target.namespace.as_deref()))
+            .await?;
+        let mut body = Vec::with_capacity(
+            listed
+                .items
+                .iter()
+                .map(|kv| kv.value.len() + 32)
+                .sum::<usize>()
+                + 256,
+        );
+        let mut count = 0usize;
+        let mut next: Option<String> = None;
+        let mut remaining = 0usize;
+        body.extend_from_slice(b"[");
+        for kv in &listed.items {
+            if start
+                .as_ref()
+                .is_some_and(|s| kv.key.as_str() <= s.start.as_str())
+                || !filter.matches_stored(&kv.value)
+            {
+                continue;
+            }
+            if limit.is_some_and(|l| count >= l) {
+                remaining += 1;
+                continue;
+            }
+            if count > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&objects::splice_resource_version(
+                &kv.value,
+                kv.mod_revision,
+            ));
+            count += 1;
+            if limit == Some(count) {
+                next = Some(kv.key.clone());
+            }
+        }
+        body.extend_from_slice(b"]");
+        let mut metadata = json!({ "resourceVersion": listed.revision.to_string() });
+        if remaining > 0
+            && let Some(last) = next
+        {
+            let token = serde_json::to_vec(&Continue {
+                rv: listed.revision,
+                start: last,
+            })
+            .unwrap_or_default();
+            metadata["continue"] =
+                json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        let head = format!(
+            "{{\"apiVersion\":\"{}\",\"kind\":\"{}List\",\"metadata\":{},\"items\":",
+            r.api_version(),
+            r.kind,
+            metadata
+        );
+        let mut out = Vec::with_capacity(head.len() + body.len() + 1);
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&body);
+        out.push(b'}');
+        Ok(json_response(StatusCode::OK, out))
+    }
+
+    /// GET with `watch=1`: a stream of `{"type":..., "object":...}` lines.
+    pub(super) async fn watch(
+        self: &Arc<Self>,
+        target: &Target,
+        query: &Query,
+    ) -> Result<Response, ApiError> {
+        let r = target.resource;
+        let filter = Filter::new(target, query)?;
+        let timeout = match query.int("timeoutSeconds")? {
+            Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_WATCH),
+            _ => MAX_WATCH,
+        };
+        let bookmarks = query.flag("allowWatchBookmarks");
+        let send_initial = query.flag("sendInitialEvents");
+        let prefix = objects::prefix(r, target.namespace.as_deref());
+        let rv = query
+            .get("resourceVersion")
+            .filter(|v| !v.is_empty() && *v != "0");
+        let (initial, from) = match rv {
+            Some(v) if !send_initial => {
+                let rev: Revision = v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("invalid resource version: {v:?}"))
+                })?;
+                (Vec::new(), rev)
+            }
+            _ => {
+                let listed = self.store.list(&prefix).await?;
+                (listed.items, listed.revision)
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+        let events = self.store.watch(&prefix, from).await;
+        let api = self.clone();
+        tokio::spawn(async move {
+            let _api = api;
+            let mut events = match events {
+                Ok(events) => events,
+                Err(e) => {
+                    let _ = tx.send(Ok(error_frame(e))).await;
+                    return;
+                }
+            };
+            let mut members: HashSet<String> = HashSet::new();
+            for kv in initial {
+                if filter.matches_stored(&kv.value) {
+                    if !filter.is_everything() {
+                        members.insert(kv.key.clone());
+                    }
+                    if tx
+                        .send(Ok(frame("ADDED", &kv.value, kv.mod_revision)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let mut last = from;
+            if send_initial && bookmarks && tx.send(Ok(bookmark(r, last, true))).await.is_err() {
+                return;
+            }
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + BOOKMARK_EVERY,
+                BOOKMARK_EVERY,
+            );
+            loop {
+                let out = tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(event)) => {
+                            last = event.kv.mod_revision;
+                            match classify(&filter, &mut members, event.kind, &event.kv) {
+                                Some(kind) => frame(kind, &event.kv.value, event.kv.mod_revision),
+                                None => continue,
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let _ = tx.send(Ok(error_frame(e))).await;
+                            return;
+                        }
+                        None => return,
+                    },
+                    _ = ticker.tick(), if bookmarks => bookmark(r, last, false),
+                    () = &mut deadline => return,
+                    () = tx.closed() => return,
+                };
+                if tx.send(Ok(out)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut resp = (StatusCode::OK, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+        Ok(resp)
+    }
+}
+
+/// The event type a watcher sees for a store event, or None to skip it. `members` holds
+/// the keys the watcher has seen matching, so an object that stops matching a selector
+/// is reported DELETED and one that starts matching ADDED, as Kubernetes does.
+fn classify(
+    filter: &Filter,
+    members: &mut HashSet<String>,
+    kind: EventKind,
+    kv: &KeyValue,
+) -> Option<&'static str> {
+    if filter.is_everything() {
+        return Some(match kind {
+            EventKind::Delete => "DELETED",
+            EventKind::Put if kv.create_revision == kv.mod_revision => "ADDED",
+            EventKind::Put => "MODIFIED",
+        });
+    }
+    let matches = filter.matches_stored(&kv.value);
+    let was = members.contains(&kv.key);
+    match kind {
+        EventKind::Delete => {
+            members.remove(&kv.key);
+            (was || matches).then_some("DELETED")
+        }
+        EventKind::Put if matches => {
+            members.insert(kv.key.clone());
+            Some(if was { "MODIFIED" } else { "ADDED" })
+        }
+        EventKind::Put => {
+            members.remove(&kv.key);
+            was.then_some("DELETED")
+        }
+    }
+}
+
+fn frame(kind: &str, stored: &[u8], revision: Revision) -> Bytes {
+    let object = objects::splice_resource_version(stored, revision);
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(&object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+fn bookmark(r: &Resource, revision: Revision, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({ "resourceVersion": revision.to_string() });
+    if initial_events_end {
+        metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+    }
+    let object = json!({ "apiVersion": r.api_version(), "kind": r.kind, "metadata": metadata });
+    let mut out =
+        serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": object })).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn error_frame(err: StoreError) -> Bytes {
+    let status = ApiError::from(err).to_status();
+    let mut out =
+        serde_json::to_vec(&json!({ "type": "ERROR", "object": status })).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn decode_continue(token: &str) -> Result<Continue, ApiError> {
+    let bad = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}

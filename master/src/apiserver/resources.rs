@@ -1,0 +1,405 @@
+//! The resource types skiff serves: names, scope, subresources, and how each kind is decoded,
+//! defaulted and validated (through its k8s-openapi type).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    Endpoints, Event, Namespace, Node, Pod, ReplicationController, Service,
+};
+
+use super::defaults;
+use super::field_error::FieldError;
+use super::validation;
+
+/// One served resource type, e.g. `pods` in core/v1.
+pub struct Resource {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// Version within the group.
+    pub version: &'static str,
+    /// Plural name, used in paths.
+    pub plural: &'static str,
+    /// Singular name.
+    pub singular: &'static str,
+    /// Kind of the objects.
+    pub kind: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// kubectl short names (`po`, `svc`).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+    /// Subresources served: `status`, `binding`, `scale`.
+    pub subresources: &'static [&'static str],
+    /// Field selectors accepted besides `metadata.name` and `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    /// Decode, default and validate.
+    pub schema: &'static dyn Schema,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resource({})", self.qualified())
+    }
+}
+
+impl Resource {
+    /// `apiVersion` of the objects: `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The resource's name as Kubernetes messages show it: `pods`, `deployments.apps`.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Whether `sub` is a served subresource.
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// Whether the resource keeps `status` apart from the main resource (a status subresource).
+    pub fn has_status(&self) -> bool {
+        self.has_subresource("status")
+    }
+
+    /// Whether a field selector on `field` is supported.
+    pub fn supports_field(&self, field: &str) -> bool {
+        matches!(field, "metadata.name" | "metadata.namespace")
+            || self.field_selectors.contains(&field)
+    }
+}
+
+/// How a kind's objects are admitted: decoded into its typed struct (k8s-openapi),
+/// defaulted, validated, and encoded back.
+pub trait Schema: Sync {
+    /// Decode `object`, apply defaults and validate it (as an update of `old` when given).
+    fn admit(&self, object: Value, old: Option<&Value>) -> Result<Admitted, AdmitError>;
+}
+
+/// An admitted object and the input fields its type does not know (for field validation).
+pub struct Admitted {
+    /// The object after defaults, as JSON.
+    pub object: Value,
+    /// Paths of input fields the type does not have (`spec.foo`).
+    pub unknown_fields: Vec<String>,
+}
+
+/// Why admission failed.
+pub enum AdmitError {
+    /// The JSON does not fit the type (400).
+    Decode(String),
+    /// Field validation failed (422).
+    Invalid(Vec<FieldError>),
+}
+
+/// A [`Schema`] over a k8s-openapi type `T`.
+pub struct Typed<T> {
+    default: fn(&mut T),
+    validate: fn(&T) -> Vec<FieldError>,
+    validate_update: fn(&T, &T) -> Vec<FieldError>,
+}
+
+fn no_update_rules<T>(_: &T, _: &T) -> Vec<FieldError> {
+    Vec::new()
+}
+
+impl<T> Schema for Typed<T>
+where
+    T: DeserializeOwned + Serialize + Sync,
+{
+    fn admit(&self, object: Value, old: Option<&Value>) -> Result<Admitted, AdmitError> {
+        let mut typed: T = serde_json::from_value(object.clone())
+            .map_err(|e| AdmitError::Decode(e.to_string()))?;
+        (self.default)(&mut typed);
+        let mut errors = (self.validate)(&typed);
+        if let Some(old) = old {
+            // The stored object was admitted before, so it decodes; if not, skip the update rules.
+            if let Ok(old) = serde_json::from_value::<T>(old.clone()) {
+                errors.extend((self.validate_update)(&old, &typed));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AdmitError::Invalid(errors));
+        }
+        let encoded =
+            serde_json::to_value(&typed).map_err(|e| AdmitError::Decode(e.to_string()))?;
+        let mut unknown_fields = Vec::new();
+        unknown(&object, &encoded, String::new(), &mut unknown_fields);
+        Ok(Admitted {
+            object: encoded,
+            unknown_fields,
+        })
+    }
+}
+
+/// Collect the paths of keys present (non-null) in `input` but dropped by the typed round trip.
+fn unknown(input: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(i), Value::Object(t)) => {
+            for (k, v) in i {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match t.get(k) {
+                    Some(tv) => unknown(v, tv, p, out),
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(t)) => {
+            for (n, (iv, tv)) in i.iter().zip(t).enumerate() {
+                unknown(iv, tv, format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+macro_rules! typed {
+    ($t:ty, $default:path, $validate:path) => {
+        &Typed::<$t> {
+            default: $default,
+            validate: $validate,
+            validate_update: no_update_rules,
+        }
+    };
+    ($t:ty, $default:path, $validate:path, $update:path) => {
+        &Typed::<$t> {
+            default: $default,
+            validate: $validate,
+            validate_update: $update,
+        }
+    };
+}
+
+/// Every served resource.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &["status"],
+        field_selectors: &["status.phase"],
+        schema: typed!(Namespace, defaults::namespace, validation::namespace),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &["status", "binding", "log"],
+        field_selectors: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        schema: typed!(Pod, defaults::pod, validation::pod, validation::pod_update),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &["status"],
+        field_selectors: &["spec.unschedulable"],
+        schema: typed!(Node, defaults::node, validation::node),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        field_selectors: &["spec.clusterIP", "spec.type"],
+        schema: typed!(
+            Service,
+            defaults::service,
+            validation::service,
+            validation::service_update
+        ),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(Endpoints, defaults::endpoints, validation::endpoints),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        field_selectors: &["status.replicas"],
+        schema: typed!(
+            ReplicationController,
+            defaults::replication_controller,
+            validation::replication_controller,
+            validation::replication_controller_update
+        ),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        schema: typed!(Event, defaults::event, validation::event),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        field_selectors: &[],
+        schema: typed!(
+            Deployment,
+            defaults::deployment,
+            validation::deployment,
+            validation::deployment_update
+        ),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        field_selectors: &["status.replicas"],
+        schema: typed!(
+            ReplicaSet,
+            defaults::replica_set,
+            validation::replica_set,
+            validation::replica_set_update
+        ),
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(Lease, defaults::lease, validation::lease),
+    },
+];
+
+/// The resource served at `group`/`version` with plural `plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Whether any resource is served in `group`/`version`.
+pub fn serves_group_version(group: &str, version: &str) -> bool {
+    RESOURCES
+        .iter()
+        .any(|r| r.group == group && r.version == version)
+}
+
+/// The API groups (other than core) with their versions, in a stable order.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_reported_by_path() {
+        let input =
+            json!({"spec": {"containers": [{"name": "a", "imagee": "x"}], "foo": 1}, "bar": null});
+        let typed = json!({"spec": {"containers": [{"name": "a"}]}});
+        let mut out = Vec::new();
+        unknown(&input, &typed, String::new(), &mut out);
+        assert_eq!(out, vec!["spec.containers[0].imagee", "spec.foo"]);
+    }
+}

@@ -1,0 +1,277 @@
+//! Serving: the TLS listener, the router (health, discovery, OpenAPI, metrics, resources),
+//! authentication and request metrics around every request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use ipnet::Ipv4Net;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::metrics::{Metrics, RequestInfo};
+use super::openapi::OpenApi;
+use super::pki::Credentials;
+use super::service_ips::ServiceIps;
+use super::status::ApiError;
+use super::{ApiServer, auth, bootstrap, discovery, json_value};
+use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::etcd::EtcdStore;
+
+/// How the API server is started.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory of credentials, data and the kubeconfig (`.skiff`).
+    pub state_dir: PathBuf,
+    /// Address to listen on.
+    pub bind_address: IpAddr,
+    /// Port to listen on; 0 picks a free one (the kubeconfig names the real one).
+    pub secure_port: u16,
+    /// etcd endpoints; empty = the embedded store in `<state_dir>/data`.
+    pub etcd_endpoints: Vec<String>,
+    /// The Service ClusterIP range.
+    pub service_cidr: Ipv4Net,
+}
+
+/// Open the store, bind, write the kubeconfig and serve until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+    let credentials = Credentials::load_or_create(&config.state_dir, config.bind_address)?;
+    let store: Arc<dyn Store> = if config.etcd_endpoints.is_empty() {
+        let dir = config.state_dir.join("data");
+        info!(path = %dir.display(), "using the embedded store");
+        Arc::new(
+            EmbeddedStore::open(&dir)
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
+        )
+    } else {
+        info!(endpoints = ?config.etcd_endpoints, "using etcd");
+        Arc::new(
+            EtcdStore::connect(&config.etcd_endpoints)
+                .await
+                .context("connecting to etcd")?,
+        )
+    };
+
+    let listener = TcpListener::bind((config.bind_address, config.secure_port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind_address, config.secure_port))?;
+    let local = listener.local_addr()?;
+    let client_host: IpAddr = if config.bind_address.is_unspecified() {
+        [127, 0, 0, 1].into()
+    } else {
+        config.bind_address
+    };
+    let advertise = SocketAddr::new(client_host, local.port());
+
+    let api = Arc::new(ApiServer {
+        service_ips: ServiceIps::new(config.service_cidr, store.clone()),
+        store,
+        metrics: Metrics::new(),
+        openapi: OpenApi::new(),
+        tokens: vec![(credentials.admin_token.clone(), "admin".to_string())],
+        advertise_address: advertise.to_string(),
+    });
+    bootstrap::ensure_defaults(&api)
+        .await
+        .context("creating the default namespaces and the kubernetes Service")?;
+
+    let kubeconfig = config.state_dir.join("kubeconfig");
+    credentials.write_kubeconfig(&kubeconfig, &format!("https://{advertise}"))?;
+    info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
+
+    let router = router(api.clone());
+    let acceptor = TlsAcceptor::from(credentials.server_config()?);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            // A client that never finishes its handshake must not hold a task forever.
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                };
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(1000);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    info!("API server shutting down");
+    Ok(())
+}
+
+/// The HTTP routes.
+pub fn router(api: Arc<ApiServer>) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            authenticate_and_measure,
+        ))
+        .with_state(api)
+}
+
+async fn authenticate_and_measure(
+    State(api): State<Arc<ApiServer>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    if !auth::is_public(&path) {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if auth::authenticate(authorization, &api.tokens).is_none() {
+            debug!(%method, %path, "unauthorized");
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    let response = next.run(request).await;
+    let info = response
+        .extensions()
+        .get::<RequestInfo>()
+        .cloned()
+        .unwrap_or(RequestInfo {
+            verb: "get",
+            resource: String::new(),
+        });
+    let code = response.status().as_u16();
+    if info.verb != "watch" {
+        api.metrics
+            .observe(&info, code, started.elapsed().as_secs_f64());
+    }
+    debug!(%method, %path, code, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let ok_text = |text: &'static str| (StatusCode::OK, text).into_response();
+    match segments.as_slice() {
+        ["healthz" | "livez"] => ok_text("ok"),
+        ["readyz"] => match api.store.revision().await {
+            Ok(_) => ok_text("ok"),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
+        },
+        ["version"] => json_value(StatusCode::OK, &to_json(&discovery::version())),
+        ["metrics"] => {
+            let mut resp = (StatusCode::OK, api.metrics.render()).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        ["api"] => json_value(
+            StatusCode::OK,
+            &to_json(&discovery::core_versions(&api.advertise_address)),
+        ),
+        ["apis"] => json_value(StatusCode::OK, &to_json(&discovery::groups())),
+        ["api", version] => discovery_or_404(
+            discovery::resource_list("", version).map(|l| to_json(&l)),
+            path,
+        ),
+        ["apis", group] => {
+            discovery_or_404(discovery::group_info(group).map(|g| to_json(&g)), path)
+        }
+        ["apis", group, version] => discovery_or_404(
+            discovery::resource_list(group, version).map(|l| to_json(&l)),
+            path,
+        ),
+        ["openapi", "v3"] => json_value(StatusCode::OK, api.openapi.index()),
+        ["openapi", "v3", rest @ ..] => {
+            discovery_or_404(api.openapi.document(&rest.join("/")).cloned(), path)
+        }
+        ["api" | "apis", ..] => {
+            let (result, info) = api
+                .handle_resource(
+                    parts.method.clone(),
+                    path,
+                    parts.uri.query(),
+                    &parts.headers,
+                    body,
+                )
+                .await;
+            let mut response = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.code().is_server_error() {
+                        warn!(method = %parts.method, %path, error = %e, "request failed");
+                    }
+                    e.into_response()
+                }
+            };
+            response.extensions_mut().insert(info);
+            response
+        }
+        _ => ApiError::NotFoundPath(format!(
+            "the server could not find the requested resource ({path})"
+        ))
+        .into_response(),
+    }
+}
+
+fn discovery_or_404(value: Option<serde_json::Value>, path: &str) -> Response {
+    match value {
+        Some(v) => json_value(StatusCode::OK, &v),
+        None => ApiError::NotFoundPath(format!(
+            "the server could not find the requested resource ({path})"
+        ))
+        .into_response(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}

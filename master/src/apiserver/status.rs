@@ -1,0 +1,247 @@
+//! API errors and the Kubernetes `Status` objects they are reported as.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::field_error::FieldError;
+use crate::store::StoreError;
+
+/// An error answered to an API client as a `Status` object with the matching HTTP code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be understood (bad JSON, kind mismatch, bad selector).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no or wrong bearer token.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// 403: the request is understood but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource type or path.
+    #[error("{0}")]
+    NotFoundPath(String),
+    /// 404: no such object.
+    #[error("{kind} \"{name}\" not found")]
+    NotFound {
+        /// Resource (plural, with group if any) as Kubernetes names it, e.g. `pods`, `deployments.apps`.
+        kind: String,
+        /// Object name.
+        name: String,
+    },
+    /// 405: the verb is not supported on this path.
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    /// 409: the name is taken.
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists {
+        /// Resource (plural[.group]).
+        kind: String,
+        /// Object name.
+        name: String,
+    },
+    /// 409: optimistic concurrency failed or a state conflict.
+    #[error("{message}")]
+    Conflict {
+        /// Resource (plural[.group]).
+        kind: String,
+        /// Object name.
+        name: String,
+        /// Full message.
+        message: String,
+    },
+    /// 410: the requested resourceVersion is compacted.
+    #[error("{0}")]
+    Gone(String),
+    /// 413: request body larger than the limit.
+    #[error("the request body is too large (limit {0} bytes)")]
+    TooLarge(usize),
+    /// 415: a Content-Type the verb does not accept.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: field validation failed.
+    #[error("{kind} \"{name}\" is invalid")]
+    Invalid {
+        /// Kind, e.g. `Pod`.
+        kind: String,
+        /// Group, e.g. `apps` or empty for core.
+        group: String,
+        /// Object name.
+        name: String,
+        /// The invalid fields.
+        causes: Vec<FieldError>,
+    },
+    /// 408/504: the request took too long.
+    #[error("{0}")]
+    Timeout(String),
+    /// 500: something broke inside the server.
+    #[error("{0}")]
+    Internal(String),
+    /// 503: the store or another dependency is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status code.
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFoundPath(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Kubernetes' `StatusReason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFoundPath(_) | ApiError::NotFound { .. } => "NotFound",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Gone(_) => "Expired",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Timeout(_) => "Timeout",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+        }
+    }
+
+    /// The `Status` object for this error.
+    pub fn to_status(&self) -> serde_json::Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": self.reason(),
+            "code": self.code().as_u16(),
+        });
+        let details = match self {
+            ApiError::NotFound { kind, name }
+            | ApiError::AlreadyExists { kind, name }
+            | ApiError::Conflict { kind, name, .. } => {
+                let (resource, group) = kind.split_once('.').unwrap_or((kind.as_str(), ""));
+                let mut d = json!({ "name": name, "kind": resource });
+                if !group.is_empty() {
+                    d["group"] = json!(group);
+                }
+                Some(d)
+            }
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+            } => {
+                let causes: Vec<_> = causes
+                    .iter()
+                    .map(|c| json!({ "reason": c.reason(), "message": c.message(), "field": c.field }))
+                    .collect();
+                let mut d = json!({ "name": name, "kind": kind, "causes": causes });
+                if !group.is_empty() {
+                    d["group"] = json!(group);
+                }
+                Some(d)
+            }
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+
+    /// The human message, in Kubernetes' wording.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Invalid {
+                kind, name, causes, ..
+            } => {
+                let list: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
+                if list.len() == 1 {
+                    format!("{kind} \"{name}\" is invalid: {}", list[0])
+                } else {
+                    format!("{kind} \"{name}\" is invalid: [{}]", list.join(", "))
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Map a store error on the object `name` of resource `kind` (plural[.group]).
+    pub fn from_store(err: StoreError, kind: &str, name: &str) -> Self {
+        match err {
+            StoreError::NotFound(_) => ApiError::NotFound {
+                kind: kind.to_string(),
+                name: name.to_string(),
+            },
+            StoreError::AlreadyExists(_) => ApiError::AlreadyExists {
+                kind: kind.to_string(),
+                name: name.to_string(),
+            },
+            StoreError::Conflict { .. } => ApiError::conflict(kind, name),
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            StoreError::FutureRevision { requested, current } => ApiError::Timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )),
+            StoreError::Backend(m) => ApiError::Unavailable(format!("storage is unavailable: {m}")),
+        }
+    }
+
+    /// The optimistic-concurrency conflict, worded as Kubernetes words it.
+    pub fn conflict(kind: &str, name: &str) -> Self {
+        ApiError::Conflict {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            message: format!(
+                "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::from_store(err, "", "")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let mut resp = (self.code(), body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+/// A successful `Status` (e.g. for deletecollection).
+pub fn success() -> serde_json::Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+}

@@ -1,0 +1,268 @@
+//! update: PUT of a whole object or of its status, and the read-modify-write loop that
+//! update, patch and the subresources share (Kubernetes' GuaranteedUpdate).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::create::{
+    admit_error, check_namespace, check_type, field_validation, metadata_mut, tracks_generation,
+};
+use super::objects;
+use super::request::{self, FieldValidation, Query, Target};
+use super::status::ApiError;
+use super::{ApiServer, json_value, with_warnings};
+use crate::store::{Revision, StoreError};
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Everything but `status` (when the resource has a status subresource).
+    Main,
+    /// Only `status`.
+    Status,
+}
+
+/// How many times a write without a client precondition is retried on a conflict.
+const MAX_RETRIES: usize = 16;
+
+/// Kinds that PUT may create (Kubernetes' AllowCreateOnUpdate).
+fn creates_on_update(kind: &str) -> bool {
+    matches!(kind, "Endpoints" | "Event" | "Lease")
+}
+
+/// Server-owned metadata that a client write never changes.
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "managedFields",
+];
+
+impl ApiServer {
+    /// PUT an object or its status.
+    pub(super) async fn replace(
+        self: &Arc<Self>,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let mut desired = request::decode_object(body, &request::content_type(headers))?;
+        check_type(target.resource, &desired)?;
+        check_namespace(target, &mut desired)?;
+        let name = target.name()?;
+        let body_name = desired
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if body_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let part = if target.subresource.as_deref() == Some("status") {
+            Part::Status
+        } else {
+            Part::Main
+        };
+        let fv = query.field_validation()?;
+        let dry_run = query.dry_run()?;
+        let result = self
+            .update_with(target, part, fv, dry_run, |_| Ok(desired.clone()))
+            .await;
+        match result {
+            Err(ApiError::NotFound { .. })
+                if creates_on_update(target.resource.kind) && part == Part::Main =>
+            {
+                if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("resourceVersion");
+                }
+                let (object, warnings) = self
+                    .create_object(target.resource, desired, fv, dry_run)
+                    .await?;
+                Ok(with_warnings(
+                    json_value(StatusCode::CREATED, &object),
+                    &warnings,
+                ))
+            }
+            other => {
+                let (object, warnings) = other?;
+                Ok(with_warnings(
+                    json_value(StatusCode::OK, &object),
+                    &warnings,
+                ))
+            }
+        }
+    }
+
+    /// Read the object, let `mutate` produce the desired one, admit it and write it with a
+    /// compare on the revision read; on a conflict, retry unless the client pinned a
+    /// resourceVersion. Returns the stored object and warnings.
+    pub async fn update_with<F>(
+        &self,
+        target: &Target,
+        part: Part,
+        fv: FieldValidation,
+        dry_run: bool,
+        mut mutate: F,
+    ) -> Result<(Value, Vec<String>), ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        let r = target.resource;
+        let name = target.name()?.to_string();
+        let key = objects::key(r, target.namespace.as_deref(), &name);
+        let qualified = r.qualified();
+        for _ in 0..MAX_RETRIES {
+            let kv = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: qualified.clone(),
+                    name: name.clone(),
+                })?;
+            let current = objects::decode(&kv)?;
+            let mut desired = mutate(&current)?;
+            let pinned = client_revision(&desired)?;
+            if let Some(rv) = pinned
+                && rv != kv.mod_revision
+            {
+                return Err(ApiError::conflict(&qualified, &name));
+            }
+            let mut stored_current = current.clone();
+            if let Some(meta) = stored_current
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+            {
+                meta.remove("resourceVersion");
+            }
+            merge_server_fields(r.has_status(), part, &stored_current, &mut desired)?;
+            if r.kind == "Service" {
+                keep_cluster_ip(&stored_current, &mut desired);
+            }
+            let admitted = r
+                .schema
+                .admit(desired, Some(&stored_current))
+                .map_err(|e| admit_error(r, &name, e))?;
+            let warnings = field_validation(fv, &admitted.unknown_fields)?;
+            let mut object = admitted.object;
+            if tracks_generation(r) && object.get("spec") != stored_current.get("spec") {
+                let generation = stored_current["metadata"]["generation"]
+                    .as_i64()
+                    .unwrap_or(0)
+                    + 1;
+                metadata_mut(&mut object)?.insert("generation".into(), json!(generation));
+            }
+            if object == stored_current || dry_run {
+                let mut object = if dry_run { object } else { stored_current };
+                objects::set_resource_version(&mut object, kv.mod_revision);
+                return Ok((object, warnings));
+            }
+            let finished = object["metadata"]
+                .get("deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+                && object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+                && r.kind != "Pod";
+            let written = if finished {
+                self.store.delete(&key, Some(kv.mod_revision)).await
+            } else {
+                self.store
+                    .update(&key, objects::encode(&object)?, Some(kv.mod_revision))
+                    .await
+            };
+            match written {
+                Ok(stored) => {
+                    objects::set_resource_version(&mut object, stored.mod_revision);
+                    return Ok((object, warnings));
+                }
+                Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(e, &qualified, &name)),
+            }
+        }
+        Err(ApiError::conflict(&qualified, &name))
+    }
+}
+
+/// The resourceVersion a client put in its object, if any (400 when it is not a number).
+fn client_revision(object: &Value) -> Result<Option<Revision>, ApiError> {
+    match object
+        .get("metadata")
+        .and_then(|m| m.get("resourceVersion"))
+        .and_then(Value::as_str)
+    {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "metadata.resourceVersion: Invalid value: {v:?}: must be a number"
+            ))
+        }),
+    }
+}
+
+/// Keep what the client may not change in this write: server-set metadata always, the status
+/// on a main write, everything but the status on a status write.
+fn merge_server_fields(
+    has_status: bool,
+    part: Part,
+    current: &Value,
+    desired: &mut Value,
+) -> Result<(), ApiError> {
+    if part == Part::Status {
+        let status = desired.get("status").cloned();
+        *desired = current.clone();
+        if let Some(obj) = desired.as_object_mut() {
+            match status {
+                Some(s) => obj.insert("status".into(), s),
+                None => obj.remove("status"),
+            };
+        }
+        return Ok(());
+    }
+    let current_meta = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let meta = metadata_mut(desired)?;
+    meta.remove("resourceVersion");
+    for field in SERVER_FIELDS {
+        match current_meta.get(*field) {
+            Some(v) => meta.insert(field.to_string(), v.clone()),
+            None => meta.remove(*field),
+        };
+    }
+    if has_status && let Some(obj) = desired.as_object_mut() {
+        match current.get("status") {
+            Some(s) => obj.insert("status".into(), s.clone()),
+            None => obj.remove("status"),
+        };
+    }
+    Ok(())
+}
+
+/// An update that leaves `spec.clusterIP` empty keeps the allocated one (Kubernetes does the same).
+fn keep_cluster_ip(current: &Value, object: &mut Value) {
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["clusterIP", "clusterIPs"] {
+        let empty = match spec.get(field) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if empty && let Some(v) = current["spec"].get(field) {
+            spec.insert(field.into(), v.clone());
+        }
+    }
+}

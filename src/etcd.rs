@@ -1,0 +1,206 @@
+//! A real etcd (the Debian `etcd-server` package) on loopback ports, for tests and benchmarks.
+//!
+//! [`Etcd::start`] runs `/usr/bin/etcd` with its data in a fresh temporary directory, waits until
+//! `/health` answers, and the process is killed (and reaped) when the [`Etcd`] is dropped. fsync
+//! stays on: the figures measured against it are those of a real etcd.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Where the `etcd-server` package puts the binary.
+const ETCD_BINARY: &str = "/usr/bin/etcd";
+
+/// How long etcd may take to answer `/health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Attempts before giving up when a picked port was taken in the meantime.
+const START_ATTEMPTS: usize = 3;
+
+/// A running single-member etcd cluster on 127.0.0.1, stopped when dropped.
+pub struct Etcd {
+    child: Child,
+    client_port: u16,
+    // Dropped after the child is reaped (fields drop after `Drop::drop`).
+    dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd on two free loopback ports with its data in a new temporary directory and
+    /// waits until it is healthy. Fails with a hint when etcd is not installed, and with the
+    /// tail of etcd's log when it does not come up within 20 seconds. It blocks while it
+    /// waits: from async code, call it through `tokio::task::spawn_blocking`.
+    pub fn start() -> anyhow::Result<Etcd> {
+        Self::start_with(Path::new(ETCD_BINARY))
+    }
+
+    /// Like [`Etcd::start`] with another etcd binary.
+    pub fn start_with(binary: &Path) -> anyhow::Result<Etcd> {
+        if !binary.exists() {
+            bail!(
+                "etcd not installed: run `cargo xtask setup` ({} is missing)",
+                binary.display()
+            );
+        }
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start(binary) {
+                Ok(etcd) => return Ok(etcd),
+                // Another process may have taken a port between picking and binding it.
+                Err(StartError::PortTaken(e)) => last_error = Some(e),
+                Err(StartError::Other(e)) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// etcd's data directory (inside the temporary directory).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// etcd's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    fn try_start(binary: &Path) -> Result<Etcd, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-etcd-")
+            .tempdir()
+            .context("create etcd temp dir")?;
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log_path = dir.path().join("etcd.log");
+        let log = File::create(&log_path).context("create etcd log file")?;
+        let log_err = log.try_clone().context("clone etcd log file")?;
+        let child = Command::new(binary)
+            .arg("--name")
+            .arg("default")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("default={peer_url}"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("spawn {}", binary.display()))?;
+        let mut etcd = Etcd {
+            child,
+            client_port,
+            dir,
+        };
+        etcd.wait_ready()?;
+        Ok(etcd)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().context("wait for etcd")? {
+                let log = log_tail(&self.log_path());
+                let error =
+                    anyhow::anyhow!("etcd exited with {status} before it was ready:\n{log}");
+                return Err(if log.contains("address already in use") {
+                    StartError::PortTaken(error)
+                } else {
+                    StartError::Other(error)
+                });
+            }
+            if health(self.client_port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(StartError::Other(anyhow::anyhow!(
+                    "etcd not healthy after {READY_TIMEOUT:?}:\n{}",
+                    log_tail(&self.log_path())
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        // SIGKILL: the data directory is thrown away, nothing to shut down cleanly.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why one start attempt failed.
+enum StartError {
+    /// A port picked as free was bound by someone else first: worth another try.
+    PortTaken(anyhow::Error),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::Other(e)
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("pick a free port")?;
+    Ok(listener.local_addr().context("local addr")?.port())
+}
+
+/// Whether etcd's `/health` endpoint reports healthy (a plain HTTP/1.0 GET, no client needed).
+fn health(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    if stream.read_to_string(&mut response).is_err() {
+        return false;
+    }
+    response.starts_with("HTTP/1.")
+        && response.contains(" 200 ")
+        && response.replace(' ', "").contains("\"health\":\"true\"")
+}
+
+/// The last lines of a log file, for error messages.
+fn log_tail(path: &Path) -> String {
+    const LINES: usize = 30;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(LINES)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}

@@ -1,0 +1,657 @@
+//! A real `skiff-master` process for end-to-end tests and benchmarks.
+//!
+//! [`Master::start`] runs the built `skiff-master` binary with its state in a temporary
+//! directory (or one the test names, to restart on the same data), on a free loopback port,
+//! and waits until it has written its kubeconfig and `/readyz` answers. The [`Master`] then
+//! hands out clients that reach it the way users do: a [`reqwest::Client`] trusting its CA with
+//! its admin token, a [`kube::Client`], and the real `kubectl`. The process is stopped when the
+//! [`Master`] is dropped, and it gets SIGTERM from the kernel if the test process dies first.
+//!
+//! The binary is `<target dir>/<profile>/skiff-master` of the running test or bench (built
+//! once if missing), or the one `$SKIFF_MASTER_BIN` names.
+//!
+//! Its log (stdout and stderr, every start appended) is `<state dir>/master.log`; start errors
+//! quote its tail, and so does a test that panics while holding the [`Master`].
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use serde::Deserialize;
+
+/// The `kubectl` the tests drive (v1.32, preinstalled).
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Environment variable naming another `skiff-master` binary to run.
+pub const MASTER_BIN_ENV: &str = "SKIFF_MASTER_BIN";
+
+/// How long a start may take until `/readyz` answers.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the master gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of the master's log quoted in errors.
+const LOG_TAIL_LINES: usize = 40;
+
+/// How to run a [`Master`].
+#[derive(Clone, Debug, Default)]
+pub struct MasterOptions {
+    /// State directory (pki, token, data, kubeconfig). `None`: a new temporary directory,
+    /// removed when the [`Master`] is dropped. Give one to run a second master on the data
+    /// of a first; it is created if missing and kept.
+    pub state_dir: Option<PathBuf>,
+    /// etcd client URLs (`--etcd-endpoints`); empty: the embedded store in the state dir.
+    pub etcd_endpoints: Vec<String>,
+    /// Further command-line arguments for `skiff-master`.
+    pub extra_args: Vec<String>,
+}
+
+/// A running `skiff-master` process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Master {
+    opts: MasterOptions,
+    state_dir: PathBuf,
+    child: Option<Child>,
+    access: Access,
+    // Dropped last, after `Drop::drop` stopped the process.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// What the kubeconfig says about reaching the master.
+#[derive(Clone, Default)]
+struct Access {
+    server_url: String,
+    token: String,
+    ca_pem: String,
+}
+
+impl Master {
+    /// Starts `skiff-master` (building it first if the binary is missing) on a free loopback
+    /// port and waits up to 30 s until it is ready. Blocking; callable from sync and async
+    /// tests alike.
+    pub fn start(opts: MasterOptions) -> anyhow::Result<Master> {
+        let (state_dir, temp_dir) = match &opts.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating state dir {}", dir.display()))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("skiff-master-")
+                    .tempdir()
+                    .context("creating temporary state dir")?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut master = Master {
+            opts,
+            state_dir,
+            child: None,
+            access: Access::default(),
+            _temp_dir: temp_dir,
+        };
+        master.launch()?;
+        Ok(master)
+    }
+
+    /// The kubeconfig the master wrote (server, CA, admin token).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.state_dir.join("kubeconfig")
+    }
+
+    /// The API server's URL, e.g. `https://127.0.0.1:40123` (the port changes on restart).
+    pub fn server_url(&self) -> &str {
+        &self.access.server_url
+    }
+
+    /// The admin bearer token.
+    pub fn token(&self) -> &str {
+        &self.access.token
+    }
+
+    /// The cluster CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.access.ca_pem
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The master's log file (stdout and stderr of every start).
+    pub fn log_path(&self) -> PathBuf {
+        self.state_dir.join("master.log")
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A new HTTP client for the API server: trusts its CA and sends the admin token.
+    /// A fresh client per call, so it is bound to the caller's tokio runtime.
+    pub fn http(&self) -> reqwest::Client {
+        // The same construction succeeded in `launch` with the same inputs.
+        http_client(&self.access).expect("HTTP client for the master")
+    }
+
+    /// A `kube` client configured from the master's kubeconfig file.
+    pub async fn kube_client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())
+            .context("reading the master's kubeconfig")?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .context("kube config from the master's kubeconfig")?;
+        kube::Client::try_from(config).context("building kube client")
+    }
+
+    /// Runs `kubectl --kubeconfig <kubeconfig> <args>` and captures what it did.
+    pub fn kubectl(&self, args: &[&str]) -> KubectlOutput {
+        self.run_kubectl(args, None)
+    }
+
+    /// Like [`Master::kubectl`], with `input` on kubectl's stdin (e.g. `apply -f -`).
+    pub fn kubectl_with_stdin(&self, args: &[&str], input: &str) -> KubectlOutput {
+        self.run_kubectl(args, Some(input))
+    }
+
+    /// Stops the master: SIGTERM, up to 10 s to exit, then SIGKILL. Returns how it exited,
+    /// `None` if it was not running.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Kills the master with SIGKILL (no chance to flush or clean up), for durability tests.
+    /// Returns how it exited, `None` if it was not running.
+    pub fn kill9(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Stops the master if it runs (also fine after [`Master::kill9`]) and starts it again on
+    /// the same state dir with the same options; waits until it is ready.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Starts the process and waits until it is ready; on failure it is stopped again.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let binary = master_binary()?;
+        let kubeconfig = self.kubeconfig_path();
+        // Every start writes a fresh kubeconfig (new port); an old one must not count.
+        match std::fs::remove_file(&kubeconfig) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).context(format!("removing {}", kubeconfig.display())),
+        }
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(["--secure-port", "0"]);
+        if !self.opts.etcd_endpoints.is_empty() {
+            cmd.arg("--etcd-endpoints")
+                .arg(self.opts.etcd_endpoints.join(","));
+        }
+        cmd.args(&self.opts.extra_args);
+
+        let log_path = self.log_path();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        writeln!(log, "=== skiff test harness: starting {cmd:?}")
+            .with_context(|| format!("writing {}", log_path.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().context("master log")?)
+            .stderr(log);
+        self.child = Some(spawn_tied_to_process(cmd).context("starting skiff-master")?);
+
+        match self.wait_ready() {
+            Ok(access) => {
+                self.access = access;
+                Ok(())
+            }
+            Err(err) => {
+                self.stop();
+                bail!(
+                    "skiff-master did not become ready: {err:#}\n\
+                     --- last lines of its log {} ---\n{}",
+                    log_path.display(),
+                    self.log_tail()
+                )
+            }
+        }
+    }
+
+    /// Waits for the kubeconfig, then for `/readyz` to answer 200 through it.
+    fn wait_ready(&mut self) -> anyhow::Result<Access> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let kubeconfig = self.kubeconfig_path();
+        let access = loop {
+            self.ensure_running()?;
+            if kubeconfig.exists() {
+                match read_access(&kubeconfig) {
+                    Ok(access) => break access,
+                    Err(err) if Instant::now() > deadline => return Err(err),
+                    Err(_) => {}
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no kubeconfig at {} after {START_TIMEOUT:?}",
+                    kubeconfig.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let client = http_client(&access)?;
+        let url = format!("{}/readyz", access.server_url);
+        block_on(async {
+            loop {
+                self.ensure_running()?;
+                let response = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                        return Ok(access);
+                    }
+                    Ok(response) if Instant::now() > deadline => bail!(
+                        "GET {url} still answers {} after {START_TIMEOUT:?}",
+                        response.status()
+                    ),
+                    Err(err) if Instant::now() > deadline => {
+                        return Err(anyhow::Error::new(err)
+                            .context(format!("GET {url} still fails after {START_TIMEOUT:?}")));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+    }
+
+    /// Fails if the process has exited.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("skiff-master is not running");
+        };
+        if let Some(status) = child.try_wait().context("checking on skiff-master")? {
+            self.child = None;
+            bail!("skiff-master exited ({status})");
+        }
+        Ok(())
+    }
+
+    fn run_kubectl(&self, args: &[&str], input: Option<&str>) -> KubectlOutput {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig_path())
+            // Discovery cache per state dir, so one from another master never leaks in.
+            .arg("--cache-dir")
+            .arg(self.state_dir.join("kubectl-cache"))
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let command = format!("kubectl {}", args.join(" "));
+        let output = cmd.spawn().and_then(|mut child| {
+            if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+                // Written from another thread so a large input cannot deadlock against
+                // kubectl's output filling its pipes.
+                let input = input.to_owned();
+                thread::spawn(move || {
+                    let _ = stdin.write_all(input.as_bytes());
+                });
+            }
+            child.wait_with_output()
+        });
+        match output {
+            Ok(out) => KubectlOutput {
+                command,
+                status: Some(out.status),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            Err(err) => KubectlOutput {
+                command,
+                status: None,
+                stdout: String::new(),
+                stderr: format!("could not run {KUBECTL}: {err}"),
+            },
+        }
+    }
+
+    /// The last lines of the master's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // Shown with the failing test's output.
+            eprintln!(
+                "--- last lines of the skiff-master log {} ---\n{}",
+                self.log_path().display(),
+                self.log_tail()
+            );
+        }
+        self.stop();
+    }
+}
+
+/// What one `kubectl` run did.
+#[derive(Clone, Debug)]
+pub struct KubectlOutput {
+    /// The command line, for messages (`kubectl get pods`).
+    pub command: String,
+    /// Its exit status; `None` if kubectl could not be started.
+    pub status: Option<ExitStatus>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl KubectlOutput {
+    /// Whether kubectl ran and exited with 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|status| status.success())
+    }
+}
+
+impl fmt::Display for KubectlOutput {
+    /// All of it, for assertion messages: `assert!(out.success(), "{out}")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => writeln!(f, "`{}` exited with {status}", self.command)?,
+            None => writeln!(f, "`{}` did not run", self.command)?,
+        }
+        writeln!(f, "stdout:\n{}", self.stdout)?;
+        write!(f, "stderr:\n{}", self.stderr)
+    }
+}
+
+/// The parts of a kubeconfig the harness reads.
+#[derive(Deserialize)]
+struct Kubeconfig {
+    #[serde(rename = "current-context", default)]
+    current_context: String,
+    #[serde(default)]
+    contexts: Vec<Named<KubeContext>>,
+    #[serde(default)]
+    clusters: Vec<Named<KubeCluster>>,
+    #[serde(default)]
+    users: Vec<Named<KubeUser>>,
+}
+
+#[derive(Deserialize)]
+struct Named<T> {
+    name: String,
+    #[serde(alias = "context", alias = "cluster", alias = "user")]
+    value: T,
+}
+
+#[derive(Deserialize)]
+struct KubeContext {
+    cluster: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+struct KubeCluster {
+    server: String,
+    #[serde(rename = "certificate-authority-data")]
+    certificate_authority_data: Option<String>,
+    #[serde(rename = "certificate-authority")]
+    certificate_authority: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct KubeUser {
+    token: Option<String>,
+}
+
+/// Server, token and CA from the kubeconfig's current context (or its only entries).
+fn read_access(path: &Path) -> anyhow::Result<Access> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: Kubeconfig =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let context = config
+        .contexts
+        .iter()
+        .find(|context| context.name == config.current_context)
+        .map(|context| &context.value);
+    let cluster = pick(&config.clusters, context.map(|c| c.cluster.as_str()))
+        .context("kubeconfig has no cluster")?;
+    let user =
+        pick(&config.users, context.map(|c| c.user.as_str())).context("kubeconfig has no user")?;
+    let ca_pem = match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
+        (Some(data), _) => {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .context("kubeconfig certificate-authority-data is not base64")?;
+            String::from_utf8(pem).context("kubeconfig CA is not PEM text")?
+        }
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading CA {}", file.display()))?,
+        (None, None) => bail!("kubeconfig cluster has no certificate authority"),
+    };
+    let token = user.token.clone().context("kubeconfig user has no token")?;
+    Ok(Access {
+        server_url: cluster.server.trim_end_matches('/').to_owned(),
+        token,
+        ca_pem,
+    })
+}
+
+/// The entry called `name`, or the first one when there is no such name.
+fn pick<'a, T>(entries: &'a [Named<T>], name: Option<&str>) -> Option<&'a T> {
+    name.and_then(|name| entries.iter().find(|entry| entry.name == name))
+        .or(entries.first())
+        .map(|entry| &entry.value)
+}
+
+/// An HTTP client that trusts only the cluster CA and sends the bearer token.
+fn http_client(access: &Access) -> anyhow::Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(access.ca_pem.as_bytes()).context("cluster CA")?;
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", access.token))
+        .context("token is not a valid header value")?;
+    auth.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, auth);
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .default_headers(headers)
+        .build()
+        .context("building HTTP client")
+}
+
+/// Runs a future to completion on a runtime of its own in another thread, so that blocking
+/// code can wait for it even when called from inside a tokio runtime.
+fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+                    .block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The `skiff-master` binary: `$SKIFF_MASTER_BIN` if set, else the one beside the running
+/// test or bench binary (so `cargo test` uses the debug build and `cargo bench` the release
+/// one), built once if it is missing.
+fn master_binary() -> anyhow::Result<PathBuf> {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Some(binary) = std::env::var_os(MASTER_BIN_ENV) {
+        return Ok(PathBuf::from(binary));
+    }
+    let profile_dir = profile_dir();
+    let binary = profile_dir.join("skiff-master");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
+    BUILD
+        .get_or_init(|| build_master(release).map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    if !binary.exists() {
+        bail!(
+            "cargo build -p skiff-master did not produce {}",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// `<target dir>/<profile>`: where the running test binary lives (`.../debug/deps/x-hash`),
+/// else `$CARGO_TARGET_DIR/debug` or `<repo>/target/debug`.
+fn profile_dir() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(deps) = exe.parent()
+        && deps.file_name().is_some_and(|name| name == "deps")
+        && let Some(profile) = deps.parent()
+    {
+        return profile.to_path_buf();
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("debug")
+}
+
+fn build_master(release: bool) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "-p",
+        "skiff-master",
+        "--bin",
+        "skiff-master",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build -p skiff-master")?;
+    if !status.success() {
+        bail!("cargo build -p skiff-master failed ({status})");
+    }
+    Ok(())
+}
+
+/// Sends `signal` to a child that has not been reaped yet.
+fn signal(child: &Child, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; an unreaped child's pid is its own.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// Spawns `cmd` so that it gets SIGTERM when this process dies, even by SIGKILL or abort
+/// (tests that are killed, `static` masters that are never dropped).
+///
+/// The kernel sends the parent-death signal when the *thread* that forked exits, so all
+/// children are forked by one thread that lives as long as the process.
+fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+
+    // SAFETY: getpid is infallible.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let spawned = thread::Builder::new()
+            .name("skiff-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in incoming {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(err) = spawned {
+            // Without the thread every request fails below with a clear error.
+            eprintln!("skiff test harness: cannot start the spawner thread: {err}");
+        }
+        requests
+    });
+    let (reply, response) = mpsc::channel();
+    spawner
+        .send((cmd, reply))
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    response
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
+}

@@ -1,0 +1,74 @@
+//! `cargo xtask bench <name>`: runs one benchmark in release mode. Each prints a
+//! `RESULT <name> key=value ...` line last (see DESIGN.md, "Benchmarks").
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use crate::cargo::{self, Profile};
+use crate::{setup, step};
+
+/// A benchmark users can run by name.
+struct Bench {
+    /// The name on the command line.
+    name: &'static str,
+    /// The cargo package and `[[bench]]` target that implement it.
+    package: &'static str,
+    target: &'static str,
+    /// Whether it starts a real skiff-master (built in release mode first).
+    starts_master: bool,
+    /// One line for the list.
+    about: &'static str,
+}
+
+/// Every benchmark, as listed by `cargo xtask bench`.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "api",
+        package: "skiff",
+        target: "api",
+        starts_master: true,
+        about: "API server throughput and latency against a real skiff-master",
+    },
+    Bench {
+        name: "store",
+        package: "skiff",
+        target: "store",
+        starts_master: false,
+        about: "store writes and watches: embedded store vs etcd",
+    },
+];
+
+/// Runs benchmark `name` with `args` passed to it; without a name, lists them.
+pub fn run(name: Option<&str>, args: &[String]) -> anyhow::Result<ExitCode> {
+    let Some(name) = name else {
+        eprintln!(
+            "benchmarks (cargo xtask bench <name> [args...]):\n{}",
+            list()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(bench) = BENCHES.iter().find(|bench| bench.name == name) else {
+        bail!("unknown benchmark {name:?}; known ones:\n{}", list());
+    };
+    step("setup");
+    setup::run()?;
+    if bench.starts_master {
+        step("building skiff-master (release)");
+        cargo::build_master(Profile::Release)?;
+    }
+    step(&format!("benchmark {}", bench.name));
+    let mut cargo_args = vec!["bench", "-p", bench.package, "--bench", bench.target, "--"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    let status = cargo::run(&cargo_args)?;
+    Ok(cargo::exit_code(status))
+}
+
+/// The known benchmarks, one per line.
+fn list() -> String {
+    BENCHES
+        .iter()
+        .map(|bench| format!("  {:<8} {}", bench.name, bench.about))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,102 @@
+//! `cargo xtask` — skiff's entry points for users and CI.
+//!
+//! - `setup`: installs what the project needs on a Debian 12 machine (idempotent).
+//! - `run`: builds and starts a cluster, prints the `KUBECONFIG` to use, stops it on Ctrl-C.
+//! - `test`: the whole test suite (what CI runs).
+//! - `bench <name>`: one of the benchmarks.
+
+mod bench;
+mod cargo;
+mod process;
+mod run;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "skiff: set up, run, test and benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what skiff needs (etcd, kubectl check); skips what is present. Needs root to install.
+    Setup,
+    /// Build and start a cluster in <repo>/.skiff; runs until Ctrl-C.
+    Run {
+        /// Store state in a local etcd (started here, data in .skiff/etcd) instead of the
+        /// embedded store.
+        #[arg(long)]
+        etcd: bool,
+        /// Build and run the release binaries (default: debug, faster to build).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter, `-- --nocapture`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark: `cargo xtask bench api [criterion args...]`; no name lists them.
+    Bench {
+        /// Which benchmark (omit to list them).
+        name: Option<String>,
+        /// Arguments passed to the benchmark binary.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
+        Command::Run { etcd, release } => run::run(run::Options { etcd, release }),
+        Command::Test { args } => test(&args),
+        Command::Bench { name, args } => bench::run(name.as_deref(), &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask test`: setup, build the master binary the end-to-end tests start, run all tests.
+fn test(args: &[String]) -> anyhow::Result<ExitCode> {
+    step("setup");
+    setup::run()?;
+    step("building skiff-master (debug)");
+    cargo::build_master(cargo::Profile::Debug)?;
+    step("cargo test --workspace");
+    let mut test_args = vec!["test", "--workspace"];
+    test_args.extend(args.iter().map(String::as_str));
+    let status = cargo::run(&test_args)?;
+    Ok(cargo::exit_code(status))
+}
+
+/// Prints the name of the step that starts now.
+fn step(what: &str) {
+    eprintln!("\n▶ {what}");
+}
+
+/// The repository root (xtask lives in `<root>/xtask`).
+fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}

@@ -1,0 +1,150 @@
+//! `cargo xtask setup`: installs what skiff needs on a Debian 12 machine, skipping what is
+//! already there. Each need is one [`Requirement`] in [`REQUIREMENTS`]; adding one is one entry.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// One thing the project needs on the machine.
+struct Requirement {
+    /// The name users know it by.
+    name: &'static str,
+    /// `Some(version or description)` when it is present and usable, `None` when missing.
+    check: fn() -> Option<String>,
+    /// How to get it when it is missing.
+    install: Install,
+}
+
+/// How a missing requirement is installed.
+enum Install {
+    /// These Debian packages provide it.
+    Apt(&'static [&'static str]),
+    /// It cannot be installed from here; the text tells the user what to do.
+    Manual(&'static str),
+}
+
+/// Everything the project needs, in install order.
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        name: "etcd",
+        check: etcd_version,
+        install: Install::Apt(&["etcd-server"]),
+    },
+    Requirement {
+        name: "kubectl",
+        check: kubectl_version,
+        install: Install::Manual(
+            "kubectl v1.32 is expected at /usr/bin/kubectl (it comes preinstalled on skiff's \
+             machines); the end-to-end tests and `cargo xtask run` need it",
+        ),
+    },
+];
+
+/// Checks every requirement and installs the missing ones.
+pub fn run() -> anyhow::Result<()> {
+    let mut apt = Apt::default();
+    let mut unresolved = Vec::new();
+    for req in REQUIREMENTS {
+        if let Some(version) = (req.check)() {
+            eprintln!("✓ {} {version} already installed", req.name);
+            continue;
+        }
+        match req.install {
+            Install::Apt(packages) => {
+                eprintln!("installing {} ...", packages.join(" "));
+                apt.install(packages)?;
+                match (req.check)() {
+                    Some(version) => eprintln!("✓ {} {version} installed", req.name),
+                    None => bail!(
+                        "installed {} but {} is still not usable",
+                        packages.join(" "),
+                        req.name
+                    ),
+                }
+            }
+            Install::Manual(hint) => {
+                eprintln!("✗ {} is missing: {hint}", req.name);
+                unresolved.push(req.name);
+            }
+        }
+    }
+    if !unresolved.is_empty() {
+        bail!(
+            "setup incomplete: {} missing (see above)",
+            unresolved.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// apt-get, with the package lists refreshed once per setup run and only when needed.
+#[derive(Default)]
+struct Apt {
+    updated: bool,
+}
+
+impl Apt {
+    fn install(&mut self, packages: &[&str]) -> anyhow::Result<()> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "installing {0} needs root: run `cargo xtask setup` as root, or \
+                 `sudo apt-get install -y {0}`",
+                packages.join(" ")
+            );
+        }
+        if !self.updated {
+            apt_get(&["update"])?;
+            self.updated = true;
+        }
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend_from_slice(packages);
+        apt_get(&args)
+    }
+}
+
+/// Runs `apt-get <args>` non-interactively with its output visible.
+fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get (is this a Debian machine?)")?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The version of `/usr/bin/etcd` ("3.4.23"), if it runs.
+fn etcd_version() -> Option<String> {
+    let out = version_output("/usr/bin/etcd", &["--version"])?;
+    // "etcd Version: 3.4.23\nGit SHA: ..."
+    field(&out, "etcd Version:").or(Some(String::from("(unknown version)")))
+}
+
+/// The client version of `/usr/bin/kubectl` ("v1.32.4"), if it runs.
+fn kubectl_version() -> Option<String> {
+    let out = version_output("/usr/bin/kubectl", &["version", "--client"])?;
+    // "Client Version: v1.32.4\nKustomize Version: ..."
+    field(&out, "Client Version:").or(Some(String::from("(unknown version)")))
+}
+
+/// Stdout of `program args` when the program exists and exits successfully.
+fn version_output(program: &str, args: &[&str]) -> Option<String> {
+    if !Path::new(program).exists() {
+        return None;
+    }
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The rest of the first line of `text` that starts with `prefix`, trimmed.
+fn field(text: &str, prefix: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .map(|value| value.trim().to_owned())
+}
