@@ -7,8 +7,8 @@
 //! its admin token, a [`kube::Client`], and the real `kubectl`. The process is stopped when the
 //! [`Master`] is dropped, and it gets SIGTERM from the kernel if the test process dies first.
 //!
-//! The binary is `<target dir>/<profile>/skiff-master` of the running test or bench (built
-//! once if missing), or the one `$SKIFF_MASTER_BIN` names.
+//! The binary is `<target dir>/<profile>/skiff-master` of the running test or bench (brought
+//! up to date by one `cargo build` per process), or the one `$SKIFF_MASTER_BIN` names.
 //!
 //! Its log (stdout and stderr, every start appended) is `<state dir>/master.log`; start errors
 //! quote its tail, and so does a test that panics while holding the [`Master`].
@@ -72,7 +72,7 @@ struct Access {
 }
 
 impl Master {
-    /// Starts `skiff-master` (building it first if the binary is missing) on a free loopback
+    /// Starts `skiff-master` (building it first, once per process) on a free loopback
     /// port and waits up to 30 s until it is ready. Blocking; callable from sync and async
     /// tests alike.
     pub fn start(opts: MasterOptions) -> anyhow::Result<Master> {
@@ -532,7 +532,8 @@ where
 
 /// The `skiff-master` binary: `$SKIFF_MASTER_BIN` if set, else the one beside the running
 /// test or bench binary (so `cargo test` uses the debug build and `cargo bench` the release
-/// one), built once if it is missing.
+/// one). The first call in a process runs `cargo build -p skiff-master` for that profile (a
+/// no-op when it is up to date), so a plain `cargo test` never runs a stale master.
 fn master_binary() -> anyhow::Result<PathBuf> {
     static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
     if let Some(binary) = std::env::var_os(MASTER_BIN_ENV) {
@@ -540,9 +541,6 @@ fn master_binary() -> anyhow::Result<PathBuf> {
     }
     let profile_dir = profile_dir();
     let binary = profile_dir.join("skiff-master");
-    if binary.exists() {
-        return Ok(binary);
-    }
     let release = profile_dir
         .file_name()
         .is_some_and(|name| name == "release");

@@ -9,6 +9,11 @@ use ipnet::Ipv4Net;
 use skiff_master::apiserver::{self, Config};
 use tracing_subscriber::EnvFilter;
 
+// The API server allocates many short-lived JSON trees; mimalloc handles that churn far
+// better than glibc's allocator (malloc was ~20% of a create-heavy profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// skiff's control plane.
 #[derive(Parser, Debug)]
 #[command(name = "skiff-master", version, about)]

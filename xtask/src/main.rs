@@ -62,7 +62,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
         Command::Run { etcd, release } => run::run(run::Options { etcd, release }),
-        Command::Test { args } => test(&args),
+        Command::Test { args: _ } => {
+            // Everything after `test`, verbatim: clap drops a leading `--`, which `cargo
+            // test -- --nocapture` needs.
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            test(&args)
+        }
         Command::Bench { name, args } => bench::run(name.as_deref(), &args),
     };
     match result {

@@ -27,6 +27,12 @@ enum Install {
 /// Everything the project needs, in install order.
 const REQUIREMENTS: &[Requirement] = &[
     Requirement {
+        // etcd-client compiles etcd's gRPC definitions at build time.
+        name: "protoc",
+        check: protoc_version,
+        install: Install::Apt(&["protobuf-compiler"]),
+    },
+    Requirement {
         name: "etcd",
         check: etcd_version,
         install: Install::Apt(&["etcd-server"]),
@@ -122,6 +128,13 @@ fn etcd_version() -> Option<String> {
     let out = version_output("/usr/bin/etcd", &["--version"])?;
     // "etcd Version: 3.4.23\nGit SHA: ..."
     field(&out, "etcd Version:").or(Some(String::from("(unknown version)")))
+}
+
+/// The version of `/usr/bin/protoc` ("3.21.12"), if it runs.
+fn protoc_version() -> Option<String> {
+    let out = version_output("/usr/bin/protoc", &["--version"])?;
+    // "libprotoc 3.21.12"
+    field(&out, "libprotoc").or(Some(String::from("(unknown version)")))
 }
 
 /// The client version of `/usr/bin/kubectl` ("v1.32.4"), if it runs.

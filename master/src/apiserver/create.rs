@@ -12,7 +12,7 @@ use super::objects;
 use super::request::{self, FieldValidation, Query, Target};
 use super::resources::{AdmitError, Resource};
 use super::status::ApiError;
-use super::{ApiServer, json_value, with_warnings};
+use super::{ApiServer, json_response, with_warnings};
 
 /// Kinds whose `metadata.generation` counts spec changes.
 pub fn tracks_generation(r: &Resource) -> bool {
@@ -156,7 +156,7 @@ impl ApiServer {
         let mut object = request::decode_object(body, &request::content_type(headers))?;
         check_type(target.resource, &object)?;
         check_namespace(target, &mut object)?;
-        let (object, warnings) = self
+        let (json, warnings) = self
             .create_object(
                 target.resource,
                 object,
@@ -165,20 +165,20 @@ impl ApiServer {
             )
             .await?;
         Ok(with_warnings(
-            json_value(StatusCode::CREATED, &object),
+            json_response(StatusCode::CREATED, json),
             &warnings,
         ))
     }
 
     /// Create an object whose type and namespace are already checked. Returns the stored
-    /// object (with its resourceVersion) and any warnings.
+    /// object's JSON (with its resourceVersion) and any warnings.
     pub async fn create_object(
         &self,
         r: &'static Resource,
         mut object: Value,
         fv: FieldValidation,
         dry_run: bool,
-    ) -> Result<(Value, Vec<String>), ApiError> {
+    ) -> Result<(Vec<u8>, Vec<String>), ApiError> {
         let meta = metadata_mut(&mut object)?;
         if meta
             .get("resourceVersion")
@@ -239,7 +239,7 @@ impl ApiServer {
             self.require_namespace(ns).await?;
         }
         if dry_run {
-            return Ok((object, warnings));
+            return Ok((serde_json::to_vec(&object).unwrap_or_default(), warnings));
         }
         let allocated = if r.kind == "Service" {
             self.allocate_cluster_ip(&name, &mut object).await?
@@ -247,7 +247,8 @@ impl ApiServer {
             None
         };
         let key = objects::key(r, namespace.as_deref(), &name);
-        let stored = match self.store.create(&key, objects::encode(&object)?).await {
+        let encoded = objects::encode(object)?;
+        let stored = match self.store.create(&key, encoded.clone()).await {
             Ok(kv) => kv,
             Err(e) => {
                 if let Some(ip) = allocated {
@@ -256,8 +257,7 @@ impl ApiServer {
                 return Err(ApiError::from_store(e, &r.qualified(), &name));
             }
         };
-        objects::set_resource_version(&mut object, stored.mod_revision);
-        Ok((object, warnings))
+        Ok((objects::splice_resource_version(&encoded, stored.mod_revision), warnings))
     }
 
     /// 404 unless the namespace exists.

@@ -192,7 +192,7 @@ impl ApiServer {
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 match self
                     .store
-                    .update(&key, objects::encode(&object)?, Some(kv.mod_revision))
+                    .update(&key, objects::encode(object.clone())?, Some(kv.mod_revision))
                     .await
                 {
                     Ok(stored) => {

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod read;
 pub mod request;
 pub mod resources;
@@ -27,6 +28,7 @@ pub mod service_ips;
 pub mod status;
 pub mod strategic_merge;
 pub mod subresources;
+pub mod table;
 pub mod update;
 pub mod validation;
 

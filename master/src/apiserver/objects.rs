@@ -25,8 +25,7 @@ pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
 }
 
 /// Encode an object for the store: resourceVersion is dropped (the store's revision is the truth).
-pub fn encode(object: &Value) -> Result<Bytes, ApiError> {
-    let mut object = object.clone();
+pub fn encode(mut object: Value) -> Result<Bytes, ApiError> {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }

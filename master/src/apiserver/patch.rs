@@ -11,7 +11,7 @@ use super::request::{self, Query, Target};
 use super::status::ApiError;
 use super::strategic_merge;
 use super::update::Part;
-use super::{ApiServer, json_value, with_warnings};
+use super::{ApiServer, json_response, json_value, with_warnings};
 
 /// The patch formats Kubernetes accepts, by Content-Type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,9 +152,9 @@ impl ApiServer {
                         target.name()?
                     )));
                 }
-                let (object, warnings) = self.create_object(r, object, fv, dry_run).await?;
+                let (json, warnings) = self.create_object(r, object, fv, dry_run).await?;
                 Ok(with_warnings(
-                    json_value(StatusCode::CREATED, &object),
+                    json_response(StatusCode::CREATED, json),
                     &warnings,
                 ))
             }

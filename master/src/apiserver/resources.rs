@@ -2,6 +2,7 @@
 //! defaulted and validated (through its k8s-openapi type).
 
 use serde::Serialize;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -110,6 +111,9 @@ pub enum AdmitError {
 pub struct Typed<T> {
     default: fn(&mut T),
     validate: fn(&T) -> Vec<FieldError>,
+    /// Carries server-owned values of the stored object into an update (e.g. a Service's
+    /// ClusterIP), as Kubernetes' PrepareForUpdate does.
+    prepare_update: fn(&T, &mut T),
     validate_update: fn(&T, &T) -> Vec<FieldError>,
 }
 
@@ -117,20 +121,24 @@ fn no_update_rules<T>(_: &T, _: &T) -> Vec<FieldError> {
     Vec::new()
 }
 
+fn nothing_to_carry<T>(_: &T, _: &mut T) {}
+
 impl<T> Schema for Typed<T>
 where
     T: DeserializeOwned + Serialize + Sync,
 {
     fn admit(&self, object: Value, old: Option<&Value>) -> Result<Admitted, AdmitError> {
-        let mut typed: T = serde_json::from_value(object.clone())
+        let mut typed = T::deserialize(&object)
             .map_err(|e| AdmitError::Decode(e.to_string()))?;
         (self.default)(&mut typed);
+        // The stored object was admitted before, so it decodes; if not, skip the update rules.
+        let old = old.and_then(|old| T::deserialize(old).ok());
+        if let Some(old) = &old {
+            (self.prepare_update)(old, &mut typed);
+        }
         let mut errors = (self.validate)(&typed);
-        if let Some(old) = old {
-            // The stored object was admitted before, so it decodes; if not, skip the update rules.
-            if let Ok(old) = serde_json::from_value::<T>(old.clone()) {
-                errors.extend((self.validate_update)(&old, &typed));
-            }
+        if let Some(old) = &old {
+            errors.extend((self.validate_update)(old, &typed));
         }
         if !errors.is_empty() {
             return Err(AdmitError::Invalid(errors));
@@ -177,6 +185,7 @@ macro_rules! typed {
         &Typed::<$t> {
             default: $default,
             validate: $validate,
+            prepare_update: nothing_to_carry,
             validate_update: no_update_rules,
         }
     };
@@ -184,6 +193,15 @@ macro_rules! typed {
         &Typed::<$t> {
             default: $default,
             validate: $validate,
+            prepare_update: nothing_to_carry,
+            validate_update: $update,
+        }
+    };
+    ($t:ty, $default:path, $validate:path, $prepare:path, $update:path) => {
+        &Typed::<$t> {
+            default: $default,
+            validate: $validate,
+            prepare_update: $prepare,
             validate_update: $update,
         }
     };
@@ -249,12 +267,7 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &["status"],
         field_selectors: &["spec.clusterIP", "spec.type"],
-        schema: typed!(
-            Service,
-            defaults::service,
-            validation::service,
-            validation::service_update
-        ),
+        schema: typed!(Service, defaults::service, validation::service, defaults::service_update, validation::service_update),
     },
     Resource {
         group: "",

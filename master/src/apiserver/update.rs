@@ -13,7 +13,7 @@ use super::create::{
 use super::objects;
 use super::request::{self, FieldValidation, Query, Target};
 use super::status::ApiError;
-use super::{ApiServer, json_value, with_warnings};
+use super::{ApiServer, json_response, json_value, with_warnings};
 use crate::store::{Revision, StoreError};
 
 /// Which part of an object a write may change.
@@ -83,11 +83,11 @@ impl ApiServer {
                 if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");
                 }
-                let (object, warnings) = self
+                let (json, warnings) = self
                     .create_object(target.resource, desired, fv, dry_run)
                     .await?;
                 Ok(with_warnings(
-                    json_value(StatusCode::CREATED, &object),
+                    json_response(StatusCode::CREATED, json),
                     &warnings,
                 ))
             }
@@ -144,9 +144,6 @@ impl ApiServer {
                 meta.remove("resourceVersion");
             }
             merge_server_fields(r.has_status(), part, &stored_current, &mut desired)?;
-            if r.kind == "Service" {
-                keep_cluster_ip(&stored_current, &mut desired);
-            }
             let admitted = r
                 .schema
                 .admit(desired, Some(&stored_current))
@@ -176,7 +173,7 @@ impl ApiServer {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(&key, objects::encode(&object)?, Some(kv.mod_revision))
+                    .update(&key, objects::encode(object.clone())?, Some(kv.mod_revision))
                     .await
             };
             match written {
@@ -247,22 +244,4 @@ fn merge_server_fields(
         };
     }
     Ok(())
-}
-
-/// An update that leaves `spec.clusterIP` empty keeps the allocated one (Kubernetes does the same).
-fn keep_cluster_ip(current: &Value, object: &mut Value) {
-    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in ["clusterIP", "clusterIPs"] {
-        let empty = match spec.get(field) {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            _ => false,
-        };
-        if empty && let Some(v) = current["spec"].get(field) {
-            spec.insert(field.into(), v.clone());
-        }
-    }
 }

@@ -35,6 +35,8 @@ const FUTURE_REVISION: &str = "required revision is a future revision";
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    /// Held so the client's endpoint set (its balanced channel) lives as long as the store.
+    _client: Client,
 }
 
 impl EtcdStore {
@@ -55,6 +57,7 @@ impl EtcdStore {
             watch: client
                 .watch_client()
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            _client: client,
         };
         store.revision().await?;
         Ok(store)

@@ -1,0 +1,2392 @@
+//! Server-side printing: the `meta.k8s.io` **Table** form of list, get and watch responses.
+//!
+//! kubectl asks for it with `Accept: application/json;as=Table;v=v1;g=meta.k8s.io,...` and
+//! prints the columns the server chose (READY, STATUS, RESTARTS, AGE for pods; `-o wide`
+//! shows the priority-1 columns too). The columns and cells follow kube-apiserver's printers
+//! (`pkg/printers/internalversion/printers.go`), which always produce the wide columns: the
+//! client hides what it does not want. Everything here is pure: JSON objects in, JSON out,
+//! and no object shape (they come from users) makes it panic.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde_json::{Map, Value, json};
+
+/// The `meta.k8s.io` version of the Table a client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableVersion {
+    /// `meta.k8s.io/v1`, what current clients ask for first.
+    V1,
+    /// `meta.k8s.io/v1beta1`, still accepted for older clients.
+    V1Beta1,
+}
+
+impl TableVersion {
+    /// The `apiVersion` of the Table and of the PartialObjectMetadata in its rows.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::V1 => "meta.k8s.io/v1",
+            Self::V1Beta1 => "meta.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// What each row carries besides its cells (the `includeObject` query parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncludeObject {
+    /// No object: `"object": null`.
+    None,
+    /// The object's metadata as a `PartialObjectMetadata` (the default; kubectl reads labels
+    /// and names from it).
+    Metadata,
+    /// The whole object (kubectl asks for it with `--sort-by`).
+    Object,
+}
+
+impl IncludeObject {
+    /// Parse `includeObject`: absent or empty is `Metadata`; anything other than `None`,
+    /// `Metadata` or `Object` is the error message of a 400 Bad Request, as Kubernetes says it.
+    pub fn parse(q: Option<&str>) -> Result<Self, String> {
+        match q.unwrap_or("") {
+            "" | "Metadata" => Ok(Self::Metadata),
+            "Object" => Ok(Self::Object),
+            "None" => Ok(Self::None),
+            other => Err(format!("unrecognized includeObject value: {other:?}")),
+        }
+    }
+}
+
+/// Whether the Accept header asks for a Table (`as=Table;g=meta.k8s.io;v=v1` or `v1beta1`),
+/// and which version.
+///
+/// Media ranges are tried in Kubernetes' order (higher `q` first, then concrete types before
+/// wildcards, then as written), and the first one the server can serve wins: a plain
+/// `application/json` (or YAML, protobuf, `*/*`) means no Table; a Table in JSON of
+/// `meta.k8s.io` v1 or v1beta1 means that Table. Table ranges of another group, version or
+/// encoding, other `as=` transforms and unknown types are skipped as unservable.
+pub fn requested(accept: Option<&str>) -> Option<TableVersion> {
+    let mut ranges: Vec<MediaRange> = accept?.split(',').filter_map(MediaRange::parse).collect();
+    ranges.sort_by(|a, b| {
+        b.q.total_cmp(&a.q)
+            .then((a.type_ == "*").cmp(&(b.type_ == "*")))
+            .then((a.subtype == "*").cmp(&(b.subtype == "*")))
+    });
+    for range in ranges {
+        if range.q <= 0.0 {
+            continue;
+        }
+        match range.param("as") {
+            None if range.is_plain_servable() => return None,
+            None => continue,
+            Some("Table") if range.is_json() && range.param("g") == Some("meta.k8s.io") => {
+                match range.param("v") {
+                    Some("v1") => return Some(TableVersion::V1),
+                    Some("v1beta1") => return Some(TableVersion::V1Beta1),
+                    _ => continue,
+                }
+            }
+            Some(_) => continue,
+        }
+    }
+    None
+}
+
+/// One media range of an Accept header: `type/subtype;key=value;...`.
+struct MediaRange {
+    type_: String,
+    subtype: String,
+    params: Vec<(String, String)>,
+    q: f32,
+}
+
+impl MediaRange {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(';');
+        let (type_, subtype) = parts.next()?.trim().split_once('/')?;
+        let mut range = Self {
+            type_: type_.trim().to_ascii_lowercase(),
+            subtype: subtype.trim().to_ascii_lowercase(),
+            params: Vec::new(),
+            q: 1.0,
+        };
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let value = value.trim().trim_matches('"').to_string();
+            if key == "q" {
+                range.q = value.parse().unwrap_or(0.0);
+            } else {
+                range.params.push((key, value));
+            }
+        }
+        Some(range)
+    }
+
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A type the server answers untransformed objects in (JSON, YAML, protobuf).
+    fn is_plain_servable(&self) -> bool {
+        self.is_json()
+            || matches!(
+                (self.type_.as_str(), self.subtype.as_str()),
+                ("application", "yaml") | ("application", "vnd.kubernetes.protobuf")
+            )
+    }
+
+    fn is_json(&self) -> bool {
+        matches!(
+            (self.type_.as_str(), self.subtype.as_str()),
+            ("application", "json") | ("application", "*") | ("*", "*")
+        )
+    }
+}
+
+/// A Table for `objects` (each the full JSON object, as served) of resource `kind` ("Pod",
+/// "Deployment", ...): kube-apiserver's columns for that kind, one row per object with `cells`
+/// and `object` according to `include`, and `list_meta` (resourceVersion, continue, ...) as
+/// the Table's metadata. Kinds without a printer get Kubernetes' default table (Name,
+/// Created At). Ages are measured against the current time.
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    include: IncludeObject,
+    version: TableVersion,
+    list_meta: Value,
+) -> Value {
+    table_at(kind, objects, include, version, list_meta, Utc::now())
+}
+
+/// Drop a Table's column definitions, as Kubernetes does on every watch event after the
+/// first (kubectl keeps the columns it was last given). They become `null`, as Go writes a
+/// nil slice.
+pub fn drop_column_definitions(table: &mut Value) {
+    if let Some(table) = table.as_object_mut() {
+        table.insert("columnDefinitions".into(), Value::Null);
+    }
+}
+
+/// Kubernetes' `duration.HumanDuration`: about two significant figures ("45s", "3m10s",
+/// "70m", "3h5m", "47h", "2d3h", "10d", "2y1d", "9y"); "0s" for up to two seconds in the
+/// future (clock skew), `<invalid>` beyond.
+pub fn human_duration(d: TimeDelta) -> String {
+    // num_seconds truncates toward zero, as Go's int(d.Seconds()).
+    let seconds = d.num_seconds();
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    if seconds < 0 {
+        return "0s".into();
+    }
+    if seconds < 60 * 2 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
+    let hours = seconds / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// [`table`] with an explicit "now", so ages are deterministic in tests.
+fn table_at(
+    kind: &str,
+    objects: &[Value],
+    include: IncludeObject,
+    version: TableVersion,
+    list_meta: Value,
+    now: DateTime<Utc>,
+) -> Value {
+    let printer = printer(kind);
+    let columns: Vec<Value> = printer.columns.iter().map(Column::to_json).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let row = (printer.row)(object, now);
+            let mut json = Map::new();
+            json.insert("cells".into(), Value::Array(row.cells));
+            if let Some(conditions) = row.conditions {
+                json.insert("conditions".into(), conditions);
+            }
+            json.insert("object".into(), row_object(object, include, version));
+            Value::Object(json)
+        })
+        .collect();
+    let metadata = match list_meta {
+        Value::Object(meta) => Value::Object(meta),
+        _ => json!({}),
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": version.api_version(),
+        "metadata": metadata,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// The `object` of a row, as `includeObject` asks.
+fn row_object(object: &Value, include: IncludeObject, version: TableVersion) -> Value {
+    match include {
+        IncludeObject::None => Value::Null,
+        IncludeObject::Object => object.clone(),
+        IncludeObject::Metadata => json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": version.api_version(),
+            "metadata": object.get("metadata").filter(|m| m.is_object()).cloned().unwrap_or_else(|| json!({})),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Columns and printers
+// ---------------------------------------------------------------------------------------
+
+/// One column definition, as `metav1.TableColumnDefinition`.
+struct Column {
+    name: &'static str,
+    /// OpenAPI type of the cells: "string", "integer", "date".
+    type_: &'static str,
+    format: &'static str,
+    description: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    priority: i32,
+}
+
+impl Column {
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "type": self.type_,
+            "format": self.format,
+            "description": self.description,
+            "priority": self.priority,
+        })
+    }
+}
+
+const fn col(name: &'static str, type_: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        type_,
+        format: "",
+        description,
+        priority: 0,
+    }
+}
+
+const fn wide(name: &'static str, type_: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        type_,
+        format: "",
+        description,
+        priority: 1,
+    }
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    type_: "string",
+    format: "name",
+    description: doc::NAME,
+    priority: 0,
+};
+const AGE: Column = col("Age", "string", doc::CREATION_TIMESTAMP);
+const CONTAINERS: Column = wide("Containers", "string", doc::CONTAINERS);
+const IMAGES: Column = wide("Images", "string", doc::IMAGES);
+
+/// What a printer makes of one object.
+struct Row {
+    cells: Vec<Value>,
+    /// Row conditions (`Completed` for finished pods), omitted when empty.
+    conditions: Option<Value>,
+}
+
+impl From<Vec<Value>> for Row {
+    fn from(cells: Vec<Value>) -> Self {
+        Self {
+            cells,
+            conditions: None,
+        }
+    }
+}
+
+/// Fills one row from an object, given "now" for ages.
+type RowFn = fn(&Value, DateTime<Utc>) -> Row;
+
+/// The columns of one kind and how to fill them from an object.
+struct Printer {
+    columns: &'static [Column],
+    row: RowFn,
+}
+
+fn printer(kind: &str) -> Printer {
+    let (columns, row): (&'static [Column], RowFn) = match kind {
+        "Pod" => (POD_COLUMNS, pod_row),
+        "Node" => (NODE_COLUMNS, node_row),
+        "Namespace" => (NAMESPACE_COLUMNS, namespace_row),
+        "Service" => (SERVICE_COLUMNS, service_row),
+        "Endpoints" => (ENDPOINTS_COLUMNS, endpoints_row),
+        "ReplicationController" => (REPLICATION_CONTROLLER_COLUMNS, replication_controller_row),
+        "ReplicaSet" => (REPLICA_SET_COLUMNS, replica_set_row),
+        "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
+        "Event" => (EVENT_COLUMNS, event_row),
+        "Lease" => (LEASE_COLUMNS, lease_row),
+        _ => (DEFAULT_COLUMNS, default_row),
+    };
+    Printer { columns, row }
+}
+
+// --- Pod -------------------------------------------------------------------------------
+
+const POD_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Ready",
+        "string",
+        "The aggregate readiness state of this pod for accepting traffic.",
+    ),
+    col(
+        "Status",
+        "string",
+        "The aggregate status of the containers in this pod.",
+    ),
+    col(
+        "Restarts",
+        "string",
+        "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+    ),
+    AGE,
+    wide("IP", "string", doc::POD_IP),
+    wide("Node", "string", doc::NODE_NAME),
+    wide("Nominated Node", "string", doc::NOMINATED_NODE_NAME),
+    wide("Readiness Gates", "string", doc::READINESS_GATES),
+];
+
+/// kubectl's pod line: the display status is the most telling of the pod's reason, its
+/// init containers' and containers' waiting/terminated reasons, and Terminating.
+fn pod_row(pod: &Value, now: DateTime<Utc>) -> Row {
+    let init_specs = arr(pod, "/spec/initContainers");
+    // A restartable init container (a sidecar) counts as a container of the pod.
+    let is_sidecar = |name: &str| {
+        init_specs
+            .iter()
+            .any(|c| str_at(c, "/name") == name && str_at(c, "/restartPolicy") == "Always")
+    };
+    let sidecars = init_specs
+        .iter()
+        .filter(|c| str_at(c, "/restartPolicy") == "Always")
+        .count();
+    let total = arr(pod, "/spec/containers").len() + sidecars;
+    let conditions = arr(pod, "/status/conditions");
+    let condition_true = |type_: &str| {
+        conditions
+            .iter()
+            .any(|c| str_at(c, "/type") == type_ && str_at(c, "/status") == "True")
+    };
+
+    let phase = str_at(pod, "/status/phase");
+    let mut reason = match str_at(pod, "/status/reason") {
+        "" => phase.to_string(),
+        reason => reason.to_string(),
+    };
+    if conditions
+        .iter()
+        .any(|c| str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated")
+    {
+        reason = "SchedulingGated".into();
+    }
+
+    let mut restarts = 0;
+    let mut sidecar_restarts = 0;
+    let mut ready = 0;
+    let mut last_restart: Option<DateTime<Utc>> = None;
+    let mut last_sidecar_restart: Option<DateTime<Utc>> = None;
+    let mut initializing = false;
+    let init_statuses = arr(pod, "/status/initContainerStatuses");
+    for (i, status) in init_statuses.iter().enumerate() {
+        let count = int_at(status, "/restartCount");
+        let finished = time_at(status, "/lastState/terminated/finishedAt");
+        let sidecar = is_sidecar(str_at(status, "/name"));
+        restarts += count;
+        last_restart = later(last_restart, finished);
+        if sidecar {
+            sidecar_restarts += count;
+            last_sidecar_restart = later(last_sidecar_restart, finished);
+        }
+        let terminated = obj_at(status, "/state/terminated");
+        let waiting = obj_at(status, "/state/waiting");
+        if terminated.is_some_and(|t| int_at(t, "/exitCode") == 0) {
+            continue;
+        }
+        if sidecar && bool_at(status, "/started") {
+            if bool_at(status, "/ready") {
+                ready += 1;
+            }
+            continue;
+        }
+        reason = if let Some(t) = terminated {
+            match str_at(t, "/reason") {
+                "" if int_at(t, "/signal") != 0 => format!("Init:Signal:{}", int_at(t, "/signal")),
+                "" => format!("Init:ExitCode:{}", int_at(t, "/exitCode")),
+                why => format!("Init:{why}"),
+            }
+        } else if let Some(why) = waiting
+            .map(|w| str_at(w, "/reason"))
+            .filter(|why| !why.is_empty() && *why != "PodInitializing")
+        {
+            format!("Init:{why}")
+        } else {
+            format!("Init:{i}/{}", init_specs.len())
+        };
+        initializing = true;
+        break;
+    }
+
+    if !initializing || condition_true("Initialized") {
+        restarts = sidecar_restarts;
+        last_restart = last_sidecar_restart;
+        let mut has_running = false;
+        for status in arr(pod, "/status/containerStatuses").iter().rev() {
+            restarts += int_at(status, "/restartCount");
+            last_restart = later(
+                last_restart,
+                time_at(status, "/lastState/terminated/finishedAt"),
+            );
+            let waiting = obj_at(status, "/state/waiting").map(|w| str_at(w, "/reason"));
+            let terminated = obj_at(status, "/state/terminated");
+            if let Some(why) = waiting.filter(|why| !why.is_empty()) {
+                reason = why.to_string();
+            } else if let Some(t) = terminated {
+                reason = match str_at(t, "/reason") {
+                    "" if int_at(t, "/signal") != 0 => format!("Signal:{}", int_at(t, "/signal")),
+                    "" => format!("ExitCode:{}", int_at(t, "/exitCode")),
+                    why => why.to_string(),
+                };
+            } else if bool_at(status, "/ready") && obj_at(status, "/state/running").is_some() {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        // A pod whose last container completed but another still runs is not Completed.
+        if reason == "Completed" && has_running {
+            reason = if condition_true("Ready") {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
+        }
+    }
+
+    let deleting = !pod
+        .pointer("/metadata/deletionTimestamp")
+        .unwrap_or(&Value::Null)
+        .is_null();
+    if deleting && str_at(pod, "/status/reason") == "NodeLost" {
+        reason = "Unknown".into();
+    } else if deleting && phase != "Succeeded" && phase != "Failed" {
+        reason = "Terminating".into();
+    }
+
+    let restarts = match last_restart {
+        Some(at) if restarts != 0 => format!("{restarts} ({} ago)", since(Some(at), now)),
+        _ => restarts.to_string(),
+    };
+
+    let mut pod_ip = arr(pod, "/status/podIPs")
+        .first()
+        .map(|ip| str_at(ip, "/ip"))
+        .unwrap_or("");
+    if pod_ip.is_empty() {
+        pod_ip = str_at(pod, "/status/podIP");
+    }
+    let gates = arr(pod, "/spec/readinessGates");
+    let readiness_gates = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let passed = gates
+            .iter()
+            .filter(|gate| {
+                let wanted = str_at(gate, "/conditionType");
+                conditions
+                    .iter()
+                    .find(|c| str_at(c, "/type") == wanted)
+                    .is_some_and(|c| str_at(c, "/status") == "True")
+            })
+            .count();
+        format!("{passed}/{}", gates.len())
+    };
+
+    let conditions = match phase {
+        "Succeeded" => Some(completed_condition(
+            "Succeeded",
+            "The pod has completed successfully.",
+        )),
+        "Failed" => Some(completed_condition("Failed", "The pod failed.")),
+        _ => None,
+    };
+    Row {
+        cells: vec![
+            json!(name(pod)),
+            json!(format!("{ready}/{total}")),
+            json!(reason),
+            json!(restarts),
+            json!(age(pod, now)),
+            json!(or_none(pod_ip)),
+            json!(or_none(str_at(pod, "/spec/nodeName"))),
+            json!(or_none(str_at(pod, "/status/nominatedNodeName"))),
+            json!(readiness_gates),
+        ],
+        conditions,
+    }
+}
+
+fn completed_condition(reason: &str, message: &str) -> Value {
+    json!([{"type": "Completed", "status": "True", "reason": reason, "message": message}])
+}
+
+// --- Node ------------------------------------------------------------------------------
+
+const NODE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "The status of the node"),
+    col("Roles", "string", "The roles of the node"),
+    AGE,
+    col("Version", "string", doc::KUBELET_VERSION),
+    wide("Internal-IP", "string", doc::NODE_ADDRESSES),
+    wide("External-IP", "string", doc::NODE_ADDRESSES),
+    wide("OS-Image", "string", doc::OS_IMAGE),
+    wide("Kernel-Version", "string", doc::KERNEL_VERSION),
+    wide(
+        "Container-Runtime",
+        "string",
+        doc::CONTAINER_RUNTIME_VERSION,
+    ),
+];
+
+fn node_row(node: &Value, now: DateTime<Utc>) -> Row {
+    // The last Ready condition wins, as Go's map of conditions by type.
+    let mut status: Vec<&str> = arr(node, "/status/conditions")
+        .iter()
+        .rfind(|c| str_at(c, "/type") == "Ready")
+        .map(|c| {
+            if str_at(c, "/status") == "True" {
+                "Ready"
+            } else {
+                "NotReady"
+            }
+        })
+        .into_iter()
+        .collect();
+    if status.is_empty() {
+        status.push("Unknown");
+    }
+    if bool_at(node, "/spec/unschedulable") {
+        status.push("SchedulingDisabled");
+    }
+
+    let mut roles = BTreeSet::new();
+    if let Some(labels) = node.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (key, value) in labels {
+            if let Some(role) = key.strip_prefix("node-role.kubernetes.io/") {
+                if !role.is_empty() {
+                    roles.insert(role.to_string());
+                }
+            } else if key == "kubernetes.io/role"
+                && let Some(role) = value.as_str().filter(|r| !r.is_empty())
+            {
+                roles.insert(role.to_string());
+            }
+        }
+    }
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.into_iter().collect::<Vec<_>>().join(",")
+    };
+
+    let address = |type_: &str| {
+        arr(node, "/status/addresses")
+            .iter()
+            .find(|a| str_at(a, "/type") == type_)
+            .map(|a| str_at(a, "/address"))
+            .unwrap_or("<none>")
+    };
+    let info = |field: &str| match str_at(node, &format!("/status/nodeInfo/{field}")) {
+        "" => "<unknown>",
+        value => value,
+    };
+    Row::from(vec![
+        json!(name(node)),
+        json!(status.join(",")),
+        json!(roles),
+        json!(age(node, now)),
+        json!(str_at(node, "/status/nodeInfo/kubeletVersion")),
+        json!(address("InternalIP")),
+        json!(address("ExternalIP")),
+        json!(info("osImage")),
+        json!(info("kernelVersion")),
+        json!(info("containerRuntimeVersion")),
+    ])
+}
+
+// --- Namespace -------------------------------------------------------------------------
+
+const NAMESPACE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "The status of the namespace"),
+    AGE,
+];
+
+fn namespace_row(namespace: &Value, now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(namespace)),
+        json!(str_at(namespace, "/status/phase")),
+        json!(age(namespace, now)),
+    ])
+}
+
+// --- Service ---------------------------------------------------------------------------
+
+const SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", "string", doc::SERVICE_TYPE),
+    col("Cluster-IP", "string", doc::CLUSTER_IP),
+    col("External-IP", "string", doc::EXTERNAL_IPS),
+    col("Port(s)", "string", doc::SERVICE_PORTS),
+    AGE,
+    wide("Selector", "string", doc::SERVICE_SELECTOR),
+];
+
+fn service_row(service: &Value, now: DateTime<Utc>) -> Row {
+    let type_ = str_at(service, "/spec/type");
+    let mut cluster_ip = arr(service, "/spec/clusterIPs")
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if cluster_ip.is_empty() {
+        cluster_ip = str_at(service, "/spec/clusterIP");
+    }
+    let ports = arr(service, "/spec/ports")
+        .iter()
+        .map(|port| {
+            // An unset protocol is TCP, as defaulting makes it.
+            let protocol = match str_at(port, "/protocol") {
+                "" => "TCP",
+                protocol => protocol,
+            };
+            match int_at(port, "/nodePort") {
+                node_port if node_port > 0 => {
+                    format!("{}:{node_port}/{protocol}", int_at(port, "/port"))
+                }
+                _ => format!("{}/{protocol}", int_at(port, "/port")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    Row::from(vec![
+        json!(name(service)),
+        json!(type_),
+        json!(or_none(cluster_ip)),
+        json!(service_external_ip(service, type_)),
+        json!(or_none(&ports)),
+        json!(age(service, now)),
+        json!(format_labels(service.pointer("/spec/selector"))),
+    ])
+}
+
+fn service_external_ip(service: &Value, type_: &str) -> String {
+    let external_ips: Vec<&str> = arr(service, "/spec/externalIPs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    match type_ {
+        "ClusterIP" | "NodePort" if external_ips.is_empty() => "<none>".into(),
+        "ClusterIP" | "NodePort" => external_ips.join(","),
+        "LoadBalancer" => {
+            // Sorted and unique, as Go's sets.String; never clipped (the server prints wide).
+            let ingress: BTreeSet<&str> = arr(service, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| match str_at(i, "/ip") {
+                    "" => str_at(i, "/hostname"),
+                    ip => ip,
+                })
+                .filter(|a| !a.is_empty())
+                .collect();
+            let all: Vec<&str> = ingress.into_iter().chain(external_ips).collect();
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
+        "ExternalName" => str_at(service, "/spec/externalName").into(),
+        _ => "<unknown>".into(),
+    }
+}
+
+// --- Endpoints -------------------------------------------------------------------------
+
+const ENDPOINTS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Endpoints", "string", doc::ENDPOINTS_SUBSETS),
+    AGE,
+];
+
+fn endpoints_row(endpoints: &Value, now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(endpoints)),
+        json!(format_endpoints(endpoints)),
+        json!(age(endpoints, now)),
+    ])
+}
+
+/// `ip:port` of every ready address and port, the first three and "+ N more...".
+fn format_endpoints(endpoints: &Value) -> String {
+    const MAX: usize = 3;
+    let subsets = arr(endpoints, "/subsets");
+    if subsets.is_empty() {
+        return "<none>".into();
+    }
+    let mut list: Vec<String> = Vec::new();
+    let mut more = false;
+    let mut count = 0;
+    for subset in subsets {
+        let addresses = arr(subset, "/addresses");
+        let ports = arr(subset, "/ports");
+        if ports.is_empty() {
+            // A headless service may have no ports.
+            count += addresses.len();
+            for address in addresses {
+                if list.len() == MAX {
+                    more = true;
+                    break;
+                }
+                list.push(str_at(address, "/ip").to_string());
+            }
+            continue;
+        }
+        for port in ports {
+            count += addresses.len();
+            for address in addresses {
+                if list.len() == MAX {
+                    more = true;
+                    break;
+                }
+                list.push(join_host_port(
+                    str_at(address, "/ip"),
+                    int_at(port, "/port"),
+                ));
+            }
+        }
+    }
+    let joined = list.join(",");
+    if more {
+        format!("{joined} + {} more...", count.saturating_sub(MAX))
+    } else {
+        joined
+    }
+}
+
+fn join_host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+// --- ReplicationController, ReplicaSet, Deployment -------------------------------------
+
+const REPLICATION_CONTROLLER_COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", doc::RC_SPEC_REPLICAS),
+    col("Current", "integer", doc::RC_STATUS_REPLICAS),
+    col("Ready", "integer", doc::RC_READY_REPLICAS),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", doc::RC_SELECTOR),
+];
+
+fn replication_controller_row(rc: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(rc);
+    Row::from(vec![
+        json!(name(rc)),
+        json!(desired_replicas(rc)),
+        json!(int_at(rc, "/status/replicas")),
+        json!(int_at(rc, "/status/readyReplicas")),
+        json!(age(rc, now)),
+        json!(names),
+        json!(images),
+        json!(format_labels(rc.pointer("/spec/selector"))),
+    ])
+}
+
+const REPLICA_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", doc::RS_SPEC_REPLICAS),
+    col("Current", "integer", doc::RS_STATUS_REPLICAS),
+    col("Ready", "integer", doc::RS_READY_REPLICAS),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", doc::RS_SELECTOR),
+];
+
+fn replica_set_row(rs: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(rs);
+    let selector = match label_selector(rs.pointer("/spec/selector")) {
+        Ok(selector) if selector.is_empty() => "<none>".to_string(),
+        Ok(selector) => selector,
+        Err(()) => "<error>".to_string(),
+    };
+    Row::from(vec![
+        json!(name(rs)),
+        json!(desired_replicas(rs)),
+        json!(int_at(rs, "/status/replicas")),
+        json!(int_at(rs, "/status/readyReplicas")),
+        json!(age(rs, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ])
+}
+
+const DEPLOYMENT_COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "string", "Number of the pod with ready state"),
+    col("Up-to-date", "string", doc::DEPLOYMENT_UPDATED_REPLICAS),
+    col("Available", "string", doc::DEPLOYMENT_AVAILABLE_REPLICAS),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", doc::DEPLOYMENT_SELECTOR),
+];
+
+fn deployment_row(deployment: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(deployment);
+    let selector = label_selector(deployment.pointer("/spec/selector"))
+        .unwrap_or_else(|()| "<invalid>".into());
+    Row::from(vec![
+        json!(name(deployment)),
+        json!(format!(
+            "{}/{}",
+            int_at(deployment, "/status/readyReplicas"),
+            desired_replicas(deployment)
+        )),
+        json!(int_at(deployment, "/status/updatedReplicas")),
+        json!(int_at(deployment, "/status/availableReplicas")),
+        json!(age(deployment, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ])
+}
+
+/// `spec.replicas`, which defaulting sets to 1 when absent.
+fn desired_replicas(object: &Value) -> i64 {
+    object
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// The pod template's container names and images, each comma-separated.
+fn containers_and_images(object: &Value) -> (String, String) {
+    let containers = arr(object, "/spec/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+// --- Event -----------------------------------------------------------------------------
+
+const EVENT_COLUMNS: &[Column] = &[
+    col("Last Seen", "string", doc::EVENT_LAST_TIMESTAMP),
+    col("Type", "string", doc::EVENT_TYPE),
+    col("Reason", "string", doc::EVENT_REASON),
+    col("Object", "string", doc::EVENT_INVOLVED_OBJECT),
+    wide("Subobject", "string", doc::EVENT_FIELD_PATH),
+    wide("Source", "string", doc::EVENT_SOURCE),
+    col("Message", "string", doc::EVENT_MESSAGE),
+    wide("First Seen", "string", doc::EVENT_FIRST_TIMESTAMP),
+    wide("Count", "string", doc::EVENT_COUNT),
+    Column {
+        priority: 1,
+        ..NAME
+    },
+];
+
+fn event_row(event: &Value, now: DateTime<Utc>) -> Row {
+    let first_seen = match time_at(event, "/firstTimestamp") {
+        Some(at) => since(Some(at), now),
+        None => since(time_at(event, "/eventTime"), now),
+    };
+    let mut last_seen = match time_at(event, "/lastTimestamp") {
+        Some(at) => since(Some(at), now),
+        None => first_seen.clone(),
+    };
+    let mut count = int_at(event, "/count");
+    if let Some(series) = obj_at(event, "/series") {
+        last_seen = since(time_at(series, "/lastObservedTime"), now);
+        count = int_at(series, "/count");
+    } else if count == 0 {
+        // Singleton events of the events.k8s.io API have no count.
+        count = 1;
+    }
+    let kind = str_at(event, "/involvedObject/kind").to_lowercase();
+    let target = match str_at(event, "/involvedObject/name") {
+        "" => kind,
+        name => format!("{kind}/{name}"),
+    };
+    let component = first_non_empty(
+        str_at(event, "/source/component"),
+        str_at(event, "/reportingComponent"),
+    );
+    let instance = first_non_empty(
+        str_at(event, "/source/host"),
+        str_at(event, "/reportingInstance"),
+    );
+    let source = if instance.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {instance}")
+    };
+    Row::from(vec![
+        json!(last_seen),
+        json!(str_at(event, "/type")),
+        json!(str_at(event, "/reason")),
+        json!(target),
+        json!(str_at(event, "/involvedObject/fieldPath")),
+        json!(source),
+        json!(str_at(event, "/message").trim()),
+        json!(first_seen),
+        json!(count),
+        json!(name(event)),
+    ])
+}
+
+fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.is_empty() { b } else { a }
+}
+
+// --- Lease -----------------------------------------------------------------------------
+
+const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", doc::LEASE_HOLDER), AGE];
+
+fn lease_row(lease: &Value, now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(lease)),
+        json!(str_at(lease, "/spec/holderIdentity")),
+        json!(age(lease, now)),
+    ])
+}
+
+// --- Any other kind ----------------------------------------------------------------------
+
+/// kube-apiserver's default table (`rest.NewDefaultTableConvertor`): name and creation time.
+const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", doc::CREATION_TIMESTAMP)];
+
+fn default_row(object: &Value, _now: DateTime<Utc>) -> Row {
+    let created = time_at(object, "/metadata/creationTimestamp")
+        .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    Row::from(vec![json!(name(object)), json!(created)])
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading objects that may have any shape
+// ---------------------------------------------------------------------------------------
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int_at(value: &Value, pointer: &str) -> i64 {
+    value.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn bool_at(value: &Value, pointer: &str) -> bool {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn arr<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// A nested object, if present and an object (Go's non-nil pointer).
+fn obj_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
+    value.pointer(pointer).filter(|v| v.is_object())
+}
+
+/// A timestamp; absent, unparsable and Go's zero time are all `None` (Go's `IsZero`).
+fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    /// Go's zero `time.Time`, 0001-01-01T00:00:00Z, in Unix seconds.
+    const GO_ZERO_TIME: i64 = -62_135_596_800;
+    let at = DateTime::parse_from_rfc3339(str_at(value, pointer))
+        .ok()?
+        .with_timezone(&Utc);
+    (at.timestamp() != GO_ZERO_TIME || at.timestamp_subsec_nanos() != 0).then_some(at)
+}
+
+fn later(
+    current: Option<DateTime<Utc>>,
+    candidate: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match (current, candidate) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn name(object: &Value) -> &str {
+    str_at(object, "/metadata/name")
+}
+
+/// Time since a moment, as kubectl prints it; `<unknown>` when there is none.
+fn since(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        Some(at) => human_duration(now - at),
+        None => "<unknown>".into(),
+    }
+}
+
+fn age(object: &Value, now: DateTime<Utc>) -> String {
+    since(time_at(object, "/metadata/creationTimestamp"), now)
+}
+
+fn or_none(value: &str) -> &str {
+    if value.is_empty() { "<none>" } else { value }
+}
+
+/// Go's `labels.FormatLabels`: `k=v` sorted by key, comma-separated; `<none>` when empty.
+fn format_labels(labels: Option<&Value>) -> String {
+    let pairs: Vec<String> = labels
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if pairs.is_empty() {
+        "<none>".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// A `metav1.LabelSelector` as a selector string (`app=web,tier in (a,b),!legacy`),
+/// requirements sorted by key as Go's `labels.Selector`; empty for a nil or empty selector,
+/// `Err` for one Kubernetes would reject.
+fn label_selector(selector: Option<&Value>) -> Result<String, ()> {
+    let Some(selector) = selector.filter(|s| !s.is_null()) else {
+        return Ok(String::new());
+    };
+    let selector = selector.as_object().ok_or(())?;
+    let mut requirements: Vec<(String, String)> = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").filter(|l| !l.is_null()) {
+        for (key, value) in labels.as_object().ok_or(())? {
+            let value = value.as_str().ok_or(())?;
+            requirements.push((key.clone(), format!("{key}={value}")));
+        }
+    }
+    if let Some(expressions) = selector.get("matchExpressions").filter(|e| !e.is_null()) {
+        for expression in expressions.as_array().ok_or(())? {
+            let key = str_at(expression, "/key");
+            let mut values: Vec<&str> = arr(expression, "/values")
+                .iter()
+                .map(|v| v.as_str().ok_or(()))
+                .collect::<Result<_, _>>()?;
+            values.sort_unstable();
+            let text = match str_at(expression, "/operator") {
+                "In" | "NotIn" if values.is_empty() => return Err(()),
+                "In" => format!("{key} in ({})", values.join(",")),
+                "NotIn" => format!("{key} notin ({})", values.join(",")),
+                "Exists" | "DoesNotExist" if !values.is_empty() => return Err(()),
+                "Exists" => key.to_string(),
+                "DoesNotExist" => format!("!{key}"),
+                _ => return Err(()),
+            };
+            if key.is_empty() {
+                return Err(());
+            }
+            requirements.push((key.to_string(), text));
+        }
+    }
+    requirements.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(requirements
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// Column descriptions: the API field documentation kube-apiserver puts there (its
+/// `SwaggerDoc()` strings).
+mod doc {
+    pub const NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+    pub const CREATION_TIMESTAMP: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+    pub const CONTAINERS: &str = "Names of each container in the template.";
+    pub const IMAGES: &str = "Images referenced by each container in the template.";
+
+    pub const POD_IP: &str = "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
+    pub const NODE_NAME: &str = "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename";
+    pub const NOMINATED_NODE_NAME: &str = "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.";
+    pub const READINESS_GATES: &str = "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates";
+
+    pub const KUBELET_VERSION: &str = "Kubelet Version reported by the node.";
+    pub const NODE_ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/reference/node/node-status/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
+    pub const OS_IMAGE: &str =
+        "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).";
+    pub const KERNEL_VERSION: &str =
+        "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).";
+    pub const CONTAINER_RUNTIME_VERSION: &str = "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).";
+
+    pub const SERVICE_TYPE: &str = "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types";
+    pub const CLUSTER_IP: &str = "clusterIP is the IP address of the service and is usually assigned randomly. If an address is specified manually, is in-range (as per system configuration), and is not in use, it will be allocated to the service; otherwise creation of the service will fail. This field may not be changed through updates unless the type field is also being changed to ExternalName (which requires this field to be blank) or the type field is being changed from ExternalName (in which case this field may optionally be specified, as describe above).  Valid values are \"None\", empty string (\"\"), or a valid IP address. Setting this to \"None\" makes a \"headless service\" (no virtual IP), which is useful when direct endpoint connections are preferred and proxying is not required.  Only applies to types ClusterIP, NodePort, and LoadBalancer. If this field is specified when creating a Service of type ExternalName, creation will fail. This field will be wiped when updating a Service to type ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies";
+    pub const EXTERNAL_IPS: &str = "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.  These IPs are not managed by Kubernetes.  The user is responsible for ensuring that traffic arrives at a node with this IP.  A common example is external load-balancers that are not part of the Kubernetes system.";
+    pub const SERVICE_PORTS: &str = "The list of ports that are exposed by this service. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies";
+    pub const SERVICE_SELECTOR: &str = "Route service traffic to pods with label keys and values matching this selector. If empty or not present, the service is assumed to have an external process managing its endpoints, which Kubernetes will not modify. Only applies to types ClusterIP, NodePort, and LoadBalancer. Ignored if type is ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/";
+
+    pub const ENDPOINTS_SUBSETS: &str = "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.";
+
+    pub const RC_SPEC_REPLICAS: &str = "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
+    pub const RC_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
+    pub const RC_READY_REPLICAS: &str =
+        "The number of ready replicas for this replication controller.";
+    pub const RC_SELECTOR: &str = "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
+
+    pub const RS_SPEC_REPLICAS: &str = "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller";
+    pub const RS_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller";
+    pub const RS_READY_REPLICAS: &str =
+        "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.";
+    pub const RS_SELECTOR: &str = "Selector is a label query over pods that should match the replica count. Label keys and values that must match in order to be controlled by this replica set. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
+
+    pub const DEPLOYMENT_UPDATED_REPLICAS: &str = "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";
+    pub const DEPLOYMENT_AVAILABLE_REPLICAS: &str = "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.";
+    pub const DEPLOYMENT_SELECTOR: &str = "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment. It must match the pod template's labels.";
+
+    pub const EVENT_LAST_TIMESTAMP: &str =
+        "The time at which the most recent occurrence of this event was recorded.";
+    pub const EVENT_TYPE: &str =
+        "Type of this event (Normal, Warning), new types could be added in the future";
+    pub const EVENT_REASON: &str = "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.";
+    pub const EVENT_INVOLVED_OBJECT: &str = "The object that this event is about.";
+    pub const EVENT_FIELD_PATH: &str = "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.";
+    pub const EVENT_SOURCE: &str =
+        "The component reporting this event. Should be a short machine understandable string.";
+    pub const EVENT_MESSAGE: &str = "A human-readable description of the status of this operation.";
+    pub const EVENT_FIRST_TIMESTAMP: &str =
+        "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)";
+    pub const EVENT_COUNT: &str = "The number of times this event has occurred.";
+
+    pub const LEASE_HOLDER: &str = "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Accept header kubectl v1.32 sends for `kubectl get`.
+    const KUBECTL_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+    fn now() -> DateTime<Utc> {
+        "2024-05-01T12:00:00Z".parse().unwrap()
+    }
+
+    /// An RFC 3339 timestamp `ago` before [`now`].
+    fn ago(ago: TimeDelta) -> String {
+        (now() - ago).to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    fn rows(kind: &str, objects: &[Value]) -> Vec<Vec<Value>> {
+        let table = table_at(
+            kind,
+            objects,
+            IncludeObject::Metadata,
+            TableVersion::V1,
+            json!({}),
+            now(),
+        );
+        table["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["cells"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    fn cells(kind: &str, object: Value) -> Vec<Value> {
+        rows(kind, &[object]).remove(0)
+    }
+
+    fn column_names(kind: &str) -> Vec<(String, i64)> {
+        let table = table_at(
+            kind,
+            &[],
+            IncludeObject::Metadata,
+            TableVersion::V1,
+            json!({}),
+            now(),
+        );
+        table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["priority"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    const KINDS: &[&str] = &[
+        "Pod",
+        "Node",
+        "Namespace",
+        "Service",
+        "Endpoints",
+        "ReplicationController",
+        "ReplicaSet",
+        "Deployment",
+        "Event",
+        "Lease",
+        "ConfigMap",
+    ];
+
+    // --- HumanDuration ---------------------------------------------------------------
+
+    #[test]
+    fn human_duration_matches_kubernetes() {
+        let s = TimeDelta::seconds;
+        let ms = TimeDelta::milliseconds;
+        let h = TimeDelta::hours;
+        let day = TimeDelta::days;
+        let year = day(365);
+        let cases = [
+            (s(1), "1s"),
+            (s(70), "70s"),
+            (s(190), "3m10s"),
+            (TimeDelta::minutes(70), "70m"),
+            (h(47), "47h"),
+            (h(49), "2d1h"),
+            (h(8 * 24 + 2), "8d"),
+            (h(367 * 24), "367d"),
+            (h(365 * 2 * 24 + 25), "2y1d"),
+            (h(365 * 8 * 24 + 2), "8y"),
+            // Boundaries, from apimachinery's duration_test.go.
+            (s(-2), "<invalid>"),
+            (s(-2) + TimeDelta::nanoseconds(1), "0s"),
+            (s(0), "0s"),
+            (s(1) - ms(1), "0s"),
+            (s(120) - ms(1), "119s"),
+            (s(120), "2m"),
+            (s(121), "2m1s"),
+            (s(330), "5m30s"),
+            (s(600) - ms(1), "9m59s"),
+            (s(600), "10m"),
+            (s(601), "10m"),
+            (h(3) - ms(1), "179m"),
+            (h(3), "3h"),
+            (h(3) + TimeDelta::minutes(5), "3h5m"),
+            (h(8) - ms(1), "7h59m"),
+            (h(8), "8h"),
+            (h(8) + TimeDelta::minutes(59), "8h"),
+            (day(2) - ms(1), "47h"),
+            (day(2), "2d"),
+            (day(2) + h(3), "2d3h"),
+            (day(8) - ms(1), "7d23h"),
+            (day(8), "8d"),
+            (day(10), "10d"),
+            (year * 2 - ms(1), "729d"),
+            (year * 2, "2y"),
+            (year * 2 + day(1) - ms(1), "2y"),
+            (year * 2 + day(1), "2y1d"),
+            (year * 8 - ms(1), "7y364d"),
+            (year * 8, "8y"),
+            (year * 9, "9y"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human_duration(d), want, "HumanDuration({d})");
+        }
+    }
+
+    // --- Negotiation -----------------------------------------------------------------
+
+    #[test]
+    fn kubectl_accept_header_asks_for_a_v1_table() {
+        assert_eq!(requested(Some(KUBECTL_ACCEPT)), Some(TableVersion::V1));
+    }
+
+    #[test]
+    fn accept_headers_without_a_servable_table_ask_for_none() {
+        for accept in [
+            "application/json",
+            "*/*",
+            "application/yaml",
+            "application/vnd.kubernetes.protobuf, application/json",
+            // A plain JSON range listed first wins over a Table after it.
+            "application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
+            // Another transform than Table: not ours to answer, and plain JSON follows.
+            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json",
+            // Unknown Table versions and groups are skipped.
+            "application/json;as=Table;v=v2;g=meta.k8s.io,application/json",
+            "application/json;as=Table;v=v1;g=example.com,application/json",
+            "application/json;as=Table;v=v1",
+            "",
+        ] {
+            assert_eq!(requested(Some(accept)), None, "{accept}");
+        }
+        assert_eq!(requested(None), None);
+    }
+
+    #[test]
+    fn accept_header_picks_the_first_servable_table_version() {
+        assert_eq!(
+            requested(Some(
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Some(TableVersion::V1Beta1)
+        );
+        // A protobuf Table cannot be served; the JSON Table after it can.
+        assert_eq!(
+            requested(Some(
+                "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json;as=Table;v=v1;g=meta.k8s.io, application/json"
+            )),
+            Some(TableVersion::V1)
+        );
+        // Higher q wins over order; spaces and parameter case do not matter.
+        assert_eq!(
+            requested(Some(
+                "application/json;q=0.5, application/json; as=Table; V=v1; g=meta.k8s.io"
+            )),
+            Some(TableVersion::V1)
+        );
+        // A wildcard ranks after a concrete type of the same q.
+        assert_eq!(
+            requested(Some("*/*, application/json;as=Table;v=v1;g=meta.k8s.io")),
+            Some(TableVersion::V1)
+        );
+        // q=0 means "not this".
+        assert_eq!(
+            requested(Some(
+                "application/json;as=Table;v=v1;g=meta.k8s.io;q=0, application/json"
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn include_object_parses_as_kubernetes() {
+        assert_eq!(IncludeObject::parse(None), Ok(IncludeObject::Metadata));
+        assert_eq!(IncludeObject::parse(Some("")), Ok(IncludeObject::Metadata));
+        assert_eq!(
+            IncludeObject::parse(Some("Metadata")),
+            Ok(IncludeObject::Metadata)
+        );
+        assert_eq!(
+            IncludeObject::parse(Some("Object")),
+            Ok(IncludeObject::Object)
+        );
+        assert_eq!(IncludeObject::parse(Some("None")), Ok(IncludeObject::None));
+        assert_eq!(
+            IncludeObject::parse(Some("object")),
+            Err("unrecognized includeObject value: \"object\"".to_string())
+        );
+    }
+
+    // --- Table shape -----------------------------------------------------------------
+
+    fn web_pod() -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web",
+                "namespace": "default",
+                "uid": "6b1c0f0e-1",
+                "resourceVersion": "42",
+                "labels": {"app": "web"},
+                "creationTimestamp": ago(TimeDelta::hours(1)),
+            },
+            "spec": {
+                "nodeName": "node-1",
+                "containers": [
+                    {"name": "nginx", "image": "nginx:1.27"},
+                    {"name": "sidecar", "image": "busybox"},
+                ],
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.244.1.5",
+                "podIPs": [{"ip": "10.244.1.5"}],
+                "conditions": [
+                    {"type": "Initialized", "status": "True"},
+                    {"type": "Ready", "status": "True"},
+                    {"type": "PodScheduled", "status": "True"},
+                ],
+                "containerStatuses": [
+                    {
+                        "name": "nginx", "ready": true, "restartCount": 0,
+                        "state": {"running": {"startedAt": ago(TimeDelta::hours(1))}},
+                    },
+                    {
+                        "name": "sidecar", "ready": true, "restartCount": 3,
+                        "state": {"running": {"startedAt": ago(TimeDelta::minutes(5))}},
+                        "lastState": {"terminated": {
+                            "exitCode": 1, "reason": "Error",
+                            "finishedAt": ago(TimeDelta::minutes(5)),
+                        }},
+                    },
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn table_has_the_kubernetes_shape() {
+        let table = table_at(
+            "Pod",
+            &[web_pod()],
+            IncludeObject::Metadata,
+            TableVersion::V1,
+            json!({"resourceVersion": "42", "continue": "abc"}),
+            now(),
+        );
+        assert_eq!(table["kind"], "Table");
+        assert_eq!(table["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(
+            table["metadata"],
+            json!({"resourceVersion": "42", "continue": "abc"})
+        );
+        assert_eq!(
+            table["columnDefinitions"][0],
+            json!({
+                "name": "Name", "type": "string", "format": "name",
+                "description": doc::NAME, "priority": 0,
+            })
+        );
+        assert_eq!(
+            table["columnDefinitions"][5],
+            json!({
+                "name": "IP", "type": "string", "format": "",
+                "description": doc::POD_IP, "priority": 1,
+            })
+        );
+        let row = &table["rows"][0];
+        assert_eq!(
+            row.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["cells", "object"],
+            "no conditions on a running pod"
+        );
+        assert_eq!(
+            row["object"],
+            json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": web_pod()["metadata"],
+            })
+        );
+    }
+
+    #[test]
+    fn include_object_and_version_shape_the_row_object() {
+        let pod = web_pod();
+        let object = |include, version| {
+            table_at(
+                "Pod",
+                std::slice::from_ref(&pod),
+                include,
+                version,
+                Value::Null,
+                now(),
+            )
+        };
+        let full = object(IncludeObject::Object, TableVersion::V1);
+        assert_eq!(full["rows"][0]["object"], pod);
+        assert_eq!(full["metadata"], json!({}), "no list metadata given");
+        let none = object(IncludeObject::None, TableVersion::V1);
+        assert_eq!(none["rows"][0]["object"], Value::Null);
+        let beta = object(IncludeObject::Metadata, TableVersion::V1Beta1);
+        assert_eq!(beta["apiVersion"], "meta.k8s.io/v1beta1");
+        assert_eq!(
+            beta["rows"][0]["object"]["apiVersion"],
+            "meta.k8s.io/v1beta1"
+        );
+    }
+
+    #[test]
+    fn watch_events_after_the_first_drop_column_definitions() {
+        let mut event = table_at(
+            "Pod",
+            &[web_pod()],
+            IncludeObject::Metadata,
+            TableVersion::V1,
+            json!({"resourceVersion": "42"}),
+            now(),
+        );
+        drop_column_definitions(&mut event);
+        assert_eq!(event["columnDefinitions"], Value::Null);
+        assert_eq!(event["rows"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_row_has_one_cell_per_column() {
+        for kind in KINDS {
+            let columns = column_names(kind).len();
+            for object in [web_pod(), json!({}), json!({"metadata": {"name": "x"}})] {
+                assert_eq!(cells(kind, object).len(), columns, "{kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn objects_of_any_shape_never_panic() {
+        let shapes = [
+            Value::Null,
+            json!("pod"),
+            json!(7),
+            json!([]),
+            json!({"metadata": null, "spec": null, "status": null}),
+            json!({"metadata": {"name": 7, "creationTimestamp": "yesterday", "labels": [1],
+                                "deletionTimestamp": 3},
+                   "spec": {"containers": "nginx", "initContainers": [null, 1, {"name": 2}],
+                            "replicas": "three", "selector": "app=web", "ports": [{"port": "80"}],
+                            "type": 5, "clusterIPs": [null], "unschedulable": "yes",
+                            "readinessGates": [{}], "template": []},
+                   "status": {"phase": ["Running"], "containerStatuses": [null, {"state": []},
+                              {"state": {"terminated": {"exitCode": "1", "signal": null}},
+                               "lastState": {"terminated": {"finishedAt": 12}}}],
+                              "initContainerStatuses": [{"state": {"waiting": {"reason": 1}}}],
+                              "conditions": {"type": "Ready"}, "podIPs": [{"ip": null}],
+                              "addresses": "10.0.0.1", "loadBalancer": {"ingress": [{}]},
+                              "nodeInfo": []},
+                   "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{}]}, null],
+                   "involvedObject": 1, "series": {"count": "x"}, "source": []}),
+        ];
+        for kind in KINDS {
+            let columns = column_names(kind).len();
+            for shape in &shapes {
+                for include in [
+                    IncludeObject::None,
+                    IncludeObject::Metadata,
+                    IncludeObject::Object,
+                ] {
+                    let table = table_at(
+                        kind,
+                        std::slice::from_ref(shape),
+                        include,
+                        TableVersion::V1,
+                        json!("not an object"),
+                        now(),
+                    );
+                    assert_eq!(table["rows"][0]["cells"].as_array().unwrap().len(), columns);
+                }
+            }
+        }
+    }
+
+    // --- Pod ---------------------------------------------------------------------------
+
+    #[test]
+    fn pod_columns_are_kubectls() {
+        assert_eq!(
+            column_names("Pod"),
+            [
+                ("Name", 0),
+                ("Ready", 0),
+                ("Status", 0),
+                ("Restarts", 0),
+                ("Age", 0),
+                ("IP", 1),
+                ("Node", 1),
+                ("Nominated Node", 1),
+                ("Readiness Gates", 1),
+            ]
+            .map(|(n, p)| (n.to_string(), p))
+        );
+    }
+
+    #[test]
+    fn running_pod_with_a_restarted_container() {
+        assert_eq!(
+            cells("Pod", web_pod()),
+            json!([
+                "web",
+                "2/2",
+                "Running",
+                "3 (5m ago)",
+                "60m",
+                "10.244.1.5",
+                "node-1",
+                "<none>",
+                "<none>"
+            ])
+            .as_array()
+            .unwrap()
+            .clone()
+        );
+    }
+
+    #[test]
+    fn pending_pod_waits_for_a_node() {
+        let pod = json!({
+            "metadata": {"name": "pending", "creationTimestamp": ago(TimeDelta::seconds(45))},
+            "spec": {"containers": [{"name": "app", "image": "app"}]},
+            "status": {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+            ]},
+        });
+        assert_eq!(
+            cells("Pod", pod),
+            [
+                "pending", "0/1", "Pending", "0", "45s", "<none>", "<none>", "<none>", "<none>"
+            ]
+            .map(Value::from)
+        );
+    }
+
+    #[test]
+    fn pod_status_shows_container_reasons() {
+        let pod = |statuses: Value| {
+            json!({
+                "metadata": {"name": "p", "creationTimestamp": ago(TimeDelta::days(3))},
+                "spec": {"containers": [{"name": "a"}]},
+                "status": {"phase": "Running", "containerStatuses": statuses},
+            })
+        };
+        let crash = pod(json!([{
+            "name": "a", "ready": false, "restartCount": 5,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                         "finishedAt": ago(TimeDelta::seconds(90))}},
+        }]));
+        let c = cells("Pod", crash);
+        assert_eq!(
+            c[1..5],
+            ["0/1", "CrashLoopBackOff", "5 (90s ago)", "3d"].map(Value::from)
+        );
+
+        let creating =
+            pod(json!([{"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}}]));
+        assert_eq!(cells("Pod", creating)[2], "ContainerCreating");
+
+        let oom = pod(
+            json!([{"name": "a", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]),
+        );
+        assert_eq!(cells("Pod", oom)[2], "OOMKilled");
+
+        let signal =
+            pod(json!([{"name": "a", "state": {"terminated": {"exitCode": 0, "signal": 9}}}]));
+        assert_eq!(cells("Pod", signal)[2], "Signal:9");
+
+        let exit = pod(json!([{"name": "a", "state": {"terminated": {"exitCode": 2}}}]));
+        assert_eq!(cells("Pod", exit)[2], "ExitCode:2");
+
+        // Restarts without a recorded termination time have no "ago".
+        let restarted = pod(json!([{"name": "a", "ready": true, "restartCount": 2,
+                                     "state": {"running": {}}}]));
+        assert_eq!(
+            cells("Pod", restarted)[1..4],
+            ["1/1", "Running", "2"].map(Value::from)
+        );
+    }
+
+    #[test]
+    fn terminating_pod() {
+        let mut pod = web_pod();
+        pod["metadata"]["deletionTimestamp"] = json!(ago(TimeDelta::seconds(-30)));
+        assert_eq!(cells("Pod", pod.clone())[2], "Terminating");
+        // A pod on a lost node shows Unknown while it is deleted.
+        pod["status"]["reason"] = json!("NodeLost");
+        assert_eq!(cells("Pod", pod.clone())[2], "Unknown");
+        // A finished pod stays finished while deleted.
+        pod["status"]["reason"] = Value::Null;
+        pod["status"]["phase"] = json!("Succeeded");
+        pod["status"]["containerStatuses"] = json!([]);
+        assert_eq!(cells("Pod", pod)[2], "Succeeded");
+    }
+
+    #[test]
+    fn finished_pods_carry_the_completed_row_condition() {
+        let pod = json!({
+            "metadata": {"name": "job-x"},
+            "spec": {"containers": [{"name": "a"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [
+                {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            ]},
+        });
+        let table = table_at(
+            "Pod",
+            &[pod],
+            IncludeObject::None,
+            TableVersion::V1,
+            json!({}),
+            now(),
+        );
+        let row = &table["rows"][0];
+        assert_eq!(row["cells"][1], "0/1");
+        assert_eq!(row["cells"][2], "Completed");
+        assert_eq!(row["cells"][4], "<unknown>", "no creationTimestamp");
+        assert_eq!(
+            row["conditions"],
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded",
+                    "message": "The pod has completed successfully."}])
+        );
+        let failed = json!({"metadata": {"name": "f"}, "status": {"phase": "Failed"}});
+        let table = table_at(
+            "Pod",
+            &[failed],
+            IncludeObject::None,
+            TableVersion::V1,
+            json!({}),
+            now(),
+        );
+        assert_eq!(table["rows"][0]["conditions"][0]["reason"], "Failed");
+        assert_eq!(table["rows"][0]["cells"][2], "Failed");
+    }
+
+    #[test]
+    fn completed_container_beside_a_running_one_is_running_or_not_ready() {
+        let pod = |ready: &str| {
+            json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+                "status": {"phase": "Running",
+                           "conditions": [{"type": "Ready", "status": ready}],
+                           "containerStatuses": [
+                    {"name": "a", "ready": true, "state": {"running": {}}},
+                    {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                ]},
+            })
+        };
+        assert_eq!(
+            cells("Pod", pod("True"))[1..3],
+            ["1/2", "Running"].map(Value::from)
+        );
+        assert_eq!(cells("Pod", pod("False"))[2], "NotReady");
+    }
+
+    #[test]
+    fn init_containers_show_progress_and_failures() {
+        let pod = |init_statuses: Value| {
+            json!({
+                "metadata": {"name": "p"},
+                "spec": {
+                    "initContainers": [{"name": "migrate"}, {"name": "seed"}],
+                    "containers": [{"name": "app"}],
+                },
+                "status": {"phase": "Pending", "initContainerStatuses": init_statuses},
+            })
+        };
+        let first_running = pod(json!([
+            {"name": "migrate", "state": {"running": {}}},
+            {"name": "seed", "state": {"waiting": {"reason": "PodInitializing"}}},
+        ]));
+        assert_eq!(cells("Pod", first_running)[2], "Init:0/2");
+        let second_running = pod(json!([
+            {"name": "migrate", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "seed", "state": {"running": {}}},
+        ]));
+        assert_eq!(cells("Pod", second_running)[2], "Init:1/2");
+        let crashing = pod(json!([
+            {"name": "migrate", "restartCount": 4,
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(TimeDelta::minutes(2))}}},
+        ]));
+        assert_eq!(
+            cells("Pod", crashing)[2..4],
+            ["Init:CrashLoopBackOff", "4 (2m ago)"].map(Value::from)
+        );
+        let failed = pod(json!([
+            {"name": "migrate", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}},
+        ]));
+        assert_eq!(cells("Pod", failed)[2], "Init:Error");
+        let exit = pod(json!([{"name": "migrate", "state": {"terminated": {"exitCode": 3}}}]));
+        assert_eq!(cells("Pod", exit)[2], "Init:ExitCode:3");
+    }
+
+    #[test]
+    fn sidecar_init_containers_count_as_containers() {
+        let pod = json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "proxy", "restartPolicy": "Always"}],
+                "containers": [{"name": "app"}],
+            },
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Initialized", "status": "True"}],
+                "initContainerStatuses": [{"name": "proxy", "started": true, "ready": true,
+                                           "restartCount": 1, "state": {"running": {}},
+                                           "lastState": {"terminated": {"exitCode": 1,
+                                               "finishedAt": ago(TimeDelta::hours(2))}}}],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0,
+                                       "state": {"running": {}}}],
+            },
+        });
+        assert_eq!(
+            cells("Pod", pod)[1..4],
+            ["2/2", "Running", "1 (120m ago)"].map(Value::from)
+        );
+    }
+
+    #[test]
+    fn pod_wide_columns() {
+        let mut pod = web_pod();
+        pod["status"]["podIPs"] = json!([{"ip": "10.244.1.5"}, {"ip": "fd00::5"}]);
+        pod["status"]["nominatedNodeName"] = json!("node-2");
+        pod["spec"]["readinessGates"] =
+            json!([{"conditionType": "lb/ready"}, {"conditionType": "dns/ready"}]);
+        pod["status"]["conditions"] = json!([
+            {"type": "lb/ready", "status": "True"},
+            {"type": "dns/ready", "status": "False"},
+        ]);
+        assert_eq!(
+            cells("Pod", pod)[5..],
+            ["10.244.1.5", "node-1", "node-2", "1/2"].map(Value::from)
+        );
+        // Only the legacy podIP field: still shown.
+        let mut legacy = web_pod();
+        legacy["status"]["podIPs"] = Value::Null;
+        assert_eq!(cells("Pod", legacy)[5], "10.244.1.5");
+    }
+
+    // --- Node ------------------------------------------------------------------------
+
+    fn node(ready: &str) -> Value {
+        json!({
+            "metadata": {
+                "name": "node-1",
+                "creationTimestamp": ago(TimeDelta::days(2) + TimeDelta::hours(3)),
+                "labels": {
+                    "kubernetes.io/hostname": "node-1",
+                    "node-role.kubernetes.io/control-plane": "",
+                    "node-role.kubernetes.io/etcd": "true",
+                    "node-role.kubernetes.io/": "",
+                },
+            },
+            "spec": {"unschedulable": true},
+            "status": {
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False"},
+                    {"type": "Ready", "status": ready, "reason": "NodeStatusUnknown"},
+                ],
+                "addresses": [
+                    {"type": "Hostname", "address": "node-1"},
+                    {"type": "InternalIP", "address": "192.168.1.10"},
+                ],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.32.0-skiff",
+                    "osImage": "Debian GNU/Linux 12 (bookworm)",
+                    "kernelVersion": "6.1.0-18-amd64",
+                    "containerRuntimeVersion": "docker://27.1.1",
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn not_ready_cordoned_node() {
+        assert_eq!(
+            column_names("Node")
+                .iter()
+                .map(|c| c.0.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "Name",
+                "Status",
+                "Roles",
+                "Age",
+                "Version",
+                "Internal-IP",
+                "External-IP",
+                "OS-Image",
+                "Kernel-Version",
+                "Container-Runtime"
+            ]
+        );
+        assert_eq!(
+            cells("Node", node("Unknown")),
+            [
+                "node-1",
+                "NotReady,SchedulingDisabled",
+                "control-plane,etcd",
+                "2d3h",
+                "v1.32.0-skiff",
+                "192.168.1.10",
+                "<none>",
+                "Debian GNU/Linux 12 (bookworm)",
+                "6.1.0-18-amd64",
+                "docker://27.1.1"
+            ]
+            .map(Value::from)
+        );
+        let mut ready = node("True");
+        ready["spec"] = json!({});
+        assert_eq!(cells("Node", ready)[1], "Ready");
+    }
+
+    #[test]
+    fn node_without_status_is_unknown() {
+        let node = json!({"metadata": {"name": "n", "labels": {"kubernetes.io/role": "worker"}}});
+        assert_eq!(
+            cells("Node", node),
+            [
+                "n",
+                "Unknown",
+                "worker",
+                "<unknown>",
+                "",
+                "<none>",
+                "<none>",
+                "<unknown>",
+                "<unknown>",
+                "<unknown>"
+            ]
+            .map(Value::from)
+        );
+    }
+
+    // --- Namespace, Lease ------------------------------------------------------------
+
+    #[test]
+    fn namespace_and_lease() {
+        let namespace = json!({"metadata": {"name": "kube-system",
+                                            "creationTimestamp": ago(TimeDelta::days(400))},
+                               "status": {"phase": "Active"}});
+        assert_eq!(
+            cells("Namespace", namespace),
+            ["kube-system", "Active", "400d"].map(Value::from)
+        );
+        let lease = json!({"metadata": {"name": "node-1", "namespace": "kube-node-lease",
+                                        "creationTimestamp": ago(TimeDelta::minutes(7))},
+                           "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40}});
+        assert_eq!(
+            cells("Lease", lease),
+            ["node-1", "node-1", "7m"].map(Value::from)
+        );
+        let free = json!({"metadata": {"name": "skiff-scheduler"}, "spec": {}});
+        assert_eq!(cells("Lease", free)[1], "");
+    }
+
+    // --- Service, Endpoints ----------------------------------------------------------
+
+    #[test]
+    fn node_port_service() {
+        let service = json!({
+            "metadata": {"name": "web", "creationTimestamp": ago(TimeDelta::seconds(330))},
+            "spec": {
+                "type": "NodePort",
+                "clusterIP": "10.96.0.12",
+                "clusterIPs": ["10.96.0.12"],
+                "selector": {"tier": "front", "app": "web"},
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP", "nodePort": 30080},
+                    {"name": "https", "port": 443, "protocol": "TCP", "nodePort": 30443},
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                ],
+            },
+        });
+        assert_eq!(
+            cells("Service", service),
+            [
+                "web",
+                "NodePort",
+                "10.96.0.12",
+                "<none>",
+                "80:30080/TCP,443:30443/TCP,53/UDP",
+                "5m30s",
+                "app=web,tier=front"
+            ]
+            .map(Value::from)
+        );
+    }
+
+    #[test]
+    fn service_types_and_external_ips() {
+        let service = |spec: Value, status: Value| json!({"metadata": {"name": "s"}, "spec": spec, "status": status});
+        let headless = service(
+            json!({"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}),
+            json!({}),
+        );
+        assert_eq!(
+            cells("Service", headless)[1..5],
+            ["ClusterIP", "None", "<none>", "<none>"].map(Value::from)
+        );
+        let external = service(
+            json!({"type": "ClusterIP", "clusterIP": "10.96.0.1", "externalIPs": ["1.2.3.4", "5.6.7.8"],
+                   "ports": [{"port": 443}]}),
+            json!({}),
+        );
+        assert_eq!(
+            cells("Service", external)[3..5],
+            ["1.2.3.4,5.6.7.8", "443/TCP"].map(Value::from)
+        );
+        let pending = service(
+            json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.2"]}),
+            json!({}),
+        );
+        assert_eq!(cells("Service", pending)[3], "<pending>");
+        let balanced = service(
+            json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.2"], "externalIPs": ["9.9.9.9"]}),
+            json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}]}}),
+        );
+        assert_eq!(
+            cells("Service", balanced)[3],
+            "203.0.113.7,lb.example.com,9.9.9.9"
+        );
+        let alias = service(
+            json!({"type": "ExternalName", "externalName": "db.example.com"}),
+            json!({}),
+        );
+        assert_eq!(
+            cells("Service", alias)[1..4],
+            ["ExternalName", "<none>", "db.example.com"].map(Value::from)
+        );
+        assert_eq!(
+            cells("Service", service(json!({}), json!({})))[3],
+            "<unknown>"
+        );
+    }
+
+    #[test]
+    fn endpoints_list_the_first_three_and_count_the_rest() {
+        let endpoints = json!({
+            "metadata": {"name": "web", "creationTimestamp": ago(TimeDelta::hours(5))},
+            "subsets": [
+                {"addresses": [{"ip": "10.244.1.5"}, {"ip": "10.244.2.7"}],
+                 "notReadyAddresses": [{"ip": "10.244.3.9"}],
+                 "ports": [{"name": "http", "port": 8080}, {"name": "metrics", "port": 9090}]},
+                {"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 8080}]},
+            ],
+        });
+        assert_eq!(
+            cells("Endpoints", endpoints),
+            [
+                "web",
+                "10.244.1.5:8080,10.244.2.7:8080,10.244.1.5:9090 + 2 more...",
+                "5h"
+            ]
+            .map(Value::from)
+        );
+        let few = json!({"metadata": {"name": "db"}, "subsets": [
+            {"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 5432}]},
+            {"addresses": [{"ip": "10.0.0.9"}]},
+        ]});
+        assert_eq!(cells("Endpoints", few)[1], "[fd00::1]:5432,10.0.0.9");
+        let empty = json!({"metadata": {"name": "none"}});
+        assert_eq!(cells("Endpoints", empty)[1], "<none>");
+    }
+
+    // --- Workloads ---------------------------------------------------------------------
+
+    fn template() -> Value {
+        json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1.27"},
+                {"name": "sidecar", "image": "busybox"},
+            ]},
+        })
+    }
+
+    #[test]
+    fn deployment() {
+        let deployment = json!({
+            "metadata": {"name": "web", "creationTimestamp": ago(TimeDelta::days(10))},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
+            "status": {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 2, "availableReplicas": 2},
+        });
+        assert_eq!(
+            column_names("Deployment")
+                .iter()
+                .map(|c| c.0.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "Name",
+                "Ready",
+                "Up-to-date",
+                "Available",
+                "Age",
+                "Containers",
+                "Images",
+                "Selector"
+            ]
+        );
+        assert_eq!(
+            cells("Deployment", deployment),
+            vec![
+                json!("web"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("10d"),
+                json!("nginx,sidecar"),
+                json!("nginx:1.27,busybox"),
+                json!("app=web"),
+            ]
+        );
+        // A new deployment: no status yet, replicas defaulted.
+        let new = json!({"metadata": {"name": "new"}, "spec": {}});
+        assert_eq!(
+            cells("Deployment", new)[1..4],
+            [json!("0/1"), json!(0), json!(0)]
+        );
+    }
+
+    #[test]
+    fn selectors_print_as_kubernetes_label_selectors() {
+        let selector = json!({
+            "matchLabels": {"tier": "front", "app": "web"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "canary"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+                {"key": "zone", "operator": "NotIn", "values": ["b"]},
+                {"key": "gpu", "operator": "Exists"},
+            ],
+        });
+        assert_eq!(
+            label_selector(Some(&selector)),
+            Ok("app=web,env in (canary,prod),gpu,!legacy,tier=front,zone notin (b)".into())
+        );
+        assert_eq!(label_selector(None), Ok(String::new()));
+        assert_eq!(label_selector(Some(&json!({}))), Ok(String::new()));
+        let bad = json!({"matchExpressions": [{"key": "a", "operator": "Near"}]});
+        assert_eq!(label_selector(Some(&bad)), Err(()));
+        let deployment = json!({"metadata": {"name": "d"}, "spec": {"selector": bad}});
+        assert_eq!(cells("Deployment", deployment)[7], "<invalid>");
+    }
+
+    #[test]
+    fn replica_set_and_replication_controller() {
+        let rs = json!({
+            "metadata": {"name": "web-7d9f8c", "creationTimestamp": ago(TimeDelta::minutes(3))},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "7d9f8c"}},
+                     "template": template()},
+            "status": {"replicas": 3, "readyReplicas": 1},
+        });
+        assert_eq!(
+            cells("ReplicaSet", rs),
+            vec![
+                json!("web-7d9f8c"),
+                json!(3),
+                json!(3),
+                json!(1),
+                json!("3m"),
+                json!("nginx,sidecar"),
+                json!("nginx:1.27,busybox"),
+                json!("app=web,pod-template-hash=7d9f8c"),
+            ]
+        );
+        let no_selector = json!({"metadata": {"name": "rs"}, "spec": {"replicas": 0}});
+        assert_eq!(
+            cells("ReplicaSet", no_selector)[1..],
+            [
+                json!(0),
+                json!(0),
+                json!(0),
+                json!("<unknown>"),
+                json!(""),
+                json!(""),
+                json!("<none>")
+            ]
+        );
+        let rc = json!({
+            "metadata": {"name": "frontend", "creationTimestamp": ago(TimeDelta::hours(30))},
+            "spec": {"replicas": 2, "selector": {"app": "frontend"}, "template": template()},
+            "status": {"replicas": 2, "readyReplicas": 2},
+        });
+        assert_eq!(
+            column_names("ReplicationController"),
+            column_names("ReplicaSet"),
+            "same columns"
+        );
+        assert_eq!(
+            cells("ReplicationController", rc),
+            vec![
+                json!("frontend"),
+                json!(2),
+                json!(2),
+                json!(2),
+                json!("30h"),
+                json!("nginx,sidecar"),
+                json!("nginx:1.27,busybox"),
+                json!("app=frontend"),
+            ]
+        );
+        let bare = json!({"metadata": {"name": "rc"}});
+        assert_eq!(cells("ReplicationController", bare)[7], "<none>");
+    }
+
+    // --- Event -------------------------------------------------------------------------
+
+    #[test]
+    fn event_columns_are_kube_apiservers() {
+        assert_eq!(
+            column_names("Event"),
+            [
+                ("Last Seen", 0),
+                ("Type", 0),
+                ("Reason", 0),
+                ("Object", 0),
+                ("Subobject", 1),
+                ("Source", 1),
+                ("Message", 0),
+                ("First Seen", 1),
+                ("Count", 1),
+                ("Name", 1),
+            ]
+            .map(|(n, p)| (n.to_string(), p))
+        );
+    }
+
+    #[test]
+    fn events() {
+        let pulled = json!({
+            "metadata": {"name": "web.17c8a", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{nginx}"},
+            "reason": "Pulled",
+            "message": "Container image \"nginx:1.27\" already present on machine\n",
+            "source": {"component": "kubelet", "host": "node-1"},
+            "firstTimestamp": ago(TimeDelta::minutes(30)),
+            "lastTimestamp": ago(TimeDelta::minutes(2)),
+            "count": 4,
+            "type": "Normal",
+        });
+        assert_eq!(
+            cells("Event", pulled),
+            vec![
+                json!("2m"),
+                json!("Normal"),
+                json!("Pulled"),
+                json!("pod/web"),
+                json!("spec.containers{nginx}"),
+                json!("kubelet, node-1"),
+                json!("Container image \"nginx:1.27\" already present on machine"),
+                json!("30m"),
+                json!(4),
+                json!("web.17c8a"),
+            ]
+        );
+        // An events.k8s.io-style event: eventTime, no count, reporting fields.
+        let scheduled = json!({
+            "metadata": {"name": "web.17c8b"},
+            "involvedObject": {"kind": "Pod", "name": "web"},
+            "reason": "Scheduled",
+            "message": "Successfully assigned default/web to node-1",
+            "eventTime": "2024-05-01T11:59:15.123456Z",
+            "reportingComponent": "default-scheduler",
+            "reportingInstance": "",
+            "type": "Normal",
+        });
+        let c = cells("Event", scheduled);
+        // 44.877s ago: seconds are truncated, as Go's int(d.Seconds()).
+        assert_eq!(c[0], "44s", "last seen falls back to first seen");
+        assert_eq!(c[5], "default-scheduler");
+        assert_eq!(c[7], "44s");
+        assert_eq!(c[8], 1, "a singleton event counts once");
+        // A series: its last observation and count win.
+        let series = json!({
+            "metadata": {"name": "n.1"},
+            "involvedObject": {"kind": "Node"},
+            "reason": "NodeNotReady",
+            "type": "Warning",
+            "firstTimestamp": ago(TimeDelta::hours(1)),
+            "lastTimestamp": ago(TimeDelta::minutes(50)),
+            "series": {"count": 12, "lastObservedTime": ago(TimeDelta::seconds(10))},
+        });
+        let c = cells("Event", series);
+        assert_eq!(c[0], "10s");
+        assert_eq!(c[3], "node");
+        assert_eq!(c[8], 12);
+        let bare = json!({"metadata": {"name": "e"}});
+        assert_eq!(cells("Event", bare)[0], "<unknown>");
+    }
+
+    // --- Other kinds -------------------------------------------------------------------
+
+    #[test]
+    fn other_kinds_get_the_default_table() {
+        assert_eq!(
+            column_names("ConfigMap"),
+            [("Name".to_string(), 0), ("Created At".to_string(), 0)]
+        );
+        let table = table_at(
+            "ConfigMap",
+            &[json!({"metadata": {"name": "settings",
+                                  "creationTimestamp": "2024-04-01T08:30:00Z"}})],
+            IncludeObject::Metadata,
+            TableVersion::V1,
+            json!({}),
+            now(),
+        );
+        assert_eq!(table["columnDefinitions"][1]["type"], "date");
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!(["settings", "2024-04-01T08:30:00Z"])
+        );
+        assert_eq!(
+            cells("ConfigMap", json!({"metadata": {"name": "x"}}))[1],
+            "0001-01-01T00:00:00Z"
+        );
+    }
+}
