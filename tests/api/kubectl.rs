@@ -294,7 +294,7 @@ fn watch_sees_other_clients(master: &Master) {
         }
     });
     let mut seen: Vec<(String, String)> = Vec::new();
-    let mut wait_for = |ty: &str, name: &str, seen: &mut Vec<(String, String)>| {
+    let wait_for = |ty: &str, name: &str, seen: &mut Vec<(String, String)>| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !seen.iter().any(|(t, n)| t == ty && n == name) {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -6,6 +6,7 @@ mod bad_input;
 mod kube_client;
 mod kubectl;
 mod restart;
+mod semantics;
 
 use std::path::PathBuf;
 

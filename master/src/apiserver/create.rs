@@ -257,7 +257,10 @@ impl ApiServer {
                 return Err(ApiError::from_store(e, &r.qualified(), &name));
             }
         };
-        Ok((objects::splice_resource_version(&encoded, stored.mod_revision), warnings))
+        Ok((
+            objects::splice_resource_version(&encoded, stored.mod_revision),
+            warnings,
+        ))
     }
 
     /// 404 unless the namespace exists.

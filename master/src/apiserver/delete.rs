@@ -192,7 +192,11 @@ impl ApiServer {
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 match self
                     .store
-                    .update(&key, objects::encode(object.clone())?, Some(kv.mod_revision))
+                    .update(
+                        &key,
+                        objects::encode(object.clone())?,
+                        Some(kv.mod_revision),
+                    )
                     .await
                 {
                     Ok(stored) => {

@@ -128,8 +128,7 @@ where
     T: DeserializeOwned + Serialize + Sync,
 {
     fn admit(&self, object: Value, old: Option<&Value>) -> Result<Admitted, AdmitError> {
-        let mut typed = T::deserialize(&object)
-            .map_err(|e| AdmitError::Decode(e.to_string()))?;
+        let mut typed = T::deserialize(&object).map_err(|e| AdmitError::Decode(e.to_string()))?;
         (self.default)(&mut typed);
         // The stored object was admitted before, so it decodes; if not, skip the update rules.
         let old = old.and_then(|old| T::deserialize(old).ok());
@@ -267,7 +266,13 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &["status"],
         field_selectors: &["spec.clusterIP", "spec.type"],
-        schema: typed!(Service, defaults::service, validation::service, defaults::service_update, validation::service_update),
+        schema: typed!(
+            Service,
+            defaults::service,
+            validation::service,
+            defaults::service_update,
+            validation::service_update
+        ),
     },
     Resource {
         group: "",

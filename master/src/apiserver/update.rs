@@ -173,7 +173,11 @@ impl ApiServer {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(&key, objects::encode(object.clone())?, Some(kv.mod_revision))
+                    .update(
+                        &key,
+                        objects::encode(object.clone())?,
+                        Some(kv.mod_revision),
+                    )
                     .await
             };
             match written {

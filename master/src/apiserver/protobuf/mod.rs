@@ -7,7 +7,7 @@
 //! laid out in Kubernetes' `generated.proto`), `contentEncoding` and `contentType`.
 //!
 //! The object is read by one generic protobuf wire reader driven by a static table of the
-//! messages ([`schema`]): per message, each field's number, JSON name and kind. The JSON built
+//! messages (`schema.rs`): per message, each field's number, JSON name and kind. The JSON built
 //! is what Kubernetes itself writes for the decoded object (Go's `encoding/json`): JSON field
 //! names, `Quantity` as a string, `IntOrString` as a number or a string, `Time` as RFC 3339
 //! seconds and `MicroTime` with 6 fractional digits (a zero time as `null`), bytes as base64,
@@ -16,7 +16,7 @@
 //!
 //! Zero values: Go's protobuf encoder writes every non-pointer field even when it is zero,
 //! while its JSON encoder leaves out zero `omitempty` fields. The table marks those fields
-//! ([`omitempty`]) so that an empty `namespace` or a zero `hostPort` on the wire is left out,
+//! (`omitempty`) so that an empty `namespace` or a zero `hostPort` on the wire is left out,
 //! while pointer fields (`replicas: 0`, `terminationGracePeriodSeconds: 0`,
 //! `automountServiceAccountToken: false`) and required fields are kept as sent.
 //!

@@ -330,18 +330,16 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
             }),
             affinity: Some(core::Affinity {
                 node_affinity: Some(core::NodeAffinity {
-                    required_during_scheduling_ignored_during_execution: Some(
-                        core::NodeSelector {
-                            node_selector_terms: vec![core::NodeSelectorTerm {
-                                match_expressions: vec![core::NodeSelectorRequirement {
-                                    key: s("zone"),
-                                    operator: s("In"),
-                                    values: strings(&["a", "b"]),
-                                }],
-                                match_fields: vec![],
+                    required_during_scheduling_ignored_during_execution: Some(core::NodeSelector {
+                        node_selector_terms: vec![core::NodeSelectorTerm {
+                            match_expressions: vec![core::NodeSelectorRequirement {
+                                key: s("zone"),
+                                operator: s("In"),
+                                values: strings(&["a", "b"]),
                             }],
-                        },
-                    ),
+                            match_fields: vec![],
+                        }],
+                    }),
                     preferred_during_scheduling_ignored_during_execution: vec![],
                 }),
                 pod_anti_affinity: Some(core::PodAntiAffinity {
@@ -458,10 +456,15 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
                 "command": ["nginx"],
                 "args": ["-g", "daemon off;"],
                 "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
-                "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "settings", "optional": true}}],
+                "envFrom": [{
+                    "prefix": "CFG_",
+                    "configMapRef": {"name": "settings", "optional": true}
+                }],
                 "env": [
                     {"name": "MODE", "value": "prod"},
-                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}
+                    {"name": "POD_IP", "valueFrom": {
+                        "fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}
+                    }}
                 ],
                 "resources": {
                     "limits": {"cpu": "500m", "memory": "128Mi"},
@@ -487,7 +490,11 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
             "nodeSelector": {"disk": "ssd"},
             "automountServiceAccountToken": false,
             "nodeName": "node-1",
-            "securityContext": {"runAsNonRoot": true, "supplementalGroups": [1, 2], "fsGroup": 2000},
+            "securityContext": {
+                "runAsNonRoot": true,
+                "supplementalGroups": [1, 2],
+                "fsGroup": 2000
+            },
             "affinity": {
                 "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [
@@ -503,7 +510,12 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
                 }]}
             },
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300
+                },
                 {"operator": "Exists"}
             ],
             "topologySpreadConstraints": [{
@@ -515,7 +527,11 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
         },
         "status": {
             "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z"}],
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": "2026-01-02T03:04:05Z"
+            }],
             "hostIP": "10.0.0.1",
             "podIP": "10.244.0.5",
             "podIPs": [{"ip": "10.244.0.5"}],
@@ -538,7 +554,10 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
     // And it is a valid Pod to the typed API.
     let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(decoded).unwrap();
     let spec = typed.spec.unwrap();
-    assert_eq!(spec.containers[0].ports.as_ref().unwrap()[0].container_port, 80);
+    assert_eq!(
+        spec.containers[0].ports.as_ref().unwrap()[0].container_port,
+        80
+    );
     assert_eq!(spec.termination_grace_period_seconds, Some(0));
     assert_eq!(spec.tolerations.unwrap()[0].toleration_seconds, Some(300));
 }
@@ -807,8 +826,7 @@ fn a_lease_keeps_microseconds_and_zero_transitions() {
             "leaseTransitions": 0
         })
     );
-    let typed: k8s_openapi::api::coordination::v1::Lease =
-        serde_json::from_value(decoded).unwrap();
+    let typed: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(decoded).unwrap();
     assert_eq!(typed.spec.unwrap().lease_duration_seconds, Some(40));
 }
 
@@ -1097,7 +1115,10 @@ fn malformed_bodies_are_errors_that_say_what_is_wrong() {
         decode(&body("apps/v1", "Pod", &core::Pod::default())),
         Err(ProtobufError::UnsupportedKind { .. })
     ));
-    assert!(matches!(decode(MAGIC), Err(ProtobufError::UnsupportedKind { .. })));
+    assert!(matches!(
+        decode(MAGIC),
+        Err(ProtobufError::UnsupportedKind { .. })
+    ));
 
     let mut gzip = Unknown::decode(&namespace[4..]).unwrap();
     gzip.content_encoding = s("gzip");
@@ -1118,7 +1139,10 @@ fn malformed_bodies_are_errors_that_say_what_is_wrong() {
     assert!(message.contains("wire type"), "{message}");
     // A zero field number.
     let message = error_of(&envelope("v1", "Namespace", vec![0x00, 0x01]));
-    assert!(message.contains("io.k8s.api.core.v1.Namespace"), "{message}");
+    assert!(
+        message.contains("io.k8s.api.core.v1.Namespace"),
+        "{message}"
+    );
     // An IntOrString of neither type.
     let service = core::Service {
         spec: Some(core::ServiceSpec {

@@ -1,0 +1,394 @@
+//! Kubernetes semantics beyond CRUD: ClusterIP allocation under concurrency, graceful pod
+//! deletion, binding, the status subresource, generation, namespace deletion, metrics.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use skiff::master::Master;
+
+use super::embedded_master;
+
+async fn send(
+    master: &Master,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = master
+        .http()
+        .request(method, format!("{}{path}", master.server_url()));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.expect("request");
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_service_creates_get_distinct_cluster_ips() {
+    let master = embedded_master();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let http = master.http();
+        let url = format!("{}/api/v1/namespaces/default/services", master.server_url());
+        tasks.push(tokio::spawn(async move {
+            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("s{i}")}, "spec": {"ports": [{"port": 80}]}});
+            let r = http.post(url).json(&svc).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            let v: Value = r.json().await.unwrap();
+            v["spec"]["clusterIP"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ips = HashSet::new();
+    for t in tasks {
+        let ip = t.await.unwrap();
+        assert!(ip.starts_with("10.") && ip != "10.96.0.1", "{ip}");
+        assert!(ips.insert(ip.clone()), "{ip} handed out twice");
+    }
+    // A requested address that is taken is refused; a free one in range is granted.
+    let taken = ips.iter().next().unwrap().clone();
+    let svc = |name: &str, ip: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(svc("dup", &taken)),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(svc("outside", "192.168.0.10")),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(svc("chosen", "10.100.0.42")),
+    )
+    .await;
+    assert_eq!(
+        (code, body["spec"]["clusterIP"].as_str()),
+        (201, Some("10.100.0.42")),
+        "{body}"
+    );
+    // Deleting a Service frees its address.
+    let (code, _) = send(
+        &master,
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/default/services/chosen",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(svc("again", "10.100.0.42")),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_pods_are_deleted_gracefully_and_unbound_at_once() {
+    let master = embedded_master();
+    let pods = "/api/v1/namespaces/default/pods";
+    for name in ["bound", "unbound"] {
+        assert_eq!(
+            send(&master, reqwest::Method::POST, pods, Some(pod(name)))
+                .await
+                .0,
+            201
+        );
+    }
+    // Binding assigns the node once and marks the pod scheduled.
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}, "target": {"kind": "Node", "name": "node-1"}});
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        &format!("{pods}/bound/binding"),
+        Some(binding.clone()),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        &format!("{pods}/bound/binding"),
+        Some(binding),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    let (_, bound) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{pods}/bound"),
+        None,
+    )
+    .await;
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    assert!(
+        bound["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "PodScheduled" && c["status"] == "True")
+    );
+
+    // The node agent's status write changes only the status.
+    let mut status = bound.clone();
+    status["status"]["phase"] = json!("Running");
+    status["spec"]["containers"][0]["image"] = json!("ignored:1");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::PUT,
+        &format!("{pods}/bound/status"),
+        Some(status),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (
+            body["status"]["phase"].as_str(),
+            body["spec"]["containers"][0]["image"].as_str()
+        ),
+        (Some("Running"), Some("busybox:1.36"))
+    );
+    // A main-resource write cannot change the status.
+    let (code, body) = send(
+        &master,
+        reqwest::Method::PATCH,
+        &format!("{pods}/bound"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 415, "{body}");
+
+    // Unbound: gone at once.
+    let (code, _) = send(
+        &master,
+        reqwest::Method::DELETE,
+        &format!("{pods}/unbound"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::GET,
+            &format!("{pods}/unbound"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Bound: marked with deletionTimestamp and the grace period; the agent finishes with grace 0.
+    let (code, body) = send(
+        &master,
+        reqwest::Method::DELETE,
+        &format!("{pods}/bound"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, marked) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{pods}/bound"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (code, _) = send(
+        &master,
+        reqwest::Method::DELETE,
+        &format!("{pods}/bound"),
+        Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::GET,
+            &format!("{pods}/bound"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_counts_spec_changes_and_namespaces_take_their_objects() {
+    let master = embedded_master();
+    let (code, _) = send(
+        &master,
+        reqwest::Method::POST,
+        "/api/v1/namespaces",
+        Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}});
+    let path = "/apis/apps/v1/namespaces/team/replicasets";
+    let (code, created) = send(&master, reqwest::Method::POST, path, Some(rs)).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["generation"], 1);
+    let patch = |body: &str| {
+        let http = master.http();
+        let url = format!("{}{path}/rs", master.server_url());
+        let body = body.to_string();
+        async move {
+            let r = http
+                .patch(url)
+                .header("Content-Type", "application/merge-patch+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(
+        patch(r#"{"metadata":{"labels":{"x":"y"}}}"#).await["metadata"]["generation"],
+        1,
+        "metadata changes keep the generation"
+    );
+    assert_eq!(
+        patch(r#"{"spec":{"replicas":3}}"#).await["metadata"]["generation"],
+        2
+    );
+    // The selector is immutable in apps/v1.
+    let r = master
+        .http()
+        .patch(format!("{}{path}/rs", master.server_url()))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(r#"{"spec":{"selector":{"matchLabels":{"app":"b"}},"template":{"metadata":{"labels":{"app":"b"}}}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/team/pods",
+            Some(pod("p"))
+        )
+        .await
+        .0,
+        201
+    );
+    let (code, _) = send(
+        &master,
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/team",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::GET,
+            "/api/v1/namespaces/team",
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::GET,
+            "/api/v1/namespaces/team/pods/p",
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        send(&master, reqwest::Method::GET, &format!("{path}/rs"), None)
+            .await
+            .0,
+        404
+    );
+    // The system namespaces cannot be deleted.
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::DELETE,
+            "/api/v1/namespaces/default",
+            None
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_verb_and_resource() {
+    let master = embedded_master();
+    for i in 0..3 {
+        assert_eq!(
+            send(
+                &master,
+                reqwest::Method::POST,
+                "/api/v1/namespaces/default/pods",
+                Some(pod(&format!("m{i}")))
+            )
+            .await
+            .0,
+            201
+        );
+    }
+    let text = master
+        .http()
+        .get(format!("{}/metrics", master.server_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="create",resource="pods",code="201"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_duration_seconds_bucket{le="#)
+            || text.contains("apiserver_request_duration_seconds_bucket{verb=\"create\""),
+        "{text}"
+    );
+}
