@@ -357,3 +357,93 @@ fn kubectl_workflow_on_etcd() {
     let (_etcd, master) = etcd_master();
     workflow(&master);
 }
+
+/// kubectl's typed commands (some send protobuf bodies) create what they say.
+#[test]
+fn kubectl_generators_create_objects() {
+    let master = embedded_master();
+    ok(&master, &["create", "namespace", "team-a"]);
+    ok(
+        &master,
+        &[
+            "create",
+            "deployment",
+            "nginx",
+            "--image=nginx:1.25",
+            "--replicas=2",
+            "-n",
+            "team-a",
+        ],
+    );
+    ok(
+        &master,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "db",
+            "--tcp=5432:5432",
+            "-n",
+            "team-a",
+        ],
+    );
+    ok(
+        &master,
+        &[
+            "run",
+            "busy",
+            "--image=busybox:1.36",
+            "-n",
+            "team-a",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    ok(
+        &master,
+        &["expose", "deployment", "nginx", "--port=80", "-n", "team-a"],
+    );
+    let d = get_json(&master, &["deployment", "nginx", "-n", "team-a"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "nginx");
+    let svc = get_json(&master, &["service", "nginx", "-n", "team-a"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["selector"]["app"], "nginx");
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{svc}"
+    );
+    let db = get_json(&master, &["service", "db", "-n", "team-a"]);
+    assert_eq!(db["spec"]["ports"][0]["targetPort"], 5432);
+    let busy = get_json(&master, &["pod", "busy", "-n", "team-a"]);
+    assert_eq!(
+        busy["spec"]["containers"][0]["args"],
+        json!(["sleep", "3600"])
+    );
+    ok(
+        &master,
+        &["label", "pod", "busy", "-n", "team-a", "env=dev"],
+    );
+    ok(
+        &master,
+        &["annotate", "pod", "busy", "-n", "team-a", "note=hi"],
+    );
+    let busy = get_json(&master, &["pod", "busy", "-n", "team-a"]);
+    assert_eq!(
+        (
+            busy["metadata"]["labels"]["env"].as_str(),
+            busy["metadata"]["annotations"]["note"].as_str()
+        ),
+        (Some("dev"), Some("hi"))
+    );
+    ok(&master, &["delete", "namespace", "team-a"]);
+    let out = master.kubectl(&["get", "namespace", "team-a"]);
+    assert!(!out.success(), "{out}");
+}

@@ -56,12 +56,19 @@ pub fn set_resource_version(object: &mut Value, revision: Revision) {
 /// The stored bytes with `"resourceVersion":"<rev>"` spliced into the top-level metadata,
 /// without parsing the object: the hot path of list and watch responses.
 pub fn splice_resource_version(stored: &[u8], revision: Revision) -> Vec<u8> {
-    let field = format!("\"resourceVersion\":\"{revision}\"");
-    let mut out = Vec::with_capacity(stored.len() + field.len() + 1);
+    let mut out = Vec::with_capacity(stored.len() + 32);
+    splice_resource_version_into(&mut out, stored, revision);
+    out
+}
+
+/// [`splice_resource_version`], appending to `out` (watch responses batch many objects).
+pub fn splice_resource_version_into(out: &mut Vec<u8>, stored: &[u8], revision: Revision) {
     match metadata_body_start(stored) {
         Some(at) => {
             out.extend_from_slice(&stored[..at]);
-            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b"\"resourceVersion\":\"");
+            out.extend_from_slice(revision.to_string().as_bytes());
+            out.push(b'"');
             let rest = &stored[at..];
             if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
                 out.push(b',');
@@ -70,7 +77,6 @@ pub fn splice_resource_version(stored: &[u8], revision: Revision) -> Vec<u8> {
         }
         None => out.extend_from_slice(stored),
     }
-    out
 }
 
 /// The offset just after the `{` that opens the top-level `"metadata"` object, if any.

@@ -229,6 +229,10 @@ pub fn content_type(headers: &HeaderMap) -> String {
 
 /// Decode a JSON or YAML body into an object (400 when it is neither, or not an object).
 pub fn decode_object(body: &[u8], media_type: &str) -> Result<Value, ApiError> {
+    if media_type == super::protobuf::MEDIA_TYPE {
+        return super::protobuf::decode(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding protobuf: {e}")));
+    }
     let value: Value = if media_type.contains("yaml") {
         serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
