@@ -105,6 +105,69 @@ async fn concurrent_service_creates_get_distinct_cluster_ips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_port_services_get_ports_from_the_range() {
+    let master = embedded_master();
+    let path = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, node_port: Option<u32>| {
+        let mut port = json!({"port": 80, "targetPort": 8080});
+        if let Some(p) = node_port {
+            port["nodePort"] = json!(p);
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [port]}})
+    };
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        path,
+        Some(svc("auto", None)),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let port = body["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&port), "{body}");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        path,
+        Some(svc("clash", Some(port as u32))),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        path,
+        Some(svc("outside", Some(8080))),
+    )
+    .await;
+    assert!(code == 422, "{body}");
+    // Deleting the Service frees its port.
+    assert_eq!(
+        send(
+            &master,
+            reqwest::Method::DELETE,
+            &format!("{path}/auto"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (code, body) = send(
+        &master,
+        reqwest::Method::POST,
+        path,
+        Some(svc("reuse", Some(port as u32))),
+    )
+    .await;
+    assert_eq!(
+        (code, body["spec"]["ports"][0]["nodePort"].as_u64()),
+        (201, Some(port)),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_pods_are_deleted_gracefully_and_unbound_at_once() {
     let master = embedded_master();
     let pods = "/api/v1/namespaces/default/pods";

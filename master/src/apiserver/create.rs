@@ -8,6 +8,8 @@ use axum::response::Response;
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::allocator::AllocateError;
+use super::field_error::FieldError;
 use super::objects;
 use super::request::{self, FieldValidation, Query, Target};
 use super::resources::{AdmitError, Resource};
@@ -241,18 +243,18 @@ impl ApiServer {
         if dry_run {
             return Ok((serde_json::to_vec(&object).unwrap_or_default(), warnings));
         }
-        let allocated = if r.kind == "Service" {
-            self.allocate_cluster_ip(&name, &mut object).await?
-        } else {
-            None
-        };
+        if r.kind == "Service" {
+            self.allocate_service(&name, &mut object).await?;
+        }
         let key = objects::key(r, namespace.as_deref(), &name);
+        // A Service whose create fails gives back what it was allocated.
+        let service = (r.kind == "Service").then(|| object.clone());
         let encoded = objects::encode(object)?;
         let stored = match self.store.create(&key, encoded.clone()).await {
             Ok(kv) => kv,
             Err(e) => {
-                if let Some(ip) = allocated {
-                    let _ = self.service_ips.release(&ip).await;
+                if let Some(service) = &service {
+                    self.release_service(service).await;
                 }
                 return Err(ApiError::from_store(e, &r.qualified(), &name));
             }
@@ -275,17 +277,28 @@ impl ApiServer {
         }
     }
 
-    /// Give a new Service its ClusterIP (unless headless or ExternalName); returns the
-    /// address taken so a failed create can give it back.
-    async fn allocate_cluster_ip(
-        &self,
-        name: &str,
-        service: &mut Value,
-    ) -> Result<Option<String>, ApiError> {
-        let spec = service.get_mut("spec").and_then(Value::as_object_mut);
-        let Some(spec) = spec else { return Ok(None) };
-        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
-            return Ok(None);
+    /// Give a new Service its ClusterIP (unless headless or ExternalName) and NodePorts (for
+    /// NodePort and LoadBalancer Services). On failure nothing stays allocated.
+    async fn allocate_service(&self, name: &str, service: &mut Value) -> Result<(), ApiError> {
+        let invalid = |field: &str, value: String, err: AllocateError| match err {
+            AllocateError::Store(s) => ApiError::from(s),
+            other => ApiError::Invalid {
+                kind: "Service".into(),
+                group: String::new(),
+                name: name.to_string(),
+                causes: vec![FieldError::invalid(field, value, other.to_string())],
+            },
+        };
+        let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        let service_type = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        if service_type == "ExternalName" {
+            return Ok(());
         }
         let requested = spec
             .get("clusterIP")
@@ -294,28 +307,68 @@ impl ApiServer {
             .map(str::to_string);
         if requested.as_deref() == Some("None") {
             spec.insert("clusterIPs".into(), json!(["None"]));
-            return Ok(None);
-        }
-        let ip = self
-            .service_ips
-            .allocate(requested.as_deref())
-            .await
-            .map_err(|e| match e {
-                super::service_ips::AllocateError::Store(s) => ApiError::from(s),
-                other => ApiError::Invalid {
-                    kind: "Service".into(),
-                    group: String::new(),
-                    name: name.to_string(),
-                    causes: vec![super::field_error::FieldError::invalid(
+        } else {
+            let ip = self
+                .service_ips
+                .allocate(requested.as_deref())
+                .await
+                .map_err(|e| {
+                    invalid(
                         "spec.clusterIPs",
                         format!("[]string{{{:?}}}", requested.clone().unwrap_or_default()),
-                        other.to_string(),
-                    )],
-                },
-            })?;
-        spec.insert("clusterIP".into(), Value::String(ip.to_string()));
-        spec.insert("clusterIPs".into(), json!([ip.to_string()]));
-        Ok(Some(ip.to_string()))
+                        e,
+                    )
+                })?;
+            spec.insert("clusterIP".into(), Value::String(ip.to_string()));
+            spec.insert("clusterIPs".into(), json!([ip.to_string()]));
+        }
+        if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
+            let ports = spec
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut done = Vec::with_capacity(ports.len());
+            let mut failure = None;
+            for (i, mut port) in ports.into_iter().enumerate() {
+                if failure.is_none() {
+                    let requested = port
+                        .get("nodePort")
+                        .and_then(Value::as_u64)
+                        .filter(|p| *p != 0)
+                        .map(|p| p as u32);
+                    match self.node_ports.allocate(requested).await {
+                        Ok(p) => port["nodePort"] = json!(p),
+                        Err(e) => {
+                            failure = Some(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                requested.unwrap_or(0).to_string(),
+                                e,
+                            ))
+                        }
+                    }
+                }
+                done.push(port);
+            }
+            spec.insert("ports".into(), Value::Array(done));
+            if let Some(err) = failure {
+                self.release_service(service).await;
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Give back what a Service holds: its ClusterIP and NodePorts (best effort).
+    pub(super) async fn release_service(&self, service: &Value) {
+        if let Some(ip) = service["spec"]["clusterIP"].as_str() {
+            let _ = self.service_ips.release(ip).await;
+        }
+        for port in service["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(p) = port["nodePort"].as_u64().filter(|p| *p != 0) {
+                let _ = self.node_ports.release(p as u32).await;
+            }
+        }
     }
 }
 

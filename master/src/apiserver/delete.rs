@@ -215,10 +215,8 @@ impl ApiServer {
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, &qualified, name)),
             }
-            if r.kind == "Service"
-                && let Some(ip) = object["spec"]["clusterIP"].as_str()
-            {
-                let _ = self.service_ips.release(ip).await;
+            if r.kind == "Service" {
+                self.release_service(&object).await;
             }
             return Ok(object);
         }

@@ -6,6 +6,7 @@
 //! (binding, scale) are the verbs; `discovery` and `openapi` describe the API; `pki` and
 //! `auth` guard it; `resources` lists the served types and admits their objects.
 
+pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod create;
@@ -24,7 +25,6 @@ pub mod request;
 pub mod resources;
 pub mod selectors;
 pub mod server;
-pub mod service_ips;
 pub mod status;
 pub mod strategic_merge;
 pub mod subresources;
@@ -39,10 +39,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use allocator::{NodePorts, ServiceIps};
 use metrics::{Metrics, RequestInfo};
 use openapi::OpenApi;
 use request::{Query, Target};
-use service_ips::ServiceIps;
 use status::ApiError;
 
 use crate::store::Store;
@@ -55,6 +55,8 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     /// ClusterIP allocation.
     pub service_ips: ServiceIps,
+    /// NodePort allocation.
+    pub node_ports: NodePorts,
     /// Request metrics.
     pub metrics: Metrics,
     /// The OpenAPI documents.

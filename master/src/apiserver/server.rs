@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::allocator::{NodePorts, ServiceIps};
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::Credentials;
-use super::service_ips::ServiceIps;
 use super::status::ApiError;
 use super::{ApiServer, auth, bootstrap, discovery, json_value};
 use crate::store::Store;
@@ -81,6 +81,7 @@ pub async fn serve(
 
     let api = Arc::new(ApiServer {
         service_ips: ServiceIps::new(config.service_cidr, store.clone()),
+        node_ports: NodePorts::new(store.clone()),
         store,
         metrics: Metrics::new(),
         openapi: OpenApi::new(),
