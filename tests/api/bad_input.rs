@@ -3,65 +3,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use skiff::master::Master;
 use tokio::io::AsyncWriteExt;
 
-use super::embedded_master;
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    fn new(master: &Master) -> Self {
-        Self {
-            http: master.http(),
-            base: master.server_url().to_string(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> (u16, Value) {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let code = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send(
-            reqwest::Method::POST,
-            path,
-            "application/json",
-            body.to_string(),
-        )
-        .await
-    }
-
-    async fn count(&self, path: &str) -> usize {
-        let (code, list) = self
-            .send(reqwest::Method::GET, path, "application/json", "")
-            .await;
-        assert_eq!(code, 200, "{list}");
-        list["items"].as_array().map_or(0, Vec::len)
-    }
-}
+use super::{Client, embedded_master};
 
 /// A Status of the given code and reason, naming `field` among its causes if given.
 fn assert_status(got: &(u16, Value), code: u16, reason: &str, field: Option<&str>) {

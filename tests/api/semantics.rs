@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 use skiff::master::Master;
 
-use super::embedded_master;
+use super::{Client, embedded_master};
 
 async fn send(
     master: &Master,
@@ -14,19 +14,7 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = master
-        .http()
-        .request(method, format!("{}{path}", master.server_url()));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("request");
-    let code = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    Client::new(master).json(method, path, body).await
 }
 
 fn pod(name: &str) -> Value {
