@@ -118,19 +118,19 @@ impl ApiServer {
             match (method, target.name.is_some(), sub) {
                 (Method::GET, false, None) if query.flag("watch") => {
                     info.verb = "watch";
-                    self.watch(&target, &query).await
+                    self.watch(&target, &query, headers).await
                 }
                 (Method::GET, false, None) => {
                     info.verb = "list";
-                    self.list(&target, &query).await
+                    self.list(&target, &query, headers).await
                 }
                 (Method::GET, true, None) if query.flag("watch") => {
                     info.verb = "watch";
-                    self.watch(&target, &query).await
+                    self.watch(&target, &query, headers).await
                 }
                 (Method::GET, true, None | Some("status")) => {
                     info.verb = "get";
-                    self.get(&target).await
+                    self.get(&target, &query, headers).await
                 }
                 (Method::GET, true, Some("scale")) => {
                     info.verb = "get";

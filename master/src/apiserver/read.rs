@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use super::request::{Query, Target};
 use super::resources::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
+use super::table::{self, IncludeObject, TableVersion};
 use super::{ApiServer, json_response};
 use crate::store::{EventKind, KeyValue, Revision, StoreError};
 
@@ -71,6 +72,32 @@ impl Filter {
     }
 }
 
+/// How objects are written: as stored, or as rows of a `meta.k8s.io` Table (what kubectl
+/// asks for to print its columns).
+#[derive(Clone, Copy)]
+enum Render {
+    Objects,
+    Table(TableVersion, IncludeObject),
+}
+
+impl Render {
+    fn new(headers: &HeaderMap, query: &Query) -> Result<Self, ApiError> {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        Ok(match table::requested(accept) {
+            Some(version) => Render::Table(
+                version,
+                IncludeObject::parse(query.get("includeObject")).map_err(ApiError::BadRequest)?,
+            ),
+            None => Render::Objects,
+        })
+    }
+}
+
+/// Stored objects, decoded with their resourceVersions.
+fn decode_all<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Result<Vec<Value>, ApiError> {
+    kvs.map(objects::decode).collect()
+}
+
 /// A continue token: where the next page starts.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Continue {
@@ -80,8 +107,22 @@ struct Continue {
 
 impl ApiServer {
     /// GET one object (also `/status`, which returns the whole object as Kubernetes does).
-    pub(super) async fn get(&self, target: &Target) -> Result<Response, ApiError> {
+    pub(super) async fn get(
+        &self,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
         let kv = self.current(target).await?;
+        if let Render::Table(version, include) = Render::new(headers, query)? {
+            let object = objects::decode(&kv)?;
+            let meta = json!({ "resourceVersion": kv.mod_revision.to_string() });
+            let t = table::table(target.resource.kind, &[object], include, version, meta);
+            return Ok(json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&t).unwrap_or_default(),
+            ));
+        }
         Ok(json_response(
             StatusCode::OK,
             objects::splice_resource_version(&kv.value, kv.mod_revision),
@@ -102,9 +143,15 @@ impl ApiServer {
     }
 
     /// GET a collection.
-    pub(super) async fn list(&self, target: &Target, query: &Query) -> Result<Response, ApiError> {
+    pub(super) async fn list(
+        &self,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
+        let render = Render::new(headers, query)?;
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let start = match query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => Some(decode_continue(token)?),
@@ -114,66 +161,65 @@ impl ApiServer {
             .store
             .list(&objects::prefix(r, target.namespace.as_deref()))
             .await?;
-        let mut body = Vec::with_capacity(
-            listed
-                .items
-                .iter()
-                .map(|kv| kv.value.len() + 32)
-                .sum::<usize>()
-                + 256,
-        );
-        let mut count = 0usize;
-        let mut next: Option<String> = None;
+        let mut page: Vec<&KeyValue> = Vec::new();
         let mut remaining = 0usize;
-        body.extend_from_slice(b"[");
         for kv in &listed.items {
-            if start
+            let before_start = start
                 .as_ref()
-                .is_some_and(|s| kv.key.as_str() <= s.start.as_str())
-                || !filter.matches_stored(&kv.value)
-            {
+                .is_some_and(|s| kv.key.as_str() <= s.start.as_str());
+            if before_start || !filter.matches_stored(&kv.value) {
                 continue;
             }
-            if limit.is_some_and(|l| count >= l) {
+            if limit.is_some_and(|l| page.len() >= l) {
                 remaining += 1;
-                continue;
-            }
-            if count > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(&objects::splice_resource_version(
-                &kv.value,
-                kv.mod_revision,
-            ));
-            count += 1;
-            if limit == Some(count) {
-                next = Some(kv.key.clone());
+            } else {
+                page.push(kv);
             }
         }
-        body.extend_from_slice(b"]");
         let mut metadata = json!({ "resourceVersion": listed.revision.to_string() });
         if remaining > 0
-            && let Some(last) = next
+            && let Some(last) = page.last()
         {
             let token = serde_json::to_vec(&Continue {
                 rv: listed.revision,
-                start: last,
+                start: last.key.clone(),
             })
             .unwrap_or_default();
             metadata["continue"] =
                 json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
             metadata["remainingItemCount"] = json!(remaining);
         }
+        if let Render::Table(version, include) = render {
+            let t = table::table(
+                r.kind,
+                &decode_all(page.into_iter())?,
+                include,
+                version,
+                metadata,
+            );
+            return Ok(json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&t).unwrap_or_default(),
+            ));
+        }
+        // The list is written around the stored bytes, without parsing the objects.
         let head = format!(
-            "{{\"apiVersion\":\"{}\",\"kind\":\"{}List\",\"metadata\":{},\"items\":",
+            "{{\"apiVersion\":\"{}\",\"kind\":\"{}List\",\"metadata\":{},\"items\":[",
             r.api_version(),
             r.kind,
             metadata
         );
-        let mut out = Vec::with_capacity(head.len() + body.len() + 1);
+        let mut out = Vec::with_capacity(
+            head.len() + page.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 2,
+        );
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&body);
-        out.push(b'}');
+        for (i, kv) in page.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            objects::splice_resource_version_into(&mut out, &kv.value, kv.mod_revision);
+        }
+        out.extend_from_slice(b"]}");
         Ok(json_response(StatusCode::OK, out))
     }
 
@@ -182,9 +228,15 @@ impl ApiServer {
         self: &Arc<Self>,
         target: &Target,
         query: &Query,
+        headers: &HeaderMap,
     ) -> Result<Response, ApiError> {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
+        let mut framer = Framer {
+            render: Render::new(headers, query)?,
+            kind: r.kind,
+            columns_sent: false,
+        };
         let timeout = match query.int("timeoutSeconds")? {
             Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_WATCH),
             _ => MAX_WATCH,
@@ -226,7 +278,7 @@ impl ApiServer {
                         members.insert(kv.key.clone());
                     }
                     if tx
-                        .send(Ok(frame("ADDED", &kv.value, kv.mod_revision)))
+                        .send(Ok(framer.frame("ADDED", &kv.value, kv.mod_revision)))
                         .await
                         .is_err()
                     {
@@ -256,7 +308,7 @@ impl ApiServer {
                                 Some(Ok(event)) => {
                                     last = event.kv.mod_revision;
                                     if let Some(kind) = classify(&filter, &mut members, event.kind, &event.kv) {
-                                        frame_into(&mut out, kind, &event.kv.value, event.kv.mod_revision);
+                                        framer.frame_into(&mut out, kind, &event.kv.value, event.kv.mod_revision);
                                     }
                                 }
                                 Some(Err(e)) => {
@@ -339,18 +391,41 @@ fn classify(
     }
 }
 
-fn frame(kind: &str, stored: &[u8], revision: Revision) -> Bytes {
-    let mut out = Vec::with_capacity(stored.len() + 64);
-    frame_into(&mut out, kind, stored, revision);
-    Bytes::from(out)
+/// Writes watch events, as stored objects or as one-row Tables.
+struct Framer {
+    render: Render,
+    kind: &'static str,
+    columns_sent: bool,
 }
 
-fn frame_into(out: &mut Vec<u8>, kind: &str, stored: &[u8], revision: Revision) {
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
-    objects::splice_resource_version_into(out, stored, revision);
-    out.extend_from_slice(b"}\n");
+impl Framer {
+    fn frame(&mut self, event: &str, stored: &[u8], revision: Revision) -> Bytes {
+        let mut out = Vec::with_capacity(stored.len() + 64);
+        self.frame_into(&mut out, event, stored, revision);
+        Bytes::from(out)
+    }
+
+    fn frame_into(&mut self, out: &mut Vec<u8>, event: &str, stored: &[u8], revision: Revision) {
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(event.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        match self.render {
+            Render::Objects => objects::splice_resource_version_into(out, stored, revision),
+            Render::Table(version, include) => {
+                let mut object: Value = serde_json::from_slice(stored).unwrap_or(Value::Null);
+                objects::set_resource_version(&mut object, revision);
+                let meta = json!({ "resourceVersion": revision.to_string() });
+                let mut t = table::table(self.kind, &[object], include, version, meta);
+                // Kubernetes sends the column definitions with the first event only.
+                if self.columns_sent {
+                    table::drop_column_definitions(&mut t);
+                }
+                self.columns_sent = true;
+                out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+            }
+        }
+        out.extend_from_slice(b"}\n");
+    }
 }
 
 fn bookmark(r: &Resource, revision: Revision, initial_events_end: bool) -> Bytes {
