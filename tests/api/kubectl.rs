@@ -427,6 +427,22 @@ fn kubectl_generators_create_objects() {
         busy["spec"]["containers"][0]["args"],
         json!(["sleep", "3600"])
     );
+    // Server-side printing: kubectl's usual columns.
+    let table = ok(&master, &["get", "pods", "-n", "team-a"]);
+    assert!(
+        table.contains("READY") && table.contains("STATUS") && table.contains("Pending"),
+        "{table}"
+    );
+    let table = ok(&master, &["get", "services", "-n", "team-a", "-o", "wide"]);
+    assert!(
+        table.contains("CLUSTER-IP") && table.contains("80/TCP") && table.contains("app=nginx"),
+        "{table}"
+    );
+    let table = ok(&master, &["get", "deployments", "-n", "team-a"]);
+    assert!(
+        table.contains("UP-TO-DATE") && table.contains("0/2"),
+        "{table}"
+    );
     ok(
         &master,
         &["label", "pod", "busy", "-n", "team-a", "env=dev"],
