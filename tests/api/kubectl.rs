@@ -427,6 +427,43 @@ fn kubectl_generators_create_objects() {
         busy["spec"]["containers"][0]["args"],
         json!(["sleep", "3600"])
     );
+    ok(
+        &master,
+        &[
+            "create",
+            "configmap",
+            "app",
+            "--from-literal=mode=fast",
+            "-n",
+            "team-a",
+        ],
+    );
+    ok(
+        &master,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=s3cret",
+            "-n",
+            "team-a",
+        ],
+    );
+    let cm = get_json(&master, &["configmap", "app", "-n", "team-a"]);
+    assert_eq!(cm["data"]["mode"], "fast");
+    let secret = get_json(&master, &["secret", "creds", "-n", "team-a"]);
+    assert_eq!(
+        (secret["type"].as_str(), secret["data"]["password"].as_str()),
+        (Some("Opaque"), Some("czNjcmV0"))
+    );
+    let table = ok(&master, &["get", "configmaps,secrets", "-n", "team-a"]);
+    assert!(
+        table.contains("configmap/app")
+            && table.contains("secret/creds")
+            && table.contains("Opaque"),
+        "{table}"
+    );
     // Server-side printing: kubectl's usual columns.
     let table = ok(&master, &["get", "pods", "-n", "team-a"]);
     assert!(

@@ -9,7 +9,8 @@ use serde_json::Value;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Event, Namespace, Node, Pod, ReplicationController, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, Secret, Service,
+    ServiceAccount,
 };
 
 use super::defaults;
@@ -329,6 +330,49 @@ pub static RESOURCES: &[Resource] = &[
             "type",
         ],
         schema: typed!(Event, defaults::event, validation::event),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(ConfigMap, defaults::config_map, validation::config_map),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &["type"],
+        schema: typed!(Secret, defaults::secret, validation::secret),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            ServiceAccount,
+            defaults::service_account,
+            validation::service_account
+        ),
     },
     Resource {
         group: "apps",

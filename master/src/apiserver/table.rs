@@ -378,6 +378,9 @@ fn printer(kind: &str) -> Printer {
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
         "Event" => (EVENT_COLUMNS, event_row),
         "Lease" => (LEASE_COLUMNS, lease_row),
+        "ConfigMap" => (CONFIG_MAP_COLUMNS, config_map_row),
+        "Secret" => (SECRET_COLUMNS, secret_row),
+        "ServiceAccount" => (SERVICE_ACCOUNT_COLUMNS, service_account_row),
         _ => (DEFAULT_COLUMNS, default_row),
     };
     Printer { columns, row }
@@ -1027,6 +1030,70 @@ fn lease_row(lease: &Value, now: DateTime<Utc>) -> Row {
         json!(str_at(lease, "/spec/holderIdentity")),
         json!(age(lease, now)),
     ])
+}
+
+// --- ConfigMap, Secret, ServiceAccount ---------------------------------------------------
+
+/// The number of entries of the maps at `pointers` together.
+fn entries(object: &Value, pointers: &[&str]) -> usize {
+    pointers
+        .iter()
+        .filter_map(|p| object.pointer(p))
+        .filter_map(Value::as_object)
+        .map(|m| m.len())
+        .sum()
+}
+
+const CONFIG_MAP_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Data",
+        "integer",
+        "Number of entries in data and binaryData.",
+    ),
+    AGE,
+];
+
+fn config_map_row(cm: &Value, now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(cm)),
+        json!(entries(cm, &["/data", "/binaryData"])),
+        json!(age(cm, now)),
+    ])
+}
+
+const SECRET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", "string", "The type of the secret."),
+    col("Data", "integer", "Number of entries in data."),
+    AGE,
+];
+
+fn secret_row(secret: &Value, now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(secret)),
+        json!(str_at(secret, "/type")),
+        json!(entries(secret, &["/data"])),
+        json!(age(secret, now)),
+    ])
+}
+
+const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Secrets",
+        "integer",
+        "Number of secrets of the service account.",
+    ),
+    AGE,
+];
+
+fn service_account_row(sa: &Value, now: DateTime<Utc>) -> Row {
+    let secrets = sa
+        .pointer("/secrets")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    Row::from(vec![json!(name(sa)), json!(secrets), json!(age(sa, now))])
 }
 
 // --- Any other kind ----------------------------------------------------------------------
