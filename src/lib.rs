@@ -2,5 +2,7 @@
 //! skiff-master) on loopback ports of this machine, waits until they are ready and stops
 //! them when dropped.
 
+pub mod docker;
 pub mod etcd;
 pub mod master;
+pub mod node;

@@ -2,4 +2,5 @@
 //! the scheduler and controllers talk to it like any other client.
 
 pub mod apiserver;
+pub mod scheduler;
 pub mod store;

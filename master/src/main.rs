@@ -1,12 +1,15 @@
-//! `skiff-master`: the control plane process (API server; scheduler and controllers join it
-//! in later issues).
+//! `skiff-master`: the control plane process: the API server and, once it listens, the
+//! scheduler as one of its clients (controllers join them in later issues).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
 use ipnet::Ipv4Net;
-use skiff_master::apiserver::{self, Config};
+use skiff_master::apiserver::Config;
+use skiff_master::apiserver::server::{Listening, serve_with_ready};
+use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
+use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
 
 // The API server allocates many short-lived JSON trees; mimalloc handles that churn far
@@ -33,6 +36,15 @@ struct Args {
     /// The range Service ClusterIPs come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
+    /// Run the scheduler (binds pods to nodes); `--scheduler=false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    scheduler: bool,
+    /// Do not run the scheduler (the same as `--scheduler=false`).
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Weights of the scheduler's score plugins.
+    #[arg(long, default_value_t = ScoreWeights::default())]
+    scheduler_score_weights: ScoreWeights,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,13 +62,59 @@ fn main() -> anyhow::Result<()> {
         etcd_endpoints: args.etcd_endpoints,
         service_cidr: args.service_cluster_ip_range,
     };
+    let scheduler = (args.scheduler && !args.no_scheduler).then(|| SchedulerConfig {
+        weights: args.scheduler_score_weights,
+        ..Default::default()
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(apiserver::serve(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        // One shutdown signal for every component: the sender is dropped when it comes.
+        let (stop_tx, stop_rx) = watch::channel(());
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            drop(stop_tx);
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let scheduler = scheduler.map(|config| {
+            tokio::spawn(run_scheduler(ready_rx, config, stopped(stop_rx.clone())))
+        });
+        let served = serve_with_ready(config, stopped(stop_rx), Some(ready_tx)).await;
+        if let Some(scheduler) = scheduler {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), scheduler).await;
+        }
+        served
+    })?;
     // Watches and connections still open are cut here; every acknowledged write is durable.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// Completes when the shutdown signal has been given.
+async fn stopped(mut rx: watch::Receiver<()>) {
+    while rx.changed().await.is_ok() {}
+}
+
+/// Starts the scheduler once the API server listens, as a client of it over HTTPS.
+async fn run_scheduler(
+    ready: oneshot::Receiver<Listening>,
+    config: SchedulerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    // No report: the API server did not start (its error is the one that matters).
+    let Ok(listening) = ready.await else { return };
+    let client = match scheduler::client(
+        &listening.server_url,
+        &listening.ca_pem,
+        &listening.admin_token,
+    ) {
+        Ok(client) => client,
+        Err(e) => return tracing::error!(error = %e, "the scheduler cannot reach the API server"),
+    };
+    if let Err(e) = scheduler::run(client, config, shutdown).await {
+        tracing::error!(error = %e, "the scheduler stopped");
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,14 +1,143 @@
-//! skiff-node: the node agent. The kubelet and the eBPF Service proxy land here in the
-//! node-agent issue; until then the binary only answers `--help` and `--version`.
+//! skiff-node: the node agent. Registers this machine as a Node with the master and runs the
+//! pods bound to it (and static pods from a directory) on Docker.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use ipnet::Ipv4Net;
+use skiff_node::kubelet::{self, KubeHeartbeat, Kubelet};
+use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
-/// skiff's node agent (kubelet + Service proxy).
+/// skiff's node agent (kubelet).
 #[derive(Parser, Debug)]
 #[command(name = "skiff-node", version, about)]
-struct Args {}
+struct Args {
+    /// Kubeconfig with the master's address and this node's credentials (default: $KUBECONFIG,
+    /// else ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's pod CIDR (default: the Node's spec.podCIDR, else a free /24 of the
+    /// cluster CIDR).
+    #[arg(long)]
+    pod_cidr: Option<Ipv4Net>,
+    /// The cluster's pod CIDR: pod traffic within it is allowed between nodes.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Net,
+    /// Directory of static pod manifests (YAML or JSON, one Pod per file).
+    #[arg(long)]
+    manifests_dir: Option<PathBuf>,
+    /// Seconds between reads of the manifests directory.
+    #[arg(long, default_value_t = 2)]
+    manifests_seconds: u64,
+    /// Seconds between lease renewals (the lease lasts four times as long).
+    #[arg(long, default_value_t = 10)]
+    lease_seconds: u64,
+    /// Seconds between node status updates when nothing changes.
+    #[arg(long, default_value_t = 60)]
+    node_status_seconds: u64,
+    /// Seconds between syncs of a pod when nothing happens to it.
+    #[arg(long, default_value_t = 60)]
+    resync_seconds: u64,
+    /// Directory for the agent's files, e.g. pod volumes (default: /var/lib/skiff-node/<node>).
+    #[arg(long)]
+    root_dir: Option<PathBuf>,
+    /// The node's IP as reported to the master (default: detected).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Docker's address.
+    #[arg(long, default_value = DEFAULT_DOCKER_HOST)]
+    docker_host: String,
+    /// Pull images that are not present from their registries (off: only local images).
+    #[arg(long)]
+    allow_image_pull: bool,
+}
 
 fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("skiff-node: the node agent is not built yet (see the node-agent issue)")
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    // One thread: the agent's work is waiting on Docker and the master.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let node_name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(kubelet::node_info::hostname);
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let config = kubelet::Config {
+        root_dir: args
+            .root_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/skiff-node").join(&node_name)),
+        node_name: node_name.clone(),
+        pod_cidr: args.pod_cidr,
+        cluster_cidr: args.cluster_cidr,
+        manifests_dir: args.manifests_dir,
+        manifests_interval: Duration::from_secs(args.manifests_seconds.max(1)),
+        lease_interval: Duration::from_secs(args.lease_seconds.max(1)),
+        node_status_interval: Duration::from_secs(args.node_status_seconds.max(1)),
+        resync_interval: Duration::from_secs(args.resync_seconds.max(1)),
+        node_ip: args.node_ip,
+        allow_image_pull: args.allow_image_pull,
+    };
+    let heartbeat = KubeHeartbeat::new(client.clone(), &node_name, config.lease_duration_seconds());
+    let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
+    Kubelet::new(config, client, runtime, heartbeat)
+        .run(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// The API client from the kubeconfig file (or the default lookup).
+async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match path {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig and no usable default kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) still applies.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

@@ -37,6 +37,20 @@ const BENCHES: &[Bench] = &[
         starts_master: false,
         about: "store writes and watches: embedded store vs etcd",
     },
+    Bench {
+        name: "scheduler",
+        package: "skiff",
+        target: "scheduler_perf",
+        starts_master: true,
+        about: "pods bound per second and create-to-bound p99 on N nodes (SchedulingBasic)",
+    },
+    Bench {
+        name: "schedule-one",
+        package: "skiff",
+        target: "scheduler",
+        starts_master: false,
+        about: "one scheduling decision (filter + score every node) at 500/5k/50k nodes",
+    },
 ];
 
 /// Runs benchmark `name` with `args` passed to it; without a name, lists them.

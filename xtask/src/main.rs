@@ -40,6 +40,10 @@ enum Command {
         /// Build and run the release binaries (default: debug, faster to build).
         #[arg(long)]
         release: bool,
+        /// How many node agents to start (the first is named after the host and runs the
+        /// static pods of .skiff/manifests).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
     /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
     Test {
@@ -61,7 +65,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
-        Command::Run { etcd, release } => run::run(run::Options { etcd, release }),
+        Command::Run {
+            etcd,
+            release,
+            nodes,
+        } => run::run(run::Options {
+            etcd,
+            release,
+            nodes,
+        }),
         Command::Test { args: _ } => {
             // Everything after `test`, verbatim: clap drops a leading `--`, which `cargo
             // test -- --nocapture` needs.
@@ -83,6 +95,8 @@ fn main() -> ExitCode {
 fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
+    step("docker");
+    run::ensure_dockerd(&repo_root().join(".skiff"))?;
     step("building skiff-master (debug)");
     cargo::build_master(cargo::Profile::Debug)?;
     step("cargo test --workspace");

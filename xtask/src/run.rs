@@ -1,10 +1,15 @@
-//! `cargo xtask run`: builds skiff-master, starts it (and optionally a local etcd) with its
-//! state in `<repo>/.skiff`, waits until it is ready, tells the user how to reach it, and
-//! stops everything on Ctrl-C / SIGTERM.
+//! `cargo xtask run`: builds skiff-master and skiff-node, starts the master (and optionally a
+//! local etcd) with its state in `<repo>/.skiff`, makes sure Docker runs, starts the node
+//! agents (one named after the host by default; `--nodes N` for more, each with its own pod
+//! CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
+//! ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. Pods keep
+//! running in Docker when the agents stop; the next `run` adopts them.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -23,6 +28,10 @@ const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
 /// How long a start may take before we give up (a first start generates its certificates).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Docker's API socket.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// Debian's Docker daemon (package docker.io).
+const DOCKERD: &str = "/usr/sbin/dockerd";
 
 /// Flags of `cargo xtask run`.
 pub struct Options {
@@ -30,6 +39,8 @@ pub struct Options {
     pub etcd: bool,
     /// Build and run release binaries.
     pub release: bool,
+    /// How many node agents to start (0: none).
+    pub nodes: usize,
 }
 
 /// Runs the cluster until a shutdown signal; exits non-zero if a component dies on its own.
@@ -48,6 +59,12 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         "building skiff-master (debug)"
     });
     let master_bin = cargo::build_master(profile)?;
+    let node_bin = if opts.nodes > 0 {
+        step("building skiff-node");
+        Some(build_node(&master_bin, profile)?)
+    } else {
+        None
+    };
 
     let state_dir = repo_root().join(".skiff");
     std::fs::create_dir_all(&state_dir)
@@ -57,6 +74,11 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         MASTER_PORT,
         "another skiff master (`cargo xtask run`) may be running",
     )?;
+
+    if opts.nodes > 0 {
+        step("docker");
+        ensure_dockerd(&state_dir)?;
+    }
 
     // From here on a Ctrl-C stops the children in order instead of killing xtask.
     let shutdown = shutdown_flag()?;
@@ -88,6 +110,22 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let mut master = Supervised::spawn("skiff-master", &mut cmd)?;
     wait_master_ready(&mut master, &kubeconfig, &shutdown)?;
 
+    let mut agents = Vec::new();
+    if let Some(node_bin) = &node_bin {
+        step(&format!(
+            "starting {} node agent{}",
+            opts.nodes,
+            if opts.nodes == 1 { "" } else { "s" }
+        ));
+        for index in 0..opts.nodes {
+            let agent = start_agent(node_bin, &state_dir, &kubeconfig, index)?;
+            agents.push(agent);
+        }
+        for agent in &mut agents {
+            wait_node_ready(agent, &kubeconfig, &shutdown)?;
+        }
+    }
+
     let server = kubectl(&kubeconfig, &["config", "view", "--minify", "-o"])
         .arg("jsonpath={.clusters[0].cluster.server}")
         .output()
@@ -104,8 +142,24 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         master.id(),
         state_dir.display()
     );
+    for agent in &agents {
+        println!(
+            "node {} (pid {}): pod CIDR {}, log {}",
+            agent.name,
+            agent.process.id(),
+            agent.pod_cidr,
+            agent.log.display()
+        );
+    }
+    if !agents.is_empty() {
+        println!(
+            "static pods: put Pod manifests into {}",
+            state_dir.join("manifests").display()
+        );
+    }
     println!("In another shell:\n");
     println!("    export KUBECONFIG={}", kubeconfig.display());
+    println!("    kubectl get nodes");
     println!("    kubectl get pods");
     println!("\nPress Ctrl-C to stop.");
 
@@ -116,6 +170,21 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         }
         if let Some(status) = master.exited()? {
             break Some(format!("skiff-master exited on its own ({status})"));
+        }
+        if let Some(failed) = agents.iter_mut().find_map(|agent| {
+            agent
+                .process
+                .exited()
+                .ok()
+                .flatten()
+                .map(|status| (agent.name.clone(), agent.log.clone(), status))
+        }) {
+            let (name, log, status) = failed;
+            break Some(format!(
+                "skiff-node {name} exited on its own ({status}); see {}:\n{}",
+                log.display(),
+                log_tail(&log, 20)
+            ));
         }
         if let Some(etcd) = etcd.as_mut()
             && let Some(status) = etcd.exited()?
@@ -128,6 +197,10 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         thread::sleep(Duration::from_millis(200));
     };
 
+    // Agents first (their pods keep running in Docker), then the master.
+    for agent in &mut agents {
+        agent.process.stop()?;
+    }
     let master_status = master.stop()?;
     if let Some(etcd) = etcd.as_mut() {
         etcd.stop()?;
@@ -270,4 +343,219 @@ fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A running node agent.
+struct Agent {
+    name: String,
+    pod_cidr: String,
+    log: PathBuf,
+    process: Supervised,
+}
+
+/// Builds skiff-node beside skiff-master (same target dir and profile) and returns its path.
+fn build_node(master_bin: &Path, profile: Profile) -> anyhow::Result<PathBuf> {
+    let mut args = vec!["build", "-p", "skiff-node", "--bin", "skiff-node"];
+    if profile == Profile::Release {
+        args.push("--release");
+    }
+    let status = cargo::run(&args)?;
+    if !status.success() {
+        bail!("cargo build -p skiff-node failed ({status})");
+    }
+    let node_bin = master_bin.with_file_name("skiff-node");
+    if !node_bin.exists() {
+        bail!(
+            "cargo build -p skiff-node did not produce {}",
+            node_bin.display()
+        );
+    }
+    Ok(node_bin)
+}
+
+/// The name of agent `index`: the hostname for the first, `<hostname>-<n>` for the others.
+fn node_name(index: usize) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // A DNS-1123 subdomain: lowercase alphanumerics, '-' and '.'.
+    let host: String = host
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let host = host.trim_matches(|c| c == '-' || c == '.');
+    let host = if host.is_empty() { "node" } else { host };
+    if index == 0 {
+        host.to_owned()
+    } else {
+        format!("{host}-{}", index + 1)
+    }
+}
+
+/// Starts agent `index` with pod CIDR 10.244.<index>.0/24, its files in `.skiff/nodes/<name>`
+/// and its log in `.skiff/nodes/<name>.log`; the first one reads `.skiff/manifests`.
+fn start_agent(
+    node_bin: &Path,
+    state_dir: &Path,
+    kubeconfig: &Path,
+    index: usize,
+) -> anyhow::Result<Agent> {
+    let name = node_name(index);
+    let pod_cidr = format!("10.244.{index}.0/24");
+    let nodes_dir = state_dir.join("nodes");
+    let root_dir = nodes_dir.join(&name);
+    std::fs::create_dir_all(&root_dir)
+        .with_context(|| format!("creating {}", root_dir.display()))?;
+    let log_path = nodes_dir.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut cmd = Command::new(node_bin);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--node-name")
+        .arg(&name)
+        .arg("--pod-cidr")
+        .arg(&pod_cidr)
+        .arg("--root-dir")
+        .arg(&root_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("agent log")?)
+        .stderr(log)
+        .current_dir(repo_root());
+    if index == 0 {
+        let manifests = state_dir.join("manifests");
+        std::fs::create_dir_all(&manifests)
+            .with_context(|| format!("creating {}", manifests.display()))?;
+        cmd.arg("--manifests-dir").arg(manifests);
+    }
+    let process = Supervised::spawn("skiff-node", &mut cmd)?;
+    Ok(Agent {
+        name,
+        pod_cidr,
+        log: log_path,
+        process,
+    })
+}
+
+/// Waits until the agent's Node reports Ready.
+fn wait_node_ready(
+    agent: &mut Agent,
+    kubeconfig: &Path,
+    shutdown: &AtomicBool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            bail!("interrupted while skiff-node {} was starting", agent.name);
+        }
+        if let Some(status) = agent.process.exited()? {
+            bail!(
+                "skiff-node {} exited at start ({status}):\n{}",
+                agent.name,
+                log_tail(&agent.log, 20)
+            );
+        }
+        let out = kubectl(kubeconfig, &["get", "node", &agent.name, "-o", jsonpath])
+            .output()
+            .context("running kubectl")?;
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+            eprintln!("✓ node {} Ready (pod CIDR {})", agent.name, agent.pod_cidr);
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "node {} not Ready after {} s; its log {}:\n{}",
+                agent.name,
+                READY_TIMEOUT.as_secs(),
+                agent.log.display(),
+                log_tail(&agent.log, 20)
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Makes sure dockerd runs: returns if its socket answers, else starts it detached (it is the
+/// machine's daemon and outlives `run`), logging to `<state_dir>/dockerd.log`, and waits until
+/// it answers. Idempotent.
+pub fn ensure_dockerd(state_dir: &Path) -> anyhow::Result<()> {
+    if docker_answers() {
+        eprintln!("✓ dockerd running");
+        return Ok(());
+    }
+    if !Path::new(DOCKERD).exists() {
+        bail!("{DOCKERD} is missing: run `cargo xtask setup` (installs docker.io)");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("dockerd is not running and starting it needs root (`sudo dockerd &`)");
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let log_path = state_dir.join("dockerd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    eprintln!("starting dockerd (log {}) ...", log_path.display());
+    let mut cmd = Command::new(DOCKERD);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().context("dockerd log")?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; a session of its own keeps a Ctrl-C of `run` away
+    // from the machine's Docker.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting {DOCKERD}"))?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if docker_answers() {
+            eprintln!("✓ dockerd ready (pid {})", child.id());
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().context("checking on dockerd")? {
+            bail!(
+                "dockerd exited at start ({status}):\n{}",
+                log_tail(&log_path, 20)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "dockerd did not answer within {} s:\n{}",
+                READY_TIMEOUT.as_secs(),
+                log_tail(&log_path, 20)
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether Docker's `GET /_ping` answers `OK`.
+fn docker_answers() -> bool {
+    let Ok(mut stream) = UnixStream::connect(DOCKER_SOCKET) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut response = String::new();
+    stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.0 200")
+        && response.ends_with("OK")
 }

@@ -38,6 +38,18 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["etcd-server"]),
     },
     Requirement {
+        // The node agent's container runtime; `run` and the tests start dockerd when needed.
+        name: "docker",
+        check: dockerd_version,
+        install: Install::Apt(&["docker.io"]),
+    },
+    Requirement {
+        // node/build.rs links the pause and test workload programs statically.
+        name: "static C toolchain",
+        check: static_cc,
+        install: Install::Apt(&["gcc", "libc6-dev"]),
+    },
+    Requirement {
         name: "kubectl",
         check: kubectl_version,
         install: Install::Manual(
@@ -128,6 +140,31 @@ fn etcd_version() -> Option<String> {
     let out = version_output("/usr/bin/etcd", &["--version"])?;
     // "etcd Version: 3.4.23\nGit SHA: ..."
     field(&out, "etcd Version:").or(Some(String::from("(unknown version)")))
+}
+
+/// The version of `/usr/sbin/dockerd` ("20.10.24+dfsg1"), if it runs.
+fn dockerd_version() -> Option<String> {
+    let out = version_output("/usr/sbin/dockerd", &["--version"])?;
+    // "Docker version 20.10.24+dfsg1, build 297e128"
+    out.strip_prefix("Docker version ")
+        .and_then(|rest| rest.split(',').next())
+        .map(|v| v.trim().to_owned())
+        .or(Some(String::from("(unknown version)")))
+}
+
+/// `cc` and the static C library, if both are there (gcc's version).
+fn static_cc() -> Option<String> {
+    let static_libc = [
+        "/usr/lib/x86_64-linux-gnu/libc.a",
+        "/usr/lib/aarch64-linux-gnu/libc.a",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if !static_libc {
+        return None;
+    }
+    let out = version_output("/usr/bin/cc", &["--version"])?;
+    out.lines().next().map(str::to_owned)
 }
 
 /// The version of `/usr/bin/protoc` ("3.21.12"), if it runs.

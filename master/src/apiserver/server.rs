@@ -44,10 +44,31 @@ pub struct Config {
     pub service_cidr: Ipv4Net,
 }
 
+/// How clients reach a server that is listening: what [`serve_with_ready`] reports.
+#[derive(Clone, Debug)]
+pub struct Listening {
+    /// `https://127.0.0.1:<port>`.
+    pub server_url: String,
+    /// PEM of the cluster CA, which signed the serving certificate.
+    pub ca_pem: String,
+    /// The admin bearer token.
+    pub admin_token: String,
+}
+
 /// Open the store, bind, write the kubeconfig and serve until `shutdown` completes.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    serve_with_ready(config, shutdown, None).await
+}
+
+/// [`serve`], reporting through `ready` how to reach the server once it listens (for
+/// components of the master that are its clients, like the scheduler).
+pub async fn serve_with_ready(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: Option<tokio::sync::oneshot::Sender<Listening>>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
@@ -95,6 +116,13 @@ pub async fn serve(
     let kubeconfig = config.state_dir.join("kubeconfig");
     credentials.write_kubeconfig(&kubeconfig, &format!("https://{advertise}"))?;
     info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
+    if let Some(ready) = ready {
+        let _ = ready.send(Listening {
+            server_url: format!("https://{advertise}"),
+            ca_pem: credentials.ca_pem.clone(),
+            admin_token: credentials.admin_token.clone(),
+        });
+    }
 
     let router = router(api.clone());
     let acceptor = TlsAcceptor::from(credentials.server_config()?);

@@ -1,0 +1,534 @@
+//! The scheduler: watches nodes and unbound pods through the API server and binds each pod to
+//! the best node that can run it — kube-scheduler's loop, with every feasible node scored.
+//!
+//! One module per concern: `informer` turns watches into [`Update`]s; `cache` keeps the
+//! cluster in a columnar layout (nodes, the pods on them, assumed pods, Services); `queue`
+//! orders waiting pods and backs off those that do not fit; `filter` and `score` are the
+//! plugins, `schedule_one` the decision over them; `bind` writes the Binding; `events` the
+//! Events and the Unschedulable condition.
+//!
+//! The decisions run on a thread of their own ([`Scheduler`] owns all state, no locks):
+//! it applies updates in order, pops a pod, decides, assumes the pod on its node and hands
+//! the binding to the async runtime, which reports back. Deciding never waits for the API.
+
+pub mod bind;
+pub mod bitset;
+pub mod cache;
+pub mod events;
+pub mod filter;
+pub mod informer;
+pub mod node_info;
+pub mod pod_info;
+pub mod queue;
+pub mod schedule_one;
+pub mod score;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use bind::BindOutcome;
+use cache::NodeCache;
+use events::EventRecorder;
+use informer::{Kind, Update};
+use pod_info::PodInfo;
+use queue::{QueueConfig, SchedulingQueue};
+use schedule_one::Scratch;
+use score::ScoreWeights;
+
+/// How often pods unschedulable for too long are retried anyway.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the scheduler logs what it did (when it did something).
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How the scheduler runs.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// The `spec.schedulerName` of the pods it schedules.
+    pub scheduler_name: String,
+    /// Score plugin weights.
+    pub weights: ScoreWeights,
+    /// Backoff and retry timing.
+    pub queue: QueueConfig,
+    /// Bindings and status updates in flight at once.
+    pub max_concurrent_writes: usize,
+    /// `reportingInstance` of its Events.
+    pub instance: String,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            scheduler_name: events::COMPONENT.to_string(),
+            weights: ScoreWeights::default(),
+            queue: QueueConfig::default(),
+            max_concurrent_writes: 64,
+            instance: "skiff-master".to_string(),
+        }
+    }
+}
+
+/// Why the scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scheduling thread could not be started.
+    #[error("starting the scheduling thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The scheduling thread panicked.
+    #[error("the scheduling thread panicked")]
+    Panicked,
+    /// The API server URL does not parse.
+    #[error("API server URL {0:?} does not parse")]
+    Url(String),
+    /// The CA certificate is not PEM.
+    #[error("reading the cluster CA: {0}")]
+    Ca(String),
+    /// The API client could not be built.
+    #[error("building the API client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// A client of the API server at `server_url` (`https://127.0.0.1:6443`) that trusts only
+/// the cluster CA and authenticates with `token` — how the scheduler reaches the API, like
+/// any other client.
+pub fn client(server_url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, Error> {
+    let url = server_url
+        .parse()
+        .map_err(|_| Error::Url(server_url.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+        .map(|c| c.map(|der| der.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Ca(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(Error::Ca("no certificate in the PEM".into()));
+    }
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(certs);
+    config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
+    kube::Client::try_from(config).map_err(Error::Client)
+}
+
+/// What the scheduling thread asks the runtime to do for a pod.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Write the Binding of the pod (already assumed on the node).
+    Bind {
+        /// The pod.
+        pod: Arc<PodInfo>,
+        /// Its node.
+        node: String,
+    },
+    /// The pod fits nowhere: tell the user.
+    Unschedulable {
+        /// The pod.
+        pod: Arc<PodInfo>,
+        /// kube-scheduler's message (`0/3 nodes are available: ...`).
+        message: String,
+        /// Whether its PodScheduled condition must be (re)written.
+        update_condition: bool,
+    },
+}
+
+/// Counters since the last report.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stats {
+    scheduled: u64,
+    unschedulable: u64,
+    bind_failures: u64,
+    decision_time: Duration,
+}
+
+/// The scheduler's state: cache, queue and configuration. Driven by [`Scheduler::handle`]
+/// and [`Scheduler::next_action`]; pure (no I/O), so it can be tested without a cluster.
+#[derive(Debug)]
+pub struct Scheduler {
+    cache: NodeCache,
+    queue: SchedulingQueue,
+    config: SchedulerConfig,
+    scratch: Scratch,
+    synced: HashSet<Kind>,
+    stats: Stats,
+}
+
+impl Scheduler {
+    /// A scheduler with an empty cache; it decides nothing until nodes, pods and Services
+    /// have each been listed once.
+    pub fn new(config: SchedulerConfig) -> Self {
+        Self {
+            cache: NodeCache::new(),
+            queue: SchedulingQueue::new(config.queue),
+            config,
+            scratch: Scratch::default(),
+            synced: HashSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The cluster as it sees it.
+    pub fn cache(&self) -> &NodeCache {
+        &self.cache
+    }
+
+    /// The pods waiting.
+    pub fn queue(&self) -> &SchedulingQueue {
+        &self.queue
+    }
+
+    /// Whether every watch has listed once.
+    pub fn synced(&self) -> bool {
+        [Kind::Node, Kind::Pod, Kind::Service]
+            .iter()
+            .all(|k| self.synced.contains(k))
+    }
+
+    /// Applies one update.
+    pub fn handle(&mut self, update: Update, now: Instant) {
+        match update {
+            Update::Node(info) => {
+                if self.cache.apply_node(info) {
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            }
+            Update::NodeDeleted(name) => {
+                self.cache.remove_node(&name);
+            }
+            Update::Pod(info) => self.apply_pod(info, now),
+            Update::PodDeleted(uid) => {
+                self.queue.remove(&uid);
+                if self.cache.remove_pod(&uid) {
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            }
+            Update::Service(service) => self.cache.apply_service(service),
+            Update::ServiceDeleted { namespace, name } => {
+                self.cache.remove_service(&namespace, &name)
+            }
+            Update::Listed { kind, keys } => {
+                self.forget_unlisted(kind, &keys, now);
+                if self.synced.insert(kind) {
+                    debug!(?kind, objects = keys.len(), "listed");
+                }
+            }
+            Update::BindDone { uid, node, outcome } => match outcome {
+                BindOutcome::Bound => self.queue.remove(&uid),
+                BindOutcome::Drop(reason) => {
+                    self.stats.bind_failures += 1;
+                    debug!(%uid, %node, %reason, "binding dropped");
+                    self.queue.remove(&uid);
+                    if self.cache.forget(&uid) {
+                        self.queue.move_all_to_active_or_backoff(now);
+                    }
+                }
+                BindOutcome::Retry(reason) => {
+                    self.stats.bind_failures += 1;
+                    warn!(%uid, %node, %reason, "binding failed; retrying after backoff");
+                    if self.cache.forget(&uid) {
+                        self.queue.move_all_to_active_or_backoff(now);
+                    }
+                    self.queue.retry_after_backoff(&uid, now);
+                }
+            },
+            Update::RetryPod(uid) => self.queue.retry_unschedulable(&uid, now),
+            Update::Shutdown => {}
+        }
+    }
+
+    fn apply_pod(&mut self, info: Arc<PodInfo>, now: Instant) {
+        if self.cache.apply_pod(info.clone()) {
+            self.queue.move_all_to_active_or_backoff(now);
+        }
+        let waiting = info.node_name.is_none()
+            && !info.terminal
+            && !info.deleting
+            && info.scheduler_name == self.config.scheduler_name;
+        if !waiting {
+            self.queue.remove(&info.uid);
+        } else if !self.cache.pod(&info.uid).is_some_and(|p| p.assumed)
+            || self.queue.contains(&info.uid)
+        {
+            // An assumed pod whose binding is in flight is only refreshed, not queued again.
+            self.queue.add(info, now);
+        }
+    }
+
+    fn forget_unlisted(&mut self, kind: Kind, keys: &HashSet<String>, now: Instant) {
+        match kind {
+            Kind::Node => {
+                let gone: Vec<String> = self
+                    .cache
+                    .node_names()
+                    .filter(|n| !keys.contains(*n))
+                    .map(str::to_string)
+                    .collect();
+                for name in gone {
+                    self.cache.remove_node(&name);
+                }
+            }
+            Kind::Pod => {
+                let gone: Vec<String> = self
+                    .cache
+                    .pods()
+                    .map(|p| &p.info.uid)
+                    .filter(|uid| !keys.contains(*uid))
+                    .cloned()
+                    .collect();
+                let freed = !gone.is_empty();
+                for uid in gone {
+                    self.cache.remove_pod(&uid);
+                    self.queue.remove(&uid);
+                }
+                self.queue.retain(|uid| keys.contains(uid));
+                if freed {
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            }
+            Kind::Service => {
+                for key in self.cache.service_keys() {
+                    if !keys.contains(&key)
+                        && let Some((namespace, name)) = key.split_once('/')
+                    {
+                        self.cache.remove_service(namespace, name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a pod could be decided now.
+    pub fn has_work(&mut self, now: Instant) -> bool {
+        self.synced() && self.queue.has_ready(now)
+    }
+
+    /// Decides the next ready pod, if any: assumes it on the best node and asks for its
+    /// binding, or reports it unschedulable.
+    pub fn next_action(&mut self, now: Instant) -> Option<Action> {
+        if !self.synced() {
+            return None;
+        }
+        while let Some(pod) = self.queue.pop(now) {
+            if self.cache.pod(&pod.uid).is_some() {
+                // Bound (or assumed) meanwhile.
+                self.queue.remove(&pod.uid);
+                continue;
+            }
+            let started = Instant::now();
+            let decision = schedule_one::schedule_one(
+                &self.cache,
+                &pod,
+                &self.config.weights,
+                &mut self.scratch,
+            );
+            self.stats.decision_time += started.elapsed();
+            return Some(match decision {
+                Ok(d) => {
+                    let node = self.cache.node_name(d.slot).to_string();
+                    self.cache.assume(pod.clone(), d.slot);
+                    self.stats.scheduled += 1;
+                    Action::Bind { pod, node }
+                }
+                Err(fit) => {
+                    self.queue.mark_unschedulable(&pod.uid, now);
+                    self.stats.unschedulable += 1;
+                    let message = fit.to_string();
+                    debug!(pod = %pod.key(), %message, "unschedulable");
+                    Action::Unschedulable {
+                        update_condition: !events::condition_is_current(&pod, &message),
+                        pod,
+                        message,
+                    }
+                }
+            });
+        }
+        None
+    }
+
+    /// When a backing-off pod becomes ready, if one is.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.queue.next_backoff_end()
+    }
+
+    /// Retries pods that have been unschedulable for too long.
+    pub fn flush(&mut self, now: Instant) {
+        self.queue.flush_unschedulable_leftover(now);
+    }
+
+    fn report(&mut self) {
+        let s = std::mem::take(&mut self.stats);
+        if s.scheduled + s.unschedulable + s.bind_failures == 0 {
+            return;
+        }
+        let decisions = (s.scheduled + s.unschedulable).max(1);
+        let lengths = self.queue.lengths();
+        info!(
+            scheduled = s.scheduled,
+            unschedulable = s.unschedulable,
+            bind_failures = s.bind_failures,
+            nodes = self.cache.node_count(),
+            mean_decision_us = (s.decision_time.as_secs_f64() * 1e6 / decisions as f64) as u64,
+            queue_active = lengths.active,
+            queue_backoff = lengths.backoff,
+            queue_unschedulable = lengths.unschedulable,
+            "scheduler"
+        );
+    }
+}
+
+/// Runs the scheduler against the API server `client` talks to until `shutdown` completes.
+/// Must be called on a tokio runtime (its watches and bindings run there).
+pub async fn run(
+    client: kube::Client,
+    config: SchedulerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let informers = informer::spawn(&client, &tx);
+    let dispatcher = Dispatcher {
+        recorder: EventRecorder::start(client.clone(), config.instance.clone()),
+        client,
+        permits: Arc::new(Semaphore::new(config.max_concurrent_writes.max(1))),
+        tx: tx.clone(),
+        runtime: Handle::current(),
+    };
+    info!(weights = %config.weights, "scheduler started");
+    let scheduler = Scheduler::new(config);
+    let thread = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || scheduling_loop(scheduler, rx, dispatcher))
+        .map_err(Error::Thread)?;
+    shutdown.await;
+    for informer in &informers {
+        informer.abort();
+    }
+    let _ = tx.send(Update::Shutdown);
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Error::Panicked),
+    }
+}
+
+/// The scheduling thread: apply every pending update, decide one pod, repeat; sleep when
+/// there is nothing to decide until an update arrives or a backoff ends.
+fn scheduling_loop(mut scheduler: Scheduler, rx: Receiver<Update>, dispatcher: Dispatcher) {
+    let mut next_flush = Instant::now() + FLUSH_INTERVAL;
+    let mut next_report = Instant::now() + REPORT_INTERVAL;
+    loop {
+        let now = Instant::now();
+        let first = if scheduler.has_work(now) {
+            rx.try_recv().ok()
+        } else {
+            let until = scheduler
+                .next_wakeup()
+                .unwrap_or(next_flush)
+                .min(next_flush)
+                .min(next_report);
+            match rx.recv_timeout(until.saturating_duration_since(now)) {
+                Ok(update) => Some(update),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let now = Instant::now();
+        for update in first.into_iter().chain(rx.try_iter()) {
+            if matches!(update, Update::Shutdown) {
+                return;
+            }
+            scheduler.handle(update, now);
+        }
+        if now >= next_flush {
+            scheduler.flush(now);
+            next_flush = now + FLUSH_INTERVAL;
+        }
+        if now >= next_report {
+            scheduler.report();
+            next_report = now + REPORT_INTERVAL;
+        }
+        if let Some(action) = scheduler.next_action(now) {
+            dispatcher.dispatch(action);
+        }
+    }
+}
+
+/// Carries out actions on the async runtime: bindings, status updates, Events.
+struct Dispatcher {
+    client: kube::Client,
+    recorder: EventRecorder,
+    permits: Arc<Semaphore>,
+    tx: Sender<Update>,
+    runtime: Handle,
+}
+
+impl Dispatcher {
+    fn dispatch(&self, action: Action) {
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let permits = self.permits.clone();
+        match action {
+            Action::Bind { pod, node } => {
+                let tx = self.tx.clone();
+                self.runtime.spawn(async move {
+                    let outcome = {
+                        let _permit = permits.acquire().await;
+                        bind::bind(&client, &pod, &node).await
+                    };
+                    match &outcome {
+                        BindOutcome::Bound => recorder.record(
+                            &pod,
+                            false,
+                            events::REASON_SCHEDULED,
+                            events::scheduled_message(&pod, &node),
+                        ),
+                        BindOutcome::Drop(reason) | BindOutcome::Retry(reason) => recorder.record(
+                            &pod,
+                            true,
+                            events::REASON_FAILED_SCHEDULING,
+                            format!("Binding rejected: {reason}"),
+                        ),
+                    }
+                    let _ = tx.send(Update::BindDone {
+                        uid: pod.uid.clone(),
+                        node,
+                        outcome,
+                    });
+                });
+            }
+            Action::Unschedulable {
+                pod,
+                message,
+                update_condition,
+            } => {
+                recorder.record(
+                    &pod,
+                    true,
+                    events::REASON_FAILED_SCHEDULING,
+                    message.clone(),
+                );
+                if update_condition {
+                    let tx = self.tx.clone();
+                    self.runtime.spawn(async move {
+                        let _permit = permits.acquire().await;
+                        match events::set_unschedulable(&client, &pod, &message).await {
+                            Ok(()) => {}
+                            Err(kube::Error::Api(e)) if e.code == 404 => {
+                                debug!(pod = %pod.key(), error = %e, "condition not written")
+                            }
+                            // The pod changed since the decision: decide it again.
+                            Err(kube::Error::Api(e)) if e.code == 409 => {
+                                debug!(pod = %pod.key(), error = %e, "condition not written");
+                                let _ = tx.send(Update::RetryPod(pod.uid.clone()));
+                            }
+                            Err(e) => {
+                                warn!(pod = %pod.key(), error = %e, "writing PodScheduled failed")
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The kubelet: registers the Node, keeps its Lease and status fresh, and runs the pods bound
+//! to this node (and static pods) as Docker containers.
+//!
+//! How the parts fit ([`Kubelet::run`] starts them):
+//! - [`register`]: the Node object and its pod CIDR, the Lease;
+//! - [`heartbeat`]: lease renewals and node status updates, behind the [`Heartbeat`] trait
+//!   that the io_uring module implements;
+//! - `runtime_monitor`: Docker's health (the Ready condition) and its container events;
+//! - `api_pods` and [`static_pods`]: the two pod sources;
+//! - `pod_manager`: one `pod_worker` per pod, each running `sync_pod` (a reconcile of the
+//!   pod's containers) and computing the pod's status (`pod_status`);
+//! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions).
+//!
+//! Nothing here stops pods when the agent exits or loses the master: containers keep running
+//! and a restarted agent adopts them by their labels.
+
+mod api_pods;
+pub mod backoff;
+mod container_config;
+pub mod events;
+mod hash;
+pub mod heartbeat;
+pub mod node_info;
+pub mod node_status;
+mod pod_manager;
+mod pod_status;
+mod pod_worker;
+mod quantity;
+pub mod register;
+mod runtime_monitor;
+pub mod static_pods;
+mod status_manager;
+mod sync_pod;
+mod volumes;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub use heartbeat::{Heartbeat, HeartbeatError, KubeHeartbeat};
+
+use crate::runtime::{ContainerRuntime, NodeNetwork};
+use node_info::NodeFacts;
+use node_status::RuntimeHealth;
+
+/// How the kubelet runs (the `skiff-node` flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name.
+    pub node_name: String,
+    /// The node's pod CIDR (`None`: the Node's `spec.podCIDR`, else a free /24).
+    pub pod_cidr: Option<Ipv4Net>,
+    /// The cluster's pod CIDR.
+    pub cluster_cidr: Ipv4Net,
+    /// Static pod manifests.
+    pub manifests_dir: Option<PathBuf>,
+    /// How often the manifests directory is read.
+    pub manifests_interval: Duration,
+    /// The agent's own files (pod volumes).
+    pub root_dir: PathBuf,
+    /// Lease renewal period.
+    pub lease_interval: Duration,
+    /// Node status period when nothing changes.
+    pub node_status_interval: Duration,
+    /// Pod resync period when nothing happens.
+    pub resync_interval: Duration,
+    /// The node's address (`None`: detected).
+    pub node_ip: Option<IpAddr>,
+    /// Whether images missing locally may be pulled from registries.
+    pub allow_image_pull: bool,
+}
+
+/// What can stop the kubelet.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    /// A call to the API server failed.
+    #[error("{context}: {source}")]
+    Api {
+        /// What was being done.
+        context: &'static str,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// How long the lease lasts: four renewal periods (40 s for the default 10 s).
+    pub fn lease_duration_seconds(&self) -> i32 {
+        i32::try_from(self.lease_interval.as_secs().saturating_mul(4))
+            .unwrap_or(i32::MAX)
+            .max(1)
+    }
+}
+
+impl KubeletError {
+    /// A mapper from a `kube` error to [`KubeletError::Api`] with `context`.
+    pub fn api(context: &'static str) -> impl Fn(kube::Error) -> KubeletError {
+        move |source| KubeletError::Api { context, source }
+    }
+}
+
+/// The node agent.
+pub struct Kubelet<R, H> {
+    config: Config,
+    client: kube::Client,
+    runtime: Arc<R>,
+    heartbeat: H,
+}
+
+impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
+    /// A kubelet with its configuration, API client, container runtime and heartbeat writer.
+    pub fn new(config: Config, client: kube::Client, runtime: Arc<R>, heartbeat: H) -> Self {
+        Self {
+            config,
+            client,
+            runtime,
+            heartbeat,
+        }
+    }
+
+    /// Registers the node (retrying until the master answers) and runs until `shutdown`
+    /// resolves. Must run inside a [`tokio::task::LocalSet`]: the heartbeat's futures need
+    /// not be `Send`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), KubeletError> {
+        let config = self.config;
+        std::fs::create_dir_all(&config.root_dir).map_err(|source| KubeletError::Io {
+            context: format!("creating {}", config.root_dir.display()),
+            source,
+        })?;
+        let facts = NodeFacts::gather(&config.root_dir, config.node_ip);
+        info!(node = %config.node_name, ip = %facts.internal_ip, "starting the kubelet");
+
+        let registration = {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                match register::register_node(
+                    &self.client,
+                    &config.node_name,
+                    &facts,
+                    config.pod_cidr,
+                    config.cluster_cidr,
+                )
+                .await
+                {
+                    Ok(registration) => break registration,
+                    Err(err @ KubeletError::Config(_)) => return Err(err),
+                    Err(err) => {
+                        warn!("{err}; retrying in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        };
+        if !config.cluster_cidr.contains(&registration.pod_cidr) {
+            warn!(pod_cidr = %registration.pod_cidr, cluster_cidr = %config.cluster_cidr, "the pod CIDR is outside the cluster CIDR");
+        }
+        info!(node = %config.node_name, pod_cidr = %registration.pod_cidr, "node registered");
+        let lease_seconds = config.lease_duration_seconds();
+        if let Err(err) = register::ensure_lease(
+            &self.client,
+            &config.node_name,
+            &registration.uid,
+            lease_seconds,
+        )
+        .await
+        {
+            // The heartbeat creates it when a renewal finds it missing.
+            warn!("{err}");
+        }
+
+        let (health_tx, health_rx) = watch::channel(RuntimeHealth::default());
+        let (manager_tx, manager_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let (recorder, event_poster) =
+            events::Recorder::new(self.client.clone(), &config.node_name);
+        recorder.record(
+            recorder.node_ref(),
+            events::EventType::Normal,
+            "Starting",
+            String::from("Starting kubelet."),
+        );
+
+        let heartbeat = heartbeat::HeartbeatLoop {
+            heartbeat: self.heartbeat,
+            client: self.client.clone(),
+            node: config.node_name.clone(),
+            node_uid: registration.uid.clone(),
+            lease_interval: config.lease_interval,
+            lease_seconds,
+            status_interval: config.node_status_interval,
+            facts: facts.clone(),
+            daemon_port: 0,
+            health: health_rx,
+        };
+        let network = NodeNetwork {
+            pod_cidr: registration.pod_cidr,
+            cluster_cidr: config.cluster_cidr,
+        };
+        let ctx = Arc::new(pod_worker::WorkerContext {
+            runtime: self.runtime.clone(),
+            client: self.client.clone(),
+            host_ip: facts.internal_ip.to_string(),
+            node_cpus: facts.cpus,
+            node_memory_bytes: facts.memory_bytes,
+            root_dir: config.root_dir.clone(),
+            allow_image_pull: config.allow_image_pull,
+            resync: config.resync_interval,
+            status: status_tx,
+            manager: manager_tx.clone(),
+            recorder: recorder.clone(),
+        });
+        let manager = pod_manager::PodManager::new(ctx, config.manifests_dir.is_some());
+        let status_manager = status_manager::StatusManager::new(
+            self.client.clone(),
+            &config.node_name,
+            &registration.uid,
+        );
+
+        let mut tasks = vec![
+            tokio::task::spawn_local(heartbeat.run()),
+            tokio::spawn(event_poster),
+            tokio::spawn(status_manager.run(status_rx)),
+            tokio::spawn(runtime_monitor::run(
+                self.runtime.clone(),
+                network,
+                health_tx,
+                manager_tx.clone(),
+            )),
+            tokio::spawn(api_pods::watch(
+                self.client.clone(),
+                config.node_name.clone(),
+                manager_tx.clone(),
+            )),
+        ];
+        if let Some(dir) = config.manifests_dir.clone() {
+            tasks.push(tokio::spawn(static_pods::watch(
+                dir,
+                config.node_name.clone(),
+                config.manifests_interval,
+                recorder,
+                manager_tx.clone(),
+            )));
+        }
+        drop(manager_tx);
+        tasks.push(tokio::spawn(manager.run(manager_rx)));
+
+        shutdown.await;
+        info!("shutting down; the pods keep running");
+        for task in tasks {
+            task.abort();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! The pod manager: merges the pod sources (the API watch and the static pod directory) into
+//! the set of pods this node should run, keeps one worker per pod, forwards container events
+//! to the worker of their pod, and cleans up containers of pods that no longer exist
+//! (e.g. deleted while the agent was down) once both sources have been read in full.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::pod_worker::{self, WorkerContext, WorkerInput};
+use super::static_pods;
+use super::status_manager::{ApiPodMeta, StatusMsg, key_of};
+use super::volumes;
+use crate::runtime::{ContainerEvent, ContainerRuntime};
+
+/// How often orphaned containers and pod directories are looked for.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+
+/// What the pod manager is told.
+#[derive(Debug)]
+pub enum ManagerMsg {
+    /// All API pods of this node (after a list).
+    ApiSnapshot(Vec<Pod>),
+    /// An API pod was added or changed.
+    ApiApply(Pod),
+    /// An API pod was deleted.
+    ApiDelete(Pod),
+    /// The static pods now, by uid.
+    StaticSnapshot(HashMap<String, Pod>),
+    /// Docker is (again) reachable: resync every pod and look for orphans.
+    RuntimeReady,
+    /// A container of this node changed.
+    Container(ContainerEvent),
+    /// The worker of this pod uid has finished.
+    WorkerDone(String),
+}
+
+struct Worker {
+    input: watch::Sender<WorkerInput>,
+}
+
+/// The pod manager's state.
+pub struct PodManager<R> {
+    ctx: Arc<WorkerContext<R>>,
+    status: mpsc::UnboundedSender<StatusMsg>,
+    api_pods: HashMap<String, Pod>,
+    api_synced: bool,
+    static_pods: HashMap<String, Pod>,
+    static_synced: bool,
+    runtime_ready: bool,
+    workers: HashMap<String, Worker>,
+}
+
+impl<R: ContainerRuntime> PodManager<R> {
+    /// A manager whose workers share `ctx`; `static_source` says whether a manifest directory
+    /// is watched (if not, the static source counts as read).
+    pub fn new(ctx: Arc<WorkerContext<R>>, static_source: bool) -> Self {
+        Self {
+            status: ctx.status.clone(),
+            ctx,
+            api_pods: HashMap::new(),
+            api_synced: false,
+            static_pods: HashMap::new(),
+            static_synced: !static_source,
+            runtime_ready: false,
+            workers: HashMap::new(),
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<ManagerMsg>) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = incoming.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => return,
+                },
+                _ = housekeeping.tick() => self.clean_up_orphans().await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, msg: ManagerMsg) {
+        match msg {
+            ManagerMsg::ApiSnapshot(pods) => {
+                let metas = pods.iter().map(ApiPodMeta::of).collect();
+                let _ = self.status.send(StatusMsg::ApiSnapshot(metas));
+                let old: HashSet<String> = self.api_pods.keys().cloned().collect();
+                self.api_pods = pods
+                    .into_iter()
+                    .filter(|pod| !static_pods::is_mirror(pod))
+                    .filter_map(|pod| Some((pod.metadata.uid.clone()?, pod)))
+                    .collect();
+                let first = !self.api_synced;
+                self.api_synced = true;
+                let touched: HashSet<String> = old
+                    .into_iter()
+                    .chain(self.api_pods.keys().cloned())
+                    .collect();
+                for uid in touched {
+                    self.update_worker(&uid);
+                }
+                if first {
+                    info!(pods = self.api_pods.len(), "listed this node's pods");
+                    self.clean_up_orphans().await;
+                }
+            }
+            ManagerMsg::ApiApply(pod) => {
+                let _ = self.status.send(StatusMsg::ApiApply(ApiPodMeta::of(&pod)));
+                if static_pods::is_mirror(&pod) {
+                    return;
+                }
+                if let Some(uid) = pod.metadata.uid.clone() {
+                    self.api_pods.insert(uid.clone(), pod);
+                    self.update_worker(&uid);
+                }
+            }
+            ManagerMsg::ApiDelete(pod) => {
+                let _ = self.status.send(StatusMsg::ApiDelete(ApiPodMeta::of(&pod)));
+                if let Some(uid) = pod.metadata.uid.clone()
+                    && self.api_pods.remove(&uid).is_some()
+                {
+                    self.update_worker(&uid);
+                }
+            }
+            ManagerMsg::StaticSnapshot(pods) => {
+                let by_key = pods.values().map(|p| (key_of(p), p.clone())).collect();
+                let _ = self.status.send(StatusMsg::StaticPods(by_key));
+                let touched: HashSet<String> = self
+                    .static_pods
+                    .keys()
+                    .chain(pods.keys())
+                    .cloned()
+                    .collect();
+                self.static_pods = pods;
+                let first = !self.static_synced;
+                self.static_synced = true;
+                for uid in touched {
+                    self.update_worker(&uid);
+                }
+                if first {
+                    self.clean_up_orphans().await;
+                }
+            }
+            ManagerMsg::RuntimeReady => {
+                self.runtime_ready = true;
+                for worker in self.workers.values() {
+                    worker.input.send_modify(|input| input.poke += 1);
+                }
+                self.clean_up_orphans().await;
+            }
+            ManagerMsg::Container(event) => {
+                if let Some(worker) = self.workers.get(&event.pod_uid) {
+                    debug!(pod = %event.pod_uid, action = %event.action, "container event");
+                    worker.input.send_modify(|input| input.poke += 1);
+                }
+            }
+            ManagerMsg::WorkerDone(uid) => {
+                self.workers.remove(&uid);
+                // Desired again meanwhile (or never removed): start afresh.
+                self.update_worker(&uid);
+            }
+        }
+    }
+
+    /// The pod with this uid as it should run, if any.
+    fn desired(&self, uid: &str) -> Option<&Pod> {
+        self.api_pods.get(uid).or_else(|| self.static_pods.get(uid))
+    }
+
+    /// Tells the pod's worker what it should run now, starting a worker if needed.
+    fn update_worker(&mut self, uid: &str) {
+        let desired = self.desired(uid).cloned().map(Arc::new);
+        match self.workers.get(uid) {
+            Some(worker) => {
+                worker.input.send_modify(|input| {
+                    input.pod = desired;
+                    input.poke += 1;
+                });
+            }
+            None if desired.is_some() => self.spawn_worker(uid, desired),
+            None => {}
+        }
+    }
+
+    fn spawn_worker(&mut self, uid: &str, pod: Option<Arc<Pod>>) {
+        let (input, receiver) = watch::channel(WorkerInput { pod, poke: 0 });
+        tokio::spawn(pod_worker::run(self.ctx.clone(), uid.to_owned(), receiver));
+        self.workers.insert(uid.to_owned(), Worker { input });
+    }
+
+    /// Containers and pod directories of pods that are neither desired nor worked on get a
+    /// worker that removes them. Only once both sources were read in full: before that, an
+    /// existing pod would look like an orphan.
+    async fn clean_up_orphans(&mut self) {
+        if !(self.api_synced && self.static_synced && self.runtime_ready) {
+            return;
+        }
+        let containers = match self.ctx.runtime.list_pod_containers(None).await {
+            Ok(containers) => containers,
+            Err(err) => {
+                debug!("looking for orphaned containers: {err}");
+                return;
+            }
+        };
+        let orphans: HashSet<String> = containers
+            .iter()
+            .map(|c| c.pod.uid.clone())
+            .filter(|uid| !self.workers.contains_key(uid) && self.desired(uid).is_none())
+            .collect();
+        for uid in orphans {
+            info!(pod = %uid, "removing the containers of a pod that no longer exists");
+            self.spawn_worker(&uid, None);
+        }
+        let pods_dir = self.ctx.root_dir.join("pods");
+        if let Ok(entries) = std::fs::read_dir(&pods_dir) {
+            for entry in entries.flatten() {
+                let uid = entry.file_name().to_string_lossy().into_owned();
+                if !self.workers.contains_key(&uid)
+                    && self.desired(&uid).is_none()
+                    && let Err(err) = volumes::remove_pod_dir(&self.ctx.root_dir, &uid)
+                {
+                    warn!(pod = %uid, "removing an orphaned pod directory: {err}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,801 @@
+//! `sync_pod`: one reconcile of a pod against its containers, idempotent. It reads what runs
+//! (by labels), closes the gap to the spec, and returns the status and when to look again:
+//!
+//! 1. a finished pod (by restart policy) gets its sandbox stopped and nothing restarted;
+//! 2. no running sandbox: stop what ran in the old one, create a new sandbox (pod IP);
+//! 3. init containers, one at a time, each to completion;
+//! 4. app containers: start missing ones, restart exited ones as the restart policy says with
+//!    the crash-loop back-off (the delay follows from the restart count and exit time stored
+//!    on the containers, so it survives agent restarts), replace ones whose spec changed.
+//!
+//! Failures that concern one container (image missing, Docker refusing the spec, a start that
+//! fails) become its waiting reason with a retry back-off; only an unreachable Docker fails
+//! the whole sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use tracing::{debug, info};
+
+use super::backoff::{self, RestartPolicy};
+use super::container_config::{self, ConfigInputs};
+use super::events::EventType;
+use super::pod_status::{self, StatusInputs, Waiting};
+use super::pod_worker::{WorkerContext, WorkerState};
+use super::volumes;
+use crate::runtime::{
+    ContainerDetails, ContainerInfo, ContainerKind, ContainerPhase, ContainerRuntime,
+    ContainerState, HostPort, PodRef, RuntimeError, SandboxSpec,
+};
+
+/// A pod's containers as they are: every container listed, the newest two of each name
+/// inspected.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Containers by kind and name, newest (highest restart count) first.
+    pub groups: BTreeMap<(ContainerKind, String), Vec<ContainerInfo>>,
+    /// Details of the newest and the one before, by container id.
+    pub details: HashMap<String, ContainerDetails>,
+}
+
+impl Observed {
+    /// The newest container of that name, in detail.
+    pub fn latest(&self, kind: ContainerKind, name: &str) -> Option<&ContainerDetails> {
+        let group = self.groups.get(&(kind, name.to_owned()))?;
+        self.details.get(&group.first()?.id)
+    }
+
+    /// The one before the newest, in detail (its termination is the `lastState`).
+    pub fn previous(&self, kind: ContainerKind, name: &str) -> Option<&ContainerDetails> {
+        let group = self.groups.get(&(kind, name.to_owned()))?;
+        self.details.get(&group.get(1)?.id)
+    }
+
+    /// The newest sandbox, if it runs.
+    pub fn running_sandbox(&self) -> Option<&ContainerDetails> {
+        self.latest(
+            ContainerKind::Sandbox,
+            crate::runtime::SANDBOX_CONTAINER_NAME,
+        )
+        .filter(|s| matches!(s.state, ContainerState::Running { .. }))
+    }
+
+    /// Every container listed.
+    pub fn all(&self) -> impl Iterator<Item = &ContainerInfo> {
+        self.groups.values().flatten()
+    }
+
+    /// An observation made of inspected containers only (tests).
+    #[cfg(test)]
+    pub fn from_details(details: Vec<ContainerDetails>) -> Self {
+        let infos: Vec<ContainerInfo> = details.iter().map(|d| d.info.clone()).collect();
+        let groups = crate::runtime::by_name(&infos)
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().cloned().collect()))
+            .collect();
+        Self {
+            groups,
+            details: details
+                .into_iter()
+                .map(|d| (d.info.id.clone(), d))
+                .collect(),
+        }
+    }
+}
+
+/// What one sync produced.
+pub struct SyncOutcome {
+    /// The pod's status now (`None`: leave the API's as it is).
+    pub status: Option<PodStatus>,
+    /// Sync again after this long at the latest (a back-off ending); `None`: on events and
+    /// the periodic resync only.
+    pub requeue: Option<Duration>,
+}
+
+/// Lists the pod's containers and inspects the newest two of each name (reusing details of
+/// containers whose state cannot have changed).
+pub async fn observe<R: ContainerRuntime>(
+    ctx: &WorkerContext<R>,
+    uid: &str,
+    state: &mut WorkerState,
+) -> Result<Observed, RuntimeError> {
+    let listed = ctx.runtime.list_pod_containers(Some(uid)).await?;
+    let groups: BTreeMap<(ContainerKind, String), Vec<ContainerInfo>> =
+        crate::runtime::by_name(&listed)
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().cloned().collect()))
+            .collect();
+    let mut details = HashMap::new();
+    for group in groups.values() {
+        for info in group.iter().take(2) {
+            let cached = state
+                .inspected
+                .get(&info.id)
+                .filter(|d| d.info.phase == info.phase && info.phase != ContainerPhase::Unknown);
+            let found = match cached {
+                Some(d) => d.clone(),
+                None => match ctx.runtime.inspect(&info.id).await {
+                    Ok(d) => d,
+                    // Removed between list and inspect.
+                    Err(RuntimeError::NotFound(_)) => continue,
+                    Err(err) => return Err(err),
+                },
+            };
+            details.insert(info.id.clone(), found);
+        }
+    }
+    state.inspected = details.clone();
+    Ok(Observed { groups, details })
+}
+
+/// Reconciles `pod` once.
+pub async fn sync_pod<R: ContainerRuntime>(
+    ctx: &WorkerContext<R>,
+    pod: &Pod,
+    state: &mut WorkerState,
+) -> Result<SyncOutcome, RuntimeError> {
+    let pod_ref = pod_ref(pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = RestartPolicy::parse(spec.restart_policy.as_deref());
+    let host_network = spec.host_network.unwrap_or(false);
+    let mut observed = observe(ctx, &pod_ref.uid, state).await?;
+
+    // The API says it is finished: nothing runs again (e.g. after an agent restart).
+    let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(api_phase, Some("Succeeded" | "Failed")) && !state.owns_status {
+        stop_all(ctx, &observed, Duration::ZERO).await?;
+        return Ok(SyncOutcome {
+            status: None,
+            requeue: None,
+        });
+    }
+
+    let status_now = |observed: &Observed, state: &WorkerState| {
+        pod_status::compute(&StatusInputs {
+            pod,
+            observed,
+            waiting: &state.waiting,
+            host_ip: &ctx.host_ip,
+            host_network,
+            previous: state.last_status.as_ref(),
+            now: Utc::now(),
+        })
+    };
+
+    // 1. A finished pod: stop its sandbox, restart nothing.
+    let status = status_now(&observed, state);
+    if status
+        .phase
+        .as_deref()
+        .is_some_and(|p| p == "Succeeded" || p == "Failed")
+    {
+        if let Some(sandbox) = observed.running_sandbox() {
+            ctx.runtime
+                .stop_container(&sandbox.info.id, Duration::ZERO)
+                .await?;
+        }
+        state.owns_status = true;
+        return Ok(SyncOutcome {
+            status: Some(status),
+            requeue: None,
+        });
+    }
+    state.owns_status = true;
+
+    // 2. The sandbox.
+    let mut acted = false;
+    let sandbox_id = match observed.running_sandbox() {
+        Some(sandbox) => sandbox.info.id.clone(),
+        None => {
+            acted = true;
+            match create_sandbox(ctx, pod, &pod_ref, &observed, state).await? {
+                Some(id) => id,
+                None => {
+                    return Ok(SyncOutcome {
+                        status: Some(status_now(&observed, state)),
+                        requeue: state.next_retry(),
+                    });
+                }
+            }
+        }
+    };
+    if acted {
+        observed = observe(ctx, &pod_ref.uid, state).await?;
+    }
+    let pod_ip = if host_network {
+        ctx.host_ip.clone()
+    } else {
+        observed
+            .running_sandbox()
+            .and_then(|s| s.ip.clone())
+            .unwrap_or_default()
+    };
+    let mut sync = ContainerSync {
+        ctx,
+        pod,
+        pod_ref: &pod_ref,
+        policy,
+        sandbox_id: &sandbox_id,
+        pod_ip: &pod_ip,
+        volumes: None,
+        requeue: None,
+        acted: false,
+    };
+
+    // 3. Init containers, in order, each to completion.
+    let init_specs = spec.init_containers.clone().unwrap_or_default();
+    let mut init_done = true;
+    for container in &init_specs {
+        let latest = observed
+            .latest(ContainerKind::Init, &container.name)
+            .cloned();
+        if let Some(ContainerState::Exited(t)) = latest.as_ref().map(|d| &d.state)
+            && t.exit_code == 0
+        {
+            continue;
+        }
+        init_done = false;
+        if policy == RestartPolicy::Never
+            && matches!(
+                latest.as_ref().map(|d| &d.state),
+                Some(ContainerState::Exited(_))
+            )
+        {
+            break;
+        }
+        sync.container(container, ContainerKind::Init, &observed, state)
+            .await?;
+        break;
+    }
+
+    // 4. App containers.
+    if init_done {
+        for container in &spec.containers {
+            sync.container(container, ContainerKind::App, &observed, state)
+                .await?;
+        }
+    }
+    let requeue = sync.requeue;
+    if sync.acted {
+        observed = observe(ctx, &pod_ref.uid, state).await?;
+    }
+    let status = status_now(&observed, state);
+    // An ErrImagePull shows briefly, then ImagePullBackOff, as in Kubernetes.
+    let requeue = [requeue, state.next_retry()].into_iter().flatten().min();
+    Ok(SyncOutcome {
+        status: Some(status),
+        requeue,
+    })
+}
+
+/// Stops every running container of the pod (app and init first, then the sandbox).
+pub async fn stop_all<R: ContainerRuntime>(
+    ctx: &WorkerContext<R>,
+    observed: &Observed,
+    grace: Duration,
+) -> Result<(), RuntimeError> {
+    let running: Vec<&ContainerInfo> = observed
+        .all()
+        .filter(|c| c.phase == ContainerPhase::Running && c.kind != ContainerKind::Sandbox)
+        .collect();
+    let stops = running
+        .iter()
+        .map(|c| ctx.runtime.stop_container(&c.id, grace));
+    for result in futures::future::join_all(stops).await {
+        result?;
+    }
+    for sandbox in observed
+        .all()
+        .filter(|c| c.phase == ContainerPhase::Running && c.kind == ContainerKind::Sandbox)
+    {
+        ctx.runtime
+            .stop_container(&sandbox.id, Duration::ZERO)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces a missing or dead sandbox: stops the containers that ran in the old one, removes
+/// old sandboxes and starts a new one. `None` when Docker refused it (the reason is recorded).
+async fn create_sandbox<R: ContainerRuntime>(
+    ctx: &WorkerContext<R>,
+    pod: &Pod,
+    pod_ref: &PodRef,
+    observed: &Observed,
+    state: &mut WorkerState,
+) -> Result<Option<String>, RuntimeError> {
+    if let Some(retry_at) = state.sandbox_retry_at
+        && retry_at > tokio::time::Instant::now()
+    {
+        return Ok(None);
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    let grace = grace_period(pod);
+    // Containers in the old sandbox's namespaces lose their network with it.
+    let had_sandbox = observed.all().any(|c| c.kind == ContainerKind::Sandbox);
+    if had_sandbox {
+        info!(pod = %pod_ref.name, namespace = %pod_ref.namespace, "sandbox is gone; recreating the pod's containers");
+        stop_all(ctx, observed, grace).await?;
+        for sandbox in observed.all().filter(|c| c.kind == ContainerKind::Sandbox) {
+            ctx.runtime.remove_container(&sandbox.id).await?;
+        }
+    }
+    let attempt = observed
+        .groups
+        .get(&(
+            ContainerKind::Sandbox,
+            crate::runtime::SANDBOX_CONTAINER_NAME.to_owned(),
+        ))
+        .and_then(|g| g.first())
+        .map_or(0, |s| s.attempt + 1);
+    let host_ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(HostPort {
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                host_port,
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let sandbox = SandboxSpec {
+        pod: pod_ref.clone(),
+        attempt,
+        hostname: spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| pod_ref.name.clone()),
+        host_ports,
+        extra_hosts: spec
+            .host_aliases
+            .iter()
+            .flatten()
+            .flat_map(|alias| {
+                alias
+                    .hostnames
+                    .iter()
+                    .flatten()
+                    .map(move |name| format!("{name}:{}", alias.ip))
+            })
+            .collect(),
+        grace_seconds: grace.as_secs() as i64,
+        host_network: spec.host_network.unwrap_or(false),
+    };
+    match ctx.runtime.create_sandbox(&sandbox).await {
+        Ok(id) => {
+            state.sandbox_failures = 0;
+            state.sandbox_retry_at = None;
+            Ok(Some(id))
+        }
+        Err(err @ RuntimeError::Unavailable(_)) => Err(err),
+        Err(err) => {
+            state.sandbox_failures += 1;
+            let delay = backoff::nth(state.sandbox_failures);
+            state.sandbox_retry_at = Some(tokio::time::Instant::now() + delay);
+            let message = format!("failed to create the pod sandbox: {err}");
+            ctx.record(
+                pod,
+                EventType::Warning,
+                "FailedCreatePodSandBox",
+                message.clone(),
+            );
+            for container in &spec.containers {
+                state.waiting.insert(
+                    container.name.clone(),
+                    Waiting {
+                        reason: String::from("ContainerCreating"),
+                        message: message.clone(),
+                    },
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The pod's termination grace period (`deletionGracePeriodSeconds` while it is deleted).
+pub fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0);
+    Duration::from_secs(seconds as u64)
+}
+
+/// The runtime's view of which pod this is.
+pub fn pod_ref(pod: &Pod) -> PodRef {
+    PodRef {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| String::from("default")),
+    }
+}
+
+/// The part of a sync that handles single containers.
+struct ContainerSync<'a, R> {
+    ctx: &'a WorkerContext<R>,
+    pod: &'a Pod,
+    pod_ref: &'a PodRef,
+    policy: RestartPolicy,
+    sandbox_id: &'a str,
+    pod_ip: &'a str,
+    /// The pod's volumes on the host, prepared on the first container start of this sync.
+    volumes: Option<HashMap<String, PathBuf>>,
+    requeue: Option<Duration>,
+    acted: bool,
+}
+
+impl<R: ContainerRuntime> ContainerSync<'_, R> {
+    /// Brings one container to what the spec and restart policy want.
+    async fn container(
+        &mut self,
+        container: &Container,
+        kind: ContainerKind,
+        observed: &Observed,
+        state: &mut WorkerState,
+    ) -> Result<(), RuntimeError> {
+        let hash = container_config::container_hash(container);
+        let latest = observed.latest(kind, &container.name).cloned();
+        let attempt = observed
+            .groups
+            .get(&(kind, container.name.clone()))
+            .and_then(|g| g.first())
+            .map(|c| c.attempt);
+        let next_attempt = attempt.map_or(0, |a| a + 1);
+        let restarts = |code: i32| match kind {
+            ContainerKind::Init => code != 0 && self.policy != RestartPolicy::Never,
+            _ => self.policy.restarts(code),
+        };
+        match latest.as_ref().map(|d| (&d.state, d)) {
+            None => {
+                self.start_new(container, kind, 0, &hash, observed, state)
+                    .await
+            }
+            Some((ContainerState::Running { .. }, details)) => {
+                if details.info.spec_hash == hash || details.info.spec_hash.is_empty() {
+                    return Ok(());
+                }
+                info!(pod = %self.pod_ref.name, container = %container.name, "container spec changed; restarting it");
+                self.ctx.record_container(
+                    self.pod,
+                    &container.name,
+                    EventType::Normal,
+                    "Killing",
+                    format!(
+                        "Container {} definition changed, will be restarted",
+                        container.name
+                    ),
+                );
+                self.ctx
+                    .runtime
+                    .stop_container(&details.info.id, grace_period(self.pod))
+                    .await?;
+                self.acted = true;
+                self.start_new(container, kind, next_attempt, &hash, observed, state)
+                    .await
+            }
+            Some((ContainerState::Created, details)) => {
+                // Created by an earlier sync that did not get to start it.
+                self.start(container, &details.info.id.clone(), state).await
+            }
+            Some((ContainerState::Exited(t), details)) => {
+                if !restarts(t.exit_code) {
+                    return Ok(());
+                }
+                let delay =
+                    backoff::crash_loop_delay(details.info.attempt, t.started_at, t.finished_at);
+                let exited_at = t.finished_at.unwrap_or_else(|| {
+                    chrono::DateTime::from_timestamp(details.info.created, 0).unwrap_or_default()
+                });
+                let ready_at = exited_at + chrono::Duration::from_std(delay).unwrap_or_default();
+                let wait = (ready_at - Utc::now()).to_std().unwrap_or_default();
+                if !wait.is_zero() {
+                    if !state.backoff_reported.contains(&details.info.id) {
+                        state.backoff_reported.insert(details.info.id.clone());
+                        self.ctx.record_container(
+                            self.pod,
+                            &container.name,
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {}",
+                                container.name, self.pod_ref.name
+                            ),
+                        );
+                    }
+                    self.wake_in(wait);
+                    return Ok(());
+                }
+                self.start_new(container, kind, next_attempt, &hash, observed, state)
+                    .await
+            }
+            Some((ContainerState::Unknown(what), _)) => {
+                debug!(container = %container.name, "container in unknown state {what:?}");
+                self.wake_in(Duration::from_secs(5));
+                Ok(())
+            }
+        }
+    }
+
+    fn wake_in(&mut self, delay: Duration) {
+        self.requeue = Some(self.requeue.map_or(delay, |r| r.min(delay)));
+    }
+
+    /// Creates and starts instance `attempt` of the container.
+    async fn start_new(
+        &mut self,
+        container: &Container,
+        kind: ContainerKind,
+        attempt: u32,
+        hash: &str,
+        observed: &Observed,
+        state: &mut WorkerState,
+    ) -> Result<(), RuntimeError> {
+        let name = container.name.clone();
+        if let Some(retry) = state.retry_at.get(&name)
+            && *retry > tokio::time::Instant::now()
+        {
+            // Still backing off from an error; ErrImagePull turns into ImagePullBackOff.
+            if let Some(waiting) = state.waiting.get_mut(&name)
+                && waiting.reason == "ErrImagePull"
+            {
+                waiting.reason = String::from("ImagePullBackOff");
+                waiting.message = format!(
+                    "Back-off pulling image \"{}\"",
+                    container.image.as_deref().unwrap_or("")
+                );
+            }
+            self.wake_in(retry.saturating_duration_since(tokio::time::Instant::now()));
+            return Ok(());
+        }
+        if let Err(waiting) = self.ensure_image(container).await? {
+            self.fail(container, state, waiting, true);
+            return Ok(());
+        }
+        if self.volumes.is_none() {
+            match volumes::prepare(self.ctx, self.pod).await {
+                Ok(prepared) => self.volumes = Some(prepared),
+                Err(message) => {
+                    let waiting = Waiting {
+                        reason: String::from("CreateContainerConfigError"),
+                        message,
+                    };
+                    self.fail(container, state, waiting, false);
+                    return Ok(());
+                }
+            }
+        }
+        let inputs = ConfigInputs {
+            pod: self.pod,
+            pod_ref: self.pod_ref,
+            container,
+            init: kind == ContainerKind::Init,
+            attempt,
+            spec_hash: hash,
+            sandbox_id: self.sandbox_id,
+            pod_ip: self.pod_ip,
+            volumes: self.volumes.as_ref().map_or(&EMPTY_VOLUMES, |v| v),
+        };
+        let spec = match container_config::build(self.ctx, &inputs).await {
+            Ok(spec) => spec,
+            Err(message) => {
+                let waiting = Waiting {
+                    reason: String::from("CreateContainerConfigError"),
+                    message,
+                };
+                self.fail(container, state, waiting, false);
+                return Ok(());
+            }
+        };
+        let id = match self.ctx.runtime.create_container(&spec).await {
+            Ok(id) => id,
+            Err(err @ RuntimeError::Unavailable(_)) => return Err(err),
+            Err(RuntimeError::ImageNotPresent(message)) => {
+                let waiting = Waiting {
+                    reason: String::from("ErrImagePull"),
+                    message,
+                };
+                self.fail(container, state, waiting, true);
+                return Ok(());
+            }
+            Err(err) => {
+                let waiting = Waiting {
+                    reason: String::from("CreateContainerError"),
+                    message: err.to_string(),
+                };
+                self.fail(container, state, waiting, false);
+                return Ok(());
+            }
+        };
+        self.acted = true;
+        self.ctx.record_container(
+            self.pod,
+            &name,
+            EventType::Normal,
+            "Created",
+            format!("Created container {name}"),
+        );
+        self.start(container, &id, state).await?;
+        // Keep the newest and the one before (for `lastState` and previous logs).
+        let group = observed
+            .groups
+            .get(&(kind, name.clone()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for old in group.iter().skip(1) {
+            if old.id != id {
+                self.ctx.runtime.remove_container(&old.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a created container; a refusal becomes the container's waiting reason.
+    async fn start(
+        &mut self,
+        container: &Container,
+        id: &str,
+        state: &mut WorkerState,
+    ) -> Result<(), RuntimeError> {
+        self.acted = true;
+        match self.ctx.runtime.start_container(id).await {
+            Ok(()) => {
+                state.waiting.remove(&container.name);
+                state.failures.remove(&container.name);
+                state.retry_at.remove(&container.name);
+                self.ctx.record_container(
+                    self.pod,
+                    &container.name,
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {}", container.name),
+                );
+                Ok(())
+            }
+            Err(err @ RuntimeError::Unavailable(_)) => Err(err),
+            Err(err) => {
+                // Docker leaves the container "created" with the error; it counts as a crash
+                // (exit 128), so the crash-loop back-off applies to the next start.
+                state.waiting.remove(&container.name);
+                self.ctx.record_container(
+                    self.pod,
+                    &container.name,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {err}"),
+                );
+                self.wake_in(Duration::from_secs(1));
+                Ok(())
+            }
+        }
+    }
+
+    /// `Ok(Err(waiting))` when the image is not there and cannot be had.
+    async fn ensure_image(
+        &mut self,
+        container: &Container,
+    ) -> Result<Result<(), Waiting>, RuntimeError> {
+        let image = container.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            return Ok(Err(Waiting {
+                reason: String::from("InvalidImageName"),
+                message: String::from("the container has no image"),
+            }));
+        }
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| default_pull_policy(&image).to_owned());
+        let present = self.ctx.runtime.image_present(&image).await?;
+        if present && (policy != "Always" || !self.ctx.allow_image_pull) {
+            return Ok(Ok(()));
+        }
+        if policy == "Never" {
+            return Ok(Err(Waiting {
+                reason: String::from("ErrImageNeverPull"),
+                message: format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                ),
+            }));
+        }
+        if !self.ctx.allow_image_pull {
+            return Ok(Err(Waiting {
+                reason: String::from("ErrImagePull"),
+                message: format!(
+                    "image \"{image}\" is not present on this node and pulling is disabled \
+                     (skiff-node --allow-image-pull): build or load it locally"
+                ),
+            }));
+        }
+        self.ctx.record_container(
+            self.pod,
+            &container.name,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
+        match self.ctx.runtime.pull_image(&image).await {
+            Ok(()) => Ok(Ok(())),
+            Err(err @ RuntimeError::Unavailable(_)) => Err(err),
+            Err(err) => Ok(Err(Waiting {
+                reason: String::from("ErrImagePull"),
+                message: format!("pulling image \"{image}\": {err}"),
+            })),
+        }
+    }
+
+    /// Records a container error with its retry back-off.
+    fn fail(
+        &mut self,
+        container: &Container,
+        state: &mut WorkerState,
+        waiting: Waiting,
+        image: bool,
+    ) {
+        let name = container.name.clone();
+        let failures = state.failures.entry(name.clone()).or_insert(0);
+        *failures += 1;
+        let delay = backoff::nth(*failures);
+        state
+            .retry_at
+            .insert(name.clone(), tokio::time::Instant::now() + delay);
+        self.ctx.record_container(
+            self.pod,
+            &name,
+            EventType::Warning,
+            "Failed",
+            format!("Error: {}: {}", waiting.reason, waiting.message),
+        );
+        state.waiting.insert(name, waiting);
+        // ErrImagePull shows for a moment, then the back-off reason.
+        self.wake_in(if image { Duration::from_secs(1) } else { delay });
+    }
+}
+
+static EMPTY_VOLUMES: std::sync::LazyLock<HashMap<String, PathBuf>> =
+    std::sync::LazyLock::new(HashMap::new);
+
+/// `Always` for `:latest` or untagged images, else `IfNotPresent` (Kubernetes' default).
+fn default_pull_policy(image: &str) -> &'static str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    if image.contains('@') {
+        "IfNotPresent"
+    } else {
+        match last.rsplit_once(':') {
+            Some((_, "latest")) | None => "Always",
+            Some(_) => "IfNotPresent",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults_like_kubernetes() {
+        assert_eq!(default_pull_policy("busybox"), "Always");
+        assert_eq!(default_pull_policy("busybox:latest"), "Always");
+        assert_eq!(default_pull_policy("skiff/pause:1"), "IfNotPresent");
+        assert_eq!(default_pull_policy("reg:5000/app"), "Always");
+        assert_eq!(default_pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+}

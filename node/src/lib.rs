@@ -1,0 +1,13 @@
+//! skiff's node agent (the kubelet): registers its Node with the master, renews its Lease,
+//! runs the pods bound to it (and static pods from a directory) as Docker containers behind a
+//! pause sandbox, and reports their status.
+//!
+//! - [`kubelet`]: registration, heartbeat, pod sources, pod workers, status reporting;
+//! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
+//! - [`images`]: the static binaries built into local images (no registry is reachable).
+//! - [`uring`]: the io_uring layer (runtime, heartbeat connection, file I/O, /proc reads).
+
+pub mod images;
+pub mod kubelet;
+pub mod runtime;
+pub mod uring;

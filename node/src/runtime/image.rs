@@ -1,0 +1,143 @@
+//! Images: whether one is present, pulling (only when the agent allows it), and building the
+//! local images made from a static binary (`FROM scratch`) through Docker's build API.
+
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use futures::StreamExt;
+
+use super::{DockerRuntime, RuntimeError};
+use crate::images::{PAUSE_BINARY, PAUSE_IMAGE};
+
+/// Whether `image` is present locally.
+pub(super) async fn present(runtime: &DockerRuntime, image: &str) -> Result<bool, RuntimeError> {
+    let client = runtime.client().await?;
+    match client.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(err) => match runtime.error(err) {
+            RuntimeError::NotFound(_) => Ok(false),
+            other => Err(other),
+        },
+    }
+}
+
+/// Pulls `image` from its registry.
+pub(super) async fn pull(runtime: &DockerRuntime, image: &str) -> Result<(), RuntimeError> {
+    let client = runtime.client().await?;
+    let (name, tag) = split_tag(image);
+    let options = CreateImageOptions {
+        from_image: Some(name.to_owned()),
+        tag: Some(tag.to_owned()),
+        ..Default::default()
+    };
+    let mut progress = client.create_image(Some(options), None, None);
+    while let Some(step) = progress.next().await {
+        step.map_err(|err| runtime.error(err))?;
+    }
+    Ok(())
+}
+
+/// Builds the pause image unless present.
+pub(super) async fn ensure_pause(runtime: &DockerRuntime) -> Result<(), RuntimeError> {
+    ensure_from_binary(runtime, PAUSE_IMAGE, PAUSE_BINARY).await
+}
+
+/// Builds `image` from `FROM scratch` + `binary` (its entrypoint) unless it is present.
+pub(super) async fn ensure_from_binary(
+    runtime: &DockerRuntime,
+    image: &str,
+    binary: &[u8],
+) -> Result<(), RuntimeError> {
+    if present(runtime, image).await? {
+        return Ok(());
+    }
+    let build_error = |message: String| RuntimeError::ImageBuild {
+        image: image.to_owned(),
+        message,
+    };
+    let context = build_context(binary).map_err(|err| build_error(err.to_string()))?;
+    let client = runtime.client().await?;
+    let options = BuildImageOptions {
+        dockerfile: String::from("Dockerfile"),
+        t: Some(image.to_owned()),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut progress = client.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = progress.next().await {
+        match step {
+            Ok(_) => {}
+            Err(err) => {
+                return Err(match runtime.error(err) {
+                    unavailable @ RuntimeError::Unavailable(_) => unavailable,
+                    other => build_error(other.to_string()),
+                });
+            }
+        }
+    }
+    if present(runtime, image).await? {
+        Ok(())
+    } else {
+        Err(build_error(String::from(
+            "the build reported no error but left no image",
+        )))
+    }
+}
+
+/// The build context: a Dockerfile and the binary, as a tar archive.
+fn build_context(binary: &[u8]) -> std::io::Result<Vec<u8>> {
+    const DOCKERFILE: &[u8] =
+        b"FROM scratch\nCOPY entrypoint /entrypoint\nENTRYPOINT [\"/entrypoint\"]\n";
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, mode, data) in [
+        ("Dockerfile", 0o644, DOCKERFILE),
+        ("entrypoint", 0o755, binary),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(0);
+        archive.append_data(&mut header, path, data)?;
+    }
+    archive.into_inner()
+}
+
+/// `name[:tag]` split into name and tag (`latest` if none); a `:` in a registry host's port
+/// is not a tag.
+fn split_tag(image: &str) -> (&str, &str) {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_like_docker() {
+        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
+        assert_eq!(split_tag("skiff/pause:1"), ("skiff/pause", "1"));
+        assert_eq!(split_tag("reg:5000/app"), ("reg:5000/app", "latest"));
+        assert_eq!(split_tag("reg:5000/app:v2"), ("reg:5000/app", "v2"));
+    }
+
+    #[test]
+    fn build_context_holds_dockerfile_and_binary() {
+        let tar = build_context(b"\x7fELF").expect("tar");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["Dockerfile", "entrypoint"]);
+    }
+}

@@ -1,0 +1,357 @@
+//! A real `skiff-node` agent for end-to-end tests and benchmarks, registered with a
+//! [`Master`](crate::master::Master) and running pods on the machine's Docker.
+//!
+//! [`NodeAgent::start`] makes sure dockerd runs ([`crate::docker::ensure_dockerd`]), runs the
+//! built `skiff-node` binary (brought up to date by one `cargo build` per process, or the one
+//! `$SKIFF_NODE_BIN` names) with the master's kubeconfig, and waits until its Node is Ready.
+//! Dropping it stops the agent and removes every container and the pod network it made, so a
+//! test leaves nothing behind; [`NodeAgent::restart`] keeps them (agent restarts adopt them).
+//!
+//! Its log is `<dir>/agent.log`; start errors quote its tail, and so does a test that panics
+//! while holding the agent.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::docker;
+use crate::master::Master;
+
+/// Environment variable naming another `skiff-node` binary to run.
+pub const NODE_BIN_ENV: &str = "SKIFF_NODE_BIN";
+
+/// How long until the Node must be Ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the agent gets to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How to run a [`NodeAgent`].
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The Node's name; also names its Docker network `skiff-<name>`. Distinct per test.
+    pub name: String,
+    /// Its pod CIDR; must not overlap another node's on this machine (Docker refuses
+    /// overlapping networks).
+    pub pod_cidr: String,
+    /// Static pod manifests directory (`--manifests-dir`).
+    pub manifests_dir: Option<PathBuf>,
+    /// Further arguments for `skiff-node`.
+    pub extra_args: Vec<String>,
+}
+
+impl NodeOptions {
+    /// A node `name` with pod CIDR `pod_cidr` and nothing else.
+    pub fn new(name: &str, pod_cidr: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            pod_cidr: pod_cidr.to_owned(),
+            manifests_dir: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running `skiff-node`; stopped and cleaned up when dropped.
+pub struct NodeAgent {
+    opts: NodeOptions,
+    kubeconfig: PathBuf,
+    kubectl_master: KubectlTarget,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// What [`NodeAgent`] needs to ask the master about its Node.
+#[derive(Clone)]
+struct KubectlTarget {
+    kubeconfig: PathBuf,
+    cache_dir: PathBuf,
+}
+
+impl NodeAgent {
+    /// Starts the agent for `master` and waits until its Node is Ready (up to 60 s).
+    /// Blocking. Fails with a clear message when Docker cannot be started.
+    pub fn start(master: &Master, opts: NodeOptions) -> anyhow::Result<NodeAgent> {
+        docker::ensure_dockerd().context("the node agent needs Docker")?;
+        // A previous run that was killed may have left containers of this node name.
+        docker::remove_node_containers(&opts.name)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("skiff-node-{}-", opts.name))
+            .tempdir()
+            .context("creating the agent's directory")?;
+        let mut agent = NodeAgent {
+            opts,
+            kubeconfig: master.kubeconfig_path(),
+            kubectl_master: KubectlTarget {
+                kubeconfig: master.kubeconfig_path(),
+                cache_dir: master.state_dir().join("kubectl-cache"),
+            },
+            dir,
+            child: None,
+        };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    /// The Node's name.
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    /// The agent's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    /// The agent's root directory (pod volumes).
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the agent (SIGTERM, then SIGKILL after 10 s); its containers keep running.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the agent with SIGKILL; its containers keep running.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the agent if it runs and starts it again with the same options (containers
+    /// stay); waits until the Node is Ready.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    /// The last lines of the agent's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let binary = node_binary()?;
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--node-name")
+            .arg(&self.opts.name)
+            .arg("--pod-cidr")
+            .arg(&self.opts.pod_cidr)
+            .arg("--root-dir")
+            .arg(self.root_dir())
+            .env("RUST_LOG", "info,skiff_node=debug");
+        if let Some(dir) = &self.opts.manifests_dir {
+            cmd.arg("--manifests-dir").arg(dir);
+        }
+        cmd.args(&self.opts.extra_args);
+        let log_path = self.log_path();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        writeln!(log, "=== skiff test harness: starting {cmd:?}")?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().context("agent log")?)
+            .stderr(log);
+        self.child = Some(spawn_tied_to_process(cmd).context("starting skiff-node")?);
+        if let Err(err) = self.wait_ready() {
+            self.stop();
+            bail!(
+                "skiff-node {} did not become Ready: {err:#}\n--- last lines of its log {} ---\n{}",
+                self.opts.name,
+                log_path.display(),
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until the Node's Ready condition is True.
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().context("checking on skiff-node")?
+            {
+                self.child = None;
+                bail!("skiff-node exited ({status})");
+            }
+            let out = Command::new(crate::master::KUBECTL)
+                .arg("--kubeconfig")
+                .arg(&self.kubectl_master.kubeconfig)
+                .arg("--cache-dir")
+                .arg(&self.kubectl_master.cache_dir)
+                .args(["get", "node", &self.opts.name, "-o", jsonpath])
+                .output()
+                .context("running kubectl")?;
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("Node {} not Ready after {READY_TIMEOUT:?}", self.opts.name);
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- last lines of the skiff-node {} log {} ---\n{}",
+                self.opts.name,
+                self.log_path().display(),
+                self.log_tail()
+            );
+        }
+        self.stop();
+        if let Err(err) = docker::remove_node_containers(&self.opts.name) {
+            eprintln!(
+                "skiff test harness: cleaning up node {}: {err:#}",
+                self.opts.name
+            );
+        }
+    }
+}
+
+/// The `skiff-node` binary: `$SKIFF_NODE_BIN`, else the one beside the running test or bench
+/// binary, built once per process with `cargo build -p skiff-node`.
+// TODO(lead): master.rs has the same build/locate/spawn helpers for skiff-master; fold both
+// into one once they are shared (pub(crate)) there.
+fn node_binary() -> anyhow::Result<PathBuf> {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Some(binary) = std::env::var_os(NODE_BIN_ENV) {
+        return Ok(PathBuf::from(binary));
+    }
+    let profile_dir = profile_dir();
+    let binary = profile_dir.join("skiff-node");
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
+    BUILD
+        .get_or_init(|| build_node(release).map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    if !binary.exists() {
+        bail!(
+            "cargo build -p skiff-node did not produce {}",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+fn profile_dir() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(deps) = exe.parent()
+        && deps.file_name().is_some_and(|name| name == "deps")
+        && let Some(profile) = deps.parent()
+    {
+        return profile.to_path_buf();
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("debug")
+}
+
+fn build_node(release: bool) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "-p",
+        "skiff-node",
+        "--bin",
+        "skiff-node",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build -p skiff-node")?;
+    if !status.success() {
+        bail!("cargo build -p skiff-node failed ({status})");
+    }
+    Ok(())
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; an unreaped child's pid is its own.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// Spawns `cmd` so it gets SIGTERM when this process dies (PR_SET_PDEATHSIG), from one
+/// long-lived thread: the kernel sends the signal when the forking *thread* exits.
+fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+    // SAFETY: getpid is infallible.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let _ = thread::Builder::new()
+            .name("skiff-node-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in incoming {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        requests
+    });
+    let (reply, response) = mpsc::channel();
+    spawner
+        .send((cmd, reply))
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    response
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
+}

@@ -1,0 +1,677 @@
+//! The node agent end to end: a real skiff-master, a real `skiff-node` on the machine's
+//! Docker, pods created with the real kubectl, and the test workload image
+//! (`skiff/test-workload:1`, a static binary FROM scratch) built locally.
+//!
+//! Each test has its own master and its own node (name and pod CIDR), and the agent harness
+//! removes the node's containers and network when the test ends. Docker is started if it is not
+//! running; when it cannot be, the tests fail saying why.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use skiff::docker;
+use skiff::master::{Master, MasterOptions};
+use skiff::node::{NodeAgent, NodeOptions};
+use skiff_node::images::{WORKLOAD_BINARY, WORKLOAD_IMAGE};
+use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
+
+/// How long a pod may take to get where a test expects it.
+const POD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A master, one agent and the workload image: what every test starts from.
+struct Cluster {
+    // Dropped first: the agent stops and its containers go before the master does.
+    agent: NodeAgent,
+    master: Master,
+    client: kube::Client,
+}
+
+impl Cluster {
+    async fn start(node: &str, pod_cidr: &str) -> Cluster {
+        Self::start_with(NodeOptions::new(node, pod_cidr)).await
+    }
+
+    async fn start_with(opts: NodeOptions) -> Cluster {
+        docker::ensure_dockerd().expect("Docker must run for the node tests");
+        build_workload_image().await;
+        let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+        let agent = NodeAgent::start(&master, opts).expect("start skiff-node");
+        let client = master.kube_client().await.expect("kube client");
+        Cluster {
+            agent,
+            master,
+            client,
+        }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// `kubectl apply -f -` of a manifest; panics with kubectl's output if it fails.
+    fn apply(&self, manifest: &str) {
+        let out = self
+            .master
+            .kubectl_with_stdin(&["apply", "-f", "-"], manifest);
+        assert!(out.success(), "{out}");
+    }
+
+    /// Waits until `check` says the pod is as wanted; panics with the last pod seen.
+    async fn wait_pod(&self, name: &str, what: &str, check: impl Fn(&Pod) -> bool) -> Pod {
+        let deadline = Instant::now() + POD_TIMEOUT;
+        let mut last = None;
+        loop {
+            if let Ok(Some(pod)) = self.pods().get_opt(name).await {
+                if check(&pod) {
+                    return pod;
+                }
+                last = Some(pod);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {name}: {what} not reached in {POD_TIMEOUT:?}; last seen: {}",
+                last.map(|p| serde_json::to_string_pretty(&p.status).unwrap_or_default())
+                    .unwrap_or_else(|| String::from("(no pod)"))
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_running(&self, name: &str) -> Pod {
+        self.wait_pod(name, "Running and Ready", |pod| {
+            phase(pod) == "Running" && ready(pod)
+        })
+        .await
+    }
+
+    /// Waits until the pod is gone from the API.
+    async fn wait_pod_gone(&self, name: &str) {
+        let deadline = Instant::now() + POD_TIMEOUT;
+        while let Ok(Some(_)) = self.pods().get_opt(name).await {
+            assert!(Instant::now() < deadline, "pod {name} still exists");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The ids of the pod's containers (sandbox included), sorted.
+    fn containers(&self, pod: &str) -> Vec<String> {
+        let mut ids = docker::node_containers(self.agent.name(), Some(pod)).expect("list");
+        ids.sort();
+        ids
+    }
+
+    async fn wait_containers_gone(&self, pod: &str) {
+        let deadline = Instant::now() + POD_TIMEOUT;
+        loop {
+            let left = self.containers(pod);
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containers of {pod} still exist: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Builds `skiff/test-workload:1` unless it is there (several tests may race; fine).
+async fn build_workload_image() {
+    DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
+        .ensure_image_from_binary(WORKLOAD_IMAGE, WORKLOAD_BINARY)
+        .await
+        .expect("build the test workload image");
+}
+
+fn phase(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default()
+}
+
+fn container_status(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.iter().find(|c| c.name == name).cloned())
+        .unwrap_or_else(|| panic!("no status of container {name}"))
+}
+
+fn waiting_reason(pod: &Pod, container: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+/// `GET http://<ip>:<port><path>` from the host; the body if the answer is 200.
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
+}
+
+/// Retries [`http_get`] until it answers (the server may still be starting).
+async fn http_get_eventually(ip: &str, port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(body) = http_get(ip, port, path) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET http://{ip}:{port}{path} never answered 200"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_containers_share_localhost_an_empty_dir_and_the_pod_ip() {
+    let cluster = Cluster::start("t-pair", "10.244.201.0/24").await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: pair}}
+spec:
+  nodeName: {node}
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+  containers:
+  - name: server
+    image: {WORKLOAD_IMAGE}
+    args: [write, /shared/greeting, hello-from-server, serve, "8080", /shared]
+    ports: [{{containerPort: 8080}}]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+    resources: {{limits: {{cpu: 200m, memory: 64Mi}}}}
+    env:
+    - {{name: MY_POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: MY_NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+    - {{name: MY_POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: GREETING, value: "hi $(MY_POD_NAME)"}}
+  - name: client
+    image: {WORKLOAD_IMAGE}
+    args: [fetch, 127.0.0.1, "8080", /file/greeting, /shared/fetched, pause]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+"#,
+        node = cluster.agent.name()
+    ));
+    let pod = cluster.wait_running("pair").await;
+    let ip = pod_ip(&pod);
+    assert!(
+        ip.starts_with("10.244.201."),
+        "pod IP {ip} is not from the node's pod CIDR"
+    );
+    for name in ["server", "client"] {
+        let status = container_status(&pod, name);
+        assert!(status.ready, "{name} not ready: {status:?}");
+        assert_eq!(status.restart_count, 0);
+        assert!(
+            status
+                .container_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("docker://")),
+            "{status:?}"
+        );
+    }
+
+    // The client reached the server over localhost and wrote what it got into the shared
+    // emptyDir; the host reaches the pod IP.
+    let fetched = http_get_eventually(&ip, 8080, "/file/fetched").await;
+    assert_eq!(fetched, "hello-from-server");
+    assert_eq!(
+        http_get_eventually(&ip, 8080, "/env/MY_POD_NAME").await,
+        "pair"
+    );
+    assert_eq!(
+        http_get_eventually(&ip, 8080, "/env/MY_NAMESPACE").await,
+        "default"
+    );
+    assert_eq!(http_get_eventually(&ip, 8080, "/env/MY_POD_IP").await, ip);
+    assert_eq!(
+        http_get_eventually(&ip, 8080, "/env/GREETING").await,
+        "hi pair"
+    );
+
+    // Limits became Docker limits; the app containers live in the sandbox's namespaces.
+    let ids = cluster.containers("pair");
+    assert_eq!(ids.len(), 3, "sandbox + two containers: {ids:?}");
+    let server = docker::inspect_container(
+        container_status(&pod, "server")
+            .container_id
+            .as_deref()
+            .and_then(|id| id.strip_prefix("docker://"))
+            .expect("id"),
+    )
+    .expect("inspect");
+    assert_eq!(server["HostConfig"]["Memory"], 64 * 1024 * 1024);
+    assert_eq!(server["HostConfig"]["CpuQuota"], 20_000);
+    assert!(
+        server["HostConfig"]["NetworkMode"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("container:")),
+        "{}",
+        server["HostConfig"]
+    );
+
+    let out = cluster
+        .master
+        .kubectl(&["get", "pod", "pair", "-o", "wide"]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("2/2") && out.stdout.contains("Running"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exited_container_is_restarted_then_backs_off() {
+    let cluster = Cluster::start("t-restart", "10.244.202.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [echo, crashing, exit, "3"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: once}}
+spec:
+  nodeName: {node}
+  restartPolicy: OnFailure
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [echo, done, exit, "0"]
+"#
+    ));
+    // The first exit restarts at once (restartCount 1); the second waits 10 s.
+    let pod = cluster
+        .wait_pod("crasher", "CrashLoopBackOff", |pod| {
+            waiting_reason(pod, "app").as_deref() == Some("CrashLoopBackOff")
+        })
+        .await;
+    let app = container_status(&pod, "app");
+    assert_eq!(app.restart_count, 1, "{app:?}");
+    let waiting = app.state.and_then(|s| s.waiting).expect("waiting");
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("back-off 10s"),
+        "{waiting:?}"
+    );
+    let last = app
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("last state");
+    assert_eq!(last.exit_code, 3);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    let out = cluster.master.kubectl(&["get", "pod", "crasher"]);
+    assert!(out.stdout.contains("CrashLoopBackOff"), "{out}");
+
+    // After the back-off it is restarted again, and the next back-off is 20 s.
+    let pod = cluster
+        .wait_pod("crasher", "second restart", |pod| {
+            container_status(pod, "app").restart_count >= 2
+        })
+        .await;
+    assert_eq!(container_status(&pod, "app").restart_count, 2);
+    // Only the newest container and the one before are kept (plus the sandbox).
+    assert!(cluster.containers("crasher").len() <= 3);
+
+    // OnFailure with exit 0: the pod succeeded and nothing restarts.
+    let pod = cluster
+        .wait_pod("once", "Succeeded", |pod| phase(pod) == "Succeeded")
+        .await;
+    let app = container_status(&pod, "app");
+    assert_eq!(app.restart_count, 0);
+    let terminated = app.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_gives_image_pull_back_off_and_other_pods_run() {
+    let cluster = Cluster::start("t-image", "10.244.203.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: missing}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: skiff/does-not-exist:1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: fine}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    let pod = cluster
+        .wait_pod("missing", "ImagePullBackOff", |pod| {
+            waiting_reason(pod, "app").as_deref() == Some("ImagePullBackOff")
+        })
+        .await;
+    assert_eq!(phase(&pod), "Pending");
+    let waiting = container_status(&pod, "app")
+        .state
+        .and_then(|s| s.waiting)
+        .expect("waiting");
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("skiff/does-not-exist:1"),
+        "{waiting:?}"
+    );
+    let out = cluster.master.kubectl(&["get", "pod", "missing"]);
+    assert!(
+        out.stdout.contains("ImagePullBackOff") || out.stdout.contains("ErrImagePull"),
+        "{out}"
+    );
+    cluster.wait_running("fine").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_pod_stops_it_gracefully_and_removes_its_containers() {
+    let cluster = Cluster::start("t-delete", "10.244.204.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [ignore-term, serve, "8080", /]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: polite}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    cluster.wait_running("stubborn").await;
+    cluster.wait_running("polite").await;
+    assert_eq!(cluster.containers("stubborn").len(), 2);
+
+    // SIGTERM is ignored: the agent waits the 3 s grace period, then SIGKILLs.
+    let started = Instant::now();
+    let out = cluster
+        .master
+        .kubectl(&["delete", "pod", "stubborn", "--timeout=60s"]);
+    assert!(out.success(), "{out}");
+    cluster.wait_pod_gone("stubborn").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "deleted after {took:?}, before the grace period ended"
+    );
+    assert!(cluster.containers("stubborn").is_empty());
+
+    // SIGTERM ends it at once: far quicker than its 30 s grace period.
+    let started = Instant::now();
+    let out = cluster
+        .master
+        .kubectl(&["delete", "pod", "polite", "--timeout=60s"]);
+    assert!(out.success(), "{out}");
+    cluster.wait_pod_gone("polite").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    cluster.wait_containers_gone("polite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_pod_file_makes_a_mirror_pod_that_goes_with_the_file() {
+    let manifests = tempfile::tempdir().expect("temp dir");
+    let mut opts = NodeOptions::new("t-static", "10.244.205.0/24");
+    opts.manifests_dir = Some(manifests.path().to_path_buf());
+    let cluster = Cluster::start_with(opts).await;
+    let node = cluster.agent.name().to_owned();
+    let mirror_name = format!("web-{node}");
+    let manifest = |greeting: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  containers:\n  - name: app\n    image: {WORKLOAD_IMAGE}\n    args: [write, /g, {greeting}, serve, \"8080\", /]\n"
+        )
+    };
+    write_atomically(&manifests.path().join("web.yaml"), &manifest("v1"));
+    // A malformed manifest is reported and changes nothing for the others.
+    write_atomically(
+        &manifests.path().join("broken.yaml"),
+        "apiVersion: v1\nkind: Pod\nspec: [",
+    );
+
+    let pod = cluster.wait_running(&mirror_name).await;
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let hash = annotations
+        .get("kubernetes.io/config.mirror")
+        .cloned()
+        .expect("mirror annotation");
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(node.as_str())
+    );
+    assert_eq!(
+        http_get_eventually(&pod_ip(&pod), 8080, "/file/g").await,
+        "v1"
+    );
+    let deadline = Instant::now() + POD_TIMEOUT;
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=InvalidStaticPodManifest",
+        ]);
+        if out.success() && out.stdout.contains("broken.yaml") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no InvalidStaticPodManifest event: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Editing the file replaces the pod: a new mirror (new hash), new containers.
+    let old_containers = cluster.containers(&mirror_name);
+    write_atomically(&manifests.path().join("web.yaml"), &manifest("v2"));
+    let pod = cluster
+        .wait_pod(&mirror_name, "the edited static pod", |pod| {
+            let new_hash = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kubernetes.io/config.mirror"))
+                .is_some_and(|h| *h != hash);
+            new_hash && phase(pod) == "Running" && ready(pod)
+        })
+        .await;
+    assert_eq!(
+        http_get_eventually(&pod_ip(&pod), 8080, "/file/g").await,
+        "v2"
+    );
+    let deadline = Instant::now() + POD_TIMEOUT;
+    while cluster
+        .containers(&mirror_name)
+        .iter()
+        .any(|id| old_containers.contains(id))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the old static pod's containers remain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Removing the file removes the pod and its mirror.
+    std::fs::remove_file(manifests.path().join("web.yaml")).expect("remove manifest");
+    cluster.wait_pod_gone(&mirror_name).await;
+    cluster.wait_containers_gone(&mirror_name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_its_containers_and_removes_those_of_deleted_pods() {
+    let mut cluster = Cluster::start("t-adopt", "10.244.206.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: keeper}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: goner}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    let keeper = cluster.wait_running("keeper").await;
+    cluster.wait_running("goner").await;
+    let keeper_containers = cluster.containers("keeper");
+    assert_eq!(keeper_containers.len(), 2);
+
+    // While the agent is down its pods keep running; one is deleted for good meanwhile.
+    cluster.agent.stop();
+    let ip = pod_ip(&keeper);
+    assert!(
+        http_get(&ip, 8080, "/healthz").is_some(),
+        "pod stopped with its agent"
+    );
+    let out = cluster
+        .master
+        .kubectl(&["delete", "pod", "goner", "--grace-period=0", "--force"]);
+    assert!(out.success(), "{out}");
+    cluster.wait_pod_gone("goner").await;
+
+    cluster.agent.restart().expect("restart skiff-node");
+    cluster.wait_containers_gone("goner").await;
+    // The running pod was adopted: the same containers, no twins, still Running.
+    let pod = cluster.wait_running("keeper").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(cluster.containers("keeper"), keeper_containers);
+    assert_eq!(container_status(&pod, "app").restart_count, 0);
+    assert_eq!(pod_ip(&pod), ip);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_registers_with_capacity_and_renews_its_lease() {
+    let mut opts = NodeOptions::new("t-register", "10.244.207.0/24");
+    opts.extra_args = vec![String::from("--lease-seconds"), String::from("1")];
+    let cluster = Cluster::start_with(opts).await;
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let node = nodes.get("t-register").await.expect("node");
+    let spec = node.spec.clone().unwrap_or_default();
+    assert_eq!(spec.pod_cidr.as_deref(), Some("10.244.207.0/24"));
+    let status = node.status.clone().unwrap_or_default();
+    let capacity = status.capacity.clone().unwrap_or_default();
+    assert_eq!(capacity.get("pods").map(|q| q.0.as_str()), Some("110"));
+    assert!(capacity.contains_key("cpu") && capacity.contains_key("memory"));
+    assert!(status.allocatable.is_some());
+    let info = status.node_info.clone().expect("nodeInfo");
+    assert!(
+        info.container_runtime_version.starts_with("docker://"),
+        "{info:?}"
+    );
+    assert!(
+        status
+            .addresses
+            .iter()
+            .flatten()
+            .any(|a| a.type_ == "InternalIP"),
+        "{status:?}"
+    );
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client.clone(), "kube-node-lease");
+    let renew_time = |lease: k8s_openapi::api::coordination::v1::Lease| {
+        lease.spec.and_then(|s| s.renew_time).map(|t| t.0)
+    };
+    let first = renew_time(leases.get("t-register").await.expect("lease")).expect("renewTime");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = renew_time(leases.get("t-register").await.expect("lease")).expect("renewTime");
+    assert!(later > first, "lease not renewed: {first} then {later}");
+    let out = cluster.master.kubectl(&["get", "nodes"]);
+    assert!(
+        out.stdout.contains("t-register") && out.stdout.contains("Ready"),
+        "{out}"
+    );
+}
+
+/// Writes a file via rename, so the agent never reads half of it.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write manifest");
+    std::fs::rename(&tmp, path).expect("rename manifest");
+}
