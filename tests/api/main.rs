@@ -14,9 +14,19 @@ use serde_json::Value;
 use skiff::etcd::Etcd;
 use skiff::master::{Master, MasterOptions};
 
+/// The API server alone: these tests pin API behaviour, which the scheduler's own writes
+/// (conditions, events on unschedulable pods) would interleave with.
+fn api_only() -> Vec<String> {
+    vec!["--no-scheduler".into()]
+}
+
 /// A master on the embedded store in a fresh state directory.
 pub fn embedded_master() -> Master {
-    Master::start(MasterOptions::default()).expect("starting skiff-master")
+    Master::start(MasterOptions {
+        extra_args: api_only(),
+        ..Default::default()
+    })
+    .expect("starting skiff-master")
 }
 
 /// A real etcd and a master using it.
@@ -24,6 +34,7 @@ pub fn etcd_master() -> (Etcd, Master) {
     let etcd = Etcd::start().expect("starting etcd");
     let master = Master::start(MasterOptions {
         etcd_endpoints: vec![etcd.endpoint()],
+        extra_args: api_only(),
         ..Default::default()
     })
     .expect("starting skiff-master on etcd");
