@@ -70,7 +70,11 @@ fn cluster(n: usize) -> NodeCache {
         selector: BTreeMap::from([("app".to_string(), "web".to_string())]),
     });
     let sizes = [2i64, 4, 8, 16, 32, 64];
-    let taints = [("dedicated", "gpu"), ("dedicated", "infra"), ("spot", "true")];
+    let taints = [
+        ("dedicated", "gpu"),
+        ("dedicated", "infra"),
+        ("spot", "true"),
+    ];
     for i in 0..n {
         let cpus = sizes[rng.below(sizes.len() as u64) as usize];
         let name = format!("node-{i:05}");

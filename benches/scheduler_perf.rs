@@ -9,8 +9,12 @@
 //! latency is each pod's create-to-bound time. Then every pod is checked bound and no node
 //! over-committed or given a pod that does not tolerate its taint.
 //!
+//! The comparison, in the same run: a second master without the scheduler takes the same
+//! creates, which bounds what any scheduler behind this API server can bind.
+//!
 //! Last line: `RESULT scheduler nodes=... pods=... pods_per_s=... p99_ms=... overcommitted=0
-//! unbound=0 ...`, with the rate the API server took the creates in the same run beside it.
+//! unbound=0 ... api_only_creates_per_s=... vs_api_only=...` (`--no-baseline` skips the
+//! comparison).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +47,9 @@ struct Args {
     /// Give up when no pod was bound for this many seconds.
     #[arg(long, default_value_t = 60)]
     stall_seconds: u64,
+    /// Skip the comparison run (the same creates on a master without scheduler).
+    #[arg(long)]
+    no_baseline: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -57,19 +64,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (_etcd, master) = match args.store.as_str() {
-        "embedded" => (None, Master::start(MasterOptions::default())?),
-        "etcd" => {
-            let etcd = Etcd::start()?;
-            let master = Master::start(MasterOptions {
-                etcd_endpoints: vec![etcd.endpoint()],
-                ..Default::default()
-            })?;
-            (Some(etcd), master)
-        }
-        other => anyhow::bail!("--store must be embedded or etcd, not {other:?}"),
+    let outcome = {
+        let (_etcd, master) = start(&args, &[])?;
+        rt.block_on(run(&master, &args))?
     };
-    let outcome = rt.block_on(run(&master, &args))?;
+    // The comparison: what the API server alone does with the same creates.
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        let (_etcd, master) = start(&args, &["--no-scheduler"])?;
+        Some(rt.block_on(creates_only(&master, &args))?)
+    };
     eprintln!(
         "created {} pods in {:.1} s ({:.0}/s); last bound after {:.1} s; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         args.pods,
@@ -80,8 +85,21 @@ fn main() -> anyhow::Result<()> {
         outcome.p99_ms,
         outcome.max_ms,
     );
+    let comparison = match baseline {
+        Some(creates_per_s) => {
+            eprintln!(
+                "without the scheduler the same creates ran at {creates_per_s:.0}/s: pods are bound at {:.2}x the rate the API server takes creates alone",
+                outcome.pods_per_s / creates_per_s
+            );
+            format!(
+                " api_only_creates_per_s={creates_per_s:.0} vs_api_only={:.2}",
+                outcome.pods_per_s / creates_per_s
+            )
+        }
+        None => String::new(),
+    };
     println!(
-        "RESULT scheduler nodes={} pods={} pods_per_s={:.0} p99_ms={:.1} overcommitted={} unbound={} untolerated={} creates_per_s={:.0} store={}",
+        "RESULT scheduler nodes={} pods={} pods_per_s={:.0} p99_ms={:.1} overcommitted={} unbound={} untolerated={} creates_per_s={:.0}{comparison} store={}",
         args.nodes,
         args.pods,
         outcome.pods_per_s,
@@ -93,6 +111,51 @@ fn main() -> anyhow::Result<()> {
         args.store,
     );
     Ok(())
+}
+
+/// A master (and its etcd, for `--store etcd`) with `extra_args`.
+fn start(args: &Args, extra_args: &[&str]) -> anyhow::Result<(Option<Etcd>, Master)> {
+    let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+    match args.store.as_str() {
+        "embedded" => Ok((
+            None,
+            Master::start(MasterOptions {
+                extra_args,
+                ..Default::default()
+            })?,
+        )),
+        "etcd" => {
+            let etcd = Etcd::start()?;
+            let master = Master::start(MasterOptions {
+                etcd_endpoints: vec![etcd.endpoint()],
+                extra_args,
+                ..Default::default()
+            })?;
+            Ok((Some(etcd), master))
+        }
+        other => anyhow::bail!("--store must be embedded or etcd, not {other:?}"),
+    }
+}
+
+/// Creates the same pods on a master without scheduler; returns creates per second.
+async fn creates_only(master: &Master, args: &Args) -> anyhow::Result<f64> {
+    let base = master.server_url();
+    let r = master
+        .http()
+        .post(format!("{base}/api/v1/namespaces"))
+        .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "namespace: {}", r.text().await?);
+    let started = Instant::now();
+    post_all(
+        master,
+        &format!("{base}/api/v1/namespaces/{NAMESPACE}/pods"),
+        (0..args.pods).map(pod).collect(),
+        args.clients,
+    )
+    .await?;
+    Ok(args.pods as f64 / started.elapsed().as_secs_f64())
 }
 
 struct Outcome {
@@ -264,7 +327,11 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
         ))
         .send()
         .await?;
-    anyhow::ensure!(response.status().is_success(), "watch: {}", response.status());
+    anyhow::ensure!(
+        response.status().is_success(),
+        "watch: {}",
+        response.status()
+    );
     let bound_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; args.pods]));
     let bound = Arc::new(AtomicUsize::new(0));
     let watcher = {

@@ -70,7 +70,10 @@ async fn bound_node(client: &kube::Client, pod: &str) -> String {
         if let Some(node) = p.spec.and_then(|s| s.node_name) {
             return node;
         }
-        assert!(Instant::now() < deadline, "pod {pod} not bound after {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pod {pod} not bound after {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -124,16 +127,25 @@ async fn assert_no_node_overcommitted(client: &kube::Client) {
             }
         }
     }
-    for n in nodes.list(&ListParams::default()).await.expect("nodes").items {
+    for n in nodes
+        .list(&ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+    {
         let name = n.metadata.name.unwrap_or_default();
-        let alloc = n
-            .status
-            .and_then(|s| s.allocatable)
-            .unwrap_or_default();
-        let get = |r: &str| alloc.get(r).map_or(0, |q| quantity_nanos(&q.0).unwrap_or(0));
+        let alloc = n.status.and_then(|s| s.allocatable).unwrap_or_default();
+        let get = |r: &str| {
+            alloc
+                .get(r)
+                .map_or(0, |q| quantity_nanos(&q.0).unwrap_or(0))
+        };
         let (cpu, memory, count) = used.get(&name).copied().unwrap_or_default();
         assert!(cpu <= get("cpu"), "node {name}: cpu over-committed");
-        assert!(memory <= get("memory"), "node {name}: memory over-committed");
+        assert!(
+            memory <= get("memory"),
+            "node {name}: memory over-committed"
+        );
         assert!(
             count * 1_000_000_000 <= get("pods"),
             "node {name}: too many pods"
@@ -209,8 +221,7 @@ async fn a_tainted_node_receives_only_tolerating_pods() {
         create_pod(&client, pod(&format!("plain-{i}"), "100m", "64Mi")).await;
     }
     let mut tolerating = pod("tolerating", "100m", "64Mi");
-    tolerating["spec"]["tolerations"] =
-        json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
+    tolerating["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
     create_pod(&client, tolerating).await;
     for i in 0..5 {
         assert_eq!(bound_node(&client, &format!("plain-{i}")).await, "plain");
@@ -245,7 +256,10 @@ async fn a_pod_too_big_for_every_node_waits_until_a_big_enough_node_joins() {
         if shown {
             break;
         }
-        assert!(Instant::now() < deadline, "describe does not show it:\n{out}");
+        assert!(
+            Instant::now() < deadline,
+            "describe does not show it:\n{out}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let out = master.kubectl(&["get", "pod", "huge", "--no-headers"]);

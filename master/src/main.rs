@@ -77,9 +77,8 @@ fn main() -> anyhow::Result<()> {
             drop(stop_tx);
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let scheduler = scheduler.map(|config| {
-            tokio::spawn(run_scheduler(ready_rx, config, stopped(stop_rx.clone())))
-        });
+        let scheduler = scheduler
+            .map(|config| tokio::spawn(run_scheduler(ready_rx, config, stopped(stop_rx.clone()))));
         let served = serve_with_ready(config, stopped(stop_rx), Some(ready_tx)).await;
         if let Some(scheduler) = scheduler {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), scheduler).await;

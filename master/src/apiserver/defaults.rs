@@ -537,6 +537,25 @@ pub fn event(_event: &mut Event) {}
 /// Lease defaults: Kubernetes defines none.
 pub fn lease(_lease: &mut Lease) {}
 
+/// ConfigMaps have no defaults.
+pub fn config_map(_cm: &mut k8s_openapi::api::core::v1::ConfigMap) {}
+
+/// Secrets default to type `Opaque`; `stringData` is merged into `data` (write-only field).
+pub fn secret(s: &mut k8s_openapi::api::core::v1::Secret) {
+    if s.type_.as_deref().is_none_or(str::is_empty) {
+        s.type_ = Some("Opaque".to_string());
+    }
+    if let Some(strings) = s.string_data.take() {
+        let data = s.data.get_or_insert_with(Default::default);
+        for (k, v) in strings {
+            data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+        }
+    }
+}
+
+/// ServiceAccounts have no defaults.
+pub fn service_account(_sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -992,22 +1011,3 @@ mod tests {
         endpoints(&mut Endpoints::default());
     }
 }
-
-/// ConfigMaps have no defaults.
-pub fn config_map(_cm: &mut k8s_openapi::api::core::v1::ConfigMap) {}
-
-/// Secrets default to type `Opaque`; `stringData` is merged into `data` (write-only field).
-pub fn secret(s: &mut k8s_openapi::api::core::v1::Secret) {
-    if s.type_.as_deref().is_none_or(str::is_empty) {
-        s.type_ = Some("Opaque".to_string());
-    }
-    if let Some(strings) = s.string_data.take() {
-        let data = s.data.get_or_insert_with(Default::default);
-        for (k, v) in strings {
-            data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
-        }
-    }
-}
-
-/// ServiceAccounts have no defaults.
-pub fn service_account(_sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {}

@@ -42,12 +42,7 @@ pub async fn bind(client: &kube::Client, pod: &PodInfo, node: &str) -> BindOutco
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
     let result = pods
-        .create_subresource::<serde_json::Value>(
-            "binding",
-            &pod.name,
-            &PostParams::default(),
-            body,
-        )
+        .create_subresource::<serde_json::Value>("binding", &pod.name, &PostParams::default(), body)
         .await;
     outcome(result)
 }
@@ -57,9 +52,7 @@ fn outcome<T>(result: Result<T, kube::Error>) -> BindOutcome {
         Ok(_) => BindOutcome::Bound,
         // 404: the pod was deleted. 409: already bound, being deleted, or another pod of
         // that name (a new uid). The watch tells the rest.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-            BindOutcome::Drop(e.message)
-        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => BindOutcome::Drop(e.message),
         Err(e) => BindOutcome::Retry(e.to_string()),
     }
 }

@@ -23,12 +23,13 @@ pub type Slot = usize;
 /// without a node have nothing free (and are in no class, so never feasible).
 #[derive(Clone, Debug, Default)]
 pub struct Columns {
-    /// Allocatable minus requested CPU, millicores (negative when over-committed).
-    pub free_milli_cpu: Vec<i64>,
+    /// Allocatable minus requested CPU, millicores (negative when over-committed), clamped to
+    /// `±(i32::MAX - 1)`: 32 bits keep the column small and eight compares per instruction.
+    pub free_milli_cpu: Vec<i32>,
     /// Allocatable minus requested memory, bytes.
     pub free_memory: Vec<i64>,
-    /// Allocatable pods minus pods on the node.
-    pub free_pods: Vec<i64>,
+    /// Allocatable pods minus pods on the node (clamped like CPU).
+    pub free_pods: Vec<i32>,
     /// 1 / allocatable CPU (millicores); infinity when there is none.
     pub inv_alloc_cpu: Vec<f32>,
     /// 1 / allocatable memory (bytes); infinity when there is none.
@@ -608,9 +609,10 @@ impl NodeCache {
         match &state.node {
             Some(node) => {
                 let a = &node.allocatable;
-                c.free_milli_cpu[slot] = a.milli_cpu.saturating_sub(state.requested.milli_cpu);
+                c.free_milli_cpu[slot] =
+                    clamp_i32(a.milli_cpu.saturating_sub(state.requested.milli_cpu));
                 c.free_memory[slot] = a.memory.saturating_sub(state.requested.memory);
-                c.free_pods[slot] = node.allocatable_pods.saturating_sub(state.pods);
+                c.free_pods[slot] = clamp_i32(node.allocatable_pods.saturating_sub(state.pods));
                 c.inv_alloc_cpu[slot] = inverse(a.milli_cpu);
                 c.inv_alloc_memory[slot] = inverse(a.memory);
             }
@@ -625,6 +627,11 @@ impl NodeCache {
         c.score_cpu[slot] = state.score_cpu as f32;
         c.score_memory[slot] = state.score_memory as f32;
     }
+}
+
+/// `v` within `±(i32::MAX - 1)`, so a request of `i32::MAX` or more never fits.
+pub fn clamp_i32(v: i64) -> i32 {
+    v.clamp(-i64::from(i32::MAX - 1), i64::from(i32::MAX - 1)) as i32
 }
 
 fn inverse(amount: i64) -> f32 {

@@ -167,7 +167,9 @@ async fn write_events(client: kube::Client, mut rx: mpsc::Receiver<Record>, inst
                 // The namespace is gone or terminating: nothing to tell.
                 debug!(error = %e, "event not written");
             }
-            Err(e) => warn!(error = %e, pod = %format!("{}/{}", r.namespace, r.name), "writing an event failed"),
+            Err(e) => {
+                warn!(error = %e, pod = %format!("{}/{}", r.namespace, r.name), "writing an event failed")
+            }
         }
     }
 }
@@ -199,9 +201,13 @@ pub async fn set_unschedulable(
         "status": {"conditions": [condition]},
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
-    pods.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch))
-        .await
-        .map(|_| ())
+    pods.patch_status(
+        &pod.name,
+        &PatchParams::default(),
+        &Patch::Strategic(&patch),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Whether the pod already shows this Unschedulable message.

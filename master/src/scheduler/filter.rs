@@ -38,9 +38,15 @@ impl fmt::Display for Reason {
         match self {
             Reason::Unschedulable => f.write_str("node(s) were unschedulable"),
             Reason::UntoleratedTaint(t) => {
-                write!(f, "node(s) had untolerated taint {{{}: {}}}", t.key, t.value)
+                write!(
+                    f,
+                    "node(s) had untolerated taint {{{}: {}}}",
+                    t.key, t.value
+                )
             }
-            Reason::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
+            Reason::NodeAffinity => {
+                f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
             Reason::NodePorts => {
                 f.write_str("node(s) didn't have free ports for the requested pod ports")
             }
@@ -276,8 +282,14 @@ fn node_resources_fit_avx2(columns: &Columns, pod: &PodInfo, out: &mut Bitset) {
 
 #[inline(always)]
 fn node_resources_fit_words(columns: &Columns, pod: &PodInfo, out: &mut Bitset) {
-    let need = |amount: i64| if amount == 0 { i64::MIN } else { amount };
-    let (cpu, memory) = (need(pod.requests.milli_cpu), need(pod.requests.memory));
+    let cpu = match pod.requests.milli_cpu {
+        0 => i32::MIN,
+        m => i32::try_from(m).unwrap_or(i32::MAX),
+    };
+    let memory = match pod.requests.memory {
+        0 => i64::MIN,
+        m => m,
+    };
     let words = out.words_mut();
     let n = words.len().min(columns.len() / 64);
     for (w, word) in words[..n].iter_mut().enumerate() {
@@ -319,9 +331,7 @@ fn scalar_reasons(cache: &NodeCache, slot: Slot, pod: &PodInfo) -> Vec<Reason> {
     pod.requests
         .scalar
         .iter()
-        .filter(|(name, amount)| {
-            node.allocatable.scalar(name) - requested.scalar(name) < *amount
-        })
+        .filter(|(name, amount)| node.allocatable.scalar(name) - requested.scalar(name) < *amount)
         .map(|(name, _)| Reason::Insufficient(name.clone()))
         .collect()
 }
@@ -333,7 +343,7 @@ pub fn fit_reasons(cache: &NodeCache, slot: Slot, pod: &PodInfo) -> Vec<Reason> 
     if c.free_pods[slot] < 1 {
         reasons.push(Reason::TooManyPods);
     }
-    if pod.requests.milli_cpu > 0 && c.free_milli_cpu[slot] < pod.requests.milli_cpu {
+    if pod.requests.milli_cpu > 0 && i64::from(c.free_milli_cpu[slot]) < pod.requests.milli_cpu {
         reasons.push(Reason::Insufficient("cpu".into()));
     }
     if pod.requests.memory > 0 && c.free_memory[slot] < pod.requests.memory {

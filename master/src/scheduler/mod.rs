@@ -23,7 +23,7 @@ pub mod queue;
 pub mod schedule_one;
 pub mod score;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ impl Default for SchedulerConfig {
             scheduler_name: events::COMPONENT.to_string(),
             weights: ScoreWeights::default(),
             queue: QueueConfig::default(),
-            max_concurrent_writes: 64,
+            max_concurrent_writes: 256,
             instance: "skiff-master".to_string(),
         }
     }
@@ -140,7 +140,14 @@ struct Stats {
     scheduled: u64,
     unschedulable: u64,
     bind_failures: u64,
+    /// Time spent deciding.
     decision_time: Duration,
+    /// First attempts, and their time from queued to decided.
+    first_attempts: u64,
+    queue_wait: Duration,
+    /// Bindings finished, and their time from decided to written.
+    bindings: u64,
+    binding_time: Duration,
 }
 
 /// The scheduler's state: cache, queue and configuration. Driven by [`Scheduler::handle`]
@@ -153,6 +160,8 @@ pub struct Scheduler {
     scratch: Scratch,
     synced: HashSet<Kind>,
     stats: Stats,
+    /// Bindings dispatched and not yet reported back, by pod uid.
+    binding: HashMap<String, Instant>,
 }
 
 impl Scheduler {
@@ -166,6 +175,7 @@ impl Scheduler {
             scratch: Scratch::default(),
             synced: HashSet::new(),
             stats: Stats::default(),
+            binding: HashMap::new(),
         }
     }
 
@@ -214,27 +224,37 @@ impl Scheduler {
                     debug!(?kind, objects = keys.len(), "listed");
                 }
             }
-            Update::BindDone { uid, node, outcome } => match outcome {
-                BindOutcome::Bound => self.queue.remove(&uid),
-                BindOutcome::Drop(reason) => {
-                    self.stats.bind_failures += 1;
-                    debug!(%uid, %node, %reason, "binding dropped");
-                    self.queue.remove(&uid);
-                    if self.cache.forget(&uid) {
-                        self.queue.move_all_to_active_or_backoff(now);
-                    }
+            Update::BindDone { uid, node, outcome } => {
+                if let Some(started) = self.binding.remove(&uid) {
+                    self.stats.bindings += 1;
+                    self.stats.binding_time += now.saturating_duration_since(started);
                 }
-                BindOutcome::Retry(reason) => {
-                    self.stats.bind_failures += 1;
-                    warn!(%uid, %node, %reason, "binding failed; retrying after backoff");
-                    if self.cache.forget(&uid) {
-                        self.queue.move_all_to_active_or_backoff(now);
-                    }
-                    self.queue.retry_after_backoff(&uid, now);
-                }
-            },
+                self.bind_done(uid, node, outcome, now)
+            }
             Update::RetryPod(uid) => self.queue.retry_unschedulable(&uid, now),
             Update::Shutdown => {}
+        }
+    }
+
+    fn bind_done(&mut self, uid: String, node: String, outcome: BindOutcome, now: Instant) {
+        match outcome {
+            BindOutcome::Bound => self.queue.remove(&uid),
+            BindOutcome::Drop(reason) => {
+                self.stats.bind_failures += 1;
+                debug!(%uid, %node, %reason, "binding dropped");
+                self.queue.remove(&uid);
+                if self.cache.forget(&uid) {
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            }
+            BindOutcome::Retry(reason) => {
+                self.stats.bind_failures += 1;
+                warn!(%uid, %node, %reason, "binding failed; retrying after backoff");
+                if self.cache.forget(&uid) {
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+                self.queue.retry_after_backoff(&uid, now);
+            }
         }
     }
 
@@ -316,6 +336,10 @@ impl Scheduler {
                 self.queue.remove(&pod.uid);
                 continue;
             }
+            if let Some((added, 1)) = self.queue.history(&pod.uid) {
+                self.stats.first_attempts += 1;
+                self.stats.queue_wait += now.saturating_duration_since(added);
+            }
             let started = Instant::now();
             let decision = schedule_one::schedule_one(
                 &self.cache,
@@ -329,6 +353,7 @@ impl Scheduler {
                     let node = self.cache.node_name(d.slot).to_string();
                     self.cache.assume(pod.clone(), d.slot);
                     self.stats.scheduled += 1;
+                    self.binding.insert(pod.uid.clone(), now);
                     Action::Bind { pod, node }
                 }
                 Err(fit) => {
@@ -357,22 +382,27 @@ impl Scheduler {
         self.queue.flush_unschedulable_leftover(now);
     }
 
-    fn report(&mut self) {
+    fn report(&mut self, events_dropped: u64) {
         let s = std::mem::take(&mut self.stats);
         if s.scheduled + s.unschedulable + s.bind_failures == 0 {
             return;
         }
-        let decisions = (s.scheduled + s.unschedulable).max(1);
+        let mean_us =
+            |total: Duration, n: u64| (total.as_secs_f64() * 1e6 / n.max(1) as f64) as u64;
         let lengths = self.queue.lengths();
         info!(
             scheduled = s.scheduled,
             unschedulable = s.unschedulable,
             bind_failures = s.bind_failures,
             nodes = self.cache.node_count(),
-            mean_decision_us = (s.decision_time.as_secs_f64() * 1e6 / decisions as f64) as u64,
+            mean_decision_us = mean_us(s.decision_time, s.scheduled + s.unschedulable),
+            mean_queue_wait_ms = mean_us(s.queue_wait, s.first_attempts) / 1000,
+            mean_binding_ms = mean_us(s.binding_time, s.bindings) / 1000,
+            binding = self.binding.len(),
             queue_active = lengths.active,
             queue_backoff = lengths.backoff,
             queue_unschedulable = lengths.unschedulable,
+            events_dropped,
             "scheduler"
         );
     }
@@ -445,7 +475,7 @@ fn scheduling_loop(mut scheduler: Scheduler, rx: Receiver<Update>, dispatcher: D
             next_flush = now + FLUSH_INTERVAL;
         }
         if now >= next_report {
-            scheduler.report();
+            scheduler.report(dispatcher.recorder.dropped());
             next_report = now + REPORT_INTERVAL;
         }
         if let Some(action) = scheduler.next_action(now) {
@@ -530,5 +560,211 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::scheduler::node_info::{NodeInfo, Readiness};
+    use crate::scheduler::pod_info::Resources;
+
+    fn node(name: &str, milli_cpu: i64) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            allocatable: Resources {
+                milli_cpu,
+                memory: 1 << 30,
+                scalar: Vec::new(),
+            },
+            allocatable_pods: 110,
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            unschedulable: false,
+            readiness: Readiness::Ready,
+        }
+    }
+
+    fn pod(uid: &str, milli_cpu: i64) -> PodInfo {
+        PodInfo {
+            uid: uid.into(),
+            namespace: "default".into(),
+            name: uid.into(),
+            scheduler_name: events::COMPONENT.into(),
+            requests: Resources {
+                milli_cpu,
+                memory: 0,
+                scalar: Vec::new(),
+            },
+            non_zero_milli_cpu: milli_cpu,
+            non_zero_memory: 1,
+            ..Default::default()
+        }
+    }
+
+    fn synced(now: Instant) -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig::default());
+        for kind in [Kind::Node, Kind::Pod, Kind::Service] {
+            s.handle(
+                Update::Listed {
+                    kind,
+                    keys: HashSet::new(),
+                },
+                now,
+            );
+        }
+        s
+    }
+
+    fn bind_target(action: Option<Action>) -> Option<String> {
+        match action {
+            Some(Action::Bind { node, .. }) => Some(node),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_decided_before_every_watch_listed() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(SchedulerConfig::default());
+        s.handle(Update::Node(node("a", 1000)), now);
+        s.handle(Update::Pod(Arc::new(pod("p", 100))), now);
+        assert!(s.next_action(now).is_none());
+        for kind in [Kind::Node, Kind::Pod, Kind::Service] {
+            s.handle(
+                Update::Listed {
+                    kind,
+                    keys: HashSet::from(["a".to_string(), "p".to_string()]),
+                },
+                now,
+            );
+        }
+        assert_eq!(bind_target(s.next_action(now)).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_binding_is_assumed_then_confirmed_by_the_watch() {
+        let now = Instant::now();
+        let mut s = synced(now);
+        s.handle(Update::Node(node("a", 1000)), now);
+        s.handle(Update::Pod(Arc::new(pod("p", 600))), now);
+        assert_eq!(bind_target(s.next_action(now)).as_deref(), Some("a"));
+        assert!(s.cache().pod("p").is_some_and(|p| p.assumed));
+        // A second pod does not fit beside the assumed one.
+        s.handle(Update::Pod(Arc::new(pod("q", 600))), now);
+        assert!(matches!(
+            s.next_action(now),
+            Some(Action::Unschedulable { .. })
+        ));
+        s.handle(
+            Update::BindDone {
+                uid: "p".into(),
+                node: "a".into(),
+                outcome: BindOutcome::Bound,
+            },
+            now,
+        );
+        let mut bound = pod("p", 600);
+        bound.node_name = Some("a".into());
+        s.handle(Update::Pod(Arc::new(bound)), now);
+        assert!(s.cache().pod("p").is_some_and(|p| !p.assumed));
+        assert!(!s.queue().contains("p"));
+        // Deleting it frees the node: the waiting pod is retried after its backoff.
+        s.handle(Update::PodDeleted("p".into()), now);
+        assert!(s.next_action(now).is_none());
+        let later = now + Duration::from_secs(1);
+        assert_eq!(bind_target(s.next_action(later)).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_failed_binding_is_forgotten_and_retried_after_backoff() {
+        let now = Instant::now();
+        let mut s = synced(now);
+        s.handle(Update::Node(node("a", 1000)), now);
+        s.handle(Update::Pod(Arc::new(pod("p", 600))), now);
+        assert!(bind_target(s.next_action(now)).is_some());
+        s.handle(
+            Update::BindDone {
+                uid: "p".into(),
+                node: "a".into(),
+                outcome: BindOutcome::Retry("connection reset".into()),
+            },
+            now,
+        );
+        assert!(s.cache().pod("p").is_none(), "the assumption is forgotten");
+        assert!(s.next_action(now).is_none(), "not in a hot loop");
+        let later = now + Duration::from_secs(1);
+        assert_eq!(bind_target(s.next_action(later)).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_binding_of_a_gone_pod_is_dropped() {
+        let now = Instant::now();
+        let mut s = synced(now);
+        s.handle(Update::Node(node("a", 1000)), now);
+        s.handle(Update::Pod(Arc::new(pod("p", 600))), now);
+        assert!(bind_target(s.next_action(now)).is_some());
+        s.handle(
+            Update::BindDone {
+                uid: "p".into(),
+                node: "a".into(),
+                outcome: BindOutcome::Drop("pods \"p\" not found".into()),
+            },
+            now,
+        );
+        assert!(s.cache().pod("p").is_none());
+        assert!(!s.queue().contains("p"));
+        assert!(s.next_action(now + Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn other_schedulers_pods_and_bound_pods_are_not_queued() {
+        let now = Instant::now();
+        let mut s = synced(now);
+        s.handle(Update::Node(node("a", 1000)), now);
+        let mut other = pod("o", 100);
+        other.scheduler_name = "my-scheduler".into();
+        s.handle(Update::Pod(Arc::new(other)), now);
+        let mut preset = pod("n", 300);
+        preset.node_name = Some("a".into());
+        s.handle(Update::Pod(Arc::new(preset)), now);
+        assert!(s.next_action(now).is_none());
+        assert_eq!(
+            s.cache().columns().free_milli_cpu[s.cache().slot("a").expect("slot")],
+            700,
+            "a pod bound by someone else still counts"
+        );
+    }
+
+    #[test]
+    fn a_relist_forgets_what_disappeared() {
+        let now = Instant::now();
+        let mut s = synced(now);
+        s.handle(Update::Node(node("a", 1000)), now);
+        s.handle(Update::Node(node("b", 1000)), now);
+        let mut bound = pod("p", 300);
+        bound.node_name = Some("a".into());
+        s.handle(Update::Pod(Arc::new(bound)), now);
+        s.handle(Update::Pod(Arc::new(pod("q", 100))), now);
+        s.handle(
+            Update::Listed {
+                kind: Kind::Node,
+                keys: HashSet::from(["b".to_string()]),
+            },
+            now,
+        );
+        s.handle(
+            Update::Listed {
+                kind: Kind::Pod,
+                keys: HashSet::new(),
+            },
+            now,
+        );
+        assert_eq!(s.cache().node_count(), 1);
+        assert!(s.cache().pod("p").is_none());
+        assert!(!s.queue().contains("q"));
+        assert!(s.next_action(now).is_none());
     }
 }

@@ -96,10 +96,7 @@ impl Resources {
 
     fn merge_scalar(&mut self, other: &Resources, f: impl Fn(i64, i64) -> i64) {
         for (name, value) in &other.scalar {
-            match self
-                .scalar
-                .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            {
+            match self.scalar.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
                 Ok(i) => self.scalar[i].1 = f(self.scalar[i].1, *value),
                 Err(i) => self.scalar.insert(i, (name.clone(), f(0, *value))),
             }
@@ -384,7 +381,10 @@ impl PodInfo {
                 .affinity
                 .as_ref()
                 .and_then(|a| a.node_affinity.as_ref())
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
                 .map(|selector| {
                     selector
                         .node_selector_terms
@@ -465,7 +465,8 @@ fn pod_requests(
     let (mut non_zero_cpu, mut non_zero_mem) = (0i64, 0i64);
     for c in containers {
         let r = container_requests(c, key)?;
-        non_zero_cpu = non_zero_cpu.saturating_add(non_zero(r.milli_cpu, DEFAULT_MILLI_CPU_REQUEST));
+        non_zero_cpu =
+            non_zero_cpu.saturating_add(non_zero(r.milli_cpu, DEFAULT_MILLI_CPU_REQUEST));
         non_zero_mem = non_zero_mem.saturating_add(non_zero(r.memory, DEFAULT_MEMORY_REQUEST));
         total.add(&r);
     }
@@ -557,7 +558,9 @@ mod tests {
 
     #[test]
     fn millicores_and_bytes_round_up() {
-        let p = pod(json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "0.0001", "memory": "1.5"}}}]}));
+        let p = pod(
+            json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "0.0001", "memory": "1.5"}}}]}),
+        );
         let info = PodInfo::from_pod(&p).expect("pod info");
         assert_eq!(info.requests.milli_cpu, 1);
         assert_eq!(info.requests.memory, 2);

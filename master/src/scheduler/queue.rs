@@ -5,7 +5,7 @@
 //! its backoff. Nothing is retried in a hot loop.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ struct Entry {
     seq: u64,
     attempts: u32,
     last_attempt: Option<Instant>,
+    /// When the pod was first queued.
+    added: Instant,
 }
 
 /// Counts by state, for logs and tests.
@@ -75,6 +77,9 @@ pub struct SchedulingQueue {
     entries: HashMap<String, Entry>,
     active: BinaryHeap<(i32, Reverse<u64>, String)>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// Pods marked unschedulable (some may have moved on since), so a cluster change costs
+    /// in proportion to them, not to every pod waiting.
+    unschedulable: HashSet<String>,
     next_seq: u64,
 }
 
@@ -103,6 +108,7 @@ impl SchedulingQueue {
                     seq,
                     attempts: 0,
                     last_attempt: None,
+                    added: now,
                 },
             );
             self.active.push((priority, Reverse(seq), uid));
@@ -141,6 +147,11 @@ impl SchedulingQueue {
         }
     }
 
+    /// When the pod was first queued and how many times it has been popped.
+    pub fn history(&self, uid: &str) -> Option<(Instant, u32)> {
+        self.entries.get(uid).map(|e| (e.added, e.attempts))
+    }
+
     /// Whether the pod is queued in any state.
     pub fn contains(&self, uid: &str) -> bool {
         self.entries.contains_key(uid)
@@ -168,42 +179,36 @@ impl SchedulingQueue {
     pub fn mark_unschedulable(&mut self, uid: &str, now: Instant) {
         if let Some(entry) = self.entries.get_mut(uid) {
             entry.state = State::Unschedulable(now);
+            self.unschedulable.insert(uid.to_string());
         }
     }
 
     /// The popped pod's binding failed: retry it after its backoff.
     pub fn retry_after_backoff(&mut self, uid: &str, now: Instant) {
         if self.entries.contains_key(uid) {
-            self.to_backoff(uid, now);
+            self.start_backoff(uid, now);
         }
     }
 
     /// Something changed that may let unschedulable pods fit: retry each after its backoff.
     pub fn move_all_to_active_or_backoff(&mut self, now: Instant) {
-        let waiting: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e.state, State::Unschedulable(_)))
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in waiting {
-            self.requeue(&uid, now);
+        for uid in std::mem::take(&mut self.unschedulable) {
+            if self.is_unschedulable(&uid, |_| true) {
+                self.requeue(&uid, now);
+            }
         }
     }
 
     /// Retries pods unschedulable for longer than the configured limit, changed or not.
     pub fn flush_unschedulable_leftover(&mut self, now: Instant) {
         let limit = self.config.max_unschedulable;
-        let stale: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                matches!(e.state, State::Unschedulable(since) if now.duration_since(since) >= limit)
-            })
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in stale {
-            self.requeue(&uid, now);
+        let waiting = std::mem::take(&mut self.unschedulable);
+        for uid in waiting {
+            if self.is_unschedulable(&uid, |since| now.duration_since(since) >= limit) {
+                self.requeue(&uid, now);
+            } else if self.is_unschedulable(&uid, |_| true) {
+                self.unschedulable.insert(uid);
+            }
         }
     }
 
@@ -243,6 +248,12 @@ impl SchedulingQueue {
         l
     }
 
+    fn is_unschedulable(&self, uid: &str, since: impl Fn(Instant) -> bool) -> bool {
+        self.entries
+            .get(uid)
+            .is_some_and(|e| matches!(e.state, State::Unschedulable(t) if since(t)))
+    }
+
     fn backoff_duration(&self, attempts: u32) -> Duration {
         let doublings = attempts.saturating_sub(1).min(31);
         self.config
@@ -260,12 +271,12 @@ impl SchedulingQueue {
             .last_attempt
             .map(|t| t + self.backoff_duration(entry.attempts));
         match ends {
-            Some(ends) if ends > now => self.to_backoff(uid, now),
+            Some(ends) if ends > now => self.start_backoff(uid, now),
             _ => self.activate(uid),
         }
     }
 
-    fn to_backoff(&mut self, uid: &str, now: Instant) {
+    fn start_backoff(&mut self, uid: &str, now: Instant) {
         let Some(entry) = self.entries.get(uid) else {
             return;
         };

@@ -140,8 +140,8 @@ fn diagnose(cache: &NodeCache, pod: &PodInfo, scratch: &mut Scratch) -> FitError
         if members == 0 {
             continue;
         }
-        if let Some(r) = filter::node_unschedulable(class, pod)
-            .or_else(|| filter::taint_toleration(class, pod))
+        if let Some(r) =
+            filter::node_unschedulable(class, pod).or_else(|| filter::taint_toleration(class, pod))
         {
             add(r, members);
             continue;
@@ -371,15 +371,21 @@ mod tests {
             // The bulk filter agrees with the per-node check.
             let mut bulk = Bitset::default();
             filter::node_affinity(&cache, p, &mut bulk);
-            let mut bulk_names: Vec<String> =
-                bulk.iter().map(|s| cache.node_name(s).to_string()).collect();
+            let mut bulk_names: Vec<String> = bulk
+                .iter()
+                .map(|s| cache.node_name(s).to_string())
+                .collect();
             bulk_names.sort();
             assert_eq!(names, bulk_names);
             names
         };
         use SelectorOperator::*;
         assert_eq!(
-            feasible(&with_terms(vec![term(vec![req("zone", In, &["z1", "z3"])])])),
+            feasible(&with_terms(vec![term(vec![req(
+                "zone",
+                In,
+                &["z1", "z3"]
+            )])])),
             ["a", "c"]
         );
         assert_eq!(
@@ -391,7 +397,11 @@ mod tests {
             ["a", "b", "c"]
         );
         assert_eq!(
-            feasible(&with_terms(vec![term(vec![req("zone", DoesNotExist, &[])])])),
+            feasible(&with_terms(vec![term(vec![req(
+                "zone",
+                DoesNotExist,
+                &[]
+            )])])),
             ["bare"]
         );
         assert_eq!(
@@ -531,12 +541,20 @@ mod tests {
         for i in 0..200 {
             let slot = (next() % 300) as usize;
             let name = cache.node_name(slot).to_string();
-            let mut p = pod(&format!("b{i}"), (next() % 500) as i64, (next() % 500) as i64);
+            let mut p = pod(
+                &format!("b{i}"),
+                (next() % 500) as i64,
+                (next() % 500) as i64,
+            );
             p.node_name = Some(name);
             cache.apply_pod(Arc::new(p));
         }
         for i in 0..50 {
-            let p = pod(&format!("q{i}"), (next() % 3000) as i64, (next() % 3000) as i64);
+            let p = pod(
+                &format!("q{i}"),
+                (next() % 3000) as i64,
+                (next() % 3000) as i64,
+            );
             let mut bulk = cache.nodes().clone();
             bulk.reset(cache.columns().len());
             bulk.union_with(cache.nodes());

@@ -74,9 +74,7 @@ impl FromStr for ScoreWeights {
                 .filter(|v: &f32| v.is_finite() && *v >= 0.0)
                 .ok_or_else(|| WeightsError::Weight(name.to_string()))?;
             match name.trim() {
-                "NodeResourcesLeastAllocated" | "LeastAllocated" => {
-                    weights.least_allocated = value
-                }
+                "NodeResourcesLeastAllocated" | "LeastAllocated" => weights.least_allocated = value,
                 "NodeResourcesBalancedAllocation" | "BalancedAllocation" => {
                     weights.balanced_allocation = value
                 }
@@ -291,7 +289,10 @@ mod tests {
         assert_eq!(w.selector_spread, 5.0);
         assert_eq!(w.balanced_allocation, 0.0);
         assert_eq!(w.least_allocated, 1.0);
-        assert_eq!(w.to_string().parse::<ScoreWeights>().expect("round trip"), w);
+        assert_eq!(
+            w.to_string().parse::<ScoreWeights>().expect("round trip"),
+            w
+        );
         assert!("Nope=1".parse::<ScoreWeights>().is_err());
         assert!("SelectorSpread=-1".parse::<ScoreWeights>().is_err());
         assert!("SelectorSpread".parse::<ScoreWeights>().is_err());
@@ -338,8 +339,15 @@ mod tests {
         }
         let w = ScoreWeights::default();
         let best = best_node(&c, &pod(100, 100), &w, &feasible, None);
-        assert_eq!(best.map(|b| b.0), Some(1), "slot 3 is roomier but not feasible");
-        assert_eq!(best_node(&c, &pod(1, 1), &w, &Bitset::default(), None), None);
+        assert_eq!(
+            best.map(|b| b.0),
+            Some(1),
+            "slot 3 is roomier but not feasible"
+        );
+        assert_eq!(
+            best_node(&c, &pod(1, 1), &w, &Bitset::default(), None),
+            None
+        );
     }
 
     #[test]

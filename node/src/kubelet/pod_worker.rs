@@ -147,6 +147,12 @@ pub async fn run<R: ContainerRuntime>(
                 match sync_pod::sync_pod(&ctx, &pod, &mut state).await {
                     Ok(outcome) => {
                         failures = 0;
+                        debug!(
+                            pod = pod.metadata.name.as_deref().unwrap_or(""),
+                            requeue = ?outcome.requeue,
+                            changed = outcome.status.is_some(),
+                            "synced pod"
+                        );
                         if let Some(status) = outcome.status {
                             report(&ctx, &pod, &mut state, status);
                         }
@@ -176,6 +182,9 @@ pub async fn run<R: ContainerRuntime>(
                     // The manager is gone: the agent is shutting down; containers stay.
                     return;
                 }
+                // A container event can come before Docker's container list shows the change
+                // (a `die` while `docker ps` still says running): inspect everything afresh.
+                state.inspected.clear();
             }
             _ = tokio::time::sleep(requeue) => {}
         }

@@ -307,7 +307,10 @@ impl StatusManager {
                 .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => entry.written = true,
+                Ok(_) => {
+                    debug!(pod = %format!("{}/{}", key.0, key.1), "status written");
+                    entry.written = true;
+                }
                 Err(kube::Error::Api(status)) if status.code < 500 => {
                     // Gone, replaced or refused: writing it again will not help.
                     debug!(pod = %format!("{}/{}", key.0, key.1), "status not written: {}", status.message);
