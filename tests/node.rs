@@ -667,6 +667,28 @@ async fn the_node_registers_with_capacity_and_renews_its_lease() {
         out.stdout.contains("t-register") && out.stdout.contains("Ready"),
         "{out}"
     );
+
+    // The agent runs on io_uring: its process holds a ring, and the renewals above went over
+    // the io_uring connection.
+    let pid = cluster.agent.pid().expect("agent pid");
+    let rings = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("agent fds")
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .count();
+    assert!(
+        rings > 0,
+        "skiff-node (pid {pid}) holds no io_uring instance"
+    );
+    let log = std::fs::read_to_string(cluster.agent.log_path()).expect("agent log");
+    assert!(
+        log.contains("heartbeats over a persistent connection transport=io_uring"),
+        "{}",
+        cluster.agent.log_tail()
+    );
 }
 
 /// Writes a file via rename, so the agent never reads half of it.

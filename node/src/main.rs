@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ipnet::Ipv4Net;
-use skiff_node::kubelet::{self, KubeHeartbeat, Kubelet};
+use skiff_node::kubelet::{self, Kubelet};
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
+use skiff_node::uring;
 
 /// skiff's node agent (kubelet).
 #[derive(Parser, Debug)]
@@ -66,14 +67,14 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        // Colours for a terminal only, not for log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // One thread: the agent's work is waiting on Docker and the master.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, run(args))
+    // One thread: the agent's work is waiting on Docker and the master. io_uring carries its
+    // own hot I/O (heartbeats, file reads); without io_uring, plain tokio (said once).
+    let runtime = uring::Runtime::new().context("starting the agent's runtime")?;
+    runtime.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -81,7 +82,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .node_name
         .clone()
         .unwrap_or_else(kubelet::node_info::hostname);
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let kubeconfig = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let client = kube_client(kubeconfig.clone()).await?;
     let config = kubelet::Config {
         root_dir: args
             .root_dir
@@ -98,7 +100,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         node_ip: args.node_ip,
         allow_image_pull: args.allow_image_pull,
     };
-    let heartbeat = KubeHeartbeat::new(client.clone(), &node_name, config.lease_duration_seconds());
+    let settings = uring::HeartbeatSettings::from_kubeconfig(
+        &kubeconfig,
+        &node_name,
+        config.lease_duration_seconds(),
+    )
+    .context("the heartbeat's connection settings")?;
+    let heartbeat = uring::UringHeartbeat::preferred(&settings)
+        .context("setting up the heartbeat connection")?;
+    tracing::info!(
+        transport = %uring::heartbeat::Transport::preferred().name(),
+        "heartbeats over a persistent connection"
+    );
     let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
     Kubelet::new(config, client, runtime, heartbeat)
         .run(shutdown_signal())
@@ -106,23 +119,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The API client from the kubeconfig file (or the default lookup).
-async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match path {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(
-                kubeconfig,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await
-            .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig and no usable default kubeconfig")?,
-    };
+/// The kubeconfig at `path`, else at $KUBECONFIG or ~/.kube/config.
+fn read_kubeconfig(path: Option<&std::path::Path>) -> anyhow::Result<kube::config::Kubeconfig> {
+    match path {
+        Some(path) => kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("reading kubeconfig {}", path.display())),
+        None => kube::config::Kubeconfig::read()
+            .context("no --kubeconfig and no usable default kubeconfig"),
+    }
+}
+
+/// The API client of the kubeconfig's current context.
+async fn kube_client(kubeconfig: kube::config::Kubeconfig) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("using the kubeconfig")?;
     kube::Client::try_from(config).context("building the API client")
 }
 

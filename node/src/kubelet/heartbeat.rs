@@ -3,8 +3,8 @@
 //! back).
 //!
 //! The two writes go through the [`Heartbeat`] trait: they are the agent's hottest API calls,
-//! and the io_uring module (`crate::uring`) implements them over its own persistent HTTPS
-//! connection; [`KubeHeartbeat`] is the plain-tokio implementation with the `kube` client.
+//! and the io_uring module (`crate::uring::UringHeartbeat`) implements them over its own
+//! persistent HTTPS connection (io_uring, or plain tokio where io_uring is missing).
 //! The trait's futures need not be `Send` (tokio-uring's are not): the loop runs as a local
 //! task.
 
@@ -12,17 +12,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::NodeStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::node_info::NodeFacts;
 use super::node_status::{self, RuntimeHealth};
-use super::register::{self, LEASE_NAMESPACE};
+use super::register;
 
 /// What a heartbeat write can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -43,19 +40,6 @@ pub enum HeartbeatError {
     Transport(String),
 }
 
-impl From<kube::Error> for HeartbeatError {
-    fn from(err: kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) if status.code == 404 => HeartbeatError::NotFound,
-            kube::Error::Api(status) => HeartbeatError::Api {
-                code: status.code,
-                message: status.message,
-            },
-            other => HeartbeatError::Transport(other.to_string()),
-        }
-    }
-}
-
 /// The node's two periodic writes to the API server.
 pub trait Heartbeat {
     /// Renews the node's Lease in `kube-node-lease`: a merge patch of `spec.renewTime` (and
@@ -71,48 +55,6 @@ pub trait Heartbeat {
         &self,
         status: &NodeStatus,
     ) -> impl Future<Output = Result<(), HeartbeatError>>;
-}
-
-/// [`Heartbeat`] over the `kube` client (plain tokio).
-pub struct KubeHeartbeat {
-    node: String,
-    lease_seconds: i32,
-    leases: Api<Lease>,
-    nodes: Api<Node>,
-}
-
-impl KubeHeartbeat {
-    /// Heartbeats of `node`, whose lease lasts `lease_seconds`.
-    pub fn new(client: kube::Client, node: &str, lease_seconds: i32) -> Self {
-        Self {
-            node: node.to_owned(),
-            lease_seconds,
-            leases: Api::namespaced(client.clone(), LEASE_NAMESPACE),
-            nodes: Api::all(client),
-        }
-    }
-}
-
-impl Heartbeat for KubeHeartbeat {
-    async fn renew_lease(&self, renew_time: &MicroTime) -> Result<(), HeartbeatError> {
-        let patch = json!({"spec": {
-            "holderIdentity": self.node,
-            "leaseDurationSeconds": self.lease_seconds,
-            "renewTime": renew_time,
-        }});
-        self.leases
-            .patch(&self.node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
-    }
-
-    async fn update_node_status(&self, status: &NodeStatus) -> Result<(), HeartbeatError> {
-        let patch = json!({ "status": status });
-        self.nodes
-            .patch_status(&self.node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
-    }
 }
 
 /// What the heartbeat loop needs.

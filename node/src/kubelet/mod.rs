@@ -42,7 +42,7 @@ use ipnet::Ipv4Net;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-pub use heartbeat::{Heartbeat, HeartbeatError, KubeHeartbeat};
+pub use heartbeat::{Heartbeat, HeartbeatError};
 
 use crate::runtime::{ContainerRuntime, NodeNetwork};
 use node_info::NodeFacts;
