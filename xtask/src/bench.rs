@@ -51,6 +51,13 @@ const BENCHES: &[Bench] = &[
         starts_master: false,
         about: "one scheduling decision (filter + score every node) at 500/5k/50k nodes",
     },
+    Bench {
+        name: "node",
+        package: "skiff",
+        target: "node",
+        starts_master: true,
+        about: "node agent: 30-pod startup, idle RSS/CPU, lease renewal io_uring vs tokio",
+    },
 ];
 
 /// Runs benchmark `name` with `args` passed to it; without a name, lists them.
@@ -82,7 +89,7 @@ pub fn run(name: Option<&str>, args: &[String]) -> anyhow::Result<ExitCode> {
 fn list() -> String {
     BENCHES
         .iter()
-        .map(|bench| format!("  {:<8} {}", bench.name, bench.about))
+        .map(|bench| format!("  {:<13} {}", bench.name, bench.about))
         .collect::<Vec<_>>()
         .join("\n")
 }

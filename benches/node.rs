@@ -1,0 +1,293 @@
+//! `cargo xtask bench node`: the node agent against a real skiff-master and the machine's
+//! Docker, in three parts:
+//!
+//! 1. pod startup: N pods (default 30, the pause image, as Kubernetes' pod startup tests use)
+//!    created at once on one node; create-to-Running-and-Ready latency, p50 and p99;
+//! 2. footprint: the agent's RSS and CPU while it idles with those pods, over 60 s;
+//! 3. one Lease renewal on the agent's persistent io_uring connection vs the same renewal over
+//!    a plain tokio `TcpStream`, side by side on one thread, alternating rounds.
+//!
+//! Last line: `RESULT node pods=30 startup_p50_ms=... startup_p99_ms=... rss_mb=...
+//! idle_cpu_pct=... renew_us_uring=... renew_us_tokio=...`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use skiff::master::{Master, MasterOptions};
+use skiff::node::{NodeAgent, NodeOptions};
+use skiff_node::images::PAUSE_IMAGE;
+use skiff_node::uring::{self, HeartbeatConnection, HeartbeatSettings, RenewalCost, Transport};
+
+#[derive(Parser, Debug)]
+#[command(about = "node agent: pod startup, idle footprint, lease renewal cost")]
+struct Args {
+    /// Pods created at once on the node.
+    #[arg(long, default_value_t = 30)]
+    pods: usize,
+    /// Seconds the idle footprint is measured over.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+    /// Renewals per round; rounds alternate between the two transports.
+    #[arg(long, default_value_t = 500)]
+    renewals: u32,
+    /// Rounds per transport (the median round counts).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const NODE: &str = "bench-node";
+const POD_CIDR: &str = "10.244.230.0/24";
+/// How long the pods may take to run before the benchmark gives up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let master = Master::start(MasterOptions::default())?;
+    let agent = NodeAgent::start(&master, NodeOptions::new(NODE, POD_CIDR))?;
+    let pid = agent.pid().context("the agent is not running")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    let client = rt.block_on(master.kube_client())?;
+    let startup = rt.block_on(pod_startup(client, args.pods))?;
+    let p50 = percentile(&startup, 0.50);
+    let p99 = percentile(&startup, 0.99);
+    println!(
+        "startup: {} pods Running and Ready, create-to-running p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms",
+        startup.len(),
+        startup.last().copied().unwrap_or_default()
+    );
+
+    // Let the last status writes and events settle, then watch the idle agent.
+    std::thread::sleep(Duration::from_secs(5));
+    let footprint = idle_footprint(pid, Duration::from_secs(args.idle_seconds))?;
+    println!(
+        "footprint over {} s with {} pods: RSS {:.1} MB (peak {:.1} MB), CPU {:.3}% of a core",
+        args.idle_seconds, args.pods, footprint.rss_mb, footprint.peak_rss_mb, footprint.cpu_pct
+    );
+
+    let kubeconfig = kube::config::Kubeconfig::read_from(master.kubeconfig_path())?;
+    // The agent's own lease: a renewal here is exactly the one the agent makes.
+    let settings = HeartbeatSettings::from_kubeconfig(&kubeconfig, NODE, 40)?;
+    let costs = renewal_costs(&settings, args.renewals, args.rounds)?;
+    let uring = &costs[&Transport::IoUring];
+    let tokio = &costs[&Transport::Tokio];
+    for (name, cost) in [("io_uring", uring), ("tokio", tokio)] {
+        println!(
+            "renewal over {name}: {:.1} us wall, {:.1} us agent CPU (median of {} rounds of {})",
+            micros(cost.wall),
+            micros(cost.cpu),
+            args.rounds,
+            cost.renewals
+        );
+    }
+    drop(agent);
+    drop(master);
+    println!(
+        "RESULT node pods={} startup_p50_ms={p50:.0} startup_p99_ms={p99:.0} rss_mb={:.1} idle_cpu_pct={:.3} renew_us_uring={:.1} renew_us_tokio={:.1} renew_cpu_us_uring={:.1} renew_cpu_us_tokio={:.1} uring_vs_tokio={:.2}",
+        args.pods,
+        footprint.rss_mb,
+        footprint.cpu_pct,
+        micros(uring.wall),
+        micros(tokio.wall),
+        micros(uring.cpu),
+        micros(tokio.cpu),
+        uring.wall.as_secs_f64() / tokio.wall.as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// Creates `count` pods on the node at once and returns each one's create-to-Running-and-Ready
+/// latency in ms, sorted.
+async fn pod_startup(client: kube::Client, count: usize) -> anyhow::Result<Vec<f64>> {
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    // Watch first, so no transition is missed.
+    let watch_params = WatchParams::default().fields(&format!("spec.nodeName={NODE}"));
+    let mut events = pods.watch(&watch_params, "0").await?.boxed();
+    let mut created: HashMap<String, Instant> = HashMap::new();
+    let creates = (0..count).map(|i| {
+        let pods = pods.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": format!("startup-{i}")},
+                "spec": {
+                    "nodeName": NODE,
+                    "containers": [{"name": "app", "image": PAUSE_IMAGE}],
+                    "terminationGracePeriodSeconds": 0,
+                },
+            }))?;
+            let start = Instant::now();
+            pods.create(&PostParams::default(), &pod).await?;
+            anyhow::Ok((format!("startup-{i}"), start))
+        }
+    });
+    for (name, start) in futures::future::try_join_all(creates).await? {
+        created.insert(name, start);
+    }
+    let mut latencies: HashMap<String, f64> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    while latencies.len() < count {
+        let event = tokio::time::timeout_at(deadline, events.try_next())
+            .await
+            .with_context(|| {
+                format!(
+                    "only {} of {count} pods ran within {STARTUP_TIMEOUT:?}",
+                    latencies.len()
+                )
+            })??;
+        let Some(event) = event else {
+            bail!("the pod watch ended");
+        };
+        let pod = match event {
+            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+            WatchEvent::Error(err) => bail!("pod watch: {}", err.message),
+            _ => continue,
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Some(start) = created.get(&name)
+            && running_and_ready(&pod)
+        {
+            latencies
+                .entry(name)
+                .or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut latencies: Vec<f64> = latencies.into_values().collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+fn running_and_ready(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    status.phase.as_deref() == Some("Running")
+        && status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+struct Footprint {
+    rss_mb: f64,
+    peak_rss_mb: f64,
+    cpu_pct: f64,
+}
+
+/// The agent's RSS (sampled each second; the last sample) and its CPU share over `period`.
+fn idle_footprint(pid: u32, period: Duration) -> anyhow::Result<Footprint> {
+    let start_ticks = cpu_ticks(pid)?;
+    let start = Instant::now();
+    let mut rss = rss_kb(pid)?;
+    let mut peak_kb = rss;
+    while start.elapsed() < period {
+        std::thread::sleep(Duration::from_secs(1));
+        rss = rss_kb(pid)?;
+        peak_kb = peak_kb.max(rss);
+    }
+    let ticks = cpu_ticks(pid)? - start_ticks;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(Footprint {
+        rss_mb: rss as f64 / 1024.0,
+        peak_rss_mb: peak_kb as f64 / 1024.0,
+        cpu_pct: ticks as f64 / ticks_per_s / start.elapsed().as_secs_f64() * 100.0,
+    })
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("the agent exited during the benchmark")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// utime + stime of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("the agent exited during the benchmark")?;
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n)
+            .and_then(|v| v.parse().ok())
+            .context("malformed /proc/<pid>/stat")
+    };
+    // utime and stime are fields 14 and 15 of stat; the state (field 3) is index 0 here.
+    Ok(field(11)? + field(12)?)
+}
+
+/// The median round's cost per transport: rounds alternate io_uring and tokio on one io_uring
+/// runtime thread, so both see the same machine and the same API server.
+fn renewal_costs(
+    settings: &HeartbeatSettings,
+    renewals: u32,
+    rounds: usize,
+) -> anyhow::Result<HashMap<Transport, RenewalCost>> {
+    let settings = settings.clone();
+    std::thread::spawn(move || {
+        let runtime = uring::Runtime::new()?;
+        if !runtime.is_io_uring() {
+            bail!("io_uring is not available on this machine: nothing to compare");
+        }
+        runtime.block_on(async move {
+            let transports = [Transport::IoUring, Transport::Tokio];
+            let mut conns = Vec::new();
+            for transport in transports {
+                conns.push(HeartbeatConnection::new(transport, &settings)?);
+            }
+            let mut samples: HashMap<Transport, Vec<RenewalCost>> = HashMap::new();
+            for _ in 0..rounds {
+                for (transport, conn) in transports.iter().zip(conns.iter_mut()) {
+                    let cost = uring::measure_renewals(conn, renewals).await?;
+                    samples.entry(*transport).or_default().push(cost);
+                }
+            }
+            Ok(samples
+                .into_iter()
+                .map(|(transport, mut costs)| {
+                    costs.sort_by_key(|c| c.wall);
+                    (transport, costs[costs.len() / 2])
+                })
+                .collect())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the renewal thread panicked"))?
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
