@@ -115,7 +115,13 @@ fn main() -> anyhow::Result<()> {
 
 /// A master (and its etcd, for `--store etcd`) with `extra_args`.
 fn start(args: &Args, extra_args: &[&str]) -> anyhow::Result<(Option<Etcd>, Master)> {
-    let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+    // As in Kubernetes' scheduler_perf, no controller runs beside the API server and the
+    // scheduler (node IPAM would otherwise write to every fake Node).
+    let extra_args = ["--allocate-node-cidrs=false"]
+        .iter()
+        .chain(extra_args)
+        .map(|a| a.to_string())
+        .collect();
     match args.store.as_str() {
         "embedded" => Ok((
             None,

@@ -2,5 +2,6 @@
 //! the scheduler and controllers talk to it like any other client.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod scheduler;
 pub mod store;

@@ -1,5 +1,5 @@
 //! `skiff-master`: the control plane process: the API server and, once it listens, the
-//! scheduler as one of its clients (controllers join them in later issues).
+//! scheduler and the controllers as its clients.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve_with_ready};
+use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +46,16 @@ struct Args {
     /// Weights of the scheduler's score plugins.
     #[arg(long, default_value_t = ScoreWeights::default())]
     scheduler_score_weights: ScoreWeights,
+    /// Give every Node a pod CIDR from `--cluster-cidr`; `--allocate-node-cidrs=false` turns
+    /// it off (agents then need `--pod-cidr`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allocate_node_cidrs: bool,
+    /// The range the nodes' pod CIDRs come from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Net,
+    /// The prefix length of one node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,10 +75,16 @@ fn main() -> anyhow::Result<()> {
         etcd_endpoints: args.etcd_endpoints,
         service_cidr: args.service_cluster_ip_range,
     };
-    let scheduler = (args.scheduler && !args.no_scheduler).then(|| SchedulerConfig {
-        weights: args.scheduler_score_weights,
-        ..Default::default()
-    });
+    let clients = Clients {
+        scheduler: (args.scheduler && !args.no_scheduler).then(|| SchedulerConfig {
+            weights: args.scheduler_score_weights,
+            ..Default::default()
+        }),
+        node_ipam: args.allocate_node_cidrs.then_some(NodeIpamConfig {
+            cluster_cidr: args.cluster_cidr,
+            node_mask: args.node_cidr_mask_size,
+        }),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -79,12 +96,9 @@ fn main() -> anyhow::Result<()> {
             drop(stop_tx);
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let scheduler = scheduler
-            .map(|config| tokio::spawn(run_scheduler(ready_rx, config, stopped(stop_rx.clone()))));
+        let clients = tokio::spawn(run_clients(ready_rx, clients, stop_rx.clone()));
         let served = serve_with_ready(config, stopped(stop_rx), Some(ready_tx)).await;
-        if let Some(scheduler) = scheduler {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), scheduler).await;
-        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), clients).await;
         served
     })?;
     // Watches and connections still open are cut here; every acknowledged write is durable.
@@ -97,11 +111,18 @@ async fn stopped(mut rx: watch::Receiver<()>) {
     while rx.changed().await.is_ok() {}
 }
 
-/// Starts the scheduler once the API server listens, as a client of it over HTTPS.
-async fn run_scheduler(
+/// The components that run as clients of the API server (`None`: turned off).
+struct Clients {
+    scheduler: Option<SchedulerConfig>,
+    node_ipam: Option<NodeIpamConfig>,
+}
+
+/// Starts the scheduler and the controllers once the API server listens, as its clients over
+/// HTTPS, and waits until they stop.
+async fn run_clients(
     ready: oneshot::Receiver<Listening>,
-    config: SchedulerConfig,
-    shutdown: impl Future<Output = ()>,
+    clients: Clients,
+    stop: watch::Receiver<()>,
 ) {
     // No report: the API server did not start (its error is the one that matters).
     let Ok(listening) = ready.await else { return };
@@ -111,11 +132,26 @@ async fn run_scheduler(
         &listening.admin_token,
     ) {
         Ok(client) => client,
-        Err(e) => return tracing::error!(error = %e, "the scheduler cannot reach the API server"),
+        Err(e) => return tracing::error!(error = %e, "cannot reach the API server as a client"),
     };
-    if let Err(e) = scheduler::run(client, config, shutdown).await {
-        tracing::error!(error = %e, "the scheduler stopped");
+    let mut tasks = Vec::new();
+    if let Some(config) = clients.scheduler {
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = scheduler::run(client, config, stopped(stop)).await {
+                tracing::error!(error = %e, "the scheduler stopped");
+            }
+        }));
     }
+    if let Some(config) = clients.node_ipam {
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = node_ipam::run(client, config, stopped(stop)).await {
+                tracing::error!(error = %e, "the node IPAM controller stopped");
+            }
+        }));
+    }
+    futures::future::join_all(tasks).await;
 }
 
 async fn shutdown_signal() {

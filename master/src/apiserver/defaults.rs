@@ -524,6 +524,18 @@ pub fn namespace(ns: &mut Namespace) {
 
 /// Node defaults: `status.allocatable` defaults to `status.capacity`.
 pub fn node(node: &mut Node) {
+    // podCIDR and podCIDRs name the same range (v1 conversion keeps them in step).
+    if let Some(spec) = &mut node.spec {
+        let single = spec.pod_cidr.clone().filter(|c| !c.is_empty());
+        let list_empty = spec.pod_cidrs.as_ref().is_none_or(Vec::is_empty);
+        match (single, list_empty) {
+            (Some(cidr), true) => spec.pod_cidrs = Some(vec![cidr]),
+            (None, false) => {
+                spec.pod_cidr = spec.pod_cidrs.as_ref().and_then(|l| l.first().cloned())
+            }
+            _ => {}
+        }
+    }
     if let Some(status) = &mut node.status
         && status.allocatable.is_none()
     {

@@ -1,0 +1,314 @@
+//! The node IPAM controller: every Node gets one subnet of the cluster CIDR (default
+//! 10.244.0.0/16, a /24 each) as `spec.podCIDR`/`spec.podCIDRs`, the range its agent gives
+//! pod IPs from. As kube-controller-manager's range allocator does, it rebuilds the set of
+//! subnets taken from the Nodes it lists at start (a Node created with a pod CIDR, e.g. by
+//! `skiff-node --pod-cidr`, keeps it and occupies it), hands out the lowest free subnet, and
+//! frees a Node's subnet when the Node is deleted. When none is left the Node stays without
+//! one and a `CIDRNotAvailable` Event says so.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::Ipv4Addr;
+
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tracing::{info, warn};
+
+/// The controller's settings (kube-controller-manager's `--cluster-cidr` and
+/// `--node-cidr-mask-size`).
+#[derive(Clone, Copy, Debug)]
+pub struct NodeIpamConfig {
+    /// The range every node's pod CIDR comes from.
+    pub cluster_cidr: Ipv4Net,
+    /// The prefix length of one node's pod CIDR.
+    pub node_mask: u8,
+}
+
+impl Default for NodeIpamConfig {
+    fn default() -> Self {
+        Self {
+            cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("valid prefix"),
+            node_mask: 24,
+        }
+    }
+}
+
+/// The subnets of the cluster CIDR, by index, and which node holds each.
+#[derive(Debug)]
+pub struct CidrSet {
+    cluster_cidr: Ipv4Net,
+    node_mask: u8,
+    free: BTreeSet<u32>,
+    by_node: HashMap<String, u32>,
+}
+
+impl CidrSet {
+    /// Every subnet of `config` free. Fails when the mask is shorter than the cluster CIDR's
+    /// or longer than 30 bits.
+    pub fn new(config: NodeIpamConfig) -> Result<Self, String> {
+        let prefix = config.cluster_cidr.prefix_len();
+        if config.node_mask < prefix || config.node_mask > 30 {
+            return Err(format!(
+                "--node-cidr-mask-size {} must be between the cluster CIDR's prefix ({prefix}) and 30",
+                config.node_mask
+            ));
+        }
+        let count = 1u32 << (config.node_mask - prefix).min(31);
+        Ok(Self {
+            cluster_cidr: config.cluster_cidr.trunc(),
+            node_mask: config.node_mask,
+            free: (0..count).collect(),
+            by_node: HashMap::new(),
+        })
+    }
+
+    fn subnet(&self, index: u32) -> Ipv4Net {
+        let size = 1u32 << (32 - u32::from(self.node_mask));
+        let network = u32::from(self.cluster_cidr.network()) + index * size;
+        Ipv4Net::new(Ipv4Addr::from(network), self.node_mask).expect("mask checked in new")
+    }
+
+    /// The index of `cidr` if it is exactly one of the set's subnets.
+    fn index_of(&self, cidr: Ipv4Net) -> Option<u32> {
+        if cidr.prefix_len() != self.node_mask || !self.cluster_cidr.contains(&cidr) {
+            return None;
+        }
+        let size = 1u32 << (32 - u32::from(self.node_mask));
+        let offset = u32::from(cidr.network()) - u32::from(self.cluster_cidr.network());
+        Some(offset / size)
+    }
+
+    /// Records that `node` holds `cidr` (a subnet outside the set is the node's own business).
+    pub fn occupy(&mut self, node: &str, cidr: Ipv4Net) {
+        if let Some(index) = self.index_of(cidr) {
+            self.free.remove(&index);
+            self.by_node.insert(node.to_owned(), index);
+        }
+    }
+
+    /// The lowest free subnet, now held by `node`; `None` when every subnet is taken.
+    pub fn allocate(&mut self, node: &str) -> Option<Ipv4Net> {
+        if let Some(index) = self.by_node.get(node) {
+            return Some(self.subnet(*index));
+        }
+        let index = self.free.pop_first()?;
+        self.by_node.insert(node.to_owned(), index);
+        Some(self.subnet(index))
+    }
+
+    /// Frees the subnet `node` held.
+    pub fn release(&mut self, node: &str) {
+        if let Some(index) = self.by_node.remove(node) {
+            self.free.insert(index);
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    config: NodeIpamConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let cidrs = CidrSet::new(config)?;
+    info!(cluster_cidr = %config.cluster_cidr, node_mask = config.node_mask, "node IPAM controller started");
+    tokio::select! {
+        () = reconcile(client, cidrs) => Ok(()),
+        () = shutdown => Ok(()),
+    }
+}
+
+async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut stream = watcher(nodes.clone(), watcher::Config::default()).boxed();
+    // Nodes seen during a (re)list: allocations wait until every taken subnet is known.
+    let mut listing: Vec<Node> = Vec::new();
+    let mut listed = false;
+    // Nodes already told that no subnet is left.
+    let mut reported = BTreeSet::new();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                // The watcher retries by itself (with back-off).
+                warn!("watching nodes: {err}");
+                continue;
+            }
+        };
+        let todo: Vec<Node> = match event {
+            watcher::Event::Init => {
+                listing.clear();
+                Vec::new()
+            }
+            watcher::Event::InitApply(node) => {
+                listing.push(node);
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                listed = true;
+                let mut fresh = CidrSet::new(NodeIpamConfig {
+                    cluster_cidr: cidrs.cluster_cidr,
+                    node_mask: cidrs.node_mask,
+                })
+                .expect("validated at start");
+                for node in &listing {
+                    if let (Some(name), Some(cidr)) = (&node.metadata.name, pod_cidr(node)) {
+                        fresh.occupy(name, cidr);
+                    }
+                }
+                cidrs = fresh;
+                std::mem::take(&mut listing)
+            }
+            watcher::Event::Apply(node) => vec![node],
+            watcher::Event::Delete(node) => {
+                if let Some(name) = &node.metadata.name {
+                    cidrs.release(name);
+                    reported.remove(name);
+                }
+                Vec::new()
+            }
+        };
+        if !listed {
+            continue;
+        }
+        for node in todo {
+            let Some(name) = node.metadata.name.clone() else {
+                continue;
+            };
+            if node.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Some(cidr) = pod_cidr(&node) {
+                cidrs.occupy(&name, cidr);
+                continue;
+            }
+            match cidrs.allocate(&name) {
+                Some(cidr) => {
+                    let patch = json!({"spec": {
+                        "podCIDR": cidr.to_string(),
+                        "podCIDRs": [cidr.to_string()],
+                    }});
+                    match nodes
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => info!(node = %name, pod_cidr = %cidr, "assigned a pod CIDR"),
+                        Err(err) => {
+                            // Gone meanwhile, or the API server failed: the next event of
+                            // the node (or the next relist) tries again.
+                            cidrs.release(&name);
+                            warn!(node = %name, "assigning pod CIDR {cidr}: {err}");
+                        }
+                    }
+                }
+                None => {
+                    if reported.insert(name.clone()) {
+                        warn!(node = %name, cluster_cidr = %cidrs.cluster_cidr, "no pod CIDR left for the node");
+                        record_cidr_not_available(&client, &node).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The node's pod CIDR, if it has a valid one.
+fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
+    node.spec
+        .as_ref()?
+        .pod_cidr
+        .as_deref()
+        .filter(|c| !c.is_empty())?
+        .parse()
+        .ok()
+}
+
+/// A Warning Event on the node, as kube-controller-manager writes it.
+async fn record_cidr_not_available(client: &kube::Client, node: &Node) {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let now = Time(chrono::Utc::now());
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(String::from("default")),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(String::from("v1")),
+            kind: Some(String::from("Node")),
+            name: Some(name.clone()),
+            uid: node.metadata.uid.clone(),
+            ..Default::default()
+        },
+        reason: Some(String::from("CIDRNotAvailable")),
+        message: Some(format!(
+            "Node {name} status is now: CIDRNotAvailable (no pod CIDR left in the cluster CIDR)"
+        )),
+        type_: Some(String::from("Warning")),
+        count: Some(1),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some(String::from("cidrAllocator")),
+            host: None,
+        }),
+        ..Default::default()
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    if let Err(err) = events.create(&PostParams::default(), &event).await {
+        warn!("recording CIDRNotAvailable for {name}: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> CidrSet {
+        CidrSet::new(NodeIpamConfig::default()).expect("valid")
+    }
+
+    #[test]
+    fn hands_out_the_lowest_free_subnet_once_per_node() {
+        let mut cidrs = set();
+        assert_eq!(cidrs.allocate("a"), Some("10.244.0.0/24".parse().unwrap()));
+        assert_eq!(cidrs.allocate("b"), Some("10.244.1.0/24".parse().unwrap()));
+        // Asking again for the same node gives its subnet, not a new one.
+        assert_eq!(cidrs.allocate("a"), Some("10.244.0.0/24".parse().unwrap()));
+        cidrs.release("a");
+        assert_eq!(cidrs.allocate("c"), Some("10.244.0.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn occupied_subnets_are_skipped_and_foreign_ones_ignored() {
+        let mut cidrs = set();
+        cidrs.occupy("x", "10.244.0.0/24".parse().unwrap());
+        cidrs.occupy("y", "192.168.7.0/24".parse().unwrap());
+        cidrs.occupy("z", "10.244.1.0/25".parse().unwrap());
+        assert_eq!(cidrs.allocate("a"), Some("10.244.1.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_full_range_gives_nothing() {
+        let mut cidrs = CidrSet::new(NodeIpamConfig {
+            cluster_cidr: "10.244.0.0/23".parse().unwrap(),
+            node_mask: 24,
+        })
+        .unwrap();
+        assert!(cidrs.allocate("a").is_some());
+        assert!(cidrs.allocate("b").is_some());
+        assert_eq!(cidrs.allocate("c"), None);
+        assert!(
+            CidrSet::new(NodeIpamConfig {
+                cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+                node_mask: 8,
+            })
+            .is_err()
+        );
+    }
+}
