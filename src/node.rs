@@ -173,6 +173,16 @@ impl NodeAgent {
         if let Some(dir) = &self.opts.manifests_dir {
             cmd.arg("--manifests-dir").arg(dir);
         }
+        // Several agents run at once: each serves its endpoint on a free port (published in
+        // its Node's status), unless the test picks one.
+        let port_given = self
+            .opts
+            .extra_args
+            .iter()
+            .any(|arg| arg == "--port" || arg.starts_with("--port="));
+        if !port_given {
+            cmd.arg("--port").arg("0");
+        }
         cmd.args(&self.opts.extra_args);
         let log_path = self.log_path();
         let mut log = OpenOptions::new()

@@ -372,6 +372,56 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_on_one_node_reaches_a_pod_on_another_by_pod_ip() {
+    // Two agents of one master on this host: two Docker bridges, as two machines would have.
+    let cluster = Cluster::start("t-net-a", "10.244.212.0/24").await;
+    let other = NodeAgent::start(
+        &cluster.master,
+        NodeOptions::new("t-net-b", "10.244.213.0/24"),
+    )
+    .expect("start the second skiff-node");
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: server}}
+spec:
+  nodeName: t-net-b
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+    env: [{{name: MARK, value: served-on-b}}]
+"#
+    ));
+    let server = cluster.wait_running("server").await;
+    let server_ip = pod_ip(&server);
+    assert!(server_ip.starts_with("10.244.213."), "{server_ip}");
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: t-net-a
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [fetch, {server_ip}, "8080", /env/MARK, /out/fetched, serve, "8081", /out]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"#
+    ));
+    let client = cluster.wait_running("client").await;
+    let client_ip = pod_ip(&client);
+    assert!(client_ip.starts_with("10.244.212."), "{client_ip}");
+    // The client fetched from the other node's pod by its pod IP, then serves what it got.
+    let fetched = http_get_eventually(&client_ip, 8081, "/file/fetched").await;
+    assert_eq!(fetched.trim(), "served-on-b");
+    drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_gives_image_pull_back_off_and_other_pods_run() {
     let cluster = Cluster::start("t-image", "10.244.203.0/24").await;
     let node = cluster.agent.name().to_owned();
@@ -696,4 +746,284 @@ fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write manifest");
     std::fs::rename(&tmp, path).expect("rename manifest");
+}
+
+/// `kubectl logs` end to end: the API server finds the pod's node, calls the agent's HTTPS
+/// endpoint (its port published in the Node's status) with its kubelet-client certificate and
+/// streams the container's output back; the agent lets in nobody without such a certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_streams_a_containers_output_from_the_agent() {
+    let mut opts = NodeOptions::new("t-logs", "10.244.209.0/24");
+    // The API server reaches the agent at the Node's InternalIP: keep that on loopback.
+    opts.extra_args = vec![String::from("--node-ip"), String::from("127.0.0.1")];
+    let cluster = Cluster::start_with(opts).await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: logs}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [echo, hello-from-logs, echo, second-line, pause]
+  - name: sidecar
+    image: {WORKLOAD_IMAGE}
+    args: [echo, from-the-sidecar, pause]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: logs-crasher}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [echo, before-the-crash, exit, "3"]
+"#,
+        node = cluster.agent.name()
+    ));
+    cluster.wait_running("logs").await;
+    let master = &cluster.master;
+
+    // Running does not mean the first lines are written yet: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = master.kubectl(&["logs", "logs", "-c", "app"]);
+        if out.success() && out.stdout.contains("second-line") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(out.stdout, "hello-from-logs\nsecond-line\n", "{out}");
+
+    // Without -c kubectl picks the first container; the API itself wants a name.
+    let out = master.kubectl(&["logs", "logs"]);
+    assert!(
+        out.success() && out.stdout.contains("hello-from-logs"),
+        "{out}"
+    );
+    let out = master.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/logs/log"]);
+    assert!(
+        !out.success()
+            && out.stderr.contains(
+                "a container name must be specified for pod logs, choose one of: [app sidecar]"
+            ),
+        "{out}"
+    );
+
+    let out = master.kubectl(&["logs", "logs", "-c", "app", "--tail", "1"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "second-line\n", "{out}");
+    let out = master.kubectl(&["logs", "logs", "-c", "sidecar"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "from-the-sidecar\n", "{out}");
+    let out = master.kubectl(&["logs", "logs", "-c", "app", "--timestamps", "--tail", "1"]);
+    assert!(out.success(), "{out}");
+    let (time, line) = out.stdout.trim_end().split_once(' ').expect("timestamp");
+    assert_eq!(line, "second-line", "{out}");
+    assert!(
+        chrono_like_rfc3339(time),
+        "{time:?} is not an RFC 3339 time: {out}"
+    );
+    let out = master.kubectl(&["logs", "logs", "-c", "app", "--limit-bytes", "5"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "hello", "{out}");
+
+    // The agent's endpoint, as published in the Node's status.
+    let node: Node = Api::all(cluster.client.clone())
+        .get(cluster.agent.name())
+        .await
+        .expect("node");
+    let port = node
+        .status
+        .and_then(|s| s.daemon_endpoints)
+        .and_then(|d| d.kubelet_endpoint)
+        .map_or(0, |e| e.port);
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p > 0)
+        .expect("the Node publishes its kubelet port");
+
+    // -f streams: the first line arrives while kubectl keeps following; when kubectl goes,
+    // the API server's connection to the agent goes too.
+    logs_follow_reads_first_line(master, port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs_established_connections(port) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "connections to the agent's port {port} outlive the kubectl that wanted the logs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = master.kubectl(&["logs", "logs", "-c", "sidecar"]);
+    assert!(out.success(), "{out}");
+
+    // Clear errors: an unknown container, no previous instance, a pod without a node.
+    let out = master.kubectl(&["logs", "logs", "-c", "nope"]);
+    assert!(
+        !out.success()
+            && out
+                .stderr
+                .contains("container nope is not valid for pod logs"),
+        "{out}"
+    );
+    let out = master.kubectl(&["logs", "logs", "-c", "app", "--previous"]);
+    assert!(
+        !out.success()
+            && out
+                .stderr
+                .contains(r#"previous terminated container "app" in pod "logs" not found"#),
+        "{out}"
+    );
+    // --previous: the instance before the newest, once the crasher has been restarted.
+    cluster
+        .wait_pod("logs-crasher", "restarted", |pod| {
+            container_status(pod, "app").restart_count >= 1
+        })
+        .await;
+    let out = master.kubectl(&["logs", "logs-crasher", "--previous"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "before-the-crash\n", "{out}");
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: unplaced}}
+spec:
+  nodeSelector: {{no-such-label: "true"}}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+"#
+    ));
+    let out = master.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/unplaced/log",
+    ]);
+    assert!(
+        !out.success()
+            && out
+                .stderr
+                .contains("pod unplaced does not have a host assigned"),
+        "{out}"
+    );
+
+    // Without a client certificate of the cluster CA the agent refuses the TLS handshake;
+    // with the API server's it answers.
+    let url = format!("https://127.0.0.1:{port}/containerLogs/default/logs/app");
+    let anonymous = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    match anonymous.get(&url).send().await {
+        Err(_) => {}
+        Ok(resp) => assert!(
+            matches!(resp.status().as_u16(), 401 | 403),
+            "the agent answered {} without a client certificate",
+            resp.status()
+        ),
+    }
+    let pki = master.state_dir().join("pki");
+    let mut identity = std::fs::read(pki.join("apiserver-kubelet-client.crt")).expect("cert");
+    identity.extend(std::fs::read(pki.join("apiserver-kubelet-client.key")).expect("key"));
+    let apiserver = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .build()
+        .expect("client");
+    let resp = apiserver.get(&url).send().await.expect("agent answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.expect("body"),
+        "hello-from-logs\nsecond-line\n"
+    );
+    let resp = apiserver
+        .get(format!(
+            "https://127.0.0.1:{port}/containerLogs/default/nope/app"
+        ))
+        .send()
+        .await
+        .expect("agent answers");
+    assert_eq!(resp.status(), 404);
+    assert!(
+        resp.text().await.expect("body").contains("nope"),
+        "the 404 names the pod"
+    );
+}
+
+/// Runs `kubectl logs -f logs -c app`, reads until the first line and checks that kubectl is
+/// still following (not finished, a connection to the agent's `port` open) before killing it.
+fn logs_follow_reads_first_line(master: &Master, port: u16) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(skiff::master::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(master.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(master.state_dir().join("kubectl-cache"))
+        .args(["logs", "-f", "logs", "-c", "app"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kubectl logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines_rx.recv_timeout(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let still_following = matches!(child.try_wait(), Ok(None));
+    let agent_connections = logs_established_connections(port);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        first.as_deref(),
+        Ok("hello-from-logs"),
+        "kubectl logs -f printed no first line"
+    );
+    assert!(still_following, "kubectl logs -f ended on its own");
+    assert!(
+        agent_connections > 0,
+        "no connection to the agent's port {port} while following"
+    );
+}
+
+/// How many established TCP connections (IPv4 or IPv6) this machine has to local `port`.
+fn logs_established_connections(port: u16) -> usize {
+    let local_port = format!(":{port:04X}");
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        count += text
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address, rem_address, st (01: ESTABLISHED).
+                fields.len() > 3 && fields[1].ends_with(&local_port) && fields[3] == "01"
+            })
+            .count();
+    }
+    count
+}
+
+/// Whether `text` looks like Docker's RFC 3339 time with nanoseconds (`2024-05-01T10:00:00.1Z`).
+fn chrono_like_rfc3339(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.len() >= 20
+        && text.ends_with('Z')
+        && bytes.get(4) == Some(&b'-')
+        && bytes.get(10) == Some(&b'T')
+        && bytes.get(13) == Some(&b':')
 }

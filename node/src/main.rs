@@ -24,8 +24,7 @@ struct Args {
     /// The Node's name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
-    /// This node's pod CIDR (default: the Node's spec.podCIDR, else a free /24 of the
-    /// cluster CIDR).
+    /// This node's pod CIDR (default: the Node's spec.podCIDR, which the master assigns).
     #[arg(long)]
     pod_cidr: Option<Ipv4Net>,
     /// The cluster's pod CIDR: pod traffic within it is allowed between nodes.
@@ -58,6 +57,12 @@ struct Args {
     /// Pull images that are not present from their registries (off: only local images).
     #[arg(long)]
     allow_image_pull: bool,
+    /// Address of the agent's HTTPS endpoint (container logs for the API server).
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+    /// Port of the agent's HTTPS endpoint; 0 picks a free one. The Node's status publishes it.
+    #[arg(long, default_value_t = kubelet::server::DEFAULT_PORT)]
+    port: u16,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,8 +117,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         transport = %uring::heartbeat::Transport::preferred().name(),
         "heartbeats over a persistent connection"
     );
+    // Only the API server, with a client certificate of the cluster CA, may call the endpoint.
+    let server = kubelet::server::ServerConfig {
+        address: args.address,
+        port: args.port,
+        client_ca_pem: settings.ca_pem.clone(),
+    };
     let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
     Kubelet::new(config, client, runtime, heartbeat)
+        .serving(server)
         .run(shutdown_signal())
         .await?;
     Ok(())

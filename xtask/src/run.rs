@@ -23,6 +23,8 @@ use crate::{repo_root, setup, step};
 
 /// Port the master serves on (its default).
 const MASTER_PORT: u16 = 6443;
+/// The first agent's HTTPS port (the kubelet's); agent `i` serves on this + `i`.
+const KUBELET_PORT: u16 = 10250;
 /// etcd's client and peer ports on loopback.
 const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
@@ -144,10 +146,11 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     );
     for agent in &agents {
         println!(
-            "node {} (pid {}): pod CIDR {}, log {}",
+            "node {} (pid {}): pod CIDR {}, kubelet port {}, log {}",
             agent.name,
             agent.process.id(),
             agent.pod_cidr,
+            agent.port,
             agent.log.display()
         );
     }
@@ -348,7 +351,10 @@ fn log_tail(path: &Path, lines: usize) -> String {
 /// A running node agent.
 struct Agent {
     name: String,
+    /// Known once the node is Ready (the master assigns it).
     pod_cidr: String,
+    /// The agent's HTTPS port (container logs for the API server).
+    port: u16,
     log: PathBuf,
     process: Supervised,
 }
@@ -398,8 +404,9 @@ fn node_name(index: usize) -> String {
     }
 }
 
-/// Starts agent `index` with pod CIDR 10.244.<index>.0/24, its files in `.skiff/nodes/<name>`
-/// and its log in `.skiff/nodes/<name>.log`; the first one reads `.skiff/manifests`.
+/// Starts agent `index` with its files in `.skiff/nodes/<name>`, its log in
+/// `.skiff/nodes/<name>.log` (the master assigns its pod CIDR) and its HTTPS endpoint on port
+/// 10250 + `index`; the first one reads `.skiff/manifests`.
 fn start_agent(
     node_bin: &Path,
     state_dir: &Path,
@@ -407,7 +414,14 @@ fn start_agent(
     index: usize,
 ) -> anyhow::Result<Agent> {
     let name = node_name(index);
-    let pod_cidr = format!("10.244.{index}.0/24");
+    let port = u16::try_from(index)
+        .ok()
+        .and_then(|i| KUBELET_PORT.checked_add(i))
+        .with_context(|| format!("no kubelet port left for node {name}"))?;
+    ensure_port_free(
+        port,
+        "another skiff-node or a kubelet may be running (agent i of `cargo xtask run` takes port 10250+i)",
+    )?;
     let nodes_dir = state_dir.join("nodes");
     let root_dir = nodes_dir.join(&name);
     std::fs::create_dir_all(&root_dir)
@@ -423,10 +437,10 @@ fn start_agent(
         .arg(kubeconfig)
         .arg("--node-name")
         .arg(&name)
-        .arg("--pod-cidr")
-        .arg(&pod_cidr)
         .arg("--root-dir")
         .arg(&root_dir)
+        .arg("--port")
+        .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("agent log")?)
         .stderr(log)
@@ -440,7 +454,8 @@ fn start_agent(
     let process = Supervised::spawn("skiff-node", &mut cmd)?;
     Ok(Agent {
         name,
-        pod_cidr,
+        pod_cidr: String::new(),
+        port,
         log: log_path,
         process,
     })
@@ -469,6 +484,13 @@ fn wait_node_ready(
             .output()
             .context("running kubectl")?;
         if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+            let out = kubectl(
+                kubeconfig,
+                &["get", "node", &agent.name, "-o", "jsonpath={.spec.podCIDR}"],
+            )
+            .output()
+            .context("running kubectl")?;
+            agent.pod_cidr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             eprintln!("✓ node {} Ready (pod CIDR {})", agent.name, agent.pod_cidr);
             return Ok(());
         }

@@ -3,8 +3,9 @@
 //!
 //! One file per concern: `request` reads paths, queries and bodies; `create`, `read`
 //! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
-//! (binding, scale) are the verbs; `discovery` and `openapi` describe the API; `pki` and
-//! `auth` guard it; `resources` lists the served types and admits their objects.
+//! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
+//! through `kubelet_client`; `discovery` and `openapi` describe the API; `pki` and `auth`
+//! guard it; `resources` lists the served types and admits their objects.
 
 pub mod allocator;
 pub mod auth;
@@ -14,11 +15,13 @@ pub mod defaults;
 pub mod delete;
 pub mod discovery;
 pub mod field_error;
+pub mod kubelet_client;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod pod_logs;
 pub mod protobuf;
 pub mod read;
 pub mod request;
@@ -40,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use allocator::{NodePorts, ServiceIps};
+use kubelet_client::KubeletClient;
 use metrics::{Metrics, RequestInfo};
 use openapi::OpenApi;
 use request::{Query, Target};
@@ -65,6 +69,8 @@ pub struct ApiServer {
     pub tokens: Vec<(String, String)>,
     /// The address clients reach the server at (`127.0.0.1:6443`), for discovery.
     pub advertise_address: String,
+    /// Calls node agents (container logs), with the API server's client certificate.
+    pub kubelet: KubeletClient,
 }
 
 /// A JSON response with the given status.
@@ -138,9 +144,7 @@ impl ApiServer {
                 }
                 (Method::GET, true, Some("log")) => {
                     info.verb = "get";
-                    Err(ApiError::BadRequest(
-                        "container logs are served by the node agent, which this cluster does not run yet".into(),
-                    ))
+                    self.pod_log(&target, &query).await
                 }
                 (Method::POST, false, None) => {
                     info.verb = "create";

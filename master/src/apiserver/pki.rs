@@ -1,6 +1,7 @@
-//! Credentials made at first start: a CA, the API server's serving certificate and the admin
-//! bearer token, kept under the state directory with mode 0600, plus the kubeconfig that
-//! carries them to kubectl.
+//! Credentials made at first start: a CA, the API server's serving certificate, its client
+//! certificate for calling node agents (`kube-apiserver-kubelet-client`) and the admin bearer
+//! token, kept under the state directory with mode 0600, plus the kubeconfig that carries them
+//! to kubectl.
 
 use std::fs;
 use std::io::Write;
@@ -14,8 +15,12 @@ use base64::Engine;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+
+/// The common name of the client certificate the API server presents to node agents
+/// (kubeadm's name for it).
+pub const KUBELET_CLIENT_NAME: &str = "kube-apiserver-kubelet-client";
 
 /// The cluster's credentials as loaded from (or first written to) `<state-dir>/pki`.
 pub struct Credentials {
@@ -25,6 +30,10 @@ pub struct Credentials {
     pub serving_cert_pem: String,
     /// PEM of the serving key.
     pub serving_key_pem: String,
+    /// PEM of the client certificate presented to node agents (signed by the CA).
+    pub kubelet_client_cert_pem: String,
+    /// PEM of its key.
+    pub kubelet_client_key_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
 }
@@ -40,6 +49,15 @@ impl Credentials {
         }
         let read =
             |p: &PathBuf| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        // Made apart from the rest, so state directories from before it existed get one too.
+        let client_paths = [
+            "apiserver-kubelet-client.crt",
+            "apiserver-kubelet-client.key",
+        ]
+        .map(|f| pki.join(f));
+        if !client_paths.iter().all(|p| p.exists()) {
+            generate_kubelet_client(&read(&paths[1])?, &client_paths)?;
+        }
         let token_path = state_dir.join("token");
         if !token_path.exists() {
             let mut bytes = [0u8; 32];
@@ -53,6 +71,8 @@ impl Credentials {
             ca_pem: read(&paths[0])?,
             serving_cert_pem: read(&paths[2])?,
             serving_key_pem: read(&paths[3])?,
+            kubelet_client_cert_pem: read(&client_paths[0])?,
+            kubelet_client_key_pem: read(&client_paths[1])?,
             admin_token,
         })
     }
@@ -89,8 +109,9 @@ impl Credentials {
     }
 }
 
-fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
-    let ca_key = KeyPair::generate()?;
+/// The CA's parameters: what it was made from, and what an issuer signing with its key must
+/// name (its subject and key identifier method).
+fn ca_params() -> anyhow::Result<CertificateParams> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -101,7 +122,11 @@ fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    Ok(ca_params)
+}
+
+fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
+    let ca = CertifiedIssuer::self_signed(ca_params()?, KeyPair::generate()?)?;
 
     let server_key = KeyPair::generate()?;
     let names = [
@@ -135,6 +160,30 @@ fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The API server's client certificate for node agents, signed with the CA key (PEM
+/// `ca_key_pem`), written to `paths` (certificate, key).
+fn generate_kubelet_client(ca_key_pem: &str, paths: &[PathBuf; 2]) -> anyhow::Result<()> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).context("reading the CA key")?;
+    let ca = Issuer::new(ca_params()?, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, KUBELET_CLIENT_NAME);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca)?;
+    write_private(&paths[1], key.serialize_pem().as_bytes())?;
+    write_private(&paths[0], cert.pem().as_bytes())?;
+    Ok(())
+}
+
 /// Write a file readable by its owner only.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()
@@ -148,4 +197,55 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+
+    use super::*;
+
+    /// Whether a client verifier trusting the CA accepts the kubelet-client certificate.
+    fn ca_accepts_kubelet_client(credentials: &Credentials) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut credentials.ca_pem.as_bytes()) {
+            roots.add(cert.expect("CA PEM")).expect("CA certificate");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("verifier");
+        let client: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut credentials.kubelet_client_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("client PEM");
+        verifier
+            .verify_client_cert(&client[0], &[], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn the_kubelet_client_certificate_is_signed_by_the_ca_kept_and_remade_if_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bind: IpAddr = [127, 0, 0, 1].into();
+        let first = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        assert!(ca_accepts_kubelet_client(&first));
+        let key = dir.path().join("pki/apiserver-kubelet-client.key");
+        let mode = fs::metadata(&key).expect("key file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let again = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        assert_eq!(again.kubelet_client_cert_pem, first.kubelet_client_cert_pem);
+
+        // A state directory from before the certificate existed gets one from the same CA.
+        fs::remove_file(dir.path().join("pki/apiserver-kubelet-client.crt")).expect("remove");
+        let remade = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        assert_eq!(remade.ca_pem, first.ca_pem);
+        assert_ne!(
+            remade.kubelet_client_cert_pem,
+            first.kubelet_client_cert_pem
+        );
+        assert!(ca_accepts_kubelet_client(&remade));
+    }
 }

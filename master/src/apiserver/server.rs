@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::allocator::{NodePorts, ServiceIps};
+use super::kubelet_client::KubeletClient;
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::Credentials;
@@ -108,6 +109,11 @@ pub async fn serve_with_ready(
         openapi: OpenApi::new(),
         tokens: vec![(credentials.admin_token.clone(), "admin".to_string())],
         advertise_address: advertise.to_string(),
+        kubelet: KubeletClient::new(
+            &credentials.kubelet_client_cert_pem,
+            &credentials.kubelet_client_key_pem,
+        )
+        .context("the client certificate for node agents")?,
     });
     bootstrap::ensure_defaults(&api)
         .await

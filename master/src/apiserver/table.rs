@@ -2434,11 +2434,11 @@ mod tests {
     #[test]
     fn other_kinds_get_the_default_table() {
         assert_eq!(
-            column_names("ConfigMap"),
+            column_names("Binding"),
             [("Name".to_string(), 0), ("Created At".to_string(), 0)]
         );
         let table = table_at(
-            "ConfigMap",
+            "Binding",
             &[json!({"metadata": {"name": "settings",
                                   "creationTimestamp": "2024-04-01T08:30:00Z"}})],
             IncludeObject::Metadata,
@@ -2452,7 +2452,7 @@ mod tests {
             json!(["settings", "2024-04-01T08:30:00Z"])
         );
         assert_eq!(
-            cells("ConfigMap", json!({"metadata": {"name": "x"}}))[1],
+            cells("Binding", json!({"metadata": {"name": "x"}}))[1],
             "0001-01-01T00:00:00Z"
         );
     }

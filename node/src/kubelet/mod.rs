@@ -9,7 +9,8 @@
 //! - `api_pods` and [`static_pods`]: the two pod sources;
 //! - `pod_manager`: one `pod_worker` per pod, each running `sync_pod` (a reconcile of the
 //!   pod's containers) and computing the pod's status (`pod_status`);
-//! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions).
+//! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions);
+//! - [`server`]: the agent's HTTPS endpoint for the API server (container logs).
 //!
 //! Nothing here stops pods when the agent exits or loses the master: containers keep running
 //! and a restarted agent adopts them by their labels.
@@ -28,6 +29,7 @@ mod pod_worker;
 mod quantity;
 pub mod register;
 mod runtime_monitor;
+pub mod server;
 pub mod static_pods;
 mod status_manager;
 mod sync_pod;
@@ -47,13 +49,14 @@ pub use heartbeat::{Heartbeat, HeartbeatError};
 use crate::runtime::{ContainerRuntime, NodeNetwork};
 use node_info::NodeFacts;
 use node_status::RuntimeHealth;
+use server::{KubeletServer, ServerConfig, ServerError};
 
 /// How the kubelet runs (the `skiff-node` flags).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The Node's name.
     pub node_name: String,
-    /// The node's pod CIDR (`None`: the Node's `spec.podCIDR`, else a free /24).
+    /// The node's pod CIDR (`None`: the Node's `spec.podCIDR`, assigned by the master).
     pub pod_cidr: Option<Ipv4Net>,
     /// The cluster's pod CIDR.
     pub cluster_cidr: Ipv4Net,
@@ -90,6 +93,9 @@ pub enum KubeletError {
     /// The configuration cannot work.
     #[error("{0}")]
     Config(String),
+    /// The agent's HTTPS endpoint cannot start.
+    #[error("the kubelet endpoint: {0}")]
+    Server(#[from] ServerError),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -123,6 +129,7 @@ pub struct Kubelet<R, H> {
     client: kube::Client,
     runtime: Arc<R>,
     heartbeat: H,
+    server: Option<ServerConfig>,
 }
 
 impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
@@ -133,7 +140,15 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             client,
             runtime,
             heartbeat,
+            server: None,
         }
+    }
+
+    /// Also serve the agent's HTTPS endpoint (container logs for the API server), and publish
+    /// its port in the Node's status.
+    pub fn serving(mut self, server: ServerConfig) -> Self {
+        self.server = Some(server);
+        self
     }
 
     /// Registers the node (retrying until the master answers) and runs until `shutdown`
@@ -147,6 +162,20 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         })?;
         let facts = NodeFacts::gather(&config.root_dir, config.node_ip);
         info!(node = %config.node_name, ip = %facts.internal_ip, "starting the kubelet");
+        // Bound before registering, so a taken port fails the start at once.
+        let server = match &self.server {
+            Some(server) => Some(
+                KubeletServer::bind(
+                    server,
+                    &config.node_name,
+                    &[facts.internal_ip],
+                    self.runtime.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let daemon_port = server.as_ref().map_or(0, |s| i32::from(s.port()));
 
         let registration = {
             let mut delay = Duration::from_millis(500);
@@ -156,7 +185,6 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                     &config.node_name,
                     &facts,
                     config.pod_cidr,
-                    config.cluster_cidr,
                 )
                 .await
                 {
@@ -208,7 +236,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             lease_seconds,
             status_interval: config.node_status_interval,
             facts: facts.clone(),
-            daemon_port: 0,
+            daemon_port,
             health: health_rx,
         };
         let network = NodeNetwork {
@@ -262,6 +290,9 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         }
         drop(manager_tx);
         tasks.push(tokio::spawn(manager.run(manager_rx)));
+        if let Some(server) = server {
+            tasks.push(tokio::spawn(server.serve()));
+        }
 
         shutdown.await;
         info!("shutting down; the pods keep running");

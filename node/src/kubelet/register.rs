@@ -1,17 +1,17 @@
 //! Registration: the Node object (labels, pod CIDR) and the node's Lease in
 //! `kube-node-lease`, created if missing and adopted if they exist (a restarted agent).
 //!
-//! The pod CIDR comes from `--pod-cidr`, else from the Node's `spec.podCIDR` (assigned by the
-//! master), else the agent takes the first /24 of the cluster CIDR no other Node holds.
+//! The pod CIDR comes from `--pod-cidr`, else from the Node's `spec.podCIDR`, which the
+//! master's node IPAM controller assigns (the agent waits for it).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::Utc;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -36,7 +36,6 @@ pub async fn register_node(
     name: &str,
     facts: &NodeFacts,
     pod_cidr: Option<Ipv4Net>,
-    cluster_cidr: Ipv4Net,
 ) -> Result<Registration, KubeletError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let labels = BTreeMap::from([
@@ -99,12 +98,7 @@ pub async fn register_node(
             flag
         }
         (None, Some(assigned)) => assigned,
-        (None, None) => {
-            let free = free_pod_cidr(&nodes, cluster_cidr).await?;
-            set_pod_cidr(&nodes, name, free).await?;
-            info!(pod_cidr = %free, "took a free pod CIDR of the cluster CIDR");
-            free
-        }
+        (None, None) => wait_for_pod_cidr(&nodes, name).await?,
     };
     Ok(Registration { uid, pod_cidr })
 }
@@ -118,30 +112,33 @@ async fn set_pod_cidr(nodes: &Api<Node>, name: &str, cidr: Ipv4Net) -> Result<()
     Ok(())
 }
 
-/// The first /24 of the cluster CIDR that no Node has.
-async fn free_pod_cidr(nodes: &Api<Node>, cluster_cidr: Ipv4Net) -> Result<Ipv4Net, KubeletError> {
-    let taken: HashSet<Ipv4Net> = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(KubeletError::api("listing nodes"))?
-        .items
-        .into_iter()
-        .filter_map(|node| node.spec?.pod_cidr?.parse().ok())
-        .collect();
-    first_free(cluster_cidr, &taken).ok_or_else(|| {
-        KubeletError::Config(format!(
-            "no free /24 left in the cluster CIDR {cluster_cidr}; pass --pod-cidr"
-        ))
-    })
-}
-
-fn first_free(cluster_cidr: Ipv4Net, taken: &HashSet<Ipv4Net>) -> Option<Ipv4Net> {
-    let prefix = cluster_cidr.prefix_len().max(24);
-    cluster_cidr.subnets(prefix).ok()?.find(|subnet| {
-        !taken
-            .iter()
-            .any(|t| t.contains(subnet) || subnet.contains(t))
-    })
+/// Waits until the master's node IPAM controller has given the Node a pod CIDR (as the
+/// kubelet does), polling once a second.
+async fn wait_for_pod_cidr(nodes: &Api<Node>, name: &str) -> Result<Ipv4Net, KubeletError> {
+    let mut said = false;
+    loop {
+        let node = nodes
+            .get(name)
+            .await
+            .map_err(KubeletError::api("reading the node"))?;
+        if let Some(cidr) = node
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.pod_cidr.as_deref())
+            .and_then(|cidr| cidr.parse::<Ipv4Net>().ok())
+        {
+            info!(pod_cidr = %cidr, "the master assigned the pod CIDR");
+            return Ok(cidr);
+        }
+        if !said {
+            info!(
+                node = name,
+                "waiting for the master to assign a pod CIDR (or pass --pod-cidr)"
+            );
+            said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The lease object of `node` (owned by the Node), renewed now.
@@ -188,23 +185,5 @@ pub async fn ensure_lease(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(err) => Err(KubeletError::api("creating the node lease")(err)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn takes_the_first_free_slash_24() {
-        let cluster: Ipv4Net = "10.244.0.0/16".parse().expect("cidr");
-        let taken: HashSet<Ipv4Net> = ["10.244.0.0/24", "10.244.1.0/24"]
-            .iter()
-            .map(|c| c.parse().expect("cidr"))
-            .collect();
-        assert_eq!(
-            first_free(cluster, &taken),
-            Some("10.244.2.0/24".parse().expect("cidr"))
-        );
     }
 }

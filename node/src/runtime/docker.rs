@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
+use bytes::Bytes;
 use futures::Stream;
 
 use super::{
-    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, NodeNetwork,
-    RuntimeError, SandboxSpec,
+    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, LogOptions,
+    NodeNetwork, RuntimeError, SandboxSpec,
 };
 
 /// Where Docker listens by default.
@@ -166,6 +167,14 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
         super::container_inspect::inspect(self, id).await
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static {
+        super::container_logs::container_logs(self, id, options)
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

@@ -10,6 +10,7 @@
 mod container_create;
 mod container_inspect;
 mod container_list;
+mod container_logs;
 mod container_remove;
 mod container_start;
 mod container_stop;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
@@ -265,6 +267,20 @@ pub struct ContainerEvent {
     pub action: String,
 }
 
+/// Which part of a container's log to read (the kubelet's `PodLogOptions`, as far as the
+/// runtime is concerned).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open and send new output until the container stops.
+    pub follow: bool,
+    /// Only the last N lines (`None`: all).
+    pub tail_lines: Option<u64>,
+    /// Prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// Only output written at or after this time (`None`: from the start).
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// What the kubelet needs from a container runtime. Every method is safe to call again after
 /// a failure (the kubelet reconciles by retrying).
 pub trait ContainerRuntime: Send + Sync + 'static {
@@ -322,6 +338,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<ContainerDetails, RuntimeError>> + Send;
+
+    /// The log of container `id` (stdout and stderr) as a stream of chunks; with
+    /// `options.follow` it ends when the container stops or the stream is dropped.
+    fn logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static;
 
     /// The container events of this node's containers until the connection ends.
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;

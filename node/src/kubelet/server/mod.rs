@@ -1,0 +1,153 @@
+//! The agent's own HTTPS endpoint (the kubelet's port, 10250 by default), which the API server
+//! calls for what only the node has: container logs (`kubectl logs`).
+//!
+//! - `tls`: a self-signed serving certificate made at start; client certificates required and
+//!   verified against the cluster CA, so only the API server gets in;
+//! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`.
+//!
+//! The bound port is published in the Node's `status.daemonEndpoints.kubeletEndpoint`, which
+//! is where the API server looks for it.
+
+pub mod container_logs;
+mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::runtime::ContainerRuntime;
+
+/// The port the kubelet serves on by default.
+pub const DEFAULT_PORT: u16 = 10250;
+
+/// How long a client may take for its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and for whom the endpoint serves (the `--address`, `--port` flags and the CA of the
+/// kubeconfig).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to listen on (`0.0.0.0`: every address of the node).
+    pub address: IpAddr,
+    /// The port; 0 picks a free one (published in the Node's status all the same).
+    pub port: u16,
+    /// PEM of the CA whose client certificates are let in: the cluster CA.
+    pub client_ca_pem: Vec<u8>,
+}
+
+/// What can keep the endpoint from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The port cannot be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address and port.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster CA certificate is missing or unreadable.
+    #[error("the cluster CA for client certificates: {0}")]
+    ClientCa(String),
+    /// The serving certificate could not be made.
+    #[error("making the serving certificate: {0}")]
+    Certificate(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// The endpoint, bound and ready to serve.
+pub struct KubeletServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+}
+
+impl KubeletServer {
+    /// Makes the serving certificate (for `node` and `node_ips`) and binds the port.
+    pub async fn bind<R: ContainerRuntime>(
+        config: &ServerConfig,
+        node: &str,
+        node_ips: &[IpAddr],
+        runtime: Arc<R>,
+    ) -> Result<KubeletServer, ServerError> {
+        let serving = tls::SelfSigned::generate(node, node_ips)?;
+        let acceptor = TlsAcceptor::from(tls::server_config(&config.client_ca_pem, serving)?);
+        let addr = SocketAddr::new(config.address, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(KubeletServer {
+            listener,
+            acceptor,
+            router: router(runtime),
+        })
+    }
+
+    /// The bound port (the real one when 0 was asked for).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |addr| addr.port())
+    }
+
+    /// Serves connections until the task is dropped, one task per connection.
+    pub async fn serve(self) {
+        if let Ok(addr) = self.listener.local_addr() {
+            info!(%addr, "serving the kubelet endpoint (client certificates of the cluster CA only)");
+        }
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    warn!("accepting a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let service = TowerToHyperService::new(self.router.clone());
+            tokio::spawn(async move {
+                // Without a client certificate of the cluster CA the handshake fails here.
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => return debug!(%peer, "TLS handshake refused: {err}"),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                };
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30));
+                if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
+                    debug!(%peer, "connection ended with an error: {err}");
+                }
+            });
+        }
+    }
+}
+
+/// The endpoint's routes.
+fn router<R: ContainerRuntime>(runtime: Arc<R>) -> Router {
+    Router::new()
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs::container_logs::<R>),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .with_state(runtime)
+}
