@@ -3,7 +3,8 @@
 //!
 //! [`NodeAgent::start`] makes sure dockerd runs ([`crate::docker::ensure_dockerd`]), runs the
 //! built `skiff-node` binary (brought up to date by one `cargo build` per process, or the one
-//! `$SKIFF_NODE_BIN` names) with the master's kubeconfig, and waits until its Node is Ready.
+//! `$SKIFF_NODE_BIN` names) with the master's node kubeconfig (the agents' own token), and
+//! waits until its Node is Ready.
 //! Dropping it stops the agent and removes every container and the pod network it made, so a
 //! test leaves nothing behind; [`NodeAgent::restart`] keeps them (agent restarts adopt them).
 //!
@@ -87,7 +88,8 @@ impl NodeAgent {
             .context("creating the agent's directory")?;
         let mut agent = NodeAgent {
             opts,
-            kubeconfig: master.kubeconfig_path(),
+            // The agents' own credential, not the admin's.
+            kubeconfig: master.state_dir().join("node-kubeconfig"),
             kubectl_master: KubectlTarget {
                 kubeconfig: master.kubeconfig_path(),
                 cache_dir: master.state_dir().join("kubectl-cache"),

@@ -718,9 +718,37 @@ async fn the_node_registers_with_capacity_and_renews_its_lease() {
         "{out}"
     );
 
+    // The agent authenticates with its own token, not the admin's.
+    let pid = cluster.agent.pid().expect("agent pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("agent cmdline");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let kubeconfig = args
+        .iter()
+        .position(|a| a == "--kubeconfig")
+        .and_then(|i| args.get(i + 1))
+        .expect("--kubeconfig");
+    let token_of = |path: &Path| {
+        let config = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+        let user = config.auth_infos[0].auth_info.clone().expect("user");
+        (
+            config.auth_infos[0].name.clone(),
+            user.token.expect("token"),
+        )
+    };
+    let (node_user, node_token) = token_of(Path::new(kubeconfig));
+    let (_, admin_token) = token_of(&cluster.master.kubeconfig_path());
+    assert_eq!(node_user, "system:node");
+    assert_ne!(
+        secrecy::ExposeSecret::expose_secret(&node_token),
+        secrecy::ExposeSecret::expose_secret(&admin_token),
+        "the agent uses the admin token"
+    );
+
     // The agent runs on io_uring: its process holds a ring, and the renewals above went over
     // the io_uring connection.
-    let pid = cluster.agent.pid().expect("agent pid");
     let rings = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("agent fds")
         .flatten()

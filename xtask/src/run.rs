@@ -120,7 +120,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             if opts.nodes == 1 { "" } else { "s" }
         ));
         for index in 0..opts.nodes {
-            let agent = start_agent(node_bin, &state_dir, &kubeconfig, index)?;
+            // The agents' own credential, written by the master beside the admin's.
+            let node_kubeconfig = state_dir.join("node-kubeconfig");
+            let agent = start_agent(node_bin, &state_dir, &node_kubeconfig, index)?;
             agents.push(agent);
         }
         for agent in &mut agents {

@@ -36,6 +36,9 @@ pub struct Credentials {
     pub kubelet_client_key_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
+    /// The node agents' bearer token (user `system:node`, group `system:nodes`): their own
+    /// credential, not the admin's.
+    pub node_token: String,
 }
 
 impl Credentials {
@@ -58,15 +61,8 @@ impl Credentials {
         if !client_paths.iter().all(|p| p.exists()) {
             generate_kubelet_client(&read(&paths[1])?, &client_paths)?;
         }
-        let token_path = state_dir.join("token");
-        if !token_path.exists() {
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            write_private(&token_path, token.as_bytes())?;
-        }
-        let admin_token = read(&token_path)?.trim().to_string();
-        anyhow::ensure!(!admin_token.is_empty(), "{} is empty", token_path.display());
+        let admin_token = load_or_create_token(&state_dir.join("token"))?;
+        let node_token = load_or_create_token(&state_dir.join("node-token"))?;
         Ok(Self {
             ca_pem: read(&paths[0])?,
             serving_cert_pem: read(&paths[2])?,
@@ -74,6 +70,7 @@ impl Credentials {
             kubelet_client_cert_pem: read(&client_paths[0])?,
             kubelet_client_key_pem: read(&client_paths[1])?,
             admin_token,
+            node_token,
         })
     }
 
@@ -95,18 +92,54 @@ impl Credentials {
     }
 
     /// Write a kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with the CA and the
-    /// admin token embedded, atomically (temp file + rename), mode 0600.
-    pub fn write_kubeconfig(&self, path: &Path, server: &str) -> anyhow::Result<()> {
+    /// token of `user` embedded, atomically (temp file + rename), mode 0600.
+    pub fn write_kubeconfig(
+        &self,
+        path: &Path,
+        server: &str,
+        user: KubeconfigUser,
+    ) -> anyhow::Result<()> {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let (name, token) = match user {
+            KubeconfigUser::Admin => ("admin", &self.admin_token),
+            KubeconfigUser::Node => (NODE_USER, &self.node_token),
+        };
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n    namespace: default\ncurrent-context: skiff\n",
-            token = self.admin_token
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {name}\n    namespace: default\ncurrent-context: skiff\n",
         );
         let tmp = path.with_extension("tmp");
         write_private(&tmp, kubeconfig.as_bytes())?;
         fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
+}
+
+/// The user the node agents' token stands for.
+pub const NODE_USER: &str = "system:node";
+
+/// Whose credential a kubeconfig carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeconfigUser {
+    /// The admin token (`.skiff/kubeconfig`).
+    Admin,
+    /// The node agents' token (`.skiff/node-kubeconfig`).
+    Node,
+}
+
+/// The bearer token in `path`, made (32 random bytes, mode 0600) if missing.
+fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        write_private(path, token.as_bytes())?;
+    }
+    let token = fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+    Ok(token)
 }
 
 /// The CA's parameters: what it was made from, and what an issuer signing with its key must

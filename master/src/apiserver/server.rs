@@ -23,7 +23,7 @@ use super::allocator::{NodePorts, ServiceIps};
 use super::kubelet_client::KubeletClient;
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
-use super::pki::Credentials;
+use super::pki::{Credentials, KubeconfigUser, NODE_USER};
 use super::status::ApiError;
 use super::{ApiServer, auth, bootstrap, discovery, json_value};
 use crate::store::Store;
@@ -107,7 +107,10 @@ pub async fn serve_with_ready(
         store,
         metrics: Metrics::new(),
         openapi: OpenApi::new(),
-        tokens: vec![(credentials.admin_token.clone(), "admin".to_string())],
+        tokens: vec![
+            (credentials.admin_token.clone(), "admin".to_string()),
+            (credentials.node_token.clone(), NODE_USER.to_string()),
+        ],
         advertise_address: advertise.to_string(),
         kubelet: KubeletClient::new(
             &credentials.kubelet_client_cert_pem,
@@ -120,7 +123,14 @@ pub async fn serve_with_ready(
         .context("creating the default namespaces and the kubernetes Service")?;
 
     let kubeconfig = config.state_dir.join("kubeconfig");
-    credentials.write_kubeconfig(&kubeconfig, &format!("https://{advertise}"))?;
+    let server_url = format!("https://{advertise}");
+    credentials.write_kubeconfig(&kubeconfig, &server_url, KubeconfigUser::Admin)?;
+    // What node agents use: their own token, not the admin's.
+    credentials.write_kubeconfig(
+        &config.state_dir.join("node-kubeconfig"),
+        &server_url,
+        KubeconfigUser::Node,
+    )?;
     info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
     if let Some(ready) = ready {
         let _ = ready.send(Listening {
