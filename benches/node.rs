@@ -2,13 +2,16 @@
 //! Docker, in three parts:
 //!
 //! 1. pod startup: N pods (default 30, the pause image, as Kubernetes' pod startup tests use)
-//!    created at once on one node; create-to-Running-and-Ready latency, p50 and p99;
+//!    created at once on one node; create-to-Running-and-Ready latency, p50 and p99. Beside it,
+//!    the floor any Docker-based kubelet has: the same N sandbox + app container pairs made
+//!    directly through Docker's API (create and start the sandbox on the node's bridge, then
+//!    the app container in its network and IPC namespaces), all at once;
 //! 2. footprint: the agent's RSS and CPU while it idles with those pods, over 60 s;
 //! 3. one Lease renewal on the agent's persistent io_uring connection vs the same renewal over
 //!    a plain tokio `TcpStream`, side by side on one thread, alternating rounds.
 //!
-//! Last line: `RESULT node pods=30 startup_p50_ms=... startup_p99_ms=... rss_mb=...
-//! idle_cpu_pct=... renew_us_uring=... renew_us_tokio=...`.
+//! Last line: `RESULT node pods=30 startup_p50_ms=... startup_p99_ms=... docker_p50_ms=...
+//! docker_p99_ms=... rss_mb=... idle_cpu_pct=... renew_us_uring=... renew_us_tokio=...`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,6 +62,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
 
+    let docker = rt.block_on(docker_startup(args.pods))?;
+    let docker_p50 = percentile(&docker, 0.50);
+    let docker_p99 = percentile(&docker, 0.99);
+    println!(
+        "docker alone: {} sandbox + app pairs started, p50 {docker_p50:.0} ms, p99 {docker_p99:.0} ms",
+        docker.len()
+    );
+
     let client = rt.block_on(master.kube_client())?;
     let startup = rt.block_on(pod_startup(client, args.pods))?;
     let p50 = percentile(&startup, 0.50);
@@ -92,11 +103,17 @@ fn main() -> anyhow::Result<()> {
             cost.renewals
         );
     }
+    // Keep the agent's log for a look at where the time went.
+    let kept = std::env::temp_dir().join("skiff-bench-node-agent.log");
+    if std::fs::copy(agent.log_path(), &kept).is_ok() {
+        println!("the agent's log: {}", kept.display());
+    }
     drop(agent);
     drop(master);
     println!(
-        "RESULT node pods={} startup_p50_ms={p50:.0} startup_p99_ms={p99:.0} rss_mb={:.1} idle_cpu_pct={:.3} renew_us_uring={:.1} renew_us_tokio={:.1} renew_cpu_us_uring={:.1} renew_cpu_us_tokio={:.1} uring_vs_tokio={:.2}",
+        "RESULT node pods={} startup_p50_ms={p50:.0} startup_p99_ms={p99:.0} docker_p50_ms={docker_p50:.0} docker_p99_ms={docker_p99:.0} vs_docker_p99={:.2} rss_mb={:.1} idle_cpu_pct={:.3} renew_us_uring={:.1} renew_us_tokio={:.1} renew_cpu_us_uring={:.1} renew_cpu_us_tokio={:.1} uring_vs_tokio={:.2}",
         args.pods,
+        p99 / docker_p99,
         footprint.rss_mb,
         footprint.cpu_pct,
         micros(uring.wall),
@@ -166,6 +183,76 @@ async fn pod_startup(client: kube::Client, count: usize) -> anyhow::Result<Vec<f
         }
     }
     let mut latencies: Vec<f64> = latencies.into_values().collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// Starts `count` sandbox + app container pairs straight through Docker's API, all at once,
+/// on the bench node's bridge network; returns each pair's time to both started in ms, sorted.
+/// Removes them afterwards.
+async fn docker_startup(count: usize) -> anyhow::Result<Vec<f64>> {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+
+    let docker = bollard::Docker::connect_with_unix_defaults()?;
+    let network = format!("skiff-{NODE}");
+    let remove_all = || async {
+        let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+        for i in 0..count {
+            for part in ["app", "pause"] {
+                let name = format!("skiff-bench-docker-{i}-{part}");
+                let _ = docker.remove_container(&name, Some(remove.clone())).await;
+            }
+        }
+    };
+    // Left over by an interrupted run.
+    remove_all().await;
+    let pairs = (0..count).map(|i| {
+        let docker = docker.clone();
+        let network = network.clone();
+        async move {
+            let start = Instant::now();
+            let create = |name: String, body: ContainerCreateBody| {
+                let docker = docker.clone();
+                async move {
+                    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+                    let id = docker.create_container(Some(options), body).await?.id;
+                    docker.start_container(&id, None).await?;
+                    anyhow::Ok(id)
+                }
+            };
+            let sandbox = create(
+                format!("skiff-bench-docker-{i}-pause"),
+                ContainerCreateBody {
+                    image: Some(PAUSE_IMAGE.to_owned()),
+                    host_config: Some(HostConfig {
+                        network_mode: Some(network),
+                        ipc_mode: Some(String::from("shareable")),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            create(
+                format!("skiff-bench-docker-{i}-app"),
+                ContainerCreateBody {
+                    image: Some(PAUSE_IMAGE.to_owned()),
+                    host_config: Some(HostConfig {
+                        network_mode: Some(format!("container:{sandbox}")),
+                        ipc_mode: Some(format!("container:{sandbox}")),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            anyhow::Ok(start.elapsed().as_secs_f64() * 1e3)
+        }
+    });
+    let results = futures::future::join_all(pairs).await;
+    remove_all().await;
+    let mut latencies = results.into_iter().collect::<anyhow::Result<Vec<f64>>>()?;
     latencies.sort_by(f64::total_cmp);
     Ok(latencies)
 }
