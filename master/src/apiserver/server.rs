@@ -124,13 +124,14 @@ pub async fn serve_with_ready(
 
     let kubeconfig = config.state_dir.join("kubeconfig");
     let server_url = format!("https://{advertise}");
-    credentials.write_kubeconfig(&kubeconfig, &server_url, KubeconfigUser::Admin)?;
-    // What node agents use: their own token, not the admin's.
+    // What node agents use: their own token, not the admin's. Written first: the admin's
+    // kubeconfig appearing is the sign that the server is up.
     credentials.write_kubeconfig(
         &config.state_dir.join("node-kubeconfig"),
         &server_url,
         KubeconfigUser::Node,
     )?;
+    credentials.write_kubeconfig(&kubeconfig, &server_url, KubeconfigUser::Admin)?;
     info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
     if let Some(ready) = ready {
         let _ = ready.send(Listening {

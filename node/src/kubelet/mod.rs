@@ -160,7 +160,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             context: format!("creating {}", config.root_dir.display()),
             source,
         })?;
-        let facts = NodeFacts::gather(&config.root_dir, config.node_ip);
+        let facts = NodeFacts::gather(&config.root_dir, config.node_ip).await;
         info!(node = %config.node_name, ip = %facts.internal_ip, "starting the kubelet");
         // Bound before registering, so a taken port fails the start at once.
         let server = match &self.server {
@@ -280,7 +280,8 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             )),
         ];
         if let Some(dir) = config.manifests_dir.clone() {
-            tasks.push(tokio::spawn(static_pods::watch(
+            // Local: its manifest reads go through io_uring.
+            tasks.push(tokio::task::spawn_local(static_pods::watch(
                 dir,
                 config.node_name.clone(),
                 config.manifests_interval,

@@ -33,32 +33,39 @@ pub struct NodeFacts {
 }
 
 impl NodeFacts {
-    /// Reads the facts; `node_ip` overrides the detected internal address.
-    pub fn gather(root_dir: &Path, node_ip: Option<IpAddr>) -> Self {
-        let read = |path: &str| {
-            std::fs::read_to_string(path)
-                .map(|s| s.trim().to_owned())
+    /// Reads the facts (the files through the agent's io_uring layer); `node_ip` overrides
+    /// the detected internal address.
+    pub async fn gather(root_dir: &Path, node_ip: Option<IpAddr>) -> Self {
+        let read = async |path: &str| {
+            crate::uring::read_file(path)
+                .await
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
                 .unwrap_or_default()
         };
-        let machine_id = read("/etc/machine-id");
-        let product_uuid = read("/sys/class/dmi/id/product_uuid");
+        let machine_id = read("/etc/machine-id").await;
+        let product_uuid = read("/sys/class/dmi/id/product_uuid").await;
+        let meminfo = read("/proc/meminfo").await;
+        let hostname = read("/proc/sys/kernel/hostname").await;
+        let kernel_version = read("/proc/sys/kernel/osrelease").await;
+        let os_release = read("/etc/os-release").await;
+        let boot_id = read("/proc/sys/kernel/random/boot_id").await;
         Self {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
-            memory_bytes: meminfo_total(&read("/proc/meminfo")).unwrap_or(0),
+            memory_bytes: meminfo_total(&meminfo).unwrap_or(0),
             ephemeral_storage_bytes: filesystem_size(root_dir),
             internal_ip: node_ip
                 .or_else(detect_internal_ip)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            hostname: read("/proc/sys/kernel/hostname"),
-            kernel_version: read("/proc/sys/kernel/osrelease"),
-            os_image: os_release_name(&read("/etc/os-release")),
+            hostname,
+            kernel_version,
+            os_image: os_release_name(&os_release),
             system_uuid: if product_uuid.is_empty() {
                 machine_id.clone()
             } else {
                 product_uuid
             },
             machine_id,
-            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            boot_id,
             architecture: match std::env::consts::ARCH {
                 "x86_64" => "amd64",
                 "aarch64" => "arm64",
@@ -165,7 +172,7 @@ mod tests {
 
     #[test]
     fn gathers_something_sensible_here() {
-        let facts = NodeFacts::gather(Path::new("/"), None);
+        let facts = crate::uring::block_on(NodeFacts::gather(Path::new("/"), None));
         assert!(facts.cpus >= 1);
         assert!(facts.memory_bytes > 0);
         assert!(!facts.kernel_version.is_empty());

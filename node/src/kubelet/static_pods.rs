@@ -48,7 +48,7 @@ pub async fn watch(
     let mut last: Option<Vec<String>> = None;
     let mut dir_error = false;
     loop {
-        match scan(&dir, &node, &mut files, &recorder) {
+        match scan(&dir, &node, &mut files, &recorder).await {
             Ok(pods) => {
                 dir_error = false;
                 let mut uids: Vec<String> = pods.keys().cloned().collect();
@@ -80,8 +80,9 @@ pub async fn watch(
     }
 }
 
-/// Reads the directory, re-parsing only changed files; returns the static pods by uid.
-fn scan(
+/// Reads the directory, re-parsing only changed files (read through the agent's io_uring
+/// layer); returns the static pods by uid.
+async fn scan(
     dir: &Path,
     node: &str,
     files: &mut HashMap<PathBuf, Manifest>,
@@ -111,8 +112,10 @@ fn scan(
         {
             continue;
         }
-        let parsed = std::fs::read_to_string(&path)
+        let parsed = crate::uring::read_file(&path)
+            .await
             .map_err(|err| err.to_string())
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|err| err.to_string()))
             .and_then(|text| parse(&text, node));
         match &parsed {
             Ok(pod) => {
