@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     let baseline = if args.no_baseline {
         None
     } else {
-        let (_etcd, master) = start(&args, &["--no-scheduler"])?;
+        let (_etcd, master) = start(&args, &["--scheduler=false"])?;
         Some(rt.block_on(creates_only(&master, &args))?)
     };
     eprintln!(

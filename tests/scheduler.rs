@@ -378,7 +378,7 @@ async fn nodes_with_missing_or_partial_status_are_not_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_can_be_turned_off() {
-    let master = master(&["--no-scheduler"]);
+    let master = master(&["--scheduler=false"]);
     let client = master.kube_client().await.expect("kube client");
     create_node(&client, node("a", 4, 8)).await;
     create_pod(&client, pod("unscheduled", "100m", "64Mi")).await;

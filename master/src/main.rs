@@ -40,9 +40,6 @@ struct Args {
     /// Run the scheduler (binds pods to nodes); `--scheduler=false` turns it off.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     scheduler: bool,
-    /// Do not run the scheduler (the same as `--scheduler=false`).
-    #[arg(long)]
-    no_scheduler: bool,
     /// Weights of the scheduler's score plugins.
     #[arg(long, default_value_t = ScoreWeights::default())]
     scheduler_score_weights: ScoreWeights,
@@ -76,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         service_cidr: args.service_cluster_ip_range,
     };
     let clients = Clients {
-        scheduler: (args.scheduler && !args.no_scheduler).then(|| SchedulerConfig {
+        scheduler: args.scheduler.then(|| SchedulerConfig {
             weights: args.scheduler_score_weights,
             ..Default::default()
         }),

@@ -17,7 +17,7 @@ use skiff::master::{Master, MasterOptions};
 /// The API server alone: these tests pin API behaviour, which the scheduler's own writes
 /// (conditions, events on unschedulable pods) would interleave with.
 fn api_only() -> Vec<String> {
-    vec!["--no-scheduler".into()]
+    vec!["--scheduler=false".into()]
 }
 
 /// A master on the embedded store in a fresh state directory.
