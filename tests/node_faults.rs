@@ -34,13 +34,22 @@ fn stop_dockerd() {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + WAIT;
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+    while alive(pid) {
         assert!(
             Instant::now() < deadline,
             "dockerd (pid {pid}) did not stop"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether process `pid` exists and has not exited. A dockerd started by an earlier test
+/// process belongs to PID 1 now, which may not reap it at once: a zombie counts as stopped.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +115,9 @@ async fn docker_going_away_makes_the_node_not_ready_until_it_returns() {
     assert!(
         agent
             .pid()
-            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .and_then(|pid| i32::try_from(pid).ok())
+            .is_some_and(alive),
+        "the agent exited when Docker went away"
     );
 
     tokio::task::spawn_blocking(docker::ensure_dockerd)
