@@ -58,13 +58,21 @@ impl CidrSet {
                 config.node_mask
             ));
         }
-        let count = 1u32 << (config.node_mask - prefix).min(31);
-        Ok(Self {
+        let mut set = Self {
             cluster_cidr: config.cluster_cidr.trunc(),
             node_mask: config.node_mask,
-            free: (0..count).collect(),
+            free: BTreeSet::new(),
             by_node: HashMap::new(),
-        })
+        };
+        set.reset();
+        Ok(set)
+    }
+
+    /// Every subnet free again (before the taken ones are re-read from a relist).
+    pub fn reset(&mut self) {
+        let count = 1u32 << (self.node_mask - self.cluster_cidr.prefix_len()).min(31);
+        self.free = (0..count).collect();
+        self.by_node.clear();
     }
 
     fn subnet(&self, index: u32) -> Ipv4Net {
@@ -151,17 +159,12 @@ async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
             }
             watcher::Event::InitDone => {
                 listed = true;
-                let mut fresh = CidrSet::new(NodeIpamConfig {
-                    cluster_cidr: cidrs.cluster_cidr,
-                    node_mask: cidrs.node_mask,
-                })
-                .expect("validated at start");
+                cidrs.reset();
                 for node in &listing {
                     if let (Some(name), Some(cidr)) = (&node.metadata.name, pod_cidr(node)) {
-                        fresh.occupy(name, cidr);
+                        cidrs.occupy(name, cidr);
                     }
                 }
-                cidrs = fresh;
                 std::mem::take(&mut listing)
             }
             watcher::Event::Apply(node) => vec![node],
