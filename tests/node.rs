@@ -645,12 +645,25 @@ spec:
   - name: app
     image: {WORKLOAD_IMAGE}
     args: [serve, "8080", /]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [echo, before-the-restart, sleep, "8", echo, while-the-agent-is-down, pause]
 "#
     ));
     let keeper = cluster.wait_running("keeper").await;
     cluster.wait_running("goner").await;
+    cluster.wait_running("talker").await;
     let keeper_containers = cluster.containers("keeper");
     assert_eq!(keeper_containers.len(), 2);
+    wait_logs(&cluster.master, "talker", "before-the-restart\n").await;
+    let talking_since = Instant::now();
 
     // While the agent is down its pods keep running; one is deleted for good meanwhile.
     cluster.agent.stop();
@@ -673,6 +686,32 @@ spec:
     assert_eq!(cluster.containers("keeper"), keeper_containers);
     assert_eq!(container_status(&pod, "app").restart_count, 0);
     assert_eq!(pod_ip(&pod), ip);
+
+    // What a container printed while the agent was down is in its log once it is back;
+    // what was copied before is not copied twice.
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(talking_since.elapsed())).await;
+    wait_logs(
+        &cluster.master,
+        "talker",
+        "before-the-restart\nwhile-the-agent-is-down\n",
+    )
+    .await;
+}
+
+/// Waits until `kubectl logs <pod>` prints exactly `want` (the copier may be behind).
+async fn wait_logs(master: &Master, pod: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = master.kubectl(&["logs", pod]);
+        if out.success() && out.stdout == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline && (out.stdout.is_empty() || want.starts_with(&out.stdout)),
+            "logs of {pod}: want {want:?}: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,7 +822,16 @@ fn write_atomically(path: &Path, text: &str) {
 async fn kubectl_logs_streams_a_containers_output_from_the_agent() {
     let mut opts = NodeOptions::new("t-logs", "10.244.209.0/24");
     // The API server reaches the agent at the Node's InternalIP: keep that on loopback.
-    opts.extra_args = vec![String::from("--node-ip"), String::from("127.0.0.1")];
+    opts.extra_args = [
+        "--node-ip",
+        "127.0.0.1",
+        "--container-log-max-size",
+        "1Ki",
+        "--container-log-max-files",
+        "3",
+    ]
+    .map(String::from)
+    .to_vec();
     let cluster = Cluster::start_with(opts).await;
     cluster.apply(&format!(
         r#"
@@ -809,8 +857,19 @@ spec:
   - name: app
     image: {WORKLOAD_IMAGE}
     args: [echo, before-the-crash, exit, "3"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: logs-chatty}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: {chatty:?}
 "#,
-        node = cluster.agent.name()
+        node = cluster.agent.name(),
+        chatty = chatty_args(),
     ));
     cluster.wait_running("logs").await;
     let master = &cluster.master;
@@ -826,6 +885,66 @@ spec:
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(out.stdout, "hello-from-logs\nsecond-line\n", "{out}");
+
+    // The agent wrote them into the container's log file, in the CRI format.
+    let pod: Pod = Api::default_namespaced(cluster.client.clone())
+        .get("logs")
+        .await
+        .expect("pod");
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let file = cluster
+        .agent
+        .root_dir()
+        .join(format!("pods/{uid}/logs/app/0.log"));
+    let text = std::fs::read_to_string(&file).expect("the container's log file");
+    let records: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.splitn(4, ' ').collect())
+        .collect();
+    assert_eq!(records.len(), 2, "{text}");
+    for (record, content) in records.iter().zip(["hello-from-logs", "second-line"]) {
+        assert!(chrono_like_rfc3339(record[0]), "{text}");
+        assert_eq!(record[1..], ["stdout", "F", content], "{text}");
+    }
+
+    // A log over the size limit (1 KiB here) is rotated: three files kept, the newest served.
+    let chatty: Pod = cluster.wait_running("logs-chatty").await;
+    let dir = cluster.agent.root_dir().join(format!(
+        "pods/{}/logs/app",
+        chatty.metadata.uid.as_deref().expect("uid")
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = master.kubectl(&["logs", "logs-chatty"]);
+        if out.success() && out.stdout.ends_with(&format!("{}\n", chatty_line(59))) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("log dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files[0], "0.log", "{files:?}");
+    assert!(
+        files[1..].iter().all(|f| f.starts_with("0.log.")),
+        "{files:?}"
+    );
+    let size = std::fs::metadata(dir.join("0.log")).expect("size").len();
+    assert!(size <= 1024 + 200, "{size} bytes in 0.log");
+    // What is served is the end of the output, in order, without the rotated-away start.
+    let served: Vec<&str> = out.stdout.lines().collect();
+    let first: usize = served[0]
+        .strip_prefix("line-")
+        .and_then(|l| l.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a chatty line");
+    assert!(first > 0, "{out}");
+    let want: Vec<String> = (first..60).map(chatty_line).collect();
+    assert_eq!(served, want, "{out}");
 
     // Without -c kubectl picks the first container; the API itself wants a name.
     let out = master.kubectl(&["logs", "logs"]);
@@ -981,6 +1100,20 @@ spec:
         resp.text().await.expect("body").contains("nope"),
         "the 404 names the pod"
     );
+}
+
+/// Line `n` the chatty container prints: 40 bytes with the newline.
+fn chatty_line(n: usize) -> String {
+    format!("line-{n:02}-{}", "x".repeat(31))
+}
+
+/// The chatty container's steps: 60 lines (2.4 KB of output, 5 KB of log records), then wait.
+fn chatty_args() -> Vec<String> {
+    let mut args: Vec<String> = (0..60)
+        .flat_map(|n| [String::from("echo"), chatty_line(n)])
+        .collect();
+    args.push(String::from("pause"));
+    args
 }
 
 /// Runs `kubectl logs -f logs -c app`, reads until the first line and checks that kubectl is

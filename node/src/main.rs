@@ -63,6 +63,12 @@ struct Args {
     /// Port of the agent's HTTPS endpoint; 0 picks a free one. The Node's status publishes it.
     #[arg(long, default_value_t = kubelet::server::DEFAULT_PORT)]
     port: u16,
+    /// Size at which a container's log file is rotated (a quantity: 10Mi, 500Ki).
+    #[arg(long, default_value = "10Mi", value_parser = kubelet::logs::parse_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +110,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         resync_interval: Duration::from_secs(args.resync_seconds.max(1)),
         node_ip: args.node_ip,
         allow_image_pull: args.allow_image_pull,
+        container_logs: kubelet::logs::LogLimits {
+            max_size: args.container_log_max_size,
+            max_files: usize::from(args.container_log_max_files),
+        },
     };
     let settings = uring::HeartbeatSettings::from_kubeconfig(
         &kubeconfig,

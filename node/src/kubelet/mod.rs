@@ -10,6 +10,7 @@
 //! - `pod_manager`: one `pod_worker` per pod, each running `sync_pod` (a reconcile of the
 //!   pod's containers) and computing the pod's status (`pod_status`);
 //! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions);
+//! - [`logs`]: the containers' log files, copied from Docker through io_uring;
 //! - [`server`]: the agent's HTTPS endpoint for the API server (container logs).
 //!
 //! Nothing here stops pods when the agent exits or loses the master: containers keep running
@@ -21,6 +22,7 @@ mod container_config;
 pub mod events;
 mod hash;
 pub mod heartbeat;
+pub mod logs;
 pub mod node_info;
 pub mod node_status;
 mod pod_manager;
@@ -76,6 +78,8 @@ pub struct Config {
     pub node_ip: Option<IpAddr>,
     /// Whether images missing locally may be pulled from registries.
     pub allow_image_pull: bool,
+    /// Size and number of each container's log files.
+    pub container_logs: logs::LogLimits,
 }
 
 /// What can stop the kubelet.
@@ -162,6 +166,11 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         })?;
         let facts = NodeFacts::gather(&config.root_dir, config.node_ip).await;
         info!(node = %config.node_name, ip = %facts.internal_ip, "starting the kubelet");
+        let (container_logs, log_copiers) = logs::ContainerLogs::new(
+            self.runtime.clone(),
+            &config.root_dir,
+            config.container_logs,
+        );
         // Bound before registering, so a taken port fails the start at once.
         let server = match &self.server {
             Some(server) => Some(
@@ -170,6 +179,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                     &config.node_name,
                     &[facts.internal_ip],
                     self.runtime.clone(),
+                    container_logs.clone(),
                 )
                 .await?,
             ),
@@ -255,6 +265,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             status: status_tx,
             manager: manager_tx.clone(),
             recorder: recorder.clone(),
+            logs: container_logs,
         });
         let manager = pod_manager::PodManager::new(ctx, config.manifests_dir.is_some());
         let status_manager = status_manager::StatusManager::new(
@@ -265,6 +276,8 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
 
         let mut tasks = vec![
             tokio::task::spawn_local(heartbeat.run()),
+            // Local: the copiers write through io_uring.
+            tokio::task::spawn_local(log_copiers),
             tokio::spawn(event_poster),
             tokio::spawn(status_manager.run(status_rx)),
             tokio::spawn(runtime_monitor::run(

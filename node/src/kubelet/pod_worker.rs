@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::events::{EventType, Recorder};
+use super::logs::ContainerLogs;
 use super::pod_manager::ManagerMsg;
 use super::pod_status::Waiting;
 use super::static_pods;
@@ -47,6 +48,8 @@ pub struct WorkerContext<R> {
     pub manager: mpsc::UnboundedSender<ManagerMsg>,
     /// Events.
     pub recorder: Recorder,
+    /// The containers' log files.
+    pub logs: ContainerLogs,
 }
 
 impl<R> WorkerContext<R> {
@@ -232,6 +235,7 @@ async fn terminate<R: ContainerRuntime>(ctx: &WorkerContext<R>, uid: &str, pod: 
     if let Err(err) = volumes::remove_pod_dir(&ctx.root_dir, uid) {
         warn!(pod = uid, "removing the pod's directory: {err}");
     }
+    ctx.logs.forget_pod(uid);
     let Some(pod) = pod else { return };
     let key = key_of(pod);
     let is_static = pod

@@ -111,6 +111,8 @@ pub async fn observe<R: ContainerRuntime>(
     let mut details = HashMap::new();
     for group in groups.values() {
         for info in group.iter().take(2) {
+            // Their output goes into their log files (started once per container).
+            ctx.logs.ensure(info);
             let cached = state
                 .inspected
                 .get(&info.id)

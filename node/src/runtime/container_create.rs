@@ -2,7 +2,7 @@
 //! network and IPC namespaces (and PID namespace with `shareProcessNamespace`), the pod's
 //! volumes as bind mounts, resource limits as Docker limits.
 
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 
 use super::labels::Identity;
@@ -66,11 +66,27 @@ pub(super) async fn create_container(
             cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
             readonly_rootfs: Some(spec.read_only_root),
+            log_config: Some(docker_log_config()),
             ..Default::default()
         }),
         ..Default::default()
     };
     create_named(runtime, &identity.docker_name(), body).await
+}
+
+/// Docker keeps its own bounded copy of the output (json-file, at most 2 x 10 MB): the agent
+/// copies it into the pod's log files from there, and catches up on what was written while
+/// it was down.
+fn docker_log_config() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some(String::from("json-file")),
+        config: Some(
+            [("max-size", "10m"), ("max-file", "2")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        ),
+    }
 }
 
 /// Creates a container called `name`; if one with that name exists (an earlier attempt that

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use super::{
-    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, LogOptions,
+    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, LogRecord,
     NodeNetwork, RuntimeError, SandboxSpec,
 };
 
@@ -172,9 +172,9 @@ impl ContainerRuntime for DockerRuntime {
     fn logs(
         &self,
         id: &str,
-        options: &LogOptions,
-    ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static {
-        super::container_logs::container_logs(self, id, options)
+        since: Option<DateTime<Utc>>,
+    ) -> impl Stream<Item = Result<LogRecord, RuntimeError>> + Send + 'static {
+        super::container_logs::container_logs(self, id, since)
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

@@ -267,18 +267,25 @@ pub struct ContainerEvent {
     pub action: String,
 }
 
-/// Which part of a container's log to read (the kubelet's `PodLogOptions`, as far as the
-/// runtime is concerned).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Keep the stream open and send new output until the container stops.
-    pub follow: bool,
-    /// Only the last N lines (`None`: all).
-    pub tail_lines: Option<u64>,
-    /// Prefix each line with its RFC 3339 time.
-    pub timestamps: bool,
-    /// Only output written at or after this time (`None`: from the start).
-    pub since: Option<DateTime<Utc>>,
+/// Which output stream of a container a log record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output (and a TTY's merged output).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One record of a container's output, as the runtime stored it: a line, or a part of a
+/// long line (one without its end of line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// When the runtime read it from the container.
+    pub time: DateTime<Utc>,
+    /// Which stream.
+    pub stream: LogStream,
+    /// The bytes, with the line's `\n` if this record ends a line.
+    pub content: Bytes,
 }
 
 /// What the kubelet needs from a container runtime. Every method is safe to call again after
@@ -339,13 +346,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<ContainerDetails, RuntimeError>> + Send;
 
-    /// The log of container `id` (stdout and stderr) as a stream of chunks; with
-    /// `options.follow` it ends when the container stops or the stream is dropped.
+    /// The output of container `id` (stdout and stderr, in order) from `since` on (whole
+    /// seconds; `None`: from the start), following new output until the container stops.
     fn logs(
         &self,
         id: &str,
-        options: &LogOptions,
-    ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static;
+        since: Option<DateTime<Utc>>,
+    ) -> impl Stream<Item = Result<LogRecord, RuntimeError>> + Send + 'static;
 
     /// The container events of this node's containers until the connection ends.
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;

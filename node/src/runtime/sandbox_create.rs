@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
 
 use super::container_create::create_named;
 use super::labels::Identity;
@@ -56,6 +56,11 @@ pub(super) async fn create_sandbox(
             ipc_mode: Some(String::from("shareable")),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            // The pause container prints nothing worth keeping.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some(String::from("none")),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()

@@ -51,6 +51,46 @@ async fn read_to_end_at(file: &tokio_uring::fs::File) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Reads the last `max` bytes of the file at `path` (all of it if it is smaller), e.g. the
+/// last record of a log file.
+pub async fn read_tail(path: impl AsRef<Path>, max: u64) -> io::Result<Vec<u8>> {
+    let path = path.as_ref();
+    let len = tokio::fs::metadata(path).await?.len();
+    let start = len.saturating_sub(max);
+    let want = usize::try_from(len - start).unwrap_or(usize::MAX);
+    if io_uring_active() {
+        let file = tokio_uring::fs::File::open(path).await?;
+        let mut data = Vec::with_capacity(want);
+        let result = loop {
+            if data.len() == want {
+                break Ok(());
+            }
+            let filled = data.len();
+            let (result, slice) = file
+                .read_at(data.slice(filled..want), start + filled as u64)
+                .await;
+            data = slice.into_inner();
+            match result {
+                // Shorter than it was a moment ago: what there is.
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(err) => break Err(err),
+            }
+        };
+        let closed = file.close().await;
+        result?;
+        closed?;
+        Ok(data)
+    } else {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(io::SeekFrom::Start(start)).await?;
+        let mut data = Vec::with_capacity(want);
+        file.take(want as u64).read_to_end(&mut data).await?;
+        Ok(data)
+    }
+}
+
 /// An append-only file, e.g. a container's log. Every [`LogFile::append`] is written at the
 /// end of the file (`O_APPEND`), so lines from concurrent writers never overwrite each other.
 pub struct LogFile {
@@ -193,6 +233,27 @@ mod tests {
                 let err = read_file("/nonexistent/skiff/manifest.yaml")
                     .await
                     .expect_err("no such file");
+                assert_eq!(err.kind(), io::ErrorKind::NotFound);
+            })
+        });
+    }
+
+    #[test]
+    fn reads_the_tail_of_a_file() {
+        on_each_runtime(|| {
+            Box::pin(async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("log");
+                std::fs::write(&path, b"first\nsecond\nthird\n").expect("write");
+                assert_eq!(read_tail(&path, 6).await.expect("read"), b"third\n");
+                assert_eq!(
+                    read_tail(&path, 1000).await.expect("read"),
+                    b"first\nsecond\nthird\n"
+                );
+                assert_eq!(read_tail(&path, 0).await.expect("read"), b"");
+                let err = read_tail(dir.path().join("missing"), 10)
+                    .await
+                    .expect_err("missing");
                 assert_eq!(err.kind(), io::ErrorKind::NotFound);
             })
         });

@@ -23,7 +23,7 @@ pub mod runtime;
 mod tls;
 
 pub use capacity::{Capacity, CpuTimes, Usage, capacity, usage};
-pub use fs::{LogFile, read_file};
+pub use fs::{LogFile, read_file, read_tail};
 pub use heartbeat::{
     ApiResponse, HeartbeatConnection, HeartbeatError, HeartbeatSettings, RenewalCost, Transport,
     measure_renewals,

@@ -3,11 +3,10 @@
 //!
 //! The container is found by the labels the agent puts on every container (pod namespace and
 //! name, container name, restart count), so a restarted agent serves the logs of containers it
-//! adopted. Query parameters are the kubelet's (`PodLogOptions`): `follow`, `previous`,
+//! adopted; its output is read from its log file ([`crate::kubelet::logs`]). Query parameters are the kubelet's (`PodLogOptions`): `follow`, `previous`,
 //! `timestamps`, `tailLines`, `sinceSeconds`, `sinceTime`, `limitBytes`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -18,13 +17,17 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream};
 use tracing::{debug, warn};
 
-use crate::runtime::{ContainerKind, ContainerRuntime, LogOptions, RuntimeError, by_name};
+use super::ServerState;
+use crate::kubelet::logs::{ReadOptions, read_logs};
+use crate::runtime::{
+    ContainerInfo, ContainerKind, ContainerPhase, ContainerRuntime, RuntimeError, by_name,
+};
 
 /// What a log request asks for, read from its query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogRequest {
-    /// The runtime's part: follow, tail, timestamps, since.
-    pub options: LogOptions,
+    /// The file's part: follow, tail, timestamps, since.
+    pub options: ReadOptions,
     /// The instance before the current one (the last terminated container).
     pub previous: bool,
     /// Stop after this many bytes.
@@ -60,21 +63,31 @@ impl IntoResponse for LogsError {
 
 /// The handler: finds the container and streams its log.
 pub(super) async fn container_logs<R: ContainerRuntime>(
-    State(runtime): State<Arc<R>>,
+    State(state): State<ServerState<R>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, LogsError> {
     let request = LogRequest::parse(&query, Utc::now())?;
-    let id = find_container(
-        runtime.as_ref(),
+    let found = find_container(
+        state.runtime.as_ref(),
         &namespace,
         &pod,
         &container,
         request.previous,
     )
     .await?;
+    if found.phase == ContainerPhase::Created {
+        return Err(LogsError::BadRequest(format!(
+            "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    // Started here if not yet (e.g. asked for right after the container started).
+    state.logs.ensure(&found);
+    let path = state.logs.path(&found.pod, &found.name, found.attempt);
+    let id = found.id;
     debug!(%namespace, %pod, %container, %id, ?request, "serving container logs");
-    let logs = runtime.logs(&id, &request.options).map(move |chunk| {
+    let progress = state.logs.subscribe(&id);
+    let logs = read_logs(path, request.options, progress).map(move |chunk| {
         // Headers are out: a failure can only end the body early, so say it here.
         chunk.inspect_err(|err| warn!(container = %id, "reading container logs: {err}"))
     });
@@ -134,7 +147,7 @@ impl LogRequest {
             (None, time) => time,
         };
         Ok(LogRequest {
-            options: LogOptions {
+            options: ReadOptions {
                 follow: flag("follow"),
                 tail_lines: number("tailLines", 0)?,
                 timestamps: flag("timestamps"),
@@ -146,15 +159,15 @@ impl LogRequest {
     }
 }
 
-/// The Docker id of container `container` of pod `namespace/pod`: its newest instance, or the
-/// one before with `previous`.
+/// Container `container` of pod `namespace/pod`: its newest instance, or the one before with
+/// `previous`.
 pub async fn find_container<R: ContainerRuntime>(
     runtime: &R,
     namespace: &str,
     pod: &str,
     container: &str,
     previous: bool,
-) -> Result<String, LogsError> {
+) -> Result<ContainerInfo, LogsError> {
     let all = runtime.list_pod_containers(None).await?;
     let of_pod: Vec<_> = all
         .into_iter()
@@ -195,7 +208,7 @@ pub async fn find_container<R: ContainerRuntime>(
             ))
         })?
     };
-    Ok(wanted.id.clone())
+    Ok((*wanted).clone())
 }
 
 /// `stream` cut off after `limit` bytes (all of it for `None`); ends without waiting for more
@@ -259,7 +272,7 @@ mod tests {
         assert_eq!(
             request,
             LogRequest {
-                options: LogOptions {
+                options: ReadOptions {
                     follow: true,
                     tail_lines: Some(1),
                     timestamps: true,

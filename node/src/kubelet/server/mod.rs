@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::logs::ContainerLogs;
 use crate::runtime::ContainerRuntime;
 
 /// The port the kubelet serves on by default.
@@ -81,6 +82,7 @@ impl KubeletServer {
         node: &str,
         node_ips: &[IpAddr],
         runtime: Arc<R>,
+        logs: ContainerLogs,
     ) -> Result<KubeletServer, ServerError> {
         let serving = tls::SelfSigned::generate(node, node_ips)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&config.client_ca_pem, serving)?);
@@ -91,7 +93,7 @@ impl KubeletServer {
         Ok(KubeletServer {
             listener,
             acceptor,
-            router: router(runtime),
+            router: router(runtime, logs),
         })
     }
 
@@ -140,8 +142,25 @@ impl KubeletServer {
     }
 }
 
+/// What the handlers work with.
+pub struct ServerState<R> {
+    /// Finds a pod's containers by their labels.
+    pub runtime: Arc<R>,
+    /// Their log files.
+    pub logs: ContainerLogs,
+}
+
+impl<R> Clone for ServerState<R> {
+    fn clone(&self) -> Self {
+        ServerState {
+            runtime: self.runtime.clone(),
+            logs: self.logs.clone(),
+        }
+    }
+}
+
 /// The endpoint's routes.
-fn router<R: ContainerRuntime>(runtime: Arc<R>) -> Router {
+fn router<R: ContainerRuntime>(runtime: Arc<R>, logs: ContainerLogs) -> Router {
     Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -149,5 +168,5 @@ fn router<R: ContainerRuntime>(runtime: Arc<R>) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
-        .with_state(runtime)
+        .with_state(ServerState { runtime, logs })
 }
