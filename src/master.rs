@@ -195,7 +195,7 @@ impl Master {
     }
 
     /// Stops the master if it runs (also fine after [`Master::kill9`]) and starts it again on
-    /// the same state dir with the same options; waits until it is ready.
+    /// the same state dir and port with the same options; waits until it is ready.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         self.launch()
@@ -211,10 +211,20 @@ impl Master {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err).context(format!("removing {}", kubeconfig.display())),
         }
+        // The first start takes a free port; a restart listens where the first start did, so
+        // agents and clients find the master again.
+        let port = self
+            .access
+            .server_url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or(0);
         let mut cmd = Command::new(&binary);
         cmd.arg("--state-dir")
             .arg(&self.state_dir)
-            .args(["--secure-port", "0"]);
+            .arg("--secure-port")
+            .arg(port.to_string());
         if !self.opts.etcd_endpoints.is_empty() {
             cmd.arg("--etcd-endpoints")
                 .arg(self.opts.etcd_endpoints.join(","));

@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use skiff::master::{Master, MasterOptions};
 
@@ -78,4 +80,289 @@ async fn every_node_gets_its_own_pod_cidr_from_the_cluster_cidr() {
     assert_eq!(assigned(&nodes, "d").await, freed);
     let out = master.kubectl(&["get", "node", "d", "-o", "jsonpath={.spec.podCIDR}"]);
     assert_eq!(out.stdout.trim(), freed.to_string(), "{out}");
+}
+
+/// Waits until `check` holds for the pods `list` returns; returns them.
+async fn wait_pods(
+    pods: &Api<Pod>,
+    selector: &str,
+    what: &str,
+    check: impl Fn(&[Pod]) -> bool,
+) -> Vec<Pod> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .expect("list pods")
+            .items;
+        let active: Vec<Pod> = list
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if check(&active) {
+            return active;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: pods are {:?}",
+            active.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ReplicaSet controller on its own (no nodes: its pods stay Pending): it creates the
+/// pods of the template once each, owns them, replaces deleted ones, scales both ways, adopts
+/// a matching orphan, and reports counts in the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_set_keeps_its_number_of_pods() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let replica_sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    // A matching pod made by hand before: the ReplicaSet adopts it and makes only 4 more.
+    let out = master.kubectl(&[
+        "run",
+        "orphan",
+        "--image=skiff/pause:1",
+        "--labels=app=rs-test",
+    ]);
+    assert!(out.success(), "{out}");
+    let out = master.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs-test}
+spec:
+  replicas: 5
+  selector: {matchLabels: {app: rs-test}}
+  template:
+    metadata: {labels: {app: rs-test}}
+    spec:
+      containers: [{name: app, image: "skiff/pause:1"}]
+"#,
+    );
+    assert!(out.success(), "{out}");
+    let rs = replica_sets.get("rs-test").await.expect("rs");
+    let uid = rs.metadata.uid.clone().expect("uid");
+    let owned_by_rs = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid && r.controller == Some(true) && r.kind == "ReplicaSet")
+    };
+    let five = wait_pods(&pods, "app=rs-test", "five owned pods", |p| {
+        p.len() == 5 && p.iter().all(owned_by_rs)
+    })
+    .await;
+    assert!(
+        five.iter().any(|p| p.name_any() == "orphan"),
+        "the orphan was adopted"
+    );
+    assert!(
+        five.iter()
+            .filter(|p| p.name_any() != "orphan")
+            .all(|p| p.name_any().starts_with("rs-test-")
+                && p.name_any().len() == "rs-test-".len() + 5),
+        "pods are named <replicaset>-<random>"
+    );
+    // Not one more: the controller waits for its own creates to show up before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = pods
+        .list(&ListParams::default().labels("app=rs-test"))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        all.len(),
+        5,
+        "{:?}",
+        all.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+
+    // A deleted pod is replaced.
+    let victim = five[0].name_any();
+    pods.delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_pods(&pods, "app=rs-test", "a replacement", |p| {
+        p.len() == 5 && p.iter().all(|p| p.name_any() != victim)
+    })
+    .await;
+
+    // Scaled with kubectl (the scale subresource) down and up.
+    let out = master.kubectl(&["scale", "replicaset", "rs-test", "--replicas=2"]);
+    assert!(out.success(), "{out}");
+    wait_pods(&pods, "app=rs-test", "two pods", |p| p.len() == 2).await;
+    let out = master.kubectl(&["scale", "replicaset", "rs-test", "--replicas=3"]);
+    assert!(out.success(), "{out}");
+    wait_pods(&pods, "app=rs-test", "three pods", |p| p.len() == 3).await;
+
+    // The status counts them (none is ready: there is no node).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = replica_sets
+            .get_status("rs-test")
+            .await
+            .expect("rs")
+            .status
+            .unwrap_or_default();
+        if status.replicas == 3 && status.observed_generation == rs_generation(&replica_sets).await
+        {
+            assert_eq!(status.ready_replicas, Some(0));
+            assert_eq!(status.available_replicas, Some(0));
+            assert_eq!(status.fully_labeled_replicas, Some(3));
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = master.kubectl(&["get", "rs", "rs-test", "--no-headers"]);
+    let columns: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(columns.get(1..4), Some(&["3", "3", "0"][..]), "{out}");
+}
+
+async fn rs_generation(replica_sets: &Api<ReplicaSet>) -> Option<i64> {
+    replica_sets
+        .get("rs-test")
+        .await
+        .expect("rs")
+        .metadata
+        .generation
+}
+
+/// `kubectl create deployment` without nodes: a ReplicaSet `<name>-<pod-template-hash>` owned
+/// by the Deployment, its pods carrying the hash label; scaling the Deployment scales it; a
+/// new template makes a second ReplicaSet with the next revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_runs_its_pods_through_a_replica_set() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let replica_sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let out = master.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=skiff/pause:1",
+        "--replicas=3",
+    ]);
+    assert!(out.success(), "{out}");
+    let pods_of_web = wait_pods(&pods, "app=web", "three pods", |p| p.len() == 3).await;
+    let deployment = deployments.get("web").await.expect("deployment");
+    let owned: Vec<ReplicaSet> = replica_sets
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(owned.len(), 1);
+    let rs = &owned[0];
+    let hash = rs
+        .labels()
+        .get("pod-template-hash")
+        .cloned()
+        .expect("hash label");
+    assert_eq!(rs.name_any(), format!("web-{hash}"));
+    assert_eq!(
+        rs.owner_references()[0].uid,
+        deployment.metadata.uid.clone().expect("uid")
+    );
+    assert_eq!(
+        rs.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("1")
+    );
+    for pod in &pods_of_web {
+        assert_eq!(pod.labels().get("pod-template-hash"), Some(&hash));
+        assert!(
+            pod.name_any().starts_with(&format!("web-{hash}-")),
+            "{}",
+            pod.name_any()
+        );
+    }
+
+    let out = master.kubectl(&["scale", "deployment", "web", "--replicas=4"]);
+    assert!(out.success(), "{out}");
+    wait_pods(&pods, "app=web", "four pods", |p| p.len() == 4).await;
+
+    // The status follows: four pods, all of the current template, none available yet.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let d = deployments.get("web").await.expect("deployment");
+        let status = d.status.clone().unwrap_or_default();
+        if status.replicas == Some(4) && status.observed_generation == d.metadata.generation {
+            assert_eq!(status.updated_replicas, Some(4));
+            assert_eq!(status.unavailable_replicas, Some(4));
+            let conditions = status.conditions.unwrap_or_default();
+            let available = conditions
+                .iter()
+                .find(|c| c.type_ == "Available")
+                .expect("Available");
+            assert_eq!(available.status, "False");
+            assert_eq!(
+                available.reason.as_deref(),
+                Some("MinimumReplicasUnavailable")
+            );
+            let progressing = conditions
+                .iter()
+                .find(|c| c.type_ == "Progressing")
+                .expect("Progressing");
+            assert_eq!(progressing.status, "True");
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A new template: a second ReplicaSet, revision 2, that may surge by one pod (25% of 4);
+    // the old one keeps its pods, as none of the new ones is available.
+    let out = master.kubectl(&[
+        "set",
+        "image",
+        "deployment/web",
+        "pause=skiff/test-workload:1",
+    ]);
+    assert!(out.success(), "{out}");
+    let deadline = Instant::now() + WAIT;
+    let new_rs = loop {
+        let list = replica_sets
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .expect("list")
+            .items;
+        if let Some(new_rs) = list.iter().find(|rs| {
+            rs.annotations()
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str)
+                == Some("2")
+        }) && list.len() == 2
+        {
+            break new_rs.clone();
+        }
+        assert!(Instant::now() < deadline, "no second replica set: {list:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(new_rs.labels().get("pod-template-hash"), Some(&hash));
+    assert_eq!(new_rs.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    let out = master.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ]);
+    assert!(
+        out.stdout
+            .contains(r#""deployment.kubernetes.io/revision":"2""#),
+        "{out}"
+    );
+    wait_pods(&pods, "app=web", "four old pods and one new", |p| {
+        p.len() == 5
+    })
+    .await;
 }

@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve_with_ready};
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
+use skiff_master::controllers::{deployment, replica_set};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -53,6 +54,21 @@ struct Args {
     /// The prefix length of one node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
+    /// `-name` to leave one out (names: replicaset, deployment).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+}
+
+/// The controllers `--controllers` can name.
+const CONTROLLERS: &[&str] = &["replicaset", "deployment"];
+
+/// Whether `--controllers` turns `name` on.
+fn controller_enabled(flag: &[String], name: &str) -> bool {
+    if flag.iter().any(|c| c.strip_prefix('-') == Some(name)) {
+        return false;
+    }
+    flag.iter().any(|c| c == "*" || c == name)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +81,17 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if let Some(unknown) = args
+        .controllers
+        .iter()
+        .map(|c| c.trim_start_matches('-'))
+        .find(|c| *c != "*" && !CONTROLLERS.contains(c))
+    {
+        anyhow::bail!(
+            "--controllers: unknown controller {unknown:?} (known: {})",
+            CONTROLLERS.join(", ")
+        );
+    }
     let config = Config {
         state_dir: args.state_dir,
         bind_address: args.bind_address,
@@ -81,6 +108,8 @@ fn main() -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr,
             node_mask: args.node_cidr_mask_size,
         }),
+        replica_set: controller_enabled(&args.controllers, "replicaset"),
+        deployment: controller_enabled(&args.controllers, "deployment"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,6 +141,8 @@ async fn stopped(mut rx: watch::Receiver<()>) {
 struct Clients {
     scheduler: Option<SchedulerConfig>,
     node_ipam: Option<NodeIpamConfig>,
+    replica_set: bool,
+    deployment: bool,
 }
 
 /// Starts the scheduler and the controllers once the API server listens, as its clients over
@@ -147,6 +178,18 @@ async fn run_clients(
                 tracing::error!(error = %e, "the node IPAM controller stopped");
             }
         }));
+    }
+    if clients.replica_set {
+        tasks.push(tokio::spawn(replica_set::run(
+            client.clone(),
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.deployment {
+        tasks.push(tokio::spawn(deployment::run(
+            client.clone(),
+            stopped(stop.clone()),
+        )));
     }
     futures::future::join_all(tasks).await;
 }

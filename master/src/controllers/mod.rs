@@ -2,6 +2,14 @@
 //! like any other (list + watch, then writes through the API server).
 //!
 //! - [`node_ipam`]: gives every Node a pod CIDR from the cluster CIDR (kube-controller-manager's
-//!   `nodeipam` controller with `--allocate-node-cidrs`).
+//!   `nodeipam` controller with `--allocate-node-cidrs`);
+//! - [`replica_set`]: keeps each ReplicaSet's number of pods;
+//! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
+//!
+//! and what they share: [`controller_ref`] (owner references, adoption) and [`events`].
 
+pub mod controller_ref;
+pub mod deployment;
+pub mod events;
 pub mod node_ipam;
+pub mod replica_set;

@@ -12,12 +12,13 @@ use std::net::Ipv4Addr;
 
 use futures::StreamExt;
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{Event, Node, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use tracing::{info, warn};
+
+use super::events::{self, EventType};
 
 /// The controller's settings (kube-controller-manager's `--cluster-cidr` and
 /// `--node-cidr-mask-size`).
@@ -234,38 +235,17 @@ fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
 /// A Warning Event on the node, as kube-controller-manager writes it.
 async fn record_cidr_not_available(client: &kube::Client, node: &Node) {
     let name = node.metadata.name.clone().unwrap_or_default();
-    let now = Time(chrono::Utc::now());
-    let event = Event {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
-            namespace: Some(String::from("default")),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some(String::from("v1")),
-            kind: Some(String::from("Node")),
-            name: Some(name.clone()),
-            uid: node.metadata.uid.clone(),
-            ..Default::default()
-        },
-        reason: Some(String::from("CIDRNotAvailable")),
-        message: Some(format!(
+    events::record(
+        client,
+        "cidrAllocator",
+        events::object_ref(node),
+        EventType::Warning,
+        "CIDRNotAvailable",
+        format!(
             "Node {name} status is now: CIDRNotAvailable (no pod CIDR left in the cluster CIDR)"
-        )),
-        type_: Some(String::from("Warning")),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some(String::from("cidrAllocator")),
-            host: None,
-        }),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    if let Err(err) = events.create(&PostParams::default(), &event).await {
-        warn!("recording CIDRNotAvailable for {name}: {err}");
-    }
+        ),
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,557 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods of each ReplicaSet's template
+//! running, and reports how many there are, are ready and are available.
+//!
+//! As kube-controller-manager's replicaset controller does, a reconcile of one ReplicaSet
+//! - adopts pods that match its selector and have no controller, and releases pods it owns
+//!   that no longer match;
+//! - creates missing pods from the template (in batches of 1, 2, 4, ... that stop at the
+//!   first failure) or deletes surplus ones, least valuable first (unscheduled, pending,
+//!   not ready, restarted most, newest);
+//! - waits until the pod cache has seen its own creates and deletes (its "expectations")
+//!   before it counts again, so a slow watch never makes it create twice;
+//! - writes `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
+//!   observedGeneration).
+//!
+//! Pods come from one shared watch: it fills the cache the reconciles read and triggers the
+//! owning ReplicaSet's reconcile when one of its pods changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::controller_ref::{self, controller_ref};
+use super::events::{self, EventType};
+use crate::apiserver::selectors::LabelSelector;
+
+/// The component name on Events.
+const COMPONENT: &str = "replicaset-controller";
+
+/// Most pods one reconcile creates or deletes (kube-controller-manager's burstReplicas).
+const BURST_REPLICAS: usize = 500;
+
+/// How long a reconcile waits for the cache to show its creates and deletes before it counts
+/// afresh anyway (a watch event lost for good).
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a reconcile can fail with (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
+    let replica_sets: Api<ReplicaSet> = Api::all(client.clone());
+    let (pods, pods_writer) = reflector::store();
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let context = Arc::new(Context {
+        client,
+        pods,
+        expectations: Expectations::default(),
+    });
+    info!("replicaset controller started");
+    let controller = Controller::new(replica_sets, watcher::Config::default())
+        .owns_stream(pod_events)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                debug!("replicaset reconcile: {err}");
+            }
+        });
+    tokio::select! {
+        () = controller => {}
+        () = shutdown => {}
+    }
+}
+
+struct Context {
+    client: kube::Client,
+    pods: Store<Pod>,
+    expectations: Expectations,
+}
+
+fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action {
+    warn!("syncing a replicaset: {err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let key = ObjectRef::from_obj(rs.as_ref());
+    let namespace = rs.namespace().unwrap_or_default();
+    let spec = rs.spec.clone().unwrap_or_default();
+    let selector = match LabelSelector::from_api(&spec.selector) {
+        Ok(selector) if !selector.is_empty() => selector,
+        // The API server refuses these; nothing sensible to do with one.
+        Ok(_) | Err(_) => return Ok(Action::await_change()),
+    };
+    let uid = rs.uid().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // The pods of the namespace that this ReplicaSet owns (adopting and releasing as needed).
+    let mut owned = Vec::new();
+    for pod in ctx.pods.state() {
+        if pod.namespace().as_deref() != Some(namespace.as_str()) {
+            continue;
+        }
+        let matches = selector.matches(pod.labels());
+        match controller_ref::controller_of(pod.as_ref()) {
+            Some(owner) if owner.uid == uid => {
+                if matches {
+                    owned.push(pod);
+                } else if rs.metadata.deletion_timestamp.is_none() {
+                    controller_ref::release(&pods_api, &pod, &uid).await?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches
+                    && is_active(&pod)
+                    && rs.metadata.deletion_timestamp.is_none()
+                    && let Some(adopted) =
+                        controller_ref::adopt(&pods_api, &pod, rs.as_ref()).await?
+                {
+                    owned.push(Arc::new(adopted));
+                }
+            }
+        }
+    }
+    let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| is_active(p)).collect();
+
+    let mut requeue = None;
+    if ctx.expectations.satisfied(&key, &ctx.pods) && rs.metadata.deletion_timestamp.is_none() {
+        let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
+        match active.len().cmp(&want) {
+            std::cmp::Ordering::Less => {
+                let count = (want - active.len()).min(BURST_REPLICAS);
+                let template = spec.template.clone().unwrap_or_default();
+                let created = create_pods(&ctx, &rs, &template, count).await;
+                if created.len() < count {
+                    requeue = Some(Duration::from_secs(1));
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                let count = (active.len() - want).min(BURST_REPLICAS);
+                delete_pods(&ctx, &rs, &active, count).await?;
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+    } else {
+        requeue = Some(Duration::from_secs(1));
+    }
+
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let template_labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let status = compute_status(&rs, &active, &template_labels, min_ready);
+    if rs.status.as_ref() != Some(&status) {
+        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({"status": status});
+        api.patch_status(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    // A pod that is ready but not yet available for minReadySeconds becomes so by time alone.
+    if min_ready > 0 && status.ready_replicas != status.available_replicas {
+        requeue = Some(requeue.map_or(Duration::from_secs(1), |r| r.min(Duration::from_secs(1))));
+    }
+    Ok(requeue.map_or_else(
+        || Action::requeue(Duration::from_secs(300)),
+        Action::requeue,
+    ))
+}
+
+/// Whether the pod counts: not finished and not being deleted.
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// When the pod's Ready condition turned True (None: not ready).
+fn ready_since(pod: &Pod) -> Option<chrono::DateTime<Utc>> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(
+        condition
+            .last_transition_time
+            .as_ref()
+            .map_or(chrono::DateTime::UNIX_EPOCH, |t| t.0),
+    )
+}
+
+/// Whether the pod has been ready for at least `min_ready_seconds`.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: chrono::DateTime<Utc>) -> bool {
+    ready_since(pod).is_some_and(|since| {
+        min_ready_seconds <= 0 || since + chrono::Duration::seconds(min_ready_seconds.into()) <= now
+    })
+}
+
+/// The status the ReplicaSet's pods make.
+fn compute_status(
+    rs: &ReplicaSet,
+    active: &[Arc<Pod>],
+    template_labels: &BTreeMap<String, String>,
+    min_ready_seconds: i32,
+) -> ReplicaSetStatus {
+    let now = Utc::now();
+    let count = |f: &dyn Fn(&Pod) -> bool| {
+        i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
+    };
+    ReplicaSetStatus {
+        replicas: count(&|_| true),
+        fully_labeled_replicas: Some(count(&|p| {
+            let labels = p.labels();
+            template_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        })),
+        ready_replicas: Some(count(&is_ready)),
+        available_replicas: Some(count(&|p| is_available(p, min_ready_seconds, now))),
+        observed_generation: rs.metadata.generation,
+        conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
+    }
+}
+
+/// A new pod of the ReplicaSet: its template, named `<replicaset>-<random>`, owned by it.
+fn pod_from_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.name_any())),
+            namespace: rs.namespace(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(rs)]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// Creates `count` pods in batches of 1, 2, 4, ... (kube-controller-manager's slow start: a
+/// template the API server refuses fails once, not `count` times). Returns the names made.
+async fn create_pods(
+    ctx: &Context,
+    rs: &ReplicaSet,
+    template: &PodTemplateSpec,
+    count: usize,
+) -> Vec<String> {
+    let key = ObjectRef::from_obj(rs);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
+    let pod = pod_from_template(rs, template);
+    let params = PostParams::default();
+    let mut created = Vec::new();
+    let mut batch = 1;
+    while created.len() < count {
+        let size = batch.min(count - created.len());
+        let results = futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(pod) => created.push(pod.name_any()),
+                Err(err) => failed = Some(err),
+            }
+        }
+        ctx.expectations.expect_creates(&key, &created);
+        if let Some(err) = failed {
+            warn!(replicaset = %rs.name_any(), "creating pods: {err}");
+            let message = match &err {
+                kube::Error::Api(status) => status.message.clone(),
+                other => other.to_string(),
+            };
+            events::record(
+                &ctx.client,
+                COMPONENT,
+                events::object_ref(rs),
+                EventType::Warning,
+                "FailedCreate",
+                format!("Error creating: {message}"),
+            )
+            .await;
+            break;
+        }
+        batch *= 2;
+    }
+    for name in &created {
+        events::record(
+            &ctx.client,
+            COMPONENT,
+            events::object_ref(rs),
+            EventType::Normal,
+            "SuccessfulCreate",
+            format!("Created pod: {name}"),
+        )
+        .await;
+    }
+    created
+}
+
+/// Deletes the `count` least valuable of `active`.
+async fn delete_pods(
+    ctx: &Context,
+    rs: &ReplicaSet,
+    active: &[Arc<Pod>],
+    count: usize,
+) -> Result<(), Error> {
+    let key = ObjectRef::from_obj(rs);
+    let mut victims: Vec<&Arc<Pod>> = active.iter().collect();
+    victims.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
+    victims.truncate(count);
+    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
+    ctx.expectations.expect_deletes(&key, &names);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
+    let params = DeleteParams::default();
+    let results =
+        futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
+    for (name, result) in names.iter().zip(results) {
+        match result {
+            Ok(_) => {
+                events::record(
+                    &ctx.client,
+                    COMPONENT,
+                    events::object_ref(rs),
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => {
+                ctx.expectations.forget(&key);
+                return Err(err.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sort key of a pod for scale-down: the first is deleted first (Kubernetes' ActivePods
+/// order: unscheduled, then Pending < Unknown < Running, not ready, ready for less time, more
+/// restarts, newer).
+fn deletion_rank(pod: &Pod) -> impl Ord {
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => 0,
+        Some("Running") => 2,
+        _ => 1,
+    };
+    let ready = ready_since(pod);
+    let restarts: i32 = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        scheduled,
+        phase,
+        ready.is_some(),
+        // Ready more recently first; more restarts first; newer first.
+        std::cmp::Reverse(ready),
+        std::cmp::Reverse(restarts),
+        std::cmp::Reverse(created),
+    )
+}
+
+/// Creates and deletes a reconcile made that the pod cache has not shown yet, per owner.
+#[derive(Default)]
+pub struct Expectations {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+struct Pending {
+    creates: Vec<String>,
+    deletes: Vec<String>,
+    since: Instant,
+}
+
+impl Expectations {
+    fn expect_creates<K>(&self, owner: &ObjectRef<K>, names: &[String])
+    where
+        K: Resource,
+    {
+        let mut pending = self.lock();
+        let entry = pending
+            .entry(owner.to_string())
+            .or_insert_with(Pending::new);
+        entry.creates.extend(names.iter().cloned());
+        entry.since = Instant::now();
+    }
+
+    fn expect_deletes<K>(&self, owner: &ObjectRef<K>, names: &[String])
+    where
+        K: Resource,
+    {
+        let mut pending = self.lock();
+        let entry = pending
+            .entry(owner.to_string())
+            .or_insert_with(Pending::new);
+        entry.deletes.extend(names.iter().cloned());
+        entry.since = Instant::now();
+    }
+
+    fn forget<K: Resource>(&self, owner: &ObjectRef<K>) {
+        self.lock().remove(&owner.to_string());
+    }
+
+    /// Whether the cache shows every create and delete made for `owner` (or they are too
+    /// old to wait for); clears them when so.
+    fn satisfied<K: Resource>(&self, owner: &ObjectRef<K>, pods: &Store<Pod>) -> bool {
+        let mut pending = self.lock();
+        let key = owner.to_string();
+        let Some(entry) = pending.get_mut(&key) else {
+            return true;
+        };
+        let namespace = owner.namespace.clone();
+        let seen = |name: &String| {
+            pods.get(&ObjectRef::new(name).within(namespace.as_deref().unwrap_or_default()))
+        };
+        entry.creates.retain(|name| seen(name).is_none());
+        entry
+            .deletes
+            .retain(|name| seen(name).is_some_and(|p| p.metadata.deletion_timestamp.is_none()));
+        let done = (entry.creates.is_empty() && entry.deletes.is_empty())
+            || entry.since.elapsed() > EXPECTATIONS_TIMEOUT;
+        if done {
+            pending.remove(&key);
+        }
+        done
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Pending {
+    fn new() -> Self {
+        Pending {
+            creates: Vec::new(),
+            deletes: Vec::new(),
+            since: Instant::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, restarts: i32) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default",
+                         "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "x"}]},
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                                "lastTransitionTime": "2026-12-01T10:00:05Z"}],
+                "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": ready,
+                                       "restartCount": restarts}],
+            },
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn scale_down_takes_the_least_valuable_pods_first() {
+        let pods = [
+            pod("running-ready", Some("n1"), "Running", true, 0),
+            pod("running-restarted", Some("n1"), "Running", true, 4),
+            pod("running-not-ready", Some("n1"), "Running", false, 0),
+            pod("pending", Some("n1"), "Pending", false, 0),
+            pod("unscheduled", None, "Pending", false, 0),
+        ];
+        let mut order: Vec<&Pod> = pods.iter().collect();
+        order.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
+        let names: Vec<String> = order.iter().map(|p| p.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "unscheduled",
+                "pending",
+                "running-not-ready",
+                "running-restarted",
+                "running-ready"
+            ]
+        );
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let ready = pod("a", Some("n1"), "Running", true, 0);
+        let became_ready = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:05Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert!(is_available(&ready, 0, became_ready));
+        assert!(!is_available(
+            &ready,
+            10,
+            became_ready + chrono::Duration::seconds(9)
+        ));
+        assert!(is_available(
+            &ready,
+            10,
+            became_ready + chrono::Duration::seconds(10)
+        ));
+        let not_ready = pod("b", Some("n1"), "Running", false, 0);
+        assert!(!is_available(&not_ready, 0, became_ready));
+    }
+
+    #[test]
+    fn finished_and_deleted_pods_do_not_count() {
+        assert!(is_active(&pod("a", None, "Pending", false, 0)));
+        assert!(!is_active(&pod("b", None, "Succeeded", false, 0)));
+        assert!(!is_active(&pod("c", None, "Failed", false, 0)));
+        let mut deleting = pod("d", None, "Running", true, 0);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now()),
+        );
+        assert!(!is_active(&deleting));
+    }
+}
