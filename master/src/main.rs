@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve_with_ready};
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
+use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{deployment, replica_set};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
@@ -54,14 +55,21 @@ struct Args {
     /// The prefix length of one node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Seconds between the node lifecycle controller's looks at the nodes.
+    #[arg(long, default_value_t = 5)]
+    node_monitor_period: u64,
+    /// Seconds a node may stay silent (no lease renewal, no status) before its status turns
+    /// Unknown and it is tainted unreachable.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
-    /// `-name` to leave one out (names: replicaset, deployment).
+    /// `-name` to leave one out (names: replicaset, deployment, nodelifecycle).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
 
 /// The controllers `--controllers` can name.
-const CONTROLLERS: &[&str] = &["replicaset", "deployment"];
+const CONTROLLERS: &[&str] = &["replicaset", "deployment", "nodelifecycle"];
 
 /// Whether `--controllers` turns `name` on.
 fn controller_enabled(flag: &[String], name: &str) -> bool {
@@ -110,6 +118,12 @@ fn main() -> anyhow::Result<()> {
         }),
         replica_set: controller_enabled(&args.controllers, "replicaset"),
         deployment: controller_enabled(&args.controllers, "deployment"),
+        node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
+            NodeLifecycleConfig {
+                monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
+                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            }
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,6 +157,7 @@ struct Clients {
     node_ipam: Option<NodeIpamConfig>,
     replica_set: bool,
     deployment: bool,
+    node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
 /// Starts the scheduler and the controllers once the API server listens, as its clients over
@@ -188,6 +203,13 @@ async fn run_clients(
     if clients.deployment {
         tasks.push(tokio::spawn(deployment::run(
             client.clone(),
+            stopped(stop.clone()),
+        )));
+    }
+    if let Some(config) = clients.node_lifecycle {
+        tasks.push(tokio::spawn(node_lifecycle::run(
+            client.clone(),
+            config,
             stopped(stop.clone()),
         )));
     }

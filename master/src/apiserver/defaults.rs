@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, Endpoints, EnvVar, Event, HTTPGetAction,
     LifecycleHandler, LoadBalancerStatus, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
     PodSecurityContext, PodSpec, PodStatus, PodTemplateSpec, Probe, ReplicationController,
-    ResourceRequirements, Service, ServiceStatus, Volume,
+    ResourceRequirements, Service, ServiceStatus, Toleration, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -322,6 +322,29 @@ pub fn pod(pod: &mut Pod) {
         set(&mut spec.priority, || 0);
     }
     set_str(&mut spec.preemption_policy, "PreemptLowerPriority");
+    // The DefaultTolerationSeconds admission plugin: a pod stays 300 s on a node that turned
+    // not-ready or unreachable before the node lifecycle controller evicts it.
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+        let tolerated = tolerations.iter().any(|t| {
+            t.key.as_deref() == Some(key)
+                && t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoExecute".to_string()),
+                toleration_seconds: Some(300),
+                value: None,
+            });
+        }
+    }
     let qos = qos_class(spec);
     let status = pod.status.get_or_insert_with(PodStatus::default);
     set_str(&mut status.phase, "Pending");

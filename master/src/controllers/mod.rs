@@ -5,6 +5,7 @@
 //!   `nodeipam` controller with `--allocate-node-cidrs`);
 //! - [`replica_set`]: keeps each ReplicaSet's number of pods;
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
+//! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
 //!
 //! and what they share: [`controller_ref`] (owner references, adoption) and [`events`].
 
@@ -12,4 +13,5 @@ pub mod controller_ref;
 pub mod deployment;
 pub mod events;
 pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod replica_set;
