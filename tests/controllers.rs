@@ -319,8 +319,10 @@ async fn a_deployment_runs_its_pods_through_a_replica_set() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A new template: a second ReplicaSet, revision 2, that may surge by one pod (25% of 4);
-    // the old one keeps its pods, as none of the new ones is available.
+    // A new template: a second ReplicaSet, revision 2. No pod is available (no node), so
+    // the rollout goes as far as Kubernetes' does: the new one surges to 1 (25% of 4), an
+    // unavailable old pod goes, the new one takes its place, and there it stops (old 3, new 2),
+    // never asking for more than replicas + maxSurge (4 + 1) pods.
     let out = master.kubectl(&[
         "set",
         "image",
@@ -329,26 +331,36 @@ async fn a_deployment_runs_its_pods_through_a_replica_set() {
     ]);
     assert!(out.success(), "{out}");
     let deadline = Instant::now() + WAIT;
-    let new_rs = loop {
+    loop {
         let list = replica_sets
             .list(&ListParams::default().labels("app=web"))
             .await
             .expect("list")
             .items;
-        if let Some(new_rs) = list.iter().find(|rs| {
-            rs.annotations()
-                .get("deployment.kubernetes.io/revision")
-                .map(String::as_str)
-                == Some("2")
-        }) && list.len() == 2
-        {
-            break new_rs.clone();
+        let size = |revision: &str| {
+            list.iter()
+                .find(|rs| {
+                    rs.annotations()
+                        .get("deployment.kubernetes.io/revision")
+                        .map(String::as_str)
+                        == Some(revision)
+                })
+                .and_then(|rs| rs.spec.as_ref()?.replicas)
+        };
+        let asked: i32 = list
+            .iter()
+            .filter_map(|rs| rs.spec.as_ref()?.replicas)
+            .sum();
+        assert!(
+            asked <= 5,
+            "more than replicas + maxSurge asked for: {asked}"
+        );
+        if list.len() == 2 && size("1") == Some(3) && size("2") == Some(2) {
+            break;
         }
-        assert!(Instant::now() < deadline, "no second replica set: {list:?}");
+        assert!(Instant::now() < deadline, "rollout: {list:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_ne!(new_rs.labels().get("pod-template-hash"), Some(&hash));
-    assert_eq!(new_rs.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    }
     let out = master.kubectl(&[
         "get",
         "deployment",
@@ -361,8 +373,30 @@ async fn a_deployment_runs_its_pods_through_a_replica_set() {
             .contains(r#""deployment.kubernetes.io/revision":"2""#),
         "{out}"
     );
-    wait_pods(&pods, "app=web", "four old pods and one new", |p| {
+    let now = wait_pods(&pods, "app=web", "three old pods and two new", |p| {
         p.len() == 5
+            && p.iter()
+                .filter(|p| p.labels().get("pod-template-hash") != Some(&hash))
+                .count()
+                == 2
     })
     .await;
+    assert!(
+        now.iter()
+            .filter(|p| p.labels().get("pod-template-hash") != Some(&hash))
+            .all(|p| p.spec.as_ref().is_some_and(|s| {
+                s.containers[0].image.as_deref() == Some("skiff/test-workload:1")
+            }))
+    );
+    // Stalled, as Kubernetes would be: no available pod may go.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sizes: Vec<Option<i32>> = replica_sets
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas))
+        .collect();
+    assert_eq!(sizes.iter().flatten().sum::<i32>(), 5, "{sizes:?}");
 }

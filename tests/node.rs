@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
 use kube::api::Api;
 use skiff::docker;
 use skiff::master::{Master, MasterOptions};
@@ -698,6 +699,104 @@ spec:
     .await;
 }
 
+/// The master goes away for longer than a lease renewal: the pods keep running, the agent
+/// keeps trying and, once the master is back, renews its lease, reports the node Ready and
+/// runs a pod created after the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_keep_running_while_the_master_is_down_and_the_agent_reconnects() {
+    let mut opts = NodeOptions::new("t-master-down", "10.244.213.0/24");
+    opts.extra_args = ["--lease-seconds", "2"].map(String::from).to_vec();
+    let mut cluster = Cluster::start_with(opts).await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: steady}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    let before = cluster.wait_running("steady").await;
+    let ip = pod_ip(&before);
+    let containers = cluster.containers("steady");
+
+    let down_at = k8s_openapi::chrono::Utc::now();
+    tokio::task::block_in_place(|| cluster.master.stop());
+    // Several renewal periods pass without a master.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        http_get(&ip, 8080, "/healthz").is_some(),
+        "the pod stopped serving while the master was down"
+    );
+    assert_eq!(cluster.containers("steady"), containers);
+    assert!(
+        cluster
+            .agent
+            .pid()
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        "the agent exited without a master:\n{}",
+        cluster.agent.log_tail()
+    );
+
+    tokio::task::block_in_place(|| cluster.master.restart()).expect("restart skiff-master");
+    let client = cluster.master.kube_client().await.expect("client");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "kube-node-lease");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let renewed = leases
+            .get(&node)
+            .await
+            .ok()
+            .and_then(|lease| lease.spec?.renew_time)
+            .is_some_and(|time| time.0 > down_at);
+        if renewed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lease renewal after the master came back:\n{}",
+            cluster.agent.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node_ready = nodes
+        .get(&node)
+        .await
+        .expect("node")
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status);
+    assert_eq!(node_ready.as_deref(), Some("True"));
+
+    // The agent's pod watch is back too: a new pod runs; the old one was never restarted.
+    cluster.client = client;
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: after-outage}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [pause]
+"#
+    ));
+    cluster.wait_running("after-outage").await;
+    let steady = cluster.wait_running("steady").await;
+    assert_eq!(container_status(&steady, "app").restart_count, 0);
+    assert_eq!(cluster.containers("steady"), containers);
+}
+
 /// Waits until `kubectl logs <pod>` prints exactly `want` (the copier may be behind).
 async fn wait_logs(master: &Master, pod: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1187,4 +1286,271 @@ fn chrono_like_rfc3339(text: &str) -> bool {
         && bytes.get(4) == Some(&b'-')
         && bytes.get(10) == Some(&b'T')
         && bytes.get(13) == Some(&b':')
+}
+
+/// A Deployment on a real node, driven as a user would: `kubectl create deployment`,
+/// `kubectl rollout status`, `kubectl set image` (a rolling update), `kubectl rollout undo`,
+/// and `kubectl delete deployment` takes its ReplicaSets and pods with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_rolls_out_and_back_on_a_node() {
+    let cluster = Cluster::start("t-deploy", "10.244.212.0/24").await;
+    let master = &cluster.master;
+    let out = master.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={WORKLOAD_IMAGE}"),
+        "--replicas=3",
+        "--",
+        "/entrypoint",
+        "serve",
+        "8080",
+        "/",
+    ]);
+    assert!(out.success(), "{out}");
+    let rollout = |what: &str| {
+        let out = master.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+        assert!(
+            out.success() && out.stdout.contains("successfully rolled out"),
+            "rollout {what}: {out}"
+        );
+    };
+    rollout("of the first version");
+    let out = master.kubectl(&["get", "deployment", "web", "--no-headers"]);
+    let columns: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(columns.get(1..4), Some(&["3/3", "3", "3"][..]), "{out}");
+
+    // A rolling update to a new template: every pod is replaced, the old ReplicaSet is empty.
+    let out = master.kubectl(&["set", "env", "deployment/web", "VERSION=2"]);
+    assert!(out.success(), "{out}");
+    rollout("of the second version");
+    let rs_list = master.kubectl(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas},{end}",
+    ]);
+    let mut sizes: Vec<&str> = rs_list
+        .stdout
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, ["1=0", "2=3"], "{rs_list}");
+    let pods = cluster
+        .pods()
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .expect("pods")
+        .items;
+    let running: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && phase(p) == "Running")
+        .collect();
+    assert_eq!(running.len(), 3);
+    for pod in running {
+        let ip = pod_ip(pod);
+        assert_eq!(
+            http_get_eventually(&ip, 8080, "/env/VERSION").await.trim(),
+            "2"
+        );
+    }
+    let history = master.kubectl(&["rollout", "history", "deployment/web"]);
+    assert!(history.success(), "{history}");
+    let revisions: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // Back to the first template: its ReplicaSet runs the pods again, as revision 3.
+    let out = master.kubectl(&["rollout", "undo", "deployment/web"]);
+    assert!(out.success(), "{out}");
+    rollout("back");
+    let rs_list = master.kubectl(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas},{end}",
+    ]);
+    let mut sizes: Vec<&str> = rs_list
+        .stdout
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, ["2=0", "3=3"], "{rs_list}");
+
+    // Deleting the Deployment deletes its ReplicaSets and their pods.
+    let out = master.kubectl(&["delete", "deployment", "web"]);
+    assert!(out.success(), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = master.kubectl(&["get", "rs,pods", "-l", "app=web", "--no-headers"]);
+        if left.success() && left.stdout.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left after the delete: {left}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A node whose agent dies: after the grace period (6 s here) its status turns Unknown and it
+/// is tainted unreachable; its pod (tolerating that for 2 s) is evicted and the Deployment's
+/// replacement runs on the other node. When the agent comes back the node is Ready and
+/// untainted again, and the agent finishes the evicted pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_pods_move_to_another_node() {
+    docker::ensure_dockerd().expect("Docker must run for the node tests");
+    build_workload_image().await;
+    let master = Master::start(MasterOptions {
+        extra_args: [
+            "--node-monitor-grace-period",
+            "6",
+            "--node-monitor-period",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    })
+    .expect("start skiff-master");
+    let mut agents = [
+        NodeAgent::start(&master, NodeOptions::new("t-life-a", "10.244.215.0/24"))
+            .expect("start agent a"),
+        NodeAgent::start(&master, NodeOptions::new("t-life-b", "10.244.216.0/24"))
+            .expect("start agent b"),
+    ];
+    let client = master.kube_client().await.expect("client");
+    let out = master.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: mover}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: mover}}}}
+  template:
+    metadata: {{labels: {{app: mover}}}}
+    spec:
+      tolerations:
+      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+      containers:
+      - name: app
+        image: {WORKLOAD_IMAGE}
+        args: [pause]
+"#
+        ),
+    );
+    assert!(out.success(), "{out}");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let running_on = async |exclude: Option<&str>| -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels("app=mover"))
+                .await
+                .expect("pods")
+                .items;
+            let found = list.iter().find(|p| {
+                let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                p.metadata.deletion_timestamp.is_none()
+                    && phase(p) == "Running"
+                    && ready(p)
+                    && node.is_some_and(|n| Some(n) != exclude)
+            });
+            if let Some(pod) = found {
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+                return (pod.name_any(), node.unwrap_or_default());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no running pod (not on {exclude:?}): {:?}",
+                list.iter()
+                    .map(|p| (p.name_any(), phase(p)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let (first_pod, first_node) = running_on(None).await;
+    let dead = usize::from(first_node == "t-life-b");
+    agents[dead].kill9();
+
+    // Unknown and tainted after the grace period.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get(&first_node).await.expect("node");
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()));
+        let taints: Vec<(String, String)> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.effect))
+            .collect();
+        let unreachable = ["NoSchedule", "NoExecute"].iter().all(|effect| {
+            taints
+                .iter()
+                .any(|(k, e)| k == "node.kubernetes.io/unreachable" && e == effect)
+        });
+        if ready == Some((String::from("Unknown"), String::from("NodeStatusUnknown")))
+            && unreachable
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {first_node} not unreachable: {ready:?} {taints:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Evicted; the replacement runs on the other node.
+    let (second_pod, second_node) = running_on(Some(&first_node)).await;
+    assert_ne!(second_pod, first_pod);
+    assert_ne!(second_node, first_node);
+    let evicted = pods.get(&first_pod).await.expect("evicted pod");
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+
+    // The agent returns: Ready, untainted, and the evicted pod is finished.
+    agents[dead].restart().expect("restart agent");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let node = nodes.get(&first_node).await.expect("node");
+        let is_ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        let tainted = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| t.iter().any(|t| t.key.starts_with("node.kubernetes.io/")));
+        let gone = pods.get_opt(&first_pod).await.expect("get").is_none();
+        if is_ready && !tainted && gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the agent returned: ready={is_ready} tainted={tainted} evicted pod gone={gone}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

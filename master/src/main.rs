@@ -10,7 +10,7 @@ use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve_with_ready};
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
-use skiff_master::controllers::{deployment, replica_set};
+use skiff_master::controllers::{deployment, garbage_collector, replica_set};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -63,13 +63,19 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
-    /// `-name` to leave one out (names: replicaset, deployment, nodelifecycle).
+    /// `-name` to leave one out (names: replicaset, deployment, nodelifecycle,
+    /// garbagecollector).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
 
 /// The controllers `--controllers` can name.
-const CONTROLLERS: &[&str] = &["replicaset", "deployment", "nodelifecycle"];
+const CONTROLLERS: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "nodelifecycle",
+    "garbagecollector",
+];
 
 /// Whether `--controllers` turns `name` on.
 fn controller_enabled(flag: &[String], name: &str) -> bool {
@@ -118,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         }),
         replica_set: controller_enabled(&args.controllers, "replicaset"),
         deployment: controller_enabled(&args.controllers, "deployment"),
+        garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -157,6 +164,7 @@ struct Clients {
     node_ipam: Option<NodeIpamConfig>,
     replica_set: bool,
     deployment: bool,
+    garbage_collector: bool,
     node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
@@ -205,6 +213,14 @@ async fn run_clients(
             client.clone(),
             stopped(stop.clone()),
         )));
+    }
+    if clients.garbage_collector {
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = garbage_collector::run(client, stopped(stop)).await {
+                tracing::error!(error = %e, "the garbage collector stopped");
+            }
+        }));
     }
     if let Some(config) = clients.node_lifecycle {
         tasks.push(tokio::spawn(node_lifecycle::run(

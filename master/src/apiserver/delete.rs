@@ -1,6 +1,13 @@
 //! delete and deletecollection. Pods bound to a node are deleted gracefully (the node agent
 //! finishes the delete); objects with finalizers wait for them; namespaces take their
 //! contents with them.
+//!
+//! What happens to an object's dependents (the objects whose `ownerReferences` name it) is
+//! the delete's `propagationPolicy`, as in Kubernetes: `Background` deletes the object now and
+//! leaves its dependents to the garbage collector; `Foreground` keeps the object (finalizer
+//! `foregroundDeletion`) until the collector has deleted the dependents that block it;
+//! `Orphan` keeps it (finalizer `orphan`) until the collector has removed its
+//! ownerReferences from every dependent.
 
 use std::sync::Arc;
 
@@ -8,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::field_error::FieldError;
 use super::objects;
 use super::request::{Query, Target};
 use super::resources::{RESOURCES, Resource};
@@ -17,6 +25,96 @@ use crate::store::StoreError;
 
 /// Namespaces that can never be deleted.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// The finalizer of an object whose dependents are being orphaned (Kubernetes'
+/// `metav1.FinalizerOrphanDependents`).
+pub const FINALIZER_ORPHAN_DEPENDENTS: &str = "orphan";
+
+/// The finalizer of an object whose dependents are being deleted in the foreground
+/// (Kubernetes' `metav1.FinalizerDeleteDependents`).
+pub const FINALIZER_DELETE_DEPENDENTS: &str = "foregroundDeletion";
+
+/// What a delete does with the object's dependents (`DeleteOptions.propagationPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropagationPolicy {
+    /// Keep the dependents; the garbage collector removes their ownerReferences to the object
+    /// before the object goes.
+    Orphan,
+    /// Delete the object now; the garbage collector deletes the dependents afterwards.
+    Background,
+    /// Keep the object until the garbage collector has deleted the dependents that block its
+    /// deletion (`blockOwnerDeletion: true`).
+    Foreground,
+}
+
+impl PropagationPolicy {
+    /// The values `propagationPolicy` accepts, as Kubernetes lists them in its error.
+    const SUPPORTED: &[&str] = &["Foreground", "Background", "Orphan", "nil"];
+
+    /// The policy's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Orphan => "Orphan",
+            Self::Background => "Background",
+            Self::Foreground => "Foreground",
+        }
+    }
+
+    /// Parse a `propagationPolicy` value; `None` for an unsupported one.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "Orphan" => Some(Self::Orphan),
+            "Background" => Some(Self::Background),
+            "Foreground" => Some(Self::Foreground),
+            _ => None,
+        }
+    }
+
+    /// The policy of a delete that names none: `Orphan` for ReplicationControllers (core/v1
+    /// keeps that old default; kubectl always sends a policy), `Background` for everything
+    /// else.
+    pub fn default_for(r: &Resource) -> Self {
+        if r.group.is_empty() && r.kind == "ReplicationController" {
+            Self::Orphan
+        } else {
+            Self::Background
+        }
+    }
+}
+
+/// The 422 of invalid `DeleteOptions`, as Kubernetes words it.
+fn invalid_delete_options(cause: FieldError) -> ApiError {
+    ApiError::Invalid {
+        kind: "DeleteOptions".into(),
+        group: "meta.k8s.io".into(),
+        name: String::new(),
+        causes: vec![cause],
+    }
+}
+
+/// `metadata.finalizers` of a stored object.
+fn finalizers_of(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A Go `strconv.ParseBool` of a query parameter.
+fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(ApiError::BadRequest(format!(
+            "invalid value for {name}: {other:?}"
+        ))),
+    }
+}
 
 /// What a client asked of a delete (`DeleteOptions` body and query parameters).
 #[derive(Debug, Default)]
@@ -29,14 +127,27 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// Validate only.
     pub dry_run: bool,
+    /// What happens to the object's dependents; `None`: the object's finalizers or the
+    /// resource's default decide ([`PropagationPolicy::default_for`]).
+    pub propagation_policy: Option<PropagationPolicy>,
 }
 
 impl DeleteOptions {
-    fn parse(query: &Query, body: &[u8]) -> Result<Self, ApiError> {
+    /// The options of a request: its query parameters, overridden by the fields of a
+    /// `DeleteOptions` body.
+    pub fn parse(query: &Query, body: &[u8]) -> Result<Self, ApiError> {
         let mut opts = DeleteOptions {
             grace_period: query.int("gracePeriodSeconds")?,
             dry_run: query.dry_run()?,
             ..Default::default()
+        };
+        let mut policy = query
+            .get("propagationPolicy")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
+        let mut orphan = match query.get("orphanDependents") {
+            None | Some("") => None,
+            Some(v) => Some(parse_bool("orphanDependents", v)?),
         };
         if body.iter().any(|b| !b.is_ascii_whitespace()) {
             let v: Value = serde_json::from_slice(body)
@@ -54,12 +165,88 @@ impl DeleteOptions {
             {
                 opts.dry_run = true;
             }
+            match v.get("propagationPolicy") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(p)) => policy = Some(p.clone()),
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid DeleteOptions: propagationPolicy must be a string, not {other}"
+                    )));
+                }
+            }
+            match v.get("orphanDependents") {
+                None | Some(Value::Null) => {}
+                Some(Value::Bool(b)) => orphan = Some(*b),
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid DeleteOptions: orphanDependents must be a boolean, not {other}"
+                    )));
+                }
+            }
         }
         if opts.grace_period.is_some_and(|g| g < 0) {
             opts.grace_period = Some(0);
         }
+        opts.propagation_policy = propagation(policy.as_deref(), orphan)?;
         Ok(opts)
     }
+}
+
+/// The policy a delete asks for, from `propagationPolicy` and the deprecated
+/// `orphanDependents` (Kubernetes' ValidateDeleteOptions: not both, and only the three
+/// values).
+fn propagation(
+    policy: Option<&str>,
+    orphan_dependents: Option<bool>,
+) -> Result<Option<PropagationPolicy>, ApiError> {
+    match (policy, orphan_dependents) {
+        (Some(p), Some(_)) => Err(invalid_delete_options(FieldError::invalid(
+            "propagationPolicy",
+            p,
+            "orphanDependents and deletionPropagation cannot be both set",
+        ))),
+        (Some(p), None) => PropagationPolicy::parse(p).map(Some).ok_or_else(|| {
+            invalid_delete_options(FieldError::not_supported(
+                "propagationPolicy",
+                p,
+                PropagationPolicy::SUPPORTED,
+            ))
+        }),
+        (None, Some(true)) => Ok(Some(PropagationPolicy::Orphan)),
+        (None, Some(false)) => Ok(Some(PropagationPolicy::Background)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The finalizers an object gets when its deletion starts (Kubernetes'
+/// `deletionFinalizersForGarbageCollection`): the garbage-collection finalizer of the policy
+/// asked for, or, when none is asked for, of the one a deletion already in progress chose, or
+/// of the resource's default. `None` when they stay as they are.
+pub fn deletion_finalizers(
+    current: &[String],
+    requested: Option<PropagationPolicy>,
+    default: PropagationPolicy,
+) -> Option<Vec<String>> {
+    let has = |f: &str| current.iter().any(|c| c == f);
+    let policy = requested.unwrap_or(if has(FINALIZER_ORPHAN_DEPENDENTS) {
+        PropagationPolicy::Orphan
+    } else if has(FINALIZER_DELETE_DEPENDENTS) {
+        PropagationPolicy::Foreground
+    } else {
+        default
+    });
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|f| *f != FINALIZER_ORPHAN_DEPENDENTS && *f != FINALIZER_DELETE_DEPENDENTS)
+        .cloned()
+        .collect();
+    match policy {
+        PropagationPolicy::Orphan => next.push(FINALIZER_ORPHAN_DEPENDENTS.into()),
+        PropagationPolicy::Foreground => next.push(FINALIZER_DELETE_DEPENDENTS.into()),
+        PropagationPolicy::Background => {}
+    }
+    let same = next.len() == current.len() && next.iter().all(|f| has(f));
+    (!same).then_some(next)
 }
 
 impl ApiServer {
@@ -170,6 +357,28 @@ impl ApiServer {
             if opts.dry_run {
                 return Ok(object);
             }
+            // Namespaces take their contents with them, whatever the policy.
+            let finalizers = (r.kind != "Namespace")
+                .then(|| {
+                    deletion_finalizers(
+                        &finalizers_of(&object),
+                        opts.propagation_policy,
+                        PropagationPolicy::default_for(r),
+                    )
+                })
+                .flatten();
+            let finalizers_changed = finalizers.is_some();
+            if let Some(finalizers) = finalizers {
+                let meta = object
+                    .get_mut("metadata")
+                    .and_then(Value::as_object_mut)
+                    .ok_or_else(|| ApiError::Internal("object without metadata".into()))?;
+                if finalizers.is_empty() {
+                    meta.remove("finalizers");
+                } else {
+                    meta.insert("finalizers".into(), json!(finalizers));
+                }
+            }
             if let Some(grace) = self.graceful_period(r, &object, opts) {
                 // Mark for deletion and let the owner (node agent or finalizer) finish it.
                 let meta = object
@@ -181,15 +390,17 @@ impl ApiServer {
                     .get("deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .is_none_or(|g| grace < g);
-                if already && !shorter {
+                if already && !shorter && !finalizers_changed {
                     return Ok(object);
                 }
-                let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                );
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if !already || shorter {
+                    let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    );
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
                 match self
                     .store
                     .update(
@@ -223,7 +434,8 @@ impl ApiServer {
     }
 
     /// The grace period of a delete that must wait: a pod running on a node (its agent stops
-    /// the containers), or an object with finalizers. None = delete now.
+    /// the containers), or an object with finalizers (0 unless it is such a pod: the last
+    /// finalizer's removal then finishes the delete). None = delete now.
     fn graceful_period(&self, r: &Resource, object: &Value, opts: &DeleteOptions) -> Option<i64> {
         let has_finalizers = object["metadata"]["finalizers"]
             .as_array()
@@ -241,18 +453,21 @@ impl ApiServer {
                 .or_else(|| object["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30)
                 .max(0);
+            let running = bound && !terminal;
             if has_finalizers {
-                return Some(grace);
+                return Some(if running { grace } else { 0 });
             }
-            return (bound && !terminal && grace > 0).then_some(grace);
+            return (running && grace > 0).then_some(grace);
         }
         has_finalizers.then_some(0)
     }
 
     /// Delete every namespaced object in namespace `ns`.
     async fn delete_namespace_contents(&self, ns: &str) -> Result<(), ApiError> {
+        // As Kubernetes' namespace controller: dependents go too, at once.
         let now_opts = DeleteOptions {
             grace_period: Some(0),
+            propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
         for r in RESOURCES.iter().filter(|r| r.namespaced) {
@@ -269,5 +484,141 @@ impl ApiServer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn parse(query: &str, body: &str) -> Result<DeleteOptions, ApiError> {
+        DeleteOptions::parse(&Query::parse(Some(query))?, body.as_bytes())
+    }
+
+    #[test]
+    fn propagation_policy_comes_from_the_query_or_the_body() {
+        let policy = |q: &str, b: &str| parse(q, b).map(|o| o.propagation_policy);
+        assert_eq!(policy("", "").ok(), Some(None));
+        assert_eq!(
+            policy("propagationPolicy=Foreground", "").ok(),
+            Some(Some(PropagationPolicy::Foreground))
+        );
+        assert_eq!(
+            policy(
+                "",
+                r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Orphan"}"#
+            )
+            .ok(),
+            Some(Some(PropagationPolicy::Orphan))
+        );
+        // The deprecated boolean.
+        assert_eq!(
+            policy("orphanDependents=true", "").ok(),
+            Some(Some(PropagationPolicy::Orphan))
+        );
+        assert_eq!(
+            policy("", r#"{"orphanDependents":false}"#).ok(),
+            Some(Some(PropagationPolicy::Background))
+        );
+    }
+
+    #[test]
+    fn unsupported_propagation_policies_are_invalid_delete_options() {
+        let err = parse("propagationPolicy=Sideways", "").expect_err("invalid");
+        assert_eq!(err.code(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            err.message(),
+            "DeleteOptions \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": \
+             supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let status = err.to_status();
+        assert_eq!(status["details"]["group"], "meta.k8s.io");
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueNotSupported"
+        );
+        let both = parse(
+            "",
+            r#"{"propagationPolicy":"Orphan","orphanDependents":true}"#,
+        )
+        .expect_err("invalid");
+        assert!(
+            both.message()
+                .contains("orphanDependents and deletionPropagation cannot be both set"),
+            "{}",
+            both.message()
+        );
+        assert_eq!(
+            parse("", r#"{"propagationPolicy":3}"#)
+                .err()
+                .map(|e| e.code()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            parse("orphanDependents=maybe", "").err().map(|e| e.code()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn deletion_finalizers_follow_the_policy() {
+        use PropagationPolicy::{Background, Foreground, Orphan};
+        let own = strings(&["example.com/hold"]);
+        // Background leaves the finalizers alone.
+        assert_eq!(
+            deletion_finalizers(&own, Some(Background), Background),
+            None
+        );
+        assert_eq!(deletion_finalizers(&[], None, Background), None);
+        assert_eq!(
+            deletion_finalizers(&own, Some(Foreground), Background),
+            Some(strings(&["example.com/hold", "foregroundDeletion"]))
+        );
+        assert_eq!(
+            deletion_finalizers(&[], Some(Orphan), Background),
+            Some(strings(&["orphan"]))
+        );
+        // The resource's default (ReplicationControllers orphan).
+        assert_eq!(
+            deletion_finalizers(&[], None, Orphan),
+            Some(strings(&["orphan"]))
+        );
+        // No policy asked for: a deletion in progress keeps its choice.
+        let orphaning = strings(&["orphan"]);
+        assert_eq!(deletion_finalizers(&orphaning, None, Background), None);
+        // A later delete may change it.
+        assert_eq!(
+            deletion_finalizers(&orphaning, Some(Foreground), Background),
+            Some(strings(&["foregroundDeletion"]))
+        );
+        assert_eq!(
+            deletion_finalizers(&orphaning, Some(Background), Background),
+            Some(Vec::new())
+        );
+    }
+
+    #[test]
+    fn replication_controllers_orphan_by_default() {
+        let find = |plural| {
+            RESOURCES
+                .iter()
+                .find(|r| r.plural == plural)
+                .expect("served")
+        };
+        assert_eq!(
+            PropagationPolicy::default_for(find("replicationcontrollers")),
+            PropagationPolicy::Orphan
+        );
+        for plural in ["replicasets", "deployments", "pods", "configmaps"] {
+            assert_eq!(
+                PropagationPolicy::default_for(find(plural)),
+                PropagationPolicy::Background,
+                "{plural}"
+            );
+        }
     }
 }

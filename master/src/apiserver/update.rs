@@ -162,13 +162,7 @@ impl ApiServer {
                 objects::set_resource_version(&mut object, kv.mod_revision);
                 return Ok((object, warnings));
             }
-            let finished = object["metadata"]
-                .get("deletionTimestamp")
-                .is_some_and(|t| !t.is_null())
-                && object["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty())
-                && r.kind != "Pod";
+            let finished = finishes_delete(r.kind, &object);
             let written = if finished {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
@@ -191,6 +185,17 @@ impl ApiServer {
         }
         Err(ApiError::conflict(&qualified, &name))
     }
+}
+
+/// Whether a write finishes a delete that waited for finalizers: the object is marked for
+/// deletion and has no finalizer left. A pod finishes so only once its grace period is over
+/// (`deletionGracePeriodSeconds: 0`, as for one never bound to a node): before that its node
+/// agent is still stopping it and deletes it itself (Kubernetes' shouldDeleteDuringUpdate).
+fn finishes_delete(kind: &str, object: &Value) -> bool {
+    let meta = &object["metadata"];
+    meta.get("deletionTimestamp").is_some_and(|t| !t.is_null())
+        && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        && (kind != "Pod" || meta["deletionGracePeriodSeconds"].as_i64() == Some(0))
 }
 
 /// The resourceVersion a client put in its object, if any (400 when it is not a number).
@@ -248,4 +253,31 @@ fn merge_server_fields(
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_the_last_finalizer_finishes_a_delete() {
+        let marked = |finalizers: Value, grace: i64| {
+            json!({"metadata": {
+                "name": "x",
+                "deletionTimestamp": "2025-01-01T00:00:00Z",
+                "deletionGracePeriodSeconds": grace,
+                "finalizers": finalizers,
+            }})
+        };
+        assert!(finishes_delete("ConfigMap", &marked(json!([]), 0)));
+        assert!(finishes_delete("ConfigMap", &marked(Value::Null, 0)));
+        assert!(!finishes_delete("ConfigMap", &marked(json!(["orphan"]), 0)));
+        assert!(!finishes_delete(
+            "ConfigMap",
+            &json!({"metadata": {"name": "x"}})
+        ));
+        // A pod still in its grace period is finished by its node agent.
+        assert!(finishes_delete("Pod", &marked(json!([]), 0)));
+        assert!(!finishes_delete("Pod", &marked(json!([]), 30)));
+    }
 }

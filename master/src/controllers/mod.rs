@@ -12,6 +12,7 @@
 pub mod controller_ref;
 pub mod deployment;
 pub mod events;
+pub mod garbage_collector;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;
