@@ -52,7 +52,12 @@ fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     // The API server alone: a scheduler would add a status write and an Event per pod (none
     // of the pods can be placed: there are no nodes).
-    let api_only = || vec![String::from("--scheduler=false")];
+    let api_only = || {
+        vec![
+            String::from("--scheduler=false"),
+            String::from("--controllers="),
+        ]
+    };
     if args.store == "all" || args.store == "embedded" {
         let master = Master::start(MasterOptions {
             extra_args: api_only(),

@@ -116,8 +116,8 @@ fn main() -> anyhow::Result<()> {
 /// A master (and its etcd, for `--store etcd`) with `extra_args`.
 fn start(args: &Args, extra_args: &[&str]) -> anyhow::Result<(Option<Etcd>, Master)> {
     // As in Kubernetes' scheduler_perf, no controller runs beside the API server and the
-    // scheduler (node IPAM would otherwise write to every fake Node).
-    let extra_args = ["--allocate-node-cidrs=false"]
+    // scheduler (node IPAM would write to every fake Node, node lifecycle taint them all).
+    let extra_args = ["--allocate-node-cidrs=false", "--controllers="]
         .iter()
         .chain(extra_args)
         .map(|a| a.to_string())

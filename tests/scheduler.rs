@@ -15,9 +15,15 @@ use skiff_master::apiserver::validation::quantity_nanos;
 /// How long a pod may take to be bound (or to be reported unschedulable).
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A master with the scheduler and no controllers (as Kubernetes' scheduler integration
+/// tests run): the hand-made nodes here have no agent, so node lifecycle would taint them.
 fn master(extra_args: &[&str]) -> Master {
     Master::start(MasterOptions {
-        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        extra_args: ["--controllers="]
+            .iter()
+            .chain(extra_args)
+            .map(|a| a.to_string())
+            .collect(),
         ..Default::default()
     })
     .expect("starting skiff-master")

@@ -63,8 +63,8 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
-    /// `-name` to leave one out (names: replicaset, deployment, nodelifecycle,
-    /// garbagecollector).
+    /// `-name` to leave one out, empty for none (names: replicaset, deployment,
+    /// nodelifecycle, garbagecollector).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
         // Colours for a terminal only, not for log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.controllers.retain(|c| !c.is_empty());
     if let Some(unknown) = args
         .controllers
         .iter()

@@ -14,10 +14,10 @@ use serde_json::Value;
 use skiff::etcd::Etcd;
 use skiff::master::{Master, MasterOptions};
 
-/// The API server alone: these tests pin API behaviour, which the scheduler's own writes
-/// (conditions, events on unschedulable pods) would interleave with.
+/// The API server alone: these tests pin API behaviour, which the scheduler's and the
+/// controllers' own writes (conditions, events, pods of Deployments) would interleave with.
 fn api_only() -> Vec<String> {
-    vec!["--scheduler=false".into()]
+    vec!["--scheduler=false".into(), "--controllers=".into()]
 }
 
 /// A master on the embedded store in a fresh state directory.

@@ -98,6 +98,9 @@ impl<H: Heartbeat> HeartbeatLoop<H> {
                         Ok(()) if !lease_ok => {
                             info!("lease renewals succeed again");
                             lease_ok = true;
+                            // While we were silent the master may have marked the node
+                            // Unknown: report the status now rather than at the next period.
+                            reported = None;
                         }
                         Err(err) if lease_ok => {
                             warn!("renewing the node lease: {err}; retrying every {:?}", self.lease_interval);
