@@ -1319,11 +1319,22 @@ async fn a_deployment_rolls_out_and_back_on_a_node() {
     let out = master.kubectl(&["get", "deployment", "web", "--no-headers"]);
     let columns: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(columns.get(1..4), Some(&["3/3", "3", "3"][..]), "{out}");
+    // A Service over the Deployment: its Endpoints list the running pods' IPs.
+    let out = master.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    assert!(out.success(), "{out}");
+    endpoints_are_the_running_pods(&cluster, "web", 3).await;
 
     // A rolling update to a new template: every pod is replaced, the old ReplicaSet is empty.
     let out = master.kubectl(&["set", "env", "deployment/web", "VERSION=2"]);
     assert!(out.success(), "{out}");
     rollout("of the second version");
+    endpoints_are_the_running_pods(&cluster, "web", 3).await;
     let rs_list = master.kubectl(&[
         "get",
         "rs",
@@ -1398,6 +1409,49 @@ async fn a_deployment_rolls_out_and_back_on_a_node() {
         }
         assert!(Instant::now() < deadline, "left after the delete: {left}");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the Endpoints `name` list exactly the IPs of the `count` running, ready pods
+/// labelled `app=<name>`, on port 8080.
+async fn endpoints_are_the_running_pods(cluster: &Cluster, name: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = cluster
+            .pods()
+            .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+            .await
+            .expect("pods")
+            .items;
+        let mut want: Vec<String> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
+            .map(pod_ip)
+            .collect();
+        want.sort();
+        let out = cluster.master.kubectl(&[
+            "get",
+            "endpoints",
+            name,
+            "-o",
+            "jsonpath={range .subsets[*]}{range .addresses[*]}{.ip}{\" \"}{end}{.ports[0].port}{\"\\n\"}{end}",
+        ]);
+        let mut got: Vec<String> = Vec::new();
+        let mut ports_ok = true;
+        for subset in out.stdout.lines() {
+            let mut words: Vec<&str> = subset.split_whitespace().collect();
+            ports_ok &= words.pop() == Some("8080");
+            got.extend(words.iter().map(|w| (*w).to_owned()));
+        }
+        got.sort();
+        if out.success() && want.len() == count && got == want && ports_ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "endpoints of {name}: {got:?} (ports ok: {ports_ok}), running pods: {want:?}: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 

@@ -10,7 +10,7 @@ use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve_with_ready};
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
-use skiff_master::controllers::{deployment, garbage_collector, replica_set};
+use skiff_master::controllers::{deployment, endpoints, garbage_collector, replica_set};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
-    /// `-name` to leave one out, empty for none (names: replicaset, deployment,
+    /// `-name` to leave one out, empty for none (names: replicaset, deployment, endpoint,
     /// nodelifecycle, garbagecollector).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
@@ -73,6 +73,7 @@ struct Args {
 const CONTROLLERS: &[&str] = &[
     "replicaset",
     "deployment",
+    "endpoint",
     "nodelifecycle",
     "garbagecollector",
 ];
@@ -126,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         replica_set: controller_enabled(&args.controllers, "replicaset"),
         deployment: controller_enabled(&args.controllers, "deployment"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
+        endpoints: controller_enabled(&args.controllers, "endpoint"),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -166,6 +168,7 @@ struct Clients {
     replica_set: bool,
     deployment: bool,
     garbage_collector: bool,
+    endpoints: bool,
     node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
@@ -211,6 +214,12 @@ async fn run_clients(
     }
     if clients.deployment {
         tasks.push(tokio::spawn(deployment::run(
+            client.clone(),
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.endpoints {
+        tasks.push(tokio::spawn(endpoints::run(
             client.clone(),
             stopped(stop.clone()),
         )));

@@ -5,12 +5,16 @@
 //!   `nodeipam` controller with `--allocate-node-cidrs`);
 //! - [`replica_set`]: keeps each ReplicaSet's number of pods;
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
+//! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
+//! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
+//!   and orphan deletes;
 //!
 //! and what they share: [`controller_ref`] (owner references, adoption) and [`events`].
 
 pub mod controller_ref;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
 pub mod node_ipam;

@@ -1,0 +1,345 @@
+//! The endpoints controller: keeps each Service's Endpoints (same name) listing the pods its
+//! selector picks, as kube-controller-manager's endpoints controller does.
+//!
+//! - Pods with an IP that are not being deleted count: Ready ones under `addresses`, others
+//!   under `notReadyAddresses` (all under `addresses` with `publishNotReadyAddresses`), each
+//!   with its node and a reference to the pod.
+//! - Each Service port becomes an endpoint port: its name, protocol and `targetPort`, a named
+//!   target port looked up in the pod's containers (a pod without it is left out); pods whose
+//!   ports resolve alike share one subset.
+//! - A Service without a selector keeps the Endpoints its user writes; the Endpoints of a
+//!   deleted Service are deleted.
+//!
+//! Services are reconciled when they change and when a pod their selector picks changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    ServicePort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tracing::{debug, info, warn};
+
+use super::replica_set::is_ready;
+
+/// What a reconcile can fail with (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
+    let (pods, pods_writer) = reflector::store();
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let controller = Controller::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let services = controller.store();
+    let context = Arc::new(Context { client, pods });
+    info!("endpoints controller started");
+    let controller = controller
+        // A pod's change concerns the Services in its namespace whose selector picks it.
+        .watches_stream(pod_events, move |pod: Pod| services_of(&services, &pod))
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                debug!("endpoints reconcile: {err}");
+            }
+        });
+    tokio::select! {
+        () = controller => {}
+        () = shutdown => {}
+    }
+}
+
+struct Context {
+    client: kube::Client,
+    pods: Store<Pod>,
+}
+
+fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Action {
+    warn!("syncing endpoints: {err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The Services of the pod's namespace that select it.
+fn services_of(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+    let namespace = pod.namespace();
+    services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace() == namespace)
+        .filter(|s| selector(s).is_some_and(|sel| selects(&sel, pod)))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
+    service
+        .spec
+        .as_ref()?
+        .selector
+        .clone()
+        .filter(|s| !s.is_empty())
+}
+
+fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.labels();
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = service.namespace().unwrap_or_default();
+    let name = service.name_any();
+    let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &namespace);
+    if service.metadata.deletion_timestamp.is_some() {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        return Ok(Action::await_change());
+    }
+    let Some(selector) = selector(&service) else {
+        // Endpoints of a Service without a selector are its user's.
+        return Ok(Action::await_change());
+    };
+    if ctx.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && selects(&selector, p))
+        .collect();
+    let subsets = subsets(&service, &pods);
+    let wanted = Endpoints {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: service.metadata.labels.clone(),
+            ..Default::default()
+        },
+        subsets: (!subsets.is_empty()).then_some(subsets),
+    };
+    match api.get_opt(&name).await? {
+        Some(current)
+            if current.subsets == wanted.subsets
+                && current.metadata.labels == wanted.metadata.labels => {}
+        Some(current) => {
+            let updated = Endpoints {
+                metadata: ObjectMeta {
+                    resource_version: current.metadata.resource_version.clone(),
+                    ..wanted.metadata
+                },
+                subsets: wanted.subsets,
+            };
+            api.replace(&name, &PostParams::default(), &updated).await?;
+        }
+        None => {
+            api.create(&PostParams::default(), &wanted).await?;
+        }
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A Service's ports as they resolve on one pod: (name, number, protocol) each.
+type ResolvedPorts = Vec<(String, i32, String)>;
+/// Ready and not-ready addresses.
+type Addresses = (Vec<EndpointAddress>, Vec<EndpointAddress>);
+
+/// The subsets of a Service over its selected `pods`: pods grouped by how the Service's ports
+/// resolve on them, addresses sorted by IP.
+pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
+    let ports = spec.ports.unwrap_or_default();
+    // Resolved port list -> (ready, not ready) addresses.
+    let mut groups: BTreeMap<ResolvedPorts, Addresses> = BTreeMap::new();
+    for pod in pods {
+        let Some(ip) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty())
+        else {
+            continue;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(resolved) = ports
+            .iter()
+            .map(|port| resolve(port, pod))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let address = EndpointAddress {
+            ip,
+            hostname: None,
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            target_ref: Some(ObjectReference {
+                kind: Some(String::from("Pod")),
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            }),
+        };
+        let (ready, not_ready) = groups.entry(resolved).or_default();
+        if publish_not_ready || is_ready(pod) {
+            ready.push(address);
+        } else {
+            not_ready.push(address);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(ports, (mut ready, mut not_ready))| {
+            ready.sort_by(|a, b| a.ip.cmp(&b.ip));
+            not_ready.sort_by(|a, b| a.ip.cmp(&b.ip));
+            EndpointSubset {
+                addresses: (!ready.is_empty()).then_some(ready),
+                not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
+                ports: (!ports.is_empty()).then(|| {
+                    ports
+                        .into_iter()
+                        .map(|(name, port, protocol)| EndpointPort {
+                            name: (!name.is_empty()).then_some(name),
+                            port,
+                            protocol: Some(protocol),
+                            app_protocol: None,
+                        })
+                        .collect()
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The Service port on this pod: (name, port number, protocol); `None` when a named target
+/// port is not one of the pod's container ports.
+fn resolve(port: &ServicePort, pod: &Pod) -> Option<(String, i32, String)> {
+    let protocol = port.protocol.clone().unwrap_or_else(|| String::from("TCP"));
+    let number = match &port.target_port {
+        None => port.port,
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(name)) => match name.parse::<i32>() {
+            Ok(n) => n,
+            Err(_) => {
+                pod.spec
+                    .as_ref()?
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|p| {
+                        p.name.as_deref() == Some(name.as_str())
+                            && p.protocol.as_deref().unwrap_or("TCP") == protocol
+                    })?
+                    .container_port
+            }
+        },
+    };
+    Some((port.name.clone().unwrap_or_default(), number, protocol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, ip: Option<&str>, ready: bool, named_port: Option<i32>) -> Arc<Pod> {
+        let ports = named_port.map(|p| json!([{"name": "http", "containerPort": p}]));
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
+                             "labels": {"app": "web"}},
+                "spec": {"nodeName": "n1",
+                         "containers": [{"name": "app", "image": "x", "ports": ports}]},
+                "status": {"podIP": ip,
+                           "conditions": [{"type": "Ready",
+                                           "status": if ready { "True" } else { "False" }}]},
+            }))
+            .expect("pod"),
+        )
+    }
+
+    fn service(target_port: serde_json::Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": target_port}]},
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn ready_and_not_ready_pods_with_ips() {
+        let pods = [
+            pod("b", Some("10.244.0.12"), true, None),
+            pod("a", Some("10.244.0.11"), true, None),
+            pod("c", Some("10.244.0.13"), false, None),
+            pod("pending", None, false, None),
+        ];
+        let subsets = subsets(&service(json!(8080)), &pods);
+        assert_eq!(subsets.len(), 1);
+        let ips = |a: &Option<Vec<EndpointAddress>>| {
+            a.iter().flatten().map(|a| a.ip.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(ips(&subsets[0].addresses), ["10.244.0.11", "10.244.0.12"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.244.0.13"]);
+        let port = &subsets[0].ports.as_ref().expect("ports")[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("http"), 8080));
+        let target = subsets[0].addresses.as_ref().expect("addresses")[0]
+            .target_ref
+            .clone()
+            .expect("target");
+        assert_eq!(target.name.as_deref(), Some("a"));
+        assert_eq!(target.uid.as_deref(), Some("a-uid"));
+    }
+
+    #[test]
+    fn named_target_ports_resolve_per_pod() {
+        let pods = [
+            pod("a", Some("10.244.0.11"), true, Some(8080)),
+            pod("b", Some("10.244.0.12"), true, Some(9090)),
+            pod("no-port", Some("10.244.0.13"), true, None),
+        ];
+        let subsets = subsets(&service(json!("http")), &pods);
+        let by_port: Vec<(i32, Vec<String>)> = subsets
+            .iter()
+            .map(|s| {
+                (
+                    s.ports.as_ref().expect("ports")[0].port,
+                    s.addresses.iter().flatten().map(|a| a.ip.clone()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_port,
+            [
+                (8080, vec![String::from("10.244.0.11")]),
+                (9090, vec![String::from("10.244.0.12")])
+            ]
+        );
+    }
+}
