@@ -201,6 +201,14 @@ impl Master {
         self.launch()
     }
 
+    /// As [`Master::restart`], but on a new free port (clients must be told the new address).
+    pub fn restart_on_new_port(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        // Without a known address the start picks a free port again.
+        self.access = Access::default();
+        self.launch()
+    }
+
     /// Starts the process and waits until it is ready; on failure it is stopped again.
     fn launch(&mut self) -> anyhow::Result<()> {
         let binary = master_binary()?;

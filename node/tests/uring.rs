@@ -350,7 +350,7 @@ fn retarget_moves_the_connection_to_the_new_address() -> anyhow::Result<()> {
         anyhow::Ok(conn)
     })?;
     let old_url = master.server_url().to_owned();
-    master.restart()?;
+    master.restart_on_new_port()?;
     ensure!(
         master.server_url() != old_url,
         "the restarted master kept its port"
