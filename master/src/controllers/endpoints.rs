@@ -12,8 +12,8 @@
 //!
 //! Services are reconciled when they change and when a pod their selector picks changes.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -53,11 +53,17 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
         watcher::Config::default(),
     );
     let services = controller.store();
+    let selected_by = SelectedBy::default();
+    let pod_cache = pods.clone();
     let context = Arc::new(Context { client, pods });
     info!("endpoints controller started");
     let controller = controller
-        // A pod's change concerns the Services in its namespace whose selector picks it.
-        .watches_stream(pod_events, move |pod: Pod| services_of(&services, &pod))
+        // A pod's change concerns the Services in its namespace whose selector picks it, or
+        // picked it before. The cache is updated before the event comes here.
+        .watches_stream(pod_events, move |pod: Pod| {
+            let gone = pod_cache.get(&ObjectRef::from_obj(&pod)).is_none();
+            selected_by.services_of(&services, &pod, gone)
+        })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(err) = result {
@@ -80,16 +86,41 @@ fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Acti
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The Services of the pod's namespace that select it.
-fn services_of(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
-    let namespace = pod.namespace();
-    services
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace() == namespace)
-        .filter(|s| selector(s).is_some_and(|sel| selects(&sel, pod)))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
+/// Which Services selected each pod when it was last seen, so that a pod whose labels change
+/// also updates the Services that no longer select it.
+#[derive(Default)]
+struct SelectedBy {
+    last: Mutex<HashMap<String, Vec<ObjectRef<Service>>>>,
+}
+
+impl SelectedBy {
+    /// The Services of the pod's namespace that select it now or selected it before; `gone`:
+    /// the pod was deleted (it is forgotten).
+    fn services_of(
+        &self,
+        services: &Store<Service>,
+        pod: &Pod,
+        gone: bool,
+    ) -> Vec<ObjectRef<Service>> {
+        let namespace = pod.namespace();
+        let now: Vec<ObjectRef<Service>> = services
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace() == namespace)
+            .filter(|s| selector(s).is_some_and(|sel| selects(&sel, pod)))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect();
+        let uid = pod.uid().unwrap_or_default();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut affected = if gone || now.is_empty() {
+            last.remove(&uid).unwrap_or_default()
+        } else {
+            last.insert(uid, now.clone()).unwrap_or_default()
+        };
+        affected.retain(|s| !now.contains(s));
+        affected.extend(now);
+        affected
+    }
 }
 
 fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
@@ -290,6 +321,33 @@ mod tests {
                      "ports": [{"name": "http", "port": 80, "targetPort": target_port}]},
         }))
         .expect("service")
+    }
+
+    #[test]
+    fn a_pod_that_stops_matching_still_updates_its_old_service() {
+        let mut writer = reflector::store::Writer::<Service>::default();
+        writer.apply_watcher_event(&watcher::Event::Apply(service(json!(8080))));
+        let services = writer.as_reader();
+        let selected_by = SelectedBy::default();
+        let web = vec![ObjectRef::<Service>::new("web").within("default")];
+        let mut labelled = (*pod("a", Some("10.244.0.11"), true, None)).clone();
+        assert_eq!(selected_by.services_of(&services, &labelled, false), web);
+        // Relabelled away: the Service that selected it hears of it once more.
+        labelled.metadata.labels = Some(BTreeMap::from([(
+            String::from("app"),
+            String::from("other"),
+        )]));
+        assert_eq!(selected_by.services_of(&services, &labelled, false), web);
+        assert!(
+            selected_by
+                .services_of(&services, &labelled, false)
+                .is_empty()
+        );
+        // Deleted: forgotten.
+        let matching = pod("a", Some("10.244.0.11"), true, None);
+        selected_by.services_of(&services, &matching, false);
+        assert_eq!(selected_by.services_of(&services, &matching, true), web);
+        assert!(selected_by.last.lock().expect("lock").is_empty());
     }
 
     #[test]
