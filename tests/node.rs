@@ -1335,21 +1335,7 @@ async fn a_deployment_rolls_out_and_back_on_a_node() {
     assert!(out.success(), "{out}");
     rollout("of the second version");
     endpoints_are_the_running_pods(&cluster, "web", 3).await;
-    let rs_list = master.kubectl(&[
-        "get",
-        "rs",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas},{end}",
-    ]);
-    let mut sizes: Vec<&str> = rs_list
-        .stdout
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .collect();
-    sizes.sort_unstable();
-    assert_eq!(sizes, ["1=0", "2=3"], "{rs_list}");
+    assert_eq!(replica_set_sizes(master, "web"), ["1=0", "2=3"]);
     let pods = cluster
         .pods()
         .list(&kube::api::ListParams::default().labels("app=web"))
@@ -1382,21 +1368,7 @@ async fn a_deployment_rolls_out_and_back_on_a_node() {
     let out = master.kubectl(&["rollout", "undo", "deployment/web"]);
     assert!(out.success(), "{out}");
     rollout("back");
-    let rs_list = master.kubectl(&[
-        "get",
-        "rs",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas},{end}",
-    ]);
-    let mut sizes: Vec<&str> = rs_list
-        .stdout
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .collect();
-    sizes.sort_unstable();
-    assert_eq!(sizes, ["2=0", "3=3"], "{rs_list}");
+    assert_eq!(replica_set_sizes(master, "web"), ["2=0", "3=3"]);
 
     // Deleting the Deployment deletes its ReplicaSets and their pods.
     let out = master.kubectl(&["delete", "deployment", "web"]);
@@ -1410,6 +1382,27 @@ async fn a_deployment_rolls_out_and_back_on_a_node() {
         assert!(Instant::now() < deadline, "left after the delete: {left}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The ReplicaSets labelled `app=<app>` as `<revision>=<spec.replicas>`, sorted.
+fn replica_set_sizes(master: &Master, app: &str) -> Vec<String> {
+    let out = master.kubectl(&[
+        "get",
+        "rs",
+        "-l",
+        &format!("app={app}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas},{end}",
+    ]);
+    assert!(out.success(), "{out}");
+    let mut sizes: Vec<String> = out
+        .stdout
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    sizes.sort_unstable();
+    sizes
 }
 
 /// Waits until the Endpoints `name` list exactly the IPs of the `count` running, ready pods

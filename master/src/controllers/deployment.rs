@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
@@ -35,7 +34,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
 use super::events::{self, EventType};
@@ -88,18 +87,10 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
         replica_sets,
     });
     info!("deployment controller started");
-    let controller = Controller::new(deployments, watcher::Config::default())
+    let results = Controller::new(deployments, watcher::Config::default())
         .owns_stream(replica_set_events)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!("deployment reconcile: {err}");
-            }
-        });
-    tokio::select! {
-        () = controller => {}
-        () = shutdown => {}
-    }
+        .run(reconcile, error_policy, context);
+    super::drive("deployment", results, shutdown).await;
 }
 
 struct Context {
@@ -457,23 +448,28 @@ async fn scale(
         )
         .await?;
     if from != to {
-        let direction = if to > from { "up" } else { "down" };
-        let message = format!(
-            "Scaled {direction} replica set {} from {from} to {to}",
-            rs.name_any()
-        );
-        info!(deployment = %d.name_any(), "{message}");
-        events::record(
-            &ctx.client,
-            COMPONENT,
-            events::object_ref(d),
-            EventType::Normal,
-            "ScalingReplicaSet",
-            message,
-        )
-        .await;
+        record_scaling(ctx, d, rs, from, to).await;
     }
     Ok(())
+}
+
+/// Logs and records (ScalingReplicaSet) that `rs` went from `from` to `to` replicas.
+async fn record_scaling(ctx: &Context, d: &Deployment, rs: &ReplicaSet, from: i32, to: i32) {
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!(
+        "Scaled {direction} replica set {} from {from} to {to}",
+        rs.name_any()
+    );
+    info!(deployment = %d.name_any(), "{message}");
+    events::record(
+        &ctx.client,
+        COMPONENT,
+        events::object_ref(d),
+        EventType::Normal,
+        "ScalingReplicaSet",
+        message,
+    )
+    .await;
 }
 
 /// Makes the new ReplicaSet; `None` if its name is taken by another template (a hash
@@ -492,20 +488,7 @@ async fn create_new_replica_set(
     let rs = new_replica_set(d, template, &hash, replicas, revision);
     match api.create(&PostParams::default(), &rs).await {
         Ok(created) => {
-            let message = format!(
-                "Scaled up replica set {} from 0 to {replicas}",
-                created.name_any()
-            );
-            info!(deployment = %d.name_any(), "{message}");
-            events::record(
-                &ctx.client,
-                COMPONENT,
-                events::object_ref(d),
-                EventType::Normal,
-                "ScalingReplicaSet",
-                message,
-            )
-            .await;
+            record_scaling(ctx, d, &created, 0, replicas).await;
             Ok(Some(created))
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
@@ -28,7 +27,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::replica_set::is_ready;
 
@@ -57,23 +56,15 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
     let pod_cache = pods.clone();
     let context = Arc::new(Context { client, pods });
     info!("endpoints controller started");
-    let controller = controller
+    let results = controller
         // A pod's change concerns the Services in its namespace whose selector picks it, or
         // picked it before. The cache is updated before the event comes here.
         .watches_stream(pod_events, move |pod: Pod| {
             let gone = pod_cache.get(&ObjectRef::from_obj(&pod)).is_none();
             selected_by.services_of(&services, &pod, gone)
         })
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!("endpoints reconcile: {err}");
-            }
-        });
-    tokio::select! {
-        () = controller => {}
-        () = shutdown => {}
-    }
+        .run(reconcile, error_policy, context);
+    super::drive("endpoints", results, shutdown).await;
 }
 
 struct Context {

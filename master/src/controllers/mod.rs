@@ -20,3 +20,22 @@ pub mod garbage_collector;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;
+
+/// Drives a kube-runtime controller's stream of reconcile results until it ends or
+/// `shutdown` resolves. Failed reconciles are retried by the controller's error policy (which
+/// logs them); here they are only traced.
+pub async fn drive<T, E: std::fmt::Display>(
+    name: &str,
+    results: impl futures::Stream<Item = Result<T, E>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let results = futures::StreamExt::for_each(results, |result| async move {
+        if let Err(err) = result {
+            tracing::debug!("{name} reconcile: {err}");
+        }
+    });
+    tokio::select! {
+        () = results => {}
+        () = shutdown => {}
+    }
+}

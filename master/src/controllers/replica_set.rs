@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -30,7 +29,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
 use super::events::{self, EventType};
@@ -69,18 +68,10 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
         expectations: Expectations::default(),
     });
     info!("replicaset controller started");
-    let controller = Controller::new(replica_sets, watcher::Config::default())
+    let results = Controller::new(replica_sets, watcher::Config::default())
         .owns_stream(pod_events)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!("replicaset reconcile: {err}");
-            }
-        });
-    tokio::select! {
-        () = controller => {}
-        () = shutdown => {}
-    }
+        .run(reconcile, error_policy, context);
+    super::drive("replicaset", results, shutdown).await;
 }
 
 struct Context {
@@ -292,7 +283,7 @@ async fn create_pods(
                 Err(err) => failed = Some(err),
             }
         }
-        ctx.expectations.expect_creates(&key, &created);
+        ctx.expectations.expect(&key, Change::Create, &created);
         if let Some(err) = failed {
             warn!(replicaset = %rs.name_any(), "creating pods: {err}");
             let message = match &err {
@@ -338,7 +329,7 @@ async fn delete_pods(
     victims.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
     victims.truncate(count);
     let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect_deletes(&key, &names);
+    ctx.expectations.expect(&key, Change::Delete, &names);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
     let params = DeleteParams::default();
     let results =
@@ -404,6 +395,13 @@ pub struct Expectations {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
+/// What a controller did to a pod.
+#[derive(Clone, Copy)]
+enum Change {
+    Create,
+    Delete,
+}
+
 struct Pending {
     creates: Vec<String>,
     deletes: Vec<String>,
@@ -411,27 +409,17 @@ struct Pending {
 }
 
 impl Expectations {
-    fn expect_creates<K>(&self, owner: &ObjectRef<K>, names: &[String])
-    where
-        K: Resource,
-    {
+    /// Records creates (`Change::Create`) or deletes made for `owner` that the cache must show.
+    fn expect<K: Resource>(&self, owner: &ObjectRef<K>, change: Change, names: &[String]) {
         let mut pending = self.lock();
         let entry = pending
             .entry(owner.to_string())
             .or_insert_with(Pending::new);
-        entry.creates.extend(names.iter().cloned());
-        entry.since = Instant::now();
-    }
-
-    fn expect_deletes<K>(&self, owner: &ObjectRef<K>, names: &[String])
-    where
-        K: Resource,
-    {
-        let mut pending = self.lock();
-        let entry = pending
-            .entry(owner.to_string())
-            .or_insert_with(Pending::new);
-        entry.deletes.extend(names.iter().cloned());
+        let list = match change {
+            Change::Create => &mut entry.creates,
+            Change::Delete => &mut entry.deletes,
+        };
+        list.extend(names.iter().cloned());
         entry.since = Instant::now();
     }
 
