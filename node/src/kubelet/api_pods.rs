@@ -11,7 +11,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::pod_manager::ManagerMsg;
+use super::messages::ManagerMsg;
 
 /// Watches until the pod manager is gone.
 pub async fn watch(client: kube::Client, node: String, manager: mpsc::UnboundedSender<ManagerMsg>) {

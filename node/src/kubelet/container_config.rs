@@ -13,9 +13,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret
 use kube::api::Api;
 
 use super::hash;
-use super::pod_worker::WorkerContext;
 use super::quantity;
-use crate::runtime::{ContainerRuntime, ContainerSpec, PodRef};
+use crate::runtime::{ContainerSpec, PodRef};
 
 /// What a container's configuration is made from.
 pub struct ConfigInputs<'a> {
@@ -35,6 +34,12 @@ pub struct ConfigInputs<'a> {
     pub sandbox_id: &'a str,
     /// The pod's IP.
     pub pod_ip: &'a str,
+    /// The node's IP.
+    pub host_ip: &'a str,
+    /// The node's CPUs (a missing CPU limit in the downward API).
+    pub node_cpus: u64,
+    /// The node's memory in bytes (a missing memory limit in the downward API).
+    pub node_memory_bytes: u64,
     /// The pod's volumes on the host, by volume name.
     pub volumes: &'a HashMap<String, PathBuf>,
 }
@@ -44,15 +49,15 @@ pub fn container_hash(container: &Container) -> String {
     hash::hex64(&serde_json::to_vec(container).unwrap_or_default())
 }
 
-/// The runtime's container spec.
-pub async fn build<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+/// The runtime's container spec (ConfigMaps and Secrets read through `client`).
+pub async fn build(
+    client: &kube::Client,
     inputs: &ConfigInputs<'_>,
 ) -> Result<ContainerSpec, String> {
     let container = inputs.container;
     let pod = inputs.pod;
     let pod_spec = pod.spec.clone().unwrap_or_default();
-    let env = environment(ctx, inputs).await?;
+    let env = environment(client, inputs).await?;
     let vars: HashMap<String, String> = env.iter().cloned().collect();
     let expand_all = |list: &Option<Vec<String>>| {
         list.as_ref()
@@ -140,8 +145,8 @@ pub async fn build<R: ContainerRuntime>(
 
 /// The container's environment in order: `envFrom` first, then `env` (later wins), each value
 /// expanded against the variables before it.
-async fn environment<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+async fn environment(
+    client: &kube::Client,
     inputs: &ConfigInputs<'_>,
 ) -> Result<Vec<(String, String)>, String> {
     let container = inputs.container;
@@ -157,10 +162,10 @@ async fn environment<R: ContainerRuntime>(
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         let (data, optional) = if let Some(cm) = &source.config_map_ref {
-            let data = config_map(ctx, namespace, &cm.name).await?;
+            let data = config_map(client, namespace, &cm.name).await?;
             (data, cm.optional.unwrap_or(false))
         } else if let Some(secret) = &source.secret_ref {
-            let data = secret_data(ctx, namespace, &secret.name).await?;
+            let data = secret_data(client, namespace, &secret.name).await?;
             (data, secret.optional.unwrap_or(false))
         } else {
             continue;
@@ -181,7 +186,7 @@ async fn environment<R: ContainerRuntime>(
     }
     for var in container.env.iter().flatten() {
         let value = match &var.value_from {
-            Some(source) => match value_from(ctx, inputs, source).await? {
+            Some(source) => match value_from(client, inputs, source).await? {
                 Some(value) => value,
                 None => continue,
             },
@@ -196,15 +201,15 @@ async fn environment<R: ContainerRuntime>(
 }
 
 /// The value of one `valueFrom`; `None` for an optional key that is missing.
-async fn value_from<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+async fn value_from(
+    client: &kube::Client,
     inputs: &ConfigInputs<'_>,
     source: &EnvVarSource,
 ) -> Result<Option<String>, String> {
     let pod = inputs.pod;
     let namespace = &inputs.pod_ref.namespace;
     if let Some(field) = &source.field_ref {
-        return field_value(pod, inputs.pod_ip, &ctx.host_ip, &field.field_path).map(Some);
+        return field_value(pod, inputs.pod_ip, inputs.host_ip, &field.field_path).map(Some);
     }
     if let Some(resource) = &source.resource_field_ref {
         let container = match resource.container_name.as_deref().filter(|n| !n.is_empty()) {
@@ -216,7 +221,7 @@ async fn value_from<R: ContainerRuntime>(
             None => inputs.container,
         };
         return resource_value(
-            ctx,
+            inputs,
             container,
             &resource.resource,
             resource.divisor.as_ref(),
@@ -225,7 +230,7 @@ async fn value_from<R: ContainerRuntime>(
     }
     if let Some(key_ref) = &source.config_map_key_ref {
         let optional = key_ref.optional.unwrap_or(false);
-        let data = config_map(ctx, namespace, &key_ref.name).await?;
+        let data = config_map(client, namespace, &key_ref.name).await?;
         return match data.and_then(|d| d.get(&key_ref.key).cloned()) {
             Some(value) => Ok(Some(value)),
             None if optional => Ok(None),
@@ -237,7 +242,7 @@ async fn value_from<R: ContainerRuntime>(
     }
     if let Some(key_ref) = &source.secret_key_ref {
         let optional = key_ref.optional.unwrap_or(false);
-        let data = secret_data(ctx, namespace, &key_ref.name).await?;
+        let data = secret_data(client, namespace, &key_ref.name).await?;
         return match data.and_then(|d| d.get(&key_ref.key).cloned()) {
             Some(value) => Ok(Some(value)),
             None if optional => Ok(None),
@@ -287,8 +292,8 @@ pub fn field_value(pod: &Pod, pod_ip: &str, host_ip: &str, path: &str) -> Result
 
 /// A `resourceFieldRef`'s value: the container's limit or request (a missing limit is the
 /// node's allocatable), divided by the divisor and rounded up.
-fn resource_value<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+fn resource_value(
+    inputs: &ConfigInputs<'_>,
     container: &Container,
     resource: &str,
     divisor: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
@@ -297,8 +302,8 @@ fn resource_value<R: ContainerRuntime>(
     let limits = resources.limits.unwrap_or_default();
     let requests = resources.requests.unwrap_or_default();
     let node_value = |name: &str| match name {
-        "cpu" => ctx.node_cpus as f64,
-        "memory" => ctx.node_memory_bytes as f64,
+        "cpu" => inputs.node_cpus as f64,
+        "memory" => inputs.node_memory_bytes as f64,
         _ => 0.0,
     };
     let value = match resource.split_once('.') {
@@ -316,24 +321,24 @@ fn resource_value<R: ContainerRuntime>(
     Ok(((value / divisor).ceil() as i64).to_string())
 }
 
-async fn config_map<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+async fn config_map(
+    client: &kube::Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<BTreeMap<String, String>>, String> {
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(found) => Ok(found.map(|cm| cm.data.unwrap_or_default())),
         Err(err) => Err(format!("reading ConfigMap {namespace}/{name}: {err}")),
     }
 }
 
-async fn secret_data<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+async fn secret_data(
+    client: &kube::Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<BTreeMap<String, String>>, String> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(found) => Ok(found.map(|secret| {
             let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();

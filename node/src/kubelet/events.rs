@@ -6,7 +6,7 @@
 //! are best-effort in Kubernetes too).
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
@@ -58,6 +58,36 @@ impl Recorder {
             },
             poster,
         )
+    }
+
+    /// A recorder whose events stay in the returned queue (tests read them from there).
+    #[cfg(test)]
+    pub fn to_queue(node: &str) -> (Self, mpsc::Receiver<Event>) {
+        let (queue, events) = mpsc::channel::<Event>(QUEUE);
+        (
+            Self {
+                node: node.to_owned(),
+                queue,
+            },
+            events,
+        )
+    }
+
+    /// Records an event about `pod`.
+    pub fn pod_event(&self, pod: &Pod, kind: EventType, reason: &str, message: String) {
+        self.record(object_ref(pod, None), kind, reason, message);
+    }
+
+    /// Records an event about one container of `pod`.
+    pub fn container_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        kind: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        self.record(object_ref(pod, Some(container)), kind, reason, message);
     }
 
     /// Records an event about `object`.
@@ -112,5 +142,18 @@ impl Recorder {
             uid: Some(self.node.clone()),
             ..Default::default()
         }
+    }
+}
+
+/// A reference to `pod`, or to one of its containers (`spec.containers{name}`).
+fn object_ref(pod: &Pod, container: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(String::from("v1")),
+        kind: Some(String::from("Pod")),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+        ..Default::default()
     }
 }

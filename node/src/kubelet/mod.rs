@@ -23,8 +23,12 @@ pub mod events;
 mod hash;
 pub mod heartbeat;
 pub mod logs;
+mod messages;
 pub mod node_info;
 pub mod node_status;
+mod observed;
+mod paths;
+mod pod_kill;
 mod pod_manager;
 mod pod_status;
 mod pod_worker;
@@ -35,6 +39,7 @@ pub mod server;
 pub mod static_pods;
 mod status_manager;
 mod sync_pod;
+pub mod types;
 mod volumes;
 
 use std::net::IpAddr;
@@ -254,18 +259,20 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             cluster_cidr: config.cluster_cidr,
         };
         let ctx = Arc::new(pod_worker::WorkerContext {
-            runtime: self.runtime.clone(),
-            client: self.client.clone(),
-            host_ip: facts.internal_ip.to_string(),
-            node_cpus: facts.cpus,
-            node_memory_bytes: facts.memory_bytes,
-            root_dir: config.root_dir.clone(),
-            allow_image_pull: config.allow_image_pull,
+            sync: sync_pod::SyncContext {
+                runtime: self.runtime.clone(),
+                client: self.client.clone(),
+                recorder: recorder.clone(),
+                logs: container_logs,
+                host_ip: facts.internal_ip.to_string(),
+                node_cpus: facts.cpus,
+                node_memory_bytes: facts.memory_bytes,
+                root_dir: config.root_dir.clone(),
+                allow_image_pull: config.allow_image_pull,
+            },
             resync: config.resync_interval,
             status: status_tx,
             manager: manager_tx.clone(),
-            recorder: recorder.clone(),
-            logs: container_logs,
         });
         let manager = pod_manager::PodManager::new(ctx, config.manifests_dir.is_some());
         let status_manager = status_manager::StatusManager::new(

@@ -11,33 +11,14 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::messages::{ApiPodMeta, ManagerMsg, StatusMsg};
+use super::paths;
 use super::pod_worker::{self, WorkerContext, WorkerInput};
-use super::static_pods;
-use super::status_manager::{ApiPodMeta, StatusMsg, key_of};
-use super::volumes;
-use crate::runtime::{ContainerEvent, ContainerRuntime};
+use super::types::{is_mirror_pod, key_of};
+use crate::runtime::ContainerRuntime;
 
 /// How often orphaned containers and pod directories are looked for.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
-
-/// What the pod manager is told.
-#[derive(Debug)]
-pub enum ManagerMsg {
-    /// All API pods of this node (after a list).
-    ApiSnapshot(Vec<Pod>),
-    /// An API pod was added or changed.
-    ApiApply(Pod),
-    /// An API pod was deleted.
-    ApiDelete(Pod),
-    /// The static pods now, by uid.
-    StaticSnapshot(HashMap<String, Pod>),
-    /// Docker is (again) reachable: resync every pod and look for orphans.
-    RuntimeReady,
-    /// A container of this node changed.
-    Container(ContainerEvent),
-    /// The worker of this pod uid has finished.
-    WorkerDone(String),
-}
 
 struct Worker {
     input: watch::Sender<WorkerInput>,
@@ -94,7 +75,7 @@ impl<R: ContainerRuntime> PodManager<R> {
                 let old: HashSet<String> = self.api_pods.keys().cloned().collect();
                 self.api_pods = pods
                     .into_iter()
-                    .filter(|pod| !static_pods::is_mirror(pod))
+                    .filter(|pod| !is_mirror_pod(pod))
                     .filter_map(|pod| Some((pod.metadata.uid.clone()?, pod)))
                     .collect();
                 let first = !self.api_synced;
@@ -113,7 +94,7 @@ impl<R: ContainerRuntime> PodManager<R> {
             }
             ManagerMsg::ApiApply(pod) => {
                 let _ = self.status.send(StatusMsg::ApiApply(ApiPodMeta::of(&pod)));
-                if static_pods::is_mirror(&pod) {
+                if is_mirror_pod(&pod) {
                     return;
                 }
                 if let Some(uid) = pod.metadata.uid.clone() {
@@ -202,7 +183,7 @@ impl<R: ContainerRuntime> PodManager<R> {
         if !(self.api_synced && self.static_synced && self.runtime_ready) {
             return;
         }
-        let containers = match self.ctx.runtime.list_pod_containers(None).await {
+        let containers = match self.ctx.sync.runtime.list_pod_containers(None).await {
             Ok(containers) => containers,
             Err(err) => {
                 debug!("looking for orphaned containers: {err}");
@@ -218,13 +199,13 @@ impl<R: ContainerRuntime> PodManager<R> {
             info!(pod = %uid, "removing the containers of a pod that no longer exists");
             self.spawn_worker(&uid, None);
         }
-        let pods_dir = self.ctx.root_dir.join("pods");
+        let pods_dir = paths::pods_dir(&self.ctx.sync.root_dir);
         if let Ok(entries) = std::fs::read_dir(&pods_dir) {
             for entry in entries.flatten() {
                 let uid = entry.file_name().to_string_lossy().into_owned();
                 if !self.workers.contains_key(&uid)
                     && self.desired(&uid).is_none()
-                    && let Err(err) = volumes::remove_pod_dir(&self.ctx.root_dir, &uid)
+                    && let Err(err) = paths::remove_pod_dir(&self.ctx.sync.root_dir, &uid)
                 {
                     warn!(pod = %uid, "removing an orphaned pod directory: {err}");
                 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::backoff::{self, RestartPolicy};
-use super::sync_pod::Observed;
+use super::observed::Observed;
 use crate::runtime::{ContainerDetails, ContainerKind, ContainerState, Termination};
 
 /// Why a container is not running, as the status shows it (`ErrImagePull`, ...).

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::messages::ManagerMsg;
 use super::node_status::RuntimeHealth;
-use super::pod_manager::ManagerMsg;
 use crate::runtime::{ContainerRuntime, NodeNetwork};
 
 /// Longest wait between two attempts to reach Docker.

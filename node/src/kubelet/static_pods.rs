@@ -19,14 +19,8 @@ use tracing::{info, warn};
 
 use super::events::{EventType, Recorder};
 use super::hash;
-use super::pod_manager::ManagerMsg;
-
-/// Annotation with the static pod's content hash (= its uid).
-pub const CONFIG_HASH: &str = "kubernetes.io/config.hash";
-/// Annotation naming where a pod came from (`file` for static pods, `api` otherwise).
-pub const CONFIG_SOURCE: &str = "kubernetes.io/config.source";
-/// Annotation marking a mirror pod; its value is the static pod's hash.
-pub const CONFIG_MIRROR: &str = "kubernetes.io/config.mirror";
+use super::messages::ManagerMsg;
+use super::types::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
 
 /// One manifest file as last read.
 struct Manifest {
@@ -227,14 +221,6 @@ pub fn parse(text: &str, node: &str) -> Result<Pod, String> {
     Ok(pod)
 }
 
-/// Whether `pod` is a mirror pod (the API's copy of a static pod).
-pub fn is_mirror(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
-}
-
 /// The mirror pod to create for `static_pod`: the same pod with the mirror annotation, owned
 /// by the Node, without uid or status.
 pub fn mirror_pod(static_pod: &Pod, node: &str, node_uid: &str) -> Pod {
@@ -264,24 +250,17 @@ pub fn mirror_pod(static_pod: &Pod, node: &str, node_uid: &str) -> Pod {
     }
 }
 
-/// The static pod hash a mirror pod stands for.
-pub fn mirror_hash(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .annotations
-        .as_ref()?
-        .get(CONFIG_MIRROR)
-        .map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubelet::types::{is_mirror_pod, is_static_pod, mirror_hash};
 
     const MANIFEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: app\n    image: skiff/test-workload:1\n";
 
     #[test]
     fn a_manifest_becomes_a_static_pod_of_the_node() {
         let pod = parse(MANIFEST, "n1").expect("valid");
+        assert!(is_static_pod(&pod));
         assert_eq!(pod.metadata.name.as_deref(), Some("web-n1"));
         assert_eq!(pod.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(
@@ -305,7 +284,7 @@ mod tests {
         );
 
         let mirror = mirror_pod(&pod, "n1", "node-uid");
-        assert!(is_mirror(&mirror));
+        assert!(is_mirror_pod(&mirror));
         assert_eq!(mirror_hash(&mirror), Some(uid.as_str()));
         assert_eq!(mirror.metadata.uid, None);
     }

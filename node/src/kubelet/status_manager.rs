@@ -15,83 +15,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::messages::{ApiPodMeta, StatusMsg};
 use super::static_pods;
-
-/// A pod's namespace and name.
-pub type PodKey = (String, String);
-
-/// The parts of an API pod the status manager needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiPodMeta {
-    /// Namespace and name.
-    pub key: PodKey,
-    /// The API's uid.
-    pub uid: String,
-    /// For mirror pods: the static pod hash they stand for.
-    pub mirror_hash: Option<String>,
-    /// Whether it has a deletionTimestamp.
-    pub deleting: bool,
-}
-
-impl ApiPodMeta {
-    /// The meta of `pod`.
-    pub fn of(pod: &Pod) -> Self {
-        Self {
-            key: key_of(pod),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            mirror_hash: static_pods::mirror_hash(pod).map(str::to_owned),
-            deleting: pod.metadata.deletion_timestamp.is_some(),
-        }
-    }
-}
-
-/// Namespace and name of `pod`.
-pub fn key_of(pod: &Pod) -> PodKey {
-    (
-        pod.metadata.namespace.clone().unwrap_or_default(),
-        pod.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
-/// What the status manager is told.
-#[derive(Debug)]
-pub enum StatusMsg {
-    /// A pod's latest status from its worker (`uid` is the worker's pod uid; for a static
-    /// pod, its hash).
-    Status {
-        /// The pod.
-        key: PodKey,
-        /// The worker's pod uid.
-        uid: String,
-        /// Whether it is a static pod (the status goes to its mirror pod).
-        static_pod: bool,
-        /// The status.
-        status: Box<PodStatus>,
-    },
-    /// The worker stopped and removed the containers of a pod being deleted: finish the
-    /// deletion.
-    Terminated {
-        /// The pod.
-        key: PodKey,
-        /// Its uid (a precondition of the delete).
-        uid: String,
-    },
-    /// The pod is gone; drop what is kept about it.
-    Forget {
-        /// The pod.
-        key: PodKey,
-        /// Its uid.
-        uid: String,
-    },
-    /// The static pods now (the mirror pods to have).
-    StaticPods(HashMap<PodKey, Pod>),
-    /// All API pods of this node (after a list).
-    ApiSnapshot(Vec<ApiPodMeta>),
-    /// An API pod was added or changed.
-    ApiApply(ApiPodMeta),
-    /// An API pod was deleted.
-    ApiDelete(ApiPodMeta),
-}
+use super::types::PodKey;
 
 struct Entry {
     uid: String,

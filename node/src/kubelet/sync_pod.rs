@@ -12,77 +12,87 @@
 //! fails) become its waiting reason with a retry back-off; only an unreachable Docker fails
 //! the whole sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::backoff::{self, RestartPolicy};
 use super::container_config::{self, ConfigInputs};
-use super::events::EventType;
+use super::events::{EventType, Recorder};
+use super::logs::ContainerLogs;
+use super::observed::{Observed, observe};
+use super::pod_kill::stop_all;
 use super::pod_status::{self, StatusInputs, Waiting};
-use super::pod_worker::{WorkerContext, WorkerState};
+use super::types::{grace_period, pod_ref};
 use super::volumes;
 use crate::runtime::{
-    ContainerDetails, ContainerInfo, ContainerKind, ContainerPhase, ContainerRuntime,
-    ContainerState, HostPort, PodRef, RuntimeError, SandboxSpec,
+    ContainerDetails, ContainerKind, ContainerRuntime, ContainerState, HostPort, PodRef,
+    RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec,
 };
 
-/// A pod's containers as they are: every container listed, the newest two of each name
-/// inspected.
-#[derive(Debug, Default)]
-pub struct Observed {
-    /// Containers by kind and name, newest (highest restart count) first.
-    pub groups: BTreeMap<(ContainerKind, String), Vec<ContainerInfo>>,
-    /// Details of the newest and the one before, by container id.
-    pub details: HashMap<String, ContainerDetails>,
+/// What a sync reads besides the pod and its [`SyncState`]; shared by every pod's worker.
+pub struct SyncContext<R> {
+    /// The container runtime.
+    pub runtime: Arc<R>,
+    /// ConfigMaps and Secrets (volumes and environment variables).
+    pub client: kube::Client,
+    /// Events about the pod and its containers.
+    pub recorder: Recorder,
+    /// The containers' log files (a copier per started container).
+    pub logs: ContainerLogs,
+    /// This node's IP.
+    pub host_ip: String,
+    /// The node's CPUs (a missing CPU limit in the downward API).
+    pub node_cpus: u64,
+    /// The node's memory (a missing memory limit in the downward API).
+    pub node_memory_bytes: u64,
+    /// The agent's directory (pod volumes).
+    pub root_dir: PathBuf,
+    /// Whether images may be pulled from registries.
+    pub allow_image_pull: bool,
 }
 
-impl Observed {
-    /// The newest container of that name, in detail.
-    pub fn latest(&self, kind: ContainerKind, name: &str) -> Option<&ContainerDetails> {
-        let group = self.groups.get(&(kind, name.to_owned()))?;
-        self.details.get(&group.first()?.id)
-    }
+/// What a pod's syncs remember between them: errors with their retry back-off, and details of
+/// containers whose state cannot have changed. Everything else is read afresh each sync.
+#[derive(Default)]
+pub struct SyncState {
+    /// Why a container is not running, by container name.
+    pub waiting: HashMap<String, Waiting>,
+    /// Consecutive failures, by container name.
+    pub failures: HashMap<String, u32>,
+    /// When to retry, by container name.
+    pub retry_at: HashMap<String, Instant>,
+    /// Consecutive failures to create the sandbox.
+    pub sandbox_failures: u32,
+    /// When to retry the sandbox.
+    pub sandbox_retry_at: Option<Instant>,
+    /// Details of the containers seen at the last sync.
+    pub inspected: HashMap<String, ContainerDetails>,
+    /// The status last computed.
+    pub last_status: Option<PodStatus>,
+    /// Whether this worker computed the pod's status already (else the API's phase counts).
+    pub owns_status: bool,
+    /// Exited containers whose back-off event was recorded.
+    pub backoff_reported: HashSet<String>,
+}
 
-    /// The one before the newest, in detail (its termination is the `lastState`).
-    pub fn previous(&self, kind: ContainerKind, name: &str) -> Option<&ContainerDetails> {
-        let group = self.groups.get(&(kind, name.to_owned()))?;
-        self.details.get(&group.get(1)?.id)
-    }
-
-    /// The newest sandbox, if it runs.
-    pub fn running_sandbox(&self) -> Option<&ContainerDetails> {
-        self.latest(
-            ContainerKind::Sandbox,
-            crate::runtime::SANDBOX_CONTAINER_NAME,
-        )
-        .filter(|s| matches!(s.state, ContainerState::Running { .. }))
-    }
-
-    /// Every container listed.
-    pub fn all(&self) -> impl Iterator<Item = &ContainerInfo> {
-        self.groups.values().flatten()
-    }
-
-    /// An observation made of inspected containers only (tests).
-    #[cfg(test)]
-    pub fn from_details(details: Vec<ContainerDetails>) -> Self {
-        let infos: Vec<ContainerInfo> = details.iter().map(|d| d.info.clone()).collect();
-        let groups = crate::runtime::by_name(&infos)
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().cloned().collect()))
-            .collect();
-        Self {
-            groups,
-            details: details
-                .into_iter()
-                .map(|d| (d.info.id.clone(), d))
-                .collect(),
-        }
+impl SyncState {
+    /// Time until the earliest pending retry.
+    pub fn next_retry(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.retry_at
+            .values()
+            .copied()
+            .chain(self.sandbox_retry_at)
+            .filter(|at| *at > now)
+            .min()
+            .map(|at| at - now)
     }
 }
 
@@ -95,67 +105,35 @@ pub struct SyncOutcome {
     pub requeue: Option<Duration>,
 }
 
-/// Lists the pod's containers and inspects the newest two of each name (reusing details of
-/// containers whose state cannot have changed).
-pub async fn observe<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
-    uid: &str,
-    state: &mut WorkerState,
-) -> Result<Observed, RuntimeError> {
-    let listed = ctx.runtime.list_pod_containers(Some(uid)).await?;
-    let groups: BTreeMap<(ContainerKind, String), Vec<ContainerInfo>> =
-        crate::runtime::by_name(&listed)
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().cloned().collect()))
-            .collect();
-    let mut details = HashMap::new();
-    for group in groups.values() {
-        for info in group.iter().take(2) {
-            // Their output goes into their log files (started once per container).
-            ctx.logs.ensure(info);
-            let cached = state
-                .inspected
-                .get(&info.id)
-                .filter(|d| d.info.phase == info.phase && info.phase != ContainerPhase::Unknown);
-            let found = match cached {
-                Some(d) => d.clone(),
-                None => match ctx.runtime.inspect(&info.id).await {
-                    Ok(d) => d,
-                    // Removed between list and inspect.
-                    Err(RuntimeError::NotFound(_)) => continue,
-                    Err(err) => return Err(err),
-                },
-            };
-            details.insert(info.id.clone(), found);
-        }
-    }
-    state.inspected = details.clone();
-    Ok(Observed { groups, details })
-}
-
 /// Reconciles `pod` once.
 pub async fn sync_pod<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+    ctx: &SyncContext<R>,
     pod: &Pod,
-    state: &mut WorkerState,
+    state: &mut SyncState,
 ) -> Result<SyncOutcome, RuntimeError> {
     let pod_ref = pod_ref(pod);
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = RestartPolicy::parse(spec.restart_policy.as_deref());
     let host_network = spec.host_network.unwrap_or(false);
-    let mut observed = observe(ctx, &pod_ref.uid, state).await?;
+    let mut observed = observe(
+        ctx.runtime.as_ref(),
+        &ctx.logs,
+        &pod_ref.uid,
+        &mut state.inspected,
+    )
+    .await?;
 
     // The API says it is finished: nothing runs again (e.g. after an agent restart).
     let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(api_phase, Some("Succeeded" | "Failed")) && !state.owns_status {
-        stop_all(ctx, &observed, Duration::ZERO).await?;
+        stop_all(ctx.runtime.as_ref(), &observed, Duration::ZERO).await?;
         return Ok(SyncOutcome {
             status: None,
             requeue: None,
         });
     }
 
-    let status_now = |observed: &Observed, state: &WorkerState| {
+    let status_now = |observed: &Observed, state: &SyncState| {
         pod_status::compute(&StatusInputs {
             pod,
             observed,
@@ -205,7 +183,13 @@ pub async fn sync_pod<R: ContainerRuntime>(
         }
     };
     if acted {
-        observed = observe(ctx, &pod_ref.uid, state).await?;
+        observed = observe(
+            ctx.runtime.as_ref(),
+            &ctx.logs,
+            &pod_ref.uid,
+            &mut state.inspected,
+        )
+        .await?;
     }
     let pod_ip = if host_network {
         ctx.host_ip.clone()
@@ -262,7 +246,13 @@ pub async fn sync_pod<R: ContainerRuntime>(
     }
     let requeue = sync.requeue;
     if sync.acted {
-        observed = observe(ctx, &pod_ref.uid, state).await?;
+        observed = observe(
+            ctx.runtime.as_ref(),
+            &ctx.logs,
+            &pod_ref.uid,
+            &mut state.inspected,
+        )
+        .await?;
     }
     let status = status_now(&observed, state);
     // An ErrImagePull shows briefly, then ImagePullBackOff, as in Kubernetes.
@@ -273,44 +263,17 @@ pub async fn sync_pod<R: ContainerRuntime>(
     })
 }
 
-/// Stops every running container of the pod (app and init first, then the sandbox).
-pub async fn stop_all<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
-    observed: &Observed,
-    grace: Duration,
-) -> Result<(), RuntimeError> {
-    let running: Vec<&ContainerInfo> = observed
-        .all()
-        .filter(|c| c.phase == ContainerPhase::Running && c.kind != ContainerKind::Sandbox)
-        .collect();
-    let stops = running
-        .iter()
-        .map(|c| ctx.runtime.stop_container(&c.id, grace));
-    for result in futures::future::join_all(stops).await {
-        result?;
-    }
-    for sandbox in observed
-        .all()
-        .filter(|c| c.phase == ContainerPhase::Running && c.kind == ContainerKind::Sandbox)
-    {
-        ctx.runtime
-            .stop_container(&sandbox.id, Duration::ZERO)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Replaces a missing or dead sandbox: stops the containers that ran in the old one, removes
 /// old sandboxes and starts a new one. `None` when Docker refused it (the reason is recorded).
 async fn create_sandbox<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+    ctx: &SyncContext<R>,
     pod: &Pod,
     pod_ref: &PodRef,
     observed: &Observed,
-    state: &mut WorkerState,
+    state: &mut SyncState,
 ) -> Result<Option<String>, RuntimeError> {
     if let Some(retry_at) = state.sandbox_retry_at
-        && retry_at > tokio::time::Instant::now()
+        && retry_at > Instant::now()
     {
         return Ok(None);
     }
@@ -320,17 +283,14 @@ async fn create_sandbox<R: ContainerRuntime>(
     let had_sandbox = observed.all().any(|c| c.kind == ContainerKind::Sandbox);
     if had_sandbox {
         info!(pod = %pod_ref.name, namespace = %pod_ref.namespace, "sandbox is gone; recreating the pod's containers");
-        stop_all(ctx, observed, grace).await?;
+        stop_all(ctx.runtime.as_ref(), observed, grace).await?;
         for sandbox in observed.all().filter(|c| c.kind == ContainerKind::Sandbox) {
             ctx.runtime.remove_container(&sandbox.id).await?;
         }
     }
     let attempt = observed
         .groups
-        .get(&(
-            ContainerKind::Sandbox,
-            crate::runtime::SANDBOX_CONTAINER_NAME.to_owned(),
-        ))
+        .get(&(ContainerKind::Sandbox, SANDBOX_CONTAINER_NAME.to_owned()))
         .and_then(|g| g.first())
         .map_or(0, |s| s.attempt + 1);
     let host_ports = spec
@@ -380,9 +340,9 @@ async fn create_sandbox<R: ContainerRuntime>(
         Err(err) => {
             state.sandbox_failures += 1;
             let delay = backoff::nth(state.sandbox_failures);
-            state.sandbox_retry_at = Some(tokio::time::Instant::now() + delay);
+            state.sandbox_retry_at = Some(Instant::now() + delay);
             let message = format!("failed to create the pod sandbox: {err}");
-            ctx.record(
+            ctx.recorder.pod_event(
                 pod,
                 EventType::Warning,
                 "FailedCreatePodSandBox",
@@ -402,37 +362,9 @@ async fn create_sandbox<R: ContainerRuntime>(
     }
 }
 
-/// The pod's termination grace period (`deletionGracePeriodSeconds` while it is deleted).
-pub fn grace_period(pod: &Pod) -> Duration {
-    let seconds = pod
-        .metadata
-        .deletion_grace_period_seconds
-        .or_else(|| {
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-        })
-        .unwrap_or(30)
-        .max(0);
-    Duration::from_secs(seconds as u64)
-}
-
-/// The runtime's view of which pod this is.
-pub fn pod_ref(pod: &Pod) -> PodRef {
-    PodRef {
-        uid: pod.metadata.uid.clone().unwrap_or_default(),
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        namespace: pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| String::from("default")),
-    }
-}
-
 /// The part of a sync that handles single containers.
 struct ContainerSync<'a, R> {
-    ctx: &'a WorkerContext<R>,
+    ctx: &'a SyncContext<R>,
     pod: &'a Pod,
     pod_ref: &'a PodRef,
     policy: RestartPolicy,
@@ -451,7 +383,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         container: &Container,
         kind: ContainerKind,
         observed: &Observed,
-        state: &mut WorkerState,
+        state: &mut SyncState,
     ) -> Result<(), RuntimeError> {
         let hash = container_config::container_hash(container);
         let latest = observed.latest(kind, &container.name).cloned();
@@ -475,7 +407,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                     return Ok(());
                 }
                 info!(pod = %self.pod_ref.name, container = %container.name, "container spec changed; restarting it");
-                self.ctx.record_container(
+                self.ctx.recorder.container_event(
                     self.pod,
                     &container.name,
                     EventType::Normal,
@@ -511,7 +443,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                 if !wait.is_zero() {
                     if !state.backoff_reported.contains(&details.info.id) {
                         state.backoff_reported.insert(details.info.id.clone());
-                        self.ctx.record_container(
+                        self.ctx.recorder.container_event(
                             self.pod,
                             &container.name,
                             EventType::Warning,
@@ -548,11 +480,11 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         attempt: u32,
         hash: &str,
         observed: &Observed,
-        state: &mut WorkerState,
+        state: &mut SyncState,
     ) -> Result<(), RuntimeError> {
         let name = container.name.clone();
         if let Some(retry) = state.retry_at.get(&name)
-            && *retry > tokio::time::Instant::now()
+            && *retry > Instant::now()
         {
             // Still backing off from an error; ErrImagePull turns into ImagePullBackOff.
             if let Some(waiting) = state.waiting.get_mut(&name)
@@ -564,7 +496,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                     container.image.as_deref().unwrap_or("")
                 );
             }
-            self.wake_in(retry.saturating_duration_since(tokio::time::Instant::now()));
+            self.wake_in(retry.saturating_duration_since(Instant::now()));
             return Ok(());
         }
         if let Err(waiting) = self.ensure_image(container).await? {
@@ -572,7 +504,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             return Ok(());
         }
         if self.volumes.is_none() {
-            match volumes::prepare(self.ctx, self.pod).await {
+            match volumes::prepare(&self.ctx.client, &self.ctx.root_dir, self.pod).await {
                 Ok(prepared) => self.volumes = Some(prepared),
                 Err(message) => {
                     let waiting = Waiting {
@@ -593,9 +525,12 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             spec_hash: hash,
             sandbox_id: self.sandbox_id,
             pod_ip: self.pod_ip,
+            host_ip: &self.ctx.host_ip,
+            node_cpus: self.ctx.node_cpus,
+            node_memory_bytes: self.ctx.node_memory_bytes,
             volumes: self.volumes.as_ref().map_or(&EMPTY_VOLUMES, |v| v),
         };
-        let spec = match container_config::build(self.ctx, &inputs).await {
+        let spec = match container_config::build(&self.ctx.client, &inputs).await {
             Ok(spec) => spec,
             Err(message) => {
                 let waiting = Waiting {
@@ -627,7 +562,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             }
         };
         self.acted = true;
-        self.ctx.record_container(
+        self.ctx.recorder.container_event(
             self.pod,
             &name,
             EventType::Normal,
@@ -654,7 +589,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         &mut self,
         container: &Container,
         id: &str,
-        state: &mut WorkerState,
+        state: &mut SyncState,
     ) -> Result<(), RuntimeError> {
         self.acted = true;
         match self.ctx.runtime.start_container(id).await {
@@ -662,7 +597,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                 state.waiting.remove(&container.name);
                 state.failures.remove(&container.name);
                 state.retry_at.remove(&container.name);
-                self.ctx.record_container(
+                self.ctx.recorder.container_event(
                     self.pod,
                     &container.name,
                     EventType::Normal,
@@ -676,7 +611,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                 // Docker leaves the container "created" with the error; it counts as a crash
                 // (exit 128), so the crash-loop back-off applies to the next start.
                 state.waiting.remove(&container.name);
-                self.ctx.record_container(
+                self.ctx.recorder.container_event(
                     self.pod,
                     &container.name,
                     EventType::Warning,
@@ -726,7 +661,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                 ),
             }));
         }
-        self.ctx.record_container(
+        self.ctx.recorder.container_event(
             self.pod,
             &container.name,
             EventType::Normal,
@@ -747,7 +682,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
     fn fail(
         &mut self,
         container: &Container,
-        state: &mut WorkerState,
+        state: &mut SyncState,
         waiting: Waiting,
         image: bool,
     ) {
@@ -755,10 +690,8 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         let failures = state.failures.entry(name.clone()).or_insert(0);
         *failures += 1;
         let delay = backoff::nth(*failures);
-        state
-            .retry_at
-            .insert(name.clone(), tokio::time::Instant::now() + delay);
-        self.ctx.record_container(
+        state.retry_at.insert(name.clone(), Instant::now() + delay);
+        self.ctx.recorder.container_event(
             self.pod,
             &name,
             EventType::Warning,

@@ -11,17 +11,13 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret};
 use kube::api::Api;
 
-use super::pod_worker::WorkerContext;
-use crate::runtime::ContainerRuntime;
+use super::paths;
 
-/// The pod's directory on the host.
-pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
-    root.join("pods").join(uid)
-}
-
-/// Creates (or refreshes) the pod's volumes; returns their host paths by volume name.
-pub async fn prepare<R: ContainerRuntime>(
-    ctx: &WorkerContext<R>,
+/// Creates (or refreshes) the pod's volumes under `root_dir` (ConfigMaps and Secrets read
+/// through `client`); returns their host paths by volume name.
+pub async fn prepare(
+    client: &kube::Client,
+    root_dir: &Path,
     pod: &Pod,
 ) -> Result<HashMap<String, PathBuf>, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -30,7 +26,7 @@ pub async fn prepare<R: ContainerRuntime>(
         .namespace
         .clone()
         .unwrap_or_else(|| String::from("default"));
-    let volumes_dir = pod_dir(&ctx.root_dir, &uid).join("volumes");
+    let volumes_dir = paths::pod_volumes_dir(root_dir, &uid);
     let mut paths = HashMap::new();
     let spec = pod.spec.clone().unwrap_or_default();
     for volume in spec.volumes.iter().flatten() {
@@ -63,7 +59,7 @@ pub async fn prepare<R: ContainerRuntime>(
             let dir = volumes_dir
                 .join("kubernetes.io~configmap")
                 .join(&volume.name);
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
             let found = api
                 .get_opt(&source.name)
                 .await
@@ -78,7 +74,7 @@ pub async fn prepare<R: ContainerRuntime>(
         } else if let Some(source) = &volume.secret {
             let name = source.secret_name.clone().unwrap_or_default();
             let dir = volumes_dir.join("kubernetes.io~secret").join(&volume.name);
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
             let found = api
                 .get_opt(&name)
                 .await
@@ -103,14 +99,6 @@ pub async fn prepare<R: ContainerRuntime>(
         paths.insert(volume.name.clone(), path);
     }
     Ok(paths)
-}
-
-/// Removes the pod's directory (its emptyDir volumes).
-pub fn remove_pod_dir(root: &Path, uid: &str) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(pod_dir(root, uid)) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
 }
 
 fn create_dir(dir: &Path, mode: u32) -> Result<(), String> {

@@ -86,9 +86,7 @@ impl ContainerLogs {
     }
 
     fn container_dir(&self, pod: &PodRef, container: &str) -> PathBuf {
-        super::volumes::pod_dir(&self.shared.root_dir, &pod.uid)
-            .join("logs")
-            .join(container)
+        super::paths::container_logs_dir(&self.shared.root_dir, &pod.uid, container)
     }
 
     /// Makes sure the output of `container` is being copied into its file, or has been: starts
