@@ -39,6 +39,8 @@ pub mod server;
 pub mod static_pods;
 mod status_manager;
 mod sync_pod;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 mod volumes;
 

@@ -90,3 +90,92 @@ pub async fn kill_pod<R: ContainerRuntime>(
     debug!(pod = %name, uid, "pod terminated");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::test_support::Harness;
+    use crate::runtime::fake::{Call, container};
+    use crate::runtime::{ContainerState, PodRef, SANDBOX_CONTAINER_NAME};
+
+    #[tokio::test]
+    async fn an_orphan_is_stopped_with_the_grace_period_it_was_created_with_then_removed() {
+        let h = Harness::new();
+        let pod = PodRef {
+            uid: String::from("gone"),
+            name: String::from("old"),
+            namespace: String::from("default"),
+        };
+        let running = || ContainerState::Running { started_at: None };
+        // Each container carries the grace period its pod had; the longest counts.
+        let mut sandbox = container(
+            &pod,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            running(),
+        );
+        sandbox.info.grace_seconds = 2;
+        h.runtime.insert(sandbox);
+        let mut app = container(&pod, ContainerKind::App, "app", 0, "", running());
+        app.info.grace_seconds = 7;
+        h.runtime.insert(app);
+
+        let ctx = &h.ctx;
+        kill_pod(
+            ctx.runtime.as_ref(),
+            &ctx.logs,
+            &ctx.recorder,
+            "gone",
+            None,
+            &mut HashMap::new(),
+        )
+        .await
+        .expect("kill");
+        assert_eq!(
+            h.runtime.calls(),
+            vec![
+                Call::Stop(String::from("app.0"), Duration::from_secs(7)),
+                Call::Stop(String::from("POD.0"), Duration::ZERO),
+                Call::Remove(String::from("POD.0")),
+                Call::Remove(String::from("app.0")),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kill_that_the_runtime_interrupts_fails_and_can_be_repeated() {
+        let h = Harness::new();
+        let pod = PodRef {
+            uid: String::from("u1"),
+            name: String::from("web"),
+            namespace: String::from("default"),
+        };
+        h.runtime.insert(container(
+            &pod,
+            ContainerKind::App,
+            "app",
+            0,
+            "",
+            ContainerState::Running { started_at: None },
+        ));
+        let ctx = &h.ctx;
+        let kill = async || {
+            kill_pod(
+                ctx.runtime.as_ref(),
+                &ctx.logs,
+                &ctx.recorder,
+                "u1",
+                None,
+                &mut HashMap::new(),
+            )
+            .await
+        };
+        h.runtime.set_down(true);
+        assert!(matches!(kill().await, Err(RuntimeError::Unavailable(_))));
+        h.runtime.set_down(false);
+        kill().await.expect("kill");
+        assert!(h.runtime.containers().is_empty());
+    }
+}

@@ -163,3 +163,158 @@ async fn terminate<R: ContainerRuntime>(ctx: &WorkerContext<R>, uid: &str, pod: 
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::kubelet::test_support::{Harness, pod};
+    use crate::kubelet::types::CONFIG_SOURCE;
+    use crate::runtime::fake::{Call, FakeRuntime};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A running worker of pod `u1` and what it reports to.
+    struct Running {
+        runtime: Arc<FakeRuntime>,
+        root: tempfile::TempDir,
+        input: watch::Sender<WorkerInput>,
+        worker: tokio::task::JoinHandle<()>,
+        status: mpsc::UnboundedReceiver<StatusMsg>,
+        manager: mpsc::UnboundedReceiver<ManagerMsg>,
+    }
+
+    impl Running {
+        /// Starts the worker for `pod` and waits for its first status.
+        async fn start(pod: Pod) -> Running {
+            let Harness {
+                runtime, ctx, root, ..
+            } = Harness::new();
+            let (status_tx, status) = mpsc::unbounded_channel();
+            let (manager_tx, manager) = mpsc::unbounded_channel();
+            let ctx = Arc::new(WorkerContext {
+                sync: ctx,
+                resync: Duration::from_secs(60),
+                status: status_tx,
+                manager: manager_tx,
+            });
+            let (input, receiver) = watch::channel(WorkerInput {
+                pod: Some(Arc::new(pod)),
+                poke: 0,
+            });
+            let worker = tokio::spawn(run(ctx, String::from("u1"), receiver));
+            let mut running = Running {
+                runtime,
+                root,
+                input,
+                worker,
+                status,
+                manager,
+            };
+            let first = timeout(WAIT, running.status.recv())
+                .await
+                .expect("a status");
+            assert!(matches!(first, Some(StatusMsg::Status { .. })), "{first:?}");
+            running
+        }
+
+        fn pod_dir(&self) -> PathBuf {
+            paths::pod_dir(self.root.path(), "u1")
+        }
+
+        /// Tells the worker its pod is now `pod` and waits for the worker to end.
+        async fn change_to(mut self, pod: Option<Pod>) -> (Vec<Call>, Option<StatusMsg>) {
+            self.runtime.take_calls();
+            self.input.send_modify(|input| {
+                input.pod = pod.map(Arc::new);
+                input.poke += 1;
+            });
+            timeout(WAIT, &mut self.worker)
+                .await
+                .expect("the worker ends")
+                .expect("the worker does not panic");
+            let done = self.manager.try_recv().expect("the manager is told");
+            assert!(matches!(done, ManagerMsg::WorkerDone(uid) if uid == "u1"));
+            assert!(self.runtime.containers().is_empty(), "containers left");
+            assert!(!self.pod_dir().exists(), "the pod's directory is left");
+            (self.runtime.take_calls(), self.status.try_recv().ok())
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_a_pod_stops_its_containers_then_removes_them_and_finishes_the_deletion() {
+        let pod = pod("Always", &[], &["app"]);
+        let running = Running::start(pod.clone()).await;
+        std::fs::create_dir_all(paths::pod_volumes_dir(running.root.path(), "u1")).expect("dir");
+
+        let mut deleting = pod;
+        deleting.metadata.deletion_timestamp = Some(Time(chrono::Utc::now()));
+        deleting.metadata.deletion_grace_period_seconds = Some(3);
+        let (calls, status) = running.change_to(Some(deleting)).await;
+        assert_eq!(
+            calls,
+            vec![
+                // The app containers get the pod's deletion grace period, the sandbox goes last.
+                Call::Stop(String::from("app.0"), Duration::from_secs(3)),
+                Call::Stop(String::from("POD.0"), Duration::ZERO),
+                Call::Remove(String::from("POD.0")),
+                Call::Remove(String::from("app.0")),
+            ]
+        );
+        assert!(
+            matches!(&status, Some(StatusMsg::Terminated { key, uid }) if key.1 == "web" && uid == "u1"),
+            "{status:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_static_pod_whose_manifest_is_gone_is_stopped_and_forgotten_not_deleted() {
+        let mut pod = pod("Always", &[], &["app"]);
+        pod.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(CONFIG_SOURCE.to_owned(), String::from("file"));
+        let running = Running::start(pod).await;
+        let (calls, status) = running.change_to(None).await;
+        assert_eq!(
+            calls,
+            vec![
+                Call::Stop(String::from("app.0"), Duration::from_secs(5)),
+                Call::Stop(String::from("POD.0"), Duration::ZERO),
+                Call::Remove(String::from("POD.0")),
+                Call::Remove(String::from("app.0")),
+            ]
+        );
+        assert!(
+            matches!(&status, Some(StatusMsg::Forget { uid, .. }) if uid == "u1"),
+            "{status:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_reports_a_status_only_when_it_changed() {
+        let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+        let pod = pod("Always", &[], &["app"]);
+        let mut state = SyncState::default();
+        let pending = PodStatus {
+            phase: Some(String::from("Pending")),
+            ..Default::default()
+        };
+        let running = PodStatus {
+            phase: Some(String::from("Running")),
+            ..Default::default()
+        };
+        for status in [&pending, &pending, &running, &running] {
+            report(&status_tx, &pod, &mut state, status.clone());
+        }
+        let mut phases = Vec::new();
+        while let Ok(StatusMsg::Status { status, .. }) = status_rx.try_recv() {
+            phases.push(status.phase.unwrap_or_default());
+        }
+        assert_eq!(phases, ["Pending", "Running"]);
+    }
+}

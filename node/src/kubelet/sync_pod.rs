@@ -724,6 +724,364 @@ fn default_pull_policy(image: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubelet::test_support::{Harness, pod};
+    use crate::runtime::fake::{Call, container, exited};
+
+    fn ids(calls: &[&str]) -> Vec<String> {
+        calls.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    fn calls(h: &Harness) -> Vec<String> {
+        h.runtime
+            .take_calls()
+            .into_iter()
+            .map(|call| match call {
+                Call::CreateSandbox(id) => format!("create sandbox {id}"),
+                Call::Create(id) => format!("create {id}"),
+                Call::Start(id) => format!("start {id}"),
+                Call::Stop(id, grace) => format!("stop {id} {}s", grace.as_secs()),
+                Call::Remove(id) => format!("remove {id}"),
+                Call::Pull(image) => format!("pull {image}"),
+            })
+            .collect()
+    }
+
+    /// The spec hash of container `name` of `pod` (what sync compares with the label).
+    fn hash_of(pod: &Pod, name: &str) -> String {
+        let spec = pod.spec.as_ref().expect("spec");
+        let container = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+            .expect("container");
+        container_config::container_hash(container)
+    }
+
+    fn running() -> ContainerState {
+        ContainerState::Running {
+            started_at: Some(Utc::now()),
+        }
+    }
+
+    fn ago(seconds: i64) -> chrono::DateTime<Utc> {
+        Utc::now() - chrono::Duration::seconds(seconds)
+    }
+
+    /// The waiting reason of the first app container in `status`.
+    fn waiting_reason(status: &PodStatus) -> Option<String> {
+        status.container_statuses.as_ref()?[0]
+            .state
+            .as_ref()?
+            .waiting
+            .as_ref()?
+            .reason
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn a_new_pod_gets_its_sandbox_then_its_app_containers_in_order() {
+        let mut h = Harness::new();
+        let pod = pod("Always", &[], &["a", "b"]);
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(
+            calls(&h),
+            ids(&[
+                "create sandbox POD.0",
+                "create a.0",
+                "start a.0",
+                "create b.0",
+                "start b.0"
+            ])
+        );
+        let status = outcome.status.expect("a status");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.2"));
+        assert_eq!(
+            h.event_reasons(),
+            ids(&["Created", "Started", "Created", "Started"])
+        );
+
+        // Everything runs as the spec says: the next sync changes nothing.
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn init_containers_run_to_completion_before_the_app_containers() {
+        let h = Harness::new();
+        let pod = pod("Always", &["setup"], &["app"]);
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(
+            calls(&h),
+            ids(&["create sandbox POD.0", "create setup.0", "start setup.0"])
+        );
+        assert_eq!(
+            outcome.status.and_then(|s| s.phase).as_deref(),
+            Some("Pending")
+        );
+
+        // Still running: the app container waits.
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), Vec::<String>::new());
+
+        // A failed init container runs again (its first failure without back-off)...
+        h.runtime.exit("setup.0", 1, Utc::now());
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["create setup.1", "start setup.1"]));
+
+        // ...and once it succeeded, the app container starts.
+        h.runtime.exit("setup.1", 0, Utc::now());
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["create app.0", "start app.0"]));
+    }
+
+    #[tokio::test]
+    async fn an_exited_container_waits_out_its_crash_loop_back_off_under_restart_policy_always() {
+        let mut h = Harness::new();
+        let pod = pod("Always", &[], &["app"]);
+        let (pod_ref, hash) = (pod_ref(&pod), hash_of(&pod, "app"));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            running(),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            0,
+            &hash,
+            exited(0, ago(60)),
+        ));
+        // The second run (restart count 1) exited 2 s ago: its back-off is 10 s.
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            1,
+            &hash,
+            exited(0, ago(2)),
+        ));
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), Vec::<String>::new(), "restarted during back-off");
+        let requeue = outcome.requeue.expect("a wake-up when the back-off ends");
+        assert!(
+            requeue > Duration::from_secs(6) && requeue <= Duration::from_secs(8),
+            "{requeue:?}"
+        );
+        let status = outcome.status.expect("a status");
+        assert_eq!(waiting_reason(&status).as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(h.event_reasons(), ids(&["BackOff"]));
+
+        // The back-off event is recorded once per exited container.
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(h.event_reasons(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn an_exited_container_restarts_when_its_back_off_is_over_keeping_one_previous() {
+        let h = Harness::new();
+        let pod = pod("Always", &[], &["app"]);
+        let (pod_ref, hash) = (pod_ref(&pod), hash_of(&pod, "app"));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            running(),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            0,
+            &hash,
+            exited(1, ago(60)),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            1,
+            &hash,
+            exited(1, ago(11)),
+        ));
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        // The new instance, then the oldest goes (the one before stays for `lastState`).
+        assert_eq!(
+            calls(&h),
+            ids(&["create app.2", "start app.2", "remove app.0"])
+        );
+        let status = outcome.status.expect("a status");
+        let app = &status.container_statuses.expect("container statuses")[0];
+        assert_eq!(app.restart_count, 2);
+        assert!(
+            app.state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_that_succeeded_under_on_failure_stays_down_and_the_sandbox_stops() {
+        let h = Harness::new();
+        let pod = pod("OnFailure", &[], &["app"]);
+        let (pod_ref, hash) = (pod_ref(&pod), hash_of(&pod, "app"));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            running(),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            0,
+            &hash,
+            exited(0, ago(60)),
+        ));
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["stop POD.0 0s"]));
+        assert_eq!(
+            outcome.status.and_then(|s| s.phase).as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(outcome.requeue, None);
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_spec_changed_is_stopped_and_replaced() {
+        let mut h = Harness::new();
+        let pod = pod("Always", &[], &["app"]);
+        let pod_ref = pod_ref(&pod);
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            running(),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            0,
+            "an-older-spec",
+            running(),
+        ));
+        let mut state = SyncState::default();
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(
+            calls(&h),
+            ids(&["stop app.0 5s", "create app.1", "start app.1"])
+        );
+        assert_eq!(h.event_reasons(), ids(&["Killing", "Created", "Started"]));
+    }
+
+    #[tokio::test]
+    async fn a_dead_sandbox_is_replaced_and_the_app_containers_follow_it() {
+        let h = Harness::new();
+        let pod = pod("Always", &[], &["app"]);
+        let (pod_ref, hash) = (pod_ref(&pod), hash_of(&pod, "app"));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::Sandbox,
+            SANDBOX_CONTAINER_NAME,
+            0,
+            "",
+            exited(137, ago(5)),
+        ));
+        h.runtime.insert(container(
+            &pod_ref,
+            ContainerKind::App,
+            "app",
+            0,
+            &hash,
+            running(),
+        ));
+        let mut state = SyncState::default();
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(
+            calls(&h),
+            ids(&[
+                "stop app.0 5s",
+                "remove POD.0",
+                "create sandbox POD.1",
+                "create app.1",
+                "start app.1"
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_that_may_not_be_pulled_is_the_containers_waiting_reason() {
+        let h = Harness::new();
+        let mut pod = pod("Always", &[], &["app"]);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers[0].image = Some(String::from("skiff/missing:1"));
+        }
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["create sandbox POD.0"]));
+        let status = outcome.status.expect("a status");
+        assert_eq!(waiting_reason(&status).as_deref(), Some("ErrImagePull"));
+        assert_eq!(outcome.requeue, Some(Duration::from_secs(1)));
+
+        // Until its retry, the image's back-off shows.
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), Vec::<String>::new());
+        let status = outcome.status.expect("a status");
+        assert_eq!(waiting_reason(&status).as_deref(), Some("ImagePullBackOff"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_sandbox_is_retried_only_after_its_back_off() {
+        let mut h = Harness::new();
+        let pod = pod("Always", &[], &["app"]);
+        h.runtime.refuse_sandboxes(Some("no address left"));
+        let mut state = SyncState::default();
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        let status = outcome.status.expect("a status");
+        assert_eq!(
+            waiting_reason(&status).as_deref(),
+            Some("ContainerCreating")
+        );
+        let requeue = outcome.requeue.expect("a retry");
+        assert!(requeue > Duration::from_secs(9), "{requeue:?}");
+        assert_eq!(h.event_reasons(), ids(&["FailedCreatePodSandBox"]));
+
+        h.runtime.refuse_sandboxes(None);
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), Vec::<String>::new(), "retried during back-off");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_runtime_fails_the_whole_sync() {
+        let h = Harness::new();
+        h.runtime.set_down(true);
+        let result = sync_pod(
+            &h.ctx,
+            &pod("Always", &[], &["app"]),
+            &mut SyncState::default(),
+        )
+        .await;
+        assert!(matches!(result, Err(RuntimeError::Unavailable(_))));
+    }
 
     #[test]
     fn pull_policy_defaults_like_kubernetes() {

@@ -16,6 +16,8 @@ mod container_start;
 mod container_stop;
 mod docker;
 mod events;
+#[cfg(test)]
+pub mod fake;
 mod image;
 pub mod labels;
 mod network;
