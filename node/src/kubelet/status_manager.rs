@@ -5,8 +5,12 @@
 //! It also keeps the mirror pods of static pods in step (created, recreated when the manifest
 //! changes or someone deletes them, removed with the manifest) and finishes graceful deletions
 //! (`DELETE` with `gracePeriodSeconds=0` once the containers are gone).
+//!
+//! Its three writes go through the [`PodWriter`] trait (the API client in production), so its
+//! decisions are unit-tested against a fake.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -19,6 +23,73 @@ use super::messages::{ApiPodMeta, StatusMsg};
 use super::static_pods;
 use super::types::PodKey;
 
+/// The writes of pods the status manager makes.
+pub trait PodWriter: Send + Sync + 'static {
+    /// Merge-patches the pod's status; `uid` guards against writing to a pod of the same name
+    /// that replaced it.
+    fn patch_status(
+        &self,
+        key: &PodKey,
+        uid: &str,
+        status: &PodStatus,
+    ) -> impl Future<Output = Result<(), kube::Error>> + Send;
+
+    /// Creates a (mirror) pod in its namespace.
+    fn create(&self, pod: &Pod) -> impl Future<Output = Result<Pod, kube::Error>> + Send;
+
+    /// Deletes a pod at once (`gracePeriodSeconds=0`) if its uid is still `uid`; gone (or
+    /// replaced) already is fine.
+    fn delete_now(
+        &self,
+        key: &PodKey,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), kube::Error>> + Send;
+}
+
+impl PodWriter for kube::Client {
+    async fn patch_status(
+        &self,
+        key: &PodKey,
+        uid: &str,
+        status: &PodStatus,
+    ) -> Result<(), kube::Error> {
+        let patch = json!({
+            "metadata": {"uid": uid},
+            "status": status,
+        });
+        Api::<Pod>::namespaced(self.clone(), &key.0)
+            .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+    }
+
+    async fn create(&self, pod: &Pod) -> Result<Pod, kube::Error> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        Api::<Pod>::namespaced(self.clone(), namespace)
+            .create(&PostParams::default(), pod)
+            .await
+    }
+
+    async fn delete_now(&self, key: &PodKey, uid: &str) -> Result<(), kube::Error> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match Api::<Pod>::namespaced(self.clone(), &key.0)
+            .delete(&key.1, &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 struct Entry {
     uid: String,
     static_pod: bool,
@@ -27,8 +98,8 @@ struct Entry {
 }
 
 /// The status manager's state.
-pub struct StatusManager {
-    client: kube::Client,
+pub struct StatusManager<W> {
+    writer: W,
     node: String,
     node_uid: String,
     api: HashMap<PodKey, ApiPodMeta>,
@@ -38,11 +109,11 @@ pub struct StatusManager {
     deletes: HashMap<PodKey, String>,
 }
 
-impl StatusManager {
-    /// A status manager for `node`.
-    pub fn new(client: kube::Client, node: &str, node_uid: &str) -> Self {
+impl<W: PodWriter> StatusManager<W> {
+    /// A status manager for `node`, writing through `writer`.
+    pub fn new(writer: W, node: &str, node_uid: &str) -> Self {
         Self {
-            client,
+            writer,
             node: node.to_owned(),
             node_uid: node_uid.to_owned(),
             api: HashMap::new(),
@@ -177,7 +248,7 @@ impl StatusManager {
             .collect();
         for meta in stale {
             info!(pod = %format!("{}/{}", meta.key.0, meta.key.1), "deleting mirror pod");
-            delete_now(&self.pods_in(&meta.key.0), &meta.key.1, &meta.uid).await?;
+            self.writer.delete_now(&meta.key, &meta.uid).await?;
             self.api.remove(&meta.key);
         }
         // Static pods without a mirror.
@@ -189,11 +260,7 @@ impl StatusManager {
             .collect();
         for (key, pod) in missing {
             let mirror = static_pods::mirror_pod(&pod, &self.node, &self.node_uid);
-            match self
-                .pods_in(&key.0)
-                .create(&PostParams::default(), &mirror)
-                .await
-            {
+            match self.writer.create(&mirror).await {
                 Ok(created) => {
                     info!(pod = %format!("{}/{}", key.0, key.1), "created mirror pod");
                     self.api.insert(key.clone(), ApiPodMeta::of(&created));
@@ -225,12 +292,9 @@ impl StatusManager {
             }) else {
                 continue;
             };
-            let patch = json!({
-                "metadata": {"uid": target.uid},
-                "status": entry.status,
-            });
-            match Api::<Pod>::namespaced(self.client.clone(), &key.0)
-                .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&patch))
+            match self
+                .writer
+                .patch_status(key, &target.uid, &entry.status)
                 .await
             {
                 Ok(_) => {
@@ -255,30 +319,217 @@ impl StatusManager {
             .map(|(k, u)| (k.clone(), u.clone()))
             .collect();
         for (key, uid) in pending {
-            delete_now(&self.pods_in(&key.0), &key.1, &uid).await?;
+            self.writer.delete_now(&key, &uid).await?;
             self.deletes.remove(&key);
         }
         Ok(())
     }
-
-    fn pods_in(&self, namespace: &str) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
 }
 
-/// `DELETE` with `gracePeriodSeconds=0` and the uid as precondition; gone already is fine.
-async fn delete_now(api: &Api<Pod>, name: &str, uid: &str) -> Result<(), kube::Error> {
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions {
-            uid: Some(uid.to_owned()),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-        Err(err) => Err(err),
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+    use crate::kubelet::static_pods;
+    use crate::kubelet::types::key_of;
+
+    /// A write the fake saw.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Write {
+        Status(String, String, Option<String>),
+        Create(String),
+        Delete(String, String),
+    }
+
+    /// Records writes; while `down`, fails them as an unreachable master would.
+    #[derive(Clone, Default)]
+    struct FakeWriter {
+        writes: Arc<Mutex<Vec<Write>>>,
+        down: Arc<Mutex<bool>>,
+    }
+
+    impl FakeWriter {
+        fn take(&self) -> Vec<Write> {
+            std::mem::take(&mut self.writes.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+
+        fn set_down(&self, down: bool) {
+            *self.down.lock().unwrap_or_else(PoisonError::into_inner) = down;
+        }
+
+        fn write(&self, write: Write) -> Result<(), kube::Error> {
+            if *self.down.lock().unwrap_or_else(PoisonError::into_inner) {
+                return Err(kube::Error::Api(kube::core::ErrorResponse {
+                    status: String::from("Failure"),
+                    message: String::from("unavailable"),
+                    reason: String::from("ServiceUnavailable"),
+                    code: 503,
+                }));
+            }
+            self.writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(write);
+            Ok(())
+        }
+    }
+
+    impl PodWriter for FakeWriter {
+        async fn patch_status(
+            &self,
+            key: &PodKey,
+            uid: &str,
+            status: &PodStatus,
+        ) -> Result<(), kube::Error> {
+            self.write(Write::Status(
+                key.1.clone(),
+                uid.to_owned(),
+                status.phase.clone(),
+            ))
+        }
+
+        async fn create(&self, pod: &Pod) -> Result<Pod, kube::Error> {
+            self.write(Write::Create(pod.metadata.name.clone().unwrap_or_default()))?;
+            let mut created = pod.clone();
+            created.metadata.uid = Some(String::from("mirror-uid"));
+            Ok(created)
+        }
+
+        async fn delete_now(&self, key: &PodKey, uid: &str) -> Result<(), kube::Error> {
+            self.write(Write::Delete(key.1.clone(), uid.to_owned()))
+        }
+    }
+
+    fn manager() -> (StatusManager<FakeWriter>, FakeWriter) {
+        let writer = FakeWriter::default();
+        (
+            StatusManager::new(writer.clone(), "node-1", "node-uid"),
+            writer,
+        )
+    }
+
+    fn meta(name: &str, uid: &str) -> ApiPodMeta {
+        ApiPodMeta {
+            key: (String::from("default"), name.to_owned()),
+            uid: uid.to_owned(),
+            mirror_hash: None,
+            deleting: false,
+        }
+    }
+
+    fn status(name: &str, uid: &str, phase: &str) -> StatusMsg {
+        StatusMsg::Status {
+            key: (String::from("default"), name.to_owned()),
+            uid: uid.to_owned(),
+            static_pod: false,
+            status: Box::new(PodStatus {
+                phase: Some(phase.to_owned()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn written(name: &str, uid: &str, phase: &str) -> Write {
+        Write::Status(name.to_owned(), uid.to_owned(), Some(phase.to_owned()))
+    }
+
+    #[tokio::test]
+    async fn a_status_is_written_when_it_changed_and_only_then() {
+        let (mut manager, writer) = manager();
+        manager.apply(StatusMsg::ApiSnapshot(vec![meta("web", "u1")]));
+        manager.apply(status("web", "u1", "Pending"));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), [written("web", "u1", "Pending")]);
+
+        // The same status again: nothing to write.
+        manager.apply(status("web", "u1", "Pending"));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), []);
+
+        manager.apply(status("web", "u1", "Running"));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), [written("web", "u1", "Running")]);
+
+        // A relist may follow a master that lost what was written: write it again.
+        manager.apply(StatusMsg::ApiSnapshot(vec![meta("web", "u1")]));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), [written("web", "u1", "Running")]);
+    }
+
+    #[tokio::test]
+    async fn a_status_goes_only_to_the_pod_with_its_uid() {
+        let (mut manager, writer) = manager();
+        // The pod was deleted and recreated under the same name: the old worker's status
+        // must not land on the new pod.
+        manager.apply(StatusMsg::ApiSnapshot(vec![meta("web", "u2")]));
+        manager.apply(status("web", "u1", "Running"));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), []);
+    }
+
+    #[tokio::test]
+    async fn writes_that_fail_are_retried_until_the_master_takes_them() {
+        let (mut manager, writer) = manager();
+        manager.apply(StatusMsg::ApiSnapshot(vec![
+            meta("web", "u1"),
+            meta("old", "u0"),
+        ]));
+        manager.apply(status("web", "u1", "Running"));
+        manager.apply(StatusMsg::Terminated {
+            key: (String::from("default"), String::from("old")),
+            uid: String::from("u0"),
+        });
+        writer.set_down(true);
+        assert!(manager.reconcile().await.is_err());
+        writer.set_down(false);
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(
+            writer.take(),
+            [
+                written("web", "u1", "Running"),
+                Write::Delete(String::from("old"), String::from("u0")),
+            ]
+        );
+        // Done: nothing is written twice.
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), []);
+    }
+
+    #[tokio::test]
+    async fn a_static_pod_gets_a_mirror_pod_and_a_stale_mirror_is_deleted() {
+        let (mut manager, writer) = manager();
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: app\n    image: skiff/app:1\n";
+        let static_pod = static_pods::parse(manifest, "node-1").expect("manifest");
+        let hash = static_pod.metadata.uid.clone().expect("hash");
+        let key = key_of(&static_pod);
+        manager.apply(StatusMsg::StaticPods(HashMap::from([(
+            key.clone(),
+            static_pod,
+        )])));
+        // A mirror of an edited manifest (another hash) is in the API.
+        manager.apply(StatusMsg::ApiSnapshot(vec![ApiPodMeta {
+            mirror_hash: Some(String::from("an-older-hash")),
+            ..meta("web-node-1", "old-mirror")
+        }]));
+        manager.apply(StatusMsg::Status {
+            key: key.clone(),
+            uid: hash,
+            static_pod: true,
+            status: Box::new(PodStatus {
+                phase: Some(String::from("Running")),
+                ..Default::default()
+            }),
+        });
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(
+            writer.take(),
+            [
+                Write::Delete(String::from("web-node-1"), String::from("old-mirror")),
+                Write::Create(String::from("web-node-1")),
+                // The static pod's status goes to its new mirror pod.
+                written("web-node-1", "mirror-uid", "Running"),
+            ]
+        );
     }
 }
