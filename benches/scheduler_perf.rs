@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff::etcd::Etcd;
 use skiff::master::{Master, MasterOptions};
-use skiff_master::apiserver::validation::quantity_nanos;
+use skiff_api::quantity::quantity_nanos;
 
 #[derive(Parser, Debug)]
 #[command(about = "scheduler throughput against a real skiff-master (SchedulingBasic)")]

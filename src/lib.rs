@@ -6,3 +6,4 @@ pub mod docker;
 pub mod etcd;
 pub mod master;
 pub mod node;
+pub mod python;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use skiff::master::{Master, MasterOptions};
-use skiff_master::apiserver::validation::quantity_nanos;
+use skiff_api::quantity::quantity_nanos;
 
 /// How long a pod may take to be bound (or to be reported unschedulable).
 const WAIT: Duration = Duration::from_secs(30);

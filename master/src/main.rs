@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_master::apiserver::Config;
-use skiff_master::apiserver::server::{Listening, serve_with_ready};
+use skiff_master::apiserver::server::{Listening, serve};
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{deployment, endpoints, garbage_collector, replica_set};
@@ -147,7 +147,7 @@ fn main() -> anyhow::Result<()> {
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let clients = tokio::spawn(run_clients(ready_rx, clients, stop_rx.clone()));
-        let served = serve_with_ready(config, stopped(stop_rx), Some(ready_tx)).await;
+        let served = serve(config, stopped(stop_rx), Some(ready_tx)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), clients).await;
         served
     })?;
@@ -244,9 +244,8 @@ async fn run_clients(
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

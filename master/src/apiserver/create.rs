@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rand::Rng;
 use serde_json::{Value, json};
 
 use super::allocator::AllocateError;
@@ -37,7 +36,37 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Check that the body's `apiVersion`/`kind` match the path (400 otherwise).
+/// Fill the body's `apiVersion`/`kind` from the path when the client left them out (the
+/// official Python client does), as kube-apiserver's decoder does with the endpoint's
+/// group, version and kind as the default; refuse (400) a body that names another type.
+pub fn default_type(r: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    let obj = object
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("the object must be a JSON object".into()))?;
+    for (field, expected) in [
+        ("apiVersion", r.api_version()),
+        ("kind", r.kind.to_string()),
+    ] {
+        match obj.get(field) {
+            None | Some(Value::Null) => {
+                obj.insert(field.into(), Value::String(expected));
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                obj.insert(field.into(), Value::String(expected));
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{field} must be a string, not {other}"
+                )));
+            }
+        }
+    }
+    check_type(r, object)
+}
+
+/// Check that the body's `apiVersion`/`kind` are there and match the path (400 otherwise):
+/// server-side apply configurations must name their type, as in Kubernetes.
 pub fn check_type(r: &Resource, object: &Value) -> Result<(), ApiError> {
     let api_version = object.get("apiVersion").and_then(Value::as_str);
     let kind = object.get("kind").and_then(Value::as_str);
@@ -156,7 +185,7 @@ impl ApiServer {
         body: &[u8],
     ) -> Result<Response, ApiError> {
         let mut object = request::decode_object(body, &request::content_type(headers))?;
-        check_type(target.resource, &object)?;
+        default_type(target.resource, &mut object)?;
         check_namespace(target, &mut object)?;
         let (json, warnings) = self
             .create_object(
@@ -196,7 +225,7 @@ impl ApiServer {
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty());
         if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-            let name = format!("{prefix}{}", random_suffix());
+            let name = format!("{prefix}{}", skiff_api::names::random_suffix(5));
             meta.insert("name".into(), Value::String(name));
         }
         meta.insert(
@@ -370,13 +399,4 @@ impl ApiServer {
             }
         }
     }
-}
-
-/// Five characters from Kubernetes' generateName alphabet (no vowels, no look-alikes).
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
 }

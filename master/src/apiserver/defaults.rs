@@ -20,14 +20,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::validation::quantity_nanos;
+use skiff_api::quantity::quantity_nanos;
 
 /// Kubernetes' `DefaultTerminationGracePeriodSeconds`.
 pub const TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
 /// Kubernetes' default scheduler name.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
-/// Label every Namespace carries with its own name.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// Mode of files in secret, configMap, downwardAPI and projected volumes (0644).
 const VOLUME_DEFAULT_MODE: i32 = 0o644;
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` default: 3 hours.
@@ -534,10 +532,10 @@ pub fn deployment(d: &mut Deployment) {
 /// kept, so finalization can remove it).
 pub fn namespace(ns: &mut Namespace) {
     if let Some(name) = ns.metadata.name.clone().filter(|n| !n.is_empty()) {
-        ns.metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(NAMESPACE_NAME_LABEL.to_string(), name);
+        ns.metadata.labels.get_or_insert_with(BTreeMap::new).insert(
+            skiff_api::well_known::LABEL_NAMESPACE_NAME.to_string(),
+            name,
+        );
     }
     let spec = ns.spec.get_or_insert_with(NamespaceSpec::default);
     set(&mut spec.finalizers, || vec!["kubernetes".to_string()]);

@@ -22,63 +22,21 @@ use super::resources::{RESOURCES, Resource};
 use super::status::ApiError;
 use super::{ApiServer, json_response, json_value};
 use crate::store::StoreError;
+use skiff_api::meta::{
+    FINALIZER_DELETE_DEPENDENTS, FINALIZER_ORPHAN_DEPENDENTS, PropagationPolicy,
+};
 
 /// Namespaces that can never be deleted.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-/// The finalizer of an object whose dependents are being orphaned (Kubernetes'
-/// `metav1.FinalizerOrphanDependents`).
-pub const FINALIZER_ORPHAN_DEPENDENTS: &str = "orphan";
-
-/// The finalizer of an object whose dependents are being deleted in the foreground
-/// (Kubernetes' `metav1.FinalizerDeleteDependents`).
-pub const FINALIZER_DELETE_DEPENDENTS: &str = "foregroundDeletion";
-
-/// What a delete does with the object's dependents (`DeleteOptions.propagationPolicy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PropagationPolicy {
-    /// Keep the dependents; the garbage collector removes their ownerReferences to the object
-    /// before the object goes.
-    Orphan,
-    /// Delete the object now; the garbage collector deletes the dependents afterwards.
-    Background,
-    /// Keep the object until the garbage collector has deleted the dependents that block its
-    /// deletion (`blockOwnerDeletion: true`).
-    Foreground,
-}
-
-impl PropagationPolicy {
-    /// The values `propagationPolicy` accepts, as Kubernetes lists them in its error.
-    const SUPPORTED: &[&str] = &["Foreground", "Background", "Orphan", "nil"];
-
-    /// The policy's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Orphan => "Orphan",
-            Self::Background => "Background",
-            Self::Foreground => "Foreground",
-        }
-    }
-
-    /// Parse a `propagationPolicy` value; `None` for an unsupported one.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "Orphan" => Some(Self::Orphan),
-            "Background" => Some(Self::Background),
-            "Foreground" => Some(Self::Foreground),
-            _ => None,
-        }
-    }
-
-    /// The policy of a delete that names none: `Orphan` for ReplicationControllers (core/v1
-    /// keeps that old default; kubectl always sends a policy), `Background` for everything
-    /// else.
-    pub fn default_for(r: &Resource) -> Self {
-        if r.group.is_empty() && r.kind == "ReplicationController" {
-            Self::Orphan
-        } else {
-            Self::Background
-        }
+/// The policy of a delete that names none: `Orphan` for ReplicationControllers (core/v1
+/// keeps that old default; kubectl always sends a policy), `Background` for everything
+/// else.
+pub fn default_propagation(r: &Resource) -> PropagationPolicy {
+    if r.group.is_empty() && r.kind == "ReplicationController" {
+        PropagationPolicy::Orphan
+    } else {
+        PropagationPolicy::Background
     }
 }
 
@@ -363,7 +321,7 @@ impl ApiServer {
                     deletion_finalizers(
                         &finalizers_of(&object),
                         opts.propagation_policy,
-                        PropagationPolicy::default_for(r),
+                        default_propagation(r),
                     )
                 })
                 .flatten();
@@ -610,12 +568,12 @@ mod tests {
                 .expect("served")
         };
         assert_eq!(
-            PropagationPolicy::default_for(find("replicationcontrollers")),
+            default_propagation(find("replicationcontrollers")),
             PropagationPolicy::Orphan
         );
         for plural in ["replicasets", "deployments", "pods", "configmaps"] {
             assert_eq!(
-                PropagationPolicy::default_for(find(plural)),
+                default_propagation(find(plural)),
                 PropagationPolicy::Background,
                 "{plural}"
             );

@@ -26,7 +26,6 @@ pub mod protobuf;
 pub mod read;
 pub mod request;
 pub mod resources;
-pub mod selectors;
 pub mod server;
 pub mod status;
 pub mod strategic_merge;

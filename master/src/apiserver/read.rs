@@ -17,11 +17,11 @@ use tokio::sync::mpsc;
 use super::objects;
 use super::request::{Query, Target};
 use super::resources::Resource;
-use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::table::{self, IncludeObject, TableVersion};
 use super::{ApiServer, json_response};
 use crate::store::{EventKind, KeyValue, Revision, StoreError};
+use skiff_api::selectors::{FieldSelector, LabelSelector};
 
 /// Longest watch before the server ends it (clients re-watch), as kube-apiserver's 30 min.
 const MAX_WATCH: Duration = Duration::from_secs(1800);

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::resources::{self, Resource};
-use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
+use skiff_api::selectors::{FieldSelector, LabelSelector};
 
 /// Largest accepted request body, as Kubernetes' 3 MiB limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

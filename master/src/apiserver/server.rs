@@ -45,7 +45,7 @@ pub struct Config {
     pub service_cidr: Ipv4Net,
 }
 
-/// How clients reach a server that is listening: what [`serve_with_ready`] reports.
+/// How clients reach a server that is listening: what [`serve`] reports.
 #[derive(Clone, Debug)]
 pub struct Listening {
     /// `https://127.0.0.1:<port>`.
@@ -56,17 +56,10 @@ pub struct Listening {
     pub admin_token: String,
 }
 
-/// Open the store, bind, write the kubeconfig and serve until `shutdown` completes.
+/// Open the store, bind, write the kubeconfig and serve until `shutdown` completes,
+/// reporting through `ready` how to reach the server once it listens (for components of the
+/// master that are its clients, like the scheduler and the controllers).
 pub async fn serve(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    serve_with_ready(config, shutdown, None).await
-}
-
-/// [`serve`], reporting through `ready` how to reach the server once it listens (for
-/// components of the master that are its clients, like the scheduler).
-pub async fn serve_with_ready(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
     ready: Option<tokio::sync::oneshot::Sender<Listening>>,

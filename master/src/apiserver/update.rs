@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::create::{
-    admit_error, check_namespace, check_type, field_validation, metadata_mut, tracks_generation,
+    admit_error, check_namespace, default_type, field_validation, metadata_mut, tracks_generation,
 };
 use super::objects;
 use super::request::{self, FieldValidation, Query, Target};
@@ -53,7 +53,7 @@ impl ApiServer {
         body: &[u8],
     ) -> Result<Response, ApiError> {
         let mut desired = request::decode_object(body, &request::content_type(headers))?;
-        check_type(target.resource, &desired)?;
+        default_type(target.resource, &mut desired)?;
         check_namespace(target, &mut desired)?;
         let name = target.name()?;
         let body_name = desired

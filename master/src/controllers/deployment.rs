@@ -37,16 +37,16 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
-use super::events::{self, EventType};
-use crate::apiserver::selectors;
+use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::hash::pod_template_hash;
+use skiff_api::selectors;
+use skiff_api::well_known::{
+    ANNOTATION_DEPLOYMENT_REVISION as REVISION, LABEL_POD_TEMPLATE_HASH as POD_TEMPLATE_HASH,
+};
 
 /// The component name on Events.
 const COMPONENT: &str = "deployment-controller";
 
-/// The label that tells a Deployment's ReplicaSets (and their pods) apart.
-pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-/// The revision of a ReplicaSet, and of its Deployment (the new ReplicaSet's).
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 /// Annotations of the Deployment that are not copied to its ReplicaSets.
@@ -83,6 +83,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
     )
     .touched_objects();
     let context = Arc::new(Context {
+        recorder: super::recorder(&client, COMPONENT),
         client,
         replica_sets,
     });
@@ -95,6 +96,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
 
 struct Context {
     client: kube::Client,
+    recorder: Recorder,
     replica_sets: Store<ReplicaSet>,
 }
 
@@ -461,15 +463,12 @@ async fn record_scaling(ctx: &Context, d: &Deployment, rs: &ReplicaSet, from: i3
         rs.name_any()
     );
     info!(deployment = %d.name_any(), "{message}");
-    events::record(
-        &ctx.client,
-        COMPONENT,
-        events::object_ref(d),
+    ctx.recorder.record(
+        object_ref(d),
         EventType::Normal,
         "ScalingReplicaSet",
         message,
-    )
-    .await;
+    );
 }
 
 /// Makes the new ReplicaSet; `None` if its name is taken by another template (a hash
@@ -826,24 +825,6 @@ fn revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
-/// The `pod-template-hash` of a template: FNV-1a (32 bits) of the template and the collision
-/// count, its decimal digits mapped onto Kubernetes' name alphabet (SafeEncodeString).
-pub fn pod_template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
-    // k8s-openapi serialises fields in a fixed order and maps sorted: a stable input.
-    let mut data = serde_json::to_vec(template).unwrap_or_default();
-    if let Some(count) = collisions {
-        data.extend_from_slice(&count.to_le_bytes());
-    }
-    let hash = data.iter().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
-    });
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string()
-        .bytes()
-        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,25 +876,6 @@ mod tests {
             new_replicas_for_rollout(3, RollingBounds::new(10, 0), 0, 3),
             3
         );
-    }
-
-    #[test]
-    fn the_hash_depends_on_template_and_collisions_only() {
-        let d = deployment(3, "25%", "25%");
-        let template = d.spec.expect("spec").template;
-        let hash = pod_template_hash(&template, None);
-        assert_eq!(hash, pod_template_hash(&template, None));
-        assert!(
-            hash.len() >= 6
-                && hash
-                    .bytes()
-                    .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
-            "{hash}"
-        );
-        assert_ne!(hash, pod_template_hash(&template, Some(1)));
-        let mut other = template.clone();
-        other.spec.as_mut().expect("spec").containers[0].image = Some(String::from("web:2"));
-        assert_ne!(hash, pod_template_hash(&other, None));
     }
 
     #[test]

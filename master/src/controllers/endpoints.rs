@@ -29,7 +29,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
-use super::replica_set::is_ready;
+use skiff_api::pod::is_ready;
 
 /// What a reconcile can fail with (it is retried).
 #[derive(Debug, thiserror::Error)]

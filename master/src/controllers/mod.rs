@@ -10,16 +10,28 @@
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
 //!
-//! and what they share: [`controller_ref`] (owner references, adoption) and [`events`].
+//! and what they share: [`controller_ref`] (adoption and release) and [`recorder`].
 
 pub mod controller_ref;
 pub mod deployment;
 pub mod endpoints;
-pub mod events;
 pub mod garbage_collector;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;
+
+/// The Event recorder of the controller `component` (`replicaset-controller`, ...), writing
+/// on the current tokio runtime.
+pub fn recorder(client: &kube::Client, component: &str) -> skiff_api::events::Recorder {
+    skiff_api::events::Recorder::start(
+        client.clone(),
+        skiff_api::events::Reporter {
+            component: component.to_owned(),
+            host: None,
+            instance: String::from("skiff-master"),
+        },
+    )
+}
 
 /// Drives a kube-runtime controller's stream of reconcile results until it ends or
 /// `shutdown` resolves. Failed reconciles are retried by the controller's error policy (which

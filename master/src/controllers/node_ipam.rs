@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::events::{self, EventType};
+use skiff_api::events::{EventType, Recorder, object_ref};
 
 /// The controller's settings (kube-controller-manager's `--cluster-cidr` and
 /// `--node-cidr-mask-size`).
@@ -134,6 +134,7 @@ pub async fn run(
 
 async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
     let nodes: Api<Node> = Api::all(client.clone());
+    let recorder = super::recorder(&client, "cidrAllocator");
     let mut stream = watcher(nodes.clone(), watcher::Config::default()).boxed();
     // Nodes seen during a (re)list: allocations wait until every taken subnet is known.
     let mut listing: Vec<Node> = Vec::new();
@@ -213,7 +214,7 @@ async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
                 None => {
                     if reported.insert(name.clone()) {
                         warn!(node = %name, cluster_cidr = %cidrs.cluster_cidr, "no pod CIDR left for the node");
-                        record_cidr_not_available(&client, &node).await;
+                        record_cidr_not_available(&recorder, &node);
                     }
                 }
             }
@@ -233,19 +234,16 @@ fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
 }
 
 /// A Warning Event on the node, as kube-controller-manager writes it.
-async fn record_cidr_not_available(client: &kube::Client, node: &Node) {
+fn record_cidr_not_available(recorder: &Recorder, node: &Node) {
     let name = node.metadata.name.clone().unwrap_or_default();
-    events::record(
-        client,
-        "cidrAllocator",
-        events::object_ref(node),
+    recorder.record(
+        object_ref(node),
         EventType::Warning,
         "CIDRNotAvailable",
         format!(
             "Node {name} status is now: CIDRNotAvailable (no pod CIDR left in the cluster CIDR)"
         ),
-    )
-    .await;
+    );
 }
 
 #[cfg(test)]

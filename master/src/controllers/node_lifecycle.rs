@@ -29,14 +29,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::events::{self, EventType};
-
-/// The component name on Events.
-const COMPONENT: &str = "node-controller";
-/// The taint of a node whose Ready condition is False.
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
-/// The taint of a node whose Ready condition is Unknown.
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::taints::tolerates;
+use skiff_api::well_known::{
+    TAINT_NODE_NOT_READY as NOT_READY_TAINT, TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT,
+};
 /// The conditions an agent reports, turned Unknown when it goes silent.
 const NODE_CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
@@ -86,6 +83,7 @@ pub async fn run(
         "node lifecycle controller started"
     );
     let mut monitor = Monitor {
+        recorder: super::recorder(&client, COMPONENT),
         client,
         config,
         nodes,
@@ -109,8 +107,12 @@ pub async fn run(
     }
 }
 
+/// The component name on Events.
+const COMPONENT: &str = "node-controller";
+
 struct Monitor {
     client: kube::Client,
+    recorder: Recorder,
     config: NodeLifecycleConfig,
     nodes: Store<Node>,
     leases: Store<Lease>,
@@ -206,15 +208,12 @@ impl Monitor {
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await?;
         info!(node = %name, "the node stopped reporting: its status is Unknown");
-        events::record(
-            &self.client,
-            COMPONENT,
-            events::object_ref(node),
+        self.recorder.record(
+            object_ref(node),
             EventType::Normal,
             "NodeNotReady",
             format!("Node {name} status is now: NodeNotReady"),
-        )
-        .await;
+        );
         self.mark_pods_not_ready(&name).await
     }
 
@@ -326,15 +325,12 @@ impl Monitor {
             match api.delete(&pod.name_any(), &DeleteParams::default()).await {
                 Ok(_) => {
                     info!(pod = %pod.name_any(), node = %name, "evicted a pod from a node with NoExecute taints");
-                    events::record(
-                        &self.client,
-                        COMPONENT,
-                        events::object_ref(&pod),
+                    self.recorder.record(
+                        object_ref(&pod),
                         EventType::Normal,
                         "TaintManagerEviction",
                         format!("Marking for deletion Pod {namespace}/{}", pod.name_any()),
-                    )
-                    .await;
+                    );
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(err) => return Err(err),
@@ -404,21 +400,6 @@ pub fn eviction_time(
         }
     }
     earliest
-}
-
-/// Whether `toleration` tolerates `taint` (key, value by operator, effect).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key = toleration.key.as_deref().unwrap_or_default();
-    let exists = toleration.operator.as_deref() == Some("Exists");
-    let key_ok = (key.is_empty() && exists) || key == taint.key;
-    let value_ok = exists
-        || toleration.value.as_deref().unwrap_or_default()
-            == taint.value.as_deref().unwrap_or_default();
-    effect_ok && key_ok && value_ok
 }
 
 #[cfg(test)]

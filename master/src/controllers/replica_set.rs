@@ -32,8 +32,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
-use super::events::{self, EventType};
-use crate::apiserver::selectors::LabelSelector;
+use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
+use skiff_api::selectors::LabelSelector;
 
 /// The component name on Events.
 const COMPONENT: &str = "replicaset-controller";
@@ -63,6 +64,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
     )
     .touched_objects();
     let context = Arc::new(Context {
+        recorder: super::recorder(&client, COMPONENT),
         client,
         pods,
         expectations: Expectations::default(),
@@ -76,6 +78,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
 
 struct Context {
     client: kube::Client,
+    recorder: Recorder,
     pods: Store<Pod>,
     expectations: Expectations,
 }
@@ -180,41 +183,6 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     ))
 }
 
-/// Whether the pod counts: not finished and not being deleted.
-pub fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-/// Whether the pod's Ready condition is True.
-pub fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
-
-/// When the pod's Ready condition turned True (None: not ready).
-fn ready_since(pod: &Pod) -> Option<chrono::DateTime<Utc>> {
-    let condition = pod
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    Some(
-        condition
-            .last_transition_time
-            .as_ref()
-            .map_or(chrono::DateTime::UNIX_EPOCH, |t| t.0),
-    )
-}
-
-/// Whether the pod has been ready for at least `min_ready_seconds`.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: chrono::DateTime<Utc>) -> bool {
-    ready_since(pod).is_some_and(|since| {
-        min_ready_seconds <= 0 || since + chrono::Duration::seconds(min_ready_seconds.into()) <= now
-    })
-}
-
 /// The status the ReplicaSet's pods make.
 fn compute_status(
     rs: &ReplicaSet,
@@ -290,29 +258,23 @@ async fn create_pods(
                 kube::Error::Api(status) => status.message.clone(),
                 other => other.to_string(),
             };
-            events::record(
-                &ctx.client,
-                COMPONENT,
-                events::object_ref(rs),
+            ctx.recorder.record(
+                object_ref(rs),
                 EventType::Warning,
                 "FailedCreate",
                 format!("Error creating: {message}"),
-            )
-            .await;
+            );
             break;
         }
         batch *= 2;
     }
     for name in &created {
-        events::record(
-            &ctx.client,
-            COMPONENT,
-            events::object_ref(rs),
+        ctx.recorder.record(
+            object_ref(rs),
             EventType::Normal,
             "SuccessfulCreate",
             format!("Created pod: {name}"),
-        )
-        .await;
+        );
     }
     created
 }
@@ -337,15 +299,12 @@ async fn delete_pods(
     for (name, result) in names.iter().zip(results) {
         match result {
             Ok(_) => {
-                events::record(
-                    &ctx.client,
-                    COMPONENT,
-                    events::object_ref(rs),
+                ctx.recorder.record(
+                    object_ref(rs),
                     EventType::Normal,
                     "SuccessfulDelete",
                     format!("Deleted pod: {name}"),
-                )
-                .await;
+                );
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => {

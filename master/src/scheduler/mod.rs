@@ -34,12 +34,12 @@ use tracing::{debug, info, warn};
 
 use bind::BindOutcome;
 use cache::NodeCache;
-use events::EventRecorder;
 use informer::{Kind, Update};
 use pod_info::PodInfo;
 use queue::{QueueConfig, SchedulingQueue};
 use schedule_one::Scratch;
 use score::ScoreWeights;
+use skiff_api::events::{EventType, Recorder};
 
 /// How often pods unschedulable for too long are retried anyway.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
@@ -418,7 +418,7 @@ pub async fn run(
     let (tx, rx) = crossbeam_channel::unbounded();
     let informers = informer::spawn(&client, &tx);
     let dispatcher = Dispatcher {
-        recorder: EventRecorder::start(client.clone(), config.instance.clone()),
+        recorder: events::recorder(&client, &config.instance),
         client,
         permits: Arc::new(Semaphore::new(config.max_concurrent_writes.max(1))),
         tx: tx.clone(),
@@ -487,7 +487,7 @@ fn scheduling_loop(mut scheduler: Scheduler, rx: Receiver<Update>, dispatcher: D
 /// Carries out actions on the async runtime: bindings, status updates, Events.
 struct Dispatcher {
     client: kube::Client,
-    recorder: EventRecorder,
+    recorder: Recorder,
     permits: Arc<Semaphore>,
     tx: Sender<Update>,
     runtime: Handle,
@@ -508,14 +508,14 @@ impl Dispatcher {
                     };
                     match &outcome {
                         BindOutcome::Bound => recorder.record(
-                            &pod,
-                            false,
+                            events::pod_ref(&pod),
+                            EventType::Normal,
                             events::REASON_SCHEDULED,
                             events::scheduled_message(&pod, &node),
                         ),
                         BindOutcome::Drop(reason) | BindOutcome::Retry(reason) => recorder.record(
-                            &pod,
-                            true,
+                            events::pod_ref(&pod),
+                            EventType::Warning,
                             events::REASON_FAILED_SCHEDULING,
                             format!("Binding rejected: {reason}"),
                         ),
@@ -533,8 +533,8 @@ impl Dispatcher {
                 update_condition,
             } => {
                 recorder.record(
-                    &pod,
-                    true,
+                    events::pod_ref(&pod),
+                    EventType::Warning,
                     events::REASON_FAILED_SCHEDULING,
                     message.clone(),
                 );

@@ -8,12 +8,10 @@ use k8s_openapi::api::core::v1::Node;
 
 use super::pod_info::{Resources, Taint, TaintEffect};
 
-/// The taint the node lifecycle controller puts on a node whose Ready condition is False.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// The taint for a node whose Ready condition is Unknown or missing.
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// The taint a pod tolerates to be scheduled to a cordoned (`spec.unschedulable`) node.
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+pub use skiff_api::well_known::{
+    TAINT_NODE_NOT_READY as TAINT_NOT_READY, TAINT_NODE_UNREACHABLE as TAINT_UNREACHABLE,
+    TAINT_NODE_UNSCHEDULABLE as TAINT_UNSCHEDULABLE,
+};
 
 /// The node's Ready condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,7 +63,7 @@ impl NodeInfo {
                 Err(e) => tracing::warn!(node = %name, error = %e, "ignoring allocatable resource"),
             }
             if resource == "pods" {
-                allocatable_pods = crate::apiserver::validation::quantity_nanos(&q.0)
+                allocatable_pods = skiff_api::quantity::quantity_nanos(&q.0)
                     .map(|n| i64::try_from(n / 1_000_000_000).unwrap_or(i64::MAX))
                     .unwrap_or(0);
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::apiserver::validation::quantity_nanos;
+use skiff_api::quantity::quantity_nanos;
 
 /// kube-scheduler's stand-in CPU request for scoring a container that requests none (100m).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;

@@ -1,0 +1,17 @@
+//! skiff's API machinery: what every component needs to read and write Kubernetes objects
+//! the way Kubernetes does, kept in one crate that the API server, the scheduler, the
+//! controllers and the node agent share (Kubernetes keeps it in `k8s.io/apimachinery` and
+//! the helpers of `k8s.io/api`, kube-rs in `kube-core`).
+//!
+//! Nothing here talks to the store or knows the API server's internals; the one module with
+//! I/O is [`events`], which writes Events through the API as any client does.
+
+pub mod events;
+pub mod hash;
+pub mod meta;
+pub mod names;
+pub mod pod;
+pub mod quantity;
+pub mod selectors;
+pub mod taints;
+pub mod well_known;

@@ -1,0 +1,91 @@
+//! Pod state as the controllers read it (Kubernetes' `pkg/api/v1/pod` helpers): readiness,
+//! availability, and whether a pod still counts.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
+
+/// Whether the pod counts toward its controller: not finished and not being deleted
+/// (Kubernetes' `controller.IsPodActive`).
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Whether the pod's Ready condition is True (`podutil.IsPodReady`).
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// When the pod's Ready condition turned True (None: not ready).
+pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(
+        condition
+            .last_transition_time
+            .as_ref()
+            .map_or(DateTime::UNIX_EPOCH, |t| t.0),
+    )
+}
+
+/// Whether the pod has been ready for at least `min_ready_seconds` at `now`
+/// (`podutil.IsPodAvailable`).
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
+    ready_since(pod).is_some_and(|since| {
+        min_ready_seconds <= 0 || since + chrono::Duration::seconds(min_ready_seconds.into()) <= now
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(phase: &str, ready: Option<(&str, &str)>) -> Pod {
+        let conditions: Vec<serde_json::Value> = ready
+            .map(|(status, at)| {
+                serde_json::json!({"type": "Ready", "status": status, "lastTransitionTime": at})
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": phase, "conditions": conditions},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn readiness_and_availability() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let ready = pod("Running", Some(("True", "2026-01-01T00:00:30Z")));
+        assert!(is_ready(&ready));
+        assert!(is_available(&ready, 30, now), "ready for exactly 30 s");
+        assert!(!is_available(&ready, 31, now));
+        assert!(is_available(&ready, 0, now));
+        assert!(!is_ready(&pod(
+            "Running",
+            Some(("False", "2026-01-01T00:00:30Z"))
+        )));
+        assert!(!is_ready(&pod("Pending", None)));
+    }
+
+    #[test]
+    fn finished_and_deleted_pods_are_not_active() {
+        assert!(is_active(&pod("Running", None)));
+        assert!(is_active(&pod("Pending", None)));
+        assert!(!is_active(&pod("Succeeded", None)));
+        assert!(!is_active(&pod("Failed", None)));
+        let mut deleting = pod("Running", None);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now()),
+        );
+        assert!(!is_active(&deleting));
+    }
+}

@@ -1,0 +1,20 @@
+//! Well-known label, annotation and taint keys (Kubernetes' `k8s.io/api/core/v1`
+//! `well_known_labels.go` and `well_known_taints.go`, and the controllers' own).
+
+/// Every Namespace carries its own name under this label.
+pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+
+/// The label a Deployment puts on its ReplicaSets and their pods: the template's hash.
+pub const LABEL_POD_TEMPLATE_HASH: &str = "pod-template-hash";
+
+/// A ReplicaSet's revision in its Deployment's history.
+pub const ANNOTATION_DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// The node is not ready (its Ready condition is False).
+pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+/// The node controller cannot reach the node (its Ready condition is Unknown).
+pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// The node is cordoned (`spec.unschedulable`).
+pub const TAINT_NODE_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
