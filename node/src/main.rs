@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     // One thread: the agent's work is waiting on Docker and the master. io_uring carries its
     // own hot I/O (heartbeats, file reads); without io_uring, plain tokio (said once).
-    let runtime = uring::Runtime::new().context("starting the agent's runtime")?;
+    let runtime = uring::Executor::new().context("starting the agent's runtime")?;
     runtime.block_on(run(args))
 }
 
@@ -92,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node_name = args
         .node_name
         .clone()
-        .unwrap_or_else(kubelet::node_info::hostname);
+        .unwrap_or_else(kubelet::node_facts::hostname);
     let kubeconfig = read_kubeconfig(args.kubeconfig.as_deref())?;
     let client = kube_client(kubeconfig.clone()).await?;
     let config = kubelet::Config {

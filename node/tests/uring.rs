@@ -18,7 +18,7 @@ use kube::api::{Api, PostParams};
 use skiff::master::{Master, MasterOptions};
 use skiff_node::kubelet::{self, Heartbeat as _};
 use skiff_node::uring::{
-    self, HeartbeatConnection, HeartbeatError, HeartbeatSettings, Runtime, Transport,
+    self, ConnectionError, Executor, HeartbeatConnection, HeartbeatSettings, Transport,
     UringHeartbeat,
 };
 
@@ -39,7 +39,7 @@ fn io_uring_fds() -> Vec<String> {
 
 #[test]
 fn runtime_holds_an_io_uring_instance_while_it_runs() {
-    let runtime = Runtime::new().expect("runtime");
+    let runtime = Executor::new().expect("runtime");
     assert!(
         runtime.is_io_uring(),
         "io_uring could not be set up on this machine"
@@ -103,7 +103,7 @@ async fn renew_time(leases: &Api<Lease>, node: &str) -> anyhow::Result<DateTime<
 #[test]
 fn lease_renewals_round_trip_on_both_transports() -> anyhow::Result<()> {
     let master = Master::start(MasterOptions::default())?;
-    let runtime = Runtime::new()?;
+    let runtime = Executor::new()?;
     ensure!(runtime.is_io_uring(), "io_uring could not be set up");
     runtime.block_on(async {
         let leases: Api<Lease> = Api::namespaced(master.kube_client().await?, "kube-node-lease");
@@ -171,7 +171,7 @@ fn lease_renewals_round_trip_on_both_transports() -> anyhow::Result<()> {
         wrong.token = "not-the-token".into();
         let mut refused = HeartbeatConnection::new(Transport::IoUring, &wrong)?;
         match refused.renew().await {
-            Err(HeartbeatError::Status { status: 401, .. }) => {}
+            Err(ConnectionError::Status { status: 401, .. }) => {}
             other => bail!("renewing with a wrong token: {other:?}"),
         }
         // A CA that did not sign the server's certificate fails the handshake.
@@ -184,7 +184,7 @@ fn lease_renewals_round_trip_on_both_transports() -> anyhow::Result<()> {
             let mut untrusted = HeartbeatConnection::new(transport, &other_ca)?;
             match untrusted.renew().await {
                 Err(err)
-                    if err.is_unavailable() && !matches!(err, HeartbeatError::Status { .. }) => {}
+                    if err.is_unavailable() && !matches!(err, ConnectionError::Status { .. }) => {}
                 other => bail!("{transport:?} with an untrusted server: {other:?}"),
             }
         }
@@ -253,7 +253,7 @@ fn master_addr(master: &Master) -> anyhow::Result<SocketAddr> {
 fn renewals_reconnect_with_backoff_after_the_master_restarts() -> anyhow::Result<()> {
     let mut master = Master::start(MasterOptions::default())?;
     let forwarder = Forwarder::start(master_addr(&master)?)?;
-    let runtime = Runtime::new()?;
+    let runtime = Executor::new()?;
     ensure!(runtime.is_io_uring(), "io_uring could not be set up");
     let node = "node-restart";
     let mut conns = runtime.block_on(async {
@@ -337,7 +337,7 @@ fn renewals_reconnect_with_backoff_after_the_master_restarts() -> anyhow::Result
 #[test]
 fn retarget_moves_the_connection_to_the_new_address() -> anyhow::Result<()> {
     let mut master = Master::start(MasterOptions::default())?;
-    let runtime = Runtime::new()?;
+    let runtime = Executor::new()?;
     let node = "node-retarget";
     let mut conn = runtime.block_on(async {
         let leases: Api<Lease> = Api::namespaced(master.kube_client().await?, "kube-node-lease");

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::node_info::NodeFacts;
+use super::node_facts::NodeFacts;
 use super::node_status::{self, RuntimeHealth};
 use super::register;
 

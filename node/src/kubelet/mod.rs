@@ -8,10 +8,16 @@
 //! - `runtime_monitor`: Docker's health (the Ready condition) and its container events;
 //! - `api_pods` and [`static_pods`]: the two pod sources;
 //! - `pod_manager`: one `pod_worker` per pod, each running `sync_pod` (a reconcile of the
-//!   pod's containers) and computing the pod's status (`pod_status`);
+//!   pod's containers, from what `observed` reads) and computing the pod's status
+//!   (`pod_status`); `pod_kill` stops and removes a pod that is gone;
 //! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions);
 //! - [`logs`]: the containers' log files, copied from Docker through io_uring;
-//! - [`server`]: the agent's HTTPS endpoint for the API server (container logs).
+//! - [`server`]: the agent's HTTPS endpoint for the API server (container logs);
+//! - [`event_recorder`]: the Kubernetes Events the kubelet posts.
+//!
+//! The leaves the parts share, so none imports another for a type (as Kubernetes'
+//! `pkg/kubelet/types`): [`types`] (pod annotations and keys), `messages` (what the tasks
+//! send each other), `paths` (a pod's files), [`node_facts`] (the machine).
 //!
 //! Nothing here stops pods when the agent exits or loses the master: containers keep running
 //! and a restarted agent adopts them by their labels.
@@ -19,12 +25,12 @@
 mod api_pods;
 pub mod backoff;
 mod container_config;
-pub mod events;
+pub mod event_recorder;
 mod hash;
 pub mod heartbeat;
 pub mod logs;
 mod messages;
-pub mod node_info;
+pub mod node_facts;
 pub mod node_status;
 mod observed;
 mod paths;
@@ -56,7 +62,7 @@ use tracing::{info, warn};
 pub use heartbeat::{Heartbeat, HeartbeatError};
 
 use crate::runtime::{ContainerRuntime, NodeNetwork};
-use node_info::NodeFacts;
+use node_facts::NodeFacts;
 use node_status::RuntimeHealth;
 use server::{KubeletServer, ServerConfig, ServerError};
 
@@ -236,10 +242,10 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         let (manager_tx, manager_rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let (recorder, event_poster) =
-            events::Recorder::new(self.client.clone(), &config.node_name);
+            event_recorder::Recorder::new(self.client.clone(), &config.node_name);
         recorder.record(
             recorder.node_ref(),
-            events::EventType::Normal,
+            event_recorder::EventType::Normal,
             "Starting",
             String::from("Starting kubelet."),
         );

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::node_info::NodeFacts;
+use super::node_facts::NodeFacts;
 
 /// Pods a node runs at most (Kubernetes' default `maxPods`).
 pub const MAX_PODS: u32 = 110;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use tracing::{debug, info};
 
-use super::events::{EventType, Recorder};
+use super::event_recorder::{EventType, Recorder};
 use super::logs::ContainerLogs;
 use super::observed::{Observed, observe};
 use super::types::grace_period;

@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::KubeletError;
-use super::node_info::NodeFacts;
+use super::node_facts::NodeFacts;
 
 /// Where node leases live.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";

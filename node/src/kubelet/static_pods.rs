@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::events::{EventType, Recorder};
+use super::event_recorder::{EventType, Recorder};
 use super::hash;
 use super::messages::ManagerMsg;
 use super::types::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};

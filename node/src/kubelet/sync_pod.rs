@@ -24,7 +24,7 @@ use tracing::{debug, info};
 
 use super::backoff::{self, RestartPolicy};
 use super::container_config::{self, ConfigInputs};
-use super::events::{EventType, Recorder};
+use super::event_recorder::{EventType, Recorder};
 use super::logs::ContainerLogs;
 use super::observed::{Observed, observe};
 use super::pod_kill::stop_all;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use tokio::sync::mpsc;
 
-use super::events::Recorder;
+use super::event_recorder::Recorder;
 use super::logs::{ContainerLogs, LogLimits};
 use super::sync_pod::SyncContext;
 use crate::runtime::fake::FakeRuntime;

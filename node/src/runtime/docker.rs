@@ -92,7 +92,7 @@ impl DockerRuntime {
 }
 
 /// A bollard error as a [`RuntimeError`].
-pub(super) fn map_error(err: bollard::errors::Error) -> RuntimeError {
+fn map_error(err: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error;
     match err {
         Error::DockerResponseServerError {
@@ -178,6 +178,6 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
-        super::events::container_events(self)
+        super::container_events::container_events(self)
     }
 }

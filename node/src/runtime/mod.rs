@@ -8,6 +8,7 @@
 //! the app containers joined to it.
 
 mod container_create;
+mod container_events;
 mod container_inspect;
 mod container_list;
 mod container_logs;
@@ -15,7 +16,6 @@ mod container_remove;
 mod container_start;
 mod container_stop;
 mod docker;
-mod events;
 #[cfg(test)]
 pub mod fake;
 mod image;

@@ -1,5 +1,5 @@
 //! File I/O of the agent: whole-file reads (/proc and cgroup files, static pod manifests)
-//! and append-only container log files. On an io_uring [`Runtime`](super::Runtime) the
+//! and append-only container log files. On an io_uring [`Executor`](super::Executor) the
 //! open, read, write and close are io_uring operations; otherwise tokio's file API.
 
 use std::io;
@@ -8,7 +8,7 @@ use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use tokio_uring::buf::BoundedBuf;
 
-use super::runtime::io_uring_active;
+use super::executor::io_uring_active;
 
 /// First read size; /proc and cgroup files are small, manifests rarely larger.
 const FIRST_READ: usize = 8 * 1024;
@@ -191,10 +191,10 @@ impl LogFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uring::Runtime;
+    use crate::uring::Executor;
 
     fn on_each_runtime(test: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>) {
-        for runtime in [Runtime::new(), Runtime::tokio()] {
+        for runtime in [Executor::new(), Executor::tokio()] {
             runtime.expect("runtime").block_on(test());
         }
     }

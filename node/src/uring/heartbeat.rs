@@ -22,8 +22,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::debug;
 
+use super::executor::io_uring_active;
 use super::http::{self, LeaseRequest, RequestHead, Response};
-use super::runtime::io_uring_active;
 use super::tls::{self, UringTlsStream};
 
 /// How long one request may take, connecting included (the kubelet uses its renew interval).
@@ -37,7 +37,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(7);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// tokio-uring `TcpStream`, rustls driven over owned buffers. Needs an io_uring
-    /// [`Runtime`](super::Runtime).
+    /// [`Executor`](super::Executor).
     IoUring,
     /// tokio `TcpStream` with tokio-rustls; works on either runtime.
     Tokio,
@@ -86,10 +86,10 @@ impl HeartbeatSettings {
         kubeconfig: &kube::config::Kubeconfig,
         node_name: &str,
         lease_duration_seconds: i32,
-    ) -> Result<HeartbeatSettings, HeartbeatError> {
+    ) -> Result<HeartbeatSettings, ConnectionError> {
         use base64::Engine as _;
         use secrecy::ExposeSecret as _;
-        let invalid = |what: &str| HeartbeatError::InvalidSettings(what.to_owned());
+        let invalid = |what: &str| ConnectionError::InvalidSettings(what.to_owned());
         let context_name = kubeconfig
             .current_context
             .as_deref()
@@ -122,10 +122,10 @@ impl HeartbeatSettings {
         ) {
             (Some(data), _) => base64::engine::general_purpose::STANDARD
                 .decode(data.trim())
-                .map_err(|err| HeartbeatError::Ca(format!("certificate-authority-data: {err}")))?,
+                .map_err(|err| ConnectionError::Ca(format!("certificate-authority-data: {err}")))?,
             (None, Some(path)) => std::fs::read(path)
-                .map_err(|err| HeartbeatError::Ca(format!("reading {path}: {err}")))?,
-            (None, None) => return Err(HeartbeatError::Ca("the kubeconfig names no CA".into())),
+                .map_err(|err| ConnectionError::Ca(format!("reading {path}: {err}")))?,
+            (None, None) => return Err(ConnectionError::Ca("the kubeconfig names no CA".into())),
         };
         let token = match (&user.token, &user.token_file) {
             (Some(token), _) => token.expose_secret().to_owned(),
@@ -145,9 +145,10 @@ impl HeartbeatSettings {
     }
 }
 
-/// Why a renewal failed.
+/// Why a call on a [`HeartbeatConnection`] failed (the kubelet sees it as a
+/// [`crate::kubelet::HeartbeatError`]).
 #[derive(Debug, thiserror::Error)]
-pub enum HeartbeatError {
+pub enum ConnectionError {
     /// The settings cannot make a valid request (URL, node name, token).
     #[error("invalid heartbeat settings: {0}")]
     InvalidSettings(String),
@@ -155,7 +156,7 @@ pub enum HeartbeatError {
     #[error("cluster CA: {0}")]
     Ca(String),
     /// [`Transport::IoUring`] was asked for outside an io_uring runtime.
-    #[error("the io_uring transport needs an io_uring runtime (see uring::Runtime)")]
+    #[error("the io_uring transport needs an io_uring runtime (see uring::Executor)")]
     NoIoUring,
     /// The API server's host name did not resolve.
     #[error("resolving {host}: {source}")]
@@ -198,20 +199,43 @@ pub enum HeartbeatError {
     },
 }
 
-impl HeartbeatError {
+impl From<http::HttpError> for ConnectionError {
+    fn from(err: http::HttpError) -> Self {
+        match err {
+            http::HttpError::InvalidRequest(reason) => ConnectionError::InvalidSettings(reason),
+            http::HttpError::MalformedResponse(reason) => {
+                ConnectionError::MalformedResponse(reason)
+            }
+        }
+    }
+}
+
+impl From<tls::TlsError> for ConnectionError {
+    fn from(err: tls::TlsError) -> Self {
+        match err {
+            tls::TlsError::Ca(reason) => ConnectionError::Ca(reason),
+            tls::TlsError::Connect { addr, source } => ConnectionError::Connect { addr, source },
+            tls::TlsError::Tls(err) => ConnectionError::Tls(err),
+            tls::TlsError::Io(err) => ConnectionError::Io(err),
+            tls::TlsError::Closed => ConnectionError::Closed,
+        }
+    }
+}
+
+impl ConnectionError {
     /// The Lease does not exist (404): the kubelet creates it and renews again.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, HeartbeatError::Status { status: 404, .. })
+        matches!(self, ConnectionError::Status { status: 404, .. })
     }
 
     /// The API server could not be reached or could not serve the request (network, TLS,
     /// timeout, malformed answer, 429, 5xx): renewals back off after these.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            HeartbeatError::Status { status, .. } => *status == 429 || *status >= 500,
-            HeartbeatError::InvalidSettings(_)
-            | HeartbeatError::Ca(_)
-            | HeartbeatError::NoIoUring => false,
+            ConnectionError::Status { status, .. } => *status == 429 || *status >= 500,
+            ConnectionError::InvalidSettings(_)
+            | ConnectionError::Ca(_)
+            | ConnectionError::NoIoUring => false,
             _ => true,
         }
     }
@@ -219,8 +243,8 @@ impl HeartbeatError {
     /// An error on a kept-alive connection the server had closed meanwhile.
     fn is_stale_connection(&self) -> bool {
         match self {
-            HeartbeatError::Closed => true,
-            HeartbeatError::Io(err) => matches!(
+            ConnectionError::Closed => true,
+            ConnectionError::Io(err) => matches!(
                 err.kind(),
                 io::ErrorKind::ConnectionReset
                     | io::ErrorKind::ConnectionAborted
@@ -261,7 +285,7 @@ impl HeartbeatConnection {
     pub fn new(
         transport: Transport,
         settings: &HeartbeatSettings,
-    ) -> Result<HeartbeatConnection, HeartbeatError> {
+    ) -> Result<HeartbeatConnection, ConnectionError> {
         let target = Target::from_url(&settings.server_url)?;
         let head = RequestHead::new(&target.authority, &settings.token)?;
         let lease = LeaseRequest::new(&head, &settings.node_name, settings.lease_duration_seconds)?;
@@ -301,7 +325,7 @@ impl HeartbeatConnection {
 
     /// Points the connection at another API server address (e.g. after the master moved);
     /// the current connection is closed and the back-off forgotten.
-    pub fn retarget(&mut self, server_url: &str) -> Result<(), HeartbeatError> {
+    pub fn retarget(&mut self, server_url: &str) -> Result<(), ConnectionError> {
         let target = Target::from_url(server_url)?;
         let head = RequestHead::new(&target.authority, &self.token)?;
         self.lease = LeaseRequest::new(&head, &self.node_name, self.lease_duration_seconds)?;
@@ -313,13 +337,13 @@ impl HeartbeatConnection {
     }
 
     /// Renews the Lease with the current time as `renewTime`.
-    pub async fn renew(&mut self) -> Result<ApiResponse, HeartbeatError> {
+    pub async fn renew(&mut self) -> Result<ApiResponse, ConnectionError> {
         self.renew_at(Utc::now()).await
     }
 
     /// Renews the Lease `kube-node-lease/<node>`: a merge patch of `spec.renewTime` (set to
     /// `renew_time`), `holderIdentity` and `leaseDurationSeconds`. A missing Lease is an
-    /// error for which [`HeartbeatError::is_not_found`] holds.
+    /// error for which [`ConnectionError::is_not_found`] holds.
     ///
     /// Connects if there is no connection (and once more at once if the kept-alive one
     /// turns out closed). After a failure to reach the API server the next request first
@@ -327,7 +351,7 @@ impl HeartbeatConnection {
     pub async fn renew_at(
         &mut self,
         renew_time: DateTime<Utc>,
-    ) -> Result<ApiResponse, HeartbeatError> {
+    ) -> Result<ApiResponse, ConnectionError> {
         self.lease.stamp(renew_time)?;
         self.channel.send(self.lease.bytes()).await
     }
@@ -338,7 +362,7 @@ impl HeartbeatConnection {
     pub async fn update_node_status(
         &mut self,
         merge_patch: &[u8],
-    ) -> Result<ApiResponse, HeartbeatError> {
+    ) -> Result<ApiResponse, ConnectionError> {
         let request = self.head.merge_patch(&self.node_status_path, merge_patch);
         self.channel.send(&request).await
     }
@@ -385,7 +409,7 @@ struct Channel {
 
 impl Channel {
     /// Sends `request` and reads its response, within the timeout and after the back-off.
-    async fn send(&mut self, request: &[u8]) -> Result<ApiResponse, HeartbeatError> {
+    async fn send(&mut self, request: &[u8]) -> Result<ApiResponse, ConnectionError> {
         let wait = self.backoff.remaining(Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -404,7 +428,7 @@ impl Channel {
             }
             Err(_) => {
                 self.stream = None;
-                Err(HeartbeatError::Timeout(self.timeout))
+                Err(ConnectionError::Timeout(self.timeout))
             }
         };
         match &result {
@@ -418,7 +442,7 @@ impl Channel {
     }
 
     /// One request and its response, connecting if needed.
-    async fn exchange(&mut self, request: &[u8]) -> Result<Response, HeartbeatError> {
+    async fn exchange(&mut self, request: &[u8]) -> Result<Response, ConnectionError> {
         if let Some(stream) = self.stream.as_mut() {
             match round_trip(stream, request, &mut self.received).await {
                 Ok(response) => return Ok(response),
@@ -443,7 +467,7 @@ async fn round_trip(
     stream: &mut Stream,
     request: &[u8],
     received: &mut Vec<u8>,
-) -> Result<Response, HeartbeatError> {
+) -> Result<Response, ConnectionError> {
     received.clear();
     stream.write_all(request).await?;
     loop {
@@ -453,12 +477,12 @@ async fn round_trip(
             return Ok(response);
         }
         if eof {
-            return Err(HeartbeatError::Closed);
+            return Err(ConnectionError::Closed);
         }
     }
 }
 
-fn check_status(response: Response) -> Result<ApiResponse, HeartbeatError> {
+fn check_status(response: Response) -> Result<ApiResponse, ConnectionError> {
     if (200..300).contains(&response.status) {
         return Ok(ApiResponse {
             status: response.status,
@@ -473,7 +497,7 @@ fn check_status(response: Response) -> Result<ApiResponse, HeartbeatError> {
             let text = String::from_utf8_lossy(&response.body);
             text.chars().take(200).collect()
         });
-    Err(HeartbeatError::Status {
+    Err(ConnectionError::Status {
         status: response.status,
         message,
     })
@@ -490,8 +514,8 @@ struct Target {
 }
 
 impl Target {
-    fn from_url(url: &str) -> Result<Target, HeartbeatError> {
-        let invalid = |reason: &str| HeartbeatError::InvalidSettings(format!("{url:?}: {reason}"));
+    fn from_url(url: &str) -> Result<Target, ConnectionError> {
+        let invalid = |reason: &str| ConnectionError::InvalidSettings(format!("{url:?}: {reason}"));
         let uri: ::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
         if uri.scheme_str() != Some("https") {
             return Err(invalid("the API server URL must be https://"));
@@ -513,8 +537,8 @@ impl Target {
         })
     }
 
-    async fn resolve(&self) -> Result<Vec<SocketAddr>, HeartbeatError> {
-        let resolve_error = |source| HeartbeatError::Resolve {
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
+        let resolve_error = |source| ConnectionError::Resolve {
             host: self.host.clone(),
             source,
         };
@@ -544,9 +568,9 @@ impl Stream {
         transport: Transport,
         target: &Target,
         tls: &Arc<ClientConfig>,
-    ) -> Result<Stream, HeartbeatError> {
+    ) -> Result<Stream, ConnectionError> {
         if transport == Transport::IoUring && !io_uring_active() {
-            return Err(HeartbeatError::NoIoUring);
+            return Err(ConnectionError::NoIoUring);
         }
         let mut last_error = None;
         for addr in target.resolve().await? {
@@ -555,7 +579,7 @@ impl Stream {
                 Err(err) => last_error = Some(err),
             }
         }
-        Err(last_error.unwrap_or(HeartbeatError::Closed))
+        Err(last_error.unwrap_or(ConnectionError::Closed))
     }
 
     async fn connect_to(
@@ -563,7 +587,7 @@ impl Stream {
         addr: SocketAddr,
         server_name: ServerName<'static>,
         tls: &Arc<ClientConfig>,
-    ) -> Result<Stream, HeartbeatError> {
+    ) -> Result<Stream, ConnectionError> {
         match transport {
             Transport::IoUring => Ok(Stream::IoUring(Box::new(
                 UringTlsStream::connect(addr, server_name, tls.clone()).await?,
@@ -571,7 +595,7 @@ impl Stream {
             Transport::Tokio => {
                 let tcp = tokio::net::TcpStream::connect(addr)
                     .await
-                    .map_err(|source| HeartbeatError::Connect { addr, source })?;
+                    .map_err(|source| ConnectionError::Connect { addr, source })?;
                 tcp.set_nodelay(true)?;
                 let stream = tokio_rustls::TlsConnector::from(tls.clone())
                     .connect(server_name, tcp)
@@ -581,9 +605,9 @@ impl Stream {
         }
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), HeartbeatError> {
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnectionError> {
         match self {
-            Stream::IoUring(stream) => stream.write_all(bytes).await,
+            Stream::IoUring(stream) => Ok(stream.write_all(bytes).await?),
             Stream::Tokio(stream) => {
                 stream.write_all(bytes).await?;
                 stream.flush().await?;
@@ -593,9 +617,9 @@ impl Stream {
     }
 
     /// Appends what arrives to `into`; 0 at end of stream.
-    async fn read(&mut self, into: &mut Vec<u8>) -> Result<usize, HeartbeatError> {
+    async fn read(&mut self, into: &mut Vec<u8>) -> Result<usize, ConnectionError> {
         match self {
-            Stream::IoUring(stream) => stream.read(into).await,
+            Stream::IoUring(stream) => Ok(stream.read(into).await?),
             Stream::Tokio(stream) => {
                 into.reserve(8 * 1024);
                 Ok(stream.read_buf(into).await?)
@@ -665,7 +689,7 @@ pub struct RenewalCost {
 pub async fn measure_renewals(
     conn: &mut HeartbeatConnection,
     renewals: u32,
-) -> Result<RenewalCost, HeartbeatError> {
+) -> Result<RenewalCost, ConnectionError> {
     conn.renew().await?;
     let cpu_start = thread_cpu_time()?;
     let start = Instant::now();
@@ -785,9 +809,9 @@ mod tests {
         // No CA: refused before anything is sent.
         assert!(matches!(
             HeartbeatConnection::new(Transport::Tokio, &settings),
-            Err(HeartbeatError::Ca(_))
+            Err(ConnectionError::Ca(_))
         ));
-        let runtime = crate::uring::Runtime::tokio().expect("runtime");
+        let runtime = crate::uring::Executor::tokio().expect("runtime");
         let target = Target::from_url(&settings.server_url).expect("url");
         let tls = Arc::new(
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -798,6 +822,6 @@ mod tests {
         );
         let result =
             runtime.block_on(async { Stream::connect(Transport::IoUring, &target, &tls).await });
-        assert!(matches!(result, Err(HeartbeatError::NoIoUring)));
+        assert!(matches!(result, Err(ConnectionError::NoIoUring)));
     }
 }

@@ -8,7 +8,16 @@ use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 
-use super::heartbeat::HeartbeatError;
+/// Why a request cannot be built or a response cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The request would not be valid HTTP (URL authority, token, node name, time).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The response is not valid HTTP/1.1.
+    #[error("malformed HTTP response: {0}")]
+    MalformedResponse(String),
+}
 
 /// Largest response body accepted; a Lease is well under 1 KiB.
 const MAX_BODY: usize = 1 << 20;
@@ -25,14 +34,14 @@ pub(crate) struct RequestHead {
 
 impl RequestHead {
     /// `authority` is the `Host` header (`127.0.0.1:6443`), `token` the bearer token.
-    pub(crate) fn new(authority: &str, token: &str) -> Result<Self, HeartbeatError> {
+    pub(crate) fn new(authority: &str, token: &str) -> Result<Self, HttpError> {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(HeartbeatError::InvalidSettings(
+            return Err(HttpError::InvalidRequest(
                 "the bearer token must be non-empty visible ASCII".into(),
             ));
         }
         if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(HeartbeatError::InvalidSettings(format!(
+            return Err(HttpError::InvalidRequest(format!(
                 "invalid host {authority:?}"
             )));
         }
@@ -62,16 +71,16 @@ impl RequestHead {
 }
 
 /// The API path of the Node `node`'s status subresource.
-pub(crate) fn node_status_path(node: &str) -> Result<String, HeartbeatError> {
+pub(crate) fn node_status_path(node: &str) -> Result<String, HttpError> {
     check_node_name(node)?;
     Ok(format!("/api/v1/nodes/{node}/status"))
 }
 
-fn check_node_name(node: &str) -> Result<(), HeartbeatError> {
+fn check_node_name(node: &str) -> Result<(), HttpError> {
     if is_dns_subdomain(node) {
         Ok(())
     } else {
-        Err(HeartbeatError::InvalidSettings(format!(
+        Err(HttpError::InvalidRequest(format!(
             "node name {node:?} is not a DNS-1123 subdomain"
         )))
     }
@@ -91,7 +100,7 @@ impl LeaseRequest {
         head: &RequestHead,
         node: &str,
         lease_duration_seconds: i32,
-    ) -> Result<Self, HeartbeatError> {
+    ) -> Result<Self, HttpError> {
         check_node_name(node)?;
         // The node name is a DNS subdomain: nothing in it needs JSON escaping.
         let body_head = format!(
@@ -111,13 +120,13 @@ impl LeaseRequest {
     }
 
     /// Writes `time` as the MicroTime `renewTime` into the request.
-    pub(crate) fn stamp(&mut self, time: DateTime<Utc>) -> Result<(), HeartbeatError> {
+    pub(crate) fn stamp(&mut self, time: DateTime<Utc>) -> Result<(), HttpError> {
         let mut slot = &mut self.bytes[self.renew_time.clone()];
         write!(slot, "{}", time.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
             .ok()
             .filter(|()| slot.is_empty())
             .ok_or_else(|| {
-                HeartbeatError::InvalidSettings(format!("{time} is not a MicroTime of 27 bytes"))
+                HttpError::InvalidRequest(format!("{time} is not a MicroTime of 27 bytes"))
             })
     }
 
@@ -153,7 +162,7 @@ pub(crate) struct Response {
 pub(crate) fn parse_response(
     buf: &[u8],
     eof: bool,
-) -> Result<Option<(Response, usize)>, HeartbeatError> {
+) -> Result<Option<(Response, usize)>, HttpError> {
     let mut offset = 0;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -208,7 +217,7 @@ enum Framing {
 }
 
 impl Framing {
-    fn of(head: &httparse::Response<'_, '_>) -> Result<Framing, HeartbeatError> {
+    fn of(head: &httparse::Response<'_, '_>) -> Result<Framing, HttpError> {
         let mut framing = Framing::UntilClose;
         for header in head.headers.iter() {
             if header.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -267,7 +276,7 @@ fn keep_alive(head: &httparse::Response<'_, '_>) -> bool {
 
 /// Decodes a chunked body at the start of `buf`: the body and the bytes it took, or `None`
 /// if it is not complete yet.
-fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, HeartbeatError> {
+fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
@@ -304,8 +313,8 @@ fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, HeartbeatError
     }
 }
 
-fn malformed(reason: impl Into<String>) -> HeartbeatError {
-    HeartbeatError::MalformedResponse(reason.into())
+fn malformed(reason: impl Into<String>) -> HttpError {
+    HttpError::MalformedResponse(reason.into())
 }
 
 #[cfg(test)]
@@ -317,7 +326,7 @@ mod tests {
         parse_response(text.as_bytes(), false).expect("well-formed")
     }
 
-    fn lease_request(node: &str) -> Result<LeaseRequest, HeartbeatError> {
+    fn lease_request(node: &str) -> Result<LeaseRequest, HttpError> {
         LeaseRequest::new(&RequestHead::new("127.0.0.1:6443", "tok")?, node, 40)
     }
 

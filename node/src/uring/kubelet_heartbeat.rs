@@ -28,7 +28,7 @@ impl UringHeartbeat {
     /// thread runs on it, else tokio. Call it inside the agent's runtime.
     pub fn preferred(
         settings: &HeartbeatSettings,
-    ) -> Result<UringHeartbeat, heartbeat::HeartbeatError> {
+    ) -> Result<UringHeartbeat, heartbeat::ConnectionError> {
         Ok(UringHeartbeat::new(HeartbeatConnection::new(
             Transport::preferred(),
             settings,
@@ -52,10 +52,10 @@ impl Heartbeat for UringHeartbeat {
     }
 }
 
-fn to_kubelet(err: heartbeat::HeartbeatError) -> HeartbeatError {
+fn to_kubelet(err: heartbeat::ConnectionError) -> HeartbeatError {
     match err {
         err if err.is_not_found() => HeartbeatError::NotFound,
-        heartbeat::HeartbeatError::Status { status, message } => HeartbeatError::Api {
+        heartbeat::ConnectionError::Status { status, message } => HeartbeatError::Api {
             code: status,
             message,
         },
@@ -69,12 +69,12 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_kubelets() {
-        let not_found = heartbeat::HeartbeatError::Status {
+        let not_found = heartbeat::ConnectionError::Status {
             status: 404,
             message: "gone".into(),
         };
         assert!(matches!(to_kubelet(not_found), HeartbeatError::NotFound));
-        let conflict = heartbeat::HeartbeatError::Status {
+        let conflict = heartbeat::ConnectionError::Status {
             status: 409,
             message: "conflict".into(),
         };
@@ -83,7 +83,7 @@ mod tests {
             HeartbeatError::Api { code: 409, message } if message == "conflict"
         ));
         assert!(matches!(
-            to_kubelet(heartbeat::HeartbeatError::Closed),
+            to_kubelet(heartbeat::ConnectionError::Closed),
             HeartbeatError::Transport(_)
         ));
     }

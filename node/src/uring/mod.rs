@@ -1,8 +1,9 @@
 //! skiff-node's io_uring layer: the one place that knows the agent's hot I/O runs on
-//! io_uring (tokio-uring), so the runtime can be swapped later without touching the kubelet.
+//! io_uring (tokio-uring), so the executor can be swapped later without touching the kubelet.
+//! (The container runtime is another thing: [`crate::runtime`].)
 //!
-//! - [`runtime`]: run the agent on a single-threaded tokio-uring runtime, or on a plain tokio
-//!   current-thread runtime when io_uring cannot be set up (said once, as a warning).
+//! - [`executor`]: run the agent on a single-threaded tokio-uring runtime, or on a plain
+//!   tokio current-thread runtime when io_uring cannot be set up (said once, as a warning).
 //! - [`heartbeat`]: the persistent HTTPS/1.1 connection that renews the node's Lease (and
 //!   writes its status), with rustls driven over owned buffers on a tokio-uring `TcpStream`,
 //!   and the same over tokio + tokio-rustls for comparison; [`kubelet_heartbeat`] plugs it
@@ -11,22 +12,27 @@
 //!   container log files.
 //! - [`capacity`](mod@capacity): the node's cpu/memory capacity and usage from /proc.
 //!
-//! Every function here works on either runtime: on io_uring it uses io_uring operations,
+//! Every function here works on either executor: on io_uring it uses io_uring operations,
 //! otherwise plain tokio/std I/O.
 
 pub mod capacity;
+pub mod executor;
 pub mod fs;
 pub mod heartbeat;
 mod http;
 pub mod kubelet_heartbeat;
-pub mod runtime;
 mod tls;
 
 pub use capacity::{Capacity, CpuTimes, Usage, capacity, usage};
+pub use executor::{Executor, block_on, io_uring_active, spawn};
 pub use fs::{LogFile, read_file, read_tail};
 pub use heartbeat::{
-    ApiResponse, HeartbeatConnection, HeartbeatError, HeartbeatSettings, RenewalCost, Transport,
+    ApiResponse, ConnectionError, HeartbeatConnection, HeartbeatSettings, RenewalCost, Transport,
     measure_renewals,
 };
 pub use kubelet_heartbeat::UringHeartbeat;
-pub use runtime::{Runtime, block_on, io_uring_active, spawn};
+
+/// The executor's former name, kept only until `benches/node.rs` (outside this crate) says
+/// [`Executor`]; [`crate::runtime`] is the container runtime.
+#[doc(hidden)]
+pub type Runtime = Executor;

@@ -16,22 +16,45 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::heartbeat::HeartbeatError;
+/// What setting up or using a TLS stream can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The CA PEM holds no usable certificate.
+    #[error("cluster CA: {0}")]
+    Ca(String),
+    /// The TCP connection could not be made.
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// TLS failed (handshake, certificate, alert).
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Reading or writing the connection failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the connection during the handshake.
+    #[error("the server closed the connection")]
+    Closed,
+}
 
 /// Ciphertext read per io_uring read: one full TLS record (16 KiB + overhead).
 const READ_BUFFER: usize = 16 * 1024 + 512;
 
 /// A client configuration that trusts exactly the CA certificates in `ca_pem`.
-pub(crate) fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, HeartbeatError> {
+pub(crate) fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|err| HeartbeatError::Ca(err.to_string()))?;
+        let cert = cert.map_err(|err| TlsError::Ca(err.to_string()))?;
         roots
             .add(cert)
-            .map_err(|err| HeartbeatError::Ca(err.to_string()))?;
+            .map_err(|err| TlsError::Ca(err.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(HeartbeatError::Ca("no certificate in the PEM".into()));
+        return Err(TlsError::Ca("no certificate in the PEM".into()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -60,10 +83,10 @@ impl UringTlsStream {
         addr: SocketAddr,
         server_name: ServerName<'static>,
         config: Arc<ClientConfig>,
-    ) -> Result<Self, HeartbeatError> {
+    ) -> Result<Self, TlsError> {
         let tcp = tokio_uring::net::TcpStream::connect(addr)
             .await
-            .map_err(|source| HeartbeatError::Connect { addr, source })?;
+            .map_err(|source| TlsError::Connect { addr, source })?;
         // Requests are single small writes; do not let Nagle hold them back.
         tcp.set_nodelay(true)?;
         let mut stream = UringTlsStream {
@@ -78,7 +101,7 @@ impl UringTlsStream {
             if stream.tls.wants_write() {
                 stream.flush().await?;
             } else if !stream.fill(&mut early).await? {
-                return Err(HeartbeatError::Closed);
+                return Err(TlsError::Closed);
             }
         }
         stream.flush().await?;
@@ -86,13 +109,13 @@ impl UringTlsStream {
     }
 
     /// Encrypts and sends all of `plaintext`.
-    pub(crate) async fn write_all(&mut self, plaintext: &[u8]) -> Result<(), HeartbeatError> {
+    pub(crate) async fn write_all(&mut self, plaintext: &[u8]) -> Result<(), TlsError> {
         self.tls.writer().write_all(plaintext)?;
         self.flush().await
     }
 
     /// Appends decrypted bytes to `into`; returns how many, 0 once the server closed.
-    pub(crate) async fn read(&mut self, into: &mut Vec<u8>) -> Result<usize, HeartbeatError> {
+    pub(crate) async fn read(&mut self, into: &mut Vec<u8>) -> Result<usize, TlsError> {
         let before = into.len();
         while !self.closed {
             let open = self.fill(into).await?;
@@ -109,7 +132,7 @@ impl UringTlsStream {
     }
 
     /// Sends whatever rustls has queued.
-    async fn flush(&mut self) -> Result<(), HeartbeatError> {
+    async fn flush(&mut self) -> Result<(), TlsError> {
         while self.tls.wants_write() {
             let mut outgoing = mem::take(&mut self.outgoing);
             outgoing.clear();
@@ -125,7 +148,7 @@ impl UringTlsStream {
 
     /// One socket read, fed through rustls; decrypted bytes are appended to `plaintext`.
     /// Returns `false` when the server closed the connection.
-    async fn fill(&mut self, plaintext: &mut Vec<u8>) -> Result<bool, HeartbeatError> {
+    async fn fill(&mut self, plaintext: &mut Vec<u8>) -> Result<bool, TlsError> {
         let mut incoming = mem::take(&mut self.incoming);
         incoming.clear();
         let (result, incoming) = self.tcp.read(incoming).await;
@@ -180,10 +203,7 @@ mod tests {
 
     #[test]
     fn config_needs_a_certificate() {
-        assert!(matches!(
-            client_config(b"not a pem"),
-            Err(HeartbeatError::Ca(_))
-        ));
+        assert!(matches!(client_config(b"not a pem"), Err(TlsError::Ca(_))));
         let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(client_config(garbage).is_err());
     }

@@ -38,8 +38,9 @@ pub(super) fn container_events(
                 };
                 docker
                     .events(Some(options))
-                    .map(|event| {
-                        let event = event.map_err(super::docker::map_error)?;
+                    .map(move |event| {
+                        // A broken connection drops the client, as after any other call.
+                        let event = event.map_err(|err| runtime.error(err))?;
                         let actor = event.actor.unwrap_or_default();
                         let attributes = actor.attributes.unwrap_or_default();
                         Ok(ContainerEvent {

@@ -1,4 +1,4 @@
-//! Which runtime the agent runs on: tokio-uring (one thread, io_uring for file and socket
+//! The agent's async executor: tokio-uring (one thread, io_uring for file and socket
 //! I/O) when the kernel lets us set up an io_uring instance, otherwise a plain tokio
 //! current-thread runtime. Both run futures inside a [`tokio::task::LocalSet`], so
 //! [`spawn`] (`!Send` tasks) and `tokio::spawn` work the same on either.
@@ -24,12 +24,12 @@ pub const DISABLE_ENV: &str = "SKIFF_IO_URING";
 const RING_ENTRIES: u32 = 64;
 
 thread_local! {
-    /// Whether this thread is inside [`Runtime::block_on`] of an io_uring runtime.
+    /// Whether this thread is inside [`Executor::block_on`] of an io_uring runtime.
     static ON_IO_URING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A single-threaded runtime for the agent: tokio-uring if possible, else plain tokio.
-pub struct Runtime {
+/// The agent's single-threaded executor: tokio-uring if possible, else plain tokio.
+pub struct Executor {
     inner: Inner,
 }
 
@@ -41,21 +41,21 @@ enum Inner {
     },
 }
 
-impl Runtime {
+impl Executor {
     /// A tokio-uring runtime; if io_uring cannot be set up (or [`DISABLE_ENV`] says so), a
     /// plain tokio current-thread runtime, with a warning logged once per process.
     ///
     /// Fails only if not even the plain tokio runtime can be built.
-    pub fn new() -> io::Result<Runtime> {
+    pub fn new() -> io::Result<Executor> {
         if disabled_by_env() {
             static SAID: Once = Once::new();
             SAID.call_once(|| info!("io_uring turned off by {DISABLE_ENV}; running on tokio"));
-            return Runtime::tokio();
+            return Executor::tokio();
         }
         let mut builder = tokio_uring::builder();
         builder.entries(RING_ENTRIES);
         match tokio_uring::Runtime::new(&builder) {
-            Ok(runtime) => Ok(Runtime {
+            Ok(runtime) => Ok(Executor {
                 inner: Inner::IoUring(runtime),
             }),
             Err(err) => {
@@ -63,17 +63,17 @@ impl Runtime {
                 SAID.call_once(|| {
                     warn!(error = %err, "io_uring is not available; falling back to plain tokio")
                 });
-                Runtime::tokio()
+                Executor::tokio()
             }
         }
     }
 
     /// A plain tokio current-thread runtime (no io_uring), e.g. for side-by-side comparisons.
-    pub fn tokio() -> io::Result<Runtime> {
+    pub fn tokio() -> io::Result<Executor> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(Runtime {
+        Ok(Executor {
             inner: Inner::Tokio {
                 runtime,
                 local: LocalSet::new(),
@@ -104,31 +104,31 @@ impl Runtime {
     }
 }
 
-/// Runs `future` on a new [`Runtime::new`]: tokio-uring, or plain tokio as a fallback.
+/// Runs `future` on a new [`Executor::new`]: tokio-uring, or plain tokio as a fallback.
 ///
 /// # Panics
 ///
 /// If no runtime at all can be built (the process cannot create an epoll instance), if
 /// called from inside another runtime, or if `future` panics.
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let runtime = match Runtime::new() {
+    let runtime = match Executor::new() {
         Ok(runtime) => runtime,
         Err(err) => panic!("cannot build a tokio runtime: {err}"),
     };
     runtime.block_on(future)
 }
 
-/// Whether the calling thread runs inside an io_uring [`Runtime`], i.e. whether the I/O of
+/// Whether the calling thread runs inside an io_uring [`Executor`], i.e. whether the I/O of
 /// this module goes through io_uring right now.
 pub fn io_uring_active() -> bool {
     ON_IO_URING.with(Cell::get)
 }
 
-/// Spawns a `!Send` task on the current [`Runtime`] (either kind).
+/// Spawns a `!Send` task on the current [`Executor`] (either kind).
 ///
 /// # Panics
 ///
-/// If called outside [`Runtime::block_on`].
+/// If called outside [`Executor::block_on`].
 pub fn spawn<F>(task: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn tokio_runtime_runs_local_tasks_without_io_uring() {
-        let runtime = Runtime::tokio().expect("tokio runtime");
+        let runtime = Executor::tokio().expect("tokio runtime");
         assert!(!runtime.is_io_uring());
         let answer = runtime.block_on(async {
             assert!(!io_uring_active());
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn io_uring_flag_is_only_set_inside_block_on() {
-        let runtime = Runtime::new().expect("runtime");
+        let runtime = Executor::new().expect("runtime");
         let inside = runtime.block_on(async { io_uring_active() });
         assert_eq!(inside, runtime.is_io_uring());
         assert!(!io_uring_active());
