@@ -1,5 +1,7 @@
 //! The container runtime: what the kubelet asks of Docker, one operation per file, behind the
-//! [`ContainerRuntime`] trait (so the pod lifecycle can be driven against a fake in tests).
+//! [`ContainerRuntime`] trait. [`DockerRuntime`] (bollard) is the one the agent runs; the
+//! in-memory fake in `fake.rs` (unit tests only) is what the kubelet's sync loop, pod workers
+//! and pod kills are tested against.
 //!
 //! Every container the agent makes carries labels naming its node, pod and container
 //! ([`labels`]), so a restarted agent finds (adopts) what already runs and recognises what
