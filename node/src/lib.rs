@@ -5,7 +5,8 @@
 //! - [`kubelet`]: registration, heartbeat, pod sources, pod workers, status reporting;
 //! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
 //! - [`images`]: the static binaries built into local images (no registry is reachable).
-//! - [`uring`]: the io_uring layer (runtime, heartbeat connection, file I/O, /proc reads).
+//! - [`uring`]: the io_uring layer (the async executor, heartbeat connection, file I/O, /proc
+//!   reads).
 
 pub mod images;
 pub mod kubelet;
