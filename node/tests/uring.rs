@@ -38,7 +38,7 @@ fn io_uring_fds() -> Vec<String> {
 }
 
 #[test]
-fn runtime_holds_an_io_uring_instance_while_it_runs() {
+fn executor_holds_an_io_uring_instance_while_it_runs() {
     let runtime = Executor::new().expect("runtime");
     assert!(
         runtime.is_io_uring(),
