@@ -337,7 +337,7 @@ fn renewal_costs(
 ) -> anyhow::Result<HashMap<Transport, RenewalCost>> {
     let settings = settings.clone();
     std::thread::spawn(move || {
-        let runtime = uring::Runtime::new()?;
+        let runtime = uring::Executor::new()?;
         if !runtime.is_io_uring() {
             bail!("io_uring is not available on this machine: nothing to compare");
         }

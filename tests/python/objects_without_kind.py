@@ -84,13 +84,22 @@ def main():
     )
     created = core.create_node(node)
     check(created.kind == "Node", f"node kind {created.kind}")
-    node_status = client.V1Node(
-        metadata=client.V1ObjectMeta(
-            name="py-node", resource_version=created.metadata.resource_version
-        ),
-        status=client.V1NodeStatus(capacity={"cpu": "2", "memory": "1Gi", "pods": "10"}),
-    )
-    updated = core.replace_node_status("py-node", node_status)
+    # Read-modify-write, as node agents do: the node IPAM controller may have given the node
+    # a pod CIDR meanwhile (a new resourceVersion).
+    for attempt in range(5):
+        current = core.read_node_status("py-node")
+        node_status = client.V1Node(
+            metadata=client.V1ObjectMeta(
+                name="py-node", resource_version=current.metadata.resource_version
+            ),
+            spec=current.spec,
+            status=client.V1NodeStatus(capacity={"cpu": "2", "memory": "1Gi", "pods": "10"}),
+        )
+        try:
+            updated = core.replace_node_status("py-node", node_status)
+            break
+        except ApiException as err:
+            check(err.status == 409 and attempt < 4, f"node status replace gave {err.status}")
     check(updated.status.capacity.get("cpu") == "2", f"node capacity {updated.status.capacity}")
 
     # Services: a ClusterIP is allocated.

@@ -5,7 +5,8 @@
 //! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
 //! through `kubelet_client`; `discovery` and `openapi` describe the API; `pki` and `auth`
-//! guard it; `resources` lists the served types and admits their objects.
+//! guard it; `resources` lists the served types and admits their objects; `watch_cache`
+//! follows the store once and serves every watcher from memory.
 
 pub mod allocator;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod subresources;
 pub mod table;
 pub mod update;
 pub mod validation;
+pub mod watch_cache;
 
 use std::sync::Arc;
 
@@ -47,6 +49,7 @@ use metrics::{Metrics, RequestInfo};
 use openapi::OpenApi;
 use request::{Query, Target};
 use status::ApiError;
+use watch_cache::WatchCache;
 
 use crate::store::Store;
 
@@ -56,6 +59,8 @@ pub use server::{Config, serve};
 pub struct ApiServer {
     /// The store; nothing else in the master touches it.
     pub store: Arc<dyn Store>,
+    /// Every watch and most lists are served from here: one store watch for the server.
+    pub watch_cache: WatchCache,
     /// ClusterIP allocation.
     pub service_ips: ServiceIps,
     /// NodePort allocation.

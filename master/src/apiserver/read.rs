@@ -1,6 +1,5 @@
 //! get, list and watch.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -19,8 +17,9 @@ use super::request::{Query, Target};
 use super::resources::Resource;
 use super::status::ApiError;
 use super::table::{self, IncludeObject, TableVersion};
+use super::watch_cache::{CacheError, CachedEvent, CachedObject};
 use super::{ApiServer, json_response};
-use crate::store::{EventKind, KeyValue, Revision, StoreError};
+use crate::store::{EventKind, KeyValue, Revision};
 use skiff_api::selectors::{FieldSelector, LabelSelector};
 
 /// Longest watch before the server ends it (clients re-watch), as kube-apiserver's 30 min.
@@ -29,6 +28,11 @@ const MAX_WATCH: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Largest chunk a watch writes at once.
 const MAX_CHUNK: usize = 256 * 1024;
+/// Most events a watcher takes from the cache at once.
+const MAX_BATCH: usize = 512;
+/// How long a read waits for the watch cache to reach the revision it needs (Kubernetes'
+/// cacher waits 3 s before "Too large resource version").
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
 /// Which objects a list or watch wants.
 struct Filter {
@@ -60,15 +64,9 @@ impl Filter {
             && self.fields.matches(|f| objects::field_value(object, f))
     }
 
-    /// Whether a stored value matches; parses only when a selector needs it.
-    fn matches_stored(&self, value: &[u8]) -> bool {
-        if self.is_everything() {
-            return true;
-        }
-        match serde_json::from_slice::<Value>(value) {
-            Ok(object) => self.matches(&object),
-            Err(_) => false,
-        }
+    /// Whether a cached object matches; its parsed form is made once and shared.
+    fn matches_cached(&self, object: &CachedObject) -> bool {
+        self.is_everything() || object.parsed().is_some_and(|o| self.matches(o))
     }
 }
 
@@ -93,9 +91,11 @@ impl Render {
     }
 }
 
-/// Stored objects, decoded with their resourceVersions.
-fn decode_all<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Result<Vec<Value>, ApiError> {
-    kvs.map(objects::decode).collect()
+/// Cached objects, decoded with their resourceVersions.
+fn decode_all<'a>(
+    cached: impl Iterator<Item = &'a Arc<CachedObject>>,
+) -> Result<Vec<Value>, ApiError> {
+    cached.map(|o| objects::decode(&o.kv)).collect()
 }
 
 /// A continue token: where the next page starts.
@@ -157,32 +157,38 @@ impl ApiServer {
             Some(token) => Some(decode_continue(token)?),
             None => None,
         };
-        let listed = self
-            .store
-            .list(&objects::prefix(r, target.namespace.as_deref()))
-            .await?;
-        let mut page: Vec<&KeyValue> = Vec::new();
+        let prefix = objects::prefix(r, target.namespace.as_deref());
+        let (items, revision) = match start {
+            // Later pages continue the store's order where the last page ended.
+            Some(_) => {
+                let listed = self.store.list(&prefix).await?;
+                let items = listed.items.into_iter().map(CachedObject::new).collect();
+                (items, listed.revision)
+            }
+            None => self.list_cached(r, &prefix, query).await?,
+        };
+        let mut page: Vec<&Arc<CachedObject>> = Vec::new();
         let mut remaining = 0usize;
-        for kv in &listed.items {
+        for object in &items {
             let before_start = start
                 .as_ref()
-                .is_some_and(|s| kv.key.as_str() <= s.start.as_str());
-            if before_start || !filter.matches_stored(&kv.value) {
+                .is_some_and(|s| object.kv.key.as_str() <= s.start.as_str());
+            if before_start || !filter.matches_cached(object) {
                 continue;
             }
             if limit.is_some_and(|l| page.len() >= l) {
                 remaining += 1;
             } else {
-                page.push(kv);
+                page.push(object);
             }
         }
-        let mut metadata = json!({ "resourceVersion": listed.revision.to_string() });
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
         if remaining > 0
             && let Some(last) = page.last()
         {
             let token = serde_json::to_vec(&Continue {
-                rv: listed.revision,
-                start: last.key.clone(),
+                rv: revision,
+                start: last.kv.key.clone(),
             })
             .unwrap_or_default();
             metadata["continue"] =
@@ -202,7 +208,7 @@ impl ApiServer {
                 serde_json::to_vec(&t).unwrap_or_default(),
             ));
         }
-        // The list is written around the stored bytes, without parsing the objects.
+        // The list is written around the cached JSON, without parsing the objects.
         let head = format!(
             "{{\"apiVersion\":\"{}\",\"kind\":\"{}List\",\"metadata\":{},\"items\":[",
             r.api_version(),
@@ -210,20 +216,52 @@ impl ApiServer {
             metadata
         );
         let mut out = Vec::with_capacity(
-            head.len() + page.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 2,
+            head.len() + page.iter().map(|o| o.kv.value.len() + 32).sum::<usize>() + 2,
         );
         out.extend_from_slice(head.as_bytes());
-        for (i, kv) in page.iter().enumerate() {
+        for (i, object) in page.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            objects::splice_resource_version_into(&mut out, &kv.value, kv.mod_revision);
+            out.extend_from_slice(object.json());
         }
         out.extend_from_slice(b"]}");
         Ok(json_response(StatusCode::OK, out))
     }
 
-    /// GET with `watch=1`: a stream of `{"type":..., "object":...}` lines.
+    /// The objects of a first page from the watch cache, at the revision the request asks
+    /// for: `resourceVersion=0` any state the cache has, unset the store's current revision
+    /// (a consistent read, KEP-2340), `N` at least N. When the cache does not get there in
+    /// time the store answers.
+    async fn list_cached(
+        &self,
+        r: &Resource,
+        prefix: &str,
+        query: &Query,
+    ) -> Result<(Vec<Arc<CachedObject>>, Revision), ApiError> {
+        let wanted = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
+            Some("0") => None,
+            Some(v) => Some(parse_revision(v)?),
+            None => Some(self.store.revision().await?),
+        };
+        let fresh = match wanted {
+            Some(revision) => self
+                .watch_cache
+                .wait_until(revision, FRESHNESS_WAIT)
+                .await
+                .is_ok(),
+            None => true,
+        };
+        if fresh && let Ok(listed) = self.watch_cache.list(r.plural, prefix) {
+            return Ok(listed);
+        }
+        let listed = self.store.list(prefix).await?;
+        let items = listed.items.into_iter().map(CachedObject::new).collect();
+        Ok((items, listed.revision))
+    }
+
+    /// GET with `watch=1`: a stream of `{"type":..., "object":...}` lines, served from the
+    /// watch cache.
     pub(super) async fn watch(
         self: &Arc<Self>,
         target: &Target,
@@ -244,50 +282,56 @@ impl ApiServer {
         let bookmarks = query.flag("allowWatchBookmarks");
         let send_initial = query.flag("sendInitialEvents");
         let prefix = objects::prefix(r, target.namespace.as_deref());
-        let rv = query
-            .get("resourceVersion")
-            .filter(|v| !v.is_empty() && *v != "0");
+        let cache = self.watch_cache.clone();
+        // Subscribed before anything is read, so no change between the read and the wait
+        // is missed.
+        let mut changed = cache.subscribe(r.plural).map_err(cache_error)?;
+        let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
         let (initial, from) = match rv {
-            Some(v) if !send_initial => {
-                let rev: Revision = v.parse().map_err(|_| {
-                    ApiError::BadRequest(format!("invalid resource version: {v:?}"))
-                })?;
-                (Vec::new(), rev)
+            Some(v) if v != "0" && !send_initial => {
+                let revision = parse_revision(v)?;
+                if cache.wait_until(revision, FRESHNESS_WAIT).await.is_err() {
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {revision}, current: {}",
+                        cache.revision()
+                    )));
+                }
+                (Vec::new(), revision)
             }
             _ => {
-                let listed = self.store.list(&prefix).await?;
-                (listed.items, listed.revision)
+                // Unset: start from the store's current state, as a consistent list would.
+                if rv.is_none() {
+                    let current = self.store.revision().await?;
+                    cache
+                        .wait_until(current, FRESHNESS_WAIT)
+                        .await
+                        .map_err(cache_error)?;
+                }
+                cache.list(r.plural, &prefix).map_err(cache_error)?
             }
         };
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-        let events = self.store.watch(&prefix, from).await;
-        let api = self.clone();
         tokio::spawn(async move {
-            let _api = api;
-            let mut events = match events {
-                Ok(events) => events,
-                Err(e) => {
-                    let _ = tx.send(Ok(error_frame(e))).await;
-                    return;
-                }
-            };
-            let mut members: HashSet<String> = HashSet::new();
-            for kv in initial {
-                if filter.matches_stored(&kv.value) {
-                    if !filter.is_everything() {
-                        members.insert(kv.key.clone());
-                    }
-                    if tx
-                        .send(Ok(framer.frame("ADDED", &kv.value, kv.mod_revision)))
-                        .await
-                        .is_err()
+            let mut out = Vec::new();
+            for object in &initial {
+                if filter.matches_cached(object) {
+                    framer.frame_into(&mut out, "ADDED", object, object.kv.mod_revision);
+                    if out.len() >= MAX_CHUNK
+                        && tx
+                            .send(Ok(Bytes::from(std::mem::take(&mut out))))
+                            .await
+                            .is_err()
                     {
                         return;
                     }
                 }
             }
-            let mut last = from;
-            if send_initial && bookmarks && tx.send(Ok(bookmark(r, last, true))).await.is_err() {
+            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                return;
+            }
+            // Every event of this resource up to `cursor` has been written (or skipped).
+            let mut cursor = from;
+            if send_initial && bookmarks && tx.send(Ok(bookmark(r, cursor, true))).await.is_err() {
                 return;
             }
             let deadline = tokio::time::sleep(timeout);
@@ -297,44 +341,35 @@ impl ApiServer {
                 BOOKMARK_EVERY,
             );
             loop {
+                changed.borrow_and_update();
+                let events = match cache.events_after(r.plural, cursor, MAX_BATCH) {
+                    Ok(events) => events,
+                    Err(err) => {
+                        let _ = tx.send(Ok(error_frame(cache_error(err)))).await;
+                        return;
+                    }
+                };
+                if let Some(last) = events.last() {
+                    cursor = last.revision();
+                    let mut out = Vec::new();
+                    for event in &events {
+                        if let Some((kind, object)) = classify(&filter, &prefix, event) {
+                            framer.frame_into(&mut out, kind, object, event.revision());
+                        }
+                    }
+                    if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let out = tokio::select! {
-                    event = events.next() => {
-                        // Events of one commit arrive together: write every ready one in a
-                        // single chunk (one TLS record and syscall instead of one per event).
-                        let mut out = Vec::new();
-                        let mut next = event;
-                        loop {
-                            match next {
-                                Some(Ok(event)) => {
-                                    last = event.kv.mod_revision;
-                                    if let Some(kind) = classify(&filter, &mut members, event.kind, &event.kv) {
-                                        framer.frame_into(&mut out, kind, &event.kv.value, event.kv.mod_revision);
-                                    }
-                                }
-                                Some(Err(e)) => {
-                                    out.extend_from_slice(&error_frame(e));
-                                    let _ = tx.send(Ok(Bytes::from(out))).await;
-                                    return;
-                                }
-                                None => {
-                                    let _ = tx.send(Ok(Bytes::from(out))).await;
-                                    return;
-                                }
-                            }
-                            if out.len() >= MAX_CHUNK {
-                                break;
-                            }
-                            match events.next().now_or_never() {
-                                Some(ready) => next = ready,
-                                None => break,
-                            }
-                        }
-                        if out.is_empty() {
-                            continue;
-                        }
-                        Bytes::from(out)
+                    woken = changed.changed() => match woken {
+                        Ok(()) => continue,
+                        Err(_) => return,
                     },
-                    _ = ticker.tick(), if bookmarks => bookmark(r, last, false),
+                    // Nothing of this resource is unread: everything up to the cache's
+                    // revision has been seen.
+                    _ = ticker.tick(), if bookmarks => bookmark(r, cache.revision().max(cursor), false),
                     () = &mut deadline => return,
                     () = tx.closed() => return,
                 };
@@ -357,37 +392,53 @@ impl ApiServer {
     }
 }
 
-/// The event type a watcher sees for a store event, or None to skip it. `members` holds
-/// the keys the watcher has seen matching, so an object that stops matching a selector
-/// is reported DELETED and one that starts matching ADDED, as Kubernetes does.
-fn classify(
+/// A resourceVersion from a query.
+fn parse_revision(v: &str) -> Result<Revision, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {v:?}")))
+}
+
+/// The API error of a cache that cannot serve a watch.
+fn cache_error(err: CacheError) -> ApiError {
+    match err {
+        CacheError::Expired { .. } => ApiError::Gone(err.to_string()),
+        CacheError::NotFresh(_) => ApiError::Timeout(err.to_string()),
+        CacheError::Unknown(_) => ApiError::Internal(err.to_string()),
+    }
+}
+
+/// The event type a watcher sees for a cached event and the version of the object it is
+/// sent, or None to skip it. As Kubernetes' cacher: with a selector, an object that starts
+/// matching is ADDED and one that stops matching is DELETED (with its previous content),
+/// decided from the event's previous and new versions.
+fn classify<'a>(
     filter: &Filter,
-    members: &mut HashSet<String>,
-    kind: EventKind,
-    kv: &KeyValue,
-) -> Option<&'static str> {
+    prefix: &str,
+    event: &'a CachedEvent,
+) -> Option<(&'static str, &'a CachedObject)> {
+    if !event.object.kv.key.starts_with(prefix) {
+        return None;
+    }
+    let prev = event.prev.as_deref();
     if filter.is_everything() {
-        return Some(match kind {
-            EventKind::Delete => "DELETED",
-            EventKind::Put if kv.create_revision == kv.mod_revision => "ADDED",
-            EventKind::Put => "MODIFIED",
+        return Some(match (event.kind, prev) {
+            (EventKind::Delete, _) => ("DELETED", &event.object),
+            (EventKind::Put, None) => ("ADDED", &event.object),
+            (EventKind::Put, Some(_)) => ("MODIFIED", &event.object),
         });
     }
-    let matches = filter.matches_stored(&kv.value);
-    let was = members.contains(&kv.key);
-    match kind {
+    let was = prev.filter(|p| filter.matches_cached(p));
+    match event.kind {
         EventKind::Delete => {
-            members.remove(&kv.key);
-            (was || matches).then_some("DELETED")
+            let last = was.or_else(|| Some(&*event.object).filter(|o| filter.matches_cached(o)));
+            last.map(|o| ("DELETED", o))
         }
-        EventKind::Put if matches => {
-            members.insert(kv.key.clone());
-            Some(if was { "MODIFIED" } else { "ADDED" })
-        }
-        EventKind::Put => {
-            members.remove(&kv.key);
-            was.then_some("DELETED")
-        }
+        EventKind::Put => match (filter.matches_cached(&event.object), was) {
+            (true, Some(_)) => Some(("MODIFIED", &event.object)),
+            (true, None) => Some(("ADDED", &event.object)),
+            (false, Some(prev)) => Some(("DELETED", prev)),
+            (false, None) => None,
+        },
     }
 }
 
@@ -399,20 +450,27 @@ struct Framer {
 }
 
 impl Framer {
-    fn frame(&mut self, event: &str, stored: &[u8], revision: Revision) -> Bytes {
-        let mut out = Vec::with_capacity(stored.len() + 64);
-        self.frame_into(&mut out, event, stored, revision);
-        Bytes::from(out)
-    }
-
-    fn frame_into(&mut self, out: &mut Vec<u8>, event: &str, stored: &[u8], revision: Revision) {
+    /// Appends one event line; `revision` is the event's (the object's own, except for an
+    /// object that stopped matching, sent with its previous content).
+    fn frame_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        event: &str,
+        object: &CachedObject,
+        revision: Revision,
+    ) {
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(event.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.render {
-            Render::Objects => objects::splice_resource_version_into(out, stored, revision),
+            Render::Objects if revision == object.kv.mod_revision => {
+                out.extend_from_slice(object.json());
+            }
+            Render::Objects => {
+                objects::splice_resource_version_into(out, &object.kv.value, revision);
+            }
             Render::Table(version, include) => {
-                let mut object: Value = serde_json::from_slice(stored).unwrap_or(Value::Null);
+                let mut object = object.parsed().cloned().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut object, revision);
                 let meta = json!({ "resourceVersion": revision.to_string() });
                 let mut t = table::table(self.kind, &[object], include, version, meta);
@@ -440,8 +498,8 @@ fn bookmark(r: &Resource, revision: Revision, initial_events_end: bool) -> Bytes
     Bytes::from(out)
 }
 
-fn error_frame(err: StoreError) -> Bytes {
-    let status = ApiError::from(err).to_status();
+fn error_frame(err: ApiError) -> Bytes {
+    let status = err.to_status();
     let mut out =
         serde_json::to_vec(&json!({ "type": "ERROR", "object": status })).unwrap_or_default();
     out.push(b'\n');

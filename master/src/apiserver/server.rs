@@ -25,6 +25,7 @@ use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::{Credentials, KubeconfigUser, NODE_USER};
 use super::status::ApiError;
+use super::watch_cache::WatchCache;
 use super::{ApiServer, auth, bootstrap, discovery, json_value};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
@@ -94,7 +95,11 @@ pub async fn serve(
     };
     let advertise = SocketAddr::new(client_host, local.port());
 
+    let watch_cache = WatchCache::start(store.clone())
+        .await
+        .context("filling the watch cache from the store")?;
     let api = Arc::new(ApiServer {
+        watch_cache,
         service_ips: ServiceIps::new(config.service_cidr, store.clone()),
         node_ports: NodePorts::new(store.clone()),
         store,

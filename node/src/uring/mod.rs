@@ -31,8 +31,3 @@ pub use heartbeat::{
     measure_renewals,
 };
 pub use kubelet_heartbeat::UringHeartbeat;
-
-/// The executor's former name, kept only until `benches/node.rs` (outside this crate) says
-/// [`Executor`]; [`crate::runtime`] is the container runtime.
-#[doc(hidden)]
-pub type Runtime = Executor;

@@ -1,0 +1,586 @@
+//! The watch cache (kube-apiserver's "cacher", `k8s.io/apiserver/pkg/storage/cacher`): one
+//! store watch for the whole API server, every watcher and most lists served from memory.
+//!
+//! As in Kubernetes:
+//! - the cache lists the store once and then follows one watch from that revision, so a
+//!   thousand `kubectl get -w` or kubelets cost one etcd watch, not a thousand;
+//! - each resource keeps its current objects and a ring of its recent events; a watch from a
+//!   resourceVersion replays the ring after it, and one older than the ring gets `410 Gone`
+//!   ("too old resource version"), after which clients list again;
+//! - each event is serialised once, however many watchers receive it (KEP-1152's
+//!   `cachingObject`): the object JSON with its resourceVersion, and the parsed object that
+//!   label and field selectors read, are made on first use and shared;
+//! - a watcher with a selector is told ADDED, MODIFIED or DELETED from whether the object's
+//!   previous and new versions match, so the cache keeps no per-watcher state;
+//! - consistent lists (KEP-2340) wait until the cache has seen the store's current revision
+//!   and are then served from memory.
+//!
+//! It differs from Kubernetes in two ways: there is one store watch for every resource (one
+//! ordered stream tells the cache how far it is for all of them, which is what a consistent
+//! read needs; etcd needs progress notifications for that), and the ring is bounded by count
+//! only, not also by age.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::objects;
+use super::resources::RESOURCES;
+use crate::store::{EventKind, KeyValue, Revision, Store, StoreError, WatchStream};
+
+/// Where every object lives in the store.
+const REGISTRY: &str = "/registry/";
+/// Events kept per resource for watches that resume from a resourceVersion.
+const RING_CAPACITY: usize = 32_768;
+/// The longest pause between attempts to list and watch the store again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One version of an object, with what watchers and lists make of it made once.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// As stored (no resourceVersion in the bytes; `mod_revision` is it).
+    pub kv: KeyValue,
+    json: OnceLock<Bytes>,
+    parsed: OnceLock<Option<Value>>,
+}
+
+impl CachedObject {
+    /// A version not (yet) in the cache, e.g. read from the store for a later page.
+    pub fn new(kv: KeyValue) -> Arc<Self> {
+        Arc::new(Self {
+            kv,
+            json: OnceLock::new(),
+            parsed: OnceLock::new(),
+        })
+    }
+
+    /// The object's JSON with its resourceVersion, made once for every reader.
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            Bytes::from(objects::splice_resource_version(
+                &self.kv.value,
+                self.kv.mod_revision,
+            ))
+        })
+    }
+
+    /// The object parsed (None when the stored bytes are not JSON), made once.
+    pub fn parsed(&self) -> Option<&Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.kv.value).ok())
+            .as_ref()
+    }
+}
+
+/// One change of one object.
+#[derive(Debug)]
+pub struct CachedEvent {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The new version (put), or the last one with the deleting revision (delete).
+    pub object: Arc<CachedObject>,
+    /// The version before this change, if the object existed.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CachedEvent {
+    /// The revision of the change.
+    pub fn revision(&self) -> Revision {
+        self.object.kv.mod_revision
+    }
+}
+
+/// Why the cache cannot serve a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The resourceVersion is older than the oldest event the cache keeps.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired {
+        /// The resourceVersion asked for.
+        requested: Revision,
+        /// Events after this revision are kept.
+        oldest: Revision,
+    },
+    /// The cache did not reach the revision in time.
+    #[error("the watch cache is not yet at revision {0}")]
+    NotFresh(Revision),
+    /// The resource is not cached.
+    #[error("resource {0} is not cached")]
+    Unknown(String),
+}
+
+/// One resource's objects and recent events.
+#[derive(Default)]
+struct ResourceState {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    ring: VecDeque<Arc<CachedEvent>>,
+    /// The ring holds every event after this revision.
+    oldest: Revision,
+}
+
+#[derive(Default)]
+struct State {
+    /// The store revision the cache is current to.
+    revision: Revision,
+    /// Resource plural -> its state.
+    resources: HashMap<&'static str, ResourceState>,
+}
+
+/// The API server's watch cache; cheap to clone.
+#[derive(Clone)]
+pub struct WatchCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: RwLock<State>,
+    /// The revision the cache is current to, for consistent reads.
+    progress: watch::Sender<Revision>,
+    /// Per resource: the revision of its newest event, which wakes its watchers.
+    changed: HashMap<&'static str, watch::Sender<Revision>>,
+}
+
+impl WatchCache {
+    /// Lists the store, then follows it from a task on the current runtime until the last
+    /// clone of the cache is dropped.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let listed = store.list(REGISTRY).await?;
+        let revision = listed.revision;
+        let changed = RESOURCES
+            .iter()
+            .map(|r| (r.plural, watch::channel(revision).0))
+            .collect();
+        let cache = Self {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State::default()),
+                progress: watch::channel(revision).0,
+                changed,
+            }),
+        };
+        cache.reset(listed.items, revision);
+        let events = store.watch(REGISTRY, revision).await?;
+        let weak = Arc::downgrade(&cache.inner);
+        tokio::spawn(follow(weak, store, events, revision));
+        Ok(cache)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces everything with a fresh list at `revision`; earlier rings are gone, so every
+    /// watcher behind `revision` gets 410 and lists again.
+    fn reset(&self, items: Vec<KeyValue>, revision: Revision) {
+        let mut resources: HashMap<&'static str, ResourceState> = RESOURCES
+            .iter()
+            .map(|r| {
+                let state = ResourceState {
+                    oldest: revision,
+                    ..Default::default()
+                };
+                (r.plural, state)
+            })
+            .collect();
+        for kv in items {
+            if let Some(resource) = plural_of(&kv.key).and_then(|p| resources.get_mut(p)) {
+                resource
+                    .objects
+                    .insert(kv.key.clone(), CachedObject::new(kv));
+            }
+        }
+        {
+            let mut state = self.write();
+            state.revision = revision;
+            state.resources = resources;
+        }
+        for changed in self.inner.changed.values() {
+            changed.send_replace(revision);
+        }
+        self.inner.progress.send_replace(revision);
+    }
+
+    /// Applies a batch of store events in order.
+    fn apply(&self, events: Vec<crate::store::WatchEvent>) {
+        let mut woken: Vec<(&'static str, Revision)> = Vec::new();
+        let revision = {
+            let mut state = self.write();
+            for event in events {
+                let revision = event.kv.mod_revision;
+                state.revision = state.revision.max(revision);
+                let Some(plural) = plural_of(&event.kv.key) else {
+                    continue;
+                };
+                let Some(resource) = state.resources.get_mut(plural) else {
+                    continue;
+                };
+                let object = CachedObject::new(event.kv);
+                let prev = match event.kind {
+                    EventKind::Put => resource
+                        .objects
+                        .insert(object.kv.key.clone(), object.clone()),
+                    EventKind::Delete => resource.objects.remove(&object.kv.key),
+                };
+                if resource.ring.len() >= RING_CAPACITY
+                    && let Some(dropped) = resource.ring.pop_front()
+                {
+                    resource.oldest = dropped.revision();
+                }
+                resource.ring.push_back(Arc::new(CachedEvent {
+                    kind: event.kind,
+                    object,
+                    prev,
+                }));
+                match woken.last_mut() {
+                    Some((p, rev)) if *p == plural => *rev = revision,
+                    _ => woken.push((plural, revision)),
+                }
+            }
+            state.revision
+        };
+        for (plural, revision) in woken {
+            if let Some(changed) = self.inner.changed.get(plural) {
+                changed.send_replace(revision);
+            }
+        }
+        self.inner.progress.send_replace(revision);
+    }
+
+    /// The revision the cache is current to.
+    pub fn revision(&self) -> Revision {
+        *self.inner.progress.borrow()
+    }
+
+    /// Waits until the cache has seen every change up to `revision`, for at most `timeout`.
+    pub async fn wait_until(
+        &self,
+        revision: Revision,
+        timeout: Duration,
+    ) -> Result<(), CacheError> {
+        let mut progress = self.inner.progress.subscribe();
+        let reached = progress.wait_for(|current| *current >= revision);
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(CacheError::NotFresh(revision)),
+        }
+    }
+
+    /// The current objects of `plural` whose keys start with `prefix`, in key order, and the
+    /// revision they are current at.
+    pub fn list(
+        &self,
+        plural: &str,
+        prefix: &str,
+    ) -> Result<(Vec<Arc<CachedObject>>, Revision), CacheError> {
+        let state = self.read();
+        let resource = state
+            .resources
+            .get(plural)
+            .ok_or_else(|| CacheError::Unknown(plural.to_owned()))?;
+        let items = resource
+            .objects
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, object)| object.clone())
+            .collect();
+        Ok((items, state.revision))
+    }
+
+    /// Up to `max` events of `plural` after revision `after`, oldest first; 410 when the
+    /// ring no longer reaches back to `after`.
+    pub fn events_after(
+        &self,
+        plural: &str,
+        after: Revision,
+        max: usize,
+    ) -> Result<Vec<Arc<CachedEvent>>, CacheError> {
+        let state = self.read();
+        let resource = state
+            .resources
+            .get(plural)
+            .ok_or_else(|| CacheError::Unknown(plural.to_owned()))?;
+        if after < resource.oldest {
+            return Err(CacheError::Expired {
+                requested: after,
+                oldest: resource.oldest,
+            });
+        }
+        let start = resource.ring.partition_point(|e| e.revision() <= after);
+        Ok(resource.ring.range(start..).take(max).cloned().collect())
+    }
+
+    /// A receiver that changes when `plural` gets an event (or the cache is reset).
+    pub fn subscribe(&self, plural: &str) -> Result<watch::Receiver<Revision>, CacheError> {
+        self.inner
+            .changed
+            .get(plural)
+            .map(watch::Sender::subscribe)
+            .ok_or_else(|| CacheError::Unknown(plural.to_owned()))
+    }
+}
+
+/// The plural of the resource a store key belongs to (`/registry/pods/ns/name` -> `pods`).
+fn plural_of(key: &str) -> Option<&'static str> {
+    let rest = key.strip_prefix(REGISTRY)?;
+    let plural = rest.split('/').next()?;
+    RESOURCES
+        .iter()
+        .find(|r| r.plural == plural)
+        .map(|r| r.plural)
+}
+
+/// Follows the store until the cache is gone; lists and watches again when the watch fails.
+async fn follow(
+    cache: std::sync::Weak<Inner>,
+    store: Arc<dyn Store>,
+    mut events: WatchStream,
+    mut revision: Revision,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Events of one commit arrive together: apply every ready one under one lock.
+        let mut batch = Vec::new();
+        let mut failed = None;
+        match events.next().await {
+            Some(Ok(event)) => batch.push(event),
+            Some(Err(err)) => failed = Some(err),
+            None => failed = Some(StoreError::Backend("the store watch ended".into())),
+        }
+        while failed.is_none() && batch.len() < 1024 {
+            match events.next().now_or_never() {
+                Some(Some(Ok(event))) => batch.push(event),
+                Some(Some(Err(err))) => failed = Some(err),
+                Some(None) => failed = Some(StoreError::Backend("the store watch ended".into())),
+                None => break,
+            }
+        }
+        let Some(inner) = cache.upgrade() else {
+            return;
+        };
+        let cache = WatchCache { inner };
+        if let Some(last) = batch.last() {
+            revision = last.kv.mod_revision;
+        }
+        if !batch.is_empty() {
+            cache.apply(batch);
+        }
+        let Some(err) = failed else {
+            backoff = Duration::from_millis(100);
+            continue;
+        };
+        warn!(error = %err, revision, "the watch cache lost its store watch; listing again");
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            let resumed = match &err {
+                // Nothing was missed: watch again from where the cache is.
+                StoreError::Backend(_) => store.watch(REGISTRY, revision).await,
+                _ => Err(err.clone()),
+            };
+            match resumed {
+                Ok(stream) => {
+                    events = stream;
+                    break;
+                }
+                Err(_) => match store.list(REGISTRY).await {
+                    Ok(listed) => match store.watch(REGISTRY, listed.revision).await {
+                        Ok(stream) => {
+                            revision = listed.revision;
+                            cache.reset(listed.items, listed.revision);
+                            info!(revision, "the watch cache listed the store again");
+                            events = stream;
+                            break;
+                        }
+                        Err(e) => warn!(error = %e, "watching the store"),
+                    },
+                    Err(e) => warn!(error = %e, "listing the store"),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn pod(name: &str, node: &str) -> Bytes {
+        Bytes::from(
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": node}})
+            .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn lists_and_replays_what_the_store_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        store
+            .create("/registry/pods/default/a", pod("a", "n1"))
+            .await
+            .expect("create");
+        let cache = WatchCache::start(store.clone()).await.expect("cache");
+        let start = cache.revision();
+        let (items, _) = cache.list("pods", "/registry/pods/").expect("list");
+        assert_eq!(items.len(), 1);
+
+        let b = store
+            .create("/registry/pods/default/b", pod("b", "n1"))
+            .await
+            .expect("create");
+        store
+            .update(
+                "/registry/pods/default/b",
+                pod("b", "n2"),
+                Some(b.mod_revision),
+            )
+            .await
+            .expect("update");
+        store
+            .delete("/registry/pods/default/a", None)
+            .await
+            .expect("delete");
+        let end = store.revision().await.expect("revision");
+        cache
+            .wait_until(end, Duration::from_secs(5))
+            .await
+            .expect("the cache catches up");
+
+        let events = cache.events_after("pods", start, 100).expect("events");
+        let kinds: Vec<(EventKind, &str, bool)> = events
+            .iter()
+            .map(|e| (e.kind, e.object.kv.key.as_str(), e.prev.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::Put, "/registry/pods/default/b", false),
+                (EventKind::Put, "/registry/pods/default/b", true),
+                (EventKind::Delete, "/registry/pods/default/a", true),
+            ]
+        );
+        // The update's previous version is the one the create stored.
+        assert_eq!(
+            events[1]
+                .prev
+                .as_ref()
+                .expect("prev")
+                .parsed()
+                .expect("json")["spec"]["nodeName"],
+            "n1"
+        );
+        // The JSON carries the resourceVersion, made once and shared.
+        let json = events[1].object.json().clone();
+        let parsed: Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(
+            parsed["metadata"]["resourceVersion"],
+            events[1].revision().to_string()
+        );
+        assert!(std::ptr::eq(
+            events[1].object.json(),
+            events[1].object.json()
+        ));
+
+        // From the middle: only what came after.
+        let later = cache
+            .events_after("pods", events[0].revision(), 100)
+            .expect("events");
+        assert_eq!(later.len(), 2);
+        let (items, revision) = cache.list("pods", "/registry/pods/default/").expect("list");
+        assert_eq!(revision, end);
+        assert_eq!(
+            items.iter().map(|o| o.kv.key.as_str()).collect::<Vec<_>>(),
+            ["/registry/pods/default/b"]
+        );
+        assert!(
+            cache
+                .list("pods", "/registry/pods/other/")
+                .expect("list")
+                .0
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resource_version_older_than_the_ring_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let cache = WatchCache::start(store.clone()).await.expect("cache");
+        let start = cache.revision();
+        assert!(
+            cache
+                .events_after("pods", start, 10)
+                .expect("empty")
+                .is_empty()
+        );
+        assert_eq!(
+            cache.events_after("pods", start - 1, 10).map(|e| e.len()),
+            Err(CacheError::Expired {
+                requested: start - 1,
+                oldest: start
+            })
+        );
+        assert!(matches!(
+            cache.events_after("widgets", start, 10),
+            Err(CacheError::Unknown(_))
+        ));
+        // A revision the cache has not reached is not waited for forever.
+        assert_eq!(
+            cache
+                .wait_until(start + 1000, Duration::from_millis(50))
+                .await,
+            Err(CacheError::NotFresh(start + 1000))
+        );
+    }
+
+    #[tokio::test]
+    async fn watchers_are_woken_per_resource() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let cache = WatchCache::start(store.clone()).await.expect("cache");
+        let mut pods = cache.subscribe("pods").expect("pods");
+        let mut nodes = cache.subscribe("nodes").expect("nodes");
+        pods.borrow_and_update();
+        nodes.borrow_and_update();
+        let created = store
+            .create("/registry/pods/default/a", pod("a", "n1"))
+            .await
+            .expect("create");
+        tokio::time::timeout(Duration::from_secs(5), pods.changed())
+            .await
+            .expect("woken")
+            .expect("open");
+        assert_eq!(*pods.borrow(), created.mod_revision);
+        assert!(
+            !nodes.has_changed().expect("open"),
+            "nodes' watchers sleep on"
+        );
+        // Keys that are no resource (allocations) still move the cache's revision.
+        let allocated = store
+            .create("/registry/serviceips/10.96.0.5", Bytes::new())
+            .await
+            .expect("create");
+        cache
+            .wait_until(allocated.mod_revision, Duration::from_secs(5))
+            .await
+            .expect("progress");
+    }
+}
