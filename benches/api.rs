@@ -2,7 +2,12 @@
 //! watchers that must each receive every event in order, for the embedded store and etcd side
 //! by side in one run.
 //!
-//! Last lines: `RESULT api store=<store> creates_per_s=... p50_ms=... p99_ms=... watch_events_lost=0`.
+//! With `--per-node`, watcher `k` watches with `fieldSelector=spec.nodeName=node-k` (the shape
+//! kubelets give) and pod `i` is created on `node-(i % watchers)`, so each watcher sees its
+//! share of the pods and the API server filters every event for every watcher.
+//!
+//! Last lines: `RESULT api store=<store> ... watchers=<n> selector=<none|node> creates_per_s=...
+//! p50_ms=... p99_ms=... watch_events_lost=0`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +31,9 @@ struct Args {
     /// Watchers, each of which must see every create in order.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Each watcher watches the pods of one node (`spec.nodeName=node-k`), as kubelets do.
+    #[arg(long)]
+    per_node: bool,
     /// Which stores: embedded, etcd or all.
     #[arg(long, default_value = "all")]
     store: String,
@@ -94,10 +102,11 @@ fn main() -> anyhow::Result<()> {
             o.max_ms, o.out_of_order
         );
         println!(
-            "RESULT api store={store} pods={} clients={} watchers={} creates_per_s={:.0} p50_ms={:.2} p99_ms={:.2} watch_events_lost={}",
+            "RESULT api store={store} pods={} clients={} watchers={} selector={} creates_per_s={:.0} p50_ms={:.2} p99_ms={:.2} watch_events_lost={}",
             args.pods,
             args.clients,
             args.watchers,
+            if args.per_node { "node" } else { "none" },
             o.creates_per_s,
             o.p50_ms,
             o.p99_ms,
@@ -132,18 +141,29 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
     let received = Arc::new(AtomicU64::new(0));
     let out_of_order = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
-    for _ in 0..args.watchers {
+    // Each watcher its own client and connection, as each kubelet has.
+    let mut want_total = 0u64;
+    for k in 0..args.watchers {
+        let (selector, want) = if args.per_node {
+            let mine = (0..args.pods).filter(|i| i % args.watchers == k).count();
+            (
+                format!("&fieldSelector=spec.nodeName%3Dnode-{k}"),
+                mine as u64,
+            )
+        } else {
+            (String::new(), args.pods as u64)
+        };
+        want_total += want;
         let resp = master
             .http()
             .get(format!(
-                "{pods_url}?watch=1&resourceVersion={from}&timeoutSeconds=600"
+                "{pods_url}?watch=1&resourceVersion={from}&timeoutSeconds=600{selector}"
             ))
             .send()
             .await?;
         anyhow::ensure!(resp.status().is_success(), "watch: {}", resp.status());
         let received = received.clone();
         let out_of_order = out_of_order.clone();
-        let want = args.pods as u64;
         watchers.push(tokio::spawn(async move {
             let mut stream = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
@@ -170,10 +190,14 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
         }));
     }
 
+    let per_node = args.per_node.then_some(args.watchers.max(1));
     let body = |i: usize| {
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench"}},
-            "spec": {"containers": [{"name": "c", "image": "registry.local/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
-        .to_string()
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench"}},
+            "spec": {"containers": [{"name": "c", "image": "registry.local/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}});
+        if let Some(nodes) = per_node {
+            pod["spec"]["nodeName"] = json!(format!("node-{}", i % nodes));
+        }
+        pod.to_string()
     };
     // Warm each client's connection (TLS handshake) before the clock starts.
     let mut clients = Vec::new();
@@ -213,7 +237,7 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
-    let want = (args.pods * args.watchers) as u64;
+    let want = want_total;
     let deadline = Instant::now() + Duration::from_secs(120);
     while received.load(Ordering::Relaxed) < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -513,3 +513,115 @@ fn decode_continue(token: &str) -> Result<Continue, ApiError> {
         .map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str, app: &str, created: Revision, revision: Revision) -> Arc<CachedObject> {
+        let value =
+            json!({"metadata": {"name": name, "namespace": "default", "labels": {"app": app}}});
+        CachedObject::new(KeyValue {
+            key: format!("/registry/pods/default/{name}"),
+            value: Bytes::from(value.to_string()),
+            create_revision: created,
+            mod_revision: revision,
+        })
+    }
+
+    fn event(
+        kind: EventKind,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
+    ) -> CachedEvent {
+        CachedEvent { kind, object, prev }
+    }
+
+    fn web_only() -> Filter {
+        Filter {
+            labels: LabelSelector::parse("app=web").expect("selector"),
+            fields: FieldSelector::everything(),
+            name: None,
+        }
+    }
+
+    fn seen(filter: &Filter, prefix: &str, e: &CachedEvent) -> Option<(&'static str, Revision)> {
+        classify(filter, prefix, e).map(|(kind, object)| (kind, object.kv.mod_revision))
+    }
+
+    #[test]
+    fn selector_watchers_see_objects_enter_and_leave() {
+        let filter = web_only();
+        let all = "/registry/pods/";
+        let web1 = version("a", "web", 1, 1);
+        let web2 = version("a", "web", 1, 2);
+        let db3 = version("a", "db", 1, 3);
+        let web4 = version("a", "web", 1, 4);
+        let created = event(EventKind::Put, web1.clone(), None);
+        assert_eq!(seen(&filter, all, &created), Some(("ADDED", 1)));
+        let modified = event(EventKind::Put, web2.clone(), Some(web1));
+        assert_eq!(seen(&filter, all, &modified), Some(("MODIFIED", 2)));
+        // Relabelled away: DELETED, with the content the watcher last saw.
+        let left = event(EventKind::Put, db3.clone(), Some(web2));
+        assert_eq!(seen(&filter, all, &left), Some(("DELETED", 2)));
+        // A change of an object it never saw: nothing.
+        let db5 = version("a", "db", 1, 5);
+        assert_eq!(
+            seen(&filter, all, &event(EventKind::Put, db5, Some(db3.clone()))),
+            None
+        );
+        // Relabelled back: ADDED.
+        let back = event(EventKind::Put, web4.clone(), Some(db3));
+        assert_eq!(seen(&filter, all, &back), Some(("ADDED", 4)));
+        let deleted = event(EventKind::Delete, version("a", "web", 1, 6), Some(web4));
+        assert_eq!(seen(&filter, all, &deleted), Some(("DELETED", 4)));
+        // Another namespace's watch sees none of it.
+        assert_eq!(seen(&filter, "/registry/pods/other/", &created), None);
+    }
+
+    #[test]
+    fn watchers_of_everything_see_every_change() {
+        let everything = Filter {
+            labels: LabelSelector::everything(),
+            fields: FieldSelector::everything(),
+            name: None,
+        };
+        let all = "/registry/pods/";
+        let v1 = version("a", "db", 1, 1);
+        let v2 = version("a", "web", 1, 2);
+        assert_eq!(
+            seen(&everything, all, &event(EventKind::Put, v1.clone(), None)),
+            Some(("ADDED", 1))
+        );
+        assert_eq!(
+            seen(
+                &everything,
+                all,
+                &event(EventKind::Put, v2.clone(), Some(v1))
+            ),
+            Some(("MODIFIED", 2))
+        );
+        let gone = version("a", "web", 1, 3);
+        assert_eq!(
+            seen(&everything, all, &event(EventKind::Delete, gone, Some(v2))),
+            Some(("DELETED", 3))
+        );
+    }
+
+    #[test]
+    fn a_watcher_that_stops_matching_gets_the_old_content_at_the_new_revision() {
+        let mut framer = Framer {
+            render: Render::Objects,
+            kind: "Pod",
+            columns_sent: false,
+        };
+        let old = version("a", "web", 1, 2);
+        let mut out = Vec::new();
+        framer.frame_into(&mut out, "DELETED", &old, 3);
+        let line: Value = serde_json::from_slice(&out).expect("one JSON line");
+        assert_eq!(line["type"], "DELETED");
+        assert_eq!(line["object"]["metadata"]["labels"]["app"], "web");
+        assert_eq!(line["object"]["metadata"]["resourceVersion"], "3");
+        assert_eq!(out.last(), Some(&b'\n'));
+    }
+}
