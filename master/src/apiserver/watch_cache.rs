@@ -36,8 +36,11 @@ use crate::store::{EventKind, KeyValue, Revision, Store, StoreError, WatchStream
 
 /// Where every object lives in the store.
 const REGISTRY: &str = "/registry/";
-/// Events kept per resource for watches that resume from a resourceVersion.
-const RING_CAPACITY: usize = 32_768;
+/// Events kept per resource for watches that resume from a resourceVersion: the upper bound
+/// of kube-apiserver's dynamically sized watch cache (`DefaultUpperBoundCapacity`), so a
+/// watcher may lag that far behind a burst (50,000 pods created and bound are 100,000 events)
+/// before it must list again.
+const RING_CAPACITY: usize = 100 * 1024;
 /// The longest pause between attempts to list and watch the store again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
