@@ -21,30 +21,32 @@
 //! confirms that an owner is gone with a GET of the owner before it deletes anything.
 //! Owners of kinds it does not watch are only ever looked up that way (the kind found
 //! through discovery); an owner whose kind the API server does not serve counts as present.
+//!
+//! The files follow Kubernetes' package: `graph` (`graph.go`), `graph_builder`
+//! (`graph_builder.go`), `operations` (`operations.go`); the decision, the work queue and
+//! the sync loop are here (`garbagecollector.go`).
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+mod graph;
+mod graph_builder;
+mod operations;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
-use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ReplicationController, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    Preconditions,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, GroupVersionKind, Preconditions};
 use kube::discovery::Scope;
-use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::json;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use skiff_api::meta::{
     FINALIZER_DELETE_DEPENDENTS, FINALIZER_ORPHAN_DEPENDENTS, PropagationPolicy,
 };
+
+use graph::{Graph, Item};
+use graph_builder::{Kind, monitored_kinds};
 
 /// How often every object is looked at again, for owners of kinds without a watch (their
 /// deletion sends no event) and anything a lost event left behind.
@@ -55,9 +57,6 @@ const RETRY_BASE: Duration = Duration::from_millis(200);
 
 /// The longest wait before a failed object is tried again.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// How often a read-modify-write of one object is tried when others write it meanwhile.
-const CONFLICT_ATTEMPTS: usize = 5;
 
 /// Most owner uids remembered as gone (uids are never reused, so a gone owner stays gone).
 const ABSENT_OWNERS_MAX: usize = 10_000;
@@ -83,176 +82,6 @@ pub async fn run(
     tokio::select! {
         () = collector.run() => Ok(()),
         () = shutdown => Ok(()),
-    }
-}
-
-/// A kind of object the collector can read and write.
-#[derive(Clone, Debug)]
-struct Kind {
-    resource: ApiResource,
-    namespaced: bool,
-}
-
-impl Kind {
-    fn of<K>(namespaced: bool) -> Self
-    where
-        K: kube::Resource<DynamicType = ()>,
-    {
-        Self {
-            resource: ApiResource::erase::<K>(&()),
-            namespaced,
-        }
-    }
-
-    /// Whether an owner reference's `apiVersion` and `kind` name this kind (any version of
-    /// its group, as Kubernetes compares them).
-    fn matches(&self, api_version: &str, kind: &str) -> bool {
-        self.resource.kind == kind && group_of(api_version) == self.resource.group
-    }
-}
-
-/// The kinds the collector watches: those with owners or dependents in skiff.
-fn monitored_kinds() -> Vec<Kind> {
-    vec![
-        Kind::of::<Pod>(true),
-        Kind::of::<ReplicaSet>(true),
-        Kind::of::<Deployment>(true),
-        Kind::of::<ReplicationController>(true),
-        Kind::of::<ConfigMap>(true),
-        Kind::of::<Secret>(true),
-        // Node agents make their Node the owner of their Lease and of their mirror pods.
-        Kind::of::<Node>(false),
-        Kind::of::<Lease>(true),
-    ]
-}
-
-/// The group of an `apiVersion`: `apps` of `apps/v1`, empty for `v1`.
-fn group_of(api_version: &str) -> &str {
-    api_version.split_once('/').map_or("", |(group, _)| group)
-}
-
-/// What the collector keeps of one object.
-#[derive(Clone, Debug, PartialEq)]
-struct Item {
-    /// Index into the monitored kinds.
-    kind: usize,
-    namespace: Option<String>,
-    name: String,
-    uid: String,
-    owners: Vec<OwnerReference>,
-    /// `metadata.deletionTimestamp` is set.
-    deleting: bool,
-    finalizers: Vec<String>,
-}
-
-impl Item {
-    fn from_meta(kind: usize, meta: ObjectMeta) -> Option<Self> {
-        Some(Self {
-            kind,
-            namespace: meta.namespace,
-            name: meta.name?,
-            uid: meta.uid?,
-            owners: meta.owner_references.unwrap_or_default(),
-            deleting: meta.deletion_timestamp.is_some(),
-            finalizers: meta.finalizers.unwrap_or_default(),
-        })
-    }
-
-    fn has_finalizer(&self, finalizer: &str) -> bool {
-        self.finalizers.iter().any(|f| f == finalizer)
-    }
-
-    /// Being deleted in the foreground: waiting until its dependents are gone.
-    fn deleting_dependents(&self) -> bool {
-        self.deleting && self.has_finalizer(FINALIZER_DELETE_DEPENDENTS)
-    }
-
-    /// Whether `owner` (the object an owner reference of `self` points to) may own `self`: a
-    /// namespaced owner must be in the dependent's namespace, and a cluster-scoped object
-    /// cannot have a namespaced owner.
-    fn may_be_owned_by(&self, owner: &Item, owner_namespaced: bool) -> bool {
-        !owner_namespaced || (self.namespace.is_some() && owner.namespace == self.namespace)
-    }
-}
-
-/// The owner/dependent graph of every watched object, by uid.
-#[derive(Debug, Default)]
-struct Graph {
-    items: HashMap<String, Item>,
-    /// Owner uid -> uids of the objects that name it (whether the owner exists or not).
-    dependents: HashMap<String, BTreeSet<String>>,
-}
-
-impl Graph {
-    /// Records `item` as it is now. Returns the uids whose sync this may change: the item
-    /// itself, owners it stopped naming (one may be waiting for it), and, when it is being
-    /// deleted in the foreground, its dependents.
-    fn apply(&mut self, item: Item) -> Vec<String> {
-        let uid = item.uid.clone();
-        let new_owners: BTreeSet<String> = item.owners.iter().map(|o| o.uid.clone()).collect();
-        let old_owners: BTreeSet<String> = self
-            .items
-            .get(&uid)
-            .map(|old| old.owners.iter().map(|o| o.uid.clone()).collect())
-            .unwrap_or_default();
-        let mut touched = vec![uid.clone()];
-        for gone in old_owners.difference(&new_owners) {
-            self.unlink(gone, &uid);
-            touched.push(gone.clone());
-        }
-        for owner in new_owners.difference(&old_owners) {
-            self.dependents
-                .entry(owner.clone())
-                .or_default()
-                .insert(uid.clone());
-        }
-        if item.deleting_dependents() {
-            touched.extend(self.dependents.get(&uid).into_iter().flatten().cloned());
-        }
-        self.items.insert(uid, item);
-        touched
-    }
-
-    /// Forgets the object `uid`. Returns the uids whose sync this may change: its owners (one
-    /// may be waiting for it) and its dependents (their owner is gone).
-    fn remove(&mut self, uid: &str) -> Vec<String> {
-        let Some(old) = self.items.remove(uid) else {
-            return Vec::new();
-        };
-        let mut touched = Vec::new();
-        for owner in &old.owners {
-            self.unlink(&owner.uid, uid);
-            touched.push(owner.uid.clone());
-        }
-        touched.extend(self.dependents.get(uid).into_iter().flatten().cloned());
-        touched
-    }
-
-    fn unlink(&mut self, owner: &str, dependent: &str) {
-        if let Some(set) = self.dependents.get_mut(owner) {
-            set.remove(dependent);
-            if set.is_empty() {
-                self.dependents.remove(owner);
-            }
-        }
-    }
-
-    /// The objects whose owner references name `owner` (and that it may own).
-    fn dependents_of<'a>(
-        &'a self,
-        owner: &'a Item,
-        owner_namespaced: bool,
-    ) -> impl Iterator<Item = &'a Item> + 'a {
-        self.dependents
-            .get(&owner.uid)
-            .into_iter()
-            .flatten()
-            .filter_map(|uid| self.items.get(uid))
-            .filter(move |d| d.may_be_owned_by(owner, owner_namespaced))
-    }
-
-    fn has_dependents(&self, uid: &str) -> bool {
-        self.dependents.get(uid).is_some_and(|d| !d.is_empty())
     }
 }
 
@@ -367,9 +196,6 @@ impl WorkQueue {
     }
 }
 
-/// One watch event, of the monitored kind at this index.
-type KindEvent = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>);
-
 /// The collector's state: the graph, its work and what it learnt about owners.
 struct Collector {
     client: kube::Client,
@@ -399,17 +225,6 @@ impl Collector {
             absent_owners: HashSet::new(),
             discovered: HashMap::new(),
         }
-    }
-
-    fn watches(&self) -> BoxStream<'static, KindEvent> {
-        let streams = self.kinds.iter().enumerate().map(|(index, kind)| {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .map(move |event| (index, event))
-                .boxed()
-        });
-        stream::select_all(streams).boxed()
     }
 
     async fn run(mut self) {
@@ -447,69 +262,6 @@ impl Collector {
                 }
                 () = sleep_until(retry) => {}
             }
-        }
-    }
-
-    /// Brings the graph up to date with one watch event and queues what it may change.
-    fn observe(&mut self, (index, event): KindEvent) {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
-                // The watcher retries by itself, with back-off.
-                warn!(kind = %self.kinds[index].resource.kind, "watching: {err}");
-                return;
-            }
-        };
-        let touched = match event {
-            watcher::Event::Init => {
-                self.listing[index] = Some(Vec::new());
-                Vec::new()
-            }
-            watcher::Event::InitApply(object) => {
-                if let Some(item) = Item::from_meta(index, object.metadata) {
-                    self.listing[index].get_or_insert_with(Vec::new).push(item);
-                }
-                Vec::new()
-            }
-            watcher::Event::InitDone => {
-                let listed = self.listing[index].take().unwrap_or_default();
-                let seen: HashSet<&str> = listed.iter().map(|i| i.uid.as_str()).collect();
-                let vanished: Vec<String> = self
-                    .graph
-                    .items
-                    .values()
-                    .filter(|i| i.kind == index && !seen.contains(i.uid.as_str()))
-                    .map(|i| i.uid.clone())
-                    .collect();
-                let mut touched = Vec::new();
-                for uid in vanished {
-                    touched.extend(self.graph.remove(&uid));
-                }
-                for item in listed {
-                    touched.extend(self.graph.apply(item));
-                }
-                let first = !self.synced.iter().all(|s| *s);
-                self.synced[index] = true;
-                if first && self.synced.iter().all(|s| *s) {
-                    info!(
-                        objects = self.graph.items.len(),
-                        "garbage collector synced: every watch has listed"
-                    );
-                    touched.extend(self.graph.items.keys().cloned());
-                }
-                touched
-            }
-            watcher::Event::Apply(object) => Item::from_meta(index, object.metadata)
-                .map(|item| self.graph.apply(item))
-                .unwrap_or_default(),
-            watcher::Event::Delete(object) => object
-                .metadata
-                .uid
-                .map(|uid| self.graph.remove(&uid))
-                .unwrap_or_default(),
-        };
-        for uid in touched {
-            self.queue.add(uid);
         }
     }
 
@@ -754,86 +506,6 @@ impl Collector {
         self.remove_finalizer(owner, FINALIZER_ORPHAN_DEPENDENTS)
             .await
     }
-
-    /// Removes the references to `owners` (uids) from `item`, on its latest version.
-    async fn remove_owner_references(&self, item: &Item, owners: &[String]) -> Result<(), Error> {
-        let api = self.api(&self.kinds[item.kind], item.namespace.as_deref());
-        for _ in 0..CONFLICT_ATTEMPTS {
-            let Some(latest) = api.get_opt(&item.name).await? else {
-                return Ok(());
-            };
-            if latest.metadata.uid.as_deref() != Some(item.uid.as_str()) {
-                return Ok(());
-            }
-            let current = latest.metadata.owner_references.unwrap_or_default();
-            let kept: Vec<&OwnerReference> = current
-                .iter()
-                .filter(|o| !owners.contains(&o.uid))
-                .collect();
-            if kept.len() == current.len() {
-                return Ok(());
-            }
-            let patch = json!({"metadata": {
-                "resourceVersion": latest.metadata.resource_version,
-                "ownerReferences": if kept.is_empty() { json!(null) } else { json!(kept) },
-            }});
-            match api
-                .patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(Error::Contended(item.name.clone()))
-    }
-
-    /// Removes `finalizer` from `item`, on its latest version (the API server finishes the
-    /// delete when it was the last one).
-    async fn remove_finalizer(&self, item: &Item, finalizer: &str) -> Result<(), Error> {
-        let api = self.api(&self.kinds[item.kind], item.namespace.as_deref());
-        for _ in 0..CONFLICT_ATTEMPTS {
-            let Some(latest) = api.get_opt(&item.name).await? else {
-                return Ok(());
-            };
-            if latest.metadata.uid.as_deref() != Some(item.uid.as_str()) {
-                return Ok(());
-            }
-            let current = latest.metadata.finalizers.unwrap_or_default();
-            let kept: Vec<&String> = current.iter().filter(|f| *f != finalizer).collect();
-            if kept.len() == current.len() {
-                return Ok(());
-            }
-            let patch = json!({"metadata": {
-                "resourceVersion": latest.metadata.resource_version,
-                "finalizers": if kept.is_empty() { json!(null) } else { json!(kept) },
-            }});
-            match api
-                .patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
-                    debug!(name = %item.name, finalizer, "removed finalizer");
-                    return Ok(());
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(Error::Contended(item.name.clone()))
-    }
-
-    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
-        match namespace {
-            Some(ns) if kind.namespaced => {
-                Api::namespaced_with(self.client.clone(), ns, &kind.resource)
-            }
-            _ => Api::all_with(self.client.clone(), &kind.resource),
-        }
-    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
@@ -847,35 +519,6 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn owner_ref(uid: &str, block: bool) -> OwnerReference {
-        OwnerReference {
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            name: format!("cm-{uid}"),
-            uid: uid.into(),
-            block_owner_deletion: block.then_some(true),
-            controller: None,
-        }
-    }
-
-    fn item(uid: &str, owners: Vec<OwnerReference>) -> Item {
-        Item {
-            kind: 0,
-            namespace: Some("default".into()),
-            name: format!("obj-{uid}"),
-            uid: uid.into(),
-            owners,
-            deleting: false,
-            finalizers: Vec::new(),
-        }
-    }
-
-    fn sorted(mut uids: Vec<String>) -> Vec<String> {
-        uids.sort();
-        uids.dedup();
-        uids
-    }
 
     #[test]
     fn an_object_with_an_owner_left_is_never_deleted() {
@@ -923,77 +566,6 @@ mod tests {
             decide(&waiting, false, &[]),
             Decision::Delete(PropagationPolicy::Background)
         );
-    }
-
-    #[test]
-    fn the_graph_queues_what_a_change_affects() {
-        let mut graph = Graph::default();
-        assert_eq!(
-            graph.apply(item("owner", vec![])),
-            vec!["owner".to_string()]
-        );
-        assert_eq!(
-            graph.apply(item("pod1", vec![owner_ref("owner", true)])),
-            vec!["pod1".to_string()]
-        );
-        graph.apply(item("pod2", vec![owner_ref("owner", false)]));
-        let owner = graph.items["owner"].clone();
-        let deps: Vec<&str> = graph
-            .dependents_of(&owner, true)
-            .map(|d| d.uid.as_str())
-            .collect();
-        assert_eq!(deps, vec!["pod1", "pod2"]);
-
-        // The owner starts a foreground deletion: its dependents are to be looked at.
-        let mut deleting = owner.clone();
-        deleting.deleting = true;
-        deleting.finalizers = vec![FINALIZER_DELETE_DEPENDENTS.into()];
-        assert_eq!(
-            sorted(graph.apply(deleting)),
-            vec!["owner".to_string(), "pod1".into(), "pod2".into()]
-        );
-
-        // A dependent that stops naming its owner, or goes, wakes the owner.
-        assert_eq!(
-            sorted(graph.apply(item("pod2", vec![]))),
-            vec!["owner".to_string(), "pod2".into()]
-        );
-        assert_eq!(graph.remove("pod1"), vec!["owner".to_string()]);
-        assert!(!graph.has_dependents("owner"));
-
-        // An owner that goes wakes its dependents.
-        graph.apply(item("pod3", vec![owner_ref("owner", false)]));
-        assert_eq!(graph.remove("owner"), vec!["pod3".to_string()]);
-        assert!(graph.has_dependents("owner"), "pod3 still names it");
-        assert_eq!(graph.remove("unknown"), Vec::<String>::new());
-    }
-
-    #[test]
-    fn dependents_must_share_a_namespaced_owners_namespace() {
-        let owner = item("owner", vec![]);
-        let mut elsewhere = item("pod", vec![owner_ref("owner", true)]);
-        elsewhere.namespace = Some("other".into());
-        assert!(!elsewhere.may_be_owned_by(&owner, true));
-        assert!(
-            elsewhere.may_be_owned_by(&owner, false),
-            "cluster-scoped owner"
-        );
-        let mut cluster_scoped = elsewhere.clone();
-        cluster_scoped.namespace = None;
-        assert!(!cluster_scoped.may_be_owned_by(&owner, true));
-        assert!(item("p", vec![]).may_be_owned_by(&owner, true));
-    }
-
-    #[test]
-    fn owner_references_match_kinds_by_group_not_version() {
-        let replica_sets = Kind::of::<ReplicaSet>(true);
-        assert!(replica_sets.matches("apps/v1", "ReplicaSet"));
-        assert!(replica_sets.matches("apps/v1beta2", "ReplicaSet"));
-        assert!(!replica_sets.matches("extensions/v1beta1", "ReplicaSet"));
-        assert!(!replica_sets.matches("apps/v1", "Deployment"));
-        assert!(Kind::of::<Pod>(true).matches("v1", "Pod"));
-        assert_eq!(group_of("v1"), "");
-        assert_eq!(group_of("coordination.k8s.io/v1"), "coordination.k8s.io");
     }
 
     /// The master spawns the collector on its multi-threaded runtime.
