@@ -8,6 +8,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve};
+use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{deployment, endpoints, garbage_collector, replica_set};
@@ -206,21 +207,27 @@ async fn run_clients(
             }
         }));
     }
+    // The controllers take what they read from the shared informers first; the informers
+    // then watch each resource that any of them asked for, once.
+    let mut informers = Informers::new(&client);
     if clients.replica_set {
         tasks.push(tokio::spawn(replica_set::run(
             client.clone(),
+            &mut informers,
             stopped(stop.clone()),
         )));
     }
     if clients.deployment {
         tasks.push(tokio::spawn(deployment::run(
             client.clone(),
+            &mut informers,
             stopped(stop.clone()),
         )));
     }
     if clients.endpoints {
         tasks.push(tokio::spawn(endpoints::run(
             client.clone(),
+            &mut informers,
             stopped(stop.clone()),
         )));
     }
@@ -236,9 +243,11 @@ async fn run_clients(
         tasks.push(tokio::spawn(node_lifecycle::run(
             client.clone(),
             config,
+            &mut informers,
             stopped(stop.clone()),
         )));
     }
+    tasks.push(tokio::spawn(informers.run(stopped(stop.clone()))));
     futures::future::join_all(tasks).await;
 }
 

@@ -31,12 +31,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
+use super::informers::Informers;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::hash::pod_template_hash;
 use skiff_api::selectors;
@@ -69,29 +69,28 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let (replica_sets, writer) = reflector::store();
-    let replica_set_events = reflector::reflector(
-        writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .touched_objects();
+/// The controller on the shared informers; it runs until `shutdown` resolves.
+pub fn run(
+    client: kube::Client,
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let deployments = informers.deployments.reader();
+    let deployment_changes = informers.deployments.subscribe();
+    let replica_sets = informers.replica_sets.reader();
+    let replica_set_changes = informers.replica_sets.subscribe();
     let context = Arc::new(Context {
         recorder: super::recorder(&client, COMPONENT),
         client,
         replica_sets,
     });
-    info!("deployment controller started");
-    let results = Controller::new(deployments, watcher::Config::default())
-        .owns_stream(replica_set_events)
-        .run(reconcile, error_policy, context);
-    super::drive("deployment", results, shutdown).await;
+    async move {
+        info!("deployment controller started");
+        let results = Controller::for_shared_stream(deployment_changes, deployments)
+            .owns_shared_stream(replica_set_changes)
+            .run(reconcile, error_policy, context);
+        super::drive("deployment", results, shutdown).await;
+    }
 }
 
 struct Context {

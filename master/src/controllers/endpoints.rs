@@ -25,11 +25,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{info, warn};
 
 use skiff_api::pod::is_ready;
+
+use super::informers::Informers;
 
 /// What a reconcile can fail with (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -39,32 +40,32 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
-    let (pods, pods_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let services = controller.store();
+/// The controller on the shared informers; it runs until `shutdown` resolves.
+pub fn run(
+    client: kube::Client,
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let pods = informers.pods.reader();
+    let pod_changes = informers.pods.subscribe();
+    let services = informers.services.reader();
+    let service_changes = informers.services.subscribe();
     let selected_by = SelectedBy::default();
     let pod_cache = pods.clone();
+    let service_cache = services.clone();
     let context = Arc::new(Context { client, pods });
-    info!("endpoints controller started");
-    let results = controller
-        // A pod's change concerns the Services in its namespace whose selector picks it, or
-        // picked it before. The cache is updated before the event comes here.
-        .watches_stream(pod_events, move |pod: Pod| {
-            let gone = pod_cache.get(&ObjectRef::from_obj(&pod)).is_none();
-            selected_by.services_of(&services, &pod, gone)
-        })
-        .run(reconcile, error_policy, context);
-    super::drive("endpoints", results, shutdown).await;
+    async move {
+        info!("endpoints controller started");
+        let results = Controller::for_shared_stream(service_changes, services)
+            // A pod's change concerns the Services in its namespace whose selector picks
+            // it, or picked it before. The cache is updated before the change comes here.
+            .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+                let gone = pod_cache.get(&ObjectRef::from_obj(&*pod)).is_none();
+                selected_by.services_of(&service_cache, &pod, gone)
+            })
+            .run(reconcile, error_policy, context);
+        super::drive("endpoints", results, shutdown).await;
+    }
 }
 
 struct Context {
@@ -316,8 +317,8 @@ mod tests {
 
     #[test]
     fn a_pod_that_stops_matching_still_updates_its_old_service() {
-        let mut writer = reflector::store::Writer::<Service>::default();
-        writer.apply_watcher_event(&watcher::Event::Apply(service(json!(8080))));
+        let mut writer = kube::runtime::reflector::store::Writer::<Service>::default();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(service(json!(8080))));
         let services = writer.as_reader();
         let selected_by = SelectedBy::default();
         let web = vec![ObjectRef::<Service>::new("web").within("default")];

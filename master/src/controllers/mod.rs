@@ -10,12 +10,14 @@
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
 //!
-//! and what they share: [`controller_ref`] (adoption and release) and [`recorder`].
+//! and what they share: [`informers`] (one watch and one cache per resource for all of
+//! them), [`controller_ref`] (adoption and release) and [`recorder`].
 
 pub mod controller_ref;
 pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod informers;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;

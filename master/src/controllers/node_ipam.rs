@@ -14,7 +14,7 @@ use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -135,7 +135,9 @@ pub async fn run(
 async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
     let nodes: Api<Node> = Api::all(client.clone());
     let recorder = super::recorder(&client, "cidrAllocator");
-    let mut stream = watcher(nodes.clone(), watcher::Config::default()).boxed();
+    let mut stream = watcher(nodes.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     // Nodes seen during a (re)list: allocations wait until every taken subnet is known.
     let mut listing: Vec<Node> = Vec::new();
     let mut listed = false;
@@ -145,7 +147,7 @@ async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
         let event = match event {
             Ok(event) => event,
             Err(err) => {
-                // The watcher retries by itself (with back-off).
+                // The watcher retries by itself, with back-off.
                 warn!("watching nodes: {err}");
                 continue;
             }

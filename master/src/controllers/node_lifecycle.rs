@@ -18,18 +18,18 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tracing::{info, warn};
 
 use skiff_api::events::{EventType, Recorder, object_ref};
+
+use super::informers::Informers;
 use skiff_api::taints::tolerates;
 use skiff_api::well_known::{
     TAINT_NODE_NOT_READY as NOT_READY_TAINT, TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT,
@@ -56,54 +56,40 @@ impl Default for NodeLifecycleConfig {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
+/// The controller on the shared informers (it reads the Node and Lease caches on a timer);
+/// it runs until `shutdown` resolves.
+pub fn run(
     client: kube::Client,
     config: NodeLifecycleConfig,
-    shutdown: impl Future<Output = ()>,
-) {
-    let (nodes, nodes_writer) = reflector::store();
-    let (leases, leases_writer) = reflector::store();
-    let node_cache = reflector::reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .for_each(|_| async {});
-    let lease_cache = reflector::reflector(
-        leases_writer,
-        watcher(
-            Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .for_each(|_| async {});
-    info!(
-        grace_period = ?config.grace_period,
-        "node lifecycle controller started"
-    );
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut monitor = Monitor {
         recorder: super::recorder(&client, COMPONENT),
         client,
         config,
-        nodes,
-        leases,
+        nodes: informers.nodes.reader(),
+        leases: informers.node_leases.reader(),
         heard: HashMap::new(),
     };
-    let monitoring = async {
-        let _ = monitor.nodes.wait_until_ready().await;
-        let _ = monitor.leases.wait_until_ready().await;
-        let mut tick = tokio::time::interval(config.monitor_period);
-        loop {
-            tick.tick().await;
-            monitor.monitor_nodes().await;
+    async move {
+        info!(
+            grace_period = ?config.grace_period,
+            "node lifecycle controller started"
+        );
+        let monitoring = async {
+            let _ = monitor.nodes.wait_until_ready().await;
+            let _ = monitor.leases.wait_until_ready().await;
+            let mut tick = tokio::time::interval(config.monitor_period);
+            loop {
+                tick.tick().await;
+                monitor.monitor_nodes().await;
+            }
+        };
+        tokio::select! {
+            () = monitoring => {}
+            () = shutdown => {}
         }
-    };
-    tokio::select! {
-        () = node_cache => {}
-        () = lease_cache => {}
-        () = monitoring => {}
-        () = shutdown => {}
     }
 }
 

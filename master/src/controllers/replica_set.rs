@@ -25,13 +25,13 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref::{self, controller_ref};
+use super::informers::Informers;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
 use skiff_api::selectors::LabelSelector;
@@ -54,26 +54,29 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) {
-    let replica_sets: Api<ReplicaSet> = Api::all(client.clone());
-    let (pods, pods_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+/// The controller on the shared informers; it runs until `shutdown` resolves.
+pub fn run(
+    client: kube::Client,
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let replica_sets = informers.replica_sets.reader();
+    let replica_set_changes = informers.replica_sets.subscribe();
+    let pods = informers.pods.reader();
+    let pod_changes = informers.pods.subscribe();
     let context = Arc::new(Context {
         recorder: super::recorder(&client, COMPONENT),
         client,
         pods,
         expectations: Expectations::default(),
     });
-    info!("replicaset controller started");
-    let results = Controller::new(replica_sets, watcher::Config::default())
-        .owns_stream(pod_events)
-        .run(reconcile, error_policy, context);
-    super::drive("replicaset", results, shutdown).await;
+    async move {
+        info!("replicaset controller started");
+        let results = Controller::for_shared_stream(replica_set_changes, replica_sets)
+            .owns_shared_stream(pod_changes)
+            .run(reconcile, error_policy, context);
+        super::drive("replicaset", results, shutdown).await;
+    }
 }
 
 struct Context {
