@@ -1,33 +1,15 @@
-//! Controller references (`metadata.ownerReferences` with `controller: true`): what a
-//! workload controller puts on the objects it makes, and how it adopts orphans that match its
-//! selector or releases objects that no longer match (kube-controller-manager's
-//! ControllerRefManager).
+//! How a workload controller adopts orphans that match its selector and releases objects that
+//! no longer match (kube-controller-manager's ControllerRefManager); the controller reference
+//! itself is [`skiff_api::meta::controller_ref`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use skiff_api::meta::controller_ref;
 use std::fmt::Debug;
 use tracing::info;
-
-/// The owner reference a controller puts on what it makes (kube's controller reference,
-/// blocking the owner's foreground deletion as Kubernetes' controllers do).
-pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
-    let reference = owner.controller_owner_ref(&()).unwrap_or_default();
-    OwnerReference {
-        block_owner_deletion: Some(true),
-        ..reference
-    }
-}
-
-/// The object's controller: the owner reference with `controller: true` (GetControllerOf).
-pub fn controller_of<K: Resource>(object: &K) -> Option<&OwnerReference> {
-    object
-        .owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true))
-}
 
 /// Makes `owner` the controller of `object`; `None` if the object changed or went meanwhile
 /// (the next reconcile looks at it again).

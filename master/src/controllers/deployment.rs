@@ -35,10 +35,11 @@ use kube::runtime::reflector::Store;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::controller_ref::{self, controller_ref};
+use super::controller_ref;
 use super::informers::Informers;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::hash::pod_template_hash;
+use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::selectors;
 use skiff_api::well_known::{
     ANNOTATION_DEPLOYMENT_REVISION as REVISION, LABEL_POD_TEMPLATE_HASH as POD_TEMPLATE_HASH,
@@ -196,7 +197,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
             continue;
         }
         let matches = selector.matches(rs.labels());
-        match controller_ref::controller_of(rs.as_ref()) {
+        match controller_of(rs.as_ref()) {
             Some(owner) if owner.uid == uid => {
                 if matches {
                     owned.push(rs.as_ref().clone());

@@ -30,9 +30,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::controller_ref::{self, controller_ref};
+use super::controller_ref;
 use super::informers::Informers;
 use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
 use skiff_api::selectors::LabelSelector;
 
@@ -113,7 +114,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             continue;
         }
         let matches = selector.matches(pod.labels());
-        match controller_ref::controller_of(pod.as_ref()) {
+        match controller_of(pod.as_ref()) {
             Some(owner) if owner.uid == uid => {
                 if matches {
                     owned.push(pod);

@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
 use kube::api::Api;
 
-use super::hash;
-use super::quantity;
 use crate::runtime::{ContainerSpec, PodRef};
+use skiff_api::quantity;
 
 /// What a container's configuration is made from.
 pub struct ConfigInputs<'a> {
@@ -46,7 +45,7 @@ pub struct ConfigInputs<'a> {
 
 /// Hash of a container's spec: a new hash means the container must be recreated.
 pub fn container_hash(container: &Container) -> String {
-    hash::hex64(&serde_json::to_vec(container).unwrap_or_default())
+    skiff_api::hash::hex64(&serde_json::to_vec(container).unwrap_or_default())
 }
 
 /// The runtime's container spec (ConfigMaps and Secrets read through `client`).
@@ -125,12 +124,16 @@ pub async fn build(
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
         binds,
-        memory_limit: limits.get("memory").and_then(quantity::bytes),
-        cpu_limit_millis: limits.get("cpu").and_then(quantity::millicores),
+        memory_limit: limits
+            .get("memory")
+            .and_then(|q| whole(quantity::value(&q.0))),
+        cpu_limit_millis: limits
+            .get("cpu")
+            .and_then(|q| whole(quantity::milli_value(&q.0))),
         cpu_request_millis: requests
             .get("cpu")
             .or_else(|| limits.get("cpu"))
-            .and_then(quantity::millicores),
+            .and_then(|q| whole(quantity::milli_value(&q.0))),
         user,
         privileged: security.privileged.unwrap_or(false),
         cap_add: capabilities.add.unwrap_or_default(),
@@ -221,7 +224,7 @@ async fn value_from(
             None => inputs.container,
         };
         return resource_value(
-            inputs,
+            (inputs.node_cpus, inputs.node_memory_bytes),
             container,
             &resource.resource,
             resource.divisor.as_ref(),
@@ -292,8 +295,10 @@ pub fn field_value(pod: &Pod, pod_ip: &str, host_ip: &str, path: &str) -> Result
 
 /// A `resourceFieldRef`'s value: the container's limit or request (a missing limit is the
 /// node's allocatable), divided by the divisor and rounded up.
+/// A `resourceFieldRef` value: the container's limit or request (a missing limit is the
+/// node's capacity, `node` = (CPUs, memory bytes)) divided by the divisor, rounded up.
 fn resource_value(
-    inputs: &ConfigInputs<'_>,
+    node: (u64, u64),
     container: &Container,
     resource: &str,
     divisor: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
@@ -301,24 +306,34 @@ fn resource_value(
     let resources = container.resources.clone().unwrap_or_default();
     let limits = resources.limits.unwrap_or_default();
     let requests = resources.requests.unwrap_or_default();
+    // Exact, in nano units, as Kubernetes divides (rounding up) without floating point.
+    const NANOS: i128 = 1_000_000_000;
+    let nanos = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        quantity::quantity_nanos(&q.0).ok()
+    };
     let node_value = |name: &str| match name {
-        "cpu" => inputs.node_cpus as f64,
-        "memory" => inputs.node_memory_bytes as f64,
-        _ => 0.0,
+        "cpu" => i128::from(node.0).saturating_mul(NANOS),
+        "memory" => i128::from(node.1).saturating_mul(NANOS),
+        _ => 0,
     };
     let value = match resource.split_once('.') {
         Some(("limits", name)) => limits
             .get(name)
-            .and_then(quantity::parse)
+            .and_then(nanos)
             .unwrap_or_else(|| node_value(name)),
-        Some(("requests", name)) => requests.get(name).and_then(quantity::parse).unwrap_or(0.0),
+        Some(("requests", name)) => requests.get(name).and_then(nanos).unwrap_or(0),
         _ => return Err(format!("unsupported resourceFieldRef {resource}")),
     };
-    let divisor = divisor
-        .and_then(quantity::parse)
-        .filter(|d| *d > 0.0)
-        .unwrap_or(1.0);
-    Ok(((value / divisor).ceil() as i64).to_string())
+    let divisor = divisor.and_then(nanos).filter(|d| *d > 0).unwrap_or(NANOS);
+    let quotient = value / divisor + i128::from(value % divisor > 0);
+    Ok(quotient.to_string())
+}
+
+/// A parsed quantity as an `i64`, saturating (Docker's limits are `i64`).
+fn whole(value: Result<i128, quantity::QuantityError>) -> Option<i64> {
+    value
+        .ok()
+        .map(|v| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX }))
 }
 
 async fn config_map(
@@ -411,6 +426,38 @@ mod tests {
         assert_eq!(get("spec.nodeName").as_deref(), Ok("n1"));
         assert_eq!(get("metadata.labels['app']").as_deref(), Ok("a"));
         assert!(get("spec.bogus").is_err());
+    }
+
+    #[test]
+    fn resource_field_refs_divide_exactly_and_round_up() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "a",
+            "resources": {"limits": {"cpu": "250m", "memory": "64Mi"},
+                          "requests": {"cpu": "100m"}},
+        }))
+        .expect("container");
+        let node = (4, 8 << 30);
+        let q = |s: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.to_owned());
+        let value = |field: &str, divisor: Option<&str>| {
+            resource_value(node, &c, field, divisor.map(q).as_ref())
+        };
+        assert_eq!(
+            value("limits.cpu", None).as_deref(),
+            Ok("1"),
+            "0.25 core rounds up"
+        );
+        assert_eq!(value("limits.cpu", Some("1m")).as_deref(), Ok("250"));
+        assert_eq!(value("requests.cpu", Some("1m")).as_deref(), Ok("100"));
+        assert_eq!(value("limits.memory", Some("1Mi")).as_deref(), Ok("64"));
+        assert_eq!(value("limits.memory", None).as_deref(), Ok("67108864"));
+        assert_eq!(value("requests.memory", None).as_deref(), Ok("0"));
+        // No limit: the node's capacity.
+        let bare: Container = serde_json::from_value(serde_json::json!({"name": "b"})).expect("c");
+        let unlimited = resource_value(node, &bare, "limits.cpu", None);
+        assert_eq!(unlimited.as_deref(), Ok("4"));
+        assert!(value("spec.cpu", None).is_err());
+        // A zero divisor is ignored rather than divided by.
+        assert_eq!(value("limits.cpu", Some("0")).as_deref(), Ok("1"));
     }
 
     #[test]

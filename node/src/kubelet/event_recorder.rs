@@ -1,34 +1,29 @@
 //! Kubernetes Events from the kubelet (`kubectl describe` / `kubectl get events` show them):
 //! container started, back-off, image missing, a malformed static manifest...
 //!
-//! Recording never blocks the caller: events go through a bounded queue to a task that posts
-//! them once; when the master is unreachable or the queue is full they are dropped (events
-//! are best-effort in Kubernetes too).
+//! Written through the shared recorder of [`skiff_api::events`] (bounded queue, never blocks a
+//! pod worker, repeated Warnings counted on one Event); this module adds the kubelet's own
+//! references: a pod, one of its containers (`spec.containers{name}`), the node.
 
-use chrono::Utc;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, PostParams};
-use tokio::sync::mpsc;
-use tracing::debug;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use skiff_api::events::Reporter;
 
-/// Events waiting to be posted before new ones are dropped.
-const QUEUE: usize = 256;
+pub use skiff_api::events::EventType;
 
-/// `Normal` or `Warning`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    /// Something expected happened.
-    Normal,
-    /// Something went wrong.
-    Warning,
-}
-
-/// Hands events to the posting task; cheap to clone.
-#[derive(Clone)]
+/// The kubelet's recorder; cheap to clone.
+#[derive(Clone, Debug)]
 pub struct Recorder {
     node: String,
-    queue: mpsc::Sender<Event>,
+    events: skiff_api::events::Recorder,
+}
+
+/// The kubelet of `node` as the reporter of its events.
+fn reporter(node: &str) -> Reporter {
+    Reporter {
+        component: String::from("kubelet"),
+        host: Some(node.to_owned()),
+        instance: node.to_owned(),
+    }
 }
 
 impl Recorder {
@@ -37,40 +32,28 @@ impl Recorder {
         client: kube::Client,
         node: &str,
     ) -> (Self, impl Future<Output = ()> + Send + use<>) {
-        let (queue, mut incoming) = mpsc::channel::<Event>(QUEUE);
-        let poster = async move {
-            while let Some(event) = incoming.recv().await {
-                let namespace = event
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| String::from("default"));
-                let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                if let Err(err) = api.create(&PostParams::default(), &event).await {
-                    debug!("dropping event {:?}: {err}", event.reason);
-                }
-            }
+        let (events, writer) = skiff_api::events::Recorder::new(client, reporter(node));
+        let recorder = Self {
+            node: node.to_owned(),
+            events,
         };
-        (
-            Self {
-                node: node.to_owned(),
-                queue,
-            },
-            poster,
-        )
+        (recorder, writer)
     }
 
     /// A recorder whose events stay in the returned queue (tests read them from there).
     #[cfg(test)]
-    pub fn to_queue(node: &str) -> (Self, mpsc::Receiver<Event>) {
-        let (queue, events) = mpsc::channel::<Event>(QUEUE);
-        (
-            Self {
-                node: node.to_owned(),
-                queue,
-            },
+    pub fn to_queue(
+        node: &str,
+    ) -> (
+        Self,
+        tokio::sync::mpsc::Receiver<k8s_openapi::api::core::v1::Event>,
+    ) {
+        let (events, queue) = skiff_api::events::Recorder::to_queue(reporter(node));
+        let recorder = Self {
+            node: node.to_owned(),
             events,
-        )
+        };
+        (recorder, queue)
     }
 
     /// Records an event about `pod`.
@@ -92,45 +75,7 @@ impl Recorder {
 
     /// Records an event about `object`.
     pub fn record(&self, object: ObjectReference, kind: EventType, reason: &str, message: String) {
-        let now = Utc::now();
-        let namespace = object
-            .namespace
-            .clone()
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| String::from("default"));
-        let name = object.name.clone().unwrap_or_default();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!(
-                    "{name}.{:x}",
-                    now.timestamp_nanos_opt().unwrap_or_default()
-                )),
-                namespace: Some(namespace),
-                ..Default::default()
-            },
-            involved_object: object,
-            reason: Some(reason.to_owned()),
-            message: Some(message),
-            type_: Some(
-                match kind {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .to_owned(),
-            ),
-            source: Some(EventSource {
-                component: Some(String::from("kubelet")),
-                host: Some(self.node.clone()),
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            count: Some(1),
-            reporting_component: Some(String::from("kubelet")),
-            reporting_instance: Some(self.node.clone()),
-            ..Default::default()
-        };
-        // Full queue: drop rather than block a pod worker.
-        let _ = self.queue.try_send(event);
+        self.events.record(object, kind, reason, message);
     }
 
     /// A reference to this node, for node-level events.

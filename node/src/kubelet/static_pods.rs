@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::event_recorder::{EventType, Recorder};
-use super::hash;
 use super::messages::ManagerMsg;
 use super::types::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
 
@@ -213,7 +212,7 @@ pub fn parse(text: &str, node: &str) -> Result<Pod, String> {
     pod.metadata.resource_version = None;
     pod.status = None;
     let canonical = serde_json::to_vec(&pod).map_err(|err| err.to_string())?;
-    let uid = hash::uid(&[node.as_bytes(), b"\n", &canonical].concat());
+    let uid = skiff_api::hash::uid(&[node.as_bytes(), b"\n", &canonical].concat());
     let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(CONFIG_HASH.to_owned(), uid.clone());
     annotations.insert(CONFIG_SOURCE.to_owned(), String::from("file"));

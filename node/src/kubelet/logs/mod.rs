@@ -153,11 +153,10 @@ impl ContainerLogs {
 
 /// Reads a size flag (`10Mi`, `500Ki`, `1000000`): a Kubernetes quantity of at least 1 KiB.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let quantity = k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.to_owned());
-    match super::quantity::parse(&quantity) {
-        Some(bytes) if (1024.0..=u64::MAX as f64).contains(&bytes) => Ok(bytes as u64),
-        Some(_) => Err(format!("{text}: must be at least 1Ki")),
-        None => Err(format!("{text}: not a quantity (e.g. 10Mi)")),
+    match skiff_api::quantity::value(text) {
+        Ok(bytes) if bytes >= 1024 => Ok(u64::try_from(bytes).unwrap_or(u64::MAX)),
+        Ok(_) => Err(format!("{text}: must be at least 1Ki")),
+        Err(_) => Err(format!("{text}: not a quantity (e.g. 10Mi)")),
     }
 }
 
