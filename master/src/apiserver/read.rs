@@ -342,8 +342,8 @@ impl ApiServer {
             );
             loop {
                 changed.borrow_and_update();
-                let events = match cache.events_after(r.plural, cursor, MAX_BATCH) {
-                    Ok(events) => events,
+                let (events, seen_up_to) = match cache.events_after(r.plural, cursor, MAX_BATCH) {
+                    Ok(read) => read,
                     Err(err) => {
                         let _ = tx.send(Ok(error_frame(cache_error(err)))).await;
                         return;
@@ -367,9 +367,9 @@ impl ApiServer {
                         Ok(()) => continue,
                         Err(_) => return,
                     },
-                    // Nothing of this resource is unread: everything up to the cache's
-                    // revision has been seen.
-                    _ = ticker.tick(), if bookmarks => bookmark(r, cache.revision().max(cursor), false),
+                    // Nothing of this resource was unread at `seen_up_to`; a later change is
+                    // read (and sent) before any bookmark that could pass it.
+                    _ = ticker.tick(), if bookmarks => bookmark(r, seen_up_to.max(cursor), false),
                     () = &mut deadline => return,
                     () = tx.closed() => return,
                 };

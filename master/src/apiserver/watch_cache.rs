@@ -304,14 +304,16 @@ impl WatchCache {
         Ok((items, state.revision))
     }
 
-    /// Up to `max` events of `plural` after revision `after`, oldest first; 410 when the
-    /// ring no longer reaches back to `after`.
+    /// Up to `max` events of `plural` after revision `after`, oldest first, and the revision
+    /// the cache was at when they were read (with no events, every change of `plural` up to
+    /// it has been seen: what a bookmark may tell); 410 when the ring no longer reaches back
+    /// to `after`.
     pub fn events_after(
         &self,
         plural: &str,
         after: Revision,
         max: usize,
-    ) -> Result<Vec<Arc<CachedEvent>>, CacheError> {
+    ) -> Result<(Vec<Arc<CachedEvent>>, Revision), CacheError> {
         let state = self.read();
         let resource = state
             .resources
@@ -324,7 +326,8 @@ impl WatchCache {
             });
         }
         let start = resource.ring.partition_point(|e| e.revision() <= after);
-        Ok(resource.ring.range(start..).take(max).cloned().collect())
+        let events = resource.ring.range(start..).take(max).cloned().collect();
+        Ok((events, state.revision))
     }
 
     /// A receiver that changes when `plural` gets an event (or the cache is reset).
@@ -467,7 +470,7 @@ mod tests {
             .await
             .expect("the cache catches up");
 
-        let events = cache.events_after("pods", start, 100).expect("events");
+        let (events, _) = cache.events_after("pods", start, 100).expect("events");
         let kinds: Vec<(EventKind, &str, bool)> = events
             .iter()
             .map(|e| (e.kind, e.object.kv.key.as_str(), e.prev.is_some()))
@@ -503,7 +506,7 @@ mod tests {
         ));
 
         // From the middle: only what came after.
-        let later = cache
+        let (later, _) = cache
             .events_after("pods", events[0].revision(), 100)
             .expect("events");
         assert_eq!(later.len(), 2);
@@ -528,14 +531,13 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
         let cache = WatchCache::start(store.clone()).await.expect("cache");
         let start = cache.revision();
-        assert!(
-            cache
-                .events_after("pods", start, 10)
-                .expect("empty")
-                .is_empty()
-        );
+        let (events, at) = cache.events_after("pods", start, 10).expect("empty");
+        assert!(events.is_empty());
+        assert_eq!(at, start, "nothing unread up to the cache's revision");
         assert_eq!(
-            cache.events_after("pods", start - 1, 10).map(|e| e.len()),
+            cache
+                .events_after("pods", start - 1, 10)
+                .map(|(e, _)| e.len()),
             Err(CacheError::Expired {
                 requested: start - 1,
                 oldest: start
