@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
 use super::field_error::FieldError;
 use crate::store::StoreError;
@@ -125,48 +125,50 @@ impl ApiError {
 
     /// The `Status` object for this error.
     pub fn to_status(&self) -> serde_json::Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message(),
-            "reason": self.reason(),
-            "code": self.code().as_u16(),
-        });
         let details = match self {
             ApiError::NotFound { kind, name }
             | ApiError::AlreadyExists { kind, name }
             | ApiError::Conflict { kind, name, .. } => {
                 let (resource, group) = kind.split_once('.').unwrap_or((kind.as_str(), ""));
-                let mut d = json!({ "name": name, "kind": resource });
-                if !group.is_empty() {
-                    d["group"] = json!(group);
-                }
-                Some(d)
+                Some(StatusDetails {
+                    name: Some(name.clone()),
+                    kind: Some(resource.to_owned()),
+                    group: Some(group.to_owned()).filter(|g| !g.is_empty()),
+                    ..Default::default()
+                })
             }
             ApiError::Invalid {
                 kind,
                 group,
                 name,
                 causes,
-            } => {
-                let causes: Vec<_> = causes
-                    .iter()
-                    .map(|c| json!({ "reason": c.reason(), "message": c.message(), "field": c.field }))
-                    .collect();
-                let mut d = json!({ "name": name, "kind": kind, "causes": causes });
-                if !group.is_empty() {
-                    d["group"] = json!(group);
-                }
-                Some(d)
-            }
+            } => Some(StatusDetails {
+                name: Some(name.clone()),
+                kind: Some(kind.clone()),
+                group: Some(group.clone()).filter(|g| !g.is_empty()),
+                causes: Some(
+                    causes
+                        .iter()
+                        .map(|c| StatusCause {
+                            reason: Some(c.reason().to_owned()),
+                            message: Some(c.message()),
+                            field: Some(c.field.clone()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
             _ => None,
         };
-        if let Some(d) = details {
-            status["details"] = d;
-        }
-        status
+        let status = Status {
+            status: Some(String::from("Failure")),
+            message: Some(self.message()),
+            reason: Some(self.reason().to_owned()),
+            code: Some(i32::from(self.code().as_u16())),
+            details,
+            ..Default::default()
+        };
+        serde_json::to_value(&status).unwrap_or_default()
     }
 
     /// The human message, in Kubernetes' wording.
@@ -243,5 +245,57 @@ impl IntoResponse for ApiError {
 
 /// A successful `Status` (e.g. for deletecollection).
 pub fn success() -> serde_json::Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+    let status = Status {
+        status: Some(String::from("Success")),
+        ..Default::default()
+    };
+    serde_json::to_value(&status).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn errors_are_kubernetes_status_objects() {
+        let status = ApiError::NotFound {
+            kind: "deployments.apps".into(),
+            name: "web".into(),
+        }
+        .to_status();
+        assert_eq!(
+            status,
+            json!({
+                "apiVersion": "v1", "kind": "Status", "metadata": {},
+                "status": "Failure", "reason": "NotFound", "code": 404,
+                "message": "deployments.apps \"web\" not found",
+                "details": {"name": "web", "kind": "deployments", "group": "apps"},
+            })
+        );
+        let invalid = ApiError::Invalid {
+            kind: "Pod".into(),
+            group: String::new(),
+            name: "p".into(),
+            causes: vec![FieldError::invalid("metadata.name", "P", "bad")],
+        }
+        .to_status();
+        assert_eq!(invalid["code"], 422);
+        assert_eq!(invalid["reason"], "Invalid");
+        assert_eq!(invalid["details"]["kind"], "Pod");
+        assert!(
+            invalid["details"].get("group").is_none(),
+            "core group: no group"
+        );
+        assert_eq!(invalid["details"]["causes"][0]["field"], "metadata.name");
+        assert_eq!(
+            invalid["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
+        assert_eq!(
+            success(),
+            json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"})
+        );
+    }
 }
