@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use serde::Deserialize;
+use kube::config::Kubeconfig;
+use secrecy::ExposeSecret;
 
 /// The `kubectl` the tests drive (v1.32, preinstalled).
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -145,7 +146,7 @@ impl Master {
 
     /// A `kube` client configured from the master's kubeconfig file.
     pub async fn kube_client(&self) -> anyhow::Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig_path())
             .context("reading the master's kubeconfig")?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig,
@@ -427,61 +428,33 @@ impl fmt::Display for KubectlOutput {
     }
 }
 
-/// The parts of a kubeconfig the harness reads.
-#[derive(Deserialize)]
-struct Kubeconfig {
-    #[serde(rename = "current-context", default)]
-    current_context: String,
-    #[serde(default)]
-    contexts: Vec<Named<KubeContext>>,
-    #[serde(default)]
-    clusters: Vec<Named<KubeCluster>>,
-    #[serde(default)]
-    users: Vec<Named<KubeUser>>,
-}
-
-#[derive(Deserialize)]
-struct Named<T> {
-    name: String,
-    #[serde(alias = "context", alias = "cluster", alias = "user")]
-    value: T,
-}
-
-#[derive(Deserialize)]
-struct KubeContext {
-    cluster: String,
-    user: String,
-}
-
-#[derive(Deserialize)]
-struct KubeCluster {
-    server: String,
-    #[serde(rename = "certificate-authority-data")]
-    certificate_authority_data: Option<String>,
-    #[serde(rename = "certificate-authority")]
-    certificate_authority: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct KubeUser {
-    token: Option<String>,
-}
-
-/// Server, token and CA from the kubeconfig's current context (or its only entries).
+/// Server, token and CA from the kubeconfig's current context (or its only entries), read
+/// with kube's own kubeconfig types.
 fn read_access(path: &Path) -> anyhow::Result<Access> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: Kubeconfig =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let config = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
     let context = config
         .contexts
         .iter()
-        .find(|context| context.name == config.current_context)
-        .map(|context| &context.value);
-    let cluster = pick(&config.clusters, context.map(|c| c.cluster.as_str()))
-        .context("kubeconfig has no cluster")?;
-    let user =
-        pick(&config.users, context.map(|c| c.user.as_str())).context("kubeconfig has no user")?;
+        .find(|named| Some(&named.name) == config.current_context.as_ref())
+        .and_then(|named| named.context.as_ref());
+    let pick = |names: Vec<&String>, wanted: Option<&str>| -> Option<usize> {
+        wanted
+            .and_then(|w| names.iter().position(|n| n.as_str() == w))
+            .or((!names.is_empty()).then_some(0))
+    };
+    let cluster = pick(
+        config.clusters.iter().map(|c| &c.name).collect(),
+        context.map(|c| c.cluster.as_str()),
+    )
+    .and_then(|i| config.clusters[i].cluster.as_ref())
+    .context("kubeconfig has no cluster")?;
+    let user = pick(
+        config.auth_infos.iter().map(|u| &u.name).collect(),
+        context.and_then(|c| c.user.as_deref()),
+    )
+    .and_then(|i| config.auth_infos[i].auth_info.as_ref())
+    .context("kubeconfig has no user")?;
     let ca_pem = match (
         &cluster.certificate_authority_data,
         &cluster.certificate_authority,
@@ -492,23 +465,25 @@ fn read_access(path: &Path) -> anyhow::Result<Access> {
                 .context("kubeconfig certificate-authority-data is not base64")?;
             String::from_utf8(pem).context("kubeconfig CA is not PEM text")?
         }
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("reading CA {}", file.display()))?,
+        (None, Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading CA {file}"))?
+        }
         (None, None) => bail!("kubeconfig cluster has no certificate authority"),
     };
-    let token = user.token.clone().context("kubeconfig user has no token")?;
+    let token = user
+        .token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .context("kubeconfig user has no token")?;
+    let server = cluster
+        .server
+        .as_deref()
+        .context("kubeconfig cluster has no server")?;
     Ok(Access {
-        server_url: cluster.server.trim_end_matches('/').to_owned(),
+        server_url: server.trim_end_matches('/').to_owned(),
         token,
         ca_pem,
     })
-}
-
-/// The entry called `name`, or the first one when there is no such name.
-fn pick<'a, T>(entries: &'a [Named<T>], name: Option<&str>) -> Option<&'a T> {
-    name.and_then(|name| entries.iter().find(|entry| entry.name == name))
-        .or(entries.first())
-        .map(|entry| &entry.value)
 }
 
 /// An HTTP client that trusts only the cluster CA and sends the bearer token.

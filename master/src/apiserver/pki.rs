@@ -12,11 +12,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine;
+use kube::config::{
+    AuthInfo, Cluster, Context as KubeconfigContext, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext,
+};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use secrecy::SecretString;
 
 /// The common name of the client certificate the API server presents to node agents
 /// (kubeadm's name for it).
@@ -104,9 +109,37 @@ impl Credentials {
             KubeconfigUser::Admin => ("admin", &self.admin_token),
             KubeconfigUser::Node => (NODE_USER, &self.node_token),
         };
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {name}\n    namespace: default\ncurrent-context: skiff\n",
-        );
+        let kubeconfig = Kubeconfig {
+            api_version: Some(String::from("v1")),
+            kind: Some(String::from("Config")),
+            clusters: vec![NamedCluster {
+                name: String::from("skiff"),
+                cluster: Some(Cluster {
+                    server: Some(server.to_owned()),
+                    certificate_authority_data: Some(ca),
+                    ..Default::default()
+                }),
+            }],
+            auth_infos: vec![NamedAuthInfo {
+                name: name.to_owned(),
+                auth_info: Some(AuthInfo {
+                    token: Some(SecretString::from(token.as_str())),
+                    ..Default::default()
+                }),
+            }],
+            contexts: vec![NamedContext {
+                name: String::from("skiff"),
+                context: Some(KubeconfigContext {
+                    cluster: String::from("skiff"),
+                    user: Some(name.to_owned()),
+                    namespace: Some(String::from("default")),
+                    ..Default::default()
+                }),
+            }],
+            current_context: Some(String::from("skiff")),
+            ..Default::default()
+        };
+        let kubeconfig = serde_yaml::to_string(&kubeconfig).context("encoding the kubeconfig")?;
         let tmp = path.with_extension("tmp");
         write_private(&tmp, kubeconfig.as_bytes())?;
         fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
