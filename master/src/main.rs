@@ -199,17 +199,20 @@ async fn run_clients(
             }
         }));
     }
-    if let Some(config) = clients.node_ipam {
-        let (client, stop) = (client.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = node_ipam::run(client, config, stopped(stop)).await {
-                tracing::error!(error = %e, "the node IPAM controller stopped");
-            }
-        }));
-    }
     // The controllers take what they read from the shared informers first; the informers
     // then watch each resource that any of them asked for, once.
     let mut informers = Informers::new(&client);
+    if let Some(config) = clients.node_ipam {
+        match node_ipam::run(
+            client.clone(),
+            config,
+            &mut informers,
+            stopped(stop.clone()),
+        ) {
+            Ok(controller) => tasks.push(tokio::spawn(controller)),
+            Err(e) => tracing::error!(error = %e, "the node IPAM controller cannot start"),
+        }
+    }
     if clients.replica_set {
         tasks.push(tokio::spawn(replica_set::run(
             client.clone(),

@@ -176,7 +176,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    if ctx.replica_sets.wait_until_ready().await.is_err() {
+    if !super::informers::synced(&ctx.replica_sets).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = d.spec.clone().unwrap_or_default();

@@ -144,7 +144,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         // Endpoints of a Service without a selector are its user's.
         return Ok(Action::await_change());
     };
-    if ctx.pods.wait_until_ready().await.is_err() {
+    if !super::informers::synced(&ctx.pods).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let pods: Vec<Arc<Pod>> = ctx

@@ -29,6 +29,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
+/// How often [`synced`] looks whether a cache has its first list.
+const SYNC_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Changed objects buffered per subscriber before the watch waits for it.
 const BUFFER: usize = 1024;
 
@@ -62,7 +65,7 @@ where
         }
     }
 
-    /// The cache (empty until the first list arrives; `wait_until_ready` waits for it).
+    /// The cache (empty until the first list arrives; [`synced`] waits for it).
     pub fn reader(&mut self) -> Store<K> {
         self.wanted = true;
         self.reader.clone()
@@ -152,6 +155,23 @@ where
     }
 }
 
+/// Waits until `cache` holds its first complete list; false if its informer is gone.
+///
+/// Polls instead of awaiting `Store::wait_until_ready`: in kube-runtime 2.0.1 that future
+/// keeps one waker for all waiters (a oneshot receiver behind a mutex), so of two tasks
+/// waiting on one shared cache only the last to poll is ever woken.
+pub async fn synced<K>(cache: &Store<K>) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        if let Some(ready) = futures::FutureExt::now_or_never(cache.wait_until_ready()) {
+            return ready.is_ok();
+        }
+        tokio::time::sleep(SYNC_POLL).await;
+    }
+}
+
 /// The informers of one master.
 pub struct Informers {
     /// Every Pod.
@@ -219,6 +239,28 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[tokio::test]
+    async fn every_waiter_sees_the_cache_synced() {
+        let mut writer = reflector::store::Writer::<Pod>::default();
+        let reader = writer.as_reader();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let reader = reader.clone();
+                tokio::spawn(async move { synced(&reader).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let synced = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("every waiter is woken")
+                .expect("joined");
+            assert!(synced);
+        }
     }
 
     #[test]

@@ -1,24 +1,28 @@
 //! The node IPAM controller: every Node gets one subnet of the cluster CIDR (default
 //! 10.244.0.0/16, a /24 each) as `spec.podCIDR`/`spec.podCIDRs`, the range its agent gives
-//! pod IPs from. As kube-controller-manager's range allocator does, it rebuilds the set of
-//! subnets taken from the Nodes it lists at start (a Node created with a pod CIDR, e.g. by
-//! `skiff-node --pod-cidr`, keeps it and occupies it), hands out the lowest free subnet, and
-//! frees a Node's subnet when the Node is deleted. When none is left the Node stays without
+//! pod IPs from, reading the shared Node informer. As kube-controller-manager's range
+//! allocator does, it rebuilds the set of subnets taken from the Nodes it lists at start (a
+//! Node created with a pod CIDR, e.g. by `skiff-node --pod-cidr`, keeps it and occupies it),
+//! hands out the lowest free subnet, and frees a Node's subnet when the Node is deleted. When none is left the Node stays without
 //! one and a `CIDRNotAvailable` Event says so.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::Ipv4Addr;
 
-use futures::StreamExt;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tracing::{info, warn};
 
 use skiff_api::events::{EventType, Recorder, object_ref};
+
+use super::informers::Informers;
 
 /// The controller's settings (kube-controller-manager's `--cluster-cidr` and
 /// `--node-cidr-mask-size`).
@@ -118,106 +122,86 @@ impl CidrSet {
     }
 }
 
-/// Runs until `shutdown` resolves.
-pub async fn run(
+/// The controller on the shared Node informer; the future runs until `shutdown` resolves.
+/// Fails at once when the configuration gives no subnets.
+pub fn run(
     client: kube::Client,
     config: NodeIpamConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send + 'static, String> {
     let cidrs = CidrSet::new(config)?;
-    info!(cluster_cidr = %config.cluster_cidr, node_mask = config.node_mask, "node IPAM controller started");
-    tokio::select! {
-        () = reconcile(client, cidrs) => Ok(()),
-        () = shutdown => Ok(()),
-    }
+    let cache = informers.nodes.reader();
+    let changes = informers.nodes.subscribe();
+    Ok(async move {
+        info!(cluster_cidr = %config.cluster_cidr, node_mask = config.node_mask, "node IPAM controller started");
+        tokio::select! {
+            () = reconcile(client, cidrs, cache, changes) => {}
+            () = shutdown => {}
+        }
+    })
 }
 
-async fn reconcile(client: kube::Client, mut cidrs: CidrSet) {
+async fn reconcile(
+    client: kube::Client,
+    mut cidrs: CidrSet,
+    cache: Store<Node>,
+    mut changes: impl Stream<Item = Arc<Node>> + Unpin,
+) {
     let nodes: Api<Node> = Api::all(client.clone());
     let recorder = super::recorder(&client, "cidrAllocator");
-    let mut stream = watcher(nodes.clone(), watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    // Nodes seen during a (re)list: allocations wait until every taken subnet is known.
-    let mut listing: Vec<Node> = Vec::new();
-    let mut listed = false;
+    if !super::informers::synced(&cache).await {
+        return;
+    }
+    // Every subnet already taken is known before anything is handed out.
+    for node in cache.state() {
+        if let (Some(name), Some(cidr)) = (&node.metadata.name, pod_cidr(&node)) {
+            cidrs.occupy(name, cidr);
+        }
+    }
     // Nodes already told that no subnet is left.
     let mut reported = BTreeSet::new();
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
-                // The watcher retries by itself, with back-off.
-                warn!("watching nodes: {err}");
-                continue;
-            }
+    while let Some(node) = changes.next().await {
+        let Some(name) = node.metadata.name.clone() else {
+            continue;
         };
-        let todo: Vec<Node> = match event {
-            watcher::Event::Init => {
-                listing.clear();
-                Vec::new()
-            }
-            watcher::Event::InitApply(node) => {
-                listing.push(node);
-                Vec::new()
-            }
-            watcher::Event::InitDone => {
-                listed = true;
-                cidrs.reset();
-                for node in &listing {
-                    if let (Some(name), Some(cidr)) = (&node.metadata.name, pod_cidr(node)) {
-                        cidrs.occupy(name, cidr);
-                    }
-                }
-                std::mem::take(&mut listing)
-            }
-            watcher::Event::Apply(node) => vec![node],
-            watcher::Event::Delete(node) => {
-                if let Some(name) = &node.metadata.name {
-                    cidrs.release(name);
-                    reported.remove(name);
-                }
-                Vec::new()
-            }
-        };
-        if !listed {
+        // A node no longer in the cache was deleted (or vanished during a relist): its
+        // subnet is free again.
+        if cache.get(&ObjectRef::new(&name)).is_none() {
+            cidrs.release(&name);
+            reported.remove(&name);
             continue;
         }
-        for node in todo {
-            let Some(name) = node.metadata.name.clone() else {
-                continue;
-            };
-            if node.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if let Some(cidr) = pod_cidr(&node) {
-                cidrs.occupy(&name, cidr);
-                continue;
-            }
-            match cidrs.allocate(&name) {
-                Some(cidr) => {
-                    let patch = json!({"spec": {
-                        "podCIDR": cidr.to_string(),
-                        "podCIDRs": [cidr.to_string()],
-                    }});
-                    match nodes
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(_) => info!(node = %name, pod_cidr = %cidr, "assigned a pod CIDR"),
-                        Err(err) => {
-                            // Gone meanwhile, or the API server failed: the next event of
-                            // the node (or the next relist) tries again.
-                            cidrs.release(&name);
-                            warn!(node = %name, "assigning pod CIDR {cidr}: {err}");
-                        }
+        if node.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if let Some(cidr) = pod_cidr(&node) {
+            cidrs.occupy(&name, cidr);
+            continue;
+        }
+        match cidrs.allocate(&name) {
+            Some(cidr) => {
+                let patch = json!({"spec": {
+                    "podCIDR": cidr.to_string(),
+                    "podCIDRs": [cidr.to_string()],
+                }});
+                match nodes
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => info!(node = %name, pod_cidr = %cidr, "assigned a pod CIDR"),
+                    Err(err) => {
+                        // Gone meanwhile, or the API server failed: the next change of the
+                        // node (or the next relist) tries again.
+                        cidrs.release(&name);
+                        warn!(node = %name, "assigning pod CIDR {cidr}: {err}");
                     }
                 }
-                None => {
-                    if reported.insert(name.clone()) {
-                        warn!(node = %name, cluster_cidr = %cidrs.cluster_cidr, "no pod CIDR left for the node");
-                        record_cidr_not_available(&recorder, &node);
-                    }
+            }
+            None => {
+                if reported.insert(name.clone()) {
+                    warn!(node = %name, cluster_cidr = %cidrs.cluster_cidr, "no pod CIDR left for the node");
+                    record_cidr_not_available(&recorder, &node);
                 }
             }
         }

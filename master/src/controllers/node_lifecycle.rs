@@ -78,8 +78,8 @@ pub fn run(
             "node lifecycle controller started"
         );
         let monitoring = async {
-            let _ = monitor.nodes.wait_until_ready().await;
-            let _ = monitor.leases.wait_until_ready().await;
+            super::informers::synced(&monitor.nodes).await;
+            super::informers::synced(&monitor.leases).await;
             let mut tick = tokio::time::interval(config.monitor_period);
             loop {
                 tick.tick().await;

@@ -93,7 +93,7 @@ fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if ctx.pods.wait_until_ready().await.is_err() {
+    if !super::informers::synced(&ctx.pods).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let key = ObjectRef::from_obj(rs.as_ref());
