@@ -160,11 +160,7 @@ impl ApiServer {
         let prefix = objects::prefix(r, target.namespace.as_deref());
         let (items, revision) = match start {
             // Later pages continue the store's order where the last page ended.
-            Some(_) => {
-                let listed = self.store.list(&prefix).await?;
-                let items = listed.items.into_iter().map(CachedObject::new).collect();
-                (items, listed.revision)
-            }
+            Some(_) => self.list_store(&prefix).await?,
             None => self.list_cached(r, &prefix, query).await?,
         };
         let mut page: Vec<&Arc<CachedObject>> = Vec::new();
@@ -239,25 +235,45 @@ impl ApiServer {
         prefix: &str,
         query: &Query,
     ) -> Result<(Vec<Arc<CachedObject>>, Revision), ApiError> {
-        let wanted = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
-            Some("0") => None,
-            Some(v) => Some(parse_revision(v)?),
-            None => Some(self.store.revision().await?),
-        };
-        let fresh = match wanted {
-            Some(revision) => self
-                .watch_cache
-                .wait_until(revision, FRESHNESS_WAIT)
-                .await
-                .is_ok(),
-            None => true,
-        };
-        if fresh && let Ok(listed) = self.watch_cache.list(r.plural, prefix) {
+        let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
+        if self.cache_at(rv).await?.is_ok()
+            && let Ok(listed) = self.watch_cache.list(r.plural, prefix)
+        {
             return Ok(listed);
         }
+        self.list_store(prefix).await
+    }
+
+    /// Every object under `prefix`, read from the store at its current revision.
+    async fn list_store(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Arc<CachedObject>>, Revision), ApiError> {
         let listed = self.store.list(prefix).await?;
         let items = listed.items.into_iter().map(CachedObject::new).collect();
         Ok((items, listed.revision))
+    }
+
+    /// Waits until the watch cache can answer a read at `resourceVersion` `rv`: `0` at once
+    /// (any state), `N` once it has seen N, unset once it has seen the store's current
+    /// revision (a consistent read). The inner error is the 504 Kubernetes gives when the
+    /// cache does not get there in time.
+    async fn cache_at(&self, rv: Option<&str>) -> Result<Result<(), ApiError>, ApiError> {
+        let wanted = match rv {
+            Some("0") => return Ok(Ok(())),
+            Some(v) => parse_revision(v)?,
+            None => self.store.revision().await?,
+        };
+        Ok(self
+            .watch_cache
+            .wait_until(wanted, FRESHNESS_WAIT)
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "Too large resource version: {wanted}, current: {}",
+                    self.watch_cache.revision()
+                ))
+            }))
     }
 
     /// GET with `watch=1`: a stream of `{"type":..., "object":...}` lines, served from the
@@ -287,28 +303,12 @@ impl ApiServer {
         // is missed.
         let mut changed = cache.subscribe(r.plural).map_err(cache_error)?;
         let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
+        self.cache_at(rv).await??;
         let (initial, from) = match rv {
-            Some(v) if v != "0" && !send_initial => {
-                let revision = parse_revision(v)?;
-                if cache.wait_until(revision, FRESHNESS_WAIT).await.is_err() {
-                    return Err(ApiError::Timeout(format!(
-                        "Too large resource version: {revision}, current: {}",
-                        cache.revision()
-                    )));
-                }
-                (Vec::new(), revision)
-            }
-            _ => {
-                // Unset: start from the store's current state, as a consistent list would.
-                if rv.is_none() {
-                    let current = self.store.revision().await?;
-                    cache
-                        .wait_until(current, FRESHNESS_WAIT)
-                        .await
-                        .map_err(cache_error)?;
-                }
-                cache.list(r.plural, &prefix).map_err(cache_error)?
-            }
+            // From a resourceVersion: only the changes after it.
+            Some(v) if v != "0" && !send_initial => (Vec::new(), parse_revision(v)?),
+            // Unset or 0: the current objects first (unset: as a consistent list would).
+            _ => cache.list(r.plural, &prefix).map_err(cache_error)?,
         };
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
         tokio::spawn(async move {
