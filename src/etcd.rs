@@ -12,12 +12,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use skiff_tooling::process;
 
 /// Where the `etcd-server` package puts the binary.
 const ETCD_BINARY: &str = "/usr/bin/etcd";
 
 /// How long etcd may take to answer `/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Lines of etcd's log quoted in errors.
+const LOG_TAIL_LINES: usize = 30;
 
 /// Attempts before giving up when a picked port was taken in the meantime.
 const START_ATTEMPTS: usize = 3;
@@ -86,8 +90,8 @@ impl Etcd {
         let log_path = dir.path().join("etcd.log");
         let log = File::create(&log_path).context("create etcd log file")?;
         let log_err = log.try_clone().context("clone etcd log file")?;
-        let child = Command::new(binary)
-            .arg("--name")
+        let mut cmd = Command::new(binary);
+        cmd.arg("--name")
             .arg("default")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -103,9 +107,10 @@ impl Etcd {
             .arg(format!("default={peer_url}"))
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .with_context(|| format!("spawn {}", binary.display()))?;
+            .stderr(log_err);
+        // Tied to this process: a killed test or bench leaves no etcd behind.
+        let child =
+            process::spawn_tied(cmd).with_context(|| format!("spawn {}", binary.display()))?;
         let mut etcd = Etcd {
             child,
             client_port,
@@ -119,7 +124,7 @@ impl Etcd {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().context("wait for etcd")? {
-                let log = log_tail(&self.log_path());
+                let log = process::log_tail(&self.log_path(), LOG_TAIL_LINES);
                 let error =
                     anyhow::anyhow!("etcd exited with {status} before it was ready:\n{log}");
                 return Err(if log.contains("address already in use") {
@@ -134,7 +139,7 @@ impl Etcd {
             if Instant::now() > deadline {
                 return Err(StartError::Other(anyhow::anyhow!(
                     "etcd not healthy after {READY_TIMEOUT:?}:\n{}",
-                    log_tail(&self.log_path())
+                    process::log_tail(&self.log_path(), LOG_TAIL_LINES)
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -191,16 +196,4 @@ fn health(port: u16) -> bool {
     response.starts_with("HTTP/1.")
         && response.contains(" 200 ")
         && response.replace(' ', "").contains("\"health\":\"true\"")
-}
-
-/// The last lines of a log file, for error messages.
-fn log_tail(path: &Path) -> String {
-    const LINES: usize = 30;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(LINES)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
 }

@@ -7,8 +7,8 @@
 //! its admin token, a [`kube::Client`], and the real `kubectl`. The process is stopped when the
 //! [`Master`] is dropped, and it gets SIGTERM from the kernel if the test process dies first.
 //!
-//! The binary is `<target dir>/<profile>/skiff-master` of the running test or bench (brought
-//! up to date by one `cargo build` per process), or the one `$SKIFF_MASTER_BIN` names.
+//! The binary is the workspace's build for the running test's profile, or the one
+//! `$SKIFF_MASTER_BIN` names (see [`crate::binaries`]).
 //!
 //! Its log (stdout and stderr, every start appended) is `<state dir>/master.log`; start errors
 //! quote its tail, and so does a test that panics while holding the [`Master`].
@@ -16,10 +16,8 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,6 +25,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use kube::config::Kubeconfig;
 use secrecy::ExposeSecret;
+use skiff_tooling::process;
+
+use crate::binaries;
 
 /// The `kubectl` the tests drive (v1.32, preinstalled).
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -171,20 +172,9 @@ impl Master {
     /// `None` if it was not running.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) => thread::sleep(Duration::from_millis(20)),
-                Err(_) => break,
-            }
-        }
-        let _ = child.kill();
-        child.wait().ok()
+        process::stop(&mut child, STOP_GRACE)
+            .ok()
+            .map(|stopped| stopped.status)
     }
 
     /// Kills the master with SIGKILL (no chance to flush or clean up), for durability tests.
@@ -212,7 +202,7 @@ impl Master {
 
     /// Starts the process and waits until it is ready; on failure it is stopped again.
     fn launch(&mut self) -> anyhow::Result<()> {
-        let binary = master_binary()?;
+        let binary = binaries::binary("skiff-master", MASTER_BIN_ENV)?;
         let kubeconfig = self.kubeconfig_path();
         // Every start writes a fresh kubeconfig (new port); an old one must not count.
         match std::fs::remove_file(&kubeconfig) {
@@ -251,7 +241,7 @@ impl Master {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("master log")?)
             .stderr(log);
-        self.child = Some(spawn_tied_to_process(cmd).context("starting skiff-master")?);
+        self.child = Some(process::spawn_tied(cmd).context("starting skiff-master")?);
 
         match self.wait_ready() {
             Ok(access) => {
@@ -293,7 +283,7 @@ impl Master {
         };
         let client = http_client(&access)?;
         let url = format!("{}/readyz", access.server_url);
-        block_on(async {
+        crate::block_on(async {
             loop {
                 self.ensure_running()?;
                 let response = client
@@ -376,9 +366,7 @@ impl Master {
 
     /// The last lines of the master's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        process::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 }
 
@@ -500,149 +488,4 @@ fn http_client(access: &Access) -> anyhow::Result<reqwest::Client> {
         .default_headers(headers)
         .build()
         .context("building HTTP client")
-}
-
-/// Runs a future to completion on a runtime of its own in another thread, so that blocking
-/// code can wait for it even when called from inside a tokio runtime.
-fn block_on<F>(future: F) -> F::Output
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime")
-                    .block_on(future)
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
-/// The `skiff-master` binary: `$SKIFF_MASTER_BIN` if set, else the one beside the running
-/// test or bench binary (so `cargo test` uses the debug build and `cargo bench` the release
-/// one). The first call in a process runs `cargo build -p skiff-master` for that profile (a
-/// no-op when it is up to date), so a plain `cargo test` never runs a stale master.
-fn master_binary() -> anyhow::Result<PathBuf> {
-    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Some(binary) = std::env::var_os(MASTER_BIN_ENV) {
-        return Ok(PathBuf::from(binary));
-    }
-    let profile_dir = profile_dir();
-    let binary = profile_dir.join("skiff-master");
-    let release = profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release");
-    BUILD
-        .get_or_init(|| build_master(release).map_err(|err| format!("{err:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)?;
-    if !binary.exists() {
-        bail!(
-            "cargo build -p skiff-master did not produce {}",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-/// `<target dir>/<profile>`: where the running test binary lives (`.../debug/deps/x-hash`),
-/// else `$CARGO_TARGET_DIR/debug` or `<repo>/target/debug`.
-fn profile_dir() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(deps) = exe.parent()
-        && deps.file_name().is_some_and(|name| name == "deps")
-        && let Some(profile) = deps.parent()
-    {
-        return profile.to_path_buf();
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("debug")
-}
-
-fn build_master(release: bool) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "-p",
-        "skiff-master",
-        "--bin",
-        "skiff-master",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .context("running cargo build -p skiff-master")?;
-    if !status.success() {
-        bail!("cargo build -p skiff-master failed ({status})");
-    }
-    Ok(())
-}
-
-/// Sends `signal` to a child that has not been reaped yet.
-fn signal(child: &Child, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory-safety preconditions; an unreaped child's pid is its own.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-/// Spawns `cmd` so that it gets SIGTERM when this process dies, even by SIGKILL or abort
-/// (tests that are killed, `static` masters that are never dropped).
-///
-/// The kernel sends the parent-death signal when the *thread* that forked exits, so all
-/// children are forked by one thread that lives as long as the process.
-fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
-    type Request = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
-
-    // SAFETY: getpid is infallible.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (prctl, getppid).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                return Err(io::Error::other("parent exited"));
-            }
-            Ok(())
-        });
-    }
-    let spawner = SPAWNER.get_or_init(|| {
-        let (requests, incoming) = mpsc::channel::<Request>();
-        let spawned = thread::Builder::new()
-            .name("skiff-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in incoming {
-                    let _ = reply.send(cmd.spawn());
-                }
-            });
-        if let Err(err) = spawned {
-            // Without the thread every request fails below with a clear error.
-            eprintln!("skiff test harness: cannot start the spawner thread: {err}");
-        }
-        requests
-    });
-    let (reply, response) = mpsc::channel();
-    spawner
-        .send((cmd, reply))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    response
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }

@@ -2,9 +2,9 @@
 //! [`Master`](crate::master::Master) and running pods on the machine's Docker.
 //!
 //! [`NodeAgent::start`] makes sure dockerd runs ([`crate::docker::ensure_dockerd`]), runs the
-//! built `skiff-node` binary (brought up to date by one `cargo build` per process, or the one
-//! `$SKIFF_NODE_BIN` names) with the master's node kubeconfig (the agents' own token), and
-//! waits until its Node is Ready.
+//! workspace's `skiff-node` (or the one `$SKIFF_NODE_BIN` names, see [`crate::binaries`])
+//! with the master's node kubeconfig (the agents' own token), and waits until its Node is
+//! Ready.
 //! Dropping it stops the agent and removes every container and the pod network it made, so a
 //! test leaves nothing behind; [`NodeAgent::restart`] keeps them (agent restarts adopt them).
 //!
@@ -12,18 +12,17 @@
 //! while holding the agent.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use skiff_tooling::process;
 
-use crate::docker;
 use crate::master::Master;
+use crate::{binaries, docker};
 
 /// Environment variable naming another `skiff-node` binary to run.
 pub const NODE_BIN_ENV: &str = "SKIFF_NODE_BIN";
@@ -32,6 +31,8 @@ pub const NODE_BIN_ENV: &str = "SKIFF_NODE_BIN";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the agent gets to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of the agent's log quoted in errors.
+const LOG_TAIL_LINES: usize = 60;
 
 /// How to run a [`NodeAgent`].
 #[derive(Clone, Debug)]
@@ -123,19 +124,9 @@ impl NodeAgent {
 
     /// Stops the agent (SIGTERM, then SIGKILL after 10 s); its containers keep running.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            let _ = process::stop(&mut child, STOP_GRACE);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Kills the agent with SIGKILL; its containers keep running.
@@ -155,13 +146,11 @@ impl NodeAgent {
 
     /// The last lines of the agent's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        process::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 
     fn launch(&mut self) -> anyhow::Result<()> {
-        let binary = node_binary()?;
+        let binary = binaries::binary("skiff-node", NODE_BIN_ENV)?;
         let mut cmd = Command::new(&binary);
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -196,7 +185,7 @@ impl NodeAgent {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("agent log")?)
             .stderr(log);
-        self.child = Some(spawn_tied_to_process(cmd).context("starting skiff-node")?);
+        self.child = Some(process::spawn_tied(cmd).context("starting skiff-node")?);
         if let Err(err) = self.wait_ready() {
             self.stop();
             bail!(
@@ -257,113 +246,4 @@ impl Drop for NodeAgent {
             );
         }
     }
-}
-
-/// The `skiff-node` binary: `$SKIFF_NODE_BIN`, else the one beside the running test or bench
-/// binary, built once per process with `cargo build -p skiff-node`.
-// TODO(lead): master.rs has the same build/locate/spawn helpers for skiff-master; fold both
-// into one once they are shared (pub(crate)) there.
-fn node_binary() -> anyhow::Result<PathBuf> {
-    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Some(binary) = std::env::var_os(NODE_BIN_ENV) {
-        return Ok(PathBuf::from(binary));
-    }
-    let profile_dir = profile_dir();
-    let binary = profile_dir.join("skiff-node");
-    let release = profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release");
-    BUILD
-        .get_or_init(|| build_node(release).map_err(|err| format!("{err:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)?;
-    if !binary.exists() {
-        bail!(
-            "cargo build -p skiff-node did not produce {}",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-fn profile_dir() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(deps) = exe.parent()
-        && deps.file_name().is_some_and(|name| name == "deps")
-        && let Some(profile) = deps.parent()
-    {
-        return profile.to_path_buf();
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("debug")
-}
-
-fn build_node(release: bool) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "-p",
-        "skiff-node",
-        "--bin",
-        "skiff-node",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().context("running cargo build -p skiff-node")?;
-    if !status.success() {
-        bail!("cargo build -p skiff-node failed ({status})");
-    }
-    Ok(())
-}
-
-fn signal(child: &Child, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory-safety preconditions; an unreaped child's pid is its own.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-/// Spawns `cmd` so it gets SIGTERM when this process dies (PR_SET_PDEATHSIG), from one
-/// long-lived thread: the kernel sends the signal when the forking *thread* exits.
-fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
-    type Request = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
-    // SAFETY: getpid is infallible.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(io::Error::other("parent exited"));
-            }
-            Ok(())
-        });
-    }
-    let spawner = SPAWNER.get_or_init(|| {
-        let (requests, incoming) = mpsc::channel::<Request>();
-        let _ = thread::Builder::new()
-            .name("skiff-node-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in incoming {
-                    let _ = reply.send(cmd.spawn());
-                }
-            });
-        requests
-    });
-    let (reply, response) = mpsc::channel();
-    spawner
-        .send((cmd, reply))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    response
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }

@@ -15,9 +15,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::Api;
 use skiff::docker;
+use skiff::images::{WORKLOAD_BINARY, WORKLOAD_IMAGE};
 use skiff::master::{Master, MasterOptions};
 use skiff::node::{NodeAgent, NodeOptions};
-use skiff_node::images::{WORKLOAD_BINARY, WORKLOAD_IMAGE};
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
 /// How long a pod may take to get where a test expects it.
@@ -278,14 +278,16 @@ spec:
             .expect("id"),
     )
     .expect("inspect");
-    assert_eq!(server["HostConfig"]["Memory"], 64 * 1024 * 1024);
-    assert_eq!(server["HostConfig"]["CpuQuota"], 20_000);
+    let host_config = server.host_config.expect("HostConfig");
+    assert_eq!(host_config.memory, Some(64 * 1024 * 1024));
+    assert_eq!(host_config.cpu_quota, Some(20_000));
     assert!(
-        server["HostConfig"]["NetworkMode"]
-            .as_str()
+        host_config
+            .network_mode
+            .as_deref()
             .is_some_and(|m| m.starts_with("container:")),
-        "{}",
-        server["HostConfig"]
+        "{:?}",
+        host_config.network_mode
     );
 
     let out = cluster

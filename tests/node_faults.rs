@@ -140,7 +140,7 @@ async fn docker_going_away_makes_the_node_not_ready_until_it_returns() {
         let live = ids
             .iter()
             .filter_map(|id| docker::inspect_container(id).ok())
-            .filter(|c| c["State"]["Running"] == true)
+            .filter(|c| c.state.as_ref().and_then(|state| state.running) == Some(true))
             .count();
         if live >= 2 {
             break;

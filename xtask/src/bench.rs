@@ -5,15 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use crate::cargo::{self, Profile};
+use skiff_tooling::workspace::{self, Profile};
+
+use crate::cargo;
 use crate::{setup, step};
 
 /// A benchmark users can run by name.
 struct Bench {
     /// The name on the command line.
     name: &'static str,
-    /// The cargo package and `[[bench]]` target that implement it.
-    package: &'static str,
+    /// The `[[bench]]` target (of the root package) that implements it.
     target: &'static str,
     /// Whether it starts a real skiff-master (built in release mode first).
     starts_master: bool,
@@ -25,35 +26,30 @@ struct Bench {
 const BENCHES: &[Bench] = &[
     Bench {
         name: "api",
-        package: "skiff",
         target: "api",
         starts_master: true,
         about: "API server throughput and latency against a real skiff-master",
     },
     Bench {
         name: "store",
-        package: "skiff",
         target: "store",
         starts_master: false,
         about: "store writes and watches: embedded store vs etcd",
     },
     Bench {
         name: "scheduler",
-        package: "skiff",
         target: "scheduler_perf",
         starts_master: true,
         about: "pods bound per second and create-to-bound p99 on N nodes (SchedulingBasic)",
     },
     Bench {
         name: "schedule-one",
-        package: "skiff",
         target: "scheduler",
         starts_master: false,
         about: "one scheduling decision (filter + score every node) at 500/5k/50k nodes",
     },
     Bench {
         name: "node",
-        package: "skiff",
         target: "node",
         starts_master: true,
         about: "node agent: 30-pod startup, idle RSS/CPU, lease renewal io_uring vs tokio",
@@ -75,11 +71,12 @@ pub fn run(name: Option<&str>, args: &[String]) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
     if bench.starts_master {
-        step("building skiff-master (release)");
-        cargo::build_master(Profile::Release)?;
+        step("building the workspace (release)");
+        workspace::build_binaries(Profile::Release)?;
     }
     step(&format!("benchmark {}", bench.name));
-    let mut cargo_args = vec!["bench", "-p", bench.package, "--bench", bench.target, "--"];
+    // `--workspace`: the same feature set as every other build (see skiff_tooling::workspace).
+    let mut cargo_args = vec!["bench", "--workspace", "--bench", bench.target, "--"];
     cargo_args.extend(args.iter().map(String::as_str));
     let status = cargo::run(&cargo_args)?;
     Ok(cargo::exit_code(status))

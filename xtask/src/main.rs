@@ -7,14 +7,15 @@
 
 mod bench;
 mod cargo;
+mod features;
 mod process;
 mod run;
 mod setup;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use skiff_tooling::workspace::{self, Profile};
 
 #[derive(Parser)]
 #[command(
@@ -96,9 +97,11 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
     step("docker");
-    run::ensure_dockerd(&repo_root().join(".skiff"))?;
-    step("building skiff-master (debug)");
-    cargo::build_master(cargo::Profile::Debug)?;
+    run::ensure_dockerd(&workspace::root().join(".skiff"))?;
+    step("one feature set for every build");
+    features::check()?;
+    step("building the workspace (debug)");
+    workspace::build_binaries(Profile::Debug)?;
     step("cargo test --workspace");
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.iter().map(String::as_str));
@@ -109,13 +112,4 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
 /// Prints the name of the step that starts now.
 fn step(what: &str) {
     eprintln!("\n▶ {what}");
-}
-
-/// The repository root (xtask lives in `<root>/xtask`).
-fn repo_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or(manifest_dir)
 }

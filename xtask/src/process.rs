@@ -5,10 +5,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use skiff_tooling::process;
 
 /// How long a child gets to exit after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -23,26 +23,11 @@ impl Supervised {
     /// Starts `cmd` in its own process group, so a Ctrl-C in the terminal reaches only xtask,
     /// which then stops its children in order; the kernel sends the child SIGTERM should xtask
     /// die without doing so.
-    pub fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Self> {
-        // SAFETY: getpid is async-signal-safe and infallible.
-        let parent = unsafe { libc::getpid() };
+    pub fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Self> {
         cmd.process_group(0);
-        // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("parent exited"));
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        let program = cmd.get_program().to_owned();
+        let child =
+            process::spawn_tied(cmd).with_context(|| format!("starting {name} ({program:?})"))?;
         Ok(Self { name, child })
     }
 
@@ -65,36 +50,16 @@ impl Supervised {
             return Ok(status);
         }
         eprintln!("stopping {} (pid {}) ...", self.name, self.id());
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited()? {
-                return Ok(status);
-            }
-            thread::sleep(Duration::from_millis(50));
+        let stopped = process::stop(&mut self.child, STOP_GRACE)
+            .with_context(|| format!("stopping {}", self.name))?;
+        if stopped.killed {
+            eprintln!(
+                "{} did not exit within {} s of SIGTERM; killed it",
+                self.name,
+                STOP_GRACE.as_secs()
+            );
         }
-        eprintln!(
-            "{} did not exit within {} s of SIGTERM; killing it",
-            self.name,
-            STOP_GRACE.as_secs()
-        );
-        self.child
-            .kill()
-            .with_context(|| format!("killing {}", self.name))?;
-        self.child
-            .wait()
-            .with_context(|| format!("waiting for {}", self.name))
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
-            return;
-        };
-        // SAFETY: kill has no memory-safety preconditions; the child is not yet reaped, so
-        // the pid still names it.
-        unsafe {
-            libc::kill(pid, signal);
-        }
+        Ok(stopped.status)
     }
 }
 

@@ -7,8 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cargo::{self, Profile};
+use skiff_tooling::dockerd;
+use skiff_tooling::process::log_tail;
+use skiff_tooling::workspace::{self, Profile};
+
 use crate::process::{Supervised, shutdown_flag};
-use crate::{repo_root, setup, step};
+use crate::{setup, step};
 
 /// Port the master serves on (its default).
 const MASTER_PORT: u16 = 6443;
@@ -30,10 +31,6 @@ const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
 /// How long a start may take before we give up (a first start generates its certificates).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Docker's API socket.
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-/// Debian's Docker daemon (package docker.io).
-const DOCKERD: &str = "/usr/sbin/dockerd";
 
 /// Flags of `cargo xtask run`.
 pub struct Options {
@@ -56,19 +53,15 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         Profile::Debug
     };
     step(if opts.release {
-        "building skiff-master (release)"
+        "building the workspace (release)"
     } else {
-        "building skiff-master (debug)"
+        "building the workspace (debug)"
     });
-    let master_bin = cargo::build_master(profile)?;
-    let node_bin = if opts.nodes > 0 {
-        step("building skiff-node");
-        Some(build_node(&master_bin, profile)?)
-    } else {
-        None
-    };
+    let built = workspace::build_binaries(profile)?;
+    let master_bin = workspace::binary(&built, "skiff-master")?;
+    let node_bin = workspace::binary(&built, "skiff-node")?;
 
-    let state_dir = repo_root().join(".skiff");
+    let state_dir = workspace::root().join(".skiff");
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let kubeconfig = state_dir.join("kubeconfig");
@@ -104,16 +97,16 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     cmd.arg("--state-dir")
         .arg(&state_dir)
         .stdin(Stdio::null())
-        .current_dir(repo_root());
+        .current_dir(workspace::root());
     if etcd.is_some() {
         cmd.arg("--etcd-endpoints")
             .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"));
     }
-    let mut master = Supervised::spawn("skiff-master", &mut cmd)?;
+    let mut master = Supervised::spawn("skiff-master", cmd)?;
     wait_master_ready(&mut master, &kubeconfig, &shutdown)?;
 
     let mut agents = Vec::new();
-    if let Some(node_bin) = &node_bin {
+    if opts.nodes > 0 {
         step(&format!(
             "starting {} node agent{}",
             opts.nodes,
@@ -122,7 +115,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         for index in 0..opts.nodes {
             // The agents' own credential, written by the master beside the admin's.
             let node_kubeconfig = state_dir.join("node-kubeconfig");
-            let agent = start_agent(node_bin, &state_dir, &node_kubeconfig, index)?;
+            let agent = start_agent(&node_bin, &state_dir, &node_kubeconfig, index)?;
             agents.push(agent);
         }
         for agent in &mut agents {
@@ -241,7 +234,7 @@ fn start_etcd(state_dir: &Path, shutdown: &AtomicBool) -> anyhow::Result<Supervi
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("etcd log")?)
         .stderr(log);
-    let mut etcd = Supervised::spawn("etcd", &mut cmd)?;
+    let mut etcd = Supervised::spawn("etcd", cmd)?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if shutdown.load(Ordering::SeqCst) {
@@ -343,13 +336,6 @@ fn ensure_port_free(port: u16, hint: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The last `lines` lines of a log file, for error messages.
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// A running node agent.
 struct Agent {
     name: String,
@@ -359,26 +345,6 @@ struct Agent {
     port: u16,
     log: PathBuf,
     process: Supervised,
-}
-
-/// Builds skiff-node beside skiff-master (same target dir and profile) and returns its path.
-fn build_node(master_bin: &Path, profile: Profile) -> anyhow::Result<PathBuf> {
-    let mut args = vec!["build", "-p", "skiff-node", "--bin", "skiff-node"];
-    if profile == Profile::Release {
-        args.push("--release");
-    }
-    let status = cargo::run(&args)?;
-    if !status.success() {
-        bail!("cargo build -p skiff-node failed ({status})");
-    }
-    let node_bin = master_bin.with_file_name("skiff-node");
-    if !node_bin.exists() {
-        bail!(
-            "cargo build -p skiff-node did not produce {}",
-            node_bin.display()
-        );
-    }
-    Ok(node_bin)
 }
 
 /// The name of agent `index`: the hostname for the first, `<hostname>-<n>` for the others.
@@ -446,14 +412,14 @@ fn start_agent(
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("agent log")?)
         .stderr(log)
-        .current_dir(repo_root());
+        .current_dir(workspace::root());
     if index == 0 {
         let manifests = state_dir.join("manifests");
         std::fs::create_dir_all(&manifests)
             .with_context(|| format!("creating {}", manifests.display()))?;
         cmd.arg("--manifests-dir").arg(manifests);
     }
-    let process = Supervised::spawn("skiff-node", &mut cmd)?;
+    let process = Supervised::spawn("skiff-node", cmd)?;
     Ok(Agent {
         name,
         pod_cidr: String::new(),
@@ -509,77 +475,12 @@ fn wait_node_ready(
     }
 }
 
-/// Makes sure dockerd runs: returns if its socket answers, else starts it detached (it is the
-/// machine's daemon and outlives `run`), logging to `<state_dir>/dockerd.log`, and waits until
-/// it answers. Idempotent.
+/// Makes sure dockerd runs (it is the machine's daemon and outlives `run`), logging to
+/// `<state_dir>/dockerd.log`.
 pub fn ensure_dockerd(state_dir: &Path) -> anyhow::Result<()> {
-    if docker_answers() {
-        eprintln!("✓ dockerd running");
-        return Ok(());
+    match dockerd::ensure(&state_dir.join("dockerd.log"))? {
+        dockerd::Started::AlreadyRunning => eprintln!("✓ dockerd running"),
+        dockerd::Started::Now { pid } => eprintln!("✓ dockerd started (pid {pid})"),
     }
-    if !Path::new(DOCKERD).exists() {
-        bail!("{DOCKERD} is missing: run `cargo xtask setup` (installs docker.io)");
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("dockerd is not running and starting it needs root (`sudo dockerd &`)");
-    }
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let log_path = state_dir.join("dockerd.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    eprintln!("starting dockerd (log {}) ...", log_path.display());
-    let mut cmd = Command::new(DOCKERD);
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone().context("dockerd log")?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; a session of its own keeps a Ctrl-C of `run` away
-    // from the machine's Docker.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().with_context(|| format!("starting {DOCKERD}"))?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if docker_answers() {
-            eprintln!("✓ dockerd ready (pid {})", child.id());
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait().context("checking on dockerd")? {
-            bail!(
-                "dockerd exited at start ({status}):\n{}",
-                log_tail(&log_path, 20)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "dockerd did not answer within {} s:\n{}",
-                READY_TIMEOUT.as_secs(),
-                log_tail(&log_path, 20)
-            );
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Whether Docker's `GET /_ping` answers `OK`.
-fn docker_answers() -> bool {
-    let Ok(mut stream) = UnixStream::connect(DOCKER_SOCKET) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut response = String::new();
-    stream
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .is_ok()
-        && stream.read_to_string(&mut response).is_ok()
-        && response.starts_with("HTTP/1.0 200")
-        && response.ends_with("OK")
+    Ok(())
 }

@@ -1,0 +1,9 @@
+//! The end-to-end tests' workload image, built locally from a static binary (`FROM scratch`;
+//! no registry is reachable). `build.rs` compiles it from `images/workload.c`, which lists
+//! the steps it can take (serve, exit, write files, ...).
+
+/// The image tests run their pods with.
+pub const WORKLOAD_IMAGE: &str = "skiff/test-workload:1";
+
+/// The workload program (`images/workload.c`).
+pub const WORKLOAD_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/workload"));

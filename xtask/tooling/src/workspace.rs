@@ -1,0 +1,90 @@
+//! Building the workspace's programs. Every entry point (`cargo xtask run`, `test`, `bench`
+//! and the harness when a test runs alone) builds with `--workspace`, so cargo resolves one
+//! feature set for every dependency and a warm build compiles each crate once, not once per
+//! command (`cargo xtask test` checks that the dev-dependencies add no features either).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// Which cargo profile to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
+impl Profile {
+    /// The profile whose output directory is `dir` (`.../target/release` is release).
+    pub fn of_dir(dir: &Path) -> Self {
+        if dir.file_name().is_some_and(|name| name == "release") {
+            Profile::Release
+        } else {
+            Profile::Debug
+        }
+    }
+}
+
+/// The repository root (the workspace's directory; this crate is `<root>/xtask/tooling`).
+pub fn root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
+}
+
+/// A cargo command in the repository root: the cargo that runs us (`$CARGO`), else `cargo`.
+pub fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root());
+    cmd
+}
+
+/// `cargo build --workspace --bins` for `profile`, with cargo's progress and diagnostics on
+/// stderr. Returns every executable built, by name (`skiff-master`, `skiff-node`, ...), at
+/// the path cargo reports, so any target-dir setting is honoured.
+pub fn build_binaries(profile: Profile) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--workspace", "--bins"]);
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    cmd.arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("starting cargo build")?;
+    let stdout = child.stdout.take().context("cargo build stdout")?;
+    let mut executables = BTreeMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo build output")?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && let (Some(name), Some(path)) =
+                (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        {
+            executables.insert(name.to_owned(), PathBuf::from(path));
+        }
+    }
+    let status = child.wait().context("waiting for cargo build")?;
+    if !status.success() {
+        bail!("cargo build --workspace --bins failed ({status})");
+    }
+    Ok(executables)
+}
+
+/// The executable `name` from [`build_binaries`], or an error naming what was built.
+pub fn binary(built: &BTreeMap<String, PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    built.get(name).cloned().with_context(|| {
+        format!(
+            "cargo build --workspace --bins built no {name} (built: {:?})",
+            built.keys().collect::<Vec<_>>()
+        )
+    })
+}
