@@ -443,3 +443,68 @@ async fn metrics_count_requests_by_verb_and_resource() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gets_with_a_resource_version_are_served_from_the_watch_cache() {
+    let master = embedded_master();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cached"}, "data": {"v": "1"}});
+    let (code, created) = send(&master, reqwest::Method::POST, path, Some(cm)).await;
+    assert_eq!(code, 201, "{created}");
+    let mut updated = created.clone();
+    updated["data"]["v"] = json!("2");
+    let (code, updated) = send(
+        &master,
+        reqwest::Method::PUT,
+        &format!("{path}/cached"),
+        Some(updated),
+    )
+    .await;
+    assert_eq!(code, 200, "{updated}");
+    let rv = updated["metadata"]["resourceVersion"].as_str().unwrap();
+
+    // At least the update's revision: the cache waits until it has seen it.
+    let (code, got) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{path}/cached?resourceVersion={rv}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got, updated, "the cache serves the same object as the store");
+    // `0`: any state the cache has; by now it has the update too.
+    let (code, any) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{path}/cached?resourceVersion=0"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{any}");
+    assert_eq!(any["metadata"]["resourceVersion"], json!(rv));
+    // No resourceVersion: a quorum read from the store, the same object.
+    let (code, quorum) = send(&master, reqwest::Method::GET, &format!("{path}/cached"), None).await;
+    assert_eq!(code, 200, "{quorum}");
+    assert_eq!(quorum, updated);
+
+    let (code, missing) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{path}/absent?resourceVersion={rv}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404, "{missing}");
+    assert_eq!(missing["kind"], "Status");
+    assert_eq!(missing["reason"], "NotFound");
+    let (code, bad) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{path}/cached?resourceVersion=x"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["kind"], "Status");
+}

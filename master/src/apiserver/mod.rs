@@ -78,8 +78,8 @@ pub struct ApiServer {
 }
 
 /// A JSON response with the given status.
-pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
-    let mut resp = (code, body).into_response();
+pub fn json_response(code: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
+    let mut resp = (code, body.into()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

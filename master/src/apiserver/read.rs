@@ -107,26 +107,44 @@ struct Continue {
 
 impl ApiServer {
     /// GET one object (also `/status`, which returns the whole object as Kubernetes does).
+    /// With a `resourceVersion` it is read from the watch cache once that has caught up to it
+    /// (`0`: any state), as kube-apiserver does; without one, from the store (a quorum read).
     pub(super) async fn get(
         &self,
         target: &Target,
         query: &Query,
         headers: &HeaderMap,
     ) -> Result<Response, ApiError> {
-        let kv = self.current(target).await?;
+        let object = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
+            Some(rv) => self.get_cached(target, rv).await?,
+            None => CachedObject::new(self.current(target).await?),
+        };
         if let Render::Table(version, include) = Render::new(headers, query)? {
-            let object = objects::decode(&kv)?;
-            let meta = json!({ "resourceVersion": kv.mod_revision.to_string() });
-            let t = table::table(target.resource.kind, &[object], include, version, meta);
+            let decoded = decode_all(std::iter::once(&object))?;
+            let meta = json!({ "resourceVersion": object.kv.mod_revision.to_string() });
+            let t = table::table(target.resource.kind, &decoded, include, version, meta);
             return Ok(json_response(
                 StatusCode::OK,
                 serde_json::to_vec(&t).unwrap_or_default(),
             ));
         }
-        Ok(json_response(
-            StatusCode::OK,
-            objects::splice_resource_version(&kv.value, kv.mod_revision),
-        ))
+        Ok(json_response(StatusCode::OK, object.json().clone()))
+    }
+
+    /// The object a target names from the watch cache at `resourceVersion` `rv` (see
+    /// [`ApiServer::cache_at`]); from the store when the cache does not get there in time.
+    async fn get_cached(&self, target: &Target, rv: &str) -> Result<Arc<CachedObject>, ApiError> {
+        let name = target.name()?;
+        let key = objects::key(target.resource, target.namespace.as_deref(), name);
+        if self.cache_at(Some(rv)).await?.is_ok()
+            && let Ok(cached) = self.watch_cache.get(target.resource.plural, &key)
+        {
+            return cached.ok_or_else(|| ApiError::NotFound {
+                kind: target.resource.qualified(),
+                name: name.to_string(),
+            });
+        }
+        Ok(CachedObject::new(self.current(target).await?))
     }
 
     /// The stored object a target names, or 404.

@@ -304,6 +304,16 @@ impl WatchCache {
         Ok((items, state.revision))
     }
 
+    /// The current object of `plural` at `key`, if any.
+    pub fn get(&self, plural: &str, key: &str) -> Result<Option<Arc<CachedObject>>, CacheError> {
+        let state = self.read();
+        let resource = state
+            .resources
+            .get(plural)
+            .ok_or_else(|| CacheError::Unknown(plural.to_owned()))?;
+        Ok(resource.objects.get(key).cloned())
+    }
+
     /// Up to `max` events of `plural` after revision `after`, oldest first, and the revision
     /// the cache was at when they were read (with no events, every change of `plural` up to
     /// it has been seen: what a bookmark may tell); 410 when the ring no longer reaches back
