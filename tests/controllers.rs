@@ -400,3 +400,62 @@ async fn a_deployment_runs_its_pods_through_a_replica_set() {
         .collect();
     assert_eq!(sizes.iter().flatten().sum::<i32>(), 5, "{sizes:?}");
 }
+
+/// The `list` requests the master's own clients made, by resource, from `/metrics`.
+async fn lists_by_resource(master: &Master) -> std::collections::BTreeMap<String, u64> {
+    let metrics = master
+        .http()
+        .get(format!("{}/metrics", master.server_url()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let mut lists = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(labels) = line.strip_prefix("apiserver_request_total{verb=\"list\",resource=\"")
+        else {
+            continue;
+        };
+        let (resource, rest) = labels.split_once('"').expect("a resource label");
+        let count: u64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        *lists.entry(resource.to_string()).or_default() += count;
+    }
+    lists
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_lists_and_watches_each_resource_once() {
+    // Every component on: the scheduler and all controllers share one informer per resource.
+    // Each informer lists once, then watches; watch requests are counted only when they end,
+    // so the lists count the watches.
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let expected = [
+        "configmaps",
+        "deployments",
+        "leases",
+        "nodes",
+        "pods",
+        "replicasets",
+        "replicationcontrollers",
+        "secrets",
+        "services",
+    ];
+    let deadline = Instant::now() + WAIT;
+    let mut lists = lists_by_resource(&master).await;
+    while lists.len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lists = lists_by_resource(&master).await;
+    }
+    // A second component listing late would show here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lists = lists_by_resource(&master).await;
+    let once: std::collections::BTreeMap<String, u64> =
+        expected.iter().map(|r| (r.to_string(), 1)).collect();
+    assert_eq!(lists, once, "list requests by resource (one informer each)");
+}

@@ -191,17 +191,22 @@ async fn run_clients(
         Err(e) => return tracing::error!(error = %e, "cannot reach the API server as a client"),
     };
     let mut tasks = Vec::new();
+    // The scheduler and the controllers take what they read from the shared informers
+    // first; the informers then watch each resource that any of them asked for, once.
+    let mut informers = Informers::new(&client);
     if let Some(config) = clients.scheduler {
-        let (client, stop) = (client.clone(), stop.clone());
+        let scheduler = scheduler::run(
+            client.clone(),
+            config,
+            &mut informers,
+            stopped(stop.clone()),
+        );
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = scheduler::run(client, config, stopped(stop)).await {
+            if let Err(e) = scheduler.await {
                 tracing::error!(error = %e, "the scheduler stopped");
             }
         }));
     }
-    // The controllers take what they read from the shared informers first; the informers
-    // then watch each resource that any of them asked for, once.
-    let mut informers = Informers::new(&client);
     if let Some(config) = clients.node_ipam {
         match node_ipam::run(
             client.clone(),
@@ -235,12 +240,11 @@ async fn run_clients(
         )));
     }
     if clients.garbage_collector {
-        let (client, stop) = (client.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = garbage_collector::run(client, stopped(stop)).await {
-                tracing::error!(error = %e, "the garbage collector stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(garbage_collector::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
     }
     if let Some(config) = clients.node_lifecycle {
         tasks.push(tokio::spawn(node_lifecycle::run(

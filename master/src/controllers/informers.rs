@@ -1,12 +1,21 @@
 //! Shared informers (client-go's `SharedInformerFactory`, kube-runtime's shared reflectors):
-//! each resource the controllers read is listed and watched once per master, into one cache
-//! that every controller reads, with one stream of changed objects per subscriber.
+//! each resource the master reads is listed and watched once per master process, into one
+//! cache that every reader shares, with one stream of changed objects per subscriber.
 //!
-//! A controller asks for what it needs before the informers start ([`Informer::subscribe`]
-//! for a stream of changed objects, [`Informer::reader`] for the cache); [`Informers::run`]
-//! then drives one watch per resource that anyone asked for, with kube-runtime's back-off on
-//! errors and a relist when the watch expires. Subscribers must keep polling their streams: a
-//! full buffer holds the watch back until they do (backpressure, not loss).
+//! Readers: node IPAM, the `replicaset`, `deployment`, `endpoint` and `nodelifecycle`
+//! controllers, the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
+//! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
+//! (Pods, ReplicaSets, Deployments, Nodes and Leases from the same informers; ReplicationControllers,
+//! ConfigMaps and Secrets, which nothing else reads, from metadata-only informers here, as
+//! kube-controller-manager gives its garbage collector typed informers where they exist and
+//! metadata informers for the rest). Nothing else in the master opens a watch.
+//!
+//! A reader asks for what it needs before the informers start ([`Informer::subscribe`]
+//! for a stream of changed objects, [`Informer::reader`] for the cache, [`Informer::changes`]
+//! for both judged together); [`Informers::run`] then drives one watch per resource that
+//! anyone asked for, with kube-runtime's back-off on errors and a relist when the watch
+//! expires. Subscribers must keep polling their streams: a full buffer holds the watch back
+//! until they do (backpressure, not loss).
 //!
 //! kube-runtime's own shared reflectors (`store_shared`) are not used: they pass on created
 //! and updated objects only, so a deleted pod would never wake its ReplicaSet. Here a deleted
@@ -19,11 +28,13 @@ use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
-use futures::{SinkExt, Stream, StreamExt};
+use futures::stream::{self, BoxStream};
+use futures::{FutureExt, SinkExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ReplicationController, Secret, Service};
 use kube::Api;
+use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
@@ -35,15 +46,15 @@ const SYNC_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// Changed objects buffered per subscriber before the watch waits for it.
 const BUFFER: usize = 1024;
 
-/// The namespace of node heartbeats (Leases).
-const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// A watch's events, with kube-runtime's back-off between failed attempts.
+type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
 /// One resource's cache and the watch that fills it.
 pub struct Informer<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    api: Api<K>,
+    events: Events<K>,
     reader: Store<K>,
     writer: reflector::store::Writer<K>,
     subscribers: Vec<mpsc::Sender<Arc<K>>>,
@@ -55,9 +66,53 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     fn new(api: Api<K>) -> Self {
+        Self::from_events(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed(),
+        )
+    }
+}
+
+impl<K> Informer<PartialObjectMeta<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    /// An informer that keeps only the metadata of `api`'s objects (without managedFields,
+    /// which kube-controller-manager trims from its informers too), for readers that need
+    /// no more (the garbage collector) of kinds whose objects can be large (ConfigMaps,
+    /// Secrets). The API server sends whole objects; only the cache is smaller.
+    fn metadata(api: Api<K>) -> Self {
+        let metadata = |object: K| {
+            let mut meta = object.meta().clone();
+            meta.managed_fields = None;
+            meta.into_request_partial::<K>()
+        };
+        Self::from_events(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .map_ok(move |event| match event {
+                    watcher::Event::Apply(object) => watcher::Event::Apply(metadata(object)),
+                    watcher::Event::Delete(object) => watcher::Event::Delete(metadata(object)),
+                    watcher::Event::Init => watcher::Event::Init,
+                    watcher::Event::InitApply(object) => {
+                        watcher::Event::InitApply(metadata(object))
+                    }
+                    watcher::Event::InitDone => watcher::Event::InitDone,
+                })
+                .boxed(),
+        )
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    fn from_events(events: Events<K>) -> Self {
         let writer = reflector::store::Writer::default();
         Self {
-            api,
+            events,
             reader: writer.as_reader(),
             writer,
             subscribers: Vec::new(),
@@ -73,17 +128,26 @@ where
 
     /// A stream of the objects that change (created, updated, or deleted: a deleted object
     /// is no longer in the cache when it arrives), from the time the informers start.
-    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         self.wanted = true;
         let (tx, rx) = mpsc::channel(BUFFER);
         self.subscribers.push(tx);
         rx
     }
 
+    /// The changes to the cache, for a reader that keeps a view of its own (the scheduler's
+    /// cache, the garbage collector's graph; client-go's event handlers): once the cache
+    /// has its first list, every object in it and then [`Change::Synced`]; after that each
+    /// changed object, judged by the cache ([`resolve`]).
+    pub fn changes(&mut self) -> impl Stream<Item = Change<K>> + Send + use<K> {
+        let changed = self.subscribe();
+        changes(self.reader(), changed)
+    }
+
     /// The watch that fills the cache and tells the subscribers, if anyone asked for it.
     fn into_task(self) -> Option<BoxFuture<'static, ()>> {
         let Self {
-            api,
+            mut events,
             reader,
             mut writer,
             mut subscribers,
@@ -94,9 +158,6 @@ where
         }
         let kind = K::kind(&());
         Some(Box::pin(async move {
-            let mut events = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
             // What the cache held when a relist began: whatever is not listed again was
             // deleted meanwhile, and its subscribers must hear of it.
             let mut before: Vec<Arc<K>> = Vec::new();
@@ -118,6 +179,60 @@ where
             }
         }))
     }
+}
+
+/// A change to one object, as a reader with a view of its own sees it.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// The object, created or updated, as the cache has it now.
+    Applied(Arc<K>),
+    /// The object (as last seen) is gone: the cache has no object of its name, or another
+    /// one (another uid).
+    Deleted(Arc<K>),
+    /// The cache has its first list, and every object in it has been told.
+    Synced,
+}
+
+/// Judges a changed object from [`Informer::subscribe`] by the cache: the cached (latest)
+/// object if the cache still has it, else a deletion. The last change told about an object
+/// is judged after its last update of the cache, so a reader ends up with the cache's view.
+pub fn resolve<K>(cache: &Store<K>, changed: Arc<K>) -> Change<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    match cache.get(&ObjectRef::from_obj(&*changed)) {
+        Some(cached) if cached.meta().uid == changed.meta().uid => Change::Applied(cached),
+        _ => Change::Deleted(changed),
+    }
+}
+
+/// [`Informer::changes`]: the first list from the cache once it has it, then the
+/// subscription judged by the cache. The first list also comes through the subscription
+/// (taken before the informers ran) and is told twice: harmless, each change being the
+/// object as the cache has it; which end of the subscription's backlog the first list
+/// reached cannot be told apart otherwise.
+fn changes<K>(
+    cache: Store<K>,
+    changed: impl Stream<Item = Arc<K>> + Send + 'static,
+) -> impl Stream<Item = Change<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let listed = {
+        let cache = cache.clone();
+        async move {
+            let listed: Vec<Change<K>> = if synced(&cache).await {
+                let objects = cache.state().into_iter().map(Change::Applied);
+                objects.chain([Change::Synced]).collect()
+            } else {
+                Vec::new()
+            };
+            stream::iter(listed)
+        }
+    };
+    listed
+        .flatten_stream()
+        .chain(changed.map(move |object| resolve(&cache, object)))
 }
 
 /// Applies one watch event to the cache and returns the objects subscribers hear of: the
@@ -165,7 +280,7 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     loop {
-        if let Some(ready) = futures::FutureExt::now_or_never(cache.wait_until_ready()) {
+        if let Some(ready) = cache.wait_until_ready().now_or_never() {
             return ready.is_ok();
         }
         tokio::time::sleep(SYNC_POLL).await;
@@ -184,8 +299,14 @@ pub struct Informers {
     pub deployments: Informer<Deployment>,
     /// Every Service.
     pub services: Informer<Service>,
-    /// The node heartbeats in `kube-node-lease`.
-    pub node_leases: Informer<Lease>,
+    /// Every Lease (node heartbeats are those in `kube-node-lease`).
+    pub leases: Informer<Lease>,
+    /// The metadata of every ReplicationController.
+    pub replication_controllers: Informer<PartialObjectMeta<ReplicationController>>,
+    /// The metadata of every ConfigMap.
+    pub config_maps: Informer<PartialObjectMeta<ConfigMap>>,
+    /// The metadata of every Secret.
+    pub secrets: Informer<PartialObjectMeta<Secret>>,
 }
 
 impl Informers {
@@ -197,11 +318,14 @@ impl Informers {
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
             services: Informer::new(Api::all(client.clone())),
-            node_leases: Informer::new(Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE)),
+            leases: Informer::new(Api::all(client.clone())),
+            replication_controllers: Informer::metadata(Api::all(client.clone())),
+            config_maps: Informer::metadata(Api::all(client.clone())),
+            secrets: Informer::metadata(Api::all(client.clone())),
         }
     }
 
-    /// Lists and watches every resource that a controller asked for, until `shutdown`.
+    /// Lists and watches every resource that a reader asked for, until `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tasks: Vec<BoxFuture<'static, ()>> = [
             self.pods.into_task(),
@@ -209,7 +333,10 @@ impl Informers {
             self.replica_sets.into_task(),
             self.deployments.into_task(),
             self.services.into_task(),
-            self.node_leases.into_task(),
+            self.leases.into_task(),
+            self.replication_controllers.into_task(),
+            self.config_maps.into_task(),
+            self.secrets.into_task(),
         ]
         .into_iter()
         .flatten()
@@ -239,6 +366,72 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    fn with_uid(mut pod: Pod, uid: &str) -> Pod {
+        pod.metadata.uid = Some(uid.into());
+        pod
+    }
+
+    fn told(change: &Change<Pod>) -> String {
+        let name = |o: &Arc<Pod>| o.metadata.name.clone().unwrap_or_default();
+        match change {
+            Change::Applied(o) => format!("applied {}", name(o)),
+            Change::Deleted(o) => format!("deleted {}", name(o)),
+            Change::Synced => "synced".into(),
+        }
+    }
+
+    #[test]
+    fn a_changed_object_is_judged_by_the_cache() {
+        let mut writer = reflector::store::Writer::<Pod>::default();
+        let reader = writer.as_reader();
+        let mut bound = with_uid(pod("a"), "1");
+        bound.spec = Some(Default::default());
+        writer.apply_watcher_event(&watcher::Event::Apply(bound));
+        writer.apply_watcher_event(&watcher::Event::Apply(with_uid(pod("b"), "3")));
+
+        // In the cache with its uid: the cached object, newer than the one told.
+        match resolve(&reader, Arc::new(with_uid(pod("a"), "1"))) {
+            Change::Applied(latest) => assert!(latest.spec.is_some()),
+            other => panic!("expected the cached pod, got {other:?}"),
+        }
+        // Not in the cache: deleted.
+        match resolve(&reader, Arc::new(with_uid(pod("c"), "4"))) {
+            Change::Deleted(gone) => assert_eq!(gone.metadata.uid.as_deref(), Some("4")),
+            other => panic!("expected a deletion, got {other:?}"),
+        }
+        // Another object of the same name now: the one told is gone.
+        match resolve(&reader, Arc::new(with_uid(pod("b"), "2"))) {
+            Change::Deleted(gone) => assert_eq!(gone.metadata.uid.as_deref(), Some("2")),
+            other => panic!("expected a deletion, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_hears_the_first_list_then_synced_then_each_change() {
+        let mut writer = reflector::store::Writer::<Pod>::default();
+        let reader = writer.as_reader();
+        let (mut tx, rx) = mpsc::channel(8);
+        let mut changes = Box::pin(changes(reader, rx));
+        // Nothing before the first list is complete.
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(with_uid(pod("a"), "1")));
+        writer.apply_watcher_event(&watcher::Event::InitApply(with_uid(pod("b"), "2")));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), changes.next())
+                .await
+                .is_err()
+        );
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        writer.apply_watcher_event(&watcher::Event::Delete(with_uid(pod("a"), "1")));
+        tx.send(Arc::new(with_uid(pod("a"), "1")))
+            .await
+            .expect("sent");
+        drop(tx);
+        let told: Vec<String> = changes.map(|c| told(&c)).collect().await;
+        // The cache was read after the deletion: "a" is not in the first list.
+        assert_eq!(told, ["applied b", "synced", "deleted a"]);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@
 //!   and orphan deletes;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
-//! them), [`controller_ref`] (adoption and release) and [`recorder`].
+//! them and the scheduler), [`controller_ref`] (adoption and release) and [`recorder`].
 
 pub mod controller_ref;
 pub mod deployment;

@@ -69,7 +69,7 @@ pub fn run(
         client,
         config,
         nodes: informers.nodes.reader(),
-        leases: informers.node_leases.reader(),
+        leases: informers.leases.reader(),
         heard: HashMap::new(),
     };
     async move {

@@ -1,7 +1,8 @@
-//! The scheduler: watches nodes and unbound pods through the API server and binds each pod to
-//! the best node that can run it — kube-scheduler's loop, with every feasible node scored.
+//! The scheduler: follows nodes and unbound pods through the master's shared informers and
+//! binds each pod to the best node that can run it — kube-scheduler's loop, with every
+//! feasible node scored.
 //!
-//! One module per concern: `informer` turns watches into [`Update`]s; `cache` keeps the
+//! One module per concern: `informer` turns the shared informers' changes into [`Update`]s; `cache` keeps the
 //! cluster in a columnar layout (nodes, the pods on them, assumed pods, Services); `queue`
 //! orders waiting pods and backs off those that do not fit; `filter` and `score` are the
 //! plugins, `schedule_one` the decision over them; `bind` writes the Binding; `events` the
@@ -32,9 +33,10 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::controllers::informers::Informers;
 use bind::BindOutcome;
 use cache::NodeCache;
-use informer::{Kind, Update};
+use informer::{Feeds, Kind, Update};
 use pod_info::PodInfo;
 use queue::{QueueConfig, SchedulingQueue};
 use schedule_one::Scratch;
@@ -189,7 +191,7 @@ impl Scheduler {
         &self.queue
     }
 
-    /// Whether every watch has listed once.
+    /// Whether the Node, Pod and Service informers have each listed once.
     pub fn synced(&self) -> bool {
         [Kind::Node, Kind::Pod, Kind::Service]
             .iter()
@@ -218,10 +220,9 @@ impl Scheduler {
             Update::ServiceDeleted { namespace, name } => {
                 self.cache.remove_service(&namespace, &name)
             }
-            Update::Listed { kind, keys } => {
-                self.forget_unlisted(kind, &keys, now);
+            Update::Synced(kind) => {
                 if self.synced.insert(kind) {
-                    debug!(?kind, objects = keys.len(), "listed");
+                    debug!(?kind, "synced");
                 }
             }
             Update::BindDone { uid, node, outcome } => {
@@ -273,49 +274,6 @@ impl Scheduler {
         {
             // An assumed pod whose binding is in flight is only refreshed, not queued again.
             self.queue.add(info, now);
-        }
-    }
-
-    fn forget_unlisted(&mut self, kind: Kind, keys: &HashSet<String>, now: Instant) {
-        match kind {
-            Kind::Node => {
-                let gone: Vec<String> = self
-                    .cache
-                    .node_names()
-                    .filter(|n| !keys.contains(*n))
-                    .map(str::to_string)
-                    .collect();
-                for name in gone {
-                    self.cache.remove_node(&name);
-                }
-            }
-            Kind::Pod => {
-                let gone: Vec<String> = self
-                    .cache
-                    .pods()
-                    .map(|p| &p.info.uid)
-                    .filter(|uid| !keys.contains(*uid))
-                    .cloned()
-                    .collect();
-                let freed = !gone.is_empty();
-                for uid in gone {
-                    self.cache.remove_pod(&uid);
-                    self.queue.remove(&uid);
-                }
-                self.queue.retain(|uid| keys.contains(uid));
-                if freed {
-                    self.queue.move_all_to_active_or_backoff(now);
-                }
-            }
-            Kind::Service => {
-                for key in self.cache.service_keys() {
-                    if !keys.contains(&key)
-                        && let Some((namespace, name)) = key.split_once('/')
-                    {
-                        self.cache.remove_service(namespace, name);
-                    }
-                }
-            }
         }
     }
 
@@ -408,15 +366,27 @@ impl Scheduler {
     }
 }
 
-/// Runs the scheduler against the API server `client` talks to until `shutdown` completes.
-/// Must be called on a tokio runtime (its watches and bindings run there).
-pub async fn run(
+/// The scheduler on the shared informers (it subscribes now, before they start): binds
+/// through `client` until `shutdown` completes. Must run on a tokio runtime (its feeds and
+/// bindings run there).
+pub fn run(
     client: kube::Client,
     config: SchedulerConfig,
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+    let feeds = Feeds::subscribe(informers);
+    run_on(client, config, feeds, shutdown)
+}
+
+async fn run_on(
+    client: kube::Client,
+    config: SchedulerConfig,
+    feeds: Feeds,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let informers = informer::spawn(&client, &tx);
+    let informers = feeds.spawn(&tx);
     let dispatcher = Dispatcher {
         recorder: events::recorder(&client, &config.instance),
         client,
@@ -607,13 +577,7 @@ mod tests {
     fn synced(now: Instant) -> Scheduler {
         let mut s = Scheduler::new(SchedulerConfig::default());
         for kind in [Kind::Node, Kind::Pod, Kind::Service] {
-            s.handle(
-                Update::Listed {
-                    kind,
-                    keys: HashSet::new(),
-                },
-                now,
-            );
+            s.handle(Update::Synced(kind), now);
         }
         s
     }
@@ -632,15 +596,11 @@ mod tests {
         s.handle(Update::Node(node("a", 1000)), now);
         s.handle(Update::Pod(Arc::new(pod("p", 100))), now);
         assert!(s.next_action(now).is_none());
-        for kind in [Kind::Node, Kind::Pod, Kind::Service] {
-            s.handle(
-                Update::Listed {
-                    kind,
-                    keys: HashSet::from(["a".to_string(), "p".to_string()]),
-                },
-                now,
-            );
+        for kind in [Kind::Node, Kind::Pod] {
+            s.handle(Update::Synced(kind), now);
         }
+        assert!(s.next_action(now).is_none(), "Services not synced yet");
+        s.handle(Update::Synced(Kind::Service), now);
         assert_eq!(bind_target(s.next_action(now)).as_deref(), Some("a"));
     }
 
@@ -739,7 +699,12 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_forgets_what_disappeared() {
+    fn what_a_relist_lost_is_forgotten() {
+        use k8s_openapi::api::core::v1::{Node, Pod};
+        use kube::runtime::reflector::store::Writer;
+
+        use crate::controllers::informers::resolve;
+
         let now = Instant::now();
         let mut s = synced(now);
         s.handle(Update::Node(node("a", 1000)), now);
@@ -748,20 +713,26 @@ mod tests {
         bound.node_name = Some("a".into());
         s.handle(Update::Pod(Arc::new(bound)), now);
         s.handle(Update::Pod(Arc::new(pod("q", 100))), now);
-        s.handle(
-            Update::Listed {
-                kind: Kind::Node,
-                keys: HashSet::from(["b".to_string()]),
-            },
-            now,
-        );
-        s.handle(
-            Update::Listed {
-                kind: Kind::Pod,
-                keys: HashSet::new(),
-            },
-            now,
-        );
+        // The informers relisted: node "a" and both pods are gone from their caches, and
+        // each is told as a changed object.
+        let mut b = Node::default();
+        b.metadata.name = Some("b".into());
+        let mut nodes = Writer::default();
+        nodes.apply_watcher_event(&kube::runtime::watcher::Event::Apply(b));
+        let nodes = nodes.as_reader();
+        let pods = Writer::<Pod>::default().as_reader();
+        let mut a = Node::default();
+        a.metadata.name = Some("a".into());
+        let update = informer::node_update(resolve(&nodes, Arc::new(a))).expect("an update");
+        s.handle(update, now);
+        for uid in ["p", "q"] {
+            let mut gone = Pod::default();
+            gone.metadata.name = Some(uid.into());
+            gone.metadata.namespace = Some("default".into());
+            gone.metadata.uid = Some(uid.into());
+            let update = informer::pod_update(resolve(&pods, Arc::new(gone))).expect("an update");
+            s.handle(update, now);
+        }
         assert_eq!(s.cache().node_count(), 1);
         assert!(s.cache().pod("p").is_none());
         assert!(!s.queue().contains("q"));

@@ -22,15 +22,15 @@ pub(super) struct Item {
 }
 
 impl Item {
-    pub(super) fn from_meta(kind: usize, meta: ObjectMeta) -> Option<Self> {
+    pub(super) fn from_meta(kind: usize, meta: &ObjectMeta) -> Option<Self> {
         Some(Self {
             kind,
-            namespace: meta.namespace,
-            name: meta.name?,
-            uid: meta.uid?,
-            owners: meta.owner_references.unwrap_or_default(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone()?,
+            uid: meta.uid.clone()?,
+            owners: meta.owner_references.clone().unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
-            finalizers: meta.finalizers.unwrap_or_default(),
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
         })
     }
 

@@ -1,19 +1,17 @@
-//! The monitors that feed the graph (Kubernetes' `graph_builder.go`): the kinds watched,
-//! one watch per kind, and each watch event applied to the graph.
+//! The monitors that feed the graph (Kubernetes' `graph_builder.go`): the kinds monitored,
+//! each followed through the master's informer of that kind, and each change applied to the
+//! graph.
 
-use std::collections::HashSet;
+use std::fmt::Debug;
 
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ReplicationController, Secret};
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
-use tracing::{info, warn};
+use kube::api::ApiResource;
+use tracing::info;
 
 use super::Collector;
 use super::graph::Item;
+use crate::controllers::informers::{Change, Informer, Informers};
 
 /// A kind of object the collector can read and write.
 #[derive(Clone, Debug)]
@@ -40,19 +38,41 @@ impl Kind {
     }
 }
 
-/// The kinds the collector watches: those with owners or dependents in skiff.
-pub(super) fn monitored_kinds() -> Vec<Kind> {
-    vec![
-        Kind::of::<Pod>(true),
-        Kind::of::<ReplicaSet>(true),
-        Kind::of::<Deployment>(true),
-        Kind::of::<ReplicationController>(true),
-        Kind::of::<ConfigMap>(true),
-        Kind::of::<Secret>(true),
-        // Node agents make their Node the owner of their Lease and of their mirror pods.
-        Kind::of::<Node>(false),
-        Kind::of::<Lease>(true),
-    ]
+/// The kinds the collector monitors (those with owners or dependents in skiff), each with
+/// its changes; the stream tells each change with the index of its kind.
+pub(super) fn monitors(informers: &mut Informers) -> (Vec<Kind>, BoxStream<'static, KindEvent>) {
+    let mut monitors = Monitors::default();
+    monitors.add(&mut informers.pods, true);
+    monitors.add(&mut informers.replica_sets, true);
+    monitors.add(&mut informers.deployments, true);
+    monitors.add(&mut informers.replication_controllers, true);
+    monitors.add(&mut informers.config_maps, true);
+    monitors.add(&mut informers.secrets, true);
+    // Node agents make their Node the owner of their Lease and of their mirror pods.
+    monitors.add(&mut informers.nodes, false);
+    monitors.add(&mut informers.leases, true);
+    (monitors.kinds, stream::select_all(monitors.changes).boxed())
+}
+
+#[derive(Default)]
+struct Monitors {
+    kinds: Vec<Kind>,
+    changes: Vec<BoxStream<'static, KindEvent>>,
+}
+
+impl Monitors {
+    fn add<K>(&mut self, informer: &mut Informer<K>, namespaced: bool)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    {
+        let index = self.kinds.len();
+        self.kinds.push(Kind::of::<K>(namespaced));
+        let changes = informer
+            .changes()
+            .filter_map(move |change| std::future::ready(observed(index, &change)))
+            .map(move |observed| (index, observed));
+        self.changes.push(changes.boxed());
+    }
 }
 
 /// The group of an `apiVersion`: `apps` of `apps/v1`, empty for `v1`.
@@ -60,78 +80,48 @@ pub(super) fn group_of(api_version: &str) -> &str {
     api_version.split_once('/').map_or("", |(group, _)| group)
 }
 
-/// One watch event, of the monitored kind at this index.
-pub(super) type KindEvent = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>);
+/// What a monitor tells the graph.
+#[derive(Debug, PartialEq)]
+pub(super) enum Observed {
+    /// An object as it is now.
+    Applied(Item),
+    /// The object with this uid is gone.
+    Removed(String),
+    /// Every object of the kind has been told once.
+    Synced,
+}
+
+/// What a monitor tells, of the monitored kind at this index.
+pub(super) type KindEvent = (usize, Observed);
+
+/// What an informer's change tells the graph (nothing of an object without name or uid).
+pub(super) fn observed<K: kube::Resource>(index: usize, change: &Change<K>) -> Option<Observed> {
+    match change {
+        Change::Applied(object) => Item::from_meta(index, object.meta()).map(Observed::Applied),
+        Change::Deleted(object) => object.meta().uid.clone().map(Observed::Removed),
+        Change::Synced => Some(Observed::Synced),
+    }
+}
 
 impl Collector {
-    pub(super) fn watches(&self) -> BoxStream<'static, KindEvent> {
-        let streams = self.kinds.iter().enumerate().map(|(index, kind)| {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .map(move |event| (index, event))
-                .boxed()
-        });
-        stream::select_all(streams).boxed()
-    }
-
-    /// Brings the graph up to date with one watch event and queues what it may change.
-    pub(super) fn observe(&mut self, (index, event): KindEvent) {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
-                // The watcher retries by itself, with back-off.
-                warn!(kind = %self.kinds[index].resource.kind, "watching: {err}");
-                return;
-            }
-        };
-        let touched = match event {
-            watcher::Event::Init => {
-                self.listing[index] = Some(Vec::new());
-                Vec::new()
-            }
-            watcher::Event::InitApply(object) => {
-                if let Some(item) = Item::from_meta(index, object.metadata) {
-                    self.listing[index].get_or_insert_with(Vec::new).push(item);
-                }
-                Vec::new()
-            }
-            watcher::Event::InitDone => {
-                let listed = self.listing[index].take().unwrap_or_default();
-                let seen: HashSet<&str> = listed.iter().map(|i| i.uid.as_str()).collect();
-                let vanished: Vec<String> = self
-                    .graph
-                    .items
-                    .values()
-                    .filter(|i| i.kind == index && !seen.contains(i.uid.as_str()))
-                    .map(|i| i.uid.clone())
-                    .collect();
-                let mut touched = Vec::new();
-                for uid in vanished {
-                    touched.extend(self.graph.remove(&uid));
-                }
-                for item in listed {
-                    touched.extend(self.graph.apply(item));
-                }
+    /// Brings the graph up to date with one change and queues what it may change.
+    pub(super) fn observe(&mut self, (index, observed): KindEvent) {
+        let touched = match observed {
+            Observed::Applied(item) => self.graph.apply(item),
+            Observed::Removed(uid) => self.graph.remove(&uid),
+            Observed::Synced => {
                 let first = !self.synced.iter().all(|s| *s);
                 self.synced[index] = true;
                 if first && self.synced.iter().all(|s| *s) {
                     info!(
                         objects = self.graph.items.len(),
-                        "garbage collector synced: every watch has listed"
+                        "garbage collector synced: every monitored kind has listed"
                     );
-                    touched.extend(self.graph.items.keys().cloned());
+                    self.graph.items.keys().cloned().collect()
+                } else {
+                    Vec::new()
                 }
-                touched
             }
-            watcher::Event::Apply(object) => Item::from_meta(index, object.metadata)
-                .map(|item| self.graph.apply(item))
-                .unwrap_or_default(),
-            watcher::Event::Delete(object) => object
-                .metadata
-                .uid
-                .map(|uid| self.graph.remove(&uid))
-                .unwrap_or_default(),
         };
         for uid in touched {
             self.queue.add(uid);
@@ -141,7 +131,69 @@ impl Collector {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
+
     use super::*;
+
+    fn meta(name: &str, uid: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            uid: uid.map(str::to_string),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "rs-1".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_informer_change_becomes_an_item_or_a_removal() {
+        let pod = Arc::new(Pod {
+            metadata: meta("p", Some("p-1")),
+            ..Default::default()
+        });
+        match observed(3, &Change::Applied(pod.clone())) {
+            Some(Observed::Applied(item)) => {
+                assert_eq!((item.kind, item.uid.as_str()), (3, "p-1"));
+                assert_eq!(item.owners[0].uid, "rs-1");
+            }
+            other => panic!("expected an item, got {other:?}"),
+        }
+        assert_eq!(
+            observed(3, &Change::Deleted(pod)),
+            Some(Observed::Removed("p-1".into()))
+        );
+        assert_eq!(observed::<Pod>(3, &Change::Synced), Some(Observed::Synced));
+        // A metadata-only informer's object reads the same.
+        let config_map: Arc<PartialObjectMeta<ConfigMap>> =
+            Arc::new(meta("c", Some("c-1")).into_request_partial());
+        assert!(matches!(
+            observed(4, &Change::Applied(config_map)),
+            Some(Observed::Applied(Item { kind: 4, .. }))
+        ));
+        // Without a uid there is nothing to key it by.
+        let nameless = Arc::new(Pod {
+            metadata: meta("q", None),
+            ..Default::default()
+        });
+        assert_eq!(observed(3, &Change::Applied(nameless)), None);
+    }
+
+    #[test]
+    fn metadata_only_kinds_keep_their_api_resource() {
+        let kind = Kind::of::<PartialObjectMeta<ReplicaSet>>(true);
+        assert_eq!(kind.resource, ApiResource::erase::<ReplicaSet>(&()));
+    }
 
     #[test]
     fn owner_references_match_kinds_by_group_not_version() {

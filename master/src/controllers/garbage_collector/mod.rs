@@ -14,11 +14,14 @@
 //! - an owner being deleted with the finalizer `orphan` has its reference removed from every
 //!   dependent, then loses the finalizer.
 //!
-//! The collector keeps a graph of owners and dependents, fed by one watch per kind it
-//! monitors (pods, replica sets, deployments, replication controllers, config maps, secrets,
-//! and the nodes and leases the node agents tie together). It does nothing until every
-//! watch has listed once, so a dependent is never judged on a partial picture, and it
-//! confirms that an owner is gone with a GET of the owner before it deletes anything.
+//! The collector keeps a graph of owners and dependents, fed by the master's informers of the
+//! kinds it monitors (pods, replica sets, deployments, replication controllers, config maps,
+//! secrets, and the nodes and leases the node agents tie together): the shared informers
+//! the controllers and the scheduler read too, and metadata-only ones for the kinds nothing
+//! else reads, as kube-controller-manager's collector takes typed informers where they exist
+//! and metadata informers for the rest. It does nothing until every monitored kind has
+//! listed once, so a dependent is never judged on a partial picture, and it confirms that
+//! an owner is gone with a GET of the owner before it deletes anything.
 //! Owners of kinds it does not watch are only ever looked up that way (the kind found
 //! through discovery); an owner whose kind the API server does not serve counts as present.
 //!
@@ -34,6 +37,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, GroupVersionKind, Preconditions};
@@ -45,8 +49,9 @@ use skiff_api::meta::{
     FINALIZER_DELETE_DEPENDENTS, FINALIZER_ORPHAN_DEPENDENTS, PropagationPolicy,
 };
 
+use super::informers::Informers;
 use graph::{Graph, Item};
-use graph_builder::{Kind, monitored_kinds};
+use graph_builder::{Kind, KindEvent, monitors};
 
 /// How often every object is looked at again, for owners of kinds without a watch (their
 /// deletion sends no event) and anything a lost event left behind.
@@ -72,16 +77,21 @@ pub enum Error {
     Contended(String),
 }
 
-/// Runs the garbage collector until `shutdown` resolves.
-pub async fn run(
+/// The garbage collector on the master's informers (it subscribes now, before they start);
+/// it runs until `shutdown` resolves.
+pub fn run(
     client: kube::Client,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), kube::Error> {
-    let collector = Collector::new(client);
-    info!(kinds = collector.kinds.len(), "garbage collector started");
-    tokio::select! {
-        () = collector.run() => Ok(()),
-        () = shutdown => Ok(()),
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (kinds, events) = monitors(informers);
+    let collector = Collector::new(client, kinds);
+    async move {
+        info!(kinds = collector.kinds.len(), "garbage collector started");
+        tokio::select! {
+            () = collector.run(events) => {}
+            () = shutdown => {}
+        }
     }
 }
 
@@ -202,10 +212,8 @@ struct Collector {
     kinds: Vec<Kind>,
     graph: Graph,
     queue: WorkQueue,
-    /// Per monitored kind: whether its watch has listed once.
+    /// Per monitored kind: whether its informer has listed once.
     synced: Vec<bool>,
-    /// Per monitored kind: the objects of a (re)list in progress.
-    listing: Vec<Option<Vec<Item>>>,
     /// Owner uids a GET found gone.
     absent_owners: HashSet<String>,
     /// Kinds without a watch, found through discovery (`None`: not served).
@@ -213,11 +221,9 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(client: kube::Client) -> Self {
-        let kinds = monitored_kinds();
+    fn new(client: kube::Client, kinds: Vec<Kind>) -> Self {
         Self {
             synced: vec![false; kinds.len()],
-            listing: vec![None; kinds.len()],
             client,
             kinds,
             graph: Graph::default(),
@@ -227,8 +233,7 @@ impl Collector {
         }
     }
 
-    async fn run(mut self) {
-        let mut events = self.watches();
+    async fn run(mut self, mut events: BoxStream<'static, KindEvent>) {
         let mut resync = tokio::time::interval_at(Instant::now() + RESYNC_PERIOD, RESYNC_PERIOD);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -572,7 +577,8 @@ mod tests {
     #[allow(dead_code)]
     fn runs_as_a_spawned_task(client: kube::Client) {
         fn spawnable<T: Send + 'static>(_: T) {}
-        spawnable(run(client, async {}));
+        let mut informers = Informers::new(&client);
+        spawnable(run(client, &mut informers, async {}));
     }
 
     #[test]
