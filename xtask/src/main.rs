@@ -7,6 +7,7 @@
 
 mod bench;
 mod cargo;
+mod codegen;
 mod process;
 mod run;
 mod setup;
@@ -59,6 +60,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Generate the tables kept of Kubernetes' API types (the protobuf schema, the
+    /// strategic-merge patch strategies) from their inputs; `--check` only checks them.
+    Codegen(codegen::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
             test(&args)
         }
         Command::Bench { name, args } => bench::run(name.as_deref(), &args),
+        Command::Codegen(args) => codegen::run(&args, &repo_root()),
     };
     match result {
         Ok(code) => code,
