@@ -4,9 +4,11 @@
 //! - `run`: builds and starts a cluster, prints the `KUBECONFIG` to use, stops it on Ctrl-C.
 //! - `test`: the whole test suite (what CI runs).
 //! - `bench <name>`: one of the benchmarks.
+//! - `codegen [--check]`: writes (or checks) the tables generated from Kubernetes' API.
 
 mod bench;
 mod cargo;
+mod codegen;
 mod features;
 mod process;
 mod run;
@@ -60,6 +62,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Generate the tables kept of Kubernetes' API types (the protobuf schema, the
+    /// strategic-merge patch strategies) from their inputs; `--check` only checks them.
+    Codegen(codegen::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
             test(&args)
         }
         Command::Bench { name, args } => bench::run(name.as_deref(), &args),
+        Command::Codegen(args) => codegen::run(&args, &repo_root()),
     };
     match result {
         Ok(code) => code,

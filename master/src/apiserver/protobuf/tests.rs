@@ -639,6 +639,30 @@ fn go_zero_values_are_left_out_unless_the_field_is_a_pointer() {
 }
 
 #[test]
+fn a_zero_max_unavailable_is_kept_as_go_keeps_a_set_pointer() {
+    // `maxUnavailable` is a `*IntOrString`: 0 means no pod may be down, not "unset" (25%).
+    let deployment = apps::Deployment {
+        metadata: metadata("d"),
+        spec: Some(apps::DeploymentSpec {
+            strategy: Some(apps::DeploymentStrategy {
+                r#type: s("RollingUpdate"),
+                rolling_update: Some(apps::RollingUpdateDeployment {
+                    max_unavailable: int(0),
+                    max_surge: int(1),
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let decoded = decode(&body("apps/v1", "Deployment", &deployment)).unwrap();
+    assert_eq!(
+        decoded["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
+    );
+}
+
+#[test]
 fn a_service_port_is_a_number_or_a_name_and_an_unset_target_port_is_left_out() {
     let service = core::Service {
         metadata: metadata("web"),
