@@ -472,7 +472,10 @@ async fn gets_with_a_resource_version_are_served_from_the_watch_cache() {
     )
     .await;
     assert_eq!(code, 200, "{got}");
-    assert_eq!(got, updated, "the cache serves the same object as the store");
+    assert_eq!(
+        got, updated,
+        "the cache serves the same object as the store"
+    );
     // `0`: any state the cache has; by now it has the update too.
     let (code, any) = send(
         &master,
@@ -484,7 +487,13 @@ async fn gets_with_a_resource_version_are_served_from_the_watch_cache() {
     assert_eq!(code, 200, "{any}");
     assert_eq!(any["metadata"]["resourceVersion"], json!(rv));
     // No resourceVersion: a quorum read from the store, the same object.
-    let (code, quorum) = send(&master, reqwest::Method::GET, &format!("{path}/cached"), None).await;
+    let (code, quorum) = send(
+        &master,
+        reqwest::Method::GET,
+        &format!("{path}/cached"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{quorum}");
     assert_eq!(quorum, updated);
 

@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             test(&args)
         }
         Command::Bench { name, args } => bench::run(name.as_deref(), &args),
-        Command::Codegen(args) => codegen::run(&args, &repo_root()),
+        Command::Codegen(args) => codegen::run(&args, &workspace::root()),
     };
     match result {
         Ok(code) => code,
