@@ -1,7 +1,8 @@
 //! Building the workspace's programs. Every entry point (`cargo xtask run`, `test`, `bench`
-//! and the harness when a test runs alone) builds with `--workspace`, so cargo resolves one
-//! feature set for every dependency and a warm build compiles each crate once, not once per
-//! command (`cargo xtask test` checks that the dev-dependencies add no features either).
+//! and the harness when a test runs alone) builds with `--workspace` (and `--bin` for the
+//! programs it runs), so cargo resolves one feature set for every dependency and a warm build
+//! compiles each crate once per profile, not once per command (`cargo xtask test` checks that
+//! the dev-dependencies add no features either).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -46,12 +47,19 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// `cargo build --workspace --bins` for `profile`, with cargo's progress and diagnostics on
-/// stderr. Returns every executable built, by name (`skiff-master`, `skiff-node`, ...), at
-/// the path cargo reports, so any target-dir setting is honoured.
-pub fn build_binaries(profile: Profile) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// `cargo build --workspace --bin <name>...` for `profile`, with cargo's progress and
+/// diagnostics on stderr: only the programs named are compiled, with the features the whole
+/// workspace resolves. Returns each executable by name (`skiff-master`, `skiff-node`) at the
+/// path cargo reports, so any target-dir setting is honoured.
+pub fn build_binaries(
+    profile: Profile,
+    names: &[&str],
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut cmd = cargo();
-    cmd.args(["build", "--workspace", "--bins"]);
+    cmd.args(["build", "--workspace"]);
+    for name in names {
+        cmd.args(["--bin", name]);
+    }
     if profile == Profile::Release {
         cmd.arg("--release");
     }
@@ -74,7 +82,10 @@ pub fn build_binaries(profile: Profile) -> anyhow::Result<BTreeMap<String, PathB
     }
     let status = child.wait().context("waiting for cargo build")?;
     if !status.success() {
-        bail!("cargo build --workspace --bins failed ({status})");
+        bail!(
+            "cargo build --workspace --bin {} failed ({status})",
+            names.join(" --bin ")
+        );
     }
     Ok(executables)
 }
@@ -83,7 +94,7 @@ pub fn build_binaries(profile: Profile) -> anyhow::Result<BTreeMap<String, PathB
 pub fn binary(built: &BTreeMap<String, PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     built.get(name).cloned().with_context(|| {
         format!(
-            "cargo build --workspace --bins built no {name} (built: {:?})",
+            "cargo build --workspace built no {name} (built: {:?})",
             built.keys().collect::<Vec<_>>()
         )
     })
