@@ -14,8 +14,10 @@
 //! for a stream of changed objects, [`Informer::reader`] for the cache, [`Informer::changes`]
 //! for both judged together); [`Informers::run`] then drives one watch per resource that
 //! anyone asked for, with kube-runtime's back-off on errors and a relist when the watch
-//! expires. Subscribers must keep polling their streams: a full buffer holds the watch back
-//! until they do (backpressure, not loss).
+//! expires. Each subscriber has an unbounded queue of its own, as each listener of a client-go
+//! shared informer does: a slow subscriber (the garbage collector during a burst of pods)
+//! falls behind on its own instead of holding the watch, and with it the scheduler, back. A
+//! queue holds `Arc`s of objects the cache already has, so a backlog costs pointers.
 //!
 //! kube-runtime's own shared reflectors (`store_shared`) are not used: they pass on created
 //! and updated objects only, so a deleted pod would never wake its ReplicaSet. Here a deleted
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
-use futures::{FutureExt, SinkExt, Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ReplicationController, Secret, Service};
@@ -43,9 +45,6 @@ use tracing::debug;
 /// How often [`synced`] looks whether a cache has its first list.
 const SYNC_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Changed objects buffered per subscriber before the watch waits for it.
-const BUFFER: usize = 1024;
-
 /// A watch's events, with kube-runtime's back-off between failed attempts.
 type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
@@ -57,7 +56,7 @@ where
     events: Events<K>,
     reader: Store<K>,
     writer: reflector::store::Writer<K>,
-    subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
     wanted: bool,
 }
 
@@ -130,7 +129,7 @@ where
     /// is no longer in the cache when it arrives), from the time the informers start.
     pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         self.wanted = true;
-        let (tx, rx) = mpsc::channel(BUFFER);
+        let (tx, rx) = mpsc::unbounded();
         self.subscribers.push(tx);
         rx
     }
@@ -150,7 +149,7 @@ where
             mut events,
             reader,
             mut writer,
-            mut subscribers,
+            subscribers,
             wanted,
         } = self;
         if !wanted {
@@ -171,9 +170,9 @@ where
                 };
                 let touched = apply(&mut writer, &reader, &mut before, event);
                 for object in touched {
-                    for subscriber in &mut subscribers {
+                    for subscriber in &subscribers {
                         // A subscriber that is gone (its controller stopped) is skipped.
-                        let _ = subscriber.send(object.clone()).await;
+                        let _ = subscriber.unbounded_send(object.clone());
                     }
                 }
             }
@@ -350,6 +349,8 @@ impl Informers {
 
 #[cfg(test)]
 mod tests {
+    use futures::SinkExt;
+
     use super::*;
 
     fn pod(name: &str) -> Pod {
