@@ -1,34 +1,29 @@
 //! The workspace's programs the harness runs (`skiff-master`, `skiff-node`): the ones beside
 //! the running test or bench binary (so `cargo test` runs the debug build and `cargo bench`
-//! the release one), brought up to date by one `cargo build --workspace --bin <name>` per
-//! program and process (a no-op after `cargo xtask test`, which builds the same way), or the
-//! one an environment variable names.
+//! the release one), brought up to date by one workspace build per process
+//! ([`workspace::build_binaries`], a no-op after `cargo xtask test`, which builds the same
+//! way), or the one an environment variable names.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use skiff_tooling::workspace::{self, Profile};
 
 /// The program `name`: `$<env>` if set, else the workspace's build of it.
 pub fn binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
-    // One build per program and process; held while building, so concurrent tests wait.
-    static BUILT: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+    static BUILT: OnceLock<Result<BTreeMap<String, PathBuf>, String>> = OnceLock::new();
     if let Some(binary) = std::env::var_os(env) {
         return Ok(PathBuf::from(binary));
     }
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    built
-        .entry(name.to_owned())
-        .or_insert_with(|| {
-            workspace::build_binaries(Profile::of_dir(&profile_dir()), &[name])
-                .and_then(|built| workspace::binary(&built, name))
+    let built = BUILT
+        .get_or_init(|| {
+            workspace::build_binaries(Profile::of_dir(&profile_dir()))
                 .map_err(|err| format!("{err:#}"))
         })
-        .clone()
-        .map_err(anyhow::Error::msg)
+        .as_ref()
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    workspace::binary(built, name)
 }
 
 /// `<target dir>/<profile>`: where the running test binary lives (`.../debug/deps/x-hash`),

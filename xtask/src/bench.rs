@@ -71,8 +71,8 @@ pub fn run(name: Option<&str>, args: &[String]) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
     if bench.starts_master {
-        step("building skiff-master (release)");
-        workspace::build_binaries(Profile::Release, &["skiff-master"])?;
+        step("building the workspace (release)");
+        workspace::build_binaries(Profile::Release)?;
     }
     step(&format!("benchmark {}", bench.name));
     // `--workspace`: the same feature set as every other build (see skiff_tooling::workspace).

@@ -107,7 +107,7 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     step("one feature set for every build");
     features::check()?;
     step("building the workspace (debug)");
-    workspace::build_binaries(Profile::Debug, &["skiff-master", "skiff-node"])?;
+    workspace::build_binaries(Profile::Debug)?;
     step("cargo test --workspace");
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.iter().map(String::as_str));

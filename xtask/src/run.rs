@@ -57,7 +57,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     } else {
         "building the workspace (debug)"
     });
-    let built = workspace::build_binaries(profile, &["skiff-master", "skiff-node"])?;
+    let built = workspace::build_binaries(profile)?;
     let master_bin = workspace::binary(&built, "skiff-master")?;
     let node_bin = workspace::binary(&built, "skiff-node")?;
 

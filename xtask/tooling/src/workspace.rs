@@ -1,8 +1,8 @@
 //! Building the workspace's programs. Every entry point (`cargo xtask run`, `test`, `bench`
-//! and the harness when a test runs alone) builds with `--workspace` (and `--bin` for the
-//! programs it runs), so cargo resolves one feature set for every dependency and a warm build
-//! compiles each crate once per profile, not once per command (`cargo xtask test` checks that
-//! the dev-dependencies add no features either).
+//! and the harness when a test runs alone) builds the same way ([`build_binaries`]), so cargo
+//! resolves one feature set for every dependency and a warm build compiles each crate once
+//! per profile, not once per command (`cargo xtask test` checks that the dev-dependencies add
+//! no features either).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -47,19 +47,18 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// `cargo build --workspace --bin <name>...` for `profile`, with cargo's progress and
-/// diagnostics on stderr: only the programs named are compiled, with the features the whole
-/// workspace resolves. Returns each executable by name (`skiff-master`, `skiff-node`) at the
-/// path cargo reports, so any target-dir setting is honoured.
-pub fn build_binaries(
-    profile: Profile,
-    names: &[&str],
-) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// `cargo build --workspace --lib --bins` for `profile`, with cargo's progress and
+/// diagnostics on stderr. Returns every executable built, by name (`skiff-master`,
+/// `skiff-node`, ...), at the path cargo reports, so any target-dir setting is honoured.
+///
+/// Every library and program, not only those a command runs: the test build has them all,
+/// and a build with fewer is a different graph to cargo even with the same features (without
+/// xtask, whose codegen needs syn, proc-macro2 and unicode-ident are host-only; without the
+/// harness's build script, the host's serde_json differs), which gives proc-macros and every
+/// crate above them (serde, tokio, kube, ...) other hashes: the tree would be compiled twice.
+pub fn build_binaries(profile: Profile) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut cmd = cargo();
-    cmd.args(["build", "--workspace"]);
-    for name in names {
-        cmd.args(["--bin", name]);
-    }
+    cmd.args(["build", "--workspace", "--lib", "--bins"]);
     if profile == Profile::Release {
         cmd.arg("--release");
     }
@@ -82,10 +81,7 @@ pub fn build_binaries(
     }
     let status = child.wait().context("waiting for cargo build")?;
     if !status.success() {
-        bail!(
-            "cargo build --workspace --bin {} failed ({status})",
-            names.join(" --bin ")
-        );
+        bail!("cargo build --workspace --lib --bins failed ({status})");
     }
     Ok(executables)
 }
