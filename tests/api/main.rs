@@ -5,6 +5,7 @@
 mod bad_input;
 mod kube_client;
 mod kubectl;
+mod protobuf;
 mod python_client;
 mod restart;
 mod semantics;

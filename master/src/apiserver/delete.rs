@@ -11,13 +11,13 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::field_error::FieldError;
-use super::objects;
-use super::request::{Query, Target};
+use super::request::{self, Query, Target};
+use super::{objects, protobuf};
 use super::resources::{RESOURCES, Resource};
 use super::status::ApiError;
 use super::{ApiServer, json_response, json_value};
@@ -92,8 +92,8 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// The options of a request: its query parameters, overridden by the fields of a
-    /// `DeleteOptions` body.
-    pub fn parse(query: &Query, body: &[u8]) -> Result<Self, ApiError> {
+    /// `DeleteOptions` body (JSON, YAML or protobuf, by its `media_type`).
+    pub fn parse(query: &Query, body: &[u8], media_type: &str) -> Result<Self, ApiError> {
         let mut opts = DeleteOptions {
             grace_period: query.int("gracePeriodSeconds")?,
             dry_run: query.dry_run()?,
@@ -108,8 +108,12 @@ impl DeleteOptions {
             Some(v) => Some(parse_bool("orphanDependents", v)?),
         };
         if body.iter().any(|b| !b.is_ascii_whitespace()) {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+            let v: Value = if media_type == protobuf::MEDIA_TYPE {
+                protobuf::decode(body).map_err(|e| e.to_string())
+            } else {
+                serde_json::from_slice(body).map_err(|e| e.to_string())
+            }
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
             if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
                 opts.grace_period = Some(g);
             }
@@ -213,9 +217,10 @@ impl ApiServer {
         self: &Arc<Self>,
         target: &Target,
         query: &Query,
+        headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let opts = DeleteOptions::parse(query, body)?;
+        let opts = DeleteOptions::parse(query, body, &request::content_type(headers))?;
         let name = target.name()?.to_string();
         let object = self
             .delete_object(target.resource, target.namespace.as_deref(), &name, &opts)
@@ -228,9 +233,10 @@ impl ApiServer {
         self: &Arc<Self>,
         target: &Target,
         query: &Query,
+        headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let opts = DeleteOptions::parse(query, body)?;
+        let opts = DeleteOptions::parse(query, body, &request::content_type(headers))?;
         let r = target.resource;
         let labels = query.label_selector()?;
         let fields = query.field_selector(r)?;
@@ -454,7 +460,7 @@ mod tests {
     }
 
     fn parse(query: &str, body: &str) -> Result<DeleteOptions, ApiError> {
-        DeleteOptions::parse(&Query::parse(Some(query))?, body.as_bytes())
+        DeleteOptions::parse(&Query::parse(Some(query))?, body.as_bytes(), "application/json")
     }
 
     #[test]

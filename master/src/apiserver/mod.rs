@@ -6,7 +6,9 @@
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
 //! through `kubelet_client`; `discovery` and `openapi` describe the API; `pki` and `auth`
 //! guard it; `resources` lists the served types and admits their objects; `watch_cache`
-//! follows the store once and serves every watcher from memory.
+//! follows the store once and serves every watcher from memory; `negotiation` picks the
+//! representation a client asks for (JSON, a Table, or `protobuf`, which also reads protobuf
+//! bodies).
 
 pub mod allocator;
 pub mod auth;
@@ -18,6 +20,7 @@ pub mod discovery;
 pub mod field_error;
 pub mod kubelet_client;
 pub mod metrics;
+pub mod negotiation;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -46,6 +49,7 @@ use serde_json::Value;
 use allocator::{NodePorts, ServiceIps};
 use kubelet_client::KubeletClient;
 use metrics::{Metrics, RequestInfo};
+use negotiation::Representation;
 use openapi::OpenApi;
 use request::{Query, Target};
 use status::ApiError;
@@ -83,6 +87,16 @@ pub fn json_response(code: StatusCode, body: impl Into<bytes::Bytes>) -> Respons
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A response in Kubernetes' protobuf encoding (a `k8s\0` body) with the given status.
+pub fn protobuf_response(code: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
+    let mut resp = (code, body.into()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(protobuf::MEDIA_TYPE),
     );
     resp
 }
@@ -183,17 +197,60 @@ impl ApiServer {
                 (Method::DELETE, true, None) => {
                     info.verb = "delete";
                     let body = request::read_body(body).await?;
-                    self.delete(&target, &query, &body).await
+                    self.delete(&target, &query, headers, &body).await
                 }
                 (Method::DELETE, false, None) => {
                     info.verb = "deletecollection";
                     let body = request::read_body(body).await?;
-                    self.delete_collection(&target, &query, &body).await
+                    self.delete_collection(&target, &query, headers, &body).await
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
         }
         .await;
+        // Reads write the representation asked for themselves; the other answers are JSON
+        // objects here, encoded again for a client that asks for protobuf.
+        let result = match result {
+            Ok(response) if !matches!(info.verb, "get" | "list" | "watch") => {
+                in_protobuf_if_asked(response, headers).await
+            }
+            other => other,
+        };
         (result, info)
+    }
+}
+
+/// A JSON object answer in Kubernetes' protobuf encoding when the request asks for it (an
+/// object whose kind has none stays JSON if the request also takes JSON, else 406). Errors
+/// stay JSON `Status` bodies, which Go clients read by their Content-Type.
+async fn in_protobuf_if_asked(response: Response, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let Ok(Representation::Protobuf { or_json }) = Representation::negotiate(accept) else {
+        return Ok(response);
+    };
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the answer: {e}")))?;
+    let object: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("the answer is not JSON: {e}")))?;
+    match protobuf::encode::body(&object) {
+        Ok(encoded) => Ok(protobuf_response(parts.status, encoded)),
+        Err(protobuf::ProtobufError::UnsupportedKind { .. }) if or_json => {
+            Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+        Err(protobuf::ProtobufError::UnsupportedKind { api_version, kind }) => {
+            Err(ApiError::NotAcceptable(format!(
+                "{kind} of {api_version} has no protobuf form; ask for application/json"
+            )))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }

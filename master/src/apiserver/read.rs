@@ -16,9 +16,11 @@ use super::objects;
 use super::request::{Query, Target};
 use super::resources::Resource;
 use super::status::ApiError;
+use super::negotiation::Representation;
+use super::protobuf::{self, encode};
 use super::table::{self, IncludeObject, TableVersion};
 use super::watch_cache::{CacheError, CachedEvent, CachedObject};
-use super::{ApiServer, json_response};
+use super::{ApiServer, json_response, protobuf_response};
 use crate::store::{EventKind, KeyValue, Revision};
 use skiff_api::selectors::{FieldSelector, LabelSelector};
 
@@ -70,25 +72,32 @@ impl Filter {
     }
 }
 
-/// How objects are written: as stored, or as rows of a `meta.k8s.io` Table (what kubectl
-/// asks for to print its columns).
+/// How objects are written: as stored (JSON), in Kubernetes' protobuf encoding (what Go
+/// clients ask for), or as rows of a `meta.k8s.io` Table (what kubectl asks for to print its
+/// columns).
 #[derive(Clone, Copy)]
 enum Render {
-    Objects,
+    Json,
+    Protobuf,
     Table(TableVersion, IncludeObject),
 }
 
 impl Render {
-    fn new(headers: &HeaderMap, query: &Query) -> Result<Self, ApiError> {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        Ok(match table::requested(accept) {
-            Some(version) => Render::Table(
+    fn new(headers: &HeaderMap, query: &Query, resource: &Resource) -> Result<Self, ApiError> {
+        Ok(match Representation::for_resource(headers, resource)? {
+            Representation::Json => Render::Json,
+            Representation::Protobuf { .. } => Render::Protobuf,
+            Representation::Table(version) => Render::Table(
                 version,
                 IncludeObject::parse(query.get("includeObject")).map_err(ApiError::BadRequest)?,
             ),
-            None => Render::Objects,
         })
     }
+}
+
+/// A cached object's protobuf message (500 when the object has no protobuf form).
+fn protobuf_of(object: &CachedObject) -> Result<&Bytes, ApiError> {
+    object.protobuf().map_err(|e| ApiError::Internal(e.to_owned()))
 }
 
 /// Cached objects, decoded with their resourceVersions.
@@ -119,16 +128,24 @@ impl ApiServer {
             Some(rv) => self.get_cached(target, rv).await?,
             None => CachedObject::new(self.current(target).await?),
         };
-        if let Render::Table(version, include) = Render::new(headers, query)? {
-            let decoded = decode_all(std::iter::once(&object))?;
-            let meta = json!({ "resourceVersion": object.kv.mod_revision.to_string() });
-            let t = table::table(target.resource.kind, &decoded, include, version, meta);
-            return Ok(json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&t).unwrap_or_default(),
-            ));
+        let r = target.resource;
+        match Render::new(headers, query, r)? {
+            Render::Table(version, include) => {
+                let decoded = decode_all(std::iter::once(&object))?;
+                let meta = json!({ "resourceVersion": object.kv.mod_revision.to_string() });
+                let t = table::table(r.kind, &decoded, include, version, meta);
+                Ok(json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&t).unwrap_or_default(),
+                ))
+            }
+            Render::Json => Ok(json_response(StatusCode::OK, object.json().clone())),
+            Render::Protobuf => {
+                let mut out = Vec::new();
+                encode::envelope(&r.api_version(), r.kind, protobuf_of(&object)?, &mut out);
+                Ok(protobuf_response(StatusCode::OK, out))
+            }
         }
-        Ok(json_response(StatusCode::OK, object.json().clone()))
     }
 
     /// The object a target names from the watch cache at `resourceVersion` `rv` (see
@@ -169,7 +186,7 @@ impl ApiServer {
     ) -> Result<Response, ApiError> {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
-        let render = Render::new(headers, query)?;
+        let render = Render::new(headers, query, r)?;
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let start = match query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => Some(decode_continue(token)?),
@@ -209,18 +226,30 @@ impl ApiServer {
                 json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
             metadata["remainingItemCount"] = json!(remaining);
         }
-        if let Render::Table(version, include) = render {
-            let t = table::table(
-                r.kind,
-                &decode_all(page.into_iter())?,
-                include,
-                version,
-                metadata,
-            );
-            return Ok(json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&t).unwrap_or_default(),
-            ));
+        match render {
+            Render::Table(version, include) => {
+                let t = table::table(
+                    r.kind,
+                    &decode_all(page.into_iter())?,
+                    include,
+                    version,
+                    metadata,
+                );
+                return Ok(json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&t).unwrap_or_default(),
+                ));
+            }
+            Render::Protobuf => {
+                let items = page
+                    .iter()
+                    .map(|o| protobuf_of(o).map(|b| &b[..]))
+                    .collect::<Result<Vec<&[u8]>, _>>()?;
+                let out = encode::list(&r.api_version(), r.kind, &metadata, items.into_iter())
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                return Ok(protobuf_response(StatusCode::OK, out));
+            }
+            Render::Json => {}
         }
         // The list is written around the cached JSON, without parsing the objects.
         let head = format!(
@@ -304,8 +333,10 @@ impl ApiServer {
     ) -> Result<Response, ApiError> {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
+        let render = Render::new(headers, query, r)?;
         let mut framer = Framer {
-            render: Render::new(headers, query)?,
+            render,
+            api_version: r.api_version(),
             kind: r.kind,
             columns_sent: false,
         };
@@ -349,7 +380,13 @@ impl ApiServer {
             }
             // Every event of this resource up to `cursor` has been written (or skipped).
             let mut cursor = from;
-            if send_initial && bookmarks && tx.send(Ok(bookmark(r, cursor, true))).await.is_err() {
+            if send_initial
+                && bookmarks
+                && tx
+                    .send(Ok(framer.bookmark(cursor, true)))
+                    .await
+                    .is_err()
+            {
                 return;
             }
             let deadline = tokio::time::sleep(timeout);
@@ -363,7 +400,7 @@ impl ApiServer {
                 let (events, seen_up_to) = match cache.events_after(r.plural, cursor, MAX_BATCH) {
                     Ok(read) => read,
                     Err(err) => {
-                        let _ = tx.send(Ok(error_frame(cache_error(err)))).await;
+                        let _ = tx.send(Ok(framer.error(&cache_error(err)))).await;
                         return;
                     }
                 };
@@ -387,7 +424,7 @@ impl ApiServer {
                     },
                     // Nothing of this resource was unread at `seen_up_to`; a later change is
                     // read (and sent) before any bookmark that could pass it.
-                    _ = ticker.tick(), if bookmarks => bookmark(r, seen_up_to.max(cursor), false),
+                    _ = ticker.tick(), if bookmarks => framer.bookmark(seen_up_to.max(cursor), false),
                     () = &mut deadline => return,
                     () = tx.closed() => return,
                 };
@@ -398,10 +435,12 @@ impl ApiServer {
         });
         let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
         let mut resp = (StatusCode::OK, body).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let content_type = match render {
+            Render::Protobuf => protobuf::WATCH_MEDIA_TYPE,
+            Render::Json | Render::Table(..) => "application/json",
+        };
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         resp.headers_mut().insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, private"),
@@ -460,16 +499,18 @@ fn classify<'a>(
     }
 }
 
-/// Writes watch events, as stored objects or as one-row Tables.
+/// Writes watch events: JSON lines of stored objects or of one-row Tables, or protobuf frames.
 struct Framer {
     render: Render,
+    api_version: String,
     kind: &'static str,
     columns_sent: bool,
 }
 
 impl Framer {
-    /// Appends one event line; `revision` is the event's (the object's own, except for an
-    /// object that stopped matching, sent with its previous content).
+    /// Appends one event; `revision` is the event's (the object's own, except for an object
+    /// that stopped matching, sent with its previous content). An object without a protobuf
+    /// form becomes an ERROR event for a protobuf watcher.
     fn frame_into(
         &mut self,
         out: &mut Vec<u8>,
@@ -477,14 +518,28 @@ impl Framer {
         object: &CachedObject,
         revision: Revision,
     ) {
+        if let Render::Protobuf = self.render {
+            let encoded = if revision == object.kv.mod_revision {
+                object.protobuf().map(|raw| raw.to_vec()).map_err(str::to_owned)
+            } else {
+                let mut value = object.parsed().cloned().unwrap_or(Value::Null);
+                objects::set_resource_version(&mut value, revision);
+                encode::message(&value).map_err(|e| e.to_string())
+            };
+            match encoded {
+                Ok(raw) => encode::watch_event(event, &self.api_version, self.kind, &raw, out),
+                Err(e) => out.extend_from_slice(&self.error(&ApiError::Internal(e))),
+            }
+            return;
+        }
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(event.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.render {
-            Render::Objects if revision == object.kv.mod_revision => {
+            Render::Json if revision == object.kv.mod_revision => {
                 out.extend_from_slice(object.json());
             }
-            Render::Objects => {
+            Render::Json | Render::Protobuf => {
                 objects::splice_resource_version_into(out, &object.kv.value, revision);
             }
             Render::Table(version, include) => {
@@ -502,26 +557,40 @@ impl Framer {
         }
         out.extend_from_slice(b"}\n");
     }
-}
 
-fn bookmark(r: &Resource, revision: Revision, initial_events_end: bool) -> Bytes {
-    let mut metadata = json!({ "resourceVersion": revision.to_string() });
-    if initial_events_end {
-        metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+    /// A BOOKMARK event at `revision`.
+    fn bookmark(&self, revision: Revision, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
+        if initial_events_end {
+            metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let object =
+            json!({ "apiVersion": self.api_version, "kind": self.kind, "metadata": metadata });
+        self.event("BOOKMARK", &object)
     }
-    let object = json!({ "apiVersion": r.api_version(), "kind": r.kind, "metadata": metadata });
-    let mut out =
-        serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": object })).unwrap_or_default();
-    out.push(b'\n');
-    Bytes::from(out)
-}
 
-fn error_frame(err: ApiError) -> Bytes {
-    let status = err.to_status();
-    let mut out =
-        serde_json::to_vec(&json!({ "type": "ERROR", "object": status })).unwrap_or_default();
-    out.push(b'\n');
-    Bytes::from(out)
+    /// An ERROR event carrying the error's Status.
+    fn error(&self, err: &ApiError) -> Bytes {
+        self.event("ERROR", &err.to_status())
+    }
+
+    /// An event of an object made here (a bookmark, a Status).
+    fn event(&self, event: &str, object: &Value) -> Bytes {
+        let mut out = Vec::new();
+        if let Render::Protobuf = self.render {
+            let api_version = object["apiVersion"].as_str().unwrap_or_default();
+            let kind = object["kind"].as_str().unwrap_or_default();
+            // Bookmarks and Statuses fit their messages: made here, never from a client.
+            if let Ok(raw) = encode::message(object) {
+                encode::watch_event(event, api_version, kind, &raw, &mut out);
+            }
+        } else {
+            out = serde_json::to_vec(&json!({ "type": event, "object": object }))
+                .unwrap_or_default();
+            out.push(b'\n');
+        }
+        Bytes::from(out)
+    }
 }
 
 fn decode_continue(token: &str) -> Result<Continue, ApiError> {
@@ -629,7 +698,8 @@ mod tests {
     #[test]
     fn a_watcher_that_stops_matching_gets_the_old_content_at_the_new_revision() {
         let mut framer = Framer {
-            render: Render::Objects,
+            render: Render::Json,
+            api_version: "v1".into(),
             kind: "Pod",
             columns_sent: false,
         };

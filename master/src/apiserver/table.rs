@@ -56,98 +56,6 @@ impl IncludeObject {
     }
 }
 
-/// Whether the Accept header asks for a Table (`as=Table;g=meta.k8s.io;v=v1` or `v1beta1`),
-/// and which version.
-///
-/// Media ranges are tried in Kubernetes' order (higher `q` first, then concrete types before
-/// wildcards, then as written), and the first one the server can serve wins: a plain
-/// `application/json` (or YAML, protobuf, `*/*`) means no Table; a Table in JSON of
-/// `meta.k8s.io` v1 or v1beta1 means that Table. Table ranges of another group, version or
-/// encoding, other `as=` transforms and unknown types are skipped as unservable.
-pub fn requested(accept: Option<&str>) -> Option<TableVersion> {
-    let mut ranges: Vec<MediaRange> = accept?.split(',').filter_map(MediaRange::parse).collect();
-    ranges.sort_by(|a, b| {
-        b.q.total_cmp(&a.q)
-            .then((a.type_ == "*").cmp(&(b.type_ == "*")))
-            .then((a.subtype == "*").cmp(&(b.subtype == "*")))
-    });
-    for range in ranges {
-        if range.q <= 0.0 {
-            continue;
-        }
-        match range.param("as") {
-            None if range.is_plain_servable() => return None,
-            None => continue,
-            Some("Table") if range.is_json() && range.param("g") == Some("meta.k8s.io") => {
-                match range.param("v") {
-                    Some("v1") => return Some(TableVersion::V1),
-                    Some("v1beta1") => return Some(TableVersion::V1Beta1),
-                    _ => continue,
-                }
-            }
-            Some(_) => continue,
-        }
-    }
-    None
-}
-
-/// One media range of an Accept header: `type/subtype;key=value;...`.
-struct MediaRange {
-    type_: String,
-    subtype: String,
-    params: Vec<(String, String)>,
-    q: f32,
-}
-
-impl MediaRange {
-    fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split(';');
-        let (type_, subtype) = parts.next()?.trim().split_once('/')?;
-        let mut range = Self {
-            type_: type_.trim().to_ascii_lowercase(),
-            subtype: subtype.trim().to_ascii_lowercase(),
-            params: Vec::new(),
-            q: 1.0,
-        };
-        for param in parts {
-            let Some((key, value)) = param.split_once('=') else {
-                continue;
-            };
-            let key = key.trim().to_ascii_lowercase();
-            let value = value.trim().trim_matches('"').to_string();
-            if key == "q" {
-                range.q = value.parse().unwrap_or(0.0);
-            } else {
-                range.params.push((key, value));
-            }
-        }
-        Some(range)
-    }
-
-    fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A type the server answers untransformed objects in (JSON, YAML, protobuf).
-    fn is_plain_servable(&self) -> bool {
-        self.is_json()
-            || matches!(
-                (self.type_.as_str(), self.subtype.as_str()),
-                ("application", "yaml") | ("application", "vnd.kubernetes.protobuf")
-            )
-    }
-
-    fn is_json(&self) -> bool {
-        matches!(
-            (self.type_.as_str(), self.subtype.as_str()),
-            ("application", "json") | ("application", "*") | ("*", "*")
-        )
-    }
-}
-
 /// A Table for `objects` (each the full JSON object, as served) of resource `kind` ("Pod",
 /// "Deployment", ...): kube-apiserver's columns for that kind, one row per object with `cells`
 /// and `object` according to `include`, and `list_meta` (resourceVersion, continue, ...) as
@@ -1310,9 +1218,6 @@ mod doc {
 mod tests {
     use super::*;
 
-    /// The Accept header kubectl v1.32 sends for `kubectl get`.
-    const KUBECTL_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-
     fn now() -> DateTime<Utc> {
         "2024-05-01T12:00:00Z".parse().unwrap()
     }
@@ -1434,71 +1339,6 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(human_duration(d), want, "HumanDuration({d})");
         }
-    }
-
-    // --- Negotiation -----------------------------------------------------------------
-
-    #[test]
-    fn kubectl_accept_header_asks_for_a_v1_table() {
-        assert_eq!(requested(Some(KUBECTL_ACCEPT)), Some(TableVersion::V1));
-    }
-
-    #[test]
-    fn accept_headers_without_a_servable_table_ask_for_none() {
-        for accept in [
-            "application/json",
-            "*/*",
-            "application/yaml",
-            "application/vnd.kubernetes.protobuf, application/json",
-            // A plain JSON range listed first wins over a Table after it.
-            "application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
-            // Another transform than Table: not ours to answer, and plain JSON follows.
-            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json",
-            // Unknown Table versions and groups are skipped.
-            "application/json;as=Table;v=v2;g=meta.k8s.io,application/json",
-            "application/json;as=Table;v=v1;g=example.com,application/json",
-            "application/json;as=Table;v=v1",
-            "",
-        ] {
-            assert_eq!(requested(Some(accept)), None, "{accept}");
-        }
-        assert_eq!(requested(None), None);
-    }
-
-    #[test]
-    fn accept_header_picks_the_first_servable_table_version() {
-        assert_eq!(
-            requested(Some(
-                "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-            )),
-            Some(TableVersion::V1Beta1)
-        );
-        // A protobuf Table cannot be served; the JSON Table after it can.
-        assert_eq!(
-            requested(Some(
-                "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json;as=Table;v=v1;g=meta.k8s.io, application/json"
-            )),
-            Some(TableVersion::V1)
-        );
-        // Higher q wins over order; spaces and parameter case do not matter.
-        assert_eq!(
-            requested(Some(
-                "application/json;q=0.5, application/json; as=Table; V=v1; g=meta.k8s.io"
-            )),
-            Some(TableVersion::V1)
-        );
-        // A wildcard ranks after a concrete type of the same q.
-        assert_eq!(
-            requested(Some("*/*, application/json;as=Table;v=v1;g=meta.k8s.io")),
-            Some(TableVersion::V1)
-        );
-        // q=0 means "not this".
-        assert_eq!(
-            requested(Some(
-                "application/json;as=Table;v=v1;g=meta.k8s.io;q=0, application/json"
-            )),
-            None
-        );
     }
 
     #[test]

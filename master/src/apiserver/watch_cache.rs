@@ -30,7 +30,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::objects;
+use super::{objects, protobuf};
 use super::resources::RESOURCES;
 use crate::store::{EventKind, KeyValue, Revision, Store, StoreError, WatchStream};
 
@@ -51,6 +51,7 @@ pub struct CachedObject {
     pub kv: KeyValue,
     json: OnceLock<Bytes>,
     parsed: OnceLock<Option<Value>>,
+    protobuf: OnceLock<Result<Bytes, String>>,
 }
 
 impl CachedObject {
@@ -60,6 +61,7 @@ impl CachedObject {
             kv,
             json: OnceLock::new(),
             parsed: OnceLock::new(),
+            protobuf: OnceLock::new(),
         })
     }
 
@@ -71,6 +73,24 @@ impl CachedObject {
                 self.kv.mod_revision,
             ))
         })
+    }
+
+    /// The object's protobuf message (no envelope) with its resourceVersion, made once for
+    /// every reader; the error says why the object has no protobuf form.
+    pub fn protobuf(&self) -> Result<&Bytes, &str> {
+        self.protobuf
+            .get_or_init(|| {
+                let mut object = self
+                    .parsed()
+                    .cloned()
+                    .ok_or_else(|| format!("stored object {} is not valid JSON", self.kv.key))?;
+                objects::set_resource_version(&mut object, self.kv.mod_revision);
+                protobuf::encode::message(&object)
+                    .map(Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The object parsed (None when the stored bytes are not JSON), made once.

@@ -78,8 +78,13 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("autoscaling/v1", "Scale"),
 ];
 
-/// `DeleteOptions`, which a protobuf body may carry in any group version.
-const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+/// The meta.k8s.io messages of every group version: `DeleteOptions` (a delete's body), `Status`
+/// (an answer that is not an object) and `ListMeta` (a list's metadata).
+const META_MESSAGES: &[&str] = &[
+    "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+];
 
 /// The kinds strategic merge patch has a schema for (`strategic_merge::is_known_kind`; Kubernetes
 /// answers 415 to a strategic merge patch of a kind it has no Go type for): (apiVersion, kind),
@@ -174,7 +179,7 @@ fn generate(repo: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
         &go,
         &protobuf::Kinds {
             kinds: &kinds,
-            delete_options: DELETE_OPTIONS,
+            meta: META_MESSAGES,
         },
     )
     .context(PROTOBUF_OUTPUT)?;
@@ -233,7 +238,7 @@ fn extract_go_fields(checkout: &Path, spec: &Value) -> anyhow::Result<String> {
     let roots: Vec<String> = PROTOBUF_KINDS
         .iter()
         .map(|&(api_version, kind)| definition(api_version, kind))
-        .chain([DELETE_OPTIONS.to_owned()])
+        .chain(META_MESSAGES.iter().map(|name| (*name).to_owned()))
         .collect();
     let reached = openapi::Definitions::parse(spec)?.reachable(&roots)?;
     let mut pending: Vec<String> = reached

@@ -63,8 +63,9 @@ const OMITTABLE: &[&str] = &[
 pub struct Kinds<'a> {
     /// (apiVersion, kind, Go struct by OpenAPI name) of each top-level kind, in table order.
     pub kinds: &'a [(&'a str, &'a str, String)],
-    /// `DeleteOptions`, decoded in every group version (exported on its own).
-    pub delete_options: &'a str,
+    /// Messages of every group version (`DeleteOptions`, `Status`, `ListMeta`), exported on
+    /// their own.
+    pub meta: &'a [&'a str],
 }
 
 /// One message of the table.
@@ -86,7 +87,7 @@ pub fn generate(
         .kinds
         .iter()
         .map(|(_, _, name)| name.as_str())
-        .chain([kinds.delete_options]);
+        .chain(kinds.meta.iter().copied());
     let mut pending: Vec<String> = roots.map(str::to_owned).collect();
     while let Some(name) = pending.pop() {
         let constant = table.constant(&name)?;
@@ -281,9 +282,13 @@ impl<'a> Table<'a> {
             ));
         }
         out.push_str("];\n");
-        let public = self.constant(kinds.delete_options)?;
+        let public = kinds
+            .meta
+            .iter()
+            .map(|name| self.constant(name))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for (constant, message) in &self.messages {
-            let visibility = if *constant == public {
+            let visibility = if public.contains(constant) {
                 "pub(super) "
             } else {
                 ""
@@ -384,7 +389,7 @@ io.k8s.api.core.v1.VolumeSource
         let kinds = [("v1", "Volume", "io.k8s.api.core.v1.Volume".to_owned())];
         let kinds = Kinds {
             kinds: &kinds,
-            delete_options: "io.k8s.api.core.v1.HostPathVolumeSource",
+            meta: &["io.k8s.api.core.v1.HostPathVolumeSource"],
         };
         let schema = generate("// header\n", &mut pb, &go, &kinds).unwrap();
         let expected = r#"// header
@@ -447,7 +452,7 @@ static VOLUME_SOURCE: Message = Message {
         .unwrap();
         let kinds = Kinds {
             kinds: &[],
-            delete_options: "io.k8s.api.core.v1.HostPathVolumeSource",
+            meta: &["io.k8s.api.core.v1.HostPathVolumeSource"],
         };
         let err = generate("", &mut pb, &go, &kinds).unwrap_err();
         assert!(
@@ -466,7 +471,7 @@ static VOLUME_SOURCE: Message = Message {
         let kinds = [("v1", "Volume", "io.k8s.api.core.v1.Volume".to_owned())];
         let kinds = Kinds {
             kinds: &kinds,
-            delete_options: "io.k8s.api.core.v1.Volume",
+            meta: &["io.k8s.api.core.v1.Volume"],
         };
         let err = generate("", &mut pb, &go, &kinds).unwrap_err();
         assert!(

@@ -1,5 +1,6 @@
-//! Kubernetes' protobuf encoding of request bodies (`application/vnd.kubernetes.protobuf`),
-//! decoded into the JSON form of the same object.
+//! Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`): request bodies
+//! decoded into the JSON form of the same object (here), and responses written from it
+//! ([`encode`]).
 //!
 //! kubectl's typed commands (`create namespace|deployment|service|configmap|secret|
 //! serviceaccount`) send their objects this way. A body is the magic `k8s\0` followed by a
@@ -33,6 +34,7 @@
 //! give the JSON names, `omitempty`, inlined structs and pointers. Fields `k8s-pb` has that
 //! v1.32 lacks are left out, as a v1.32 API server skips them as unknown fields.
 
+pub mod encode;
 // A generated table, one field per line: rustfmt would spread the lines out.
 #[rustfmt::skip]
 mod schema;
@@ -46,6 +48,8 @@ use serde_json::{Map, Value};
 
 /// The media type of Kubernetes' protobuf encoding.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
+/// The media type of a watch stream of protobuf frames.
+pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
 
 /// The 4 bytes every Kubernetes protobuf body starts with.
 const MAGIC: &[u8] = b"k8s\0";
@@ -74,6 +78,14 @@ pub enum ProtobufError {
         api_version: String,
         /// `typeMeta.kind` of the envelope.
         kind: String,
+    },
+    /// An object cannot be written as the message of its kind (a value of the wrong type).
+    #[error("cannot encode {at} as protobuf: {reason}")]
+    Unencodable {
+        /// The message and field.
+        at: String,
+        /// What is wrong with the value.
+        reason: String,
     },
     /// The bytes are not valid protobuf for the message they should hold.
     #[error("malformed protobuf at {at}: {reason}")]
@@ -110,10 +122,18 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     Ok(Value::Object(object))
 }
 
-/// The message of a top-level kind. `DeleteOptions` is registered in every group version.
+/// Whether objects of `kind` have a protobuf form.
+pub fn has_message(api_version: &str, kind: &str) -> bool {
+    message_for(api_version, kind).is_some()
+}
+
+/// The message of a top-level kind. `DeleteOptions` and `Status` are registered in every
+/// group version.
 fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
-    if kind == "DeleteOptions" {
-        return Some(&schema::DELETE_OPTIONS);
+    match kind {
+        "DeleteOptions" => return Some(&schema::DELETE_OPTIONS),
+        "Status" => return Some(&schema::STATUS),
+        _ => {}
     }
     schema::KINDS
         .iter()
@@ -229,14 +249,27 @@ struct Site {
 
 impl Site {
     fn error(self, reason: impl std::fmt::Display) -> ProtobufError {
-        let at = if self.field.is_empty() {
-            self.message.to_owned()
-        } else {
-            format!("{}.{}", self.message, self.field)
-        };
         ProtobufError::Malformed {
-            at,
+            at: self.to_string(),
             reason: reason.to_string(),
+        }
+    }
+
+    /// An object (JSON) that does not fit the message it is written as.
+    fn unencodable(self, reason: impl std::fmt::Display) -> ProtobufError {
+        ProtobufError::Unencodable {
+            at: self.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(self.message)
+        } else {
+            write!(f, "{}.{}", self.message, self.field)
         }
     }
 }

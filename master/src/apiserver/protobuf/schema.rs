@@ -809,6 +809,16 @@ static LINUX_CONTAINER_USER: Message = Message {
     ],
 };
 
+pub(super) static LIST_META: Message = Message {
+    name: "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+    fields: &[
+        omitempty(1, "selfLink", Kind::String),
+        omitempty(2, "resourceVersion", Kind::String),
+        omitempty(3, "continue", Kind::String),
+        field(4, "remainingItemCount", Kind::Int64),
+    ],
+};
+
 static LOAD_BALANCER_INGRESS: Message = Message {
     name: "io.k8s.api.core.v1.LoadBalancerIngress",
     fields: &[
@@ -1778,6 +1788,39 @@ static SLEEP_ACTION: Message = Message {
     name: "io.k8s.api.core.v1.SleepAction",
     fields: &[
         field(1, "seconds", Kind::Int64),
+    ],
+};
+
+pub(super) static STATUS: Message = Message {
+    name: "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+    fields: &[
+        field(1, "metadata", Kind::Message(&LIST_META)),
+        omitempty(2, "status", Kind::String),
+        omitempty(3, "message", Kind::String),
+        omitempty(4, "reason", Kind::String),
+        field(5, "details", Kind::Message(&STATUS_DETAILS)),
+        omitempty(6, "code", Kind::Int32),
+    ],
+};
+
+static STATUS_CAUSE: Message = Message {
+    name: "io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause",
+    fields: &[
+        omitempty(1, "reason", Kind::String),
+        omitempty(2, "message", Kind::String),
+        omitempty(3, "field", Kind::String),
+    ],
+};
+
+static STATUS_DETAILS: Message = Message {
+    name: "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails",
+    fields: &[
+        omitempty(1, "name", Kind::String),
+        omitempty(2, "group", Kind::String),
+        omitempty(3, "kind", Kind::String),
+        omitempty(6, "uid", Kind::String),
+        repeated(4, "causes", Kind::Message(&STATUS_CAUSE)),
+        omitempty(5, "retryAfterSeconds", Kind::Int32),
     ],
 };
 

@@ -69,6 +69,31 @@ fn kubectl_bodies_decode_to_the_json_kubectl_prints() {
     }
 }
 
+/// The writer gives back what the reader read: `decoded` encoded (as a response body) reads
+/// back as itself, and Go's reader (prost's, from the same generated.proto) takes the bytes as
+/// a `T` that, written by prost and read by the reader, is `decoded` again.
+fn assert_encodes_back<T: prost::Message + Default>(decoded: &Value) {
+    let encoded = encode::body(decoded).unwrap();
+    assert_eq!(&decode(&encoded).unwrap(), decoded);
+    let unknown = Unknown::decode(encoded.strip_prefix(MAGIC).unwrap()).unwrap();
+    let type_meta = unknown.type_meta.unwrap();
+    assert_eq!(type_meta.api_version.as_deref(), decoded["apiVersion"].as_str());
+    assert_eq!(type_meta.kind.as_deref(), decoded["kind"].as_str());
+    let typed = T::decode(unknown.raw.unwrap().as_slice()).unwrap();
+    let api_version = decoded["apiVersion"].as_str().unwrap();
+    let kind = decoded["kind"].as_str().unwrap();
+    assert_eq!(&decode(&body(api_version, kind, &typed)).unwrap(), decoded);
+}
+
+#[test]
+fn kubectl_objects_encode_back() {
+    for (command, _, json) in KUBECTL_BODIES {
+        let object: Value = serde_json::from_str(json).unwrap();
+        let encoded = encode::body(&object).unwrap_or_else(|e| panic!("kubectl {command}: {e}"));
+        assert_eq!(decode(&encoded).unwrap(), object, "kubectl {command}");
+    }
+}
+
 // ---- objects encoded with k8s-pb (prost types generated from generated.proto) ------------
 
 use k8s_pb::api::apps::v1 as apps;
@@ -421,6 +446,7 @@ fn a_pod_decodes_with_every_part_of_its_spec_and_status() {
     };
 
     let decoded = decode(&body("v1", "Pod", &pod)).unwrap();
+    assert_encodes_back::<core::Pod>(&decoded);
     let expected = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -707,6 +733,7 @@ fn a_service_port_is_a_number_or_a_name_and_an_unset_target_port_is_left_out() {
         status: Some(core::ServiceStatus::default()),
     };
     let decoded = decode(&body("v1", "Service", &service)).unwrap();
+    assert_encodes_back::<core::Service>(&decoded);
     assert_eq!(
         decoded["spec"],
         json!({
@@ -775,6 +802,7 @@ fn a_node_decodes_with_its_status() {
         }),
     };
     let decoded = decode(&body("v1", "Node", &node)).unwrap();
+    assert_encodes_back::<core::Node>(&decoded);
     assert_eq!(
         decoded,
         json!({
@@ -840,6 +868,7 @@ fn a_lease_keeps_microseconds_and_zero_transitions() {
         }),
     };
     let decoded = decode(&body("coordination.k8s.io/v1", "Lease", &lease)).unwrap();
+    assert_encodes_back::<coordination::Lease>(&decoded);
     assert_eq!(
         decoded["spec"],
         json!({
@@ -889,6 +918,7 @@ fn an_event_has_times_and_a_series() {
         ..Default::default()
     };
     let decoded = decode(&body("v1", "Event", &event)).unwrap();
+    assert_encodes_back::<core::Event>(&decoded);
     assert_eq!(decoded["firstTimestamp"], json!("2026-01-02T03:04:05Z"));
     assert_eq!(decoded["lastTimestamp"], Value::Null);
     assert_eq!(decoded["eventTime"], json!("2026-01-02T03:04:05.000005Z"));
@@ -990,6 +1020,7 @@ fn scale_replicas_and_replica_sets_decode() {
         }),
     };
     let decoded = decode(&body("autoscaling/v1", "Scale", &scale)).unwrap();
+    assert_encodes_back::<autoscaling::Scale>(&decoded);
     assert_eq!(decoded["spec"], json!({"replicas": 3}));
     assert_eq!(
         decoded["status"],
@@ -1037,6 +1068,7 @@ fn secrets_hold_base64_and_config_maps_strings() {
         immutable: Some(false),
     };
     let decoded = decode(&body("v1", "Secret", &secret)).unwrap();
+    assert_encodes_back::<core::Secret>(&decoded);
     assert_eq!(decoded["data"], json!({"key": "AAEC/w=="}));
     assert_eq!(decoded["stringData"], json!({"plain": "text"}));
     assert_eq!(decoded["immutable"], json!(false));
@@ -1335,5 +1367,122 @@ fn the_schema_has_unique_field_numbers_and_json_names() {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count, "{}: duplicate JSON names", message.name);
+    }
+}
+
+// ---- the writer's lists, watch events and Statuses, read as Go reads them -----------------
+
+fn unwrap_envelope(body: &[u8]) -> Unknown {
+    Unknown::decode(body.strip_prefix(MAGIC).expect("magic")).expect("runtime.Unknown")
+}
+
+fn a_pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "5"},
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]}
+    })
+}
+
+#[test]
+fn a_list_is_the_kinds_list_message_with_list_meta() {
+    let items = [
+        encode::message(&a_pod("a")).unwrap(),
+        encode::message(&a_pod("b")).unwrap(),
+    ];
+    let metadata = json!({"resourceVersion": "7", "continue": "abc", "remainingItemCount": 3});
+    let body = encode::list("v1", "Pod", &metadata, items.iter().map(Vec::as_slice)).unwrap();
+    let unknown = unwrap_envelope(&body);
+    let type_meta = unknown.type_meta.unwrap();
+    assert_eq!(
+        (type_meta.api_version.as_deref(), type_meta.kind.as_deref()),
+        (Some("v1"), Some("PodList"))
+    );
+    let list = core::PodList::decode(unknown.raw.unwrap().as_slice()).unwrap();
+    let meta = list.metadata.unwrap();
+    assert_eq!(meta.resource_version.as_deref(), Some("7"));
+    assert_eq!(meta.r#continue.as_deref(), Some("abc"));
+    assert_eq!(meta.remaining_item_count, Some(3));
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .map(|pod| pod.metadata.as_ref().unwrap().name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(list.items[0].spec.as_ref().unwrap().containers[0].image.as_deref(), Some("nginx"));
+}
+
+#[test]
+fn watch_events_are_length_prefixed_with_the_object_in_its_envelope() {
+    let mut stream = Vec::new();
+    for (event, name) in [("ADDED", "a"), ("DELETED", "b")] {
+        let raw = encode::message(&a_pod(name)).unwrap();
+        encode::watch_event(event, "v1", "Pod", &raw, &mut stream);
+    }
+    let mut rest = stream.as_slice();
+    let mut seen = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at(4);
+        let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
+        let (frame, tail) = tail.split_at(len);
+        rest = tail;
+        let event = meta::WatchEvent::decode(frame).unwrap();
+        let object = unwrap_envelope(&event.object.unwrap().raw.unwrap());
+        assert_eq!(object.type_meta.unwrap().kind.as_deref(), Some("Pod"));
+        let pod = core::Pod::decode(object.raw.unwrap().as_slice()).unwrap();
+        seen.push((event.r#type.unwrap(), pod.metadata.unwrap().name.unwrap()));
+    }
+    assert_eq!(
+        seen,
+        [("ADDED".to_owned(), "a".to_owned()), ("DELETED".to_owned(), "b".to_owned())]
+    );
+}
+
+#[test]
+fn a_status_encodes_in_any_group_version() {
+    let status = json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "message": "pods \"x\" not found",
+        "reason": "NotFound",
+        "details": {"name": "x", "kind": "pods", "causes": [{"reason": "FieldValueInvalid", "field": "spec"}]},
+        "code": 404
+    });
+    let unknown = unwrap_envelope(&encode::body(&status).unwrap());
+    let decoded = meta::Status::decode(unknown.raw.unwrap().as_slice()).unwrap();
+    assert_eq!(decoded.code, Some(404));
+    assert_eq!(decoded.reason.as_deref(), Some("NotFound"));
+    let details = decoded.details.unwrap();
+    assert_eq!(details.name.as_deref(), Some("x"));
+    assert_eq!(details.causes[0].field.as_deref(), Some("spec"));
+}
+
+#[test]
+fn objects_that_do_not_fit_their_message_are_errors_not_panics() {
+    for (object, says) in [
+        (json!({"apiVersion": "v1", "kind": "Pod", "metadata": "x"}), "is not an object"),
+        (
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": {}}}),
+            "expected a list",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"priority": 1e12}}),
+            "out of int32 range",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Secret", "data": {"k": "not base64!"}}),
+            "not base64",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"creationTimestamp": "yesterday"}}),
+            "time",
+        ),
+        (json!({"apiVersion": "v9", "kind": "Gadget"}), "not supported"),
+    ] {
+        let err = encode::body(&object).unwrap_err().to_string();
+        assert!(err.contains(says), "{object}: {err}");
     }
 }
