@@ -621,4 +621,18 @@ async fn deleted_or_changed_namespace_defaults_are_put_back() {
             .unwrap_or_default()
             .contains_key("kubernetes.io/description")
     );
+
+    // A deleted namespace is not refilled while its contents go: nothing is left behind.
+    namespaces
+        .delete("team-b", &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = |list: Vec<String>| list.into_iter().filter(|ns| ns == "team-b").count();
+    let all_sas: Api<ServiceAccount> = Api::all(client.clone());
+    let all_cms: Api<ConfigMap> = Api::all(client.clone());
+    let sas = all_sas.list(&ListParams::default()).await.expect("list");
+    let cms = all_cms.list(&ListParams::default()).await.expect("list");
+    assert_eq!(left(sas.iter().filter_map(|o| o.namespace()).collect()), 0);
+    assert_eq!(left(cms.iter().filter_map(|o| o.namespace()).collect()), 0);
 }
