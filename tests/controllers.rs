@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
@@ -439,11 +439,13 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "configmaps",
         "deployments",
         "leases",
+        "namespaces",
         "nodes",
         "pods",
         "replicasets",
         "replicationcontrollers",
         "secrets",
+        "serviceaccounts",
         "services",
     ];
     let deadline = Instant::now() + WAIT;
@@ -458,4 +460,179 @@ async fn the_master_lists_and_watches_each_resource_once() {
     let once: std::collections::BTreeMap<String, u64> =
         expected.iter().map(|r| (r.to_string(), 1)).collect();
     assert_eq!(lists, once, "list requests by resource (one informer each)");
+}
+
+/// Polls `get` until it returns something, for at most [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, mut get: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = get().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The uid of the object `name`, if there is one.
+async fn uid<K>(api: &Api<K>, name: &str) -> Option<String>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    api.get_opt(name)
+        .await
+        .expect("get")
+        .and_then(|o| o.meta().uid.clone())
+}
+
+/// The CA certificate (PEM) in the kubeconfig the master wrote.
+fn kubeconfig_ca(master: &Master) -> String {
+    use base64::Engine;
+    let text = std::fs::read_to_string(master.kubeconfig_path()).expect("reading kubeconfig");
+    let config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    let data = config["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("certificate-authority-data");
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64 CA");
+    String::from_utf8(pem).expect("PEM text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_a_default_service_account_and_the_root_ca() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let ca = kubeconfig_ca(&master);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+
+    // The namespaces the master starts with, and one made afterwards.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let team: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-a"}})).expect("namespace object");
+    namespaces
+        .create(&PostParams::default(), &team)
+        .await
+        .expect("create namespace");
+    for ns in ["default", "kube-system", "team-a"] {
+        let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        eventually(&format!("the default ServiceAccount of {ns}"), || {
+            let service_accounts = service_accounts.clone();
+            async move { service_accounts.get_opt("default").await.expect("get") }
+        })
+        .await;
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let published = eventually(&format!("kube-root-ca.crt in {ns}"), || {
+            let config_maps = config_maps.clone();
+            async move { config_maps.get_opt("kube-root-ca.crt").await.expect("get") }
+        })
+        .await;
+        let data = published.data.unwrap_or_default();
+        assert_eq!(
+            data.get("ca.crt"),
+            Some(&ca),
+            "ca.crt in {ns} is the cluster CA"
+        );
+        assert_eq!(data.len(), 1, "only ca.crt: {data:?}");
+        let description = published
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .remove("kubernetes.io/description")
+            .unwrap_or_default();
+        assert!(
+            description
+                .starts_with("Contains a CA bundle that can be used to verify the kube-apiserver"),
+            "{description}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_or_changed_namespace_defaults_are_put_back() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let ca = kubeconfig_ca(&master);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let team: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-b"}})).expect("namespace object");
+    namespaces
+        .create(&PostParams::default(), &team)
+        .await
+        .expect("create namespace");
+    let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "team-b");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "team-b");
+    // Present once, then deleted: each comes back as a new object.
+    let sa = eventually("the default ServiceAccount", || {
+        uid(&service_accounts, "default")
+    })
+    .await;
+    service_accounts
+        .delete("default", &DeleteParams::default())
+        .await
+        .expect("delete ServiceAccount");
+    eventually("the default ServiceAccount back", || async {
+        uid(&service_accounts, "default").await.filter(|u| *u != sa)
+    })
+    .await;
+    let cm = eventually("kube-root-ca.crt", || uid(&config_maps, "kube-root-ca.crt")).await;
+    config_maps
+        .delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .expect("delete ConfigMap");
+    eventually("kube-root-ca.crt back", || async {
+        uid(&config_maps, "kube-root-ca.crt")
+            .await
+            .filter(|u| *u != cm)
+    })
+    .await;
+
+    // Changed data and a removed description are put back; other keys are dropped.
+    let mut changed = config_maps.get("kube-root-ca.crt").await.expect("get");
+    changed.data = Some(
+        [("ca.crt", "forged"), ("extra", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    changed.metadata.annotations = None;
+    config_maps
+        .replace("kube-root-ca.crt", &PostParams::default(), &changed)
+        .await
+        .expect("replace");
+    let restored = eventually("kube-root-ca.crt restored", || {
+        let config_maps = config_maps.clone();
+        let ca = ca.clone();
+        async move {
+            let cm = config_maps.get("kube-root-ca.crt").await.expect("get");
+            let data = cm.data.clone().unwrap_or_default();
+            (data.len() == 1 && data.get("ca.crt") == Some(&ca)).then_some(cm)
+        }
+    })
+    .await;
+    assert!(
+        restored
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("kubernetes.io/description")
+    );
+
+    // A deleted namespace is not refilled while its contents go: nothing is left behind.
+    namespaces
+        .delete("team-b", &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = |list: Vec<String>| list.into_iter().filter(|ns| ns == "team-b").count();
+    let all_sas: Api<ServiceAccount> = Api::all(client.clone());
+    let all_cms: Api<ConfigMap> = Api::all(client.clone());
+    let sas = all_sas.list(&ListParams::default()).await.expect("list");
+    let cms = all_cms.list(&ListParams::default()).await.expect("list");
+    assert_eq!(left(sas.iter().filter_map(|o| o.namespace()).collect()), 0);
+    assert_eq!(left(cms.iter().filter_map(|o| o.namespace()).collect()), 0);
 }

@@ -11,7 +11,9 @@ use skiff_master::apiserver::server::{Listening, serve};
 use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
-use skiff_master::controllers::{deployment, endpoints, garbage_collector, replica_set};
+use skiff_master::controllers::{
+    deployment, endpoints, garbage_collector, replica_set, root_ca_cert_publisher, service_account,
+};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -65,7 +67,7 @@ struct Args {
     node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, deployment, endpoint,
-    /// nodelifecycle, garbagecollector).
+    /// nodelifecycle, garbagecollector, serviceaccount, root-ca-cert-publisher).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -77,6 +79,8 @@ const CONTROLLERS: &[&str] = &[
     "endpoint",
     "nodelifecycle",
     "garbagecollector",
+    "serviceaccount",
+    "root-ca-cert-publisher",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -129,6 +133,8 @@ fn main() -> anyhow::Result<()> {
         deployment: controller_enabled(&args.controllers, "deployment"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
+        service_account: controller_enabled(&args.controllers, "serviceaccount"),
+        root_ca_cert_publisher: controller_enabled(&args.controllers, "root-ca-cert-publisher"),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -170,6 +176,8 @@ struct Clients {
     deployment: bool,
     garbage_collector: bool,
     endpoints: bool,
+    service_account: bool,
+    root_ca_cert_publisher: bool,
     node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
@@ -235,6 +243,23 @@ async fn run_clients(
     if clients.endpoints {
         tasks.push(tokio::spawn(endpoints::run(
             client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.service_account {
+        tasks.push(tokio::spawn(service_account::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.root_ca_cert_publisher {
+        // The CA the API server's certificate is signed with, as kube-controller-manager
+        // publishes its `--root-ca-file`.
+        tasks.push(tokio::spawn(root_ca_cert_publisher::run(
+            client.clone(),
+            listening.ca_pem.clone(),
             &mut informers,
             stopped(stop.clone()),
         )));

@@ -517,3 +517,98 @@ async fn gets_with_a_resource_version_are_served_from_the_watch_cache() {
     assert_eq!(code, 400, "{bad}");
     assert_eq!(bad["kind"], "Status");
 }
+
+/// The names in a list.
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_selectors_see_unset_fields_as_kubernetes_defaults() {
+    let master = embedded_master();
+    let client = Client::new(&master);
+    // A node created without `spec.unschedulable` (as kubelets register) and a cordoned one.
+    let node = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": spec});
+    let (code, created) = client
+        .post("/api/v1/nodes", &node("plain", json!({})))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert!(created["spec"].get("unschedulable").is_none(), "{created}");
+    let cordoned = node("cordoned", json!({"unschedulable": true}));
+    assert_eq!(client.post("/api/v1/nodes", &cordoned).await.0, 201);
+    let get = |path: &str| {
+        let path = path.to_string();
+        let client = &client;
+        async move {
+            let (code, list) = client.json(reqwest::Method::GET, &path, None).await;
+            assert_eq!(code, 200, "{path}: {list}");
+            names(&list)
+        }
+    };
+    assert_eq!(
+        get("/api/v1/nodes?fieldSelector=spec.unschedulable=false").await,
+        ["plain"]
+    );
+    assert_eq!(
+        get("/api/v1/nodes?fieldSelector=spec.unschedulable%3Dtrue").await,
+        ["cordoned"]
+    );
+    assert_eq!(
+        get("/api/v1/nodes?fieldSelector=spec.unschedulable!=true").await,
+        ["plain"]
+    );
+
+    // Pods: `spec.nodeName=` (empty) selects the unscheduled ones, as a scheduler asks.
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("plain");
+    let pods = "/api/v1/namespaces/default/pods";
+    assert_eq!(client.post(pods, &pod("pending")).await.0, 201);
+    assert_eq!(client.post(pods, &bound).await.0, 201);
+    assert_eq!(
+        get(&format!("{pods}?fieldSelector=spec.nodeName=")).await,
+        ["pending"]
+    );
+    assert_eq!(
+        get(&format!("{pods}?fieldSelector=spec.nodeName!=")).await,
+        ["bound"]
+    );
+    assert_eq!(
+        get("/api/v1/pods?fieldSelector=spec.nodeName=plain").await,
+        ["bound"]
+    );
+    // Old clients' `spec.host`, and `spec.hostNetwork` (false unless set).
+    assert_eq!(
+        get(&format!("{pods}?fieldSelector=spec.host=plain")).await,
+        ["bound"]
+    );
+    assert_eq!(
+        get(&format!("{pods}?fieldSelector=spec.hostNetwork=false")).await,
+        ["bound", "pending"]
+    );
+
+    // A watch filters with the same values: it sees the plain node, not the cordoned one.
+    let r = master
+        .http()
+        .get(format!(
+            "{}/api/v1/nodes?watch=1&resourceVersion=0&timeoutSeconds=1&fieldSelector=spec.unschedulable%3Dfalse",
+            master.server_url()
+        ))
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("watch body");
+    let watched: Vec<String> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["object"]["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(watched, ["plain"], "{body}");
+}

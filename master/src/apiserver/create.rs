@@ -294,16 +294,25 @@ impl ApiServer {
         ))
     }
 
-    /// 404 unless the namespace exists.
+    /// 404 unless the namespace exists; 403 while it is terminating (kube-apiserver's
+    /// NamespaceLifecycle admission), so that no controller refills a namespace whose
+    /// contents are being deleted.
     pub(super) async fn require_namespace(&self, ns: &str) -> Result<(), ApiError> {
         let key = format!("/registry/namespaces/{ns}");
-        match self.store.get(&key).await? {
-            Some(_) => Ok(()),
-            None => Err(ApiError::NotFound {
+        let Some(kv) = self.store.get(&key).await? else {
+            return Err(ApiError::NotFound {
                 kind: "namespaces".into(),
                 name: ns.to_string(),
-            }),
+            });
+        };
+        let namespace = objects::decode(&kv)?;
+        let deleted = namespace["metadata"]["deletionTimestamp"].is_string();
+        if deleted || namespace["status"]["phase"] == "Terminating" {
+            return Err(ApiError::Forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
         }
+        Ok(())
     }
 
     /// Give a new Service its ClusterIP (unless headless or ExternalName) and NodePorts (for

@@ -382,10 +382,22 @@ impl ApiServer {
                     Err(e) => return Err(ApiError::from_store(e, &qualified, name)),
                 }
             }
+            let mut revision = kv.mod_revision;
             if r.kind == "Namespace" {
+                // Terminating while its contents go: creates in it are refused meanwhile.
+                object["status"]["phase"] = json!("Terminating");
+                match self
+                    .store
+                    .update(&key, objects::encode(object.clone())?, Some(revision))
+                    .await
+                {
+                    Ok(stored) => revision = stored.mod_revision,
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, &qualified, name)),
+                }
                 self.delete_namespace_contents(name).await?;
             }
-            match self.store.delete(&key, Some(kv.mod_revision)).await {
+            match self.store.delete(&key, Some(revision)).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, &qualified, name)),

@@ -118,8 +118,50 @@ pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get("metadata")?.get(field)?.as_str()
 }
 
-/// The value of a field-selector path (`spec.nodeName`) as the string Kubernetes compares.
+/// The value of a field-selector path (`spec.nodeName`) as the string kube-apiserver compares:
+/// the object's entry in its kind's selectable field set (the `ToSelectableFields` /
+/// `GetAttrs` of each `pkg/registry/*/strategy.go`), which holds Go's value of the field, so
+/// an unset field reads as its default (`spec.unschedulable` is `false`, `status.replicas`
+/// `0`) rather than as absent. `None` is the empty string. The kind comes from the object's
+/// `kind`, which every stored object has.
 pub fn field_value(object: &Value, path: &str) -> Option<String> {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let field = |path: &str| lookup(object, path);
+    let or = |path: &str, default: &str| field(path).or_else(|| Some(default.to_string()));
+    match (kind, path) {
+        // Go bools and ints: their zero value when unset.
+        ("Node", "spec.unschedulable") | ("Pod", "spec.hostNetwork") => or(path, "false"),
+        ("ReplicationController" | "ReplicaSet", "status.replicas") => or(path, "0"),
+        // Fields defaulted on create, for objects stored without them.
+        ("Pod", "spec.restartPolicy") => or(path, "Always"),
+        ("Pod", "spec.schedulerName") => or(path, "default-scheduler"),
+        ("Pod", "status.phase") => or(path, "Pending"),
+        ("Service", "spec.type") => or(path, "ClusterIP"),
+        ("Secret", "type") => or(path, "Opaque"),
+        ("Namespace", "status.phase") => or(path, "Active"),
+        // Old v1 clients' name for `spec.nodeName`.
+        ("Pod", "spec.host") => field("spec.nodeName"),
+        // The primary IP: `podIPs[0]` (a v1 `podIP` alone converts to it).
+        ("Pod", "status.podIP") => object
+            .pointer("/status/podIPs/0/ip")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| field(path)),
+        // Accepted by kube-apiserver's conversion but not in the field set: always empty.
+        ("Pod", "status.podIPs") => None,
+        // The component of `source`, else the reporting controller (events.k8s.io writers).
+        ("Event", "source") => field("source.component")
+            .filter(|c| !c.is_empty())
+            .or_else(|| field("reportingComponent")),
+        _ => field(path),
+    }
+}
+
+/// The scalar at a dotted path, as a string; `None` if absent or null.
+fn lookup(object: &Value, path: &str) -> Option<String> {
     let mut v = object;
     for part in path.split('.') {
         v = v.get(part)?;
@@ -173,8 +215,127 @@ mod tests {
 
     #[test]
     fn field_values_follow_kubernetes_paths() {
-        let pod = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        let pod =
+            json!({"kind": "Pod", "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         assert_eq!(field_value(&pod, "spec.nodeName").as_deref(), Some("n1"));
+        assert_eq!(field_value(&pod, "spec.host").as_deref(), Some("n1"));
+        assert_eq!(
+            field_value(&pod, "status.phase").as_deref(),
+            Some("Running")
+        );
         assert_eq!(field_value(&pod, "status.podIP"), None);
+        assert_eq!(field_value(&pod, "metadata.namespace"), None);
+    }
+
+    /// `field=value` on one object, as a list or watch with that selector judges it.
+    fn selects(object: &Value, selector: &str) -> bool {
+        skiff_api::selectors::FieldSelector::parse(selector)
+            .expect("selector")
+            .matches(|f| field_value(object, f))
+    }
+
+    #[test]
+    fn node_fields_have_go_zero_values() {
+        let unset = json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": {}});
+        let no_spec = json!({"kind": "Node", "metadata": {"name": "n1"}});
+        let cordoned = json!({"kind": "Node", "spec": {"unschedulable": true}});
+        for node in [&unset, &no_spec] {
+            assert!(selects(node, "spec.unschedulable=false"));
+            assert!(!selects(node, "spec.unschedulable=true"));
+            assert!(selects(node, "spec.unschedulable!=true"));
+        }
+        assert!(selects(&cordoned, "spec.unschedulable=true"));
+        assert!(!selects(&cordoned, "spec.unschedulable=false"));
+    }
+
+    #[test]
+    fn pod_fields_have_kubernetes_values_when_unset() {
+        let pending = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                             "spec": {"containers": []}});
+        assert!(selects(&pending, "spec.nodeName="));
+        assert!(selects(&pending, "spec.host="));
+        assert!(!selects(&pending, "spec.nodeName!="));
+        assert!(selects(&pending, "spec.hostNetwork=false"));
+        assert!(selects(&pending, "spec.restartPolicy=Always"));
+        assert!(selects(&pending, "spec.schedulerName=default-scheduler"));
+        assert!(selects(&pending, "spec.serviceAccountName="));
+        assert!(selects(&pending, "status.phase=Pending"));
+        assert!(selects(&pending, "status.podIP="));
+        assert!(selects(&pending, "status.nominatedNodeName="));
+        assert!(selects(
+            &pending,
+            "metadata.namespace=default,metadata.name=p"
+        ));
+
+        let running = json!({"kind": "Pod",
+                             "spec": {"nodeName": "n1", "hostNetwork": true},
+                             "status": {"phase": "Running", "podIP": "10.244.0.9",
+                                        "podIPs": [{"ip": "10.244.0.9"}, {"ip": "fd00::9"}]}});
+        assert!(selects(&running, "spec.nodeName=n1"));
+        assert!(selects(&running, "spec.host=n1"));
+        assert!(!selects(&running, "spec.nodeName="));
+        assert!(selects(&running, "spec.hostNetwork=true"));
+        assert!(selects(&running, "status.podIP=10.244.0.9"));
+        // Selectable, but never in the field set.
+        assert!(selects(&running, "status.podIPs="));
+        // A v1 `podIP` without `podIPs` is still the primary IP.
+        let legacy = json!({"kind": "Pod", "status": {"podIP": "10.244.0.7"}});
+        assert!(selects(&legacy, "status.podIP=10.244.0.7"));
+    }
+
+    #[test]
+    fn replica_counts_are_zero_when_unset() {
+        for kind in ["ReplicaSet", "ReplicationController"] {
+            let new = json!({"kind": kind, "spec": {"replicas": 3}});
+            assert!(selects(&new, "status.replicas=0"), "{kind}");
+            assert!(!selects(&new, "status.replicas!=0"), "{kind}");
+            let scaled = json!({"kind": kind, "status": {"replicas": 3}});
+            assert!(selects(&scaled, "status.replicas=3"), "{kind}");
+        }
+    }
+
+    #[test]
+    fn event_source_falls_back_to_the_reporting_controller() {
+        let core = json!({"kind": "Event", "source": {"component": "kubelet", "host": "n1"},
+                          "reportingComponent": "ignored", "type": "Normal", "reason": "Pulled",
+                          "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"}});
+        assert!(selects(&core, "source=kubelet"));
+        assert!(selects(&core, "reportingComponent=ignored"));
+        assert!(selects(&core, "type=Normal,reason=Pulled"));
+        assert!(selects(
+            &core,
+            "involvedObject.kind=Pod,involvedObject.name=web"
+        ));
+        assert!(selects(
+            &core,
+            "involvedObject.uid=,involvedObject.fieldPath="
+        ));
+        let reported = json!({"kind": "Event", "source": {"component": ""},
+                              "reportingComponent": "replicaset-controller"});
+        assert!(selects(&reported, "source=replicaset-controller"));
+        let bare = json!({"kind": "Event"});
+        assert!(selects(&bare, "source=,reportingComponent=,type=,reason="));
+    }
+
+    #[test]
+    fn defaulted_kinds_read_their_defaults_when_unset() {
+        let secret = json!({"kind": "Secret", "metadata": {"name": "s"}});
+        assert!(selects(&secret, "type=Opaque"));
+        let token = json!({"kind": "Secret", "type": "kubernetes.io/service-account-token"});
+        assert!(selects(&token, "type=kubernetes.io/service-account-token"));
+        let service = json!({"kind": "Service", "spec": {"clusterIP": "10.96.0.10"}});
+        assert!(selects(
+            &service,
+            "spec.type=ClusterIP,spec.clusterIP=10.96.0.10"
+        ));
+        let headless = json!({"kind": "Service", "spec": {"type": "ClusterIP"}});
+        assert!(selects(&headless, "spec.clusterIP="));
+        let namespace = json!({"kind": "Namespace", "metadata": {"name": "team-a"}});
+        assert!(selects(
+            &namespace,
+            "status.phase=Active,metadata.name=team-a"
+        ));
+        let terminating = json!({"kind": "Namespace", "status": {"phase": "Terminating"}});
+        assert!(selects(&terminating, "status.phase=Terminating"));
     }
 }

@@ -2,13 +2,14 @@
 //! each resource the master reads is listed and watched once per master process, into one
 //! cache that every reader shares, with one stream of changed objects per subscriber.
 //!
-//! Readers: node IPAM, the `replicaset`, `deployment`, `endpoint` and `nodelifecycle`
-//! controllers, the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
+//! Readers: node IPAM, the `replicaset`, `deployment`, `endpoint`, `nodelifecycle`,
+//! `serviceaccount` and `root-ca-cert-publisher` controllers (Namespaces, ServiceAccounts,
+//! ConfigMaps), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
 //! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
-//! (Pods, ReplicaSets, Deployments, Nodes and Leases from the same informers; ReplicationControllers,
-//! ConfigMaps and Secrets, which nothing else reads, from metadata-only informers here, as
-//! kube-controller-manager gives its garbage collector typed informers where they exist and
-//! metadata informers for the rest). Nothing else in the master opens a watch.
+//! (Pods, ReplicaSets, Deployments, ConfigMaps, Nodes and Leases from the same informers;
+//! ReplicationControllers and Secrets, which nothing else reads, from metadata-only informers
+//! here, as kube-controller-manager gives its garbage collector typed informers where they
+//! exist and metadata informers for the rest). Nothing else in the master opens a watch.
 //!
 //! A reader asks for what it needs before the informers start ([`Informer::subscribe`]
 //! for a stream of changed objects, [`Informer::reader`] for the cache, [`Informer::changes`]
@@ -34,7 +35,9 @@ use futures::stream::{self, BoxStream};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ReplicationController, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Node, Pod, ReplicationController, Secret, Service, ServiceAccount,
+};
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -300,10 +303,15 @@ pub struct Informers {
     pub services: Informer<Service>,
     /// Every Lease (node heartbeats are those in `kube-node-lease`).
     pub leases: Informer<Lease>,
+    /// Every Namespace.
+    pub namespaces: Informer<Namespace>,
+    /// Every ServiceAccount.
+    pub service_accounts: Informer<ServiceAccount>,
+    /// Every ConfigMap (whole: the root CA publisher compares its `kube-root-ca.crt`'s data,
+    /// as kube-controller-manager shares one typed ConfigMap informer).
+    pub config_maps: Informer<ConfigMap>,
     /// The metadata of every ReplicationController.
     pub replication_controllers: Informer<PartialObjectMeta<ReplicationController>>,
-    /// The metadata of every ConfigMap.
-    pub config_maps: Informer<PartialObjectMeta<ConfigMap>>,
     /// The metadata of every Secret.
     pub secrets: Informer<PartialObjectMeta<Secret>>,
 }
@@ -318,8 +326,10 @@ impl Informers {
             deployments: Informer::new(Api::all(client.clone())),
             services: Informer::new(Api::all(client.clone())),
             leases: Informer::new(Api::all(client.clone())),
+            namespaces: Informer::new(Api::all(client.clone())),
+            service_accounts: Informer::new(Api::all(client.clone())),
+            config_maps: Informer::new(Api::all(client.clone())),
             replication_controllers: Informer::metadata(Api::all(client.clone())),
-            config_maps: Informer::metadata(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
     }
@@ -333,8 +343,10 @@ impl Informers {
             self.deployments.into_task(),
             self.services.into_task(),
             self.leases.into_task(),
-            self.replication_controllers.into_task(),
+            self.namespaces.into_task(),
+            self.service_accounts.into_task(),
             self.config_maps.into_task(),
+            self.replication_controllers.into_task(),
             self.secrets.into_task(),
         ]
         .into_iter()

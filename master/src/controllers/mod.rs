@@ -9,6 +9,8 @@
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
+//! - [`service_account`]: gives every namespace its `default` ServiceAccount;
+//! - [`root_ca_cert_publisher`]: gives every namespace the `kube-root-ca.crt` ConfigMap;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
 //! them and the scheduler), [`controller_ref`] (adoption and release) and [`recorder`].
@@ -21,6 +23,8 @@ pub mod informers;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;
+pub mod root_ca_cert_publisher;
+pub mod service_account;
 
 /// The Event recorder of the controller `component` (`replicaset-controller`, ...), writing
 /// on the current tokio runtime.
