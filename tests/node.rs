@@ -1603,3 +1603,200 @@ spec:
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// `nodes/<name>/proxy/...` end to end: the API server forwards to the agent's HTTPS
+/// endpoint with its kubelet-client certificate and passes the answer back, for the
+/// kubelet's read-only endpoints; an unknown node is a 404 `Status`, and a path that would
+/// climb out of `/logs/` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_proxies_the_agents_read_only_endpoints() {
+    let mut opts = NodeOptions::new("t-proxy", "10.244.217.0/24");
+    // The API server reaches the agent at the Node's InternalIP: keep that on loopback.
+    opts.extra_args = ["--node-ip", "127.0.0.1"].map(String::from).to_vec();
+    let mut cluster = Cluster::start_with(opts).await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: proxied}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [pause]
+"#
+    ));
+    let pod = cluster.wait_running("proxied").await;
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let master = &cluster.master;
+    let http = master.http();
+    let get = async |path: &str| {
+        let url = format!("{}/api/v1/nodes/{node}/proxy{path}", master.server_url());
+        let response = http.get(&url).send().await.expect("GET through the proxy");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, content_type, response.text().await.expect("body"))
+    };
+
+    let (status, _, body) = get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    let (status, content_type, body) = get("/pods").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&body).expect("a PodList");
+    assert_eq!(list["kind"], "PodList", "{body}");
+    let found = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["metadata"]["name"] == "proxied")
+        .unwrap_or_else(|| panic!("the agent's /pods lacks the running pod: {body}"));
+    assert_eq!(found["metadata"]["uid"], uid.as_str());
+    assert_eq!(found["status"]["phase"], "Running", "{found}");
+
+    let (status, content_type, body) = get("/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let sample = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+    };
+    assert!(sample("kubelet_running_pods ") >= 1.0, "{body}");
+    assert!(
+        sample("kubelet_running_containers{container_state=\"running\"}") >= 1.0,
+        "{body}"
+    );
+    assert!(sample("process_resident_memory_bytes ") > 0.0, "{body}");
+    assert!(body.contains(&format!("kubelet_node_name{{node=\"{node}\"}} 1")));
+
+    let (status, _, body) = get("/stats/summary").await;
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).expect("a Summary");
+    assert_eq!(summary["node"]["nodeName"], node.as_str(), "{body}");
+    assert!(summary["node"]["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0));
+    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64() > Some(0));
+    let pod_stats = summary["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["podRef"]["uid"] == uid.as_str())
+        .unwrap_or_else(|| panic!("the summary lacks the pod: {body}"));
+    assert_eq!(pod_stats["podRef"]["name"], "proxied");
+    assert_eq!(pod_stats["containers"][0]["name"], "app", "{pod_stats}");
+    assert!(
+        pod_stats["containers"][0]["memory"]["workingSetBytes"].as_u64() > Some(0),
+        "{pod_stats}"
+    );
+    assert!(
+        pod_stats["containers"][0]["cpu"]["usageCoreNanoSeconds"].is_u64(),
+        "{pod_stats}"
+    );
+
+    // /logs/ lists the node's log directory; no path climbs out of it.
+    let (status, content_type, body) = get("/logs/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(body.contains("<pre>"), "{body}");
+    // (The client itself resolves `..` and `%2e%2e` segments: the API server sees another
+    // path; the unit tests of node_proxy and node_logs send them as they are.)
+    for resolved in ["/logs/../../etc/passwd", "/logs/%2e%2e/%2e%2e/etc/passwd"] {
+        let (status, _, body) = get(resolved).await;
+        assert_eq!(status, 404, "{resolved}: {body}");
+    }
+    for escape in [
+        "/logs/..%2f..%2fetc%2fpasswd",
+        "/logs/%2E%2E%5C%2E%2E%5Cetc%5Cpasswd",
+        "/logs/apt/..%2F..%2F..%2Fetc/passwd",
+    ] {
+        let (status, _, body) = get(escape).await;
+        assert_eq!(status, 400, "{escape}: {body}");
+        assert!(!body.contains("root:"), "{escape}: {body}");
+    }
+
+    // The query string goes along; the agent's own answers pass as they are.
+    let (status, _, body) = get("/healthz?verbose=1").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = get("/no-such-endpoint").await;
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+
+    // The same through kubectl.
+    let out = master.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/healthz"),
+    ]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "ok", "{out}");
+    let out = master.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/pods")]);
+    assert!(out.success() && out.stdout.contains("\"proxied\""), "{out}");
+    let out = master.kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/nodes/{node}:{}/proxy/stats/summary",
+            agent_port(&cluster).await
+        ),
+    ]);
+    assert!(out.success() && out.stdout.contains(&uid), "{out}");
+
+    // An unknown node: a 404 Status, from the API and through kubectl.
+    let url = format!(
+        "{}/api/v1/nodes/no-such-node/proxy/healthz",
+        master.server_url()
+    );
+    let response = http.get(&url).send().await.expect("GET");
+    assert_eq!(response.status().as_u16(), 404);
+    let status: serde_json::Value = response.json().await.expect("a Status");
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert_eq!(status["reason"], "NotFound", "{status}");
+    assert_eq!(
+        status["message"], "nodes \"no-such-node\" not found",
+        "{status}"
+    );
+    let out = master.kubectl(&["get", "--raw", "/api/v1/nodes/no-such-node/proxy/healthz"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("NotFound") || out.stderr.contains("not found"),
+        "{out}"
+    );
+
+    // An agent that is not there: 503, as kube-apiserver's proxy answers.
+    cluster.agent.stop();
+    let (status, _, body) = get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("a Status");
+    assert_eq!(status["reason"], "ServiceUnavailable", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("error trying to reach service")),
+        "{status}"
+    );
+}
+
+/// The agent's port as its Node publishes it.
+async fn agent_port(cluster: &Cluster) -> i64 {
+    let node: Node = Api::all(cluster.client.clone())
+        .get(cluster.agent.name())
+        .await
+        .expect("node");
+    node.status
+        .and_then(|s| s.daemon_endpoints)
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| i64::from(e.port))
+        .expect("the Node publishes its kubelet port")
+}

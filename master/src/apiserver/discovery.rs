@@ -105,6 +105,12 @@ fn subresource(r: &Resource, sub: &str) -> APIResource {
             Some("v1"),
         ),
         "log" => ("Pod", &["get"], None, None),
+        "proxy" => (
+            "NodeProxyOptions",
+            &["create", "delete", "get", "patch", "update"],
+            None,
+            None,
+        ),
         _ => (r.kind, &["get", "patch", "update"], None, None),
     };
     APIResource {

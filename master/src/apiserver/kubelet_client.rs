@@ -55,7 +55,7 @@ pub enum KubeletClientError {
     Timeout(&'static str),
 }
 
-/// HTTPS GETs to node agents, presenting the API server's client certificate.
+/// HTTPS requests to node agents, presenting the API server's client certificate.
 #[derive(Clone)]
 pub struct KubeletClient {
     connector: TlsConnector,
@@ -98,9 +98,27 @@ impl KubeletClient {
         path_and_query: &str,
     ) -> Result<hyper::Response<Incoming>, KubeletClientError> {
         let request = hyper::Request::get(path_and_query)
-            .header(hyper::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())
             .map_err(|err| KubeletClientError::InvalidRequest(err.to_string()))?;
+        self.send(addr, request).await
+    }
+
+    /// Sends `request` (its URI the path and query) to `https://<addr>` on a connection of its
+    /// own, its body streamed up; the response body streams until the agent ends it or the
+    /// caller drops it (which closes the connection). The `Host` header is set to `addr`.
+    pub async fn send<B>(
+        &self,
+        addr: SocketAddr,
+        mut request: hyper::Request<B>,
+    ) -> Result<hyper::Response<Incoming>, KubeletClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let host = hyper::header::HeaderValue::from_str(&addr.to_string())
+            .map_err(|err| KubeletClientError::InvalidRequest(err.to_string()))?;
+        request.headers_mut().insert(hyper::header::HOST, host);
         let connect = async {
             let tcp = TcpStream::connect(addr)
                 .await

@@ -4,7 +4,7 @@
 //! One file per concern: `request` reads paths, queries and bodies; `create`, `read`
 //! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
-//! through `kubelet_client`; `discovery` and `openapi` describe the API; `pki` and `auth`
+//! through `kubelet_client`, and `node_proxy` forwards `nodes/<name>/proxy/...` to them; `discovery` and `openapi` describe the API; `pki` and `auth`
 //! guard it; `resources` lists the served types and admits their objects; `watch_cache`
 //! follows the store once and serves every watcher from memory; `negotiation` picks the
 //! representation a client asks for (JSON, a Table, or `protobuf`, which also reads protobuf
@@ -21,6 +21,7 @@ pub mod field_error;
 pub mod kubelet_client;
 pub mod metrics;
 pub mod negotiation;
+pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

@@ -65,7 +65,7 @@ impl ApiServer {
     }
 
     /// The Node object `name`.
-    async fn node(&self, name: &str) -> Result<Value, ApiError> {
+    pub(super) async fn node(&self, name: &str) -> Result<Value, ApiError> {
         let nodes = resources::find("", "v1", "nodes")
             .ok_or_else(|| ApiError::Internal("the nodes resource is not served".into()))?;
         let kv = self

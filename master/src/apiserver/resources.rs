@@ -255,7 +255,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         field_selectors: &["spec.unschedulable"],
         schema: typed!(Node, defaults::node, validation::node),
     },

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,7 +26,7 @@ use super::openapi::OpenApi;
 use super::pki::{Credentials, KubeconfigUser, NODE_USER};
 use super::status::ApiError;
 use super::watch_cache::WatchCache;
-use super::{ApiServer, auth, bootstrap, discovery, json_value};
+use super::{ApiServer, auth, bootstrap, discovery, json_value, node_proxy};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::etcd::EtcdStore;
@@ -277,6 +277,31 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
         ["openapi", "v3", rest @ ..] => {
             discovery_or_404(api.openapi.document(&rest.join("/")).cloned(), path)
         }
+        ["api", "v1", "nodes", id, "proxy", ..] => {
+            let (id, rest) = (id.to_string(), node_proxy::rest_of_path(path));
+            let verb = proxy_verb(&parts.method);
+            let result = api
+                .node_proxy(
+                    parts.method.clone(),
+                    &id,
+                    rest,
+                    parts.uri.query(),
+                    &parts.headers,
+                    body,
+                )
+                .await;
+            let mut response = result.unwrap_or_else(|e| {
+                if e.code().is_server_error() {
+                    warn!(method = %parts.method, %path, error = %e, "node proxy request failed");
+                }
+                e.into_response()
+            });
+            response.extensions_mut().insert(RequestInfo {
+                verb,
+                resource: String::from("nodes/proxy"),
+            });
+            response
+        }
         ["api" | "apis", ..] => {
             let (result, info) = api
                 .handle_resource(
@@ -303,6 +328,18 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             "the server could not find the requested resource ({path})"
         ))
         .into_response(),
+    }
+}
+
+/// The Kubernetes verb of a connect (proxy) request.
+fn proxy_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "proxy",
     }
 }
 

@@ -11,8 +11,11 @@
 //!   pod's containers, from what `observed` reads) and computing the pod's status
 //!   (`pod_status`); `pod_kill` stops and removes a pod that is gone;
 //! - `status_manager`: the only writer of pods (statuses, mirror pods, finished deletions);
+//! - [`pod_view`]: the pods the agent runs with their latest statuses, which the pod manager
+//!   and the status manager keep and the endpoint's `/pods` shows;
 //! - [`logs`]: the containers' log files, copied from Docker through io_uring;
-//! - [`server`]: the agent's HTTPS endpoint for the API server (container logs);
+//! - [`server`]: the agent's HTTPS endpoint for the API server (container logs, `/pods`,
+//!   `/metrics`, `/stats/summary`, `/logs/`);
 //! - [`event_recorder`]: the Kubernetes Events the kubelet posts.
 //!
 //! The leaves the parts share, so none imports another for a type (as Kubernetes'
@@ -36,6 +39,7 @@ mod paths;
 mod pod_kill;
 mod pod_manager;
 mod pod_status;
+pub mod pod_view;
 mod pod_worker;
 pub mod register;
 mod runtime_monitor;
@@ -182,6 +186,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             &config.root_dir,
             config.container_logs,
         );
+        let pod_view = pod_view::PodView::default();
         // Bound before registering, so a taken port fails the start at once.
         let server = match &self.server {
             Some(server) => Some(
@@ -191,6 +196,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                     &[facts.internal_ip],
                     self.runtime.clone(),
                     container_logs.clone(),
+                    pod_view.clone(),
                 )
                 .await?,
             ),
@@ -280,12 +286,14 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             status: status_tx,
             manager: manager_tx.clone(),
         });
-        let manager = pod_manager::PodManager::new(ctx, config.manifests_dir.is_some());
+        let manager = pod_manager::PodManager::new(ctx, config.manifests_dir.is_some())
+            .publishing(pod_view.clone());
         let status_manager = status_manager::StatusManager::new(
             self.client.clone(),
             &config.node_name,
             &registration.uid,
-        );
+        )
+        .publishing(pod_view);
 
         let mut tasks = vec![
             tokio::task::spawn_local(heartbeat.run()),

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::messages::{ApiPodMeta, ManagerMsg, StatusMsg};
 use super::paths;
+use super::pod_view::PodView;
 use super::pod_worker::{self, WorkerContext, WorkerInput};
 use super::types::{is_mirror_pod, key_of};
 use crate::runtime::ContainerRuntime;
@@ -34,6 +35,7 @@ pub struct PodManager<R> {
     static_synced: bool,
     runtime_ready: bool,
     workers: HashMap<String, Worker>,
+    view: PodView,
 }
 
 impl<R: ContainerRuntime> PodManager<R> {
@@ -49,7 +51,14 @@ impl<R: ContainerRuntime> PodManager<R> {
             static_synced: !static_source,
             runtime_ready: false,
             workers: HashMap::new(),
+            view: PodView::default(),
         }
+    }
+
+    /// Keeps `view` up to date with the desired pods.
+    pub fn publishing(mut self, view: PodView) -> Self {
+        self.view = view;
+        self
     }
 
     /// Runs until every sender is gone.
@@ -157,6 +166,7 @@ impl<R: ContainerRuntime> PodManager<R> {
 
     /// Tells the pod's worker what it should run now, starting a worker if needed.
     fn update_worker(&mut self, uid: &str) {
+        self.view.set_pod(uid, self.desired(uid));
         let desired = self.desired(uid).cloned().map(Arc::new);
         match self.workers.get(uid) {
             Some(worker) => {

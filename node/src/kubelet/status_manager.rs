@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::messages::{ApiPodMeta, StatusMsg};
+use super::pod_view::PodView;
 use super::static_pods;
 use super::types::PodKey;
 
@@ -107,6 +108,7 @@ pub struct StatusManager<W> {
     statuses: HashMap<PodKey, Entry>,
     static_pods: HashMap<PodKey, Pod>,
     deletes: HashMap<PodKey, String>,
+    view: PodView,
 }
 
 impl<W: PodWriter> StatusManager<W> {
@@ -121,7 +123,14 @@ impl<W: PodWriter> StatusManager<W> {
             statuses: HashMap::new(),
             static_pods: HashMap::new(),
             deletes: HashMap::new(),
+            view: PodView::default(),
         }
+    }
+
+    /// Keeps the statuses in `view` too (what the agent's `/pods` shows).
+    pub fn publishing(mut self, view: PodView) -> Self {
+        self.view = view;
+        self
     }
 
     /// Runs until every sender is gone.
@@ -171,6 +180,7 @@ impl<W: PodWriter> StatusManager<W> {
                 static_pod,
                 status,
             } => {
+                self.view.set_status(&uid, &status);
                 let entry = self.statuses.entry(key).or_insert_with(|| Entry {
                     uid: uid.clone(),
                     static_pod,
@@ -185,10 +195,12 @@ impl<W: PodWriter> StatusManager<W> {
                 }
             }
             StatusMsg::Terminated { key, uid } => {
+                self.view.forget_status(&uid);
                 self.statuses.remove(&key);
                 self.deletes.insert(key, uid);
             }
             StatusMsg::Forget { key, uid } => {
+                self.view.forget_status(&uid);
                 if self.statuses.get(&key).is_some_and(|e| e.uid == uid) {
                     self.statuses.remove(&key);
                 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use super::{
-    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, LogRecord,
-    NodeNetwork, RuntimeError, SandboxSpec,
+    ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerStats, LogRecord, NodeNetwork, RuntimeError, SandboxSpec,
 };
 
 /// Where Docker listens by default.
@@ -175,6 +175,10 @@ impl ContainerRuntime for DockerRuntime {
         since: Option<DateTime<Utc>>,
     ) -> impl Stream<Item = Result<LogRecord, RuntimeError>> + Send + 'static {
         super::container_logs::container_logs(self, id, since)
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        super::container_stats::container_stats(self, id).await
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

@@ -13,8 +13,8 @@ use futures::{Stream, stream};
 
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerKind, ContainerPhase,
-    ContainerRuntime, ContainerSpec, ContainerState, LogRecord, NodeNetwork, PodRef, RuntimeError,
-    SANDBOX_CONTAINER_NAME, SandboxSpec, Termination,
+    ContainerRuntime, ContainerSpec, ContainerState, ContainerStats, LogRecord, NodeNetwork,
+    PodRef, RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec, Termination,
 };
 
 /// A call that changed (or tried to change) the fake's containers or images.
@@ -303,6 +303,28 @@ impl ContainerRuntime for FakeRuntime {
         _since: Option<DateTime<Utc>>,
     ) -> impl Stream<Item = Result<LogRecord, RuntimeError>> + Send + 'static {
         stream::empty()
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        let state = self.up()?;
+        let container = state
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_owned()))?;
+        // Made-up but stable figures, so formatting is testable.
+        Ok(match container.state {
+            ContainerState::Running { .. } => ContainerStats {
+                usage_core_nanoseconds: Some(1_000_000_000),
+                usage_nano_cores: Some(10_000_000),
+                memory_usage_bytes: Some(8 << 20),
+                memory_working_set_bytes: Some(4 << 20),
+                memory_rss_bytes: Some(2 << 20),
+                memory_limit_bytes: None,
+                page_faults: Some(100),
+                major_page_faults: Some(1),
+            },
+            _ => ContainerStats::default(),
+        })
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

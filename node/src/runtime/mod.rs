@@ -16,6 +16,7 @@ mod container_list;
 mod container_logs;
 mod container_remove;
 mod container_start;
+mod container_stats;
 mod container_stop;
 mod docker;
 #[cfg(test)]
@@ -292,6 +293,27 @@ pub struct LogRecord {
     pub content: Bytes,
 }
 
+/// One container's resource usage, as the Summary API reports it (`None`: not known).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time used since the container started, in nanoseconds (all cores).
+    pub usage_core_nanoseconds: Option<u64>,
+    /// CPU used lately, in billionths of a core.
+    pub usage_nano_cores: Option<u64>,
+    /// Memory in use, page cache included.
+    pub memory_usage_bytes: Option<u64>,
+    /// Memory in use minus the inactive page cache: what the kubelet evicts on.
+    pub memory_working_set_bytes: Option<u64>,
+    /// Anonymous memory (and swap cache).
+    pub memory_rss_bytes: Option<u64>,
+    /// The container's memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// Page faults.
+    pub page_faults: Option<u64>,
+    /// Major page faults.
+    pub major_page_faults: Option<u64>,
+}
+
 /// What the kubelet needs from a container runtime. Every method is safe to call again after
 /// a failure (the kubelet reconciles by retrying).
 pub trait ContainerRuntime: Send + Sync + 'static {
@@ -357,6 +379,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &str,
         since: Option<DateTime<Utc>>,
     ) -> impl Stream<Item = Result<LogRecord, RuntimeError>> + Send + 'static;
+
+    /// Container `id`'s resource usage now (a running container's; a stopped one has none).
+    fn stats(&self, id: &str) -> impl Future<Output = Result<ContainerStats, RuntimeError>> + Send;
 
     /// The container events of this node's containers until the connection ends.
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;

@@ -1,17 +1,30 @@
 //! The agent's own HTTPS endpoint (the kubelet's port, 10250 by default), which the API server
-//! calls for what only the node has: container logs (`kubectl logs`).
+//! calls for what only the node has: container logs (`kubectl logs`), and the kubelet's
+//! read-only endpoints it proxies for `nodes/<name>/proxy/...`.
 //!
 //! - `tls`: a self-signed serving certificate made at start; client certificates required and
 //!   verified against the cluster CA, so only the API server gets in;
-//! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`.
+//! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
+//! - `/healthz`: `ok` while the agent serves;
+//! - [`pods`]: `GET /pods`, the pods the agent runs with their statuses;
+//! - [`metrics`]: `GET /metrics`, Prometheus text;
+//! - [`stats_summary`]: `GET /stats/summary`, the Summary API (node and pod CPU and memory,
+//!   from `proc_usage` and the runtime's stats);
+//! - [`node_logs`]: `GET /logs/...`, /var/log read-only.
 //!
 //! The bound port is published in the Node's `status.daemonEndpoints.kubeletEndpoint`, which
 //! is where the API server looks for it.
 
 pub mod container_logs;
+pub mod metrics;
+pub mod node_logs;
+pub mod pods;
+mod proc_usage;
+pub mod stats_summary;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::logs::ContainerLogs;
+use super::pod_view::PodView;
 use crate::runtime::ContainerRuntime;
 
 /// The port the kubelet serves on by default.
@@ -83,6 +97,7 @@ impl KubeletServer {
         node_ips: &[IpAddr],
         runtime: Arc<R>,
         logs: ContainerLogs,
+        pods: PodView,
     ) -> Result<KubeletServer, ServerError> {
         let serving = tls::SelfSigned::generate(node, node_ips)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&config.client_ca_pem, serving)?);
@@ -93,7 +108,13 @@ impl KubeletServer {
         Ok(KubeletServer {
             listener,
             acceptor,
-            router: router(runtime, logs),
+            router: router(ServerState {
+                runtime,
+                logs,
+                pods,
+                node_name: node.to_owned(),
+                node_log_dir: PathBuf::from(node_logs::NODE_LOG_DIR),
+            }),
         })
     }
 
@@ -148,6 +169,12 @@ pub struct ServerState<R> {
     pub runtime: Arc<R>,
     /// Their log files.
     pub logs: ContainerLogs,
+    /// The pods the agent runs, with their statuses.
+    pub pods: PodView,
+    /// The node's name.
+    pub node_name: String,
+    /// The node's log directory (`/logs/`).
+    pub node_log_dir: PathBuf,
 }
 
 impl<R> Clone for ServerState<R> {
@@ -155,18 +182,27 @@ impl<R> Clone for ServerState<R> {
         ServerState {
             runtime: self.runtime.clone(),
             logs: self.logs.clone(),
+            pods: self.pods.clone(),
+            node_name: self.node_name.clone(),
+            node_log_dir: self.node_log_dir.clone(),
         }
     }
 }
 
 /// The endpoint's routes.
-fn router<R: ContainerRuntime>(runtime: Arc<R>, logs: ContainerLogs) -> Router {
+fn router<R: ContainerRuntime>(state: ServerState<R>) -> Router {
     Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs::container_logs::<R>),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pods", get(pods::pods::<R>))
+        .route("/pods/", get(pods::pods::<R>))
+        .route("/metrics", get(metrics::metrics::<R>))
+        .route("/stats/summary", get(stats_summary::summary::<R>))
+        .route("/logs/", get(node_logs::node_logs::<R>))
+        .route("/logs/{*path}", get(node_logs::node_logs::<R>))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
-        .with_state(ServerState { runtime, logs })
+        .with_state(state)
 }
