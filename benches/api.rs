@@ -6,15 +6,25 @@
 //! kubelets give) and pod `i` is created on `node-(i % watchers)`, so each watcher sees its
 //! share of the pods and the API server filters every event for every watcher.
 //!
-//! Last lines: `RESULT api store=<store> ... watchers=<n> selector=<none|node> creates_per_s=...
-//! p50_ms=... p99_ms=... watch_events_lost=0`.
+//! With `--encoding protobuf` the clients speak as client-go configured for protobuf does
+//! (kube-controller-manager, the scheduler, most operators): pods are created with protobuf
+//! bodies and every watcher asks for `application/vnd.kubernetes.protobuf` and decodes the
+//! length-prefixed `WatchEvent` frames; `all` runs JSON and protobuf side by side.
+//!
+//! Last lines: `RESULT api store=<store> encoding=<json|protobuf> ... watchers=<n>
+//! selector=<none|node> creates_per_s=... p50_ms=... p99_ms=... watch_events_lost=0`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use futures::StreamExt;
+use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::api::resource::Quantity;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+use prost::Message;
 use serde_json::{Value, json};
 use skiff::etcd::Etcd;
 use skiff::master::{Master, MasterOptions};
@@ -37,9 +47,43 @@ struct Args {
     /// Which stores: embedded, etcd or all.
     #[arg(long, default_value = "all")]
     store: String,
+    /// What the clients speak: json, protobuf or all (side by side).
+    #[arg(long, value_enum, default_value_t = EncodingChoice::All)]
+    encoding: EncodingChoice,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EncodingChoice {
+    Json,
+    Protobuf,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl Encoding {
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Protobuf => "protobuf",
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Encoding::Json => "application/json",
+            Encoding::Protobuf => Self::PROTOBUF,
+        }
+    }
 }
 
 struct Outcome {
@@ -57,6 +101,11 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let encodings: &[Encoding] = match args.encoding {
+        EncodingChoice::Json => &[Encoding::Json],
+        EncodingChoice::Protobuf => &[Encoding::Protobuf],
+        EncodingChoice::All => &[Encoding::Json, Encoding::Protobuf],
+    };
     let mut results = Vec::new();
     // The API server alone: a scheduler would add a status write and an Event per pod (none
     // of the pods can be placed: there are no nodes).
@@ -66,43 +115,69 @@ fn main() -> anyhow::Result<()> {
             String::from("--controllers="),
         ]
     };
-    if args.store == "all" || args.store == "embedded" {
-        let master = Master::start(MasterOptions {
-            extra_args: api_only(),
-            ..Default::default()
-        })?;
-        let outcome = rt.block_on(run(&master, &args))?;
-        results.push(("embedded", outcome));
-    }
-    if args.store == "all" || args.store == "etcd" {
-        match Etcd::start() {
-            Ok(etcd) => {
-                let master = Master::start(MasterOptions {
-                    etcd_endpoints: vec![etcd.endpoint()],
-                    extra_args: api_only(),
-                    ..Default::default()
-                })?;
-                let outcome = rt.block_on(run(&master, &args))?;
-                results.push(("etcd", outcome));
+    for &encoding in encodings {
+        if args.store == "all" || args.store == "embedded" {
+            let master = Master::start(MasterOptions {
+                extra_args: api_only(),
+                ..Default::default()
+            })?;
+            let outcome = rt.block_on(run(&master, &args, encoding))?;
+            results.push(("embedded", encoding, outcome));
+        }
+        if args.store == "all" || args.store == "etcd" {
+            match Etcd::start() {
+                Ok(etcd) => {
+                    let master = Master::start(MasterOptions {
+                        etcd_endpoints: vec![etcd.endpoint()],
+                        extra_args: api_only(),
+                        ..Default::default()
+                    })?;
+                    let outcome = rt.block_on(run(&master, &args, encoding))?;
+                    results.push(("etcd", encoding, outcome));
+                }
+                Err(e) => eprintln!("skipping etcd: {e:#}"),
             }
-            Err(e) => eprintln!("skipping etcd: {e:#}"),
         }
     }
-    if let [(_, embedded), (_, etcd)] = results.as_slice() {
-        println!(
-            "embedded vs etcd: {:.1}x the creates/s, p99 {:.2} ms vs {:.2} ms",
-            embedded.creates_per_s / etcd.creates_per_s.max(f64::MIN_POSITIVE),
-            embedded.p99_ms,
-            etcd.p99_ms
-        );
+    let find = |store: &str, encoding: Encoding| {
+        results
+            .iter()
+            .find(|(s, e, _)| *s == store && *e == encoding)
+            .map(|(_, _, o)| o)
+    };
+    for &encoding in encodings {
+        if let (Some(embedded), Some(etcd)) = (find("embedded", encoding), find("etcd", encoding)) {
+            println!(
+                "{}: embedded vs etcd: {:.1}x the creates/s, p99 {:.2} ms vs {:.2} ms",
+                encoding.name(),
+                embedded.creates_per_s / etcd.creates_per_s.max(f64::MIN_POSITIVE),
+                embedded.p99_ms,
+                etcd.p99_ms
+            );
+        }
     }
-    for (store, o) in &results {
+    for store in ["embedded", "etcd"] {
+        if let (Some(json), Some(protobuf)) =
+            (find(store, Encoding::Json), find(store, Encoding::Protobuf))
+        {
+            println!(
+                "{store}: protobuf vs json: {:.2}x the creates/s, p99 {:.2} ms vs {:.2} ms",
+                protobuf.creates_per_s / json.creates_per_s.max(f64::MIN_POSITIVE),
+                protobuf.p99_ms,
+                json.p99_ms
+            );
+        }
+    }
+    for (store, encoding, o) in &results {
         eprintln!(
-            "{store}: max latency {:.2} ms, out-of-order events {}",
-            o.max_ms, o.out_of_order
+            "{store}/{}: max latency {:.2} ms, out-of-order events {}",
+            encoding.name(),
+            o.max_ms,
+            o.out_of_order
         );
         println!(
-            "RESULT api store={store} pods={} clients={} watchers={} selector={} creates_per_s={:.0} p50_ms={:.2} p99_ms={:.2} watch_events_lost={}",
+            "RESULT api store={store} encoding={} pods={} clients={} watchers={} selector={} creates_per_s={:.0} p50_ms={:.2} p99_ms={:.2} watch_events_lost={}",
+            encoding.name(),
             args.pods,
             args.clients,
             args.watchers,
@@ -116,7 +191,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
+async fn run(master: &Master, args: &Args, encoding: Encoding) -> anyhow::Result<Outcome> {
     let base = master.server_url().to_string();
     let ns_url = format!("{base}/api/v1/namespaces");
     let http = master.http();
@@ -159,6 +234,7 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
             .get(format!(
                 "{pods_url}?watch=1&resourceVersion={from}&timeoutSeconds=600{selector}"
             ))
+            .header("Accept", encoding.media_type())
             .send()
             .await?;
         anyhow::ensure!(resp.status().is_success(), "watch: {}", resp.status());
@@ -173,12 +249,10 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
                     break;
                 };
                 buf.extend_from_slice(&chunk);
-                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=end).collect();
-                    if !line.starts_with(b"{\"type\":\"ADDED\"") {
-                        continue;
-                    }
-                    let rv = resource_version(&line);
+                let mut taken = 0;
+                while let Some((event, used)) = next_event(encoding, &buf[taken..]) {
+                    taken += used;
+                    let Some(rv) = event else { continue };
                     if rv <= last {
                         out_of_order.fetch_add(1, Ordering::Relaxed);
                     }
@@ -186,18 +260,18 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
                     count += 1;
                     received.fetch_add(1, Ordering::Relaxed);
                 }
+                buf.drain(..taken);
             }
         }));
     }
 
     let per_node = args.per_node.then_some(args.watchers.max(1));
     let body = |i: usize| {
-        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench"}},
-            "spec": {"containers": [{"name": "c", "image": "registry.local/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}});
-        if let Some(nodes) = per_node {
-            pod["spec"]["nodeName"] = json!(format!("node-{}", i % nodes));
+        let node = per_node.map(|nodes| format!("node-{}", i % nodes));
+        match encoding {
+            Encoding::Json => json_pod(i, node).into_bytes(),
+            Encoding::Protobuf => protobuf_pod(i, node),
         }
-        pod.to_string()
     };
     // Warm each client's connection (TLS handshake) before the clock starts.
     let mut clients = Vec::new();
@@ -210,7 +284,7 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
     let mut tasks = Vec::new();
     for (k, client) in clients.into_iter().enumerate() {
         let url = pods_url.clone();
-        let mine: Vec<String> = (0..args.pods)
+        let mine: Vec<Vec<u8>> = (0..args.pods)
             .filter(|i| i % args.clients == k)
             .map(body)
             .collect();
@@ -220,7 +294,8 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
                 let t = Instant::now();
                 let r = client
                     .post(&url)
-                    .header("Content-Type", "application/json")
+                    .header("Content-Type", encoding.media_type())
+                    .header("Accept", encoding.media_type())
                     .body(b)
                     .send()
                     .await?;
@@ -258,6 +333,87 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
         lost: want.saturating_sub(received.load(Ordering::Relaxed)),
         out_of_order: out_of_order.load(Ordering::Relaxed),
     })
+}
+
+fn json_pod(i: usize, node: Option<String>) -> String {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.local/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}});
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = json!(node);
+    }
+    pod.to_string()
+}
+
+/// The same pod as `json_pod`, as client-go writes it: `k8s\0` and a `runtime.Unknown`.
+fn protobuf_pod(i: usize, node: Option<String>) -> Vec<u8> {
+    let quantity = |q: &str| Quantity {
+        string: Some(q.into()),
+    };
+    let pod = core::Pod {
+        metadata: Some(meta::ObjectMeta {
+            name: Some(format!("pod-{i}")),
+            labels: [("app".to_owned(), "bench".to_owned())].into(),
+            ..Default::default()
+        }),
+        spec: Some(core::PodSpec {
+            containers: vec![core::Container {
+                name: Some("c".into()),
+                image: Some("registry.local/app:1.0".into()),
+                resources: Some(core::ResourceRequirements {
+                    requests: [
+                        ("cpu".to_owned(), quantity("100m")),
+                        ("memory".to_owned(), quantity("64Mi")),
+                    ]
+                    .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            node_name: node,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+        }),
+        raw: Some(pod.encode_to_vec()),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+}
+
+/// The next whole watch event at the start of `buf` and the bytes it took: `Some(rv)` for an
+/// ADDED event (the pod's `resourceVersion`), `None` for any other. `None` overall until a
+/// whole event has arrived.
+fn next_event(encoding: Encoding, buf: &[u8]) -> Option<(Option<u64>, usize)> {
+    match encoding {
+        Encoding::Json => {
+            let end = buf.iter().position(|b| *b == b'\n')?;
+            let line = &buf[..=end];
+            let added = line.starts_with(b"{\"type\":\"ADDED\"");
+            Some((added.then(|| resource_version(line)), end + 1))
+        }
+        Encoding::Protobuf => {
+            // A 4-byte big-endian length, then a `WatchEvent` whose object is `k8s\0` and a
+            // `runtime.Unknown` around the pod: decoded as a Go watcher decodes it.
+            let length = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+            let frame = buf.get(4..4 + length)?;
+            let rv = meta::WatchEvent::decode(frame)
+                .ok()
+                .filter(|event| event.r#type.as_deref() == Some("ADDED"))
+                .and_then(|event| {
+                    let raw = event.object?.raw?;
+                    let unknown = Unknown::decode(raw.strip_prefix(b"k8s\0")?).ok()?;
+                    let pod = core::Pod::decode(unknown.raw?.as_slice()).ok()?;
+                    pod.metadata?.resource_version?.parse().ok()
+                });
+            Some((rv, 4 + length))
+        }
+    }
 }
 
 /// The `resourceVersion` of the object in one watch event line.
