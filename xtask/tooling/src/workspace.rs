@@ -39,11 +39,37 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// What cargo sets for the crate it runs (`cargo run`, a test binary), not settings of the
+/// user's: left out of a nested cargo's environment.
+const CRATE_ENVIRONMENT: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// A cargo command in the repository root: the cargo that runs us (`$CARGO`), else `cargo`.
+///
+/// Without the variables cargo set for whoever runs it (xtask under `cargo run`, a test binary
+/// under `cargo test`): build scripts watch some of them (ring's reruns when
+/// `CARGO_PKG_NAME` or `CARGO_MANIFEST_DIR` changes), so a build from xtask and one from a test
+/// would each find the other's output stale and compile ring and every crate above it again.
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|name| CRATE_ENVIRONMENT.iter().any(|set| name.starts_with(set)))
+        {
+            cmd.env_remove(name);
+        }
+    }
     cmd
 }
 
