@@ -174,6 +174,16 @@ impl NodeAgent {
         if !port_given {
             cmd.arg("--port").arg("0");
         }
+        // Service load balancing is for the tests about it: every agent's socket programs see
+        // every connect on the machine, and other tests' clusters use the same Service CIDR.
+        let proxy_given = self
+            .opts
+            .extra_args
+            .iter()
+            .any(|arg| arg.starts_with("--proxy-mode"));
+        if !proxy_given {
+            cmd.arg("--proxy-mode=none");
+        }
         cmd.args(&self.opts.extra_args);
         let log_path = self.log_path();
         let mut log = OpenOptions::new()

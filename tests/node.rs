@@ -37,9 +37,13 @@ impl Cluster {
     }
 
     async fn start_with(opts: NodeOptions) -> Cluster {
+        Self::start_with_master(MasterOptions::default(), opts).await
+    }
+
+    async fn start_with_master(master: MasterOptions, opts: NodeOptions) -> Cluster {
         docker::ensure_dockerd().expect("Docker must run for the node tests");
         build_workload_image().await;
-        let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+        let master = Master::start(master).expect("start skiff-master");
         let agent = NodeAgent::start(&master, opts).expect("start skiff-node");
         let client = master.kube_client().await.expect("kube client");
         Cluster {
@@ -1799,4 +1803,95 @@ async fn agent_port(cluster: &Cluster) -> i64 {
         .and_then(|d| d.kubelet_endpoint)
         .map(|e| i64::from(e.port))
         .expect("the Node publishes its kubelet port")
+}
+
+/// A ClusterIP Service through the eBPF socket programs: requests from the host to the
+/// ClusterIP reach every ready pod of the Deployment behind it, and with no pod left a connect
+/// is refused at once (ECONNREFUSED, as kube-proxy's REJECT), never sent anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
+    // A Service CIDR of this test's own: other tests' clusters on this machine share none of
+    // its addresses.
+    const SERVICE_CIDR: &str = "10.100.214.0/24";
+    let mut node = NodeOptions::new("t-svc", "10.244.214.0/24");
+    node.extra_args = vec![
+        String::from("--proxy-mode=ebpf"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+    ];
+    let master = MasterOptions {
+        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        ..Default::default()
+    };
+    let cluster = Cluster::start_with_master(master, node).await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: {WORKLOAD_IMAGE}
+        args: [serve, "8080", /]
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+    ));
+    endpoints_are_the_running_pods(&cluster, "web", 3).await;
+    let out =
+        cluster
+            .master
+            .kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(out.success(), "{out}");
+    let cluster_ip: std::net::Ipv4Addr = out.stdout.trim().parse().expect("an IPv4 ClusterIP");
+    skiff::network::ensure_stays_local(cluster_ip).expect("the Service CIDR is kept local");
+
+    let ip = cluster_ip.to_string();
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let name = http_get_eventually(&ip, 80, "/env/POD_NAME").await;
+        reached.insert(name);
+    }
+    assert_eq!(
+        reached.len(),
+        3,
+        "30 requests to the ClusterIP reach all 3 pods: {reached:?}"
+    );
+
+    let out = cluster
+        .master
+        .kubectl(&["scale", "deployment", "web", "--replicas=0"]);
+    assert!(out.success(), "{out}");
+    endpoints_are_the_running_pods(&cluster, "web", 0).await;
+    // The agent applies the empty Endpoints right after the watch delivers them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let addr = SocketAddr::from((cluster_ip, 80));
+        let started = Instant::now();
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                break started.elapsed();
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "a connect with no backend left is refused, not {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refused < Duration::from_millis(100),
+        "refused at once, not after {refused:?}"
+    );
 }

@@ -3,6 +3,7 @@
 //! pause sandbox, and reports their status.
 //!
 //! - [`kubelet`]: registration, heartbeat, pod sources, pod workers, status reporting;
+//! - [`proxy`]: Service load balancing in eBPF (kube-proxy's job);
 //! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
 //! - [`images`]: the static binaries built into local images (no registry is reachable).
 //! - [`uring`]: the io_uring layer (the async executor, heartbeat connection, file I/O, /proc
@@ -10,5 +11,6 @@
 
 pub mod images;
 pub mod kubelet;
+pub mod proxy;
 pub mod runtime;
 pub mod uring;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_node::kubelet::{self, Kubelet};
+use skiff_node::proxy;
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 use skiff_node::uring;
 
@@ -17,12 +18,14 @@ use skiff_node::uring;
 #[derive(Parser, Debug)]
 #[command(name = "skiff-node", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Kubeconfig with the master's address and this node's credentials (default: $KUBECONFIG,
     /// else ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// The Node's name (default: the hostname).
-    #[arg(long)]
+    #[arg(long, global = true)]
     node_name: Option<String>,
     /// This node's pod CIDR (default: the Node's spec.podCIDR, which the master assigns).
     #[arg(long)]
@@ -66,13 +69,43 @@ struct Args {
     /// Size at which a container's log file is rotated (a quantity: 10Mi, 500Ki).
     #[arg(long, default_value = "10Mi", value_parser = kubelet::logs::parse_size)]
     container_log_max_size: u64,
+    /// How Services are load-balanced on this node: `ebpf` (socket programs on the cgroup v2
+    /// root) or `none`.
+    #[arg(long, value_enum, default_value = "ebpf")]
+    proxy_mode: proxy::ProxyMode,
+    /// The Service CIDR (the master's --service-cluster-ip-range): kept on this machine by an
+    /// `unreachable` route before any program loads.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Ipv4Net,
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
 }
 
+/// What else skiff-node can do besides running the agent.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Service load balancing on this node.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ProxyCommand {
+    /// Print every frontend with its backends and connection count, from the live maps.
+    Dump,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Proxy(ProxyCommand::Dump)) = &args.command {
+        let node = args
+            .node_name
+            .clone()
+            .unwrap_or_else(kubelet::node_facts::hostname);
+        print!("{}", proxy::dump::dump(&node)?);
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -133,11 +166,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port: args.port,
         client_ca_pem: settings.ca_pem.clone(),
     };
+    let proxy = match args.proxy_mode {
+        proxy::ProxyMode::Ebpf => Some(tokio::spawn(proxy::run(
+            client.clone(),
+            proxy::ProxyConfig {
+                node_name: node_name.clone(),
+                service_cidr: args.service_cluster_ip_range,
+                map_sizes: Default::default(),
+            },
+        ))),
+        proxy::ProxyMode::None => None,
+    };
     let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
-    Kubelet::new(config, client, runtime, heartbeat)
+    let kubelet = Kubelet::new(config, client, runtime, heartbeat)
         .serving(server)
-        .run(shutdown_signal())
-        .await?;
+        .run(shutdown_signal());
+    let Some(proxy) = proxy else {
+        kubelet.await?;
+        return Ok(());
+    };
+    // Service load balancing that cannot start stops the agent: its pods would be cut off.
+    tokio::select! {
+        done = kubelet => done?,
+        proxied = proxy => match proxied {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(anyhow::Error::new(err).context("Service load balancing")),
+            Err(err) => anyhow::bail!("the Service proxy stopped: {err}"),
+        },
+    }
     Ok(())
 }
 

@@ -20,9 +20,19 @@ struct Requirement {
 enum Install {
     /// These Debian packages provide it.
     Apt(&'static [&'static str]),
+    /// `rustup <args>` provides it.
+    Rustup(&'static [&'static str]),
+    /// `cargo install <args>` with `env` set builds it.
+    Cargo {
+        args: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+    },
     /// It cannot be installed from here; the text tells the user what to do.
     Manual(&'static str),
 }
+
+/// Where Debian's LLVM 22 lives (bpf-linker links eBPF objects with it).
+const LLVM_22: &str = "/usr/lib/llvm-22";
 
 /// Everything the project needs, in install order.
 const REQUIREMENTS: &[Requirement] = &[
@@ -50,6 +60,40 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["gcc", "libc6-dev"]),
     },
     Requirement {
+        // The eBPF programs (node-ebpf/) are built by node/build.rs with nightly's
+        // `-Z build-std=core`, which needs the standard library's sources.
+        name: "nightly rust-src",
+        check: nightly_rust_src,
+        install: Install::Rustup(&["component", "add", "rust-src", "--toolchain", "nightly"]),
+    },
+    Requirement {
+        name: "LLVM 22",
+        check: llvm_22,
+        install: Install::Apt(&[
+            "llvm-22-dev",
+            "libpolly-22-dev",
+            "libzstd-dev",
+            "zlib1g-dev",
+        ]),
+    },
+    Requirement {
+        // Links the eBPF programs; built against Debian's LLVM 22 (nightly's LLVM).
+        name: "bpf-linker",
+        check: bpf_linker_version,
+        install: Install::Cargo {
+            args: &[
+                "bpf-linker",
+                "--version",
+                "0.13.0",
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ],
+            env: &[("LLVM_PREFIX", LLVM_22), ("LLVM_SYS_221_PREFIX", LLVM_22)],
+        },
+    },
+    Requirement {
         name: "kubectl",
         check: kubectl_version,
         install: Install::Manual(
@@ -72,14 +116,22 @@ pub fn run() -> anyhow::Result<()> {
             Install::Apt(packages) => {
                 eprintln!("installing {} ...", packages.join(" "));
                 apt.install(packages)?;
-                match (req.check)() {
-                    Some(version) => eprintln!("✓ {} {version} installed", req.name),
-                    None => bail!(
-                        "installed {} but {} is still not usable",
-                        packages.join(" "),
-                        req.name
-                    ),
-                }
+                installed(req)?;
+            }
+            Install::Rustup(args) => {
+                eprintln!("rustup {} ...", args.join(" "));
+                run_visible(Command::new("rustup").args(args))?;
+                installed(req)?;
+            }
+            Install::Cargo { args, env } => {
+                eprintln!("cargo install {} (a few minutes) ...", args.join(" "));
+                run_visible(
+                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                        .arg("install")
+                        .args(args)
+                        .envs(env.iter().copied()),
+                )?;
+                installed(req)?;
             }
             Install::Manual(hint) => {
                 eprintln!("✗ {} is missing: {hint}", req.name);
@@ -92,6 +144,28 @@ pub fn run() -> anyhow::Result<()> {
             "setup incomplete: {} missing (see above)",
             unresolved.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// Fails unless `req` is usable now that it was installed.
+fn installed(req: &Requirement) -> anyhow::Result<()> {
+    match (req.check)() {
+        Some(version) => {
+            eprintln!("✓ {} {version} installed", req.name);
+            Ok(())
+        }
+        None => bail!("installed {} but it is still not usable", req.name),
+    }
+}
+
+/// Runs `command` with its output visible; fails unless it succeeds.
+fn run_visible(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
     }
     Ok(())
 }
@@ -179,6 +253,43 @@ fn kubectl_version() -> Option<String> {
     let out = version_output("/usr/bin/kubectl", &["version", "--client"])?;
     // "Client Version: v1.32.4\nKustomize Version: ..."
     field(&out, "Client Version:").or(Some(String::from("(unknown version)")))
+}
+
+/// Nightly's version, if its `rust-src` component is installed.
+fn nightly_rust_src() -> Option<String> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .ok()?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !listed.lines().any(|line| line.starts_with("rust-src")) {
+        return None;
+    }
+    let version = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&version.stdout).trim().to_owned())
+}
+
+/// LLVM 22's version, if its development files (libLLVM, Polly) are installed.
+fn llvm_22() -> Option<String> {
+    let polly = Path::new(LLVM_22).join("lib/libPolly.a");
+    if !polly.exists() {
+        return None;
+    }
+    let config = format!("{LLVM_22}/bin/llvm-config");
+    version_output(&config, &["--version"]).map(|v| v.trim().to_owned())
+}
+
+/// bpf-linker's version, if cargo installed it.
+fn bpf_linker_version() -> Option<String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+    let linker = home.join("bin/bpf-linker");
+    let out = version_output(linker.to_str()?, &["--version"])?;
+    Some(out.trim().to_owned())
 }
 
 /// Stdout of `program args` when the program exists and exits successfully.
