@@ -1,5 +1,5 @@
 //! Compiles the end-to-end tests' workload program (`images/workload.c`) into the static
-//! binary of the `skiff/test-workload:1` image (see `src/images.rs`).
+//! binary of the `skiff/test-workload` image (see `src/images.rs`).
 
 use std::path::{Path, PathBuf};
 

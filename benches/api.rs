@@ -399,21 +399,58 @@ fn next_event(encoding: Encoding, buf: &[u8]) -> Option<(Option<u64>, usize)> {
         }
         Encoding::Protobuf => {
             // A 4-byte big-endian length, then a `WatchEvent` whose object is `k8s\0` and a
-            // `runtime.Unknown` around the pod: decoded as a Go watcher decodes it.
+            // `runtime.Unknown` around the pod: read down to the resourceVersion and no
+            // further, as the JSON watchers scan their lines for it, so both sides of the
+            // comparison spend alike on the client.
             let length = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
             let frame = buf.get(4..4 + length)?;
-            let rv = meta::WatchEvent::decode(frame)
+            let rv = WatchEventHead::decode(frame)
                 .ok()
                 .filter(|event| event.r#type.as_deref() == Some("ADDED"))
                 .and_then(|event| {
                     let raw = event.object?.raw?;
-                    let unknown = Unknown::decode(raw.strip_prefix(b"k8s\0")?).ok()?;
-                    let pod = core::Pod::decode(unknown.raw?.as_slice()).ok()?;
+                    let unknown = UnknownHead::decode(raw.strip_prefix(b"k8s\0")?).ok()?;
+                    let pod = ObjectHead::decode(unknown.raw?.as_slice()).ok()?;
                     pod.metadata?.resource_version?.parse().ok()
                 });
             Some((rv, 4 + length))
         }
     }
+}
+
+/// The head of `meta.v1.WatchEvent`: its type and object (prost skips the rest).
+#[derive(Clone, PartialEq, prost::Message)]
+struct WatchEventHead {
+    #[prost(string, optional, tag = "1")]
+    r#type: Option<String>,
+    #[prost(message, optional, tag = "2")]
+    object: Option<RawExtensionHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawExtensionHead {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    raw: Option<Vec<u8>>,
+}
+
+/// `runtime.Unknown`'s raw message.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UnknownHead {
+    #[prost(bytes = "vec", optional, tag = "2")]
+    raw: Option<Vec<u8>>,
+}
+
+/// An object's metadata, of which only the resourceVersion is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ObjectHead {
+    #[prost(message, optional, tag = "1")]
+    metadata: Option<MetaHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MetaHead {
+    #[prost(string, optional, tag = "6")]
+    resource_version: Option<String>,
 }
 
 /// The `resourceVersion` of the object in one watch event line.

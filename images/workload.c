@@ -1,5 +1,5 @@
 /* skiff's test workload: one static binary that the end-to-end tests run in pods (image
- * skiff/test-workload:1, FROM scratch). Its arguments are a list of steps run in order:
+ * skiff/test-workload, FROM scratch). Its arguments are a list of steps run in order:
  *
  *   echo TEXT                       print TEXT and a newline to stdout
  *   write PATH TEXT                 write TEXT to the file PATH
@@ -9,6 +9,8 @@
  *   ignore-term                     ignore SIGTERM from now on (tests of the grace period)
  *   exit CODE                       exit with CODE
  *   pause                           wait forever
+ *   udp-echo PORT                   in the background, answer every UDP datagram to PORT with
+ *                                     the same bytes (the Service tests' UDP round trip)
  *   serve PORT DIR                  serve HTTP on 0.0.0.0:PORT forever:
  *                                     GET /healthz -> "ok"
  *                                     GET /file/NAME -> contents of DIR/NAME
@@ -210,6 +212,35 @@ static void serve(int port, const char *dir) {
     }
 }
 
+static void udp_echo(int port) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) fail("udp socket");
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)port);
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) fail("udp bind");
+    printf("workload: echoing UDP on port %d\n", port);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) fail("fork");
+    if (child > 0) {
+        close(fd);
+        return;
+    }
+    char buf[2048];
+    for (;;) {
+        struct sockaddr_in peer;
+        socklen_t peer_len = sizeof peer;
+        ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &peer_len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            _exit(1);
+        }
+        (void)!sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, peer_len);
+    }
+}
+
 static void fetch(const char *host, int port, const char *path, const char *out) {
     struct timespec pause_time = {0, 200 * 1000 * 1000};
     for (int attempt = 0; attempt < 300; attempt++) {
@@ -274,6 +305,9 @@ int main(int argc, char **argv) {
             exit(atoi(argv[++i]));
         } else if (strcmp(step, "pause") == 0) {
             for (;;) pause();
+        } else if (strcmp(step, "udp-echo") == 0) {
+            need(argc, i, 1, step);
+            udp_echo(atoi(argv[++i]));
         } else if (strcmp(step, "serve") == 0) {
             need(argc, i, 2, step);
             serve(atoi(argv[i + 1]), argv[i + 2]);

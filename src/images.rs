@@ -3,7 +3,8 @@
 //! the steps it can take (serve, exit, write files, ...).
 
 /// The image tests run their pods with.
-pub const WORKLOAD_IMAGE: &str = "skiff/test-workload:1";
+/// The tag changes with `images/workload.c`: an image is built only when its tag is missing.
+pub const WORKLOAD_IMAGE: &str = "skiff/test-workload:2";
 
 /// The workload program (`images/workload.c`).
 pub const WORKLOAD_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/workload"));

@@ -144,6 +144,24 @@ impl NodeAgent {
         self.launch()
     }
 
+    /// `skiff-node proxy cleanup` for this node: its Service programs and maps outlive the
+    /// agent (as kube-proxy's rules do) until this removes them.
+    pub fn proxy_cleanup(&self) -> anyhow::Result<()> {
+        let binary = binaries::binary("skiff-node", NODE_BIN_ENV)?;
+        let out = Command::new(&binary)
+            .args(["proxy", "cleanup", "--node-name", &self.opts.name])
+            .output()
+            .context("running skiff-node proxy cleanup")?;
+        if !out.status.success() {
+            bail!(
+                "skiff-node proxy cleanup --node-name {}: {}",
+                self.opts.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// The last lines of the agent's log.
     pub fn log_tail(&self) -> String {
         process::log_tail(&self.log_path(), LOG_TAIL_LINES)
@@ -249,6 +267,9 @@ impl Drop for NodeAgent {
             );
         }
         self.stop();
+        if let Err(err) = self.proxy_cleanup() {
+            eprintln!("skiff test harness: {err:#}");
+        }
         if let Err(err) = docker::remove_node_containers(&self.opts.name) {
             eprintln!(
                 "skiff test harness: cleaning up node {}: {err:#}",

@@ -1,6 +1,6 @@
 //! The node agent end to end: a real skiff-master, a real `skiff-node` on the machine's
 //! Docker, pods created with the real kubectl, and the test workload image
-//! (`skiff/test-workload:1`, a static binary FROM scratch) built locally.
+//! (`skiff/test-workload`, a static binary FROM scratch) built locally.
 //!
 //! Each test has its own master and its own node (name and pod CIDR), and the agent harness
 //! removes the node's containers and network when the test ends. Docker is started if it is not
@@ -125,7 +125,7 @@ impl Cluster {
     }
 }
 
-/// Builds `skiff/test-workload:1` unless it is there (several tests may race; fine).
+/// Builds the test workload image unless it is there (several tests may race; fine).
 async fn build_workload_image() {
     DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
         .ensure_image_from_binary(WORKLOAD_IMAGE, WORKLOAD_BINARY)
@@ -1805,24 +1805,33 @@ async fn agent_port(cluster: &Cluster) -> i64 {
         .expect("the Node publishes its kubelet port")
 }
 
-/// A ClusterIP Service through the eBPF socket programs: requests from the host to the
-/// ClusterIP reach every ready pod of the Deployment behind it, and with no pod left a connect
-/// is refused at once (ECONNREFUSED, as kube-proxy's REJECT), never sent anywhere.
+/// A ClusterIP Service through the eBPF socket programs, on two agents of one master on this
+/// host: requests from the host and from a pod on the other node reach every ready pod of the
+/// Deployment behind it, `getpeername()` and UDP replies name the ClusterIP, an agent restart
+/// under steady traffic loses no request, a scaled-down Service sends nothing to removed pods,
+/// a Service with no pod left refuses at once (ECONNREFUSED, as kube-proxy's REJECT), and a
+/// clean stop takes the programs out of the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
     // A Service CIDR of this test's own: other tests' clusters on this machine share none of
     // its addresses.
     const SERVICE_CIDR: &str = "10.100.214.0/24";
-    let mut node = NodeOptions::new("t-svc", "10.244.214.0/24");
-    node.extra_args = vec![
-        String::from("--proxy-mode=ebpf"),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-    ];
+    let proxied = |name: &str, pod_cidr: &str| {
+        let mut node = NodeOptions::new(name, pod_cidr);
+        node.extra_args = vec![
+            String::from("--proxy-mode=ebpf"),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        ];
+        node
+    };
     let master = MasterOptions {
         extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
         ..Default::default()
     };
-    let cluster = Cluster::start_with_master(master, node).await;
+    let mut cluster =
+        Cluster::start_with_master(master, proxied("t-svc-a", "10.244.214.0/24")).await;
+    let other = NodeAgent::start(&cluster.master, proxied("t-svc-b", "10.244.215.0/24"))
+        .expect("start the second skiff-node");
     cluster.apply(&format!(
         r#"
 apiVersion: apps/v1
@@ -1834,10 +1843,11 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
+      nodeName: t-svc-a
       containers:
       - name: app
         image: {WORKLOAD_IMAGE}
-        args: [serve, "8080", /]
+        args: [udp-echo, "7007", serve, "8080", /]
         env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
 ---
 apiVersion: v1
@@ -1845,7 +1855,9 @@ kind: Service
 metadata: {{name: web}}
 spec:
   selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
+  ports:
+  - {{name: http, port: 80, targetPort: 8080}}
+  - {{name: echo, port: 7, protocol: UDP, targetPort: 7007}}
 "#
     ));
     endpoints_are_the_running_pods(&cluster, "web", 3).await;
@@ -1856,30 +1868,162 @@ spec:
     assert!(out.success(), "{out}");
     let cluster_ip: std::net::Ipv4Addr = out.stdout.trim().parse().expect("an IPv4 ClusterIP");
     skiff::network::ensure_stays_local(cluster_ip).expect("the Service CIDR is kept local");
-
     let ip = cluster_ip.to_string();
+
+    // From the host: every pod, and the ClusterIP is the peer.
     let mut reached = std::collections::BTreeSet::new();
     for _ in 0..30 {
-        let name = http_get_eventually(&ip, 80, "/env/POD_NAME").await;
-        reached.insert(name);
+        reached.insert(http_get_eventually(&ip, 80, "/env/POD_NAME").await);
     }
     assert_eq!(
         reached.len(),
         3,
-        "30 requests to the ClusterIP reach all 3 pods: {reached:?}"
+        "30 requests reach all 3 pods: {reached:?}"
+    );
+    let stream =
+        TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
+            .expect("connect to the ClusterIP");
+    assert_eq!(
+        stream.peer_addr().expect("getpeername"),
+        SocketAddr::from((cluster_ip, 80)),
+        "getpeername() names the Service, not the pod"
+    );
+    drop(stream);
+
+    // UDP: the reply comes from the ClusterIP.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut answered = None;
+    for _ in 0..10 {
+        socket
+            .send_to(b"ping", SocketAddr::from((cluster_ip, 7)))
+            .expect("send to the ClusterIP");
+        let mut buf = [0u8; 64];
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            answered = Some((buf[..n].to_vec(), from));
+            break;
+        }
+    }
+    let (payload, from) = answered.expect("a UDP answer through the ClusterIP");
+    assert_eq!(payload, b"ping");
+    assert_eq!(
+        from,
+        SocketAddr::from((cluster_ip, 7)),
+        "the reply names the Service"
     );
 
+    // From a pod on the other node.
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: t-svc-b
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [fetch, {ip}, "80", /env/POD_NAME, /out/fetched, serve, "8081", /out]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"#
+    ));
+    let client = cluster.wait_running("client").await;
+    let fetched = http_get_eventually(&pod_ip(&client), 8081, "/file/fetched").await;
+    assert!(
+        reached.contains(fetched.trim()),
+        "the pod on the other node reached a web pod through the ClusterIP: {fetched:?}"
+    );
+
+    // The agents count what their programs translated, per frontend, in their /metrics (the
+    // first program attached on the machine translates; the other sees a pod address).
+    let counted: u64 = ["t-svc-a", "t-svc-b"]
+        .iter()
+        .map(|node| {
+            let path = format!("/api/v1/nodes/{node}/proxy/metrics");
+            let out = cluster.master.kubectl(&["get", "--raw", &path]);
+            assert!(out.success(), "{out}");
+            out.stdout
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "skiff_proxy_service_connections_total{{frontend=\"{ip}:80/TCP\"}} "
+                    ))
+                })
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(counted >= 30, "{counted} connections counted");
+
+    // The programs are in the kernel; an agent restart under steady traffic loses nothing.
+    let loaded = skiff_node::proxy::datapath::loaded_program_names();
+    assert!(
+        ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+            .iter()
+            .all(|name| loaded.iter().any(|l| l == name)),
+        "{loaded:?}"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, ip) = (stop.clone(), ip.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http_get(&ip, 80, "/healthz") {
+                    Some(_) => ok += 1,
+                    None => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    cluster.agent.restart().expect("restart the agent");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.join().expect("the traffic thread");
+    assert!(
+        ok > 20 && failed == 0,
+        "{ok} requests answered, {failed} lost"
+    );
+
+    // Scaled to 1: nothing new reaches a removed pod.
+    let out = cluster
+        .master
+        .kubectl(&["scale", "deployment", "web", "--replicas=1"]);
+    assert!(out.success(), "{out}");
+    endpoints_are_the_running_pods(&cluster, "web", 1).await;
+    let left = cluster
+        .pods()
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .expect("one web pod left");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..10 {
+        assert_eq!(http_get_eventually(&ip, 80, "/env/POD_NAME").await, left);
+    }
+
+    // Scaled to 0: refused at once.
     let out = cluster
         .master
         .kubectl(&["scale", "deployment", "web", "--replicas=0"]);
     assert!(out.success(), "{out}");
     endpoints_are_the_running_pods(&cluster, "web", 0).await;
-    // The agent applies the empty Endpoints right after the watch delivers them.
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
-        let addr = SocketAddr::from((cluster_ip, 80));
         let started = Instant::now();
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        match TcpStream::connect_timeout(
+            &SocketAddr::from((cluster_ip, 80)),
+            Duration::from_secs(2),
+        ) {
             Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
                 break started.elapsed();
             }
@@ -1893,5 +2037,25 @@ spec:
     assert!(
         refused < Duration::from_millis(100),
         "refused at once, not after {refused:?}"
+    );
+
+    // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs out, and
+    // the ClusterIP then fails on this machine instead of going anywhere.
+    drop(other);
+    cluster.agent.stop();
+    cluster.agent.proxy_cleanup().expect("proxy cleanup");
+    let loaded = skiff_node::proxy::datapath::loaded_program_names();
+    assert!(
+        !loaded.iter().any(|l| l == "connect4"),
+        "no connect4 program left: {loaded:?}"
+    );
+    skiff::network::ensure_stays_local(cluster_ip).expect("still kept local");
+    let err =
+        TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
+            .expect_err("nothing answers a ClusterIP without the programs");
+    assert_ne!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut,
+        "failed at once: {err}"
     );
 }

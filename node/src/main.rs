@@ -94,16 +94,22 @@ enum Command {
 enum ProxyCommand {
     /// Print every frontend with its backends and connection count, from the live maps.
     Dump,
+    /// Detach the programs and remove the maps this node's agent left pinned (they outlive
+    /// the agent, as kube-proxy's rules do; run it with the agent stopped).
+    Cleanup,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Proxy(ProxyCommand::Dump)) = &args.command {
+    if let Some(Command::Proxy(command)) = &args.command {
         let node = args
             .node_name
             .clone()
             .unwrap_or_else(kubelet::node_facts::hostname);
-        print!("{}", proxy::dump::dump(&node)?);
+        match command {
+            ProxyCommand::Dump => print!("{}", proxy::dump::dump(&node)?),
+            ProxyCommand::Cleanup => proxy::datapath::cleanup(&node)?,
+        }
         return Ok(());
     }
     tracing_subscriber::fmt()

@@ -3,7 +3,8 @@
 //! agents (one named after the host by default; `--nodes N` for more, each with its own pod
 //! CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
 //! ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. Pods keep
-//! running in Docker when the agents stop; the next `run` adopts them.
+//! running in Docker when the agents stop; the next `run` adopts them. The agents' Service
+//! programs are detached (`skiff-node proxy cleanup`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -195,9 +196,20 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         thread::sleep(Duration::from_millis(200));
     };
 
-    // Agents first (their pods keep running in Docker), then the master.
+    // Agents first (their pods keep running in Docker), then the master. The agents' Service
+    // programs outlive them (as kube-proxy's rules do) until `proxy cleanup` takes them out:
+    // a stopped cluster leaves nothing attached to the machine's sockets.
     for agent in &mut agents {
         agent.process.stop()?;
+        let cleanup = Command::new(&node_bin)
+            .args(["proxy", "cleanup", "--node-name", &agent.name])
+            .status();
+        if !cleanup.is_ok_and(|status| status.success()) {
+            eprintln!(
+                "skiff-node proxy cleanup --node-name {} failed; its programs stay attached",
+                agent.name
+            );
+        }
     }
     let master_status = master.stop()?;
     if let Some(etcd) = etcd.as_mut() {

@@ -1,5 +1,6 @@
 //! get, list and watch.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -518,15 +519,19 @@ impl Framer {
         revision: Revision,
     ) {
         if let Render::Protobuf = self.render {
+            // The object's own message is shared by every watcher; one sent with an older
+            // revision (it left a selector) is encoded for this event alone.
             let encoded = if revision == object.kv.mod_revision {
                 object
                     .protobuf()
-                    .map(|raw| raw.to_vec())
+                    .map(|raw| Cow::Borrowed(raw.as_ref()))
                     .map_err(str::to_owned)
             } else {
                 let mut value = object.parsed().cloned().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut value, revision);
-                encode::message(&value).map_err(|e| e.to_string())
+                encode::message(&value)
+                    .map(Cow::Owned)
+                    .map_err(|e| e.to_string())
             };
             match encoded {
                 Ok(raw) => encode::watch_event(event, &self.api_version, self.kind, &raw, out),

@@ -2,6 +2,11 @@
 //! attached to the cgroup v2 root (every process on the machine, pods included, goes through
 //! them), and their maps, pinned under `/sys/fs/bpf/skiff/<node>/`.
 //!
+//! The links are pinned too, as kube-proxy's rules and Cilium's programs outlive their agent:
+//! Service traffic keeps flowing while the agent is stopped or restarting, and a restarted
+//! agent replaces the programs (new attached before old detached) and takes the maps over.
+//! `skiff-node proxy cleanup` (kube-proxy's `--cleanup`) detaches and removes it all.
+//!
 //! Several agents on one machine (`cargo xtask run --nodes N`) each attach their own programs
 //! and maps (bpf_links, which attach alongside each other as `BPF_F_ALLOW_MULTI` does): the cgroup runs them in turn, the first that knows the
 //! Service translates it, and the others see a pod address and leave it alone. Every agent
@@ -12,17 +17,26 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
 use aya::sys::SyscallError;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use skiff_node_ebpf::{Backend, ServiceKey, ServiceValue, maps, programs};
-use tracing::info;
+use tracing::{info, warn};
 
-use super::frontends::BackendAddress;
+use super::frontends::{BackendAddress, Protocol};
 use super::table::MapWrite;
 
 /// The programs, built by build.rs from `node-ebpf/`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/skiff-proxy"));
+
+/// The programs, each attached to the cgroup hook of its name.
+const PROGRAMS_AND_HOOKS: [&str; 4] = [
+    programs::CONNECT4,
+    programs::SENDMSG4,
+    programs::RECVMSG4,
+    programs::GETPEERNAME4,
+];
 
 /// Where bpffs is mounted.
 const BPF_FS: &str = "/sys/fs/bpf";
@@ -50,6 +64,8 @@ pub enum DatapathError {
     },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("eBPF link of {name}: {reason}")]
+    Link { name: &'static str, reason: String },
 }
 
 /// An error and its causes, `: `-separated (aya's errors name the syscall; the cause says
@@ -122,12 +138,7 @@ impl Datapath {
             context: format!("opening {}", cgroup_root.display()),
             source,
         })?;
-        for name in [
-            programs::CONNECT4,
-            programs::SENDMSG4,
-            programs::RECVMSG4,
-            programs::GETPEERNAME4,
-        ] {
+        for name in PROGRAMS_AND_HOOKS {
             let program: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::Missing(name))?
@@ -138,9 +149,30 @@ impl Datapath {
                 .map_err(|source| DatapathError::Program { name, source })?;
             // A bpf_link (kernel 5.7+) always attaches alongside others, as BPF_F_ALLOW_MULTI
             // does; the kernel refuses the flag itself on a link.
-            program
+            let link_id = program
                 .attach(&cgroup, CgroupAttachMode::Single)
                 .map_err(|source| DatapathError::Program { name, source })?;
+            let link = program
+                .take_link(link_id)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link = FdLink::try_from(link).map_err(|err| DatapathError::Link {
+                name,
+                reason: err.to_string(),
+            })?;
+            // The previous run's program stays attached until this one is: both translate
+            // from the same maps, so no connect in between misses.
+            let pin = link_pin(&pin_dir, name);
+            if pin.exists() {
+                match PinnedLink::from_pin(&pin) {
+                    Ok(old) => drop(old.unpin()),
+                    Err(err) => warn!(pin = %pin.display(), "an earlier link: {err}"),
+                }
+                let _ = std::fs::remove_file(&pin);
+            }
+            link.pin(&pin).map_err(|err| DatapathError::Link {
+                name,
+                reason: format!("pinning at {}: {err}", pin.display()),
+            })?;
         }
         let services = take_map(&mut ebpf, maps::SERVICES)?;
         let backends = take_map(&mut ebpf, maps::BACKENDS)?;
@@ -185,21 +217,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// Removes every entry: Service entries first (a connect then finds no Service rather than
-    /// half of one), then their slots, then the backends.
-    pub fn clear(&mut self) -> Result<(), DatapathError> {
-        let mut keys: Vec<ServiceKey> = self.services.keys().filter_map(Result::ok).collect();
-        keys.sort_by_key(|key| key.backend_slot);
-        let mut writes: Vec<MapWrite> = keys.into_iter().map(MapWrite::DeleteService).collect();
-        writes.extend(
-            self.backends
-                .keys()
-                .filter_map(Result::ok)
-                .map(MapWrite::DeleteBackend),
-        );
-        self.apply(&writes)
-    }
-
     /// Connections translated for the Service numbered `rev_nat_index`, all CPUs summed.
     pub fn connections(&self, rev_nat_index: u16) -> u64 {
         self.connections
@@ -213,14 +230,60 @@ impl Datapath {
         self.services.iter().filter_map(Result::ok).collect()
     }
 
-    /// Every backend in the live map.
-    pub fn backend_entries(&self) -> Vec<(u32, Backend)> {
-        self.backends.iter().filter_map(Result::ok).collect()
+    /// Every backend in the live map (those of a protocol the agent never writes left out).
+    pub fn backend_entries(&self) -> Vec<(u32, BackendAddress)> {
+        self.backends
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(id, backend)| {
+                Some((
+                    id,
+                    BackendAddress {
+                        address: backend_address(&backend),
+                        port: u16::from_be(backend.port),
+                        protocol: Protocol::from_number(backend.protocol)?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
+}
+
+fn link_pin(pin_dir: &Path, program: &str) -> PathBuf {
+    pin_dir.join(format!("link_{program}"))
+}
+
+/// Detaches node `node`'s programs and removes its maps: what `skiff-node proxy cleanup` does
+/// once the agent is stopped. Nothing pinned is not an error.
+pub fn cleanup(node: &str) -> Result<(), DatapathError> {
+    let dir = pin_dir(node);
+    if !dir.exists() {
+        return Ok(());
+    }
+    for name in PROGRAMS_AND_HOOKS {
+        let pin = link_pin(&dir, name);
+        if let Ok(link) = PinnedLink::from_pin(&pin) {
+            // Unpinned and dropped: the last reference goes, the program is detached.
+            drop(link.unpin());
+        }
+    }
+    std::fs::remove_dir_all(&dir).map_err(|source| DatapathError::Io {
+        context: format!("removing {}", dir.display()),
+        source,
+    })
+}
+
+/// The names of the eBPF programs loaded in the kernel (all of them, anyone's), as
+/// `bpftool prog` lists them.
+pub fn loaded_program_names() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|info| info.name_as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Where node `node`'s maps are pinned.

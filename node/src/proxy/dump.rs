@@ -12,9 +12,33 @@ use skiff_node_ebpf::{Backend, SERVICE_SLOT, ServiceKey, ServiceValue, maps};
 use super::datapath::{self, DatapathError};
 use super::frontends::Protocol;
 
-/// The frontends pinned under `/sys/fs/bpf/skiff/<node>/`, one line each:
-/// `10.96.0.10:53/UDP service=3 connections=12 backends=10.244.0.2:53,10.244.1.4:53`.
-pub fn dump(node: &str) -> Result<String, DatapathError> {
+/// One frontend as the live maps have it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontendView {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: &'static str,
+    /// The Service's number in the maps.
+    pub service: u16,
+    /// Connections (and unconnected UDP sends) translated, all CPUs summed.
+    pub connections: u64,
+    /// `sessionAffinity: ClientIP` timeout, if set.
+    pub affinity_timeout_s: Option<u32>,
+    /// `address:port` of each backend slot, in slot order (`None`: the slot is missing).
+    pub backends: Vec<Option<String>>,
+}
+
+impl FrontendView {
+    /// `10.96.0.10:53/UDP`.
+    pub fn name(&self) -> String {
+        format!("{}:{}/{}", self.address, self.port, self.protocol)
+    }
+}
+
+/// The frontends pinned under `/sys/fs/bpf/skiff/<node>/`, sorted by address, port and
+/// protocol.
+pub fn read(node: &str) -> Result<Vec<FrontendView>, DatapathError> {
     let dir = datapath::pin_dir(node);
     let services: BpfHashMap<MapData, ServiceKey, ServiceValue> = open(&dir, maps::SERVICES)
         .and_then(|map| {
@@ -39,59 +63,74 @@ pub fn dump(node: &str) -> Result<String, DatapathError> {
     let entries: HashMap<ServiceKey, ServiceValue> =
         services.iter().filter_map(Result::ok).collect();
     let backends: HashMap<u32, Backend> = backends.iter().filter_map(Result::ok).collect();
-    let mut lines = BTreeMap::new();
+    let mut views = BTreeMap::new();
     for (key, entry) in entries
         .iter()
         .filter(|(k, _)| k.backend_slot == SERVICE_SLOT)
     {
-        let address = Ipv4Addr::from(u32::from_be(key.address));
-        let port = u16::from_be(key.port);
         let protocol = match Protocol::from_number(key.protocol) {
             Some(Protocol::Tcp) => "TCP",
             Some(Protocol::Udp) => "UDP",
             None => "?",
         };
-        let mut reached = Vec::new();
-        for slot in 1..=entry.count {
-            let slot_key = ServiceKey {
-                backend_slot: slot,
-                ..*key
-            };
-            let text = entries
-                .get(&slot_key)
-                .and_then(|slot| backends.get(&slot.backend_id))
-                .map_or_else(
-                    || String::from("(missing)"),
-                    |b| format!("{}:{}", datapath::backend_address(b), u16::from_be(b.port)),
-                );
-            reached.push(text);
-        }
-        let count = connections
-            .get(&u32::from(entry.rev_nat_index), 0)
-            .map(|per_cpu| per_cpu.iter().fold(0u64, |sum, n| sum.saturating_add(*n)))
-            .unwrap_or(0);
-        let mut line = format!(
-            "{address}:{port}/{protocol} service={} connections={count}",
-            entry.rev_nat_index
-        );
-        if entry.affinity_timeout_s > 0 {
-            let _ = write!(line, " affinity={}s", entry.affinity_timeout_s);
-        }
+        let reached = (1..=entry.count)
+            .map(|slot| {
+                let slot_key = ServiceKey {
+                    backend_slot: slot,
+                    ..*key
+                };
+                entries
+                    .get(&slot_key)
+                    .and_then(|slot| backends.get(&slot.backend_id))
+                    .map(|b| format!("{}:{}", datapath::backend_address(b), u16::from_be(b.port)))
+            })
+            .collect();
+        let view = FrontendView {
+            address: Ipv4Addr::from(u32::from_be(key.address)),
+            port: u16::from_be(key.port),
+            protocol,
+            service: entry.rev_nat_index,
+            connections: connections
+                .get(&u32::from(entry.rev_nat_index), 0)
+                .map(|per_cpu| per_cpu.iter().fold(0u64, |sum, n| sum.saturating_add(*n)))
+                .unwrap_or(0),
+            affinity_timeout_s: (entry.affinity_timeout_s > 0).then_some(entry.affinity_timeout_s),
+            backends: reached,
+        };
+        views.insert((u32::from_be(key.address), view.port, key.protocol), view);
+    }
+    Ok(views.into_values().collect())
+}
+
+/// [`read`] as text, one frontend a line:
+/// `10.96.0.10:53/UDP service=3 connections=12 backends=10.244.0.2:53,10.244.1.4:53`.
+pub fn dump(node: &str) -> Result<String, DatapathError> {
+    let mut out = String::new();
+    for view in read(node)? {
         let _ = write!(
-            line,
+            out,
+            "{} service={} connections={}",
+            view.name(),
+            view.service,
+            view.connections
+        );
+        if let Some(timeout) = view.affinity_timeout_s {
+            let _ = write!(out, " affinity={timeout}s");
+        }
+        let backends: Vec<String> = view
+            .backends
+            .iter()
+            .map(|b| b.clone().unwrap_or_else(|| String::from("(missing)")))
+            .collect();
+        let _ = writeln!(
+            out,
             " backends={}",
-            if reached.is_empty() {
+            if backends.is_empty() {
                 String::from("(none: connects refused)")
             } else {
-                reached.join(",")
+                backends.join(",")
             }
         );
-        lines.insert((u32::from_be(key.address), port, key.protocol), line);
-    }
-    let mut out = String::new();
-    for line in lines.into_values() {
-        out.push_str(&line);
-        out.push('\n');
     }
     Ok(out)
 }

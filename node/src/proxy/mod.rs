@@ -75,11 +75,20 @@ enum Change {
 pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
     route::keep_local(config.service_cidr)?;
     let mut datapath = Datapath::load(&config.node_name, config.map_sizes)?;
-    // What a previous run left in the pinned maps is rewritten from the cluster's state.
-    datapath.clear()?;
-    let mut table = Table::new(
+    // What an earlier run programmed keeps serving until the first sync rewrites only what
+    // changed meanwhile.
+    let (mut table, cleanup) = Table::adopt(
         config.map_sizes.services as usize,
         config.map_sizes.backends as usize,
+        &datapath.service_entries(),
+        &datapath.backend_entries(),
+    );
+    if let Err(err) = datapath.apply(&cleanup) {
+        warn!("removing what an earlier run left half done: {err}");
+    }
+    info!(
+        frontends = table.frontend_count(),
+        "took over the programmed Services"
     );
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default())
         .default_backoff()
@@ -91,43 +100,68 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
     let mut objects = Objects::default();
     let mut relisting_services: Option<HashMap<ServiceName, Service>> = None;
     let mut relisting_endpoints: Option<HashMap<ServiceName, Endpoints>> = None;
+    // Nothing is written until both first lists are in: a Service seen before its Endpoints
+    // would otherwise refuse connects for a moment.
+    let (mut services_listed, mut endpoints_listed, mut synced) = (false, false, false);
+    let mut pending: BTreeSet<ServiceName> = BTreeSet::new();
     while let Some(change) = changes.next().await {
         let touched: Vec<ServiceName> = match change {
             Change::Service(event) => match *event {
-                Ok(event) => apply_event(event, &mut objects.services, &mut relisting_services),
+                Ok(event) => {
+                    services_listed |= matches!(event, Event::InitDone);
+                    apply_event(event, &mut objects.services, &mut relisting_services)
+                }
                 Err(err) => {
                     warn!("watching Services: {err}; retrying with back-off");
                     continue;
                 }
             },
             Change::Endpoints(event) => match *event {
-                Ok(event) => apply_event(event, &mut objects.endpoints, &mut relisting_endpoints),
+                Ok(event) => {
+                    endpoints_listed |= matches!(event, Event::InitDone);
+                    apply_event(event, &mut objects.endpoints, &mut relisting_endpoints)
+                }
                 Err(err) => {
                     warn!("watching Endpoints: {err}; retrying with back-off");
                     continue;
                 }
             },
         };
-        let started = Instant::now();
-        for name in &touched {
-            let wanted = match objects.services.get(name) {
-                Some(service) => frontends::service_frontends(service, objects.endpoints.get(name)),
-                None => Default::default(),
-            };
-            let (writes, errors) = table.update(name, &wanted);
-            for err in errors {
-                warn!(service = %format!("{}/{}", name.0, name.1), "{err}");
-            }
-            if let Err(err) = datapath.apply(&writes) {
-                warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
-            }
+        pending.extend(touched);
+        if !(services_listed && endpoints_listed) || pending.is_empty() {
+            continue;
         }
-        if !touched.is_empty() {
-            debug!(services = touched.len(), frontends = table.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
+        let started = Instant::now();
+        let count = pending.len();
+        for name in std::mem::take(&mut pending) {
+            sync_service(&name, &objects, &mut table, &mut datapath);
+        }
+        if !synced {
+            // Frontends of Services deleted while no agent ran.
+            sync_service(&table::adopted(), &objects, &mut table, &mut datapath);
+            synced = true;
+            info!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
+        } else {
+            debug!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
         }
     }
     info!("the Service watch ended");
     Ok(())
+}
+
+/// Makes the data path do what Service `name` and its Endpoints say (nothing: it is gone).
+fn sync_service(name: &ServiceName, objects: &Objects, table: &mut Table, datapath: &mut Datapath) {
+    let wanted = match objects.services.get(name) {
+        Some(service) => frontends::service_frontends(service, objects.endpoints.get(name)),
+        None => Default::default(),
+    };
+    let (writes, errors) = table.update(name, &wanted);
+    for err in errors {
+        warn!(service = %format!("{}/{}", name.0, name.1), "{err}");
+    }
+    if let Err(err) = datapath.apply(&writes) {
+        warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
+    }
 }
 
 /// Applies one watch event to `store` and returns the Services it touched. A re-list

@@ -24,6 +24,12 @@ pub enum MapWrite {
 /// A Service as the API names it: namespace and name.
 pub type ServiceName = (String, String);
 
+/// The owner of frontends found in the maps at start (programmed by an earlier run): each is
+/// taken over by the Service that still wants it, and the rest removed after the first sync.
+pub fn adopted() -> ServiceName {
+    (String::new(), String::new())
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TableError {
     #[error("no free Service number: {0} frontends are programmed (the most there can be)")]
@@ -85,6 +91,107 @@ impl Table {
         }
     }
 
+    /// A table for what the maps hold already (an earlier run's entries, `services` and
+    /// `backends` as read from the maps), and the writes that remove what is broken in them
+    /// (slots past their entry's count, backends no slot names). Every frontend found is owned
+    /// by [`adopted`] until a Service claims it.
+    pub fn adopt(
+        max_frontends: usize,
+        max_backends: usize,
+        services: &[(ServiceKey, ServiceValue)],
+        backends: &[(u32, BackendAddress)],
+    ) -> (Self, Vec<MapWrite>) {
+        let mut table = Table::new(max_frontends, max_backends);
+        let mut writes = Vec::new();
+        let entries: HashMap<ServiceKey, ServiceValue> = services.iter().copied().collect();
+        let addresses: HashMap<u32, BackendAddress> = backends.iter().copied().collect();
+        let mut referenced: HashMap<u32, usize> = HashMap::new();
+        let mut kept_slots: BTreeSet<ServiceKey> = BTreeSet::new();
+        let mut used_rev_nat = BTreeSet::new();
+        for (key, entry) in services
+            .iter()
+            .filter(|(k, _)| k.backend_slot == SERVICE_SLOT)
+        {
+            let Some(frontend) = frontend_of(key) else {
+                writes.push(MapWrite::DeleteService(*key));
+                continue;
+            };
+            if entry.rev_nat_index == 0 || !used_rev_nat.insert(entry.rev_nat_index) {
+                // Not one this agent wrote: out with it (entry first, as for any removal).
+                writes.push(MapWrite::DeleteService(*key));
+                continue;
+            }
+            let mut backend_ids = Vec::new();
+            let mut whole = true;
+            for slot in 1..=entry.count {
+                let slot_key = ServiceKey {
+                    backend_slot: slot,
+                    ..*key
+                };
+                match entries.get(&slot_key) {
+                    Some(value) if addresses.contains_key(&value.backend_id) => {
+                        backend_ids.push(value.backend_id);
+                        kept_slots.insert(slot_key);
+                    }
+                    _ => whole = false,
+                }
+            }
+            if !whole {
+                // A slot is missing: write the entry and its slots again from the next sync.
+                writes.push(MapWrite::DeleteService(*key));
+                used_rev_nat.remove(&entry.rev_nat_index);
+                kept_slots.retain(|k| {
+                    (k.address, k.port, k.protocol) != (key.address, key.port, key.protocol)
+                });
+                continue;
+            }
+            for id in &backend_ids {
+                *referenced.entry(*id).or_default() += 1;
+            }
+            table.frontends.insert(
+                frontend,
+                Programmed {
+                    rev_nat_index: entry.rev_nat_index,
+                    backend_ids,
+                    affinity_timeout_s: (entry.flags & SERVICE_FLAG_AFFINITY != 0)
+                        .then_some(entry.affinity_timeout_s),
+                },
+            );
+            table.owners.insert(frontend, adopted());
+            table
+                .by_service
+                .entry(adopted())
+                .or_default()
+                .insert(frontend);
+        }
+        for (key, _) in services
+            .iter()
+            .filter(|(k, _)| k.backend_slot != SERVICE_SLOT)
+        {
+            if !kept_slots.contains(key) {
+                writes.push(MapWrite::DeleteService(*key));
+            }
+        }
+        for (id, address) in backends {
+            match referenced.get(id) {
+                Some(refs) => {
+                    table.backends.insert(*address, (*id, *refs));
+                    table.backend_addresses.insert(*id, *address);
+                }
+                None => writes.push(MapWrite::DeleteBackend(*id)),
+            }
+        }
+        let highest = used_rev_nat.last().copied().unwrap_or(0);
+        table.next_rev_nat = highest.saturating_add(1).max(1);
+        table.free_rev_nat = (1..highest).filter(|i| !used_rev_nat.contains(i)).collect();
+        table.next_backend_id = table
+            .backend_addresses
+            .keys()
+            .max()
+            .map_or(1, |id| id.wrapping_add(1).max(1));
+        (table, writes)
+    }
+
     /// How many frontends are programmed.
     pub fn frontend_count(&self) -> usize {
         self.frontends.len()
@@ -108,6 +215,7 @@ impl Table {
         for (frontend, balancing) in wanted {
             if let Some(other) = self.owners.get(frontend)
                 && other != service
+                && *other != adopted()
             {
                 errors.push(TableError::FrontendTaken {
                     frontend: *frontend,
@@ -118,6 +226,11 @@ impl Table {
             }
             match self.program(frontend, balancing, &mut writes) {
                 Ok(()) => {
+                    if self.owners.get(frontend) == Some(&adopted())
+                        && let Some(adopted) = self.by_service.get_mut(&adopted())
+                    {
+                        adopted.remove(frontend);
+                    }
                     self.owners.insert(*frontend, service.clone());
                     now.insert(*frontend);
                 }
@@ -303,6 +416,15 @@ impl Table {
 /// Slot `index` (0-based among backends) as a map slot number (1-based).
 fn slot_number(index: usize) -> u16 {
     u16::try_from(index + 1).unwrap_or(u16::MAX)
+}
+
+/// The frontend a `SERVICES` key names (`None` for a protocol the agent never writes).
+fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
+    Some(Frontend {
+        address: std::net::Ipv4Addr::from(u32::from_be(key.address)),
+        port: u16::from_be(key.port),
+        protocol: super::frontends::Protocol::from_number(key.protocol)?,
+    })
 }
 
 pub fn service_key(frontend: &Frontend, backend_slot: u16) -> ServiceKey {
@@ -507,6 +629,81 @@ mod tests {
         let (w, _) = table.update(&name("b"), &BTreeMap::new());
         maps.apply(&w);
         assert!(maps.backends.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_agent_adopts_the_maps_and_writes_only_the_difference() {
+        let mut before = Table::new(100, 100);
+        let mut maps = Maps::default();
+        for (service, last, lasts) in [
+            ("a", 1, &[1u8, 2][..]),
+            ("b", 2, &[2, 3]),
+            ("gone", 3, &[4]),
+        ] {
+            let (w, _) = before.update(
+                &name(service),
+                &BTreeMap::from([(frontend(last), backends(lasts))]),
+            );
+            maps.apply(&w);
+        }
+        // Leftovers of a crash: a slot past its entry's count and a backend nothing names.
+        maps.services.insert(
+            service_key(&frontend(1), 9),
+            ServiceValue {
+                backend_id: 1,
+                rev_nat_index: 1,
+                ..Default::default()
+            },
+        );
+        maps.backends.insert(77, backends(&[77]).backends[0]);
+        let services: Vec<_> = maps.services.iter().map(|(k, v)| (*k, *v)).collect();
+        let backend_list: Vec<_> = maps.backends.iter().map(|(k, v)| (*k, *v)).collect();
+        let (mut table, cleanup) = Table::adopt(100, 100, &services, &backend_list);
+        assert_eq!(
+            cleanup,
+            vec![
+                MapWrite::DeleteService(service_key(&frontend(1), 9)),
+                MapWrite::DeleteBackend(77)
+            ]
+        );
+        maps.apply(&cleanup);
+        // The cluster as the new agent lists it: a unchanged, b with one backend more, gone
+        // deleted while the agent was down.
+        let (w, errors) = table.update(
+            &name("a"),
+            &BTreeMap::from([(frontend(1), backends(&[1, 2]))]),
+        );
+        assert!(
+            errors.is_empty() && w.is_empty(),
+            "a is as programmed: {w:?} {errors:?}"
+        );
+        let (w, _) = table.update(
+            &name("b"),
+            &BTreeMap::from([(frontend(2), backends(&[2, 3, 5]))]),
+        );
+        assert_eq!(w.len(), 3, "one backend, one slot, the entry: {w:?}");
+        maps.apply(&w);
+        let (w, _) = table.update(&adopted(), &BTreeMap::new());
+        maps.apply(&w);
+        assert!(maps.reached(&frontend(3)).is_empty());
+        assert_eq!(maps.reached(&frontend(1)).len(), 2);
+        assert_eq!(maps.reached(&frontend(2)).len(), 3);
+        assert_eq!(
+            maps.backends.len(),
+            4,
+            "1, 2, 3 and 5; 4 went with its Service"
+        );
+        // New numbers do not collide with adopted ones.
+        let (w, _) = table.update(&name("c"), &BTreeMap::from([(frontend(4), backends(&[6]))]));
+        maps.apply(&w);
+        let entries: Vec<u16> = maps
+            .services
+            .iter()
+            .filter(|(k, _)| k.backend_slot == SERVICE_SLOT)
+            .map(|(_, v)| v.rev_nat_index)
+            .collect();
+        let distinct: BTreeSet<u16> = entries.iter().copied().collect();
+        assert_eq!(distinct.len(), entries.len(), "{entries:?}");
     }
 
     #[test]

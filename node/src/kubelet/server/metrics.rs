@@ -37,6 +37,9 @@ pub struct AgentFigures {
     pub desired_api_pods: u64,
     /// The agent's process.
     pub process: ProcessFigures,
+    /// Connections translated per Service frontend (`10.96.0.10:53/UDP`), when the agent
+    /// load-balances Services.
+    pub service_connections: BTreeMap<String, u64>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -89,6 +92,19 @@ impl AgentFigures {
             "The number of pods the kubelet is being instructed to run. static is true if the pod is not from the apiserver.",
             desired,
         );
+        if !self.service_connections.is_empty() {
+            let connections = Family::<Labels, Counter>::default();
+            for (frontend, count) in &self.service_connections {
+                connections
+                    .get_or_create(&vec![(String::from("frontend"), frontend.clone())])
+                    .inc_by(*count);
+            }
+            registry.register(
+                "skiff_proxy_service_connections",
+                "Connections (and unconnected UDP sends) the eBPF programs sent to a backend, per Service frontend.",
+                connections,
+            );
+        }
         let process = &self.process;
         let cpu = Counter::<f64, AtomicU64>::default();
         cpu.inc_by(process.cpu_seconds);
@@ -174,6 +190,13 @@ pub(super) async fn metrics<R: ContainerRuntime>(State(state): State<ServerState
         // The process figures are still worth having while Docker is down.
         Err(err) => debug!("metrics without the runtime's containers: {err}"),
     }
+    // The pinned maps, when this node load-balances Services (absent otherwise: no figures).
+    if let Ok(frontends) = crate::proxy::dump::read(&state.node_name) {
+        figures.service_connections = frontends
+            .iter()
+            .map(|view| (view.name(), view.connections))
+            .collect();
+    }
     let mut response = (StatusCode::OK, figures.render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -202,6 +225,7 @@ mod tests {
                 open_fds: 12,
                 max_fds: 1024,
             },
+            service_connections: BTreeMap::from([(String::from("10.96.0.10:53/UDP"), 7)]),
         };
         let text = figures.render();
         for line in [
@@ -217,6 +241,7 @@ mod tests {
             "process_cpu_seconds_total 1.5",
             "process_resident_memory_bytes 1024.0",
             "process_open_fds 12.0",
+            "skiff_proxy_service_connections_total{frontend=\"10.96.0.10:53/UDP\"} 7",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
