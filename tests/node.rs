@@ -1815,7 +1815,7 @@ async fn agent_port(cluster: &Cluster) -> i64 {
 async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
     // A Service CIDR of this test's own: other tests' clusters on this machine share none of
     // its addresses.
-    const SERVICE_CIDR: &str = "10.100.214.0/24";
+    const SERVICE_CIDR: &str = "10.100.220.0/24";
     let proxied = |name: &str, pod_cidr: &str| {
         let mut node = NodeOptions::new(name, pod_cidr);
         node.extra_args = vec![
@@ -1829,8 +1829,8 @@ async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
         ..Default::default()
     };
     let mut cluster =
-        Cluster::start_with_master(master, proxied("t-svc-a", "10.244.214.0/24")).await;
-    let other = NodeAgent::start(&cluster.master, proxied("t-svc-b", "10.244.215.0/24"))
+        Cluster::start_with_master(master, proxied("t-svc-a", "10.244.220.0/24")).await;
+    let other = NodeAgent::start(&cluster.master, proxied("t-svc-b", "10.244.221.0/24"))
         .expect("start the second skiff-node");
     cluster.apply(&format!(
         r#"
