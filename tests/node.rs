@@ -1914,6 +1914,42 @@ spec:
         "the reply names the Service"
     );
 
+    // NodePort (`kubectl expose`, as a user would): 127.0.0.1 and the node's IP reach the
+    // pods from the host.
+    let out = cluster.master.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-np",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    assert!(out.success(), "{out}");
+    let out = cluster.master.kubectl(&[
+        "get",
+        "service",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node_port: u16 = out.stdout.trim().parse().expect("a nodePort");
+    let out = cluster.master.kubectl(&[
+        "get",
+        "node",
+        "t-svc-a",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let node_ip = out.stdout.trim().to_owned();
+    for address in ["127.0.0.1", node_ip.as_str()] {
+        let name = http_get_eventually(address, node_port, "/env/POD_NAME").await;
+        assert!(
+            reached.contains(&name),
+            "{address}:{node_port} reaches a web pod: {name:?}"
+        );
+    }
+
     // From a pod on the other node.
     cluster.apply(&format!(
         r#"

@@ -177,6 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client.clone(),
             proxy::ProxyConfig {
                 node_name: node_name.clone(),
+                node_addresses: node_port_addresses(args.node_ip),
                 service_cidr: args.service_cluster_ip_range,
                 map_sizes: Default::default(),
             },
@@ -201,6 +202,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// Where this node's NodePorts listen: its IPv4 address and 127.0.0.1, as kube-proxy's
+/// default `--nodeport-addresses` (every local address) gives for one interface.
+fn node_port_addresses(node_ip: Option<IpAddr>) -> Vec<std::net::Ipv4Addr> {
+    let mut addresses = vec![std::net::Ipv4Addr::LOCALHOST];
+    if let IpAddr::V4(ip) = kubelet::node_facts::internal_ip(node_ip)
+        && !ip.is_loopback()
+    {
+        addresses.push(ip);
+    }
+    addresses
 }
 
 /// The kubeconfig at `path`, else at $KUBECONFIG or ~/.kube/config.

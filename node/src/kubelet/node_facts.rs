@@ -53,9 +53,7 @@ impl NodeFacts {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             memory_bytes: meminfo_total(&meminfo).unwrap_or(0),
             ephemeral_storage_bytes: filesystem_size(root_dir),
-            internal_ip: node_ip
-                .or_else(detect_internal_ip)
-                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            internal_ip: internal_ip(node_ip),
             hostname,
             kernel_version,
             os_image: os_release_name(&os_release),
@@ -113,6 +111,13 @@ fn filesystem_size(path: &Path) -> Option<u64> {
         }
         Some(stat.f_blocks as u64 * stat.f_frsize as u64)
     }
+}
+
+/// The node's address: `node_ip` when given, else the detected one, else loopback.
+pub fn internal_ip(node_ip: Option<IpAddr>) -> IpAddr {
+    node_ip
+        .or_else(detect_internal_ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// The first IPv4 address of an interface that is up and neither loopback nor one of

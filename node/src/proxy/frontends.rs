@@ -66,15 +66,28 @@ pub struct Balancing {
     pub affinity_timeout_s: Option<u32>,
 }
 
+/// Where the agent runs: what `*TrafficPolicy: Local` and NodePorts need.
+#[derive(Clone, Debug, Default)]
+pub struct NodeContext {
+    /// The Node's name (an endpoint is local when its `nodeName` is this).
+    pub node_name: String,
+    /// The addresses a NodePort is reachable at on this node (its IP and 127.0.0.1).
+    pub addresses: Vec<Ipv4Addr>,
+}
+
 /// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
 const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
 
-/// The frontends of `service` and what each should do, given its `endpoints`. A headless
-/// Service (`clusterIP: None`), an ExternalName one or one without an IPv4 ClusterIP has
-/// none; ports whose protocol the hooks do not translate (SCTP) are left out.
+/// The frontends of `service` and what each should do, given its `endpoints`: its ClusterIP
+/// ports, and for a NodePort (or LoadBalancer) Service each node address with each
+/// nodePort. `internalTrafficPolicy: Local` keeps the ClusterIP to this node's endpoints,
+/// `externalTrafficPolicy: Local` the NodePorts. A headless Service (`clusterIP: None`), an
+/// ExternalName one or one without an IPv4 ClusterIP has none; ports whose protocol the hooks
+/// do not translate (SCTP) are left out.
 pub fn service_frontends(
     service: &Service,
     endpoints: Option<&Endpoints>,
+    node: &NodeContext,
 ) -> BTreeMap<Frontend, Balancing> {
     let mut frontends = BTreeMap::new();
     let Some(spec) = &service.spec else {
@@ -99,6 +112,12 @@ pub fn service_frontends(
             .filter(|t| *t > 0)
             .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S)
     });
+    let node_ports = matches!(
+        spec.type_.as_deref(),
+        Some("NodePort") | Some("LoadBalancer")
+    );
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     for port in spec.ports.iter().flatten() {
         let (Some(protocol), Ok(service_port)) = (
             Protocol::parse(port.protocol.as_deref()),
@@ -109,32 +128,53 @@ pub fn service_frontends(
         if service_port == 0 {
             continue;
         }
-        let frontend = Frontend {
+        let all = ready_backends(endpoints, port.name.as_deref(), protocol, None);
+        let local = || {
+            ready_backends(
+                endpoints,
+                port.name.as_deref(),
+                protocol,
+                Some(&node.node_name),
+            )
+        };
+        let balancing = |backends: Vec<BackendAddress>| Balancing {
+            backends,
+            affinity_timeout_s,
+        };
+        let cluster_ip = Frontend {
             address,
             port: service_port,
             protocol,
         };
-        let mut backends = ready_backends(endpoints, port.name.as_deref(), protocol);
-        backends.sort();
-        backends.dedup();
-        frontends.insert(
-            frontend,
-            Balancing {
-                backends,
-                affinity_timeout_s,
-            },
-        );
+        let backends = if internal_local { local() } else { all.clone() };
+        frontends.insert(cluster_ip, balancing(backends));
+        let node_port = port
+            .node_port
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0);
+        if node_ports && node_port != 0 {
+            let backends = if external_local { local() } else { all.clone() };
+            for node_address in &node.addresses {
+                let frontend = Frontend {
+                    address: *node_address,
+                    port: node_port,
+                    protocol,
+                };
+                frontends.insert(frontend, balancing(backends.clone()));
+            }
+        }
     }
     frontends
 }
 
 /// The ready addresses of `endpoints` with the port named `port_name` (the endpoints
 /// controller names each Endpoints port after its Service port; an unnamed single port
-/// matches an unnamed one) and `protocol`.
+/// matches an unnamed one) and `protocol`, sorted; only those on node `on_node` if given.
 fn ready_backends(
     endpoints: Option<&Endpoints>,
     port_name: Option<&str>,
     protocol: Protocol,
+    on_node: Option<&str>,
 ) -> Vec<BackendAddress> {
     let mut backends = Vec::new();
     for subset in endpoints
@@ -154,6 +194,9 @@ fn ready_backends(
             continue;
         }
         for address in subset.addresses.iter().flatten() {
+            if on_node.is_some_and(|node| address.node_name.as_deref() != Some(node)) {
+                continue;
+            }
             if let Ok(ip) = address.ip.parse::<Ipv4Addr>() {
                 backends.push(BackendAddress {
                     address: ip,
@@ -163,6 +206,8 @@ fn ready_backends(
             }
         }
     }
+    backends.sort();
+    backends.dedup();
     backends
 }
 
@@ -186,6 +231,13 @@ mod tests {
         .expect("Endpoints")
     }
 
+    fn node() -> NodeContext {
+        NodeContext {
+            node_name: String::from("node-a"),
+            addresses: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::LOCALHOST],
+        }
+    }
+
     fn backend(ip: [u8; 4], port: u16, protocol: Protocol) -> BackendAddress {
         BackendAddress {
             address: Ipv4Addr::from(ip),
@@ -205,7 +257,7 @@ mod tests {
             "notReadyAddresses": [{"ip": "10.244.0.9"}],
             "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}],
         }]));
-        let frontends = service_frontends(&svc, Some(&eps));
+        let frontends = service_frontends(&svc, Some(&eps), &node());
         let http = Frontend {
             address: Ipv4Addr::new(10, 96, 0, 20),
             port: 80,
@@ -238,7 +290,7 @@ mod tests {
     #[test]
     fn a_service_without_endpoints_has_frontends_with_no_backends() {
         let svc = service(json!({"clusterIP": "10.96.0.21", "ports": [{"port": 80}]}));
-        let frontends = service_frontends(&svc, None);
+        let frontends = service_frontends(&svc, None, &node());
         assert_eq!(frontends.len(), 1);
         assert!(frontends.values().all(|b| b.backends.is_empty()));
     }
@@ -246,16 +298,16 @@ mod tests {
     #[test]
     fn headless_external_name_and_sctp_have_no_frontends() {
         let headless = service(json!({"clusterIP": "None", "ports": [{"port": 80}]}));
-        assert!(service_frontends(&headless, None).is_empty());
+        assert!(service_frontends(&headless, None, &node()).is_empty());
         let external = service(
             json!({"type": "ExternalName", "externalName": "example.org", "clusterIP": "10.96.0.3", "ports": [{"port": 80}]}),
         );
-        assert!(service_frontends(&external, None).is_empty());
+        assert!(service_frontends(&external, None, &node()).is_empty());
         let sctp =
             service(json!({"clusterIP": "10.96.0.4", "ports": [{"port": 80, "protocol": "SCTP"}]}));
-        assert!(service_frontends(&sctp, None).is_empty());
+        assert!(service_frontends(&sctp, None, &node()).is_empty());
         let out_of_range = service(json!({"clusterIP": "10.96.0.5", "ports": [{"port": 70000}]}));
-        assert!(service_frontends(&out_of_range, None).is_empty());
+        assert!(service_frontends(&out_of_range, None, &node()).is_empty());
     }
 
     #[test]
@@ -264,7 +316,7 @@ mod tests {
             json!({"clusterIP": "10.96.0.22", "sessionAffinity": "ClientIP",
             "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "ports": [{"port": 80}]}),
         );
-        let frontends = service_frontends(&svc, None);
+        let frontends = service_frontends(&svc, None, &node());
         assert_eq!(
             frontends.values().next().unwrap().affinity_timeout_s,
             Some(60)
@@ -272,10 +324,51 @@ mod tests {
         let svc = service(
             json!({"clusterIP": "10.96.0.22", "sessionAffinity": "ClientIP", "ports": [{"port": 80}]}),
         );
-        let frontends = service_frontends(&svc, None);
+        let frontends = service_frontends(&svc, None, &node());
         assert_eq!(
             frontends.values().next().unwrap().affinity_timeout_s,
             Some(DEFAULT_AFFINITY_TIMEOUT_S)
+        );
+    }
+
+    #[test]
+    fn node_ports_listen_on_every_node_address_and_local_policies_keep_to_this_node() {
+        let svc = service(json!({"type": "NodePort", "clusterIP": "10.96.0.30",
+            "externalTrafficPolicy": "Local",
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]}));
+        let eps = endpoints(json!([{
+            "addresses": [{"ip": "10.244.0.2", "nodeName": "node-a"}, {"ip": "10.244.1.2", "nodeName": "node-b"}],
+            "ports": [{"port": 8080}],
+        }]));
+        let frontends = service_frontends(&svc, Some(&eps), &node());
+        let at = |address: Ipv4Addr, port: u16| Frontend {
+            address,
+            port,
+            protocol: Protocol::Tcp,
+        };
+        assert_eq!(frontends.len(), 3, "{frontends:?}");
+        assert_eq!(
+            frontends[&at(Ipv4Addr::new(10, 96, 0, 30), 80)]
+                .backends
+                .len(),
+            2,
+            "the ClusterIP keeps every endpoint"
+        );
+        for address in [Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::LOCALHOST] {
+            assert_eq!(
+                frontends[&at(address, 30080)].backends,
+                vec![backend([10, 244, 0, 2], 8080, Protocol::Tcp)],
+                "externalTrafficPolicy: Local"
+            );
+        }
+        let internal = service(
+            json!({"clusterIP": "10.96.0.31", "internalTrafficPolicy": "Local",
+            "ports": [{"port": 80, "targetPort": 8080}]}),
+        );
+        let frontends = service_frontends(&internal, Some(&eps), &node());
+        assert_eq!(
+            frontends.values().next().unwrap().backends,
+            vec![backend([10, 244, 0, 2], 8080, Protocol::Tcp)]
         );
     }
 }

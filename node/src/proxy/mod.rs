@@ -44,6 +44,8 @@ pub enum ProxyMode {
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     pub node_name: String,
+    /// Where NodePorts listen on this node: its IP and 127.0.0.1.
+    pub node_addresses: Vec<std::net::Ipv4Addr>,
     /// The Service CIDR (the master's `--service-cluster-ip-range`).
     pub service_cidr: Ipv4Net,
     pub map_sizes: MapSizes,
@@ -97,6 +99,10 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
         .default_backoff()
         .map(|event| Change::Endpoints(Box::new(event)));
     let mut changes = std::pin::pin!(futures::stream::select(services, endpoints));
+    let node = frontends::NodeContext {
+        node_name: config.node_name.clone(),
+        addresses: config.node_addresses.clone(),
+    };
     let mut objects = Objects::default();
     let mut relisting_services: Option<HashMap<ServiceName, Service>> = None;
     let mut relisting_endpoints: Option<HashMap<ServiceName, Endpoints>> = None;
@@ -134,11 +140,17 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
         let started = Instant::now();
         let count = pending.len();
         for name in std::mem::take(&mut pending) {
-            sync_service(&name, &objects, &mut table, &mut datapath);
+            sync_service(&name, &objects, &node, &mut table, &mut datapath);
         }
         if !synced {
             // Frontends of Services deleted while no agent ran.
-            sync_service(&table::adopted(), &objects, &mut table, &mut datapath);
+            sync_service(
+                &table::adopted(),
+                &objects,
+                &node,
+                &mut table,
+                &mut datapath,
+            );
             synced = true;
             info!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
         } else {
@@ -150,9 +162,15 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
 }
 
 /// Makes the data path do what Service `name` and its Endpoints say (nothing: it is gone).
-fn sync_service(name: &ServiceName, objects: &Objects, table: &mut Table, datapath: &mut Datapath) {
+fn sync_service(
+    name: &ServiceName,
+    objects: &Objects,
+    node: &frontends::NodeContext,
+    table: &mut Table,
+    datapath: &mut Datapath,
+) {
     let wanted = match objects.services.get(name) {
-        Some(service) => frontends::service_frontends(service, objects.endpoints.get(name)),
+        Some(service) => frontends::service_frontends(service, objects.endpoints.get(name), node),
         None => Default::default(),
     };
     let (writes, errors) = table.update(name, &wanted);
