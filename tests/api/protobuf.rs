@@ -111,7 +111,12 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, body)),
     )
     .await;
-    assert_eq!(created.code, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(
+        created.code,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
     assert_eq!(created.content_type, PROTOBUF);
     let (kind, raw) = open_envelope(&created.body);
     assert_eq!(kind, "Pod");
@@ -143,7 +148,11 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
     assert_eq!(kind, "PodList");
     let list = core::PodList::decode(raw.as_slice()).expect("a PodList");
     assert_eq!(list.items.len(), 1);
-    let list_rv = list.metadata.unwrap().resource_version.expect("a list resourceVersion");
+    let list_rv = list
+        .metadata
+        .unwrap()
+        .resource_version
+        .expect("a list resourceVersion");
 
     // A watch from the list's resourceVersion: length-prefixed WatchEvents.
     let watch = http
@@ -172,7 +181,10 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         )),
     )
     .await;
-    assert_eq!((patched.code, patched.content_type.as_str()), (200, PROTOBUF));
+    assert_eq!(
+        (patched.code, patched.content_type.as_str()),
+        (200, PROTOBUF)
+    );
 
     // Delete with a protobuf DeleteOptions body: a wrong uid precondition is refused (so the
     // body was read), the right one deletes.
@@ -190,10 +202,18 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         reqwest::Method::DELETE,
         &format!("{pods}/web"),
         CLIENT_GO_ACCEPT,
-        Some((PROTOBUF, envelope("v1", "DeleteOptions", &options("not-the-uid")))),
+        Some((
+            PROTOBUF,
+            envelope("v1", "DeleteOptions", &options("not-the-uid")),
+        )),
     )
     .await;
-    assert_eq!(refused.code, 409, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(
+        refused.code,
+        409,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
     let deleted = send(
         &http,
         reqwest::Method::DELETE,
@@ -202,7 +222,12 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "DeleteOptions", &options(&uid)))),
     )
     .await;
-    assert_eq!(deleted.code, 200, "{}", String::from_utf8_lossy(&deleted.body));
+    assert_eq!(
+        deleted.code,
+        200,
+        "{}",
+        String::from_utf8_lossy(&deleted.body)
+    );
     assert_eq!(deleted.content_type, PROTOBUF);
 
     // The watch saw the patch and the deletion, each a WatchEvent around a Pod.
@@ -263,7 +288,12 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "DeleteOptions", &options))),
     )
     .await;
-    assert_eq!(cleared.code, 200, "{}", String::from_utf8_lossy(&cleared.body));
+    assert_eq!(
+        cleared.code,
+        200,
+        "{}",
+        String::from_utf8_lossy(&cleared.body)
+    );
     let listed = send(&http, reqwest::Method::GET, &pods, "application/json", None).await;
     let list: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
     assert_eq!(list["items"], json!([]));

@@ -17,10 +17,7 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodStatus, PodTemplateSpec, Probe, ReplicationController,
     ResourceRequirements, Service, ServiceStatus, Toleration, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-use skiff_api::quantity::quantity_nanos;
 
 /// Kubernetes' `DefaultTerminationGracePeriodSeconds`.
 pub const TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -225,56 +222,6 @@ fn requests_from_limits(c: &mut Container) {
     }
 }
 
-/// A positive cpu or memory quantity, in nano units (QoS ignores other resources and zeros).
-fn qos_quantities(list: Option<&BTreeMap<String, Quantity>>) -> impl Iterator<Item = (&str, i128)> {
-    list.into_iter().flatten().filter_map(|(name, q)| {
-        let name = name.as_str();
-        let v = quantity_nanos(&q.0).ok()?;
-        (matches!(name, "cpu" | "memory") && v > 0).then_some((name, v))
-    })
-}
-
-/// The pod's QoS class, as Kubernetes' `ComputePodQOS`: `BestEffort` without cpu or memory
-/// requests and limits, `Guaranteed` when every container limits both and requests equal
-/// limits, `Burstable` otherwise.
-pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut guaranteed = true;
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-    {
-        let res = c.resources.as_ref();
-        for (name, v) in qos_quantities(res.and_then(|r| r.requests.as_ref())) {
-            *requests.entry(name).or_default() += v;
-        }
-        let mut limited = (false, false);
-        for (name, v) in qos_quantities(res.and_then(|r| r.limits.as_ref())) {
-            *limits.entry(name).or_default() += v;
-            match name {
-                "cpu" => limited.0 = true,
-                _ => limited.1 = true,
-            }
-        }
-        if limited != (true, true) {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort";
-    }
-    if guaranteed
-        && requests.len() == limits.len()
-        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
-    {
-        return "Guaranteed";
-    }
-    "Burstable"
-}
-
 /// Pod defaults: the pod spec defaults, requests from limits, `enableServiceLinks: true`,
 /// host ports equal to container ports under `hostNetwork`, the service account `default`,
 /// `priority: 0` with `preemptionPolicy: PreemptLowerPriority`, and `status.phase: Pending`
@@ -343,7 +290,7 @@ pub fn pod(pod: &mut Pod) {
             });
         }
     }
-    let qos = qos_class(spec);
+    let qos = skiff_api::pod::qos_class(spec);
     let status = pod.status.get_or_insert_with(PodStatus::default);
     set_str(&mut status.phase, "Pending");
     status.qos_class = Some(qos.to_string());

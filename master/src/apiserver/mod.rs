@@ -203,7 +203,8 @@ impl ApiServer {
                 (Method::DELETE, false, None) => {
                     info.verb = "deletecollection";
                     let body = request::read_body(body).await?;
-                    self.delete_collection(&target, &query, headers, &body).await
+                    self.delete_collection(&target, &query, headers, &body)
+                        .await
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -224,7 +225,10 @@ impl ApiServer {
 /// A JSON object answer in Kubernetes' protobuf encoding when the request asks for it (an
 /// object whose kind has none stays JSON if the request also takes JSON, else 406). Errors
 /// stay JSON `Status` bodies, which Go clients read by their Content-Type.
-async fn in_protobuf_if_asked(response: Response, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn in_protobuf_if_asked(
+    response: Response,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let Ok(Representation::Protobuf { or_json }) = Representation::negotiate(accept) else {
         return Ok(response);
