@@ -27,7 +27,13 @@ pub fn tracks_generation(r: &Resource) -> bool {
 fn resets_status_on_create(r: &Resource) -> bool {
     matches!(
         r.kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "Service" | "Namespace"
+        "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "Service"
+            | "Namespace"
+            | "ResourceQuota"
     )
 }
 

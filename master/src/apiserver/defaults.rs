@@ -14,8 +14,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, Endpoints, EnvVar, Event, HTTPGetAction,
     LifecycleHandler, LoadBalancerStatus, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
-    PodSecurityContext, PodSpec, PodStatus, PodTemplateSpec, Probe, ReplicationController,
-    ResourceRequirements, Service, ServiceStatus, Toleration, Volume,
+    PodSecurityContext, PodSpec, PodStatus, PodTemplate, PodTemplateSpec, Probe,
+    ReplicationController, ResourceQuota, ResourceRequirements, Service, ServiceStatus, Toleration,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -208,9 +209,19 @@ pub fn pod_spec(spec: &mut PodSpec) {
 
 /// A controller's pod template: the pod spec defaults (an absent spec becomes an empty one,
 /// as Kubernetes' template spec is never nil).
-pub fn pod_template(template: &mut PodTemplateSpec) {
+pub fn pod_template_spec(template: &mut PodTemplateSpec) {
     pod_spec(template.spec.get_or_insert_with(PodSpec::default));
 }
+
+/// PodTemplate defaults: the pod spec defaults in its template.
+pub fn pod_template(template: &mut PodTemplate) {
+    if let Some(template) = &mut template.template {
+        pod_template_spec(template);
+    }
+}
+
+/// ResourceQuotas have no defaults.
+pub fn resource_quota(_quota: &mut ResourceQuota) {}
 
 /// Requests default to limits for every resource a container limits but does not request.
 fn requests_from_limits(c: &mut Container) {
@@ -434,7 +445,7 @@ pub fn replication_controller(rc: &mut ReplicationController) {
                 rc.metadata.labels = Some(template_labels);
             }
         }
-        pod_template(template);
+        pod_template_spec(template);
     }
     set(&mut spec.replicas, || 1);
 }
@@ -444,7 +455,7 @@ pub fn replica_set(rs: &mut ReplicaSet) {
     let spec = rs.spec.get_or_insert_with(Default::default);
     set(&mut spec.replicas, || 1);
     if let Some(template) = &mut spec.template {
-        pod_template(template);
+        pod_template_spec(template);
     }
 }
 
@@ -467,7 +478,7 @@ pub fn deployment(d: &mut Deployment) {
     }
     set(&mut spec.revision_history_limit, || 10);
     set(&mut spec.progress_deadline_seconds, || 600);
-    pod_template(&mut spec.template);
+    pod_template_spec(&mut spec.template);
 }
 
 // ---------------------------------------------------------------------------------------------
