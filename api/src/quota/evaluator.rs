@@ -348,9 +348,9 @@ fn is_extended_resource_name_for_quota(name: &str) -> bool {
     !is_native_resource(name) && name.starts_with("requests.")
 }
 
-/// Whether the pod's deletion's grace period is over or it has finished: it no longer uses
-/// compute resources (`QuotaV1Pod`).
-fn is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
+/// Whether the pod still uses its compute resources and a `pods` slot: it has not finished,
+/// and its deletion's grace period (if it is being deleted) is not over (`QuotaV1Pod`).
+pub fn pod_is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return false;
@@ -368,7 +368,7 @@ fn is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
 /// A pod's usage (`PodUsageFunc`).
 fn pod_usage(pod: &Pod, now: DateTime<Utc>) -> Result<ResourceList, QuotaError> {
     let stored = count(&["count/pods"]);
-    if !is_charged(pod, now) {
+    if !pod_is_charged(pod, now) {
         return Ok(stored);
     }
     let Some(spec) = &pod.spec else {
