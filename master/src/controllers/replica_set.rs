@@ -118,6 +118,7 @@ pub fn run<K: Replicated>(
         client,
         pods,
         expectations: Expectations::default(),
+        backoff: Backoff::default(),
     });
     async move {
         info!("{} controller started", K::CONTROLLER);
@@ -133,6 +134,7 @@ struct Context {
     recorder: Recorder,
     pods: Store<Pod>,
     expectations: Expectations,
+    backoff: Backoff,
 }
 
 fn error_policy<K: Replicated>(_owner: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -204,11 +206,15 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
             std::cmp::Ordering::Greater => {
                 let count = (active.len() - want).min(BURST_REPLICAS);
                 if let Err(err) = delete_pods(&ctx, owner.as_ref(), &active, count).await {
-                    requeue = Some(Duration::from_secs(5));
                     failure = Some(Failure::Delete(message_of(&err)));
                 }
             }
             std::cmp::Ordering::Equal => {}
+        }
+        // Failing again and again (a quota that stays full) is retried less and less often.
+        match &failure {
+            Some(_) => requeue = Some(ctx.backoff.failed(&key)),
+            None => ctx.backoff.succeeded(&key),
         }
     } else {
         requeue = Some(Duration::from_secs(1));
@@ -466,6 +472,43 @@ fn deletion_rank(pod: &Pod) -> impl Ord {
     )
 }
 
+/// The first retry after a failed create or delete; each failure in a row doubles it.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between retries (kube-controller-manager's queue waits up to 1000 s; a
+/// quota raised is then seen late).
+const MAX_RETRY: Duration = Duration::from_secs(32);
+
+/// Failures in a row per owner, for the wait before its next try (the rate limiter of
+/// kube-controller-manager's work queue).
+#[derive(Default)]
+struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Counts a failure of `owner`'s; returns how long to wait before trying again.
+    fn failed<K: Resource>(&self, owner: &ObjectRef<K>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = failures.entry(owner.to_string()).or_default();
+        let wait = retry_after(*count);
+        *count = count.saturating_add(1);
+        wait
+    }
+
+    /// Forgets `owner`'s failures.
+    fn succeeded<K: Resource>(&self, owner: &ObjectRef<K>) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.remove(&owner.to_string());
+    }
+}
+
+/// The wait after `earlier` failures in a row: 1 s, 2 s, 4 s, ... up to [`MAX_RETRY`].
+fn retry_after(earlier: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(earlier.min(16)))
+        .min(MAX_RETRY)
+}
+
 /// Creates and deletes a reconcile made that the pod cache has not shown yet, per owner.
 #[derive(Default)]
 pub struct Expectations {
@@ -660,6 +703,19 @@ mod tests {
         )
         .expect("a condition");
         assert_eq!(deleting[0].reason.as_deref(), Some("FailedDelete"));
+    }
+
+    #[test]
+    fn failures_in_a_row_are_retried_less_often() {
+        let waits: Vec<u64> = (0..8).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(retry_after(u32::MAX), MAX_RETRY);
+        let backoff = Backoff::default();
+        let key = ObjectRef::<ReplicaSet>::new("web").within("default");
+        assert_eq!(backoff.failed(&key), Duration::from_secs(1));
+        assert_eq!(backoff.failed(&key), Duration::from_secs(2));
+        backoff.succeeded(&key);
+        assert_eq!(backoff.failed(&key), Duration::from_secs(1));
     }
 
     #[test]
