@@ -326,9 +326,24 @@ async fn pod_templates_are_served_with_their_template_defaulted_and_validated() 
         "template.spec.containers[0].image"
     );
     assert_eq!(client.count(templates).await, 1);
-    let (code, body) = client
-        .json(reqwest::Method::DELETE, &format!("{templates}/web"), None)
-        .await;
-    assert_eq!(code, 200, "{body}");
+
+    // kubectl prints kube-apiserver's columns, and deletes.
+    let out = master.kubectl(&["get", "podtemplates"]);
+    assert!(out.success(), "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"],
+            vec!["web", "nginx", "nginx:1.25", "app=web"]
+        ],
+        "{out}"
+    );
+    let out = master.kubectl(&["delete", "podtemplate", "web"]);
+    assert!(out.success(), "{out}");
     assert_eq!(client.count(templates).await, 0);
 }

@@ -15,7 +15,9 @@
 //!   observedGeneration), with a `ReplicaFailure` condition (reason `FailedCreate` or
 //!   `FailedDelete`, the API server's message) while creating or deleting pods fails, e.g.
 //!   because a ResourceQuota refuses them, removed once a reconcile's creates and deletes
-//!   succeed again.
+//!   succeed again. kube-controller-manager also removes it from a reconcile that waits for
+//!   its expectations and so creates nothing; here it stays until creates are tried again,
+//!   so it does not come and go while a refused owner waits for its last pods to show.
 //!
 //! Pods come from one shared watch: it fills the cache the reconciles read and triggers the
 //! owning ReplicaSet's reconcile when one of its pods changes.
@@ -191,7 +193,10 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let mut requeue = None;
     // Why this reconcile's creates or deletes failed, for the ReplicaFailure condition.
     let mut failure = None;
-    if ctx.expectations.satisfied(&key, &ctx.pods) && rs.metadata.deletion_timestamp.is_none() {
+    // Whether this reconcile created or deleted (a condition stays as it is otherwise).
+    let managed =
+        ctx.expectations.satisfied(&key, &ctx.pods) && rs.metadata.deletion_timestamp.is_none();
+    if managed {
         let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
         match active.len().cmp(&want) {
             std::cmp::Ordering::Less => {
@@ -229,11 +234,13 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
         .unwrap_or_default();
     let now = Utc::now();
     let mut status = compute_status(&rs, &active, &template_labels, min_ready, now);
-    status.conditions = replica_failure(
-        rs.status.as_ref().and_then(|s| s.conditions.as_deref()),
-        failure.as_ref(),
-        now,
-    );
+    if managed {
+        status.conditions = replica_failure(
+            rs.status.as_ref().and_then(|s| s.conditions.as_deref()),
+            failure.as_ref(),
+            now,
+        );
+    }
     if rs.status.as_ref() != Some(&status) {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
         let mut status_json = serde_json::to_value(&status).map_err(Error::Encode)?;
