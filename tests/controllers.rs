@@ -702,6 +702,12 @@ async fn quota_usage_is_counted_freed_and_shown_by_kubectl() {
             .await
             .expect("create configmap");
     }
+    // A kind the master has no informer of is counted through the API.
+    let out = master.kubectl_with_stdin(
+        &["create", "-n", "team", "-f", "-"],
+        "apiVersion: v1\nkind: PodTemplate\nmetadata: {name: t}\ntemplate:\n  spec:\n    containers: [{name: c, image: busybox}]\n",
+    );
+    assert!(out.success(), "{out}");
     // Sent in protobuf, as kubectl's typed create commands send.
     let out = master.kubectl(&[
         "create",
@@ -709,7 +715,7 @@ async fn quota_usage_is_counted_freed_and_shown_by_kubectl() {
         "compute",
         "-n",
         "team",
-        "--hard=pods=2,requests.cpu=1,configmaps=10,count/secrets=5",
+        "--hard=pods=2,requests.cpu=1,configmaps=10,count/secrets=5,count/podtemplates=3,requests.storage=1Gi",
     ]);
     assert!(out.success(), "{out}");
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "team");
@@ -722,9 +728,11 @@ async fn quota_usage_is_counted_freed_and_shown_by_kubectl() {
         used,
         [
             ("configmaps", "3"),
+            ("count/podtemplates", "1"),
             ("count/secrets", "0"),
             ("pods", "0"),
-            ("requests.cpu", "0")
+            ("requests.cpu", "0"),
+            ("requests.storage", "0")
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .into()
@@ -753,7 +761,7 @@ async fn quota_usage_is_counted_freed_and_shown_by_kubectl() {
     assert!(out.success(), "{out}");
     assert!(
         out.stdout
-            .contains("configmaps: 3/10, count/secrets: 0/5, pods: 2/2, requests.cpu: 900m/1"),
+            .contains("configmaps: 3/10, count/podtemplates: 1/3, count/secrets: 0/5, pods: 2/2, requests.cpu: 900m/1, requests.storage: 0/1Gi"),
         "{out}"
     );
     let out = master.kubectl(&["describe", "quota", "compute", "-n", "team"]);

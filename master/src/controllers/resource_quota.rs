@@ -35,6 +35,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_api::quantity::ParsedQuantity;
 use skiff_api::quota::evaluator::{Evaluator, Object, pod_is_charged, scope_selectors};
 use skiff_api::quota::{self, QuotaError, ResourceList};
 use tracing::{debug, info, warn};
@@ -269,7 +270,15 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
             Err(err) => failed = Some(err),
         }
     }
-    let used = quota::mask(&used, names.iter().map(String::as_str));
+    let mut used = quota::mask(&used, names.iter().map(String::as_str));
+    // What nothing here makes (`requests.storage`: no PersistentVolumeClaims) is used by none.
+    for name in names
+        .iter()
+        .filter(|n| Evaluator::for_resource_name(n).is_none())
+    {
+        used.entry(name.clone())
+            .or_insert_with(ParsedQuantity::zero);
+    }
     let status = ResourceQuotaStatus {
         hard: Some(hard),
         used: Some(quota::to_quantities(&used)),
