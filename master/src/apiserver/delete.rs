@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::field_error::FieldError;
 use super::request::{self, Query, Target};
+use super::{objects, protobuf};
 use super::resources::{RESOURCES, Resource};
 use super::status::ApiError;
 use super::{ApiServer, json_response, json_value};
-use super::{objects, protobuf};
 use crate::store::StoreError;
 use skiff_api::meta::{
     FINALIZER_DELETE_DEPENDENTS, FINALIZER_ORPHAN_DEPENDENTS, PropagationPolicy,
@@ -472,11 +472,7 @@ mod tests {
     }
 
     fn parse(query: &str, body: &str) -> Result<DeleteOptions, ApiError> {
-        DeleteOptions::parse(
-            &Query::parse(Some(query))?,
-            body.as_bytes(),
-            "application/json",
-        )
+        DeleteOptions::parse(&Query::parse(Some(query))?, body.as_bytes(), "application/json")
     }
 
     #[test]

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::negotiation::Representation;
 use super::objects;
-use super::protobuf::{self, encode};
 use super::request::{Query, Target};
 use super::resources::Resource;
 use super::status::ApiError;
+use super::negotiation::Representation;
+use super::protobuf::{self, encode};
 use super::table::{self, IncludeObject, TableVersion};
 use super::watch_cache::{CacheError, CachedEvent, CachedObject};
 use super::{ApiServer, json_response, protobuf_response};
@@ -97,9 +97,7 @@ impl Render {
 
 /// A cached object's protobuf message (500 when the object has no protobuf form).
 fn protobuf_of(object: &CachedObject) -> Result<&Bytes, ApiError> {
-    object
-        .protobuf()
-        .map_err(|e| ApiError::Internal(e.to_owned()))
+    object.protobuf().map_err(|e| ApiError::Internal(e.to_owned()))
 }
 
 /// Cached objects, decoded with their resourceVersions.
@@ -384,7 +382,10 @@ impl ApiServer {
             let mut cursor = from;
             if send_initial
                 && bookmarks
-                && tx.send(Ok(framer.bookmark(cursor, true))).await.is_err()
+                && tx
+                    .send(Ok(framer.bookmark(cursor, true)))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -519,10 +520,7 @@ impl Framer {
     ) {
         if let Render::Protobuf = self.render {
             let encoded = if revision == object.kv.mod_revision {
-                object
-                    .protobuf()
-                    .map(|raw| raw.to_vec())
-                    .map_err(str::to_owned)
+                object.protobuf().map(|raw| raw.to_vec()).map_err(str::to_owned)
             } else {
                 let mut value = object.parsed().cloned().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut value, revision);
@@ -587,8 +585,8 @@ impl Framer {
                 encode::watch_event(event, api_version, kind, &raw, &mut out);
             }
         } else {
-            out =
-                serde_json::to_vec(&json!({ "type": event, "object": object })).unwrap_or_default();
+            out = serde_json::to_vec(&json!({ "type": event, "object": object }))
+                .unwrap_or_default();
             out.push(b'\n');
         }
         Bytes::from(out)

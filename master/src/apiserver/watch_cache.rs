@@ -30,8 +30,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::resources::RESOURCES;
 use super::{objects, protobuf};
+use super::resources::RESOURCES;
 use crate::store::{EventKind, KeyValue, Revision, Store, StoreError, WatchStream};
 
 /// Where every object lives in the store.

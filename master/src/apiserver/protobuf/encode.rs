@@ -110,9 +110,9 @@ fn as_object<'a>(
     message: &'static str,
     field: &'static str,
 ) -> Result<&'a Map<String, Value>, ProtobufError> {
-    value.as_object().ok_or_else(|| {
-        Site { message, field }.unencodable(format!("expected an object, not {value}"))
-    })
+    value
+        .as_object()
+        .ok_or_else(|| Site { message, field }.unencodable(format!("expected an object, not {value}")))
 }
 
 fn write_message(
@@ -203,8 +203,7 @@ fn write_value(
         Kind::Bool => write_varint(number, u64::from(value.as_bool().ok_or_else(wrong)?), out),
         Kind::Int32 => {
             let int = integer(value).ok_or_else(wrong)?;
-            i32::try_from(int)
-                .map_err(|_| site.unencodable(format!("{int} is out of int32 range")))?;
+            i32::try_from(int).map_err(|_| site.unencodable(format!("{int} is out of int32 range")))?;
             // Negative int32s are sign-extended to 64 bits on the wire.
             write_varint(number, int as u64, out);
         }
@@ -270,9 +269,7 @@ fn write_value(
         }
         Kind::Message(inner) => {
             let object = value.as_object().ok_or_else(wrong)?;
-            nested(number, out, |out| {
-                write_message(inner, object, out, depth + 1)
-            })?;
+            nested(number, out, |out| write_message(inner, object, out, depth + 1))?;
         }
         Kind::Map(_) => return Err(site.unencodable("a map cannot hold maps")),
     }

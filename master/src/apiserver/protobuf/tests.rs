@@ -77,10 +77,7 @@ fn assert_encodes_back<T: prost::Message + Default>(decoded: &Value) {
     assert_eq!(&decode(&encoded).unwrap(), decoded);
     let unknown = Unknown::decode(encoded.strip_prefix(MAGIC).unwrap()).unwrap();
     let type_meta = unknown.type_meta.unwrap();
-    assert_eq!(
-        type_meta.api_version.as_deref(),
-        decoded["apiVersion"].as_str()
-    );
+    assert_eq!(type_meta.api_version.as_deref(), decoded["apiVersion"].as_str());
     assert_eq!(type_meta.kind.as_deref(), decoded["kind"].as_str());
     let typed = T::decode(unknown.raw.unwrap().as_slice()).unwrap();
     let api_version = decoded["apiVersion"].as_str().unwrap();
@@ -1413,12 +1410,7 @@ fn a_list_is_the_kinds_list_message_with_list_meta() {
         .map(|pod| pod.metadata.as_ref().unwrap().name.clone().unwrap())
         .collect();
     assert_eq!(names, ["a", "b"]);
-    assert_eq!(
-        list.items[0].spec.as_ref().unwrap().containers[0]
-            .image
-            .as_deref(),
-        Some("nginx")
-    );
+    assert_eq!(list.items[0].spec.as_ref().unwrap().containers[0].image.as_deref(), Some("nginx"));
 }
 
 #[test]
@@ -1443,10 +1435,7 @@ fn watch_events_are_length_prefixed_with_the_object_in_its_envelope() {
     }
     assert_eq!(
         seen,
-        [
-            ("ADDED".to_owned(), "a".to_owned()),
-            ("DELETED".to_owned(), "b".to_owned())
-        ]
+        [("ADDED".to_owned(), "a".to_owned()), ("DELETED".to_owned(), "b".to_owned())]
     );
 }
 
@@ -1474,10 +1463,7 @@ fn a_status_encodes_in_any_group_version() {
 #[test]
 fn objects_that_do_not_fit_their_message_are_errors_not_panics() {
     for (object, says) in [
-        (
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": "x"}),
-            "is not an object",
-        ),
+        (json!({"apiVersion": "v1", "kind": "Pod", "metadata": "x"}), "is not an object"),
         (
             json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": {}}}),
             "expected a list",
@@ -1494,10 +1480,7 @@ fn objects_that_do_not_fit_their_message_are_errors_not_panics() {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"creationTimestamp": "yesterday"}}),
             "time",
         ),
-        (
-            json!({"apiVersion": "v9", "kind": "Gadget"}),
-            "not supported",
-        ),
+        (json!({"apiVersion": "v9", "kind": "Gadget"}), "not supported"),
     ] {
         let err = encode::body(&object).unwrap_err().to_string();
         assert!(err.contains(says), "{object}: {err}");
