@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Node, Pod, ReplicationController, ResourceQuota, ServiceAccount,
+};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff::master::{Master, MasterOptions};
 
@@ -444,6 +446,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "pods",
         "replicasets",
         "replicationcontrollers",
+        "resourcequotas",
         "secrets",
         "serviceaccounts",
         "services",
@@ -635,4 +638,352 @@ async fn deleted_or_changed_namespace_defaults_are_put_back() {
     let cms = all_cms.list(&ListParams::default()).await.expect("list");
     assert_eq!(left(sas.iter().filter_map(|o| o.namespace()).collect()), 0);
     assert_eq!(left(cms.iter().filter_map(|o| o.namespace()).collect()), 0);
+}
+
+/// Creates the namespace `name`.
+async fn namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let object: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace object");
+    namespaces
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create namespace");
+}
+
+/// The quota's `status.used`, once the controller has counted every hard limit and `check`
+/// holds for it.
+async fn counted(
+    quotas: &Api<ResourceQuota>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) -> std::collections::BTreeMap<String, String> {
+    eventually(what, || async {
+        let quota = quotas.get(name).await.expect("get quota");
+        let hard = quota.spec.and_then(|s| s.hard).unwrap_or_default();
+        let status = quota.status.unwrap_or_default();
+        let used: std::collections::BTreeMap<String, String> = status
+            .used
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let synced =
+            status.hard.as_ref() == Some(&hard) && hard.keys().all(|k| used.contains_key(k));
+        (synced && check(&used)).then_some(used)
+    })
+    .await
+}
+
+fn pod_with_cpu(name: &str, cpu: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                 "resources": {"requests": {"cpu": cpu}}}]},
+    }))
+    .expect("pod object")
+}
+
+/// The resourcequota controller counts what a namespace holds into each quota's status
+/// (created with the real kubectl), frees what finished and deleted objects held, and counts
+/// again when the hard limits change; kubectl shows the quota as it does for Kubernetes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_usage_is_counted_freed_and_shown_by_kubectl() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    namespace(&client, "team").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    for name in ["a", "b"] {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("configmap");
+        config_maps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("create configmap");
+    }
+    // A kind the master has no informer of is counted through the API.
+    let out = master.kubectl_with_stdin(
+        &["create", "-n", "team", "-f", "-"],
+        "apiVersion: v1\nkind: PodTemplate\nmetadata: {name: t}\ntemplate:\n  spec:\n    containers: [{name: c, image: busybox}]\n",
+    );
+    assert!(out.success(), "{out}");
+    // Sent in protobuf, as kubectl's typed create commands send.
+    let out = master.kubectl(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        "team",
+        "--hard=pods=2,requests.cpu=1,configmaps=10,count/secrets=5,count/podtemplates=3,requests.storage=1Gi",
+    ]);
+    assert!(out.success(), "{out}");
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "team");
+    // The namespace already holds two config maps and the root CA's.
+    let used = counted(&quotas, "compute", "the first count", |used| {
+        used.get("configmaps").map(String::as_str) == Some("3")
+    })
+    .await;
+    assert_eq!(
+        used,
+        [
+            ("configmaps", "3"),
+            ("count/podtemplates", "1"),
+            ("count/secrets", "0"),
+            ("pods", "0"),
+            ("requests.cpu", "0"),
+            ("requests.storage", "0")
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "team");
+    for (name, cpu) in [("p1", "300m"), ("p2", "600m")] {
+        pods.create(&PostParams::default(), &pod_with_cpu(name, cpu))
+            .await
+            .expect("create pod");
+    }
+    let refused = pods
+        .create(&PostParams::default(), &pod_with_cpu("p3", "100m"))
+        .await
+        .expect_err("over the quota");
+    let kube::Error::Api(status) = refused else {
+        panic!("{refused}")
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        "pods \"p3\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
+    );
+
+    let out = master.kubectl(&["get", "quota", "-n", "team"]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .contains("configmaps: 3/10, count/podtemplates: 1/3, count/secrets: 0/5, pods: 2/2, requests.cpu: 900m/1, requests.storage: 0/1Gi"),
+        "{out}"
+    );
+    let out = master.kubectl(&["describe", "quota", "compute", "-n", "team"]);
+    assert!(out.success(), "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.contains(&vec!["pods", "2", "2"]), "{out}");
+    assert!(rows.contains(&vec!["requests.cpu", "900m", "1"]), "{out}");
+
+    // A finished pod frees its pods slot and its cpu; its count stays as long as it exists.
+    let mut finished = pods.get_status("p2").await.expect("get pod");
+    finished.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
+    pods.replace_status(
+        "p2",
+        &PostParams::default(),
+        serde_json::to_vec(&finished).expect("json"),
+    )
+    .await
+    .expect("finish p2");
+    counted(&quotas, "compute", "p2's cpu freed", |used| {
+        used.get("pods").map(String::as_str) == Some("1")
+            && used.get("requests.cpu").map(String::as_str) == Some("300m")
+    })
+    .await;
+    pods.create(&PostParams::default(), &pod_with_cpu("p3", "100m"))
+        .await
+        .expect("room again");
+
+    // Deleting frees too.
+    config_maps
+        .delete("a", &DeleteParams::default())
+        .await
+        .expect("delete configmap");
+    counted(&quotas, "compute", "a config map freed", |used| {
+        used.get("configmaps").map(String::as_str) == Some("2")
+    })
+    .await;
+
+    // A wrong count is corrected when the quota is counted again (here: its limits change).
+    let mut wrong = quotas.get_status("compute").await.expect("get quota");
+    if let Some(used) = wrong.status.as_mut().and_then(|s| s.used.as_mut()) {
+        used.insert(
+            "pods".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("7".into()),
+        );
+    }
+    quotas
+        .replace_status(
+            "compute",
+            &PostParams::default(),
+            serde_json::to_vec(&wrong).expect("json"),
+        )
+        .await
+        .expect("write a wrong count");
+    quotas
+        .patch(
+            "compute",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "3"}}})),
+        )
+        .await
+        .expect("raise the pods limit");
+    counted(&quotas, "compute", "the count corrected", |used| {
+        used.get("pods").map(String::as_str) == Some("2")
+    })
+    .await;
+    let quota = quotas.get("compute").await.expect("get quota");
+    let hard = quota.status.and_then(|s| s.hard).unwrap_or_default();
+    assert_eq!(hard.get("pods").map(|q| q.0.as_str()), Some("3"));
+}
+
+/// The ReplicaFailure condition of an owner of kind `K`, if it has one.
+async fn replica_failure<K>(api: &Api<K>, name: &str) -> Option<serde_json::Value>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let object = serde_json::to_value(api.get(name).await.expect("get")).expect("json");
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == "ReplicaFailure")
+                .cloned()
+        })
+}
+
+/// A ReplicaSet and a ReplicationController whose pods a quota refuses show a
+/// `ReplicaFailure` condition with the API server's message, and lose it once the quota is
+/// raised and their pods are created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_over_quota_show_replica_failure_until_it_is_raised() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    namespace(&client, "limited").await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "limited");
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "pods"}, "spec": {"hard": {"pods": "2"}},
+    }))
+    .expect("quota");
+    quotas
+        .create(&PostParams::default(), &quota)
+        .await
+        .expect("create quota");
+    counted(&quotas, "pods", "the quota counted", |_| true).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "limited");
+    let template = |app: &str| {
+        json!({"metadata": {"labels": {"app": app}},
+               "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+    };
+
+    // A ReplicaSet of 3 gets 2 pods, and says why not the third.
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "limited");
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template("web")},
+    }))
+    .expect("replica set");
+    replica_sets
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("create replica set");
+    wait_pods(&pods, "app=web", "two pods of web", |p| p.len() == 2).await;
+    let condition = eventually("web's ReplicaFailure", || {
+        replica_failure(&replica_sets, "web")
+    })
+    .await;
+    assert_eq!(condition["status"], "True", "{condition}");
+    assert_eq!(condition["reason"], "FailedCreate", "{condition}");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("pods \"web-")
+            && message.ends_with(
+                "\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2"
+            ),
+        "{message}"
+    );
+    assert!(condition["lastTransitionTime"].is_string(), "{condition}");
+
+    // Raised: the third pod, and the condition goes.
+    quotas
+        .patch(
+            "pods",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "4"}}})),
+        )
+        .await
+        .expect("raise the quota");
+    wait_pods(&pods, "app=web", "three pods of web", |p| p.len() == 3).await;
+    eventually("web without ReplicaFailure", || async {
+        replica_failure(&replica_sets, "web")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // A ReplicationController is kept the same way: 1 of its 2 pods fits.
+    let controllers: Api<ReplicationController> = Api::namespaced(client.clone(), "limited");
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": template("legacy")},
+    }))
+    .expect("replication controller");
+    controllers
+        .create(&PostParams::default(), &rc)
+        .await
+        .expect("create replication controller");
+    let made = wait_pods(&pods, "app=legacy", "a pod of legacy", |p| p.len() == 1).await;
+    let owner = made[0]
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(owner.len(), 1, "{owner:?}");
+    assert_eq!(owner[0].kind, "ReplicationController");
+    assert_eq!(owner[0].name, "legacy");
+    assert_eq!(owner[0].controller, Some(true));
+    let condition = eventually("legacy's ReplicaFailure", || {
+        replica_failure(&controllers, "legacy")
+    })
+    .await;
+    assert_eq!(condition["reason"], "FailedCreate", "{condition}");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("exceeded quota: pods, requested: pods=1, used: pods=4, limited: pods=4"),
+        "{condition}"
+    );
+    let status = controllers
+        .get("legacy")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(status.replicas, 1);
+    quotas
+        .patch(
+            "pods",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "5"}}})),
+        )
+        .await
+        .expect("raise the quota");
+    wait_pods(&pods, "app=legacy", "two pods of legacy", |p| p.len() == 2).await;
+    eventually("legacy without ReplicaFailure", || async {
+        replica_failure(&controllers, "legacy")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let status = eventually("legacy's status", || async {
+        let status = controllers.get("legacy").await.expect("get").status?;
+        (status.replicas == 2).then_some(status)
+    })
+    .await;
+    assert_eq!(status.fully_labeled_replicas, Some(2));
+    assert_eq!(status.observed_generation, Some(1));
 }

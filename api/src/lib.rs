@@ -12,6 +12,7 @@ pub mod meta;
 pub mod names;
 pub mod pod;
 pub mod quantity;
+pub mod quota;
 pub mod selectors;
 pub mod taints;
 pub mod well_known;

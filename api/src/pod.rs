@@ -1,8 +1,13 @@
 //! Pod state as the controllers read it (Kubernetes' `pkg/api/v1/pod` helpers): readiness,
-//! availability, and whether a pod still counts.
+//! availability, whether a pod still counts, and its QoS class.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::quantity::quantity_nanos;
 
 /// Whether the pod counts toward its controller: not finished and not being deleted
 /// (Kubernetes' `controller.IsPodActive`).
@@ -39,6 +44,56 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bo
     ready_since(pod).is_some_and(|since| {
         min_ready_seconds <= 0 || since + chrono::Duration::seconds(min_ready_seconds.into()) <= now
     })
+}
+
+/// A positive cpu or memory quantity, in nano units (QoS ignores other resources and zeros).
+fn qos_quantities(list: Option<&BTreeMap<String, Quantity>>) -> impl Iterator<Item = (&str, i128)> {
+    list.into_iter().flatten().filter_map(|(name, q)| {
+        let name = name.as_str();
+        let v = quantity_nanos(&q.0).ok()?;
+        (matches!(name, "cpu" | "memory") && v > 0).then_some((name, v))
+    })
+}
+
+/// The pod's QoS class, as Kubernetes' `ComputePodQOS`: `BestEffort` without cpu or memory
+/// requests and limits, `Guaranteed` when every container limits both and requests equal
+/// limits, `Burstable` otherwise.
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut guaranteed = true;
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        let res = c.resources.as_ref();
+        for (name, v) in qos_quantities(res.and_then(|r| r.requests.as_ref())) {
+            *requests.entry(name).or_default() += v;
+        }
+        let mut limited = (false, false);
+        for (name, v) in qos_quantities(res.and_then(|r| r.limits.as_ref())) {
+            *limits.entry(name).or_default() += v;
+            match name {
+                "cpu" => limited.0 = true,
+                _ => limited.1 = true,
+            }
+        }
+        if limited != (true, true) {
+            guaranteed = false;
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if guaranteed
+        && requests.len() == limits.len()
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    {
+        return "Guaranteed";
+    }
+    "Burstable"
 }
 
 #[cfg(test)]

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use ipnet::Ipv4Net;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
 use skiff_master::apiserver::Config;
 use skiff_master::apiserver::server::{Listening, serve};
 use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    deployment, endpoints, garbage_collector, replica_set, root_ca_cert_publisher, service_account,
+    deployment, endpoints, garbage_collector, replica_set, resource_quota, root_ca_cert_publisher,
+    service_account,
 };
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
@@ -66,8 +69,9 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
-    /// `-name` to leave one out, empty for none (names: replicaset, deployment, endpoint,
-    /// nodelifecycle, garbagecollector, serviceaccount, root-ca-cert-publisher).
+    /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
+    /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
+    /// root-ca-cert-publisher, resourcequota).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -75,12 +79,14 @@ struct Args {
 /// The controllers `--controllers` can name.
 const CONTROLLERS: &[&str] = &[
     "replicaset",
+    "replicationcontroller",
     "deployment",
     "endpoint",
     "nodelifecycle",
     "garbagecollector",
     "serviceaccount",
     "root-ca-cert-publisher",
+    "resourcequota",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -130,6 +136,8 @@ fn main() -> anyhow::Result<()> {
             node_mask: args.node_cidr_mask_size,
         }),
         replica_set: controller_enabled(&args.controllers, "replicaset"),
+        replication_controller: controller_enabled(&args.controllers, "replicationcontroller"),
+        resource_quota: controller_enabled(&args.controllers, "resourcequota"),
         deployment: controller_enabled(&args.controllers, "deployment"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
@@ -173,6 +181,8 @@ struct Clients {
     scheduler: Option<SchedulerConfig>,
     node_ipam: Option<NodeIpamConfig>,
     replica_set: bool,
+    replication_controller: bool,
+    resource_quota: bool,
     deployment: bool,
     garbage_collector: bool,
     endpoints: bool,
@@ -227,7 +237,21 @@ async fn run_clients(
         }
     }
     if clients.replica_set {
-        tasks.push(tokio::spawn(replica_set::run(
+        tasks.push(tokio::spawn(replica_set::run::<ReplicaSet>(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.replication_controller {
+        tasks.push(tokio::spawn(replica_set::run::<ReplicationController>(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.resource_quota {
+        tasks.push(tokio::spawn(resource_quota::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

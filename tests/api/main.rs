@@ -7,6 +7,7 @@ mod kube_client;
 mod kubectl;
 mod protobuf;
 mod python_client;
+mod resource_quota;
 mod restart;
 mod semantics;
 

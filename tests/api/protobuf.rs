@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message;
@@ -362,4 +363,174 @@ async fn errors_stay_json_and_unservable_accept_headers_get_406() {
     )
     .await;
     assert_eq!(kept.code, 200);
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(name, q)| {
+            (
+                (*name).to_owned(),
+                Quantity {
+                    string: Some((*q).to_owned()),
+                },
+            )
+        })
+        .collect()
+}
+
+fn amounts(list: &std::collections::BTreeMap<String, Quantity>) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(name, q)| (name.clone(), q.string.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// `kubectl create quota` and client-go's typed clients send PodTemplates and ResourceQuotas
+/// in protobuf (the resourcequota controller writes the status so too), and read them so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_templates_and_resource_quotas_travel_in_protobuf() {
+    let master = embedded_master();
+    let http = master.http();
+    let base = format!("{}/api/v1/namespaces/default", master.server_url());
+
+    let template = core::PodTemplate {
+        metadata: Some(meta::ObjectMeta {
+            name: Some("web".into()),
+            ..Default::default()
+        }),
+        template: Some(core::PodTemplateSpec {
+            metadata: Some(meta::ObjectMeta {
+                labels: [("app".to_owned(), "web".to_owned())].into(),
+                ..Default::default()
+            }),
+            spec: pod("unused").spec,
+        }),
+    };
+    let created = send(
+        &http,
+        reqwest::Method::POST,
+        &format!("{base}/podtemplates"),
+        CLIENT_GO_ACCEPT,
+        Some((PROTOBUF, envelope("v1", "PodTemplate", &template))),
+    )
+    .await;
+    assert_eq!(
+        created.code,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let (kind, raw) = open_envelope(&created.body);
+    assert_eq!(kind, "PodTemplate");
+    let created = core::PodTemplate::decode(raw.as_slice()).expect("a PodTemplate");
+    let spec = created
+        .template
+        .and_then(|t| t.spec)
+        .expect("the template's spec");
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"), "defaulted");
+    assert_eq!(spec.containers[0].image.as_deref(), Some("busybox:1.36"));
+
+    let quota = core::ResourceQuota {
+        metadata: Some(meta::ObjectMeta {
+            name: Some("compute".into()),
+            ..Default::default()
+        }),
+        spec: Some(core::ResourceQuotaSpec {
+            hard: quantities(&[("pods", "1"), ("requests.memory", "1Gi")]),
+            scopes: vec!["NotTerminating".into()],
+            scope_selector: None,
+        }),
+        status: None,
+    };
+    let created = send(
+        &http,
+        reqwest::Method::POST,
+        &format!("{base}/resourcequotas"),
+        CLIENT_GO_ACCEPT,
+        Some((PROTOBUF, envelope("v1", "ResourceQuota", &quota))),
+    )
+    .await;
+    assert_eq!(
+        created.code,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let (kind, raw) = open_envelope(&created.body);
+    assert_eq!(kind, "ResourceQuota");
+    let mut created = core::ResourceQuota::decode(raw.as_slice()).expect("a ResourceQuota");
+    let spec = created.spec.clone().expect("spec");
+    assert_eq!(
+        amounts(&spec.hard),
+        [
+            ("pods".to_owned(), "1".to_owned()),
+            ("requests.memory".to_owned(), "1Gi".to_owned())
+        ]
+    );
+    assert_eq!(spec.scopes, ["NotTerminating"]);
+
+    // The status as the controller writes it, in protobuf: the quota is full.
+    created.status = Some(core::ResourceQuotaStatus {
+        hard: spec.hard.clone(),
+        used: quantities(&[("pods", "1"), ("requests.memory", "0")]),
+    });
+    let updated = send(
+        &http,
+        reqwest::Method::PUT,
+        &format!("{base}/resourcequotas/compute/status"),
+        CLIENT_GO_ACCEPT,
+        Some((PROTOBUF, envelope("v1", "ResourceQuota", &created))),
+    )
+    .await;
+    assert_eq!(
+        updated.code,
+        200,
+        "{}",
+        String::from_utf8_lossy(&updated.body)
+    );
+
+    // A pod over it is refused with a JSON Status, as every error is.
+    let mut over = pod("over");
+    over.spec.as_mut().expect("spec").containers[0].resources = Some(core::ResourceRequirements {
+        requests: quantities(&[("memory", "64Mi")]),
+        ..Default::default()
+    });
+    let refused = send(
+        &http,
+        reqwest::Method::POST,
+        &format!("{base}/pods"),
+        CLIENT_GO_ACCEPT,
+        Some((PROTOBUF, envelope("v1", "Pod", &over))),
+    )
+    .await;
+    assert_eq!(refused.code, 403);
+    assert_eq!(refused.content_type, "application/json");
+    let status: serde_json::Value = serde_json::from_slice(&refused.body).expect("a Status");
+    assert_eq!(
+        status["message"],
+        "pods \"over\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=1, limited: pods=1"
+    );
+
+    // The list in protobuf.
+    let listed = send(
+        &http,
+        reqwest::Method::GET,
+        &format!("{base}/resourcequotas"),
+        CLIENT_GO_ACCEPT,
+        None,
+    )
+    .await;
+    assert_eq!(listed.code, 200);
+    let (kind, raw) = open_envelope(&listed.body);
+    assert_eq!(kind, "ResourceQuotaList");
+    let list = core::ResourceQuotaList::decode(raw.as_slice()).expect("a ResourceQuotaList");
+    assert_eq!(list.items.len(), 1);
+    let status = list.items[0].status.clone().expect("status");
+    assert_eq!(
+        amounts(&status.used),
+        [
+            ("pods".to_owned(), "1".to_owned()),
+            ("requests.memory".to_owned(), "0".to_owned())
+        ]
+    );
 }

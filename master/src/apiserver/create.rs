@@ -1,4 +1,4 @@
-//! create: POST to a collection. Server-set fields, defaults, validation, ClusterIP
+//! create: POST to a collection. Server-set fields, defaults, validation, quota, ClusterIP
 //! allocation, then a create-if-absent in the store.
 
 use std::sync::Arc;
@@ -27,7 +27,13 @@ pub fn tracks_generation(r: &Resource) -> bool {
 fn resets_status_on_create(r: &Resource) -> bool {
     matches!(
         r.kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "Service" | "Namespace"
+        "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "Service"
+            | "Namespace"
+            | "ResourceQuota"
     )
 }
 
@@ -268,6 +274,8 @@ impl ApiServer {
 
         if let Some(ns) = &namespace {
             self.require_namespace(ns).await?;
+            self.admit_to_quota(r, ns, &name, &object, None, dry_run)
+                .await?;
         }
         if dry_run {
             return Ok((serde_json::to_vec(&object).unwrap_or_default(), warnings));

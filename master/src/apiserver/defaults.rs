@@ -14,13 +14,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, Endpoints, EnvVar, Event, HTTPGetAction,
     LifecycleHandler, LoadBalancerStatus, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
-    PodSecurityContext, PodSpec, PodStatus, PodTemplateSpec, Probe, ReplicationController,
-    ResourceRequirements, Service, ServiceStatus, Toleration, Volume,
+    PodSecurityContext, PodSpec, PodStatus, PodTemplate, PodTemplateSpec, Probe,
+    ReplicationController, ResourceQuota, ResourceRequirements, Service, ServiceStatus, Toleration,
+    Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-use skiff_api::quantity::quantity_nanos;
 
 /// Kubernetes' `DefaultTerminationGracePeriodSeconds`.
 pub const TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -211,9 +209,19 @@ pub fn pod_spec(spec: &mut PodSpec) {
 
 /// A controller's pod template: the pod spec defaults (an absent spec becomes an empty one,
 /// as Kubernetes' template spec is never nil).
-pub fn pod_template(template: &mut PodTemplateSpec) {
+pub fn pod_template_spec(template: &mut PodTemplateSpec) {
     pod_spec(template.spec.get_or_insert_with(PodSpec::default));
 }
+
+/// PodTemplate defaults: the pod spec defaults in its template.
+pub fn pod_template(template: &mut PodTemplate) {
+    if let Some(template) = &mut template.template {
+        pod_template_spec(template);
+    }
+}
+
+/// ResourceQuotas have no defaults.
+pub fn resource_quota(_quota: &mut ResourceQuota) {}
 
 /// Requests default to limits for every resource a container limits but does not request.
 fn requests_from_limits(c: &mut Container) {
@@ -223,56 +231,6 @@ fn requests_from_limits(c: &mut Container) {
     for (name, q) in limits {
         requests.entry(name.clone()).or_insert_with(|| q.clone());
     }
-}
-
-/// A positive cpu or memory quantity, in nano units (QoS ignores other resources and zeros).
-fn qos_quantities(list: Option<&BTreeMap<String, Quantity>>) -> impl Iterator<Item = (&str, i128)> {
-    list.into_iter().flatten().filter_map(|(name, q)| {
-        let name = name.as_str();
-        let v = quantity_nanos(&q.0).ok()?;
-        (matches!(name, "cpu" | "memory") && v > 0).then_some((name, v))
-    })
-}
-
-/// The pod's QoS class, as Kubernetes' `ComputePodQOS`: `BestEffort` without cpu or memory
-/// requests and limits, `Guaranteed` when every container limits both and requests equal
-/// limits, `Burstable` otherwise.
-pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut guaranteed = true;
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-    {
-        let res = c.resources.as_ref();
-        for (name, v) in qos_quantities(res.and_then(|r| r.requests.as_ref())) {
-            *requests.entry(name).or_default() += v;
-        }
-        let mut limited = (false, false);
-        for (name, v) in qos_quantities(res.and_then(|r| r.limits.as_ref())) {
-            *limits.entry(name).or_default() += v;
-            match name {
-                "cpu" => limited.0 = true,
-                _ => limited.1 = true,
-            }
-        }
-        if limited != (true, true) {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort";
-    }
-    if guaranteed
-        && requests.len() == limits.len()
-        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
-    {
-        return "Guaranteed";
-    }
-    "Burstable"
 }
 
 /// Pod defaults: the pod spec defaults, requests from limits, `enableServiceLinks: true`,
@@ -343,7 +301,7 @@ pub fn pod(pod: &mut Pod) {
             });
         }
     }
-    let qos = qos_class(spec);
+    let qos = skiff_api::pod::qos_class(spec);
     let status = pod.status.get_or_insert_with(PodStatus::default);
     set_str(&mut status.phase, "Pending");
     status.qos_class = Some(qos.to_string());
@@ -487,7 +445,7 @@ pub fn replication_controller(rc: &mut ReplicationController) {
                 rc.metadata.labels = Some(template_labels);
             }
         }
-        pod_template(template);
+        pod_template_spec(template);
     }
     set(&mut spec.replicas, || 1);
 }
@@ -497,7 +455,7 @@ pub fn replica_set(rs: &mut ReplicaSet) {
     let spec = rs.spec.get_or_insert_with(Default::default);
     set(&mut spec.replicas, || 1);
     if let Some(template) = &mut spec.template {
-        pod_template(template);
+        pod_template_spec(template);
     }
 }
 
@@ -520,7 +478,7 @@ pub fn deployment(d: &mut Deployment) {
     }
     set(&mut spec.revision_history_limit, || 10);
     set(&mut spec.progress_deadline_seconds, || 600);
-    pod_template(&mut spec.template);
+    pod_template_spec(&mut spec.template);
 }
 
 // ---------------------------------------------------------------------------------------------

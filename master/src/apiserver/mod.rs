@@ -5,7 +5,8 @@
 //! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
 //! through `kubelet_client`, and `node_proxy` forwards `nodes/<name>/proxy/...` to them; `discovery` and `openapi` describe the API; `pki` and `auth`
-//! guard it; `resources` lists the served types and admits their objects; `watch_cache`
+//! guard it; `resources` lists the served types and admits their objects, and
+//! `resource_quota` charges creates to the namespace's quotas; `watch_cache`
 //! follows the store once and serves every watcher from memory; `negotiation` picks the
 //! representation a client asks for (JSON, a Table, or `protobuf`, which also reads protobuf
 //! bodies).
@@ -30,6 +31,7 @@ pub mod pod_logs;
 pub mod protobuf;
 pub mod read;
 pub mod request;
+pub mod resource_quota;
 pub mod resources;
 pub mod server;
 pub mod status;
@@ -80,6 +82,8 @@ pub struct ApiServer {
     pub advertise_address: String,
     /// Calls node agents (container logs), with the API server's client certificate.
     pub kubelet: KubeletClient,
+    /// One quota check at a time per namespace (ResourceQuota admission).
+    pub quota_locks: resource_quota::NamespaceLocks,
 }
 
 /// A JSON response with the given status.

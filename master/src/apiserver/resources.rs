@@ -9,8 +9,8 @@ use serde_json::Value;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController,
+    ResourceQuota, Secret, Service, ServiceAccount,
 };
 
 use super::defaults;
@@ -307,6 +307,42 @@ pub static RESOURCES: &[Resource] = &[
             defaults::replication_controller,
             validation::replication_controller,
             validation::replication_controller_update
+        ),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "podtemplates",
+        singular: "podtemplate",
+        kind: "PodTemplate",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            PodTemplate,
+            defaults::pod_template,
+            validation::pod_template,
+            validation::pod_template_update
+        ),
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "resourcequotas",
+        singular: "resourcequota",
+        kind: "ResourceQuota",
+        namespaced: true,
+        short_names: &["quota"],
+        categories: &[],
+        subresources: &["status"],
+        field_selectors: &[],
+        schema: typed!(
+            ResourceQuota,
+            defaults::resource_quota,
+            validation::resource_quota,
+            validation::resource_quota_update
         ),
     },
     Resource {

@@ -115,6 +115,7 @@ pub async fn serve(
             &credentials.kubelet_client_key_pem,
         )
         .context("the client certificate for node agents")?,
+        quota_locks: Default::default(),
     });
     bootstrap::ensure_defaults(&api)
         .await

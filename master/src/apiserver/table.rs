@@ -289,6 +289,8 @@ fn printer(kind: &str) -> Printer {
         "ConfigMap" => (CONFIG_MAP_COLUMNS, config_map_row),
         "Secret" => (SECRET_COLUMNS, secret_row),
         "ServiceAccount" => (SERVICE_ACCOUNT_COLUMNS, service_account_row),
+        "PodTemplate" => (POD_TEMPLATE_COLUMNS, pod_template_row),
+        "ResourceQuota" => (RESOURCE_QUOTA_COLUMNS, resource_quota_row),
         _ => (DEFAULT_COLUMNS, default_row),
     };
     Printer { columns, row }
@@ -1004,6 +1006,83 @@ fn service_account_row(sa: &Value, now: DateTime<Utc>) -> Row {
     Row::from(vec![json!(name(sa)), json!(secrets), json!(age(sa, now))])
 }
 
+// --- PodTemplate, ResourceQuota ------------------------------------------------------------
+
+const POD_TEMPLATE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Containers", "string", doc::CONTAINERS),
+    col("Images", "string", doc::IMAGES),
+    col("Pod Labels", "string", "The labels for the pod template."),
+];
+
+fn pod_template_row(template: &Value, _now: DateTime<Utc>) -> Row {
+    let containers = arr(template, "/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
+    Row::from(vec![
+        json!(name(template)),
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(format_labels(template.pointer("/template/metadata/labels"))),
+    ])
+}
+
+const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "Request",
+        "string",
+        "Request represents a minimum amount of cpu/memory that a container may consume.",
+    ),
+    col(
+        "Limit",
+        "string",
+        "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+    ),
+];
+
+/// A quantity of a quota's status in its canonical form (`0` when absent; as written when it
+/// does not parse).
+fn quota_quantity(quota: &Value, pointer: &str) -> String {
+    match quota.pointer(pointer).and_then(Value::as_str) {
+        None => "0".into(),
+        Some(q) => skiff_api::quantity::ParsedQuantity::parse(q)
+            .map_or_else(|_| q.to_owned(), |p| p.to_string()),
+    }
+}
+
+/// `resource: used/hard` of every hard limit, sorted by resource: `limits.*` in the Limit
+/// column, the rest in the Request column.
+fn resource_quota_row(quota: &Value, now: DateTime<Utc>) -> Row {
+    let mut requests = Vec::new();
+    let mut limits = Vec::new();
+    let hard = quota
+        .pointer("/status/hard")
+        .and_then(Value::as_object)
+        .map(|hard| hard.keys().collect::<BTreeSet<_>>())
+        .unwrap_or_default();
+    for resource in hard {
+        let escaped = resource.replace('~', "~0").replace('/', "~1");
+        let entry = format!(
+            "{resource}: {}/{}",
+            quota_quantity(quota, &format!("/status/used/{escaped}")),
+            quota_quantity(quota, &format!("/status/hard/{escaped}")),
+        );
+        if resource.split('.').next() == Some("limits") && resource.contains('.') {
+            limits.push(entry);
+        } else {
+            requests.push(entry);
+        }
+    }
+    Row::from(vec![
+        json!(name(quota)),
+        json!(age(quota, now)),
+        json!(requests.join(", ")),
+        json!(limits.join(", ")),
+    ])
+}
+
 // --- Any other kind ----------------------------------------------------------------------
 
 /// kube-apiserver's default table (`rest.NewDefaultTableConvertor`): name and creation time.
@@ -1271,6 +1350,8 @@ mod tests {
     }
 
     const KINDS: &[&str] = &[
+        "PodTemplate",
+        "ResourceQuota",
         "Pod",
         "Node",
         "Namespace",
@@ -2267,6 +2348,73 @@ mod tests {
         assert_eq!(c[8], 12);
         let bare = json!({"metadata": {"name": "e"}});
         assert_eq!(cells("Event", bare)[0], "<unknown>");
+    }
+
+    // --- PodTemplate, ResourceQuota -------------------------------------------------------
+
+    #[test]
+    fn pod_templates_show_containers_images_and_pod_labels() {
+        assert_eq!(
+            column_names("PodTemplate"),
+            [
+                ("Name".to_string(), 0),
+                ("Containers".to_string(), 0),
+                ("Images".to_string(), 0),
+                ("Pod Labels".to_string(), 0)
+            ]
+        );
+        let template = json!({"metadata": {"name": "web"}, "template": {
+            "metadata": {"labels": {"tier": "front", "app": "web"}},
+            "spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"},
+                                    {"name": "log", "image": "busybox"}]}}});
+        assert_eq!(
+            cells("PodTemplate", template),
+            json!([
+                "web",
+                "nginx,log",
+                "nginx:1.25,busybox",
+                "app=web,tier=front"
+            ])
+            .as_array()
+            .unwrap()
+            .clone()
+        );
+        assert_eq!(
+            cells("PodTemplate", json!({"metadata": {"name": "bare"}}))[3],
+            "<none>"
+        );
+    }
+
+    #[test]
+    fn resource_quotas_show_used_over_hard() {
+        assert_eq!(
+            column_names("ResourceQuota"),
+            [
+                ("Name".to_string(), 0),
+                ("Age".to_string(), 0),
+                ("Request".to_string(), 0),
+                ("Limit".to_string(), 0)
+            ]
+        );
+        let quota = json!({"metadata": {"name": "compute", "creationTimestamp": ago(TimeDelta::minutes(5))},
+            "status": {
+                "hard": {"pods": "10", "requests.cpu": "1000m", "limits.memory": "2Gi",
+                         "count/deployments.apps": "2"},
+                "used": {"pods": "3", "requests.cpu": "500m", "limits.memory": "1536Mi"}}});
+        assert_eq!(
+            cells("ResourceQuota", quota),
+            json!([
+                "compute",
+                "5m",
+                "count/deployments.apps: 0/2, pods: 3/10, requests.cpu: 500m/1",
+                "limits.memory: 1536Mi/2Gi"
+            ])
+            .as_array()
+            .unwrap()
+            .clone()
+        );
+        let fresh = json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"}}});
+        assert_eq!(cells("ResourceQuota", fresh)[2], "");
     }
 
     // --- Other kinds -------------------------------------------------------------------

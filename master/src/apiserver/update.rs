@@ -157,6 +157,13 @@ impl ApiServer {
                     + 1;
                 metadata_mut(&mut object)?.insert("generation".into(), json!(generation));
             }
+            if object != stored_current
+                && part == Part::Main
+                && let Some(ns) = target.namespace.as_deref()
+            {
+                self.admit_to_quota(r, ns, &name, &object, Some(&stored_current), dry_run)
+                    .await?;
+            }
             if object == stored_current || dry_run {
                 let mut object = if dry_run { object } else { stored_current };
                 objects::set_resource_version(&mut object, kv.mod_revision);

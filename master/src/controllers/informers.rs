@@ -2,14 +2,15 @@
 //! each resource the master reads is listed and watched once per master process, into one
 //! cache that every reader shares, with one stream of changed objects per subscriber.
 //!
-//! Readers: node IPAM, the `replicaset`, `deployment`, `endpoint`, `nodelifecycle`,
-//! `serviceaccount` and `root-ca-cert-publisher` controllers (Namespaces, ServiceAccounts,
-//! ConfigMaps), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
+//! Readers: node IPAM, the `replicaset` (ReplicaSets and ReplicationControllers), `deployment`,
+//! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
+//! ServiceAccounts, ConfigMaps) and `resourcequota` controllers (ResourceQuotas and what they
+//! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
 //! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
-//! (Pods, ReplicaSets, Deployments, ConfigMaps, Nodes and Leases from the same informers;
-//! ReplicationControllers and Secrets, which nothing else reads, from metadata-only informers
-//! here, as kube-controller-manager gives its garbage collector typed informers where they
-//! exist and metadata informers for the rest). Nothing else in the master opens a watch.
+//! (Pods, ReplicaSets, ReplicationControllers, Deployments, ConfigMaps, Nodes and Leases from
+//! the same informers; Secrets, which only it and quota counting read, from a metadata-only
+//! informer here, as kube-controller-manager gives its garbage collector typed informers where
+//! they exist and metadata informers for the rest). Nothing else in the master opens a watch.
 //!
 //! A reader asks for what it needs before the informers start ([`Informer::subscribe`]
 //! for a stream of changed objects, [`Informer::reader`] for the cache, [`Informer::changes`]
@@ -36,7 +37,8 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, Pod, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret, Service,
+    ServiceAccount,
 };
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
@@ -310,8 +312,10 @@ pub struct Informers {
     /// Every ConfigMap (whole: the root CA publisher compares its `kube-root-ca.crt`'s data,
     /// as kube-controller-manager shares one typed ConfigMap informer).
     pub config_maps: Informer<ConfigMap>,
-    /// The metadata of every ReplicationController.
-    pub replication_controllers: Informer<PartialObjectMeta<ReplicationController>>,
+    /// Every ReplicationController.
+    pub replication_controllers: Informer<ReplicationController>,
+    /// Every ResourceQuota.
+    pub resource_quotas: Informer<ResourceQuota>,
     /// The metadata of every Secret.
     pub secrets: Informer<PartialObjectMeta<Secret>>,
 }
@@ -329,7 +333,8 @@ impl Informers {
             namespaces: Informer::new(Api::all(client.clone())),
             service_accounts: Informer::new(Api::all(client.clone())),
             config_maps: Informer::new(Api::all(client.clone())),
-            replication_controllers: Informer::metadata(Api::all(client.clone())),
+            replication_controllers: Informer::new(Api::all(client.clone())),
+            resource_quotas: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
     }
@@ -347,6 +352,7 @@ impl Informers {
             self.service_accounts.into_task(),
             self.config_maps.into_task(),
             self.replication_controllers.into_task(),
+            self.resource_quotas.into_task(),
             self.secrets.into_task(),
         ]
         .into_iter()

@@ -3,7 +3,8 @@
 //!
 //! - [`node_ipam`]: gives every Node a pod CIDR from the cluster CIDR (kube-controller-manager's
 //!   `nodeipam` controller with `--allocate-node-cidrs`);
-//! - [`replica_set`]: keeps each ReplicaSet's number of pods;
+//! - [`replica_set`]: keeps each ReplicaSet's number of pods, and each ReplicationController's
+//!   ([`replication_controller`]);
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
 //! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
@@ -11,6 +12,7 @@
 //!   and orphan deletes;
 //! - [`service_account`]: gives every namespace its `default` ServiceAccount;
 //! - [`root_ca_cert_publisher`]: gives every namespace the `kube-root-ca.crt` ConfigMap;
+//! - [`resource_quota`]: keeps each ResourceQuota's `status` (hard limits, usage) up to date;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
 //! them and the scheduler), [`controller_ref`] (adoption and release) and [`recorder`].
@@ -23,6 +25,8 @@ pub mod informers;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;
+pub mod replication_controller;
+pub mod resource_quota;
 pub mod root_ca_cert_publisher;
 pub mod service_account;
 

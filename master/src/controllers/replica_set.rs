@@ -1,5 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods of each ReplicaSet's template
-//! running, and reports how many there are, are ready and are available.
+//! running, and reports how many there are, are ready and are available. It runs over
+//! ReplicationControllers too ([`super::replication_controller`]), as kube-controller-manager
+//! runs its ReplicaSet code as the replication manager.
 //!
 //! As kube-controller-manager's replicaset controller does, a reconcile of one ReplicaSet
 //! - adopts pods that match its selector and have no controller, and releases pods it owns
@@ -10,7 +12,12 @@
 //! - waits until the pod cache has seen its own creates and deletes (its "expectations")
 //!   before it counts again, so a slow watch never makes it create twice;
 //! - writes `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
-//!   observedGeneration).
+//!   observedGeneration), with a `ReplicaFailure` condition (reason `FailedCreate` or
+//!   `FailedDelete`, the API server's message) while creating or deleting pods fails, e.g.
+//!   because a ResourceQuota refuses them, removed once a reconcile's creates and deletes
+//!   succeed again. kube-controller-manager also removes it from a reconcile that waits for
+//!   its expectations and so creates nothing; here it stays until creates are tried again,
+//!   so it does not come and go while a refused owner waits for its last pods to show.
 //!
 //! Pods come from one shared watch: it fills the cache the reconciles read and triggers the
 //! owning ReplicaSet's reconcile when one of its pods changes.
@@ -19,26 +26,29 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use chrono::{DateTime, Utc};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::controller_ref;
-use super::informers::Informers;
+use super::informers::{Informer, Informers};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
 use skiff_api::selectors::LabelSelector;
 
-/// The component name on Events.
-const COMPONENT: &str = "replicaset-controller";
+/// The condition type a failed create or delete sets.
+const REPLICA_FAILURE: &str = "ReplicaFailure";
 
 /// Most pods one reconcile creates or deletes (kube-controller-manager's burstReplicas).
 const BURST_REPLICAS: usize = 500;
@@ -53,30 +63,71 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("{0}")]
     Api(#[from] kube::Error),
+    /// The status could not be encoded.
+    #[error("encoding the status: {0}")]
+    Encode(serde_json::Error),
 }
 
-/// The controller on the shared informers; it runs until `shutdown` resolves.
-pub fn run(
+/// A kind whose replicas this controller keeps: ReplicaSets, and ReplicationControllers, read
+/// in their ReplicaSet form as Kubernetes' replication manager reads them.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The controller's name (`replicaset`, `replicationcontroller`), as in `--controllers`.
+    const CONTROLLER: &'static str;
+    /// The component on its Events (`replicaset-controller`, `replication-controller`).
+    const COMPONENT: &'static str;
+
+    /// The kind's shared informer.
+    fn informer(informers: &mut Informers) -> &mut Informer<Self>;
+
+    /// The object as a ReplicaSet: the same metadata, spec and status.
+    fn as_replica_set(&self) -> ReplicaSet;
+}
+
+impl Replicated for ReplicaSet {
+    const CONTROLLER: &'static str = "replicaset";
+    const COMPONENT: &'static str = "replicaset-controller";
+
+    fn informer(informers: &mut Informers) -> &mut Informer<Self> {
+        &mut informers.replica_sets
+    }
+
+    fn as_replica_set(&self) -> ReplicaSet {
+        self.clone()
+    }
+}
+
+/// The controller of kind `K` on the shared informers; it runs until `shutdown` resolves.
+pub fn run<K: Replicated>(
     client: kube::Client,
     informers: &mut Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let replica_sets = informers.replica_sets.reader();
-    let replica_set_changes = informers.replica_sets.subscribe();
+    let owners = K::informer(informers).reader();
+    let owner_changes = K::informer(informers).subscribe();
     let pods = informers.pods.reader();
     let pod_changes = informers.pods.subscribe();
     let context = Arc::new(Context {
-        recorder: super::recorder(&client, COMPONENT),
+        recorder: super::recorder(&client, K::COMPONENT),
         client,
         pods,
         expectations: Expectations::default(),
+        backoff: Backoff::default(),
     });
     async move {
-        info!("replicaset controller started");
-        let results = Controller::for_shared_stream(replica_set_changes, replica_sets)
+        info!("{} controller started", K::CONTROLLER);
+        let results = Controller::for_shared_stream(owner_changes, owners)
             .owns_shared_stream(pod_changes)
-            .run(reconcile, error_policy, context);
-        super::drive("replicaset", results, shutdown).await;
+            .run(reconcile::<K>, error_policy::<K>, context);
+        super::drive(K::CONTROLLER, results, shutdown).await;
     }
 }
 
@@ -85,18 +136,20 @@ struct Context {
     recorder: Recorder,
     pods: Store<Pod>,
     expectations: Expectations,
+    backoff: Backoff,
 }
 
-fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action {
-    warn!("syncing a replicaset: {err}");
+fn error_policy<K: Replicated>(_owner: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
+    warn!("syncing a {}: {err}", K::CONTROLLER);
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !super::informers::synced(&ctx.pods).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let key = ObjectRef::from_obj(rs.as_ref());
+    let rs = owner.as_replica_set();
+    let key = ObjectRef::from_obj(owner.as_ref());
     let namespace = rs.namespace().unwrap_or_default();
     let spec = rs.spec.clone().unwrap_or_default();
     let selector = match LabelSelector::from_api(&spec.selector) {
@@ -128,7 +181,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
                     && is_active(&pod)
                     && rs.metadata.deletion_timestamp.is_none()
                     && let Some(adopted) =
-                        controller_ref::adopt(&pods_api, &pod, rs.as_ref()).await?
+                        controller_ref::adopt(&pods_api, &pod, owner.as_ref()).await?
                 {
                     owned.push(Arc::new(adopted));
                 }
@@ -138,22 +191,35 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| is_active(p)).collect();
 
     let mut requeue = None;
-    if ctx.expectations.satisfied(&key, &ctx.pods) && rs.metadata.deletion_timestamp.is_none() {
+    // Why this reconcile's creates or deletes failed, for the ReplicaFailure condition.
+    let mut failure = None;
+    // Whether this reconcile created or deleted (a condition stays as it is otherwise).
+    let managed =
+        ctx.expectations.satisfied(&key, &ctx.pods) && rs.metadata.deletion_timestamp.is_none();
+    if managed {
         let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
         match active.len().cmp(&want) {
             std::cmp::Ordering::Less => {
                 let count = (want - active.len()).min(BURST_REPLICAS);
                 let template = spec.template.clone().unwrap_or_default();
-                let created = create_pods(&ctx, &rs, &template, count).await;
+                let (created, failed) = create_pods(&ctx, owner.as_ref(), &template, count).await;
                 if created.len() < count {
                     requeue = Some(Duration::from_secs(1));
                 }
+                failure = failed.map(Failure::Create);
             }
             std::cmp::Ordering::Greater => {
                 let count = (active.len() - want).min(BURST_REPLICAS);
-                delete_pods(&ctx, &rs, &active, count).await?;
+                if let Err(err) = delete_pods(&ctx, owner.as_ref(), &active, count).await {
+                    failure = Some(Failure::Delete(message_of(&err)));
+                }
             }
             std::cmp::Ordering::Equal => {}
+        }
+        // Failing again and again (a quota that stays full) is retried less and less often.
+        match &failure {
+            Some(_) => requeue = Some(ctx.backoff.failed(&key)),
+            None => ctx.backoff.succeeded(&key),
         }
     } else {
         requeue = Some(Duration::from_secs(1));
@@ -166,10 +232,25 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let status = compute_status(&rs, &active, &template_labels, min_ready);
+    let now = Utc::now();
+    let mut status = compute_status(&rs, &active, &template_labels, min_ready, now);
+    if managed {
+        status.conditions = replica_failure(
+            rs.status.as_ref().and_then(|s| s.conditions.as_deref()),
+            failure.as_ref(),
+            now,
+        );
+    }
     if rs.status.as_ref() != Some(&status) {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({"status": status});
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut status_json = serde_json::to_value(&status).map_err(Error::Encode)?;
+        // A merge patch keeps what it leaves out: a removed last condition is a null.
+        if status.conditions.is_none()
+            && let Some(fields) = status_json.as_object_mut()
+        {
+            fields.insert("conditions".into(), Value::Null);
+        }
+        let patch = json!({ "status": status_json });
         api.patch_status(
             &rs.name_any(),
             &PatchParams::default(),
@@ -187,14 +268,60 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     ))
 }
 
-/// The status the ReplicaSet's pods make.
+/// Why creating or deleting pods failed: the API server's message.
+#[derive(Debug)]
+enum Failure {
+    Create(String),
+    Delete(String),
+}
+
+/// The message of a failed API call (a refused create's Status message, as Kubernetes'
+/// controllers put it in the condition).
+fn message_of(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The conditions after a reconcile (Kubernetes' `calculateStatus`): a `ReplicaFailure`
+/// condition is added when creates or deletes failed and there is none yet, and removed when
+/// they succeeded; the others are kept.
+fn replica_failure(
+    conditions: Option<&[ReplicaSetCondition]>,
+    failure: Option<&Failure>,
+    now: DateTime<Utc>,
+) -> Option<Vec<ReplicaSetCondition>> {
+    let mut conditions = conditions.unwrap_or_default().to_vec();
+    let present = conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
+    match failure {
+        Some(failure) if !present => {
+            let (reason, message) = match failure {
+                Failure::Create(message) => ("FailedCreate", message),
+                Failure::Delete(message) => ("FailedDelete", message),
+            };
+            conditions.push(ReplicaSetCondition {
+                type_: REPLICA_FAILURE.to_owned(),
+                status: "True".to_owned(),
+                last_transition_time: Some(Time(now)),
+                reason: Some(reason.to_owned()),
+                message: Some(message.clone()),
+            });
+        }
+        Some(_) => {}
+        None => conditions.retain(|c| c.type_ != REPLICA_FAILURE),
+    }
+    (!conditions.is_empty()).then_some(conditions)
+}
+
+/// The status the ReplicaSet's pods make (its conditions as they are).
 fn compute_status(
     rs: &ReplicaSet,
     active: &[Arc<Pod>],
     template_labels: &BTreeMap<String, String>,
     min_ready_seconds: i32,
+    now: DateTime<Utc>,
 ) -> ReplicaSetStatus {
-    let now = Utc::now();
     let count = |f: &dyn Fn(&Pod) -> bool| {
         i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
@@ -214,7 +341,7 @@ fn compute_status(
 }
 
 /// A new pod of the ReplicaSet: its template, named `<replicaset>-<random>`, owned by it.
-fn pod_from_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> Pod {
+fn pod_from_template<K: Replicated>(rs: &K, template: &PodTemplateSpec) -> Pod {
     let meta = template.metadata.clone().unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -232,18 +359,20 @@ fn pod_from_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> Pod {
 }
 
 /// Creates `count` pods in batches of 1, 2, 4, ... (kube-controller-manager's slow start: a
-/// template the API server refuses fails once, not `count` times). Returns the names made.
-async fn create_pods(
+/// template the API server refuses fails once, not `count` times). Returns the names made and
+/// why the last batch failed, if it did.
+async fn create_pods<K: Replicated>(
     ctx: &Context,
-    rs: &ReplicaSet,
+    rs: &K,
     template: &PodTemplateSpec,
     count: usize,
-) -> Vec<String> {
+) -> (Vec<String>, Option<String>) {
     let key = ObjectRef::from_obj(rs);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
     let pod = pod_from_template(rs, template);
     let params = PostParams::default();
     let mut created = Vec::new();
+    let mut failure = None;
     let mut batch = 1;
     while created.len() < count {
         let size = batch.min(count - created.len());
@@ -257,17 +386,15 @@ async fn create_pods(
         }
         ctx.expectations.expect(&key, Change::Create, &created);
         if let Some(err) = failed {
-            warn!(replicaset = %rs.name_any(), "creating pods: {err}");
-            let message = match &err {
-                kube::Error::Api(status) => status.message.clone(),
-                other => other.to_string(),
-            };
+            warn!(owner = %rs.name_any(), "creating pods: {err}");
+            let message = message_of(&err);
             ctx.recorder.record(
                 object_ref(rs),
                 EventType::Warning,
                 "FailedCreate",
                 format!("Error creating: {message}"),
             );
+            failure = Some(message);
             break;
         }
         batch *= 2;
@@ -280,16 +407,16 @@ async fn create_pods(
             format!("Created pod: {name}"),
         );
     }
-    created
+    (created, failure)
 }
 
 /// Deletes the `count` least valuable of `active`.
-async fn delete_pods(
+async fn delete_pods<K: Replicated>(
     ctx: &Context,
-    rs: &ReplicaSet,
+    rs: &K,
     active: &[Arc<Pod>],
     count: usize,
-) -> Result<(), Error> {
+) -> Result<(), kube::Error> {
     let key = ObjectRef::from_obj(rs);
     let mut victims: Vec<&Arc<Pod>> = active.iter().collect();
     victims.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
@@ -313,7 +440,7 @@ async fn delete_pods(
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => {
                 ctx.expectations.forget(&key);
-                return Err(err.into());
+                return Err(err);
             }
         }
     }
@@ -350,6 +477,43 @@ fn deletion_rank(pod: &Pod) -> impl Ord {
         std::cmp::Reverse(restarts),
         std::cmp::Reverse(created),
     )
+}
+
+/// The first retry after a failed create or delete; each failure in a row doubles it.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between retries (kube-controller-manager's queue waits up to 1000 s; a
+/// quota raised is then seen late).
+const MAX_RETRY: Duration = Duration::from_secs(32);
+
+/// Failures in a row per owner, for the wait before its next try (the rate limiter of
+/// kube-controller-manager's work queue).
+#[derive(Default)]
+struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Counts a failure of `owner`'s; returns how long to wait before trying again.
+    fn failed<K: Resource>(&self, owner: &ObjectRef<K>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = failures.entry(owner.to_string()).or_default();
+        let wait = retry_after(*count);
+        *count = count.saturating_add(1);
+        wait
+    }
+
+    /// Forgets `owner`'s failures.
+    fn succeeded<K: Resource>(&self, owner: &ObjectRef<K>) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.remove(&owner.to_string());
+    }
+}
+
+/// The wait after `earlier` failures in a row: 1 s, 2 s, 4 s, ... up to [`MAX_RETRY`].
+fn retry_after(earlier: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(earlier.min(16)))
+        .min(MAX_RETRY)
 }
 
 /// Creates and deletes a reconcile made that the pod cache has not shown yet, per owner.
@@ -476,7 +640,7 @@ mod tests {
     #[test]
     fn availability_waits_for_min_ready_seconds() {
         let ready = pod("a", Some("n1"), "Running", true, 0);
-        let became_ready = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:05Z")
+        let became_ready = DateTime::parse_from_rfc3339("2026-12-01T10:00:05Z")
             .expect("time")
             .with_timezone(&Utc);
         assert!(is_available(&ready, 0, became_ready));
@@ -495,14 +659,79 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_create_sets_replica_failure_until_creates_succeed() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let refused = Failure::Create(
+            "pods \"web-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2".into(),
+        );
+        let set =
+            replica_failure(None, Some(&refused), at("2026-01-01T00:00:00Z")).expect("a condition");
+        assert_eq!(set.len(), 1);
+        assert_eq!(set[0].type_, "ReplicaFailure");
+        assert_eq!(set[0].status, "True");
+        assert_eq!(set[0].reason.as_deref(), Some("FailedCreate"));
+        assert_eq!(
+            set[0].message.as_deref(),
+            Some(
+                "pods \"web-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
+            )
+        );
+        // Failing again keeps the condition as it was (its transition time above all).
+        let again = replica_failure(
+            Some(&set),
+            Some(&Failure::Delete("other".into())),
+            at("2026-01-01T00:05:00Z"),
+        );
+        assert_eq!(again.as_ref(), Some(&set));
+        // Succeeding removes it and keeps the other conditions.
+        let other = ReplicaSetCondition {
+            type_: "Other".into(),
+            status: "True".into(),
+            ..Default::default()
+        };
+        let mut both = set.clone();
+        both.push(other.clone());
+        assert_eq!(
+            replica_failure(Some(&both), None, at("2026-01-01T00:06:00Z")),
+            Some(vec![other])
+        );
+        assert_eq!(
+            replica_failure(Some(&set), None, at("2026-01-01T00:06:00Z")),
+            None
+        );
+        let deleting = replica_failure(
+            None,
+            Some(&Failure::Delete("refused".into())),
+            at("2026-01-01T00:00:00Z"),
+        )
+        .expect("a condition");
+        assert_eq!(deleting[0].reason.as_deref(), Some("FailedDelete"));
+    }
+
+    #[test]
+    fn failures_in_a_row_are_retried_less_often() {
+        let waits: Vec<u64> = (0..8).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(retry_after(u32::MAX), MAX_RETRY);
+        let backoff = Backoff::default();
+        let key = ObjectRef::<ReplicaSet>::new("web").within("default");
+        assert_eq!(backoff.failed(&key), Duration::from_secs(1));
+        assert_eq!(backoff.failed(&key), Duration::from_secs(2));
+        backoff.succeeded(&key);
+        assert_eq!(backoff.failed(&key), Duration::from_secs(1));
+    }
+
+    #[test]
     fn finished_and_deleted_pods_do_not_count() {
         assert!(is_active(&pod("a", None, "Pending", false, 0)));
         assert!(!is_active(&pod("b", None, "Succeeded", false, 0)));
         assert!(!is_active(&pod("c", None, "Failed", false, 0)));
         let mut deleting = pod("d", None, "Running", true, 0);
-        deleting.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now()),
-        );
+        deleting.metadata.deletion_timestamp = Some(Time(Utc::now()));
         assert!(!is_active(&deleting));
     }
 }

@@ -221,7 +221,7 @@ pub fn compute(inputs: &StatusInputs<'_>) -> PodStatus {
         pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         pod_ip,
         start_time: Some(start_time),
-        qos_class: Some(qos_class(&spec.containers).to_owned()),
+        qos_class: Some(skiff_api::pod::qos_class(&spec).to_owned()),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         ..Default::default()
@@ -443,32 +443,6 @@ fn image_id(details: &ContainerDetails) -> String {
         String::new()
     } else {
         format!("docker://{}", details.image_id)
-    }
-}
-
-/// Guaranteed, Burstable or BestEffort, from the containers' requests and limits.
-fn qos_class(containers: &[Container]) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in containers {
-        let resources = container.resources.clone().unwrap_or_default();
-        let limits = resources.limits.unwrap_or_default();
-        let requests = resources.requests.unwrap_or_default();
-        if !limits.is_empty() || !requests.is_empty() {
-            any = true;
-        }
-        for name in ["cpu", "memory"] {
-            let limit = limits.get(name);
-            let request = requests.get(name).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
     }
 }
 

@@ -72,6 +72,8 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
     ("v1", "ServiceAccount"),
+    ("v1", "PodTemplate"),
+    ("v1", "ResourceQuota"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("coordination.k8s.io/v1", "Lease"),
@@ -112,6 +114,7 @@ const STRATEGIC_MERGE_KINDS: &[(&str, &str)] = &[
     ("v1", "Binding"),
     ("autoscaling/v1", "Scale"),
     ("v1", "LimitRange"),
+    ("v1", "ResourceQuota"),
     ("scheduling.k8s.io/v1", "PriorityClass"),
 ];
 

@@ -20,6 +20,8 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "ConfigMap", &CONFIG_MAP),
     ("v1", "Secret", &SECRET),
     ("v1", "ServiceAccount", &SERVICE_ACCOUNT),
+    ("v1", "PodTemplate", &POD_TEMPLATE),
+    ("v1", "ResourceQuota", &RESOURCE_QUOTA),
     ("apps/v1", "Deployment", &DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &REPLICA_SET),
     ("coordination.k8s.io/v1", "Lease", &LEASE),
@@ -1347,6 +1349,14 @@ static POD_STATUS: Message = Message {
     ],
 };
 
+static POD_TEMPLATE: Message = Message {
+    name: "io.k8s.api.core.v1.PodTemplate",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+    ],
+};
+
 static POD_TEMPLATE_SPEC: Message = Message {
     name: "io.k8s.api.core.v1.PodTemplateSpec",
     fields: &[
@@ -1555,6 +1565,32 @@ static RESOURCE_HEALTH: Message = Message {
     ],
 };
 
+static RESOURCE_QUOTA: Message = Message {
+    name: "io.k8s.api.core.v1.ResourceQuota",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&RESOURCE_QUOTA_SPEC)),
+        field(3, "status", Kind::Message(&RESOURCE_QUOTA_STATUS)),
+    ],
+};
+
+static RESOURCE_QUOTA_SPEC: Message = Message {
+    name: "io.k8s.api.core.v1.ResourceQuotaSpec",
+    fields: &[
+        field(1, "hard", Kind::Map(&Kind::Quantity)),
+        repeated(2, "scopes", Kind::String),
+        field(3, "scopeSelector", Kind::Message(&SCOPE_SELECTOR)),
+    ],
+};
+
+static RESOURCE_QUOTA_STATUS: Message = Message {
+    name: "io.k8s.api.core.v1.ResourceQuotaStatus",
+    fields: &[
+        field(1, "hard", Kind::Map(&Kind::Quantity)),
+        field(2, "used", Kind::Map(&Kind::Quantity)),
+    ],
+};
+
 static RESOURCE_REQUIREMENTS: Message = Message {
     name: "io.k8s.api.core.v1.ResourceRequirements",
     fields: &[
@@ -1617,6 +1653,22 @@ static SCALE_STATUS: Message = Message {
     fields: &[
         field(1, "replicas", Kind::Int32),
         omitempty(2, "selector", Kind::String),
+    ],
+};
+
+static SCOPED_RESOURCE_SELECTOR_REQUIREMENT: Message = Message {
+    name: "io.k8s.api.core.v1.ScopedResourceSelectorRequirement",
+    fields: &[
+        field(1, "scopeName", Kind::String),
+        field(2, "operator", Kind::String),
+        repeated(3, "values", Kind::String),
+    ],
+};
+
+static SCOPE_SELECTOR: Message = Message {
+    name: "io.k8s.api.core.v1.ScopeSelector",
+    fields: &[
+        repeated(1, "matchExpressions", Kind::Message(&SCOPED_RESOURCE_SELECTOR_REQUIREMENT)),
     ],
 };
 

@@ -32,6 +32,7 @@ pub(super) static KINDS: &[(&str, &Type)] = &[
     ("Binding", &BINDING),
     ("Scale", &SCALE),
     ("LimitRange", &LIMIT_RANGE),
+    ("ResourceQuota", &RESOURCE_QUOTA),
     ("PriorityClass", &PRIORITY_CLASS),
 ];
 
@@ -357,6 +358,13 @@ static REPLICA_SET_SPEC: Type = Type {
 static REPLICA_SET_STATUS: Type = Type {
     fields: &[
         list("conditions", MergeByKey("type"), None),
+    ],
+};
+
+/// `io.k8s.api.core.v1.ResourceQuota`
+static RESOURCE_QUOTA: Type = Type {
+    fields: &[
+        object("metadata", &OBJECT_META),
     ],
 };
 

@@ -15,7 +15,7 @@ use skiff_api::selectors;
 use crate::apiserver::field_error::FieldError;
 
 use super::metadata::{labels, object_meta, object_meta_update};
-use super::pod::pod_template;
+use super::pod::pod_template_spec;
 use super::{IMMUTABLE_MSG, NEGATIVE_MSG, go_label_selector, go_string_map, nonnegative};
 
 fn replicas_and_min_ready(
@@ -44,7 +44,7 @@ fn controller_template(
             "`selector` does not match template `labels`",
         ));
     }
-    errs.extend(pod_template(template, "spec.template"));
+    errs.extend(pod_template_spec(template, "spec.template"));
     let spec = template.spec.as_ref();
     let restart = spec.and_then(|s| s.restart_policy.as_deref());
     if let Some(policy) = restart

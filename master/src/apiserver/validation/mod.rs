@@ -17,6 +17,7 @@ mod metadata;
 mod namespace;
 mod node;
 mod pod;
+mod resource_quota;
 mod service;
 
 pub use apps::{
@@ -29,7 +30,8 @@ pub use lease::lease;
 pub use metadata::{annotations, labels, object_meta, object_meta_update};
 pub use namespace::namespace;
 pub use node::node;
-pub use pod::{pod, pod_spec, pod_template, pod_update};
+pub use pod::{pod, pod_spec, pod_template, pod_template_spec, pod_template_update, pod_update};
+pub use resource_quota::{resource_quota, resource_quota_update};
 pub use service::{endpoints, service, service_update};
 
 use std::collections::BTreeMap;
@@ -175,7 +177,8 @@ mod tests {
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{
-        Endpoints, Event, Namespace, Node, Pod, ReplicationController, Service,
+        Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController, ResourceQuota,
+        Service,
     };
     use serde_json::json;
     use skiff_api::names::{is_dns1123_label, is_dns1123_subdomain, is_env_var_name};
@@ -229,6 +232,10 @@ mod tests {
         let _ = endpoints(&Endpoints::default());
         let _ = event(&Event::default());
         let _ = lease(&Lease::default());
+        let _ = pod_template(&PodTemplate::default());
+        let _ = pod_template_update(&PodTemplate::default(), &PodTemplate::default());
+        let _ = resource_quota(&ResourceQuota::default());
+        let _ = resource_quota_update(&ResourceQuota::default(), &ResourceQuota::default());
         assert_eq!(
             fields(&pod(&Pod::default())),
             ["metadata.name", "metadata.namespace", "spec.containers"]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Toleration, Volume, VolumeMount,
+    Container, ContainerPort, EnvVar, Pod, PodSpec, PodTemplate, PodTemplateSpec, Probe,
+    ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -694,7 +694,7 @@ pub fn pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
 
 /// Kubernetes' `ValidatePodTemplateSpec` under `path` (`spec.template`): template labels and
 /// annotations, and the pod spec under `{path}.spec`.
-pub fn pod_template(template: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
+pub fn pod_template_spec(template: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(meta) = &template.metadata {
         errs.extend(labels(
@@ -712,6 +712,24 @@ pub fn pod_template(template: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
         None => errs.extend(pod_spec(&PodSpec::default(), &spec_path)),
     }
     errs
+}
+
+/// A PodTemplate (`ValidatePodTemplate`): metadata (DNS-1123 subdomain name, namespaced) and
+/// its template under `template`, checked as a controller's template is (any restart policy).
+pub fn pod_template(template: &PodTemplate) -> Vec<FieldError> {
+    let mut errs = object_meta(&template.metadata, true, NameRule::Dns1123Subdomain);
+    let default_template = PodTemplateSpec::default();
+    errs.extend(pod_template_spec(
+        template.template.as_ref().unwrap_or(&default_template),
+        "template",
+    ));
+    errs
+}
+
+/// A PodTemplate update (`ValidatePodTemplateUpdate`): the metadata rules; the template may
+/// change.
+pub fn pod_template_update(old: &PodTemplate, new: &PodTemplate) -> Vec<FieldError> {
+    object_meta_update(&old.metadata, &new.metadata)
 }
 
 /// A Pod on create: metadata (DNS-1123 subdomain name, namespaced) and its spec.
@@ -888,6 +906,23 @@ mod tests {
     use super::super::tests::{fields, from, only, valid_pod};
     use super::*;
     use crate::apiserver::field_error::FieldErrorKind;
+
+    #[test]
+    fn pod_templates_validate_their_template_under_template() {
+        let valid: PodTemplate = from(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"restartPolicy": "Never",
+                                  "containers": [{"name": "nginx", "image": "nginx"}]}}
+        }));
+        assert_eq!(pod_template(&valid), [], "any restart policy, no selector");
+        let empty: PodTemplate =
+            from(json!({"metadata": {"name": "Bad_Name", "namespace": "default"}}));
+        assert_eq!(
+            fields(&pod_template(&empty)),
+            ["metadata.name", "template.spec.containers"]
+        );
+    }
 
     #[test]
     fn valid_pod_has_no_errors() {
