@@ -322,14 +322,7 @@ impl Table {
         }
         // The old references go last, so a backend still in the new set is never deleted.
         if let Some(old) = &old {
-            let old_backends: Vec<BackendAddress> = old
-                .backend_ids
-                .iter()
-                .filter_map(|id| self.address_of(*id))
-                .collect();
-            for backend in &old_backends {
-                self.release_backend(backend, writes);
-            }
+            self.release_backend_ids(&old.backend_ids, writes);
         }
         self.frontends.insert(*frontend, new);
         Ok(())
@@ -347,15 +340,17 @@ impl Table {
                 slot_number(slot),
             )));
         }
-        let old_backends: Vec<BackendAddress> = old
-            .backend_ids
-            .iter()
-            .filter_map(|id| self.address_of(*id))
-            .collect();
-        for backend in &old_backends {
-            self.release_backend(backend, writes);
-        }
+        self.release_backend_ids(&old.backend_ids, writes);
         self.free_rev_nat.insert(old.rev_nat_index);
+    }
+
+    /// Drops one reference to each backend in `ids`, deleting those nobody names any more.
+    fn release_backend_ids(&mut self, ids: &[u32], writes: &mut Vec<MapWrite>) {
+        for id in ids {
+            if let Some(backend) = self.address_of(*id) {
+                self.release_backend(&backend, writes);
+            }
+        }
     }
 
     fn take_rev_nat(&mut self) -> Result<u16, TableError> {
