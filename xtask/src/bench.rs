@@ -54,6 +54,12 @@ const BENCHES: &[Bench] = &[
         starts_master: true,
         about: "node agent: 30-pod startup, idle RSS/CPU, lease renewal io_uring vs tokio",
     },
+    Bench {
+        name: "proxy",
+        target: "proxy",
+        starts_master: false,
+        about: "Service load balancing: eBPF vs straight to the pod, map sync and update times",
+    },
 ];
 
 /// Runs benchmark `name` with `args` passed to it; without a name, lists them.

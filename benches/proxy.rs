@@ -1,0 +1,368 @@
+//! `cargo xtask bench proxy`: Service load balancing in eBPF against connecting straight to
+//! the pod, in one run, for S = 100, 1,000 and 10,000 Services of 10 endpoints each.
+//!
+//! The backends are 10 TCP servers (ports 8080-8089) in a network namespace the benchmark
+//! makes (`skiff-bench-proxy`, reached over a veth: 10.201.0.1 on the host, 10.201.0.2
+//! inside), so every connection stays on this machine. The Services get ClusterIPs in
+//! 10.101.0.0/18, which is routed `unreachable` before any program loads, and every address
+//! sent to is checked with `ip route get` first. For each S it measures:
+//! 1. short TCP connections per second (connect, a small request and answer, close) and their
+//!    p99, to the last Service's ClusterIP through the eBPF programs and straight to the pod;
+//! 2. the time to program all S x 10 into the maps (the agent's table and map writes);
+//! 3. the time for one endpoint change to take effect (its map writes).
+//!
+//! Last line: `RESULT proxy services=10000 ebpf_vs_direct=... ebpf_sync_ms=...
+//! ebpf_update_ms=... ebpf_conns_per_s=... direct_conns_per_s=...`. The iptables mode (the
+//! issue's other comparison) does not exist yet.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ipnet::Ipv4Net;
+use skiff_node::proxy::datapath::{self, Datapath, MapSizes};
+use skiff_node::proxy::frontends::{BackendAddress, Balancing, Frontend, Protocol};
+use skiff_node::proxy::route;
+use skiff_node::proxy::table::Table;
+
+const NETNS: &str = "skiff-bench-proxy";
+const HOST_SIDE: &str = "skbp0";
+const NS_SIDE: &str = "skbp1";
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
+const SERVICE_CIDR: &str = "10.101.0.0/18";
+const FIRST_PORT: u16 = 8080;
+const ENDPOINTS: u16 = 10;
+/// The node name the bench's maps are pinned under.
+const NODE: &str = "bench-proxy";
+
+#[derive(Parser, Debug)]
+#[command(about = "eBPF Service load balancing vs connecting straight to the pod")]
+struct Args {
+    /// Service counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![100, 1_000, 10_000])]
+    services: Vec<u32>,
+    /// Seconds of connections per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Concurrent connecting clients.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.services.iter().all(|s| (1..=16_000).contains(s)),
+        "--services: 1 to 16,000 each (the Service CIDR is a /18)"
+    );
+    let _netns = Netns::create()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers = serve_in_netns(stop.clone())?;
+    let cidr: Ipv4Net = SERVICE_CIDR.parse()?;
+    route::keep_local(cidr)?;
+    // Whatever an earlier, killed run left.
+    datapath::cleanup(NODE)?;
+    let outcome = measure_all(&args, cidr);
+    stop.store(true, Ordering::Relaxed);
+    let _ = TcpStream::connect_timeout(
+        &SocketAddr::from((POD_IP, FIRST_PORT)),
+        Duration::from_millis(200),
+    );
+    drop(servers);
+    datapath::cleanup(NODE)?;
+    let results = outcome?;
+    for r in &results {
+        println!(
+            "services={}: eBPF {:.0} conn/s (p99 {:.2} ms), direct {:.0} conn/s (p99 {:.2} ms), {:.2}x; programmed in {:.1} ms, one endpoint change in {:.3} ms",
+            r.services,
+            r.ebpf.per_s,
+            r.ebpf.p99_ms,
+            r.direct.per_s,
+            r.direct.p99_ms,
+            r.ebpf.per_s / r.direct.per_s.max(f64::MIN_POSITIVE),
+            r.sync_ms,
+            r.update_ms
+        );
+    }
+    let last = results.last().context("no measurement")?;
+    println!(
+        "RESULT proxy services={} ebpf_vs_direct={:.2} ebpf_sync_ms={:.1} ebpf_update_ms={:.3} ebpf_conns_per_s={:.0} direct_conns_per_s={:.0} ebpf_p99_ms={:.2} direct_p99_ms={:.2}",
+        last.services,
+        last.ebpf.per_s / last.direct.per_s.max(f64::MIN_POSITIVE),
+        last.sync_ms,
+        last.update_ms,
+        last.ebpf.per_s,
+        last.direct.per_s,
+        last.ebpf.p99_ms,
+        last.direct.p99_ms
+    );
+    Ok(())
+}
+
+struct Measured {
+    services: u32,
+    ebpf: Rate,
+    direct: Rate,
+    sync_ms: f64,
+    update_ms: f64,
+}
+
+fn measure_all(args: &Args, cidr: Ipv4Net) -> anyhow::Result<Vec<Measured>> {
+    let sizes = MapSizes::default();
+    let mut results = Vec::new();
+    for &count in &args.services {
+        let mut datapath = Datapath::load(NODE, sizes)?;
+        let mut table = Table::new(sizes.services as usize, sizes.backends as usize);
+        let services = services(cidr, count);
+        let started = Instant::now();
+        for (name, frontends) in &services {
+            let (writes, errors) = table.update(name, frontends);
+            anyhow::ensure!(errors.is_empty(), "{errors:?}");
+            datapath.apply(&writes)?;
+        }
+        let sync_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // One endpoint of the last Service moves to another port and back, timed each way.
+        let (name, frontends) = services.last().context("no Service")?;
+        let mut moved = frontends.clone();
+        for balancing in moved.values_mut() {
+            balancing.backends[0].port = FIRST_PORT + ENDPOINTS - 1;
+            balancing.backends.sort();
+            balancing.backends.dedup();
+        }
+        let mut update_ms = f64::MAX;
+        for wanted in [&moved, frontends, &moved, frontends] {
+            let started = Instant::now();
+            let (writes, _) = table.update(name, wanted);
+            datapath.apply(&writes)?;
+            update_ms = update_ms.min(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let target = frontends.keys().next().context("a frontend")?.address;
+        skiff::network::ensure_stays_local(target)?;
+        // Alternate, so a change in the machine's load touches both alike.
+        let mut ebpf = Vec::new();
+        let mut direct = Vec::new();
+        for _ in 0..2 {
+            ebpf.push(connections(&[SocketAddr::from((target, 80))], args)?);
+            // Straight to the pods, spread over the same 10 endpoints.
+            let pods: Vec<SocketAddr> = (0..ENDPOINTS)
+                .map(|i| SocketAddr::from((POD_IP, FIRST_PORT + i)))
+                .collect();
+            direct.push(connections(&pods, args)?);
+        }
+        drop(datapath);
+        datapath::cleanup(NODE)?;
+        results.push(Measured {
+            services: count,
+            ebpf: Rate::combine(&ebpf),
+            direct: Rate::combine(&direct),
+            sync_ms,
+            update_ms,
+        });
+    }
+    Ok(results)
+}
+
+/// `count` Services `bench/svc-<i>`, ClusterIP the i-th address of `cidr` (from .1), port 80,
+/// each with the 10 endpoints.
+fn services(cidr: Ipv4Net, count: u32) -> Vec<((String, String), BTreeMap<Frontend, Balancing>)> {
+    let base = u32::from(cidr.network());
+    let backends: Vec<BackendAddress> = (0..ENDPOINTS)
+        .map(|i| BackendAddress {
+            address: POD_IP,
+            port: FIRST_PORT + i,
+            protocol: Protocol::Tcp,
+        })
+        .collect();
+    (1..=count)
+        .map(|i| {
+            let frontend = Frontend {
+                address: Ipv4Addr::from(base + i),
+                port: 80,
+                protocol: Protocol::Tcp,
+            };
+            let balancing = Balancing {
+                backends: backends.clone(),
+                affinity_timeout_s: None,
+            };
+            (
+                (String::from("bench"), format!("svc-{i}")),
+                BTreeMap::from([(frontend, balancing)]),
+            )
+        })
+        .collect()
+}
+
+struct Rate {
+    per_s: f64,
+    p99_ms: f64,
+}
+
+impl Rate {
+    fn combine(rates: &[Rate]) -> Rate {
+        let n = rates.len().max(1) as f64;
+        Rate {
+            per_s: rates.iter().map(|r| r.per_s).sum::<f64>() / n,
+            p99_ms: rates.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+        }
+    }
+}
+
+/// Short connections to `targets` in turn from `args.clients` threads for `args.seconds`.
+fn connections(targets: &[SocketAddr], args: &Args) -> anyhow::Result<Rate> {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let threads: Vec<_> = (0..args.clients)
+        .map(|client| {
+            let targets = targets.to_vec();
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut latencies = Vec::new();
+                let mut buf = [0u8; 64];
+                for to in targets.iter().cycle().skip(client) {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let to = *to;
+                    let started = Instant::now();
+                    let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2))
+                        .with_context(|| format!("connecting to {to}"))?;
+                    stream.write_all(b"ping\n")?;
+                    let mut got = 0;
+                    while got < 5 {
+                        let n = stream.read(&mut buf[got..])?;
+                        if n == 0 {
+                            bail!("{to} closed before answering");
+                        }
+                        got += n;
+                    }
+                    drop(stream);
+                    latencies.push(started.elapsed());
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for thread in threads {
+        latencies.extend(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
+        );
+    }
+    anyhow::ensure!(
+        !latencies.is_empty(),
+        "no connection to {targets:?} completed"
+    );
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    Ok(Rate {
+        per_s: latencies.len() as f64 / args.seconds as f64,
+        p99_ms: p99.as_secs_f64() * 1000.0,
+    })
+}
+
+/// The network namespace and veth pair; removed when dropped.
+struct Netns;
+
+impl Netns {
+    fn create() -> anyhow::Result<Netns> {
+        // An earlier run that was killed may have left them.
+        let _ = ip(&["netns", "del", NETNS]);
+        let _ = ip(&["link", "del", HOST_SIDE]);
+        ip(&["netns", "add", NETNS])?;
+        let netns = Netns;
+        ip(&[
+            "link", "add", HOST_SIDE, "type", "veth", "peer", "name", NS_SIDE,
+        ])?;
+        ip(&["link", "set", NS_SIDE, "netns", NETNS])?;
+        ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", HOST_SIDE])?;
+        ip(&["link", "set", HOST_SIDE, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", NETNS, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{POD_IP}/24"), "dev", NS_SIDE])?;
+        inside(&["link", "set", NS_SIDE, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", HOST_SIDE]);
+        let _ = ip(&["netns", "del", NETNS]);
+    }
+}
+
+/// `ip <args>`, failing with its stderr.
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The 10 backends: a thread per port that enters the namespace (setns affects the calling
+/// thread only), listens on POD_IP and answers each connection's first line with `pong\n`.
+fn serve_in_netns(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for port in FIRST_PORT..FIRST_PORT + ENDPOINTS {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let listener = (|| -> anyhow::Result<TcpListener> {
+                let netns = std::fs::File::open(format!("/var/run/netns/{NETNS}"))?;
+                // SAFETY: a valid namespace fd; only this thread moves.
+                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error().into());
+                }
+                Ok(TcpListener::bind((POD_IP, port))?)
+            })();
+            let listener = match listener {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    listener
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(format!("{err:#}")));
+                    return;
+                }
+            };
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 64];
+                if conn.read(&mut buf).is_ok() {
+                    let _ = conn.write_all(b"pong\n");
+                }
+            }
+        }));
+        ready_rx
+            .recv()
+            .context("a backend thread ended")?
+            .map_err(|e| anyhow::anyhow!("backend on port {port}: {e}"))?;
+    }
+    Ok(threads)
+}
