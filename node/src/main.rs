@@ -193,10 +193,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     // Service load balancing that cannot start stops the agent: its pods would be cut off.
+    let mut kubelet = std::pin::pin!(kubelet);
     tokio::select! {
-        done = kubelet => done?,
+        done = &mut kubelet => done?,
         proxied = proxy => match proxied {
-            Ok(Ok(())) => {}
+            // The watch ended (its client is gone): the kubelet goes on.
+            Ok(Ok(())) => kubelet.await?,
             Ok(Err(err)) => return Err(anyhow::Error::new(err).context("Service load balancing")),
             Err(err) => anyhow::bail!("the Service proxy stopped: {err}"),
         },
