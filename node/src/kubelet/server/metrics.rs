@@ -101,7 +101,7 @@ impl AgentFigures {
             }
             registry.register(
                 "skiff_proxy_service_connections",
-                "Connections (and unconnected UDP sends) the eBPF programs sent to a backend, per Service frontend.",
+                "Connections (and unconnected UDP sends) the eBPF programs sent to a backend, per Service frontend",
                 connections,
             );
         }
