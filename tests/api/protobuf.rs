@@ -71,6 +71,20 @@ struct Answer {
     body: Vec<u8>,
 }
 
+impl Answer {
+    /// Panics with the body unless the status is `code`.
+    fn expect_code(&self, code: u16) {
+        assert_eq!(self.code, code, "{}", String::from_utf8_lossy(&self.body));
+    }
+
+    /// The protobuf object of kind `kind` the answer carries (panics on anything else).
+    fn message<M: Message + Default>(&self, kind: &str) -> M {
+        let (got, raw) = open_envelope(&self.body);
+        assert_eq!(got, kind);
+        M::decode(raw.as_slice()).unwrap_or_else(|e| panic!("a {kind}: {e}"))
+    }
+}
+
 async fn send(
     http: &reqwest::Client,
     method: reqwest::Method,
@@ -112,16 +126,9 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, body)),
     )
     .await;
-    assert_eq!(
-        created.code,
-        201,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
+    created.expect_code(201);
     assert_eq!(created.content_type, PROTOBUF);
-    let (kind, raw) = open_envelope(&created.body);
-    assert_eq!(kind, "Pod");
-    let created = core::Pod::decode(raw.as_slice()).expect("a Pod");
+    let created: core::Pod = created.message("Pod");
     let created_meta = created.metadata.expect("metadata");
     let uid = created_meta.uid.expect("a uid");
     assert!(created_meta.creation_timestamp.is_some());
@@ -140,14 +147,11 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
     )
     .await;
     assert_eq!((got.code, got.content_type.as_str()), (200, PROTOBUF));
-    let (_, raw) = open_envelope(&got.body);
-    let got = core::Pod::decode(raw.as_slice()).expect("a Pod");
+    let got: core::Pod = got.message("Pod");
     assert_eq!(got.metadata.unwrap().uid.as_deref(), Some(uid.as_str()));
     let listed = send(&http, reqwest::Method::GET, &pods, CLIENT_GO_ACCEPT, None).await;
     assert_eq!((listed.code, listed.content_type.as_str()), (200, PROTOBUF));
-    let (kind, raw) = open_envelope(&listed.body);
-    assert_eq!(kind, "PodList");
-    let list = core::PodList::decode(raw.as_slice()).expect("a PodList");
+    let list: core::PodList = listed.message("PodList");
     assert_eq!(list.items.len(), 1);
     let list_rv = list
         .metadata
@@ -209,12 +213,7 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         )),
     )
     .await;
-    assert_eq!(
-        refused.code,
-        409,
-        "{}",
-        String::from_utf8_lossy(&refused.body)
-    );
+    refused.expect_code(409);
     let deleted = send(
         &http,
         reqwest::Method::DELETE,
@@ -223,12 +222,7 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "DeleteOptions", &options(&uid)))),
     )
     .await;
-    assert_eq!(
-        deleted.code,
-        200,
-        "{}",
-        String::from_utf8_lossy(&deleted.body)
-    );
+    deleted.expect_code(200);
     assert_eq!(deleted.content_type, PROTOBUF);
 
     // The watch saw the patch and the deletion, each a WatchEvent around a Pod.
@@ -289,12 +283,7 @@ async fn go_clients_create_read_list_watch_and_delete_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "DeleteOptions", &options))),
     )
     .await;
-    assert_eq!(
-        cleared.code,
-        200,
-        "{}",
-        String::from_utf8_lossy(&cleared.body)
-    );
+    cleared.expect_code(200);
     let listed = send(&http, reqwest::Method::GET, &pods, "application/json", None).await;
     let list: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
     assert_eq!(list["items"], json!([]));
@@ -414,15 +403,8 @@ async fn pod_templates_and_resource_quotas_travel_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "PodTemplate", &template))),
     )
     .await;
-    assert_eq!(
-        created.code,
-        201,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
-    let (kind, raw) = open_envelope(&created.body);
-    assert_eq!(kind, "PodTemplate");
-    let created = core::PodTemplate::decode(raw.as_slice()).expect("a PodTemplate");
+    created.expect_code(201);
+    let created: core::PodTemplate = created.message("PodTemplate");
     let spec = created
         .template
         .and_then(|t| t.spec)
@@ -450,15 +432,8 @@ async fn pod_templates_and_resource_quotas_travel_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "ResourceQuota", &quota))),
     )
     .await;
-    assert_eq!(
-        created.code,
-        201,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
-    let (kind, raw) = open_envelope(&created.body);
-    assert_eq!(kind, "ResourceQuota");
-    let mut created = core::ResourceQuota::decode(raw.as_slice()).expect("a ResourceQuota");
+    created.expect_code(201);
+    let mut created: core::ResourceQuota = created.message("ResourceQuota");
     let spec = created.spec.clone().expect("spec");
     assert_eq!(
         amounts(&spec.hard),
@@ -482,12 +457,7 @@ async fn pod_templates_and_resource_quotas_travel_in_protobuf() {
         Some((PROTOBUF, envelope("v1", "ResourceQuota", &created))),
     )
     .await;
-    assert_eq!(
-        updated.code,
-        200,
-        "{}",
-        String::from_utf8_lossy(&updated.body)
-    );
+    updated.expect_code(200);
 
     // A pod over it is refused with a JSON Status, as every error is.
     let mut over = pod("over");
@@ -521,9 +491,7 @@ async fn pod_templates_and_resource_quotas_travel_in_protobuf() {
     )
     .await;
     assert_eq!(listed.code, 200);
-    let (kind, raw) = open_envelope(&listed.body);
-    assert_eq!(kind, "ResourceQuotaList");
-    let list = core::ResourceQuotaList::decode(raw.as_slice()).expect("a ResourceQuotaList");
+    let list: core::ResourceQuotaList = listed.message("ResourceQuotaList");
     assert_eq!(list.items.len(), 1);
     let status = list.items[0].status.clone().expect("status");
     assert_eq!(
