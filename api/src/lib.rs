@@ -3,11 +3,14 @@
 //! controllers and the node agent share (Kubernetes keeps it in `k8s.io/apimachinery` and
 //! the helpers of `k8s.io/api`, kube-rs in `kube-core`).
 //!
-//! Nothing here talks to the store or knows the API server's internals; the one module with
-//! I/O is [`events`], which writes Events through the API as any client does.
+//! Nothing here talks to the store or knows the API server's internals; the modules with
+//! I/O are [`events`], which writes Events through the API as any client does, and [`host`],
+//! which reads the machine's address (a node's InternalIP, the API server's advertise
+//! address).
 
 pub mod events;
 pub mod hash;
+pub mod host;
 pub mod meta;
 pub mod names;
 pub mod pod;

@@ -1,7 +1,8 @@
 //! skiff-master: the control plane. The API server is the only entry point to the store;
-//! the scheduler and controllers talk to it like any other client.
+//! the scheduler, the controllers and the cluster DNS talk to it like any other client.
 
 pub mod apiserver;
 pub mod controllers;
+pub mod dns;
 pub mod scheduler;
 pub mod store;

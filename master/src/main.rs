@@ -1,7 +1,7 @@
 //! `skiff-master`: the control plane process: the API server and, once it listens, the
 //! scheduler and the controllers as its clients.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -17,6 +17,7 @@ use skiff_master::controllers::{
     deployment, endpoints, garbage_collector, replica_set, resource_quota, root_ca_cert_publisher,
     service_account,
 };
+use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +37,10 @@ struct Args {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// The address pods reach the API server at: it listens there too, and the `kubernetes`
+    /// Service's Endpoints name it (default: this host's address, as a node's InternalIP).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Port the API server listens on (0 = any free port; the kubeconfig names it).
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
@@ -45,6 +50,21 @@ struct Args {
     /// The range Service ClusterIPs come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
+    /// The cluster domain the cluster DNS answers for.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The `kube-dns` Service's ClusterIP, which kubelets write into pods' resolv.conf
+    /// (default: the 10th address of `--service-cluster-ip-range`, 10.96.0.10).
+    #[arg(long)]
+    cluster_dns: Option<Ipv4Addr>,
+    /// The port the cluster DNS listens on at the advertise address (0 = any free port, which
+    /// the `kube-dns` Endpoints name).
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// Resolvers for names outside the cluster domain (`ip` or `ip:port`, comma separated;
+    /// default: the host's, from /etc/resolv.conf).
+    #[arg(long, value_delimiter = ',', value_parser = parse_upstream)]
+    dns_upstream: Vec<SocketAddr>,
     /// Run the scheduler (binds pods to nodes); `--scheduler=false` turns it off.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     scheduler: bool,
@@ -119,14 +139,29 @@ fn main() -> anyhow::Result<()> {
             CONTROLLERS.join(", ")
         );
     }
+    let advertise_address = args
+        .advertise_address
+        .or_else(|| skiff_api::host::internal_ipv4().map(IpAddr::V4))
+        .unwrap_or(args.bind_address);
+    let dns = DnsConfig {
+        address: advertise_address,
+        port: args.dns_port,
+        domain: args.cluster_domain.clone(),
+        service_ip: args
+            .cluster_dns
+            .unwrap_or_else(|| dns_service_ip(args.service_cluster_ip_range)),
+        upstreams: args.dns_upstream.clone(),
+    };
     let config = Config {
         state_dir: args.state_dir,
         bind_address: args.bind_address,
+        advertise_address: Some(advertise_address),
         secure_port: args.secure_port,
         etcd_endpoints: args.etcd_endpoints,
         service_cidr: args.service_cluster_ip_range,
     };
     let clients = Clients {
+        dns: Some(dns),
         scheduler: args.scheduler.then(|| SchedulerConfig {
             weights: args.scheduler_score_weights,
             ..Default::default()
@@ -178,6 +213,7 @@ async fn stopped(mut rx: watch::Receiver<()>) {
 
 /// The components that run as clients of the API server (`None`: turned off).
 struct Clients {
+    dns: Option<DnsConfig>,
     scheduler: Option<SchedulerConfig>,
     node_ipam: Option<NodeIpamConfig>,
     replica_set: bool,
@@ -303,8 +339,33 @@ async fn run_clients(
             stopped(stop.clone()),
         )));
     }
+    if let Some(config) = clients.dns {
+        match dns::start(
+            client.clone(),
+            config,
+            &mut informers,
+            stopped(stop.clone()),
+        )
+        .await
+        {
+            Ok(server) => tasks.push(tokio::spawn(server)),
+            Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
+        }
+    }
     tasks.push(tokio::spawn(informers.run(stopped(stop.clone()))));
     futures::future::join_all(tasks).await;
+}
+
+/// The `kube-dns` Service's default ClusterIP: the range's 10th address, as kubeadm picks.
+fn dns_service_ip(range: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(range.network()).saturating_add(10))
+}
+
+/// A resolver's address: `ip:port`, or `ip` for port 53.
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{text:?} is neither an IP address nor an IP address and port"))
 }
 
 async fn shutdown_signal() {

@@ -158,7 +158,7 @@ impl ServiceIps {
 
     /// The first usable address, reserved for the `kubernetes` Service (10.96.0.1).
     pub fn first(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.range.network()) + 1)
+        first_address(self.range)
     }
 
     /// Allocate `requested` (an address as written) if given, else a free address.
@@ -211,4 +211,9 @@ impl NodePorts {
     pub async fn release(&self, port: u32) -> Result<(), StoreError> {
         self.inner.release(port).await
     }
+}
+
+/// The first usable address of a Service range, the `kubernetes` Service's (10.96.0.1).
+pub fn first_address(range: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(range.network()).saturating_add(1))
 }

@@ -1,19 +1,24 @@
 //! What a fresh cluster has before anyone writes: the system namespaces and the `kubernetes`
-//! Service in `default` (the API server's own ClusterIP, the first address of the range).
+//! Service in `default` (the API server's own ClusterIP, the first address of the range),
+//! with Endpoints naming where pods reach this server (kube-apiserver's endpoint reconciler).
 
-use serde_json::json;
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
 
 use super::ApiServer;
-use super::request::FieldValidation;
+use super::request::{FieldValidation, Target};
 use super::resources;
 use super::status::ApiError;
+use super::update::Part;
 
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Create what is missing; existing objects are left as they are.
-pub async fn ensure_defaults(api: &ApiServer) -> Result<(), ApiError> {
+/// Create what is missing; existing objects are left as they are, but the `kubernetes`
+/// Endpoints, which name `endpoint` (where pods reach this server).
+pub async fn ensure_defaults(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
     let namespaces = resources::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
     for ns in SYSTEM_NAMESPACES {
@@ -25,12 +30,7 @@ pub async fn ensure_defaults(api: &ApiServer) -> Result<(), ApiError> {
     }
     let services = resources::find("", "v1", "services")
         .ok_or_else(|| ApiError::Internal("services not served".into()))?;
-    let port: u16 = api
-        .advertise_address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(6443);
+    let port = endpoint.port();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -40,7 +40,48 @@ pub async fn ensure_defaults(api: &ApiServer) -> Result<(), ApiError> {
         api.create_object(services, service, FieldValidation::Strict, false)
             .await,
     )?;
-    Ok(())
+    ensure_endpoints(api, endpoint).await
+}
+
+/// The `kubernetes` Endpoints: this server's address and port, written when they changed.
+async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
+    let resource = resources::find("", "v1", "endpoints")
+        .ok_or_else(|| ApiError::Internal("endpoints not served".into()))?;
+    let subsets = json!([{
+        "addresses": [{"ip": endpoint.ip().to_string()}],
+        "ports": [{"name": "https", "port": endpoint.port(), "protocol": "TCP"}],
+    }]);
+    let object = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": subsets,
+    });
+    match api
+        .create_object(resource, object, FieldValidation::Strict, false)
+        .await
+    {
+        Err(ApiError::AlreadyExists { .. }) => {}
+        other => return other.map(drop),
+    }
+    let target = Target {
+        resource,
+        namespace: Some("default".into()),
+        name: Some("kubernetes".into()),
+        subresource: None,
+    };
+    api.update_with(
+        &target,
+        Part::Main,
+        FieldValidation::Strict,
+        false,
+        |current: &Value| {
+            let mut desired = current.clone();
+            desired["subsets"] = subsets.clone();
+            Ok(desired)
+        },
+    )
+    .await
+    .map(drop)
 }
 
 fn ignore_existing<T>(result: Result<T, ApiError>) -> Result<(), ApiError> {

@@ -48,15 +48,36 @@ pub struct Credentials {
 
 impl Credentials {
     /// Load the credentials under `state_dir`, creating any that are missing.
-    pub fn load_or_create(state_dir: &Path, bind_address: IpAddr) -> anyhow::Result<Self> {
+    /// `addresses`: the IP addresses the serving certificate names besides loopback (where the
+    /// server listens, and the `kubernetes` Service's ClusterIP that pods connect to).
+    pub fn load_or_create(state_dir: &Path, addresses: &[IpAddr]) -> anyhow::Result<Self> {
         let pki = state_dir.join("pki");
         fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
         let paths = ["ca.crt", "ca.key", "apiserver.crt", "apiserver.key"].map(|f| pki.join(f));
-        if !paths.iter().all(|p| p.exists()) {
-            generate(&paths, bind_address)?;
+        if !paths[..2].iter().all(|p| p.exists()) {
+            generate_ca(&paths)?;
         }
         let read =
             |p: &PathBuf| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        // The names the serving certificate was made for: a start with other addresses (a
+        // state directory from before the Service IP was named, another advertise address)
+        // gets a new one from the same CA, so clients keep trusting it.
+        let (names, ips) = serving_names(addresses);
+        let wanted = format!(
+            "{}\n{}\n",
+            names.join(","),
+            ips.iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let names_path = pki.join("apiserver.names");
+        if !paths[2..].iter().all(|p| p.exists())
+            || fs::read_to_string(&names_path).ok().as_deref() != Some(wanted.as_str())
+        {
+            generate_serving(&read(&paths[1])?, &paths, &names, &ips)?;
+            write_private(&names_path, wanted.as_bytes())?;
+        }
         // Made apart from the rest, so state directories from before it existed get one too.
         let client_paths = [
             "apiserver-kubelet-client.crt",
@@ -191,24 +212,47 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
     Ok(ca_params)
 }
 
-fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
+fn generate_ca(paths: &[PathBuf; 4]) -> anyhow::Result<()> {
     let ca = CertifiedIssuer::self_signed(ca_params()?, KeyPair::generate()?)?;
+    write_private(&paths[0], ca.pem().as_bytes())?;
+    write_private(&paths[1], ca.key().serialize_pem().as_bytes())?;
+    Ok(())
+}
 
-    let server_key = KeyPair::generate()?;
+/// The DNS names and IP addresses of the serving certificate: kube-apiserver's (`kubernetes`,
+/// `kubernetes.default`, ... `kubernetes.default.svc.cluster.local`, loopback) and `addresses`.
+fn serving_names(addresses: &[IpAddr]) -> (Vec<String>, Vec<IpAddr>) {
     let names = [
         "localhost",
         "kubernetes",
         "kubernetes.default",
         "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
     ];
-    let mut params = CertificateParams::new(names.map(String::from).to_vec())?;
     let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), [0u16, 0, 0, 0, 0, 0, 0, 1].into()];
-    if !bind_address.is_unspecified() && !ips.contains(&bind_address) {
-        ips.push(bind_address);
+    for ip in addresses {
+        if !ip.is_unspecified() && !ips.contains(ip) {
+            ips.push(*ip);
+        }
     }
+    (names.map(String::from).to_vec(), ips)
+}
+
+/// The serving certificate for `names` and `ips`, signed with the CA key at `paths[1]`
+/// (PEM `ca_key_pem`), written to `paths[2]` and `paths[3]`.
+fn generate_serving(
+    ca_key_pem: &str,
+    paths: &[PathBuf; 4],
+    names: &[String],
+    ips: &[IpAddr],
+) -> anyhow::Result<()> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).context("reading the CA key")?;
+    let ca = Issuer::new(ca_params()?, ca_key);
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
     params
         .subject_alt_names
-        .extend(ips.into_iter().map(SanType::IpAddress));
+        .extend(ips.iter().copied().map(SanType::IpAddress));
     params
         .distinguished_name
         .push(DnType::CommonName, "skiff-apiserver");
@@ -218,11 +262,8 @@ fn generate(paths: &[PathBuf; 4], bind_address: IpAddr) -> anyhow::Result<()> {
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server = params.signed_by(&server_key, &ca)?;
-
-    write_private(&paths[0], ca.pem().as_bytes())?;
-    write_private(&paths[1], ca.key().serialize_pem().as_bytes())?;
-    write_private(&paths[2], server.pem().as_bytes())?;
     write_private(&paths[3], server_key.serialize_pem().as_bytes())?;
+    write_private(&paths[2], server.pem().as_bytes())?;
     Ok(())
 }
 
@@ -295,18 +336,18 @@ mod tests {
     fn the_kubelet_client_certificate_is_signed_by_the_ca_kept_and_remade_if_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bind: IpAddr = [127, 0, 0, 1].into();
-        let first = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        let first = Credentials::load_or_create(dir.path(), &[bind]).expect("credentials");
         assert!(ca_accepts_kubelet_client(&first));
         let key = dir.path().join("pki/apiserver-kubelet-client.key");
         let mode = fs::metadata(&key).expect("key file").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
 
-        let again = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        let again = Credentials::load_or_create(dir.path(), &[bind]).expect("credentials");
         assert_eq!(again.kubelet_client_cert_pem, first.kubelet_client_cert_pem);
 
         // A state directory from before the certificate existed gets one from the same CA.
         fs::remove_file(dir.path().join("pki/apiserver-kubelet-client.crt")).expect("remove");
-        let remade = Credentials::load_or_create(dir.path(), bind).expect("credentials");
+        let remade = Credentials::load_or_create(dir.path(), &[bind]).expect("credentials");
         assert_eq!(remade.ca_pem, first.ca_pem);
         assert_ne!(
             remade.kubelet_client_cert_pem,

@@ -38,6 +38,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Address to listen on.
     pub bind_address: IpAddr,
+    /// The address pods reach the API server at (the `kubernetes` Service's endpoint); it is
+    /// listened on too, on the same port. `None`: the bind address (loopback by default,
+    /// which pods cannot reach).
+    pub advertise_address: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one (the kubeconfig names the real one).
     pub secure_port: u16,
     /// etcd endpoints; empty = the embedded store in `<state_dir>/data`.
@@ -67,7 +71,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
-    let credentials = Credentials::load_or_create(&config.state_dir, config.bind_address)?;
+    let advertise_ip = config
+        .advertise_address
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(config.bind_address);
+    let credentials = Credentials::load_or_create(
+        &config.state_dir,
+        &[
+            config.bind_address,
+            advertise_ip,
+            IpAddr::V4(crate::apiserver::allocator::first_address(
+                config.service_cidr,
+            )),
+        ],
+    )?;
     let store: Arc<dyn Store> = if config.etcd_endpoints.is_empty() {
         let dir = config.state_dir.join("data");
         info!(path = %dir.display(), "using the embedded store");
@@ -88,6 +105,25 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {}:{}", config.bind_address, config.secure_port))?;
     let local = listener.local_addr()?;
+    // Where pods reach the server: the advertise address, unless the first listener covers it.
+    let pod_listener =
+        if config.bind_address.is_unspecified() || advertise_ip == config.bind_address {
+            None
+        } else {
+            Some(
+                TcpListener::bind((advertise_ip, local.port()))
+                    .await
+                    .with_context(|| format!("binding {advertise_ip}:{}", local.port()))?,
+            )
+        };
+    let endpoint = SocketAddr::new(
+        if advertise_ip.is_unspecified() {
+            [127, 0, 0, 1].into()
+        } else {
+            advertise_ip
+        },
+        local.port(),
+    );
     let client_host: IpAddr = if config.bind_address.is_unspecified() {
         [127, 0, 0, 1].into()
     } else {
@@ -117,7 +153,7 @@ pub async fn serve(
         .context("the client certificate for node agents")?,
         quota_locks: Default::default(),
     });
-    bootstrap::ensure_defaults(&api)
+    bootstrap::ensure_defaults(&api, endpoint)
         .await
         .context("creating the default namespaces and the kubernetes Service")?;
 
@@ -145,7 +181,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_either(&listener, pod_listener.as_ref()) => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -185,6 +221,20 @@ pub async fn serve(
     }
     info!("API server shutting down");
     Ok(())
+}
+
+/// The next connection on `first` or `second`.
+async fn accept_either(
+    first: &TcpListener,
+    second: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match second {
+        Some(second) => tokio::select! {
+            accepted = first.accept() => accepted,
+            accepted = second.accept() => accepted,
+        },
+        None => first.accept().await,
+    }
 }
 
 /// The HTTP routes.

@@ -37,8 +37,8 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
+    Service, ServiceAccount,
 };
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
@@ -303,6 +303,8 @@ pub struct Informers {
     pub deployments: Informer<Deployment>,
     /// Every Service.
     pub services: Informer<Service>,
+    /// Every Endpoints.
+    pub endpoints: Informer<Endpoints>,
     /// Every Lease (node heartbeats are those in `kube-node-lease`).
     pub leases: Informer<Lease>,
     /// Every Namespace.
@@ -329,6 +331,7 @@ impl Informers {
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
             services: Informer::new(Api::all(client.clone())),
+            endpoints: Informer::new(Api::all(client.clone())),
             leases: Informer::new(Api::all(client.clone())),
             namespaces: Informer::new(Api::all(client.clone())),
             service_accounts: Informer::new(Api::all(client.clone())),
@@ -347,6 +350,7 @@ impl Informers {
             self.replica_sets.into_task(),
             self.deployments.into_task(),
             self.services.into_task(),
+            self.endpoints.into_task(),
             self.leases.into_task(),
             self.namespaces.into_task(),
             self.service_accounts.into_task(),

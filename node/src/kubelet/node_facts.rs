@@ -1,7 +1,6 @@
 //! Facts about this machine that the Node object reports: CPUs, memory, disk, addresses and
 //! `nodeInfo` (kernel, OS image, machine and boot ids).
 
-use std::ffi::CStr;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -116,47 +115,8 @@ fn filesystem_size(path: &Path) -> Option<u64> {
 /// The node's address: `node_ip` when given, else the detected one, else loopback.
 pub fn internal_ip(node_ip: Option<IpAddr>) -> IpAddr {
     node_ip
-        .or_else(detect_internal_ip)
+        .or_else(|| skiff_api::host::internal_ipv4().map(IpAddr::V4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
-/// The first IPv4 address of an interface that is up and neither loopback nor one of
-/// Docker's (bridges and veths).
-fn detect_internal_ip() -> Option<IpAddr> {
-    let mut found = None;
-    // SAFETY: getifaddrs allocates a list we only read and then free with freeifaddrs.
-    unsafe {
-        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut list) != 0 {
-            return None;
-        }
-        let mut entry = list;
-        while !entry.is_null() {
-            let ifa = &*entry;
-            entry = ifa.ifa_next;
-            if ifa.ifa_addr.is_null()
-                || i32::from((*ifa.ifa_addr).sa_family) != libc::AF_INET
-                || ifa.ifa_flags & (libc::IFF_UP as u32) == 0
-                || ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0
-            {
-                continue;
-            }
-            let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy();
-            if ["docker", "br-", "veth"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                continue;
-            }
-            let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-            found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                addr.sin_addr.s_addr,
-            ))));
-            break;
-        }
-        libc::freeifaddrs(list);
-    }
-    found
 }
 
 #[cfg(test)]
