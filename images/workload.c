@@ -5,6 +5,11 @@
  *   write PATH TEXT                 write TEXT to the file PATH
  *   cat PATH                        print the contents of PATH
  *   fetch HOST PORT URLPATH OUT     HTTP GET until it answers 200 (60 s), body to file OUT
+ *   connect HOST PORT               open a TCP connection until one succeeds (60 s), print
+ *                                     "workload: connected to HOST:PORT" and close it
+ *
+ * HOST is an IPv4 address or a name, resolved by the C library (/etc/resolv.conf: the
+ * cluster DNS tests' search domains and ndots).
  *   sleep SECONDS                   sleep
  *   ignore-term                     ignore SIGTERM from now on (tests of the grace period)
  *   exit CODE                       exit with CODE
@@ -21,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -91,18 +97,32 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* One HTTP/1.0 GET; returns the body (malloc'd) when the status is 200, else NULL. */
-static char *http_get(const char *host, int port, const char *path, size_t *body_len) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return NULL;
+/* A TCP connection to HOST (an IPv4 address or a name) and PORT; -1 when none opens. */
+static int connect_to(const char *host, int port) {
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((unsigned short)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1 ||
-        connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        close(fd);
-        return NULL;
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        struct addrinfo hints = {0}, *found = NULL;
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, NULL, &hints, &found) != 0 || found == NULL) return -1;
+        addr.sin_addr = ((struct sockaddr_in *)found->ai_addr)->sin_addr;
+        freeaddrinfo(found);
     }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One HTTP/1.0 GET; returns the body (malloc'd) when the status is 200, else NULL. */
+static char *http_get(const char *host, int port, const char *path, size_t *body_len) {
+    int fd = connect_to(host, port);
+    if (fd < 0) return NULL;
     char req[1024];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
     if (n < 0 || (size_t)n >= sizeof req || write_all(fd, req, (size_t)n) != 0) {
@@ -260,6 +280,23 @@ static void fetch(const char *host, int port, const char *path, const char *out)
     exit(1);
 }
 
+static void connect_step(const char *host, int port) {
+    struct timespec pause_time = {0, 200 * 1000 * 1000};
+    for (int attempt = 0; attempt < 300; attempt++) {
+        int fd = connect_to(host, port);
+        if (fd >= 0) {
+            close(fd);
+            printf("workload: connected to %s:%d\n", host, port);
+            fflush(stdout);
+            return;
+        }
+        nanosleep(&pause_time, NULL);
+    }
+    printf("workload: connect to %s:%d did not succeed in 60 s\n", host, port);
+    fflush(stdout);
+    exit(1);
+}
+
 static void need(int argc, int i, int count, const char *step) {
     if (i + count >= argc) {
         printf("workload: step %s needs %d argument(s)\n", step, count);
@@ -294,6 +331,10 @@ int main(int argc, char **argv) {
             need(argc, i, 4, step);
             fetch(argv[i + 1], atoi(argv[i + 2]), argv[i + 3], argv[i + 4]);
             i += 4;
+        } else if (strcmp(step, "connect") == 0) {
+            need(argc, i, 2, step);
+            connect_step(argv[i + 1], atoi(argv[i + 2]));
+            i += 2;
         } else if (strcmp(step, "sleep") == 0) {
             need(argc, i, 1, step);
             sleep((unsigned)atoi(argv[++i]));

@@ -228,6 +228,16 @@ impl Master {
             cmd.arg("--etcd-endpoints")
                 .arg(self.opts.etcd_endpoints.join(","));
         }
+        // Many test masters run at once on this machine: their cluster DNS takes any free
+        // port (the `kube-dns` Endpoints name it) unless a test asks for one.
+        if !self
+            .opts
+            .extra_args
+            .iter()
+            .any(|arg| arg.starts_with("--dns-port"))
+        {
+            cmd.arg("--dns-port=0");
+        }
         cmd.args(&self.opts.extra_args);
 
         let log_path = self.log_path();

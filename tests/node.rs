@@ -1454,6 +1454,307 @@ async fn endpoints_are_the_running_pods(cluster: &Cluster, name: &str, count: us
     }
 }
 
+/// One DNS query over UDP to `server`; the answer, or `None` after 2 s.
+fn dns_query(
+    server: SocketAddr,
+    name: &str,
+    record_type: hickory_proto::rr::RecordType,
+) -> Option<hickory_proto::op::Message> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::Name;
+    let mut query = Message::query();
+    query.metadata.id = rand_id();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        record_type,
+    ));
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    socket
+        .send_to(&query.to_vec().expect("encode"), server)
+        .expect("send the query");
+    let mut buf = [0u8; 4096];
+    let (n, from) = socket.recv_from(&mut buf).ok()?;
+    assert_eq!(from, server, "the answer comes from the address asked");
+    let answer = Message::from_vec(&buf[..n]).expect("a DNS message");
+    assert_eq!(answer.metadata.id, query.metadata.id);
+    Some(answer)
+}
+
+fn rand_id() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7)
+        % 65_000) as u16
+}
+
+/// The answer's records as `<data>` text, sorted.
+fn dns_data(message: &hickory_proto::op::Message) -> Vec<String> {
+    let mut data: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
+    data.sort();
+    data
+}
+
+/// A DNS server on loopback that answers every A question with 192.0.2.1 (the cluster DNS's
+/// upstream in the test: names outside the cluster go there, never off the machine).
+fn upstream_stub() -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the stub");
+    let address = socket.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Ok(mut message) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            message.metadata.message_type = MessageType::Response;
+            message.metadata.recursion_available = true;
+            let name = message.queries.first().map(|q| q.name().clone());
+            if let Some(name) = name {
+                message.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 1))));
+            }
+            if let Ok(bytes) = message.to_vec() {
+                let _ = socket.send_to(&bytes, from);
+            }
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_the_api_server() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+    // A Service CIDR of this test's own: its kube-dns is 10.100.222.10.
+    const SERVICE_CIDR: &str = "10.100.222.0/24";
+    let dns_ip: std::net::Ipv4Addr = "10.100.222.10".parse().expect("ip");
+    let upstream = upstream_stub();
+    let master = MasterOptions {
+        extra_args: vec![
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--dns-upstream={upstream}"),
+        ],
+        ..Default::default()
+    };
+    let mut node = NodeOptions::new("t-dns-a", "10.244.222.0/24");
+    node.extra_args = vec![
+        String::from("--proxy-mode=ebpf"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+    ];
+    let cluster = Cluster::start_with_master(master, node).await;
+
+    // The kube-dns Service and its Endpoints, which name the master's DNS server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server: SocketAddr = loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "endpoints",
+            "kube-dns",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ]);
+        if let Ok(address) = out.stdout.trim().parse() {
+            break address;
+        }
+        assert!(Instant::now() < deadline, "no kube-dns Endpoints: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = cluster.master.kubectl(&[
+        "get",
+        "service",
+        "kube-dns",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(out.stdout.trim(), dns_ip.to_string(), "{out}");
+
+    cluster.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: {WORKLOAD_IMAGE}
+        args: [serve, "8080", /]
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-headless}}
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 8080}}]
+"#
+    ));
+    endpoints_are_the_running_pods(&cluster, "web", 2).await;
+    let cluster_ip = cluster
+        .master
+        .kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .stdout
+        .trim()
+        .to_owned();
+    let mut pod_ips: Vec<String> = cluster
+        .pods()
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .expect("pods")
+        .items
+        .iter()
+        .map(pod_ip)
+        .collect();
+    pod_ips.sort();
+
+    // Asked directly: Service names, headless Services, SRV, unknown names, other names.
+    let answer =
+        dns_query(server, "web.default.svc.cluster.local.", RecordType::A).expect("an answer");
+    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+    assert!(answer.metadata.authoritative);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = dns_query(
+            server,
+            "web-headless.default.svc.cluster.local.",
+            RecordType::A,
+        )
+        .expect("an answer");
+        if dns_data(&answer) == pod_ips {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the headless Service names its pods {pod_ips:?}: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answer = dns_query(
+        server,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .expect("an answer");
+    assert_eq!(
+        dns_data(&answer),
+        ["0 100 80 web.default.svc.cluster.local."]
+    );
+    let answer =
+        dns_query(server, "nothing.default.svc.cluster.local.", RecordType::A).expect("an answer");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    let answer =
+        dns_query(server, "web.default.svc.cluster.local.", RecordType::AAAA).expect("an answer");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert!(answer.answers.is_empty(), "no IPv6 address: {answer:?}");
+    let answer = dns_query(server, "outside.example.", RecordType::A).expect("an answer");
+    assert_eq!(dns_data(&answer), ["192.0.2.1"], "forwarded upstream");
+
+    // Garbage and a huge message over TCP do not stop it.
+    let garbage = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    for size in [0usize, 1, 11, 12, 300, 1400] {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+        garbage.send_to(&bytes, server).expect("send garbage");
+    }
+    if let Ok(mut tcp) = TcpStream::connect_timeout(&server, Duration::from_secs(2)) {
+        let mut huge = vec![0xffu8, 0xff];
+        huge.extend(std::iter::repeat_n(0x41u8, 65_535));
+        let _ = tcp.write_all(&huge);
+    }
+    let answer = dns_query(server, "web.default.svc.cluster.local.", RecordType::A)
+        .expect("an answer after bad input");
+    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+
+    // Through the kube-dns ClusterIP from the host: the answer comes from the ClusterIP.
+    skiff::network::ensure_stays_local(dns_ip).expect("the Service CIDR is kept local");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        if let Some(answer) = dns_query(
+            SocketAddr::from((dns_ip, 53)),
+            "web.default.svc.cluster.local.",
+            RecordType::A,
+        ) {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "no answer through {dns_ip}:53");
+    };
+    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+
+    // From a pod: its resolv.conf, a short name through the search path, and the kubernetes
+    // Service reaching the API server.
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [cat, /etc/resolv.conf, connect, kubernetes.default, "443", fetch, web, "80", /env/POD_NAME, /out/fetched, serve, "8081", /out]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"#
+    ));
+    let client = cluster.wait_running("client").await;
+    let fetched = http_get_eventually(&pod_ip(&client), 8081, "/file/fetched").await;
+    assert!(
+        fetched.starts_with("web-"),
+        "the pod reached a web pod by the Service's short name: {fetched:?}"
+    );
+    let logs = cluster.master.kubectl(&["logs", "client"]);
+    assert!(
+        logs.stdout
+            .contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && logs.stdout.contains("nameserver 10.100.222.10")
+            && logs.stdout.contains("options ndots:5"),
+        "the kubelet's resolv.conf: {logs}"
+    );
+    assert!(
+        logs.stdout
+            .contains("workload: connected to kubernetes.default:443"),
+        "the kubernetes Service reaches the API server from the pod: {logs}"
+    );
+
+    // The API server's certificate names the kubernetes Service's ClusterIP, as in-cluster
+    // clients check it.
+    let kubernetes_ip: std::net::Ipv4Addr = "10.100.222.1".parse().expect("ip");
+    skiff::network::ensure_stays_local(kubernetes_ip).expect("the Service CIDR is kept local");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cluster.master.ca_pem().as_bytes()).expect("CA"),
+        )
+        .build()
+        .expect("client");
+    let answer = http
+        .get("https://10.100.222.1/healthz")
+        .send()
+        .await
+        .expect("HTTPS to the kubernetes Service's ClusterIP");
+    assert!(answer.status().is_success(), "{answer:?}");
+}
+
 /// A node whose agent dies: after the grace period (6 s here) its status turns Unknown and it
 /// is tainted unreachable; its pod (tolerating that for 2 s) is evicted and the Deployment's
 /// replacement runs on the other node. When the agent comes back the node is Ready and

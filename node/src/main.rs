@@ -77,6 +77,16 @@ struct Args {
     /// `unreachable` route before any program loads.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
+    /// The cluster DNS servers written into pods' resolv.conf (comma separated; default: the
+    /// 10th address of `--service-cluster-ip-range`, the master's `kube-dns` Service, 10.96.0.10).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Option<Vec<IpAddr>>,
+    /// The cluster domain pods search (`<ns>.svc.<domain>`, ...).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The host's resolver configuration, which `dnsPolicy: Default` pods get (empty: none).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
@@ -134,6 +144,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(kubelet::node_facts::hostname);
     let kubeconfig = read_kubeconfig(args.kubeconfig.as_deref())?;
     let client = kube_client(kubeconfig.clone()).await?;
+    let dns = cluster_dns(&args)?;
     let config = kubelet::Config {
         root_dir: args
             .root_dir
@@ -153,6 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_size: args.container_log_max_size,
             max_files: usize::from(args.container_log_max_files),
         },
+        dns,
     };
     let settings = uring::HeartbeatSettings::from_kubeconfig(
         &kubeconfig,
@@ -208,6 +220,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Where this node's NodePorts listen: its IPv4 address and 127.0.0.1, as kube-proxy's
 /// default `--nodeport-addresses` (every local address) gives for one interface.
+/// What pods' resolv.conf is made from: `--cluster-dns`, `--cluster-domain` and the host's
+/// `--resolv-conf`.
+fn cluster_dns(args: &Args) -> anyhow::Result<kubelet::dns::ClusterDns> {
+    let servers = args.cluster_dns.clone().unwrap_or_else(|| {
+        let range = args.service_cluster_ip_range;
+        vec![IpAddr::V4(std::net::Ipv4Addr::from(
+            u32::from(range.network()).saturating_add(10),
+        ))]
+    });
+    let host = if args.resolv_conf.as_os_str().is_empty() {
+        String::new()
+    } else {
+        std::fs::read_to_string(&args.resolv_conf)
+            .with_context(|| format!("reading --resolv-conf {}", args.resolv_conf.display()))?
+    };
+    Ok(kubelet::dns::ClusterDns {
+        servers,
+        domain: args.cluster_domain.trim_end_matches('.').to_owned(),
+        host: kubelet::dns::ResolvConf::parse(&host),
+    })
+}
+
 fn node_port_addresses(node_ip: Option<IpAddr>) -> Vec<std::net::Ipv4Addr> {
     let mut addresses = vec![std::net::Ipv4Addr::LOCALHOST];
     if let IpAddr::V4(ip) = kubelet::node_facts::internal_ip(node_ip)

@@ -7,7 +7,7 @@
 //! `CreateContainerConfigError`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
 use kube::api::Api;
@@ -41,6 +41,8 @@ pub struct ConfigInputs<'a> {
     pub node_memory_bytes: u64,
     /// The pod's volumes on the host, by volume name.
     pub volumes: &'a HashMap<String, PathBuf>,
+    /// The pod's resolv.conf on the host (`None`: the runtime's).
+    pub resolv_conf: Option<&'a Path>,
 }
 
 /// Hash of a container's spec: a new hash means the container must be recreated.
@@ -95,6 +97,10 @@ pub async fn build(
             bind.push_str(":ro");
         }
         binds.push(bind);
+    }
+
+    if let Some(resolv_conf) = inputs.resolv_conf {
+        binds.push(format!("{}:/etc/resolv.conf", resolv_conf.display()));
     }
 
     let resources = container.resources.clone().unwrap_or_default();

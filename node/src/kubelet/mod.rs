@@ -28,6 +28,7 @@
 mod api_pods;
 pub mod backoff;
 mod container_config;
+pub mod dns;
 pub mod event_recorder;
 pub mod heartbeat;
 pub mod logs;
@@ -95,6 +96,8 @@ pub struct Config {
     pub allow_image_pull: bool,
     /// Size and number of each container's log files.
     pub container_logs: logs::LogLimits,
+    /// What pods' resolv.conf is made from.
+    pub dns: dns::ClusterDns,
 }
 
 /// What can stop the kubelet.
@@ -281,6 +284,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                 node_memory_bytes: facts.memory_bytes,
                 root_dir: config.root_dir.clone(),
                 allow_image_pull: config.allow_image_pull,
+                dns: config.dns.clone(),
             },
             resync: config.resync_interval,
             status: status_tx,

@@ -19,6 +19,11 @@ pub fn pod_volumes_dir(root: &Path, uid: &str) -> PathBuf {
     pod_dir(root, uid).join("volumes")
 }
 
+/// The pod's resolv.conf, which its containers mount at /etc/resolv.conf.
+pub fn pod_resolv_conf(root: &Path, uid: &str) -> PathBuf {
+    pod_dir(root, uid).join("resolv.conf")
+}
+
 /// The log files of one container of the pod, one per instance (restart count).
 pub fn container_logs_dir(root: &Path, uid: &str, container: &str) -> PathBuf {
     pod_dir(root, uid).join("logs").join(container)

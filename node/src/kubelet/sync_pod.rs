@@ -30,7 +30,7 @@ use super::observed::{Observed, observe};
 use super::pod_kill::stop_all;
 use super::pod_status::{self, StatusInputs, Waiting};
 use super::types::{grace_period, pod_ref};
-use super::volumes;
+use super::{dns, volumes};
 use crate::runtime::{
     ContainerDetails, ContainerKind, ContainerRuntime, ContainerState, HostPort, PodRef,
     RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec,
@@ -56,6 +56,8 @@ pub struct SyncContext<R> {
     pub root_dir: PathBuf,
     /// Whether images may be pulled from registries.
     pub allow_image_pull: bool,
+    /// What pods' resolv.conf is made from.
+    pub dns: dns::ClusterDns,
 }
 
 /// What a pod's syncs remember between them: errors with their retry back-off, and details of
@@ -207,6 +209,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
         sandbox_id: &sandbox_id,
         pod_ip: &pod_ip,
         volumes: None,
+        resolv_conf: None,
         requeue: None,
         acted: false,
     };
@@ -372,6 +375,8 @@ struct ContainerSync<'a, R> {
     pod_ip: &'a str,
     /// The pod's volumes on the host, prepared on the first container start of this sync.
     volumes: Option<HashMap<String, PathBuf>>,
+    /// The pod's resolv.conf on the host, written with the volumes (`None`: the runtime's).
+    resolv_conf: Option<PathBuf>,
     requeue: Option<Duration>,
     acted: bool,
 }
@@ -504,8 +509,19 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             return Ok(());
         }
         if self.volumes.is_none() {
-            match volumes::prepare(&self.ctx.client, &self.ctx.root_dir, self.pod).await {
-                Ok(prepared) => self.volumes = Some(prepared),
+            let prepared =
+                match volumes::prepare(&self.ctx.client, &self.ctx.root_dir, self.pod).await {
+                    Ok(prepared) => {
+                        dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, &self.ctx.root_dir)
+                            .map(|resolv_conf| (prepared, resolv_conf))
+                    }
+                    Err(message) => Err(message),
+                };
+            match prepared {
+                Ok((prepared, resolv_conf)) => {
+                    self.volumes = Some(prepared);
+                    self.resolv_conf = resolv_conf;
+                }
                 Err(message) => {
                     let waiting = Waiting {
                         reason: String::from("CreateContainerConfigError"),
@@ -529,6 +545,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             node_cpus: self.ctx.node_cpus,
             node_memory_bytes: self.ctx.node_memory_bytes,
             volumes: self.volumes.as_ref().map_or(&EMPTY_VOLUMES, |v| v),
+            resolv_conf: self.resolv_conf.as_deref(),
         };
         let spec = match container_config::build(&self.ctx.client, &inputs).await {
             Ok(spec) => spec,

@@ -48,6 +48,7 @@ impl Harness {
             node_memory_bytes: 1 << 30,
             root_dir: root.path().to_owned(),
             allow_image_pull: false,
+            dns: Default::default(),
         };
         Harness {
             runtime,
