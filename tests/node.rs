@@ -1632,7 +1632,7 @@ spec:
     // Asked directly: Service names, headless Services, SRV, unknown names, other names.
     let answer =
         dns_query(server, "web.default.svc.cluster.local.", RecordType::A).expect("an answer");
-    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+    assert_eq!(dns_data(&answer), [cluster_ip.as_str()]);
     assert!(answer.metadata.authoritative);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -1684,7 +1684,7 @@ spec:
     }
     let answer = dns_query(server, "web.default.svc.cluster.local.", RecordType::A)
         .expect("an answer after bad input");
-    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+    assert_eq!(dns_data(&answer), [cluster_ip.as_str()]);
 
     // Through the kube-dns ClusterIP from the host: the answer comes from the ClusterIP.
     skiff::network::ensure_stays_local(dns_ip).expect("the Service CIDR is kept local");
@@ -1699,7 +1699,7 @@ spec:
         }
         assert!(Instant::now() < deadline, "no answer through {dns_ip}:53");
     };
-    assert_eq!(dns_data(&answer), [cluster_ip.clone()]);
+    assert_eq!(dns_data(&answer), [cluster_ip.as_str()]);
 
     // From a pod: its resolv.conf, a short name through the search path, and the kubernetes
     // Service reaching the API server.
