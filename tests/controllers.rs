@@ -433,13 +433,15 @@ async fn lists_by_resource(master: &Master) -> std::collections::BTreeMap<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_master_lists_and_watches_each_resource_once() {
-    // Every component on: the scheduler and all controllers share one informer per resource.
+    // Every component on: the scheduler, all controllers and the cluster DNS share one
+    // informer per resource.
     // Each informer lists once, then watches; watch requests are counted only when they end,
     // so the lists count the watches.
     let master = Master::start(MasterOptions::default()).expect("start skiff-master");
     let expected = [
         "configmaps",
         "deployments",
+        "endpoints",
         "leases",
         "namespaces",
         "nodes",
