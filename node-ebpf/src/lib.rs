@@ -7,6 +7,11 @@
 //! from id to address and port; a `REV_NAT` map keyed by socket cookie and backend, for replies
 //! and `getpeername()` to show the Service's address; `AFFINITY` for `sessionAffinity:
 //! ClientIP`. Addresses and ports are in network byte order, as the kernel hands them over.
+//!
+//! NodePort traffic from outside the node (no socket hook sees its client) is translated per
+//! packet by the TC programs on the node's devices, as Cilium's `bpf_host` nodeport does:
+//! `NODEPORT_FLOWS` remembers each flow both ways (the client and the frontend it asked for
+//! -> the backend; the client and that backend -> the frontend, for replies).
 #![no_std]
 
 /// IANA protocol numbers, as `bpf_sock_addr.protocol` carries them.
@@ -86,7 +91,8 @@ pub struct RevNatValue {
 }
 
 /// An `AFFINITY` key: a client (its network namespace's cookie: one per pod, one for the
-/// host) and a Service.
+/// host; or, for a client outside the node, [`AFFINITY_OUTSIDE`] with its IPv4 address) and a
+/// Service.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AffinityKey {
@@ -94,6 +100,11 @@ pub struct AffinityKey {
     pub rev_nat_index: u16,
     pub pad: [u8; 6],
 }
+
+/// `AffinityKey::netns_cookie` of a client outside the node: this bit with its IPv4 address
+/// (network byte order) in the low 32 bits. Network namespace cookies are counters that never
+/// reach it.
+pub const AFFINITY_OUTSIDE: u64 = 1 << 63;
 
 /// An `AFFINITY` value: the backend a client was last sent to, and when.
 #[repr(C)]
@@ -105,6 +116,47 @@ pub struct AffinityValue {
     pub pad: u32,
 }
 
+/// `FlowKey::direction`: a client's packets to a frontend (the value names the backend).
+pub const FLOW_TO_BACKEND: u8 = 0;
+/// `FlowKey::direction`: a backend's replies to the client (the value names the frontend).
+pub const FLOW_TO_CLIENT: u8 = 1;
+
+/// `skb->mark` bit of a packet the TC program sent to a backend: the agent's forwarding rule
+/// accepts exactly these (Docker's `FORWARD` policy drops other new flows into pod bridges).
+pub const MARK_NODEPORT: u32 = 0x0020_0000;
+
+/// A `NODEPORT_FLOWS` key: one flow of a client outside the node, one way.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The client's IPv4 address, network byte order.
+    pub client_address: u32,
+    /// The frontend's address (`FLOW_TO_BACKEND`) or the backend's (`FLOW_TO_CLIENT`).
+    pub peer_address: u32,
+    /// The client's port, network byte order.
+    pub client_port: u16,
+    /// The frontend's port or the backend's, network byte order.
+    pub peer_port: u16,
+    /// `PROTOCOL_TCP` or `PROTOCOL_UDP`.
+    pub protocol: u8,
+    /// `FLOW_TO_BACKEND` or `FLOW_TO_CLIENT`.
+    pub direction: u8,
+    pub pad: [u8; 2],
+}
+
+/// A `NODEPORT_FLOWS` value: where the other end of the translation is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowValue {
+    /// The backend's address (`FLOW_TO_BACKEND`) or the frontend's, network byte order.
+    pub address: u32,
+    /// Its port, network byte order.
+    pub port: u16,
+    pub pad: u16,
+    /// The backend's id (`FLOW_TO_BACKEND`): a flow whose backend is gone picks another.
+    pub backend_id: u32,
+}
+
 /// The maps' names (the programs' statics; pinned under these names).
 pub mod maps {
     pub const SERVICES: &str = "SERVICES";
@@ -112,6 +164,7 @@ pub mod maps {
     pub const REV_NAT: &str = "REV_NAT";
     pub const AFFINITY: &str = "AFFINITY";
     pub const CONNECTIONS: &str = "CONNECTIONS";
+    pub const NODEPORT_FLOWS: &str = "NODEPORT_FLOWS";
 }
 
 /// The programs' names and the cgroup hooks they attach to.
@@ -120,6 +173,10 @@ pub mod programs {
     pub const SENDMSG4: &str = "sendmsg4";
     pub const RECVMSG4: &str = "recvmsg4";
     pub const GETPEERNAME4: &str = "getpeername4";
+    /// TC ingress of the node's devices: NodePort frontends to a backend.
+    pub const NODEPORT_INGRESS: &str = "nodeport_ingress";
+    /// TC egress of the node's devices: backends' replies back to the NodePort frontend.
+    pub const NODEPORT_EGRESS: &str = "nodeport_egress";
 }
 
 #[cfg(feature = "user")]
@@ -132,4 +189,6 @@ mod user {
     unsafe impl aya::Pod for super::RevNatValue {}
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
 }
