@@ -122,7 +122,7 @@ fn measure_all(args: &Args, cidr: Ipv4Net) -> anyhow::Result<Vec<Measured>> {
     let sizes = MapSizes::default();
     let mut results = Vec::new();
     for &count in &args.services {
-        let mut datapath = Datapath::load(NODE, sizes)?;
+        let mut datapath = Datapath::load(NODE, sizes, &[])?;
         let mut table = Table::new(sizes.services as usize, sizes.backends as usize);
         let services = services(cidr, count);
         let started = Instant::now();

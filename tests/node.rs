@@ -2396,3 +2396,248 @@ spec:
         "failed at once: {err}"
     );
 }
+
+/// A stand-in for a host outside the node: a network namespace reached through a veth pair,
+/// `sknp0` (10.203.0.1/24, the node's address) on the host and `sknp1` (10.203.0.2/24) in the
+/// namespace. No socket hook applies to its clients. It has no default route: it talks to
+/// 10.203.0.1 only, so nothing it sends can leave the machine. Removed when dropped.
+struct OutsideHost;
+
+impl OutsideHost {
+    const NETNS: &'static str = "skiff-t-np";
+    const HOST_DEVICE: &'static str = "sknp0";
+    const NODE_IP: &'static str = "10.203.0.1";
+
+    fn create() -> OutsideHost {
+        Self::remove();
+        let out = std::process::Command::new("ip")
+            .args(["-4", "addr", "show"])
+            .output()
+            .expect("ip addr show");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(" 10.203.0."),
+            "10.203.0.0/24 is in use on this machine already"
+        );
+        let host = OutsideHost;
+        for command in [
+            vec!["netns", "add", Self::NETNS],
+            vec![
+                "link",
+                "add",
+                Self::HOST_DEVICE,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "sknp1",
+                "netns",
+                Self::NETNS,
+            ],
+            vec!["addr", "add", "10.203.0.1/24", "dev", Self::HOST_DEVICE],
+            vec!["link", "set", Self::HOST_DEVICE, "up"],
+            vec!["-n", Self::NETNS, "addr", "add", "10.203.0.2/24", "dev", "sknp1"],
+            vec!["-n", Self::NETNS, "link", "set", "sknp1", "up"],
+            vec!["-n", Self::NETNS, "link", "set", "lo", "up"],
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(&command)
+                .output()
+                .expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                command.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        host
+    }
+
+    /// Runs `client` on a thread of its own inside the namespace.
+    fn run<T: Send>(&self, client: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let netns = std::fs::File::open(format!("/run/netns/{}", Self::NETNS))
+                        .expect("the namespace's file");
+                    // SAFETY: an open namespace file; only this thread moves into it.
+                    let rc = unsafe {
+                        libc::setns(
+                            std::os::fd::AsRawFd::as_raw_fd(&netns),
+                            libc::CLONE_NEWNET,
+                        )
+                    };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    client()
+                })
+                .join()
+                .expect("the client thread")
+        })
+    }
+
+    fn remove() {
+        for command in [
+            vec!["netns", "del", Self::NETNS],
+            vec!["link", "del", Self::HOST_DEVICE],
+        ] {
+            let _ = std::process::Command::new("ip")
+                .args(&command)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+/// NodePort from outside the node, through the TC programs on the device of the node's IP: a
+/// client in another network namespace reaches both pods over TCP, each connection staying on
+/// one backend, with the replies coming from the node's address and nodePort (UDP too); once
+/// the agent is stopped and cleaned up, the programs are gone and the host itself refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_port_reaches_every_pod_from_outside_the_node() {
+    const SERVICE_CIDR: &str = "10.100.230.0/24";
+    let outside = OutsideHost::create();
+    let mut node = NodeOptions::new("t-np", "10.244.230.0/24");
+    node.extra_args = vec![
+        String::from("--proxy-mode=ebpf"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        format!("--node-ip={}", OutsideHost::NODE_IP),
+    ];
+    let master = MasterOptions {
+        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with_master(master, node).await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: np}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: np}}}}
+  template:
+    metadata: {{labels: {{app: np}}}}
+    spec:
+      nodeName: t-np
+      containers:
+      - name: app
+        image: {WORKLOAD_IMAGE}
+        args: [udp-echo, "7007", serve, "8080", /]
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: np}}
+spec:
+  type: NodePort
+  selector: {{app: np}}
+  ports:
+  - {{name: http, port: 80, targetPort: 8080}}
+  - {{name: echo, port: 7, protocol: UDP, targetPort: 7007}}
+"#
+    ));
+    endpoints_are_the_running_pods(&cluster, "np", 2).await;
+    let node_port = |index: usize| {
+        let path = format!("jsonpath={{.spec.ports[{index}].nodePort}}");
+        let out = cluster
+            .master
+            .kubectl(&["get", "service", "np", "-o", &path]);
+        assert!(out.success(), "{out}");
+        out.stdout.trim().parse::<u16>().expect("a nodePort")
+    };
+    let (tcp_port, udp_port) = (node_port(0), node_port(1));
+    let loaded = skiff_node::proxy::datapath::loaded_program_names();
+    assert!(
+        ["nodeport_ingres", "nodeport_egress"]
+            .iter()
+            .all(|name| loaded.iter().any(|l| l.starts_with(name))),
+        "the TC programs are loaded (names cut at 15 characters): {loaded:?}"
+    );
+
+    // TCP: new connections from outside spread over both pods; each is a whole HTTP exchange,
+    // so every packet of a connection went to one backend and every reply came back from the
+    // node's address (the client's socket would not take it from anyone else).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut reached = std::collections::BTreeSet::new();
+    let mut requests = 0;
+    while reached.len() < 2 || requests < 20 {
+        match outside.run(|| http_get(OutsideHost::NODE_IP, tcp_port, "/env/POD_NAME")) {
+            Some(name) => {
+                reached.insert(name);
+                requests += 1;
+            }
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}:{tcp_port} from outside the node: {requests} answers, pods {reached:?}\n{}",
+            OutsideHost::NODE_IP,
+            cluster.agent.log_tail()
+        );
+    }
+    assert_eq!(reached.len(), 2, "both pods answered: {reached:?}");
+    let peer = outside.run(|| {
+        let stream = TcpStream::connect_timeout(
+            &format!("{}:{tcp_port}", OutsideHost::NODE_IP)
+                .parse()
+                .expect("an address"),
+            Duration::from_secs(2),
+        )
+        .expect("connect from outside");
+        stream.peer_addr().expect("getpeername")
+    });
+    assert_eq!(
+        peer.to_string(),
+        format!("{}:{tcp_port}", OutsideHost::NODE_IP)
+    );
+
+    // UDP: the echo comes back from the node's address and nodePort.
+    let answered = outside.run(|| {
+        let socket = std::net::UdpSocket::bind("10.203.0.2:0").expect("a UDP socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let to: SocketAddr = format!("{}:{udp_port}", OutsideHost::NODE_IP)
+            .parse()
+            .expect("an address");
+        (0..10).find_map(|_| {
+            socket.send_to(b"ping", to).ok()?;
+            let mut buf = [0u8; 64];
+            let (n, from) = socket.recv_from(&mut buf).ok()?;
+            Some((buf[..n].to_vec(), from))
+        })
+    });
+    let (payload, from) = answered.expect("a UDP answer through the NodePort");
+    assert_eq!(payload, b"ping");
+    assert_eq!(
+        from.to_string(),
+        format!("{}:{udp_port}", OutsideHost::NODE_IP),
+        "the reply names the node's address and nodePort"
+    );
+
+    // Stopped and cleaned up: the TC links are gone, and the host refuses the port itself.
+    cluster.agent.stop();
+    cluster.agent.proxy_cleanup().expect("proxy cleanup");
+    assert!(
+        !skiff_node::proxy::datapath::pin_dir("t-np").exists(),
+        "no pins left"
+    );
+    let refused = outside.run(|| {
+        TcpStream::connect_timeout(
+            &format!("{}:{tcp_port}", OutsideHost::NODE_IP)
+                .parse()
+                .expect("an address"),
+            Duration::from_secs(2),
+        )
+    });
+    assert!(
+        matches!(&refused, Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused),
+        "without the programs nothing behind the nodePort answers: {refused:?}"
+    );
+}

@@ -87,6 +87,10 @@ struct Args {
     /// The host's resolver configuration, which `dnsPolicy: Default` pods get (empty: none).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// The devices NodePorts are reachable on from outside the node (comma separated; default:
+    /// those carrying the node's IP). The NodePort TC programs attach to them.
+    #[arg(long, value_delimiter = ',')]
+    devices: Option<Vec<String>>,
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
@@ -192,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 node_addresses: node_port_addresses(args.node_ip),
                 service_cidr: args.service_cluster_ip_range,
                 map_sizes: Default::default(),
+                devices: args.devices.clone(),
             },
         ))),
         proxy::ProxyMode::None => None,

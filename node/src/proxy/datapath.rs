@@ -7,6 +7,10 @@
 //! agent replaces the programs (new attached before old detached) and takes the maps over.
 //! `skiff-node proxy cleanup` (kube-proxy's `--cleanup`) detaches and removes it all.
 //!
+//! NodePort traffic from clients outside the node goes through TC programs (tcx links) on the
+//! node's devices, those that carry its addresses (or `--devices`): their links are pinned
+//! beside the others, one per program and device.
+//!
 //! Several agents on one machine (`cargo xtask run --nodes N`) each attach their own programs
 //! and maps (bpf_links, which attach alongside each other as `BPF_F_ALLOW_MULTI` does): the cgroup runs them in turn, the first that knows the
 //! Service translates it, and the others see a pod address and leave it alone. Every agent
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType};
 use aya::sys::SyscallError;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use skiff_node_ebpf::{Backend, ServiceKey, ServiceValue, maps, programs};
@@ -36,6 +40,12 @@ const PROGRAMS_AND_HOOKS: [&str; 4] = [
     programs::SENDMSG4,
     programs::RECVMSG4,
     programs::GETPEERNAME4,
+];
+
+/// The TC programs, each attached to this side of every NodePort device.
+const TC_PROGRAMS: [(&str, TcAttachType); 2] = [
+    (programs::NODEPORT_INGRESS, TcAttachType::Ingress),
+    (programs::NODEPORT_EGRESS, TcAttachType::Egress),
 ];
 
 /// Where bpffs is mounted.
@@ -91,6 +101,8 @@ pub struct MapSizes {
     pub rev_nat: u32,
     /// Clients remembered for session affinity (an LRU map).
     pub affinity: u32,
+    /// NodePort flows of clients outside the node, two entries each (an LRU map).
+    pub nodeport_flows: u32,
 }
 
 impl Default for MapSizes {
@@ -100,6 +112,7 @@ impl Default for MapSizes {
             backends: 131_072,
             rev_nat: 262_144,
             affinity: 65_536,
+            nodeport_flows: 262_144,
         }
     }
 }
@@ -116,9 +129,9 @@ pub struct Datapath {
 
 impl Datapath {
     /// Loads the programs with their maps pinned under `/sys/fs/bpf/skiff/<node>/` (maps a
-    /// previous run pinned there are taken over, entries and all) and attaches them to the
-    /// cgroup v2 root.
-    pub fn load(node: &str, sizes: MapSizes) -> Result<Self, DatapathError> {
+    /// previous run pinned there are taken over, entries and all), attaches the socket
+    /// programs to the cgroup v2 root and the NodePort TC programs to `devices`.
+    pub fn load(node: &str, sizes: MapSizes, devices: &[String]) -> Result<Self, DatapathError> {
         ensure_mounted(Path::new(BPF_FS), "bpf")?;
         let pin_dir = pin_dir(node);
         std::fs::create_dir_all(&pin_dir).map_err(|source| DatapathError::Io {
@@ -133,6 +146,7 @@ impl Datapath {
             .map_max_entries(maps::REV_NAT, sizes.rev_nat)
             .map_max_entries(maps::AFFINITY, sizes.affinity)
             .map_max_entries(maps::CONNECTIONS, u32::from(u16::MAX) + 1)
+            .map_max_entries(maps::NODEPORT_FLOWS, sizes.nodeport_flows)
             .load(PROGRAMS)?;
         let cgroup = File::open(&cgroup_root).map_err(|source| DatapathError::Io {
             context: format!("opening {}", cgroup_root.display()),
@@ -159,21 +173,9 @@ impl Datapath {
                 name,
                 reason: err.to_string(),
             })?;
-            // The previous run's program stays attached until this one is: both translate
-            // from the same maps, so no connect in between misses.
-            let pin = link_pin(&pin_dir, name);
-            if pin.exists() {
-                match PinnedLink::from_pin(&pin) {
-                    Ok(old) => drop(old.unpin()),
-                    Err(err) => warn!(pin = %pin.display(), "an earlier link: {err}"),
-                }
-                let _ = std::fs::remove_file(&pin);
-            }
-            link.pin(&pin).map_err(|err| DatapathError::Link {
-                name,
-                reason: format!("pinning at {}: {err}", pin.display()),
-            })?;
+            pin_replacing(link, &link_pin(&pin_dir, name), name)?;
         }
+        attach_to_devices(&mut ebpf, &pin_dir, devices)?;
         let services = take_map(&mut ebpf, maps::SERVICES)?;
         let backends = take_map(&mut ebpf, maps::BACKENDS)?;
         let connections = ebpf
@@ -253,8 +255,101 @@ impl Datapath {
     }
 }
 
+/// Attaches the NodePort TC programs to both sides of each of `devices` and unpins those of
+/// devices an earlier run used and this one does not.
+fn attach_to_devices(
+    ebpf: &mut Ebpf,
+    pin_dir: &Path,
+    devices: &[String],
+) -> Result<(), DatapathError> {
+    let mut pinned = Vec::new();
+    for (name, attach_type) in TC_PROGRAMS {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        program
+            .load()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        for device in devices {
+            // tcx (kernel 6.6+): a bpf_link beside other programs on the device, no qdisc.
+            let link_id = program
+                .attach(device, attach_type)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link = program
+                .take_link(link_id)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link = FdLink::try_from(link).map_err(|err| DatapathError::Link {
+                name,
+                reason: format!("on {device} (a tcx link needs kernel 6.6 or later): {err}"),
+            })?;
+            let pin = device_link_pin(pin_dir, name, device);
+            pin_replacing(link, &pin, name)?;
+            pinned.push(pin);
+        }
+    }
+    for pin in device_link_pins(pin_dir) {
+        if !pinned.contains(&pin) {
+            unpin_link(&pin);
+        }
+    }
+    if !devices.is_empty() {
+        info!(?devices, "NodePort TC programs attached");
+    }
+    Ok(())
+}
+
+/// Pins `link` at `pin`, where the previous run's link of the program may be: that one stays
+/// attached until this one is (both translate from the same maps, so nothing in between
+/// misses), then goes.
+fn pin_replacing(link: FdLink, pin: &Path, name: &'static str) -> Result<(), DatapathError> {
+    if pin.exists() {
+        unpin_link(pin);
+        let _ = std::fs::remove_file(pin);
+    }
+    link.pin(pin).map_err(|err| DatapathError::Link {
+        name,
+        reason: format!("pinning at {}: {err}", pin.display()),
+    })?;
+    Ok(())
+}
+
+/// Unpins the link pinned at `pin`: its last reference goes, the program is detached.
+fn unpin_link(pin: &Path) {
+    match PinnedLink::from_pin(pin) {
+        Ok(old) => drop(old.unpin()),
+        Err(err) => warn!(pin = %pin.display(), "an earlier link: {err}"),
+    }
+}
+
 fn link_pin(pin_dir: &Path, program: &str) -> PathBuf {
     pin_dir.join(format!("link_{program}"))
+}
+
+/// The pin of TC program `program`'s link on `device` (interface names have no `/`).
+fn device_link_pin(pin_dir: &Path, program: &str, device: &str) -> PathBuf {
+    pin_dir.join(format!("link_{program}_dev_{device}"))
+}
+
+/// Every TC link pinned in `pin_dir`.
+fn device_link_pins(pin_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(pin_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| {
+                    TC_PROGRAMS
+                        .iter()
+                        .any(|(program, _)| name.starts_with(&format!("link_{program}_dev_")))
+                })
+        })
+        .collect()
 }
 
 /// Detaches node `node`'s programs and removes its maps: what `skiff-node proxy cleanup` does
@@ -264,8 +359,11 @@ pub fn cleanup(node: &str) -> Result<(), DatapathError> {
     if !dir.exists() {
         return Ok(());
     }
-    for name in PROGRAMS_AND_HOOKS {
-        let pin = link_pin(&dir, name);
+    let pins = PROGRAMS_AND_HOOKS
+        .iter()
+        .map(|name| link_pin(&dir, name))
+        .chain(device_link_pins(&dir));
+    for pin in pins {
         if let Ok(link) = PinnedLink::from_pin(&pin) {
             // Unpinned and dropped: the last reference goes, the program is detached.
             drop(link.unpin());

@@ -3,7 +3,10 @@
 //! straight to one of its ready pods.
 //!
 //! - [`route`]: the route that keeps the Service CIDR local, installed first;
-//! - [`datapath`]: the programs, attached to the cgroup v2 root, and their pinned maps;
+//! - [`datapath`]: the programs, attached to the cgroup v2 root (and for NodePorts from
+//!   outside the node, to its devices), and their pinned maps;
+//! - [`devices`]: the devices carrying the node's addresses, where NodePort traffic arrives;
+//! - [`forward`]: the host forwarding rule for what the TC programs send to pods;
 //! - [`frontends`]: a Service and its Endpoints to the frontends and backends wanted (pure);
 //! - [`table`]: what is programmed, and the ordered map writes of one Service's change (pure);
 //! - [`dump`]: `skiff-node proxy dump`, the live maps as text.
@@ -12,7 +15,9 @@
 //! Service's entries.
 
 pub mod datapath;
+pub mod devices;
 pub mod dump;
+pub mod forward;
 pub mod frontends;
 pub mod route;
 pub mod table;
@@ -49,6 +54,9 @@ pub struct ProxyConfig {
     /// The Service CIDR (the master's `--service-cluster-ip-range`).
     pub service_cidr: Ipv4Net,
     pub map_sizes: MapSizes,
+    /// The devices NodePort traffic from outside the node arrives on (`--devices`); `None`:
+    /// those carrying `node_addresses`.
+    pub devices: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +65,8 @@ pub enum ProxyError {
     Route(#[from] route::RouteError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error("finding the devices of the node's addresses: {0}")]
+    Devices(std::io::Error),
 }
 
 /// The Services and Endpoints as last seen.
@@ -76,7 +86,16 @@ enum Change {
 /// Services until the watch ends (never, but for a dropped client).
 pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
     route::keep_local(config.service_cidr)?;
-    let mut datapath = Datapath::load(&config.node_name, config.map_sizes)?;
+    let devices = match &config.devices {
+        Some(devices) => devices.clone(),
+        None => devices::with_addresses(&config.node_addresses).map_err(ProxyError::Devices)?,
+    };
+    if !devices.is_empty()
+        && let Err(err) = forward::allow_translated()
+    {
+        warn!("NodePorts from outside the node may be dropped by the host's FORWARD chain: {err}");
+    }
+    let mut datapath = Datapath::load(&config.node_name, config.map_sizes, &devices)?;
     // What an earlier run programmed keeps serving until the first sync rewrites only what
     // changed meanwhile.
     let (mut table, cleanup) = Table::adopt(
