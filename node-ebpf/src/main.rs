@@ -13,6 +13,8 @@
 //! bridge in between.
 #![no_std]
 #![no_main]
+// Every function but the programs is inlined: each program is one function, as the verifier
+// reads it (a call LLVM turns into a jump into another program's code is refused).
 
 use aya_ebpf::bindings::bpf_sock_addr;
 use aya_ebpf::helpers::generated::{
@@ -70,6 +72,7 @@ pub fn getpeername4(ctx: SockAddrContext) -> i32 {
     translate_to_service(&ctx)
 }
 
+#[inline(always)]
 fn protocol(sock_addr: &bpf_sock_addr) -> Option<u8> {
     match sock_addr.protocol {
         6 => Some(PROTOCOL_TCP),
@@ -79,6 +82,7 @@ fn protocol(sock_addr: &bpf_sock_addr) -> Option<u8> {
 }
 
 /// Service address and port to one of its backends; anything else is left alone.
+#[inline(always)]
 fn translate_to_backend(ctx: &SockAddrContext) -> i32 {
     // SAFETY: the kernel hands every sock_addr program a valid context.
     let sock_addr = unsafe { &mut *ctx.sock_addr };
@@ -133,6 +137,7 @@ fn translate_to_backend(ctx: &SockAddrContext) -> i32 {
     ALLOW
 }
 
+#[inline(always)]
 fn count_connection(service: &ServiceValue) {
     if let Some(counter) = CONNECTIONS.get_ptr_mut(u32::from(service.rev_nat_index)) {
         // SAFETY: a per-CPU slot; nothing else writes it while this program runs on this CPU.
@@ -142,6 +147,7 @@ fn count_connection(service: &ServiceValue) {
 
 /// The backend for a new connection of the client `affinity` names: its recent one with
 /// session affinity, else one chosen uniformly at random (remembered with session affinity).
+#[inline(always)]
 fn pick_backend(
     key: &mut ServiceKey,
     service: &ServiceValue,
@@ -172,6 +178,7 @@ fn pick_backend(
 
 /// The client's backend if it used this Service within the affinity timeout and the backend
 /// still exists.
+#[inline(always)]
 fn affinity_backend(key: &AffinityKey, service: &ServiceValue) -> Option<(u32, Backend)> {
     // SAFETY: copies taken at once, as above.
     let last = (unsafe { AFFINITY.get(key) }).copied()?;
@@ -185,6 +192,7 @@ fn affinity_backend(key: &AffinityKey, service: &ServiceValue) -> Option<(u32, B
     Some((last.backend_id, backend))
 }
 
+#[inline(always)]
 fn remember_affinity(key: &AffinityKey, backend_id: u32) {
     let value = AffinityValue {
         // SAFETY: no preconditions.
@@ -197,6 +205,7 @@ fn remember_affinity(key: &AffinityKey, backend_id: u32) {
 
 /// A backend's address and port back to the Service's, for sockets `translate_to_backend`
 /// sent there.
+#[inline(always)]
 fn translate_to_service(ctx: &SockAddrContext) -> i32 {
     // SAFETY: the kernel hands every sock_addr program a valid context.
     let sock_addr = unsafe { &mut *ctx.sock_addr };
@@ -247,6 +256,7 @@ struct Packet {
 impl Packet {
     /// The headers, for an unfragmented TCP or UDP packet over IPv4 (a fragment past the first
     /// carries no ports: fragments are left alone).
+    #[inline(always)]
     fn parse(ctx: &TcContext) -> Option<Packet> {
         let ethertype: u16 = ctx.load(12).ok()?;
         if ethertype != ETH_P_IP.to_be() {
@@ -279,6 +289,7 @@ impl Packet {
 
     /// Rewrites one address (at `address_offset`) and one port (at `port_offset`), fixing the
     /// IPv4 header's checksum and the TCP or UDP one (its pseudo header has the address).
+    #[inline(always)]
     fn rewrite(
         &self,
         ctx: &TcContext,
@@ -325,6 +336,7 @@ pub fn nodeport_egress(ctx: TcContext) -> i32 {
 /// A packet to a NodePort frontend goes to its flow's backend (a new flow picks one); anything
 /// else, and a frontend without backends (the host answers: a reset, port unreachable), is
 /// left alone.
+#[inline(always)]
 fn nodeport_to_backend(ctx: &TcContext, packet: &Packet) -> Option<()> {
     let mut key = ServiceKey {
         address: packet.destination,
@@ -393,6 +405,7 @@ fn nodeport_to_backend(ctx: &TcContext, packet: &Packet) -> Option<()> {
 
 /// The backend a flow was sent to, while it is still a backend (a flow whose backend went
 /// away picks another).
+#[inline(always)]
 fn flow_backend(flow: &FlowKey) -> Option<Backend> {
     // SAFETY: copies taken at once.
     let to = (unsafe { NODEPORT_FLOWS.get(flow) }).copied()?;
@@ -402,6 +415,7 @@ fn flow_backend(flow: &FlowKey) -> Option<Backend> {
 
 /// A backend's reply to a client of a NodePort flow gets the frontend's address and port as
 /// its source.
+#[inline(always)]
 fn backend_to_client(ctx: &TcContext, packet: &Packet) -> Option<()> {
     let reply = FlowKey {
         client_address: packet.destination,
