@@ -2435,7 +2435,15 @@ impl OutsideHost {
             ],
             vec!["addr", "add", "10.203.0.1/24", "dev", Self::HOST_DEVICE],
             vec!["link", "set", Self::HOST_DEVICE, "up"],
-            vec!["-n", Self::NETNS, "addr", "add", "10.203.0.2/24", "dev", "sknp1"],
+            vec![
+                "-n",
+                Self::NETNS,
+                "addr",
+                "add",
+                "10.203.0.2/24",
+                "dev",
+                "sknp1",
+            ],
             vec!["-n", Self::NETNS, "link", "set", "sknp1", "up"],
             vec!["-n", Self::NETNS, "link", "set", "lo", "up"],
         ] {
@@ -2462,10 +2470,7 @@ impl OutsideHost {
                         .expect("the namespace's file");
                     // SAFETY: an open namespace file; only this thread moves into it.
                     let rc = unsafe {
-                        libc::setns(
-                            std::os::fd::AsRawFd::as_raw_fd(&netns),
-                            libc::CLONE_NEWNET,
-                        )
+                        libc::setns(std::os::fd::AsRawFd::as_raw_fd(&netns), libc::CLONE_NEWNET)
                     };
                     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
                     client()

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType};
+use aya::programs::{
+    CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType,
+};
 use aya::sys::SyscallError;
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use skiff_node_ebpf::{Backend, ServiceKey, ServiceValue, maps, programs};
