@@ -1531,9 +1531,9 @@ fn upstream_stub() -> SocketAddr {
 async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_the_api_server() {
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::RecordType;
-    // A Service CIDR of this test's own: its kube-dns is 10.100.222.10.
-    const SERVICE_CIDR: &str = "10.100.222.0/24";
-    let dns_ip: std::net::Ipv4Addr = "10.100.222.10".parse().expect("ip");
+    // A Service CIDR of this test's own: its kube-dns is 10.100.224.10.
+    const SERVICE_CIDR: &str = "10.100.224.0/24";
+    let dns_ip: std::net::Ipv4Addr = "10.100.224.10".parse().expect("ip");
     let upstream = upstream_stub();
     let master = MasterOptions {
         extra_args: vec![
@@ -1727,7 +1727,7 @@ spec:
     assert!(
         logs.stdout
             .contains("search default.svc.cluster.local svc.cluster.local cluster.local")
-            && logs.stdout.contains("nameserver 10.100.222.10")
+            && logs.stdout.contains("nameserver 10.100.224.10")
             && logs.stdout.contains("options ndots:5"),
         "the kubelet's resolv.conf: {logs}"
     );
@@ -1739,7 +1739,7 @@ spec:
 
     // The API server's certificate names the kubernetes Service's ClusterIP, as in-cluster
     // clients check it.
-    let kubernetes_ip: std::net::Ipv4Addr = "10.100.222.1".parse().expect("ip");
+    let kubernetes_ip: std::net::Ipv4Addr = "10.100.224.1".parse().expect("ip");
     skiff::network::ensure_stays_local(kubernetes_ip).expect("the Service CIDR is kept local");
     let http = reqwest::Client::builder()
         .add_root_certificate(
@@ -1748,7 +1748,7 @@ spec:
         .build()
         .expect("client");
     let answer = http
-        .get("https://10.100.222.1/healthz")
+        .get("https://10.100.224.1/healthz")
         .send()
         .await
         .expect("HTTPS to the kubernetes Service's ClusterIP");
