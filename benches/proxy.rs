@@ -184,8 +184,9 @@ fn measure_iptables(
         let mut rules = Rules::new(NODE, CLUSTER_CIDR.parse()?, cidr);
         let started = Instant::now();
         let live = iptables_restore::live_chains(rules.chains())?;
-        let input = rules.full_sync(services.iter().cloned(), &live);
-        iptables_restore::restore(&input)?;
+        for input in rules.full_sync(services.iter().cloned(), &live) {
+            iptables_restore::restore(&input)?;
+        }
         let sync_ms = started.elapsed().as_secs_f64() * 1000.0;
         iptables_restore::ensure_jumps(rules.chains())?;
         let (name, frontends) = services.last().context("no Service")?;

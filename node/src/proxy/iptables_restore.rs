@@ -113,7 +113,9 @@ pub fn remove_rules(node: &str) -> Result<bool, IptablesError> {
             continue;
         }
         found = true;
-        restore(&iptables::delete_chains(table, &live))?;
+        for input in iptables::delete_chains(table, &live) {
+            restore(&input)?;
+        }
         info!(
             node,
             table = table.name(),

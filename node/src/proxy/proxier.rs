@@ -100,21 +100,26 @@ impl IptablesProxier {
         first: bool,
     ) -> Result<(), IptablesError> {
         let chains = self.rules.chains().clone();
-        let input = if first || self.needs_full_sync {
+        let inputs = if first || self.needs_full_sync {
             let live = blocking(move || iptables_restore::live_chains(&chains)).await?;
             if first {
-                Some(self.rules.full_sync(changed, &live))
+                self.rules.full_sync(changed, &live)
             } else {
                 self.rules.update(changed);
-                Some(self.rules.resync(&live))
+                self.rules.resync(&live)
             }
         } else {
-            self.rules.update(changed)
+            self.rules.update(changed).into_iter().collect()
         };
-        let Some(input) = input else {
+        if inputs.is_empty() {
             return Ok(());
-        };
-        blocking(move || iptables_restore::restore(&input)).await?;
+        }
+        blocking(move || {
+            inputs
+                .iter()
+                .try_for_each(|input| iptables_restore::restore(input))
+        })
+        .await?;
         if first || self.needs_full_sync {
             let chains = self.rules.chains().clone();
             blocking(move || iptables_restore::ensure_jumps(&chains)).await?;
