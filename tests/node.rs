@@ -1542,7 +1542,7 @@ async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_
         ],
         ..Default::default()
     };
-    let mut node = NodeOptions::new("t-dns-a", "10.244.222.0/24");
+    let mut node = NodeOptions::new("t-dns-a", "10.244.224.0/24");
     node.extra_args = vec![
         String::from("--proxy-mode=ebpf"),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
@@ -2114,24 +2114,76 @@ async fn agent_port(cluster: &Cluster) -> i64 {
 /// clean stop takes the programs out of the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
-    // A Service CIDR of this test's own: other tests' clusters on this machine share none of
-    // its addresses.
-    const SERVICE_CIDR: &str = "10.100.220.0/24";
+    cluster_ip_behaviour(ProxyTest {
+        mode: "ebpf",
+        nodes: ["t-svc-a", "t-svc-b"],
+        pod_cidrs: ["10.244.220.0/24", "10.244.221.0/24"],
+        service_cidr: "10.100.220.0/24",
+    })
+    .await;
+}
+
+/// The same in kube-proxy's iptables mode (`--proxy-mode=iptables`), on nodes, pod CIDRs and
+/// a Service CIDR of its own so both run side by side; the eBPF-only checks (the programs,
+/// their /metrics counters) become checks of the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left_in_iptables_mode() {
+    cluster_ip_behaviour(ProxyTest {
+        mode: "iptables",
+        nodes: ["t-ipt-a", "t-ipt-b"],
+        pod_cidrs: ["10.244.222.0/24", "10.244.223.0/24"],
+        service_cidr: "10.100.222.0/24",
+    })
+    .await;
+}
+
+/// One proxy mode's run of the ClusterIP test.
+struct ProxyTest {
+    mode: &'static str,
+    /// The node the pods run on, and the one the client pod runs on.
+    nodes: [&'static str; 2],
+    pod_cidrs: [&'static str; 2],
+    /// Of this test's own: other tests' clusters on this machine share none of its addresses.
+    service_cidr: &'static str,
+}
+
+impl ProxyTest {
+    fn ebpf(&self) -> bool {
+        self.mode == "ebpf"
+    }
+}
+
+/// The rules of nat `iptables-save` that name `address`.
+fn nat_rules_naming(address: &str) -> Vec<String> {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!("{address}/32")))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn cluster_ip_behaviour(test: ProxyTest) {
+    let [node_a, node_b] = test.nodes;
+
+    let service_cidr = test.service_cidr;
     let proxied = |name: &str, pod_cidr: &str| {
         let mut node = NodeOptions::new(name, pod_cidr);
         node.extra_args = vec![
-            String::from("--proxy-mode=ebpf"),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--proxy-mode={}", test.mode),
+            format!("--service-cluster-ip-range={service_cidr}"),
         ];
         node
     };
     let master = MasterOptions {
-        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        extra_args: vec![format!("--service-cluster-ip-range={service_cidr}")],
         ..Default::default()
     };
-    let mut cluster =
-        Cluster::start_with_master(master, proxied("t-svc-a", "10.244.220.0/24")).await;
-    let other = NodeAgent::start(&cluster.master, proxied("t-svc-b", "10.244.221.0/24"))
+    let mut cluster = Cluster::start_with_master(master, proxied(node_a, test.pod_cidrs[0])).await;
+    let other = NodeAgent::start(&cluster.master, proxied(node_b, test.pod_cidrs[1]))
         .expect("start the second skiff-node");
     cluster.apply(&format!(
         r#"
@@ -2144,7 +2196,7 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
-      nodeName: t-svc-a
+      nodeName: {node_a}
       containers:
       - name: app
         image: {WORKLOAD_IMAGE}
@@ -2238,7 +2290,7 @@ spec:
     let out = cluster.master.kubectl(&[
         "get",
         "node",
-        "t-svc-a",
+        node_a,
         "-o",
         "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
@@ -2258,7 +2310,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: client}}
 spec:
-  nodeName: t-svc-b
+  nodeName: {node_b}
   volumes: [{{name: out, emptyDir: {{}}}}]
   containers:
   - name: app
@@ -2274,35 +2326,48 @@ spec:
         "the pod on the other node reached a web pod through the ClusterIP: {fetched:?}"
     );
 
-    // The agents count what their programs translated, per frontend, in their /metrics (the
-    // first program attached on the machine translates; the other sees a pod address).
-    let counted: u64 = ["t-svc-a", "t-svc-b"]
-        .iter()
-        .map(|node| {
-            let path = format!("/api/v1/nodes/{node}/proxy/metrics");
-            let out = cluster.master.kubectl(&["get", "--raw", &path]);
-            assert!(out.success(), "{out}");
-            out.stdout
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!(
-                        "skiff_proxy_service_connections_total{{frontend=\"{ip}:80/TCP\"}} "
-                    ))
-                })
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum();
-    assert!(counted >= 30, "{counted} connections counted");
-
-    // The programs are in the kernel; an agent restart under steady traffic loses nothing.
-    let loaded = skiff_node::proxy::datapath::loaded_program_names();
-    assert!(
-        ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+    if test.ebpf() {
+        // The agents count what their programs translated, per frontend, in their /metrics
+        // (the first program attached on the machine translates; the other sees a pod
+        // address).
+        let counted: u64 = test
+            .nodes
             .iter()
-            .all(|name| loaded.iter().any(|l| l == name)),
-        "{loaded:?}"
-    );
+            .map(|node| {
+                let path = format!("/api/v1/nodes/{node}/proxy/metrics");
+                let out = cluster.master.kubectl(&["get", "--raw", &path]);
+                assert!(out.success(), "{out}");
+                out.stdout
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix(&format!(
+                            "skiff_proxy_service_connections_total{{frontend=\"{ip}:80/TCP\"}} "
+                        ))
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert!(counted >= 30, "{counted} connections counted");
+        // The programs are in the kernel.
+        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        assert!(
+            ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+                .iter()
+                .all(|name| loaded.iter().any(|l| l == name)),
+            "{loaded:?}"
+        );
+    } else {
+        // Each agent has its own kube-proxy chains for the ClusterIP (TCP and UDP).
+        let rules = nat_rules_naming(&ip);
+        let jumps = rules
+            .iter()
+            .filter(|r| r.starts_with("-A KUBE-SERVICES-") && r.contains("-j KUBE-SVC-"))
+            .count();
+        assert_eq!(jumps, 4, "two frontends on each of two agents: {rules:#?}");
+    }
+
+    // An agent restart under steady traffic loses nothing.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let traffic = {
         let (stop, ip) = (stop.clone(), ip.clone());
@@ -2376,20 +2441,28 @@ spec:
         "refused at once, not after {refused:?}"
     );
 
-    // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs out, and
-    // the ClusterIP then fails on this machine instead of going anywhere.
+    // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs or rules
+    // out, and the ClusterIP then fails on this machine instead of going anywhere.
     drop(other);
     cluster.agent.stop();
     cluster.agent.proxy_cleanup().expect("proxy cleanup");
-    let loaded = skiff_node::proxy::datapath::loaded_program_names();
-    assert!(
-        !loaded.iter().any(|l| l == "connect4"),
-        "no connect4 program left: {loaded:?}"
-    );
+    if test.ebpf() {
+        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        assert!(
+            !loaded.iter().any(|l| l == "connect4"),
+            "no connect4 program left: {loaded:?}"
+        );
+    } else {
+        let rules = nat_rules_naming(&ip);
+        assert!(
+            rules.is_empty(),
+            "no rule for the ClusterIP left: {rules:#?}"
+        );
+    }
     skiff::network::ensure_stays_local(cluster_ip).expect("still kept local");
     let err =
         TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
-            .expect_err("nothing answers a ClusterIP without the programs");
+            .expect_err("nothing answers a ClusterIP without the programs or rules");
     assert_ne!(
         err.kind(),
         std::io::ErrorKind::TimedOut,

@@ -70,11 +70,12 @@ struct Args {
     #[arg(long, default_value = "10Mi", value_parser = kubelet::logs::parse_size)]
     container_log_max_size: u64,
     /// How Services are load-balanced on this node: `ebpf` (socket programs on the cgroup v2
-    /// root) or `none`.
+    /// root), `iptables` (kube-proxy's rules, for kernels without cgroup BPF) or `none`.
     #[arg(long, value_enum, default_value = "ebpf")]
     proxy_mode: proxy::ProxyMode,
-    /// The Service CIDR (the master's --service-cluster-ip-range): kept on this machine by an
-    /// `unreachable` route before any program loads.
+    /// The Service CIDR (the master's --service-cluster-ip-range): kept on this machine before
+    /// any program loads or rule is written (an `unreachable` route in eBPF mode, a route to
+    /// skiff's own device `skiff-svc0` in iptables mode).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
     /// The cluster DNS servers written into pods' resolv.conf (comma separated; default: the
@@ -104,8 +105,8 @@ enum Command {
 enum ProxyCommand {
     /// Print every frontend with its backends and connection count, from the live maps.
     Dump,
-    /// Detach the programs and remove the maps this node's agent left pinned (they outlive
-    /// the agent, as kube-proxy's rules do; run it with the agent stopped).
+    /// Detach the programs and remove the maps, or the iptables rules, this node's agent left
+    /// (they outlive the agent, as kube-proxy's rules do; run it with the agent stopped).
     Cleanup,
 }
 
@@ -118,7 +119,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(kubelet::node_facts::hostname);
         match command {
             ProxyCommand::Dump => print!("{}", proxy::dump::dump(&node)?),
-            ProxyCommand::Cleanup => proxy::datapath::cleanup(&node)?,
+            ProxyCommand::Cleanup => proxy::cleanup(&node)?,
         }
         return Ok(());
     }
@@ -184,18 +185,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port: args.port,
         client_ca_pem: settings.ca_pem.clone(),
     };
-    let proxy = match args.proxy_mode {
-        proxy::ProxyMode::Ebpf => Some(tokio::spawn(proxy::run(
+    let proxy = (args.proxy_mode != proxy::ProxyMode::None).then(|| {
+        tokio::spawn(proxy::run(
             client.clone(),
             proxy::ProxyConfig {
+                mode: args.proxy_mode,
                 node_name: node_name.clone(),
                 node_addresses: node_port_addresses(args.node_ip),
                 service_cidr: args.service_cluster_ip_range,
+                cluster_cidr: args.cluster_cidr,
                 map_sizes: Default::default(),
             },
-        ))),
-        proxy::ProxyMode::None => None,
-    };
+        ))
+    });
     let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
     let kubelet = Kubelet::new(config, client, runtime, heartbeat)
         .serving(server)

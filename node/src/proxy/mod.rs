@@ -1,19 +1,26 @@
-//! Service load balancing on this node, kube-proxy's job, done by eBPF programs at the
-//! socket layer (`node-ebpf/`): a connect or send to a Service's ClusterIP and port goes
-//! straight to one of its ready pods.
+//! Service load balancing on this node, kube-proxy's job, in one of two ways
+//! (`--proxy-mode`): eBPF programs at the socket layer (`node-ebpf/`), which send a connect or
+//! send to a Service's ClusterIP and port straight to one of its ready pods, or kube-proxy's
+//! iptables rules (DNAT in the nat table), the fallback for kernels without cgroup BPF.
 //!
 //! - [`route`]: the route that keeps the Service CIDR local, installed first;
-//! - [`datapath`]: the programs, attached to the cgroup v2 root, and their pinned maps;
 //! - [`frontends`]: a Service and its Endpoints to the frontends and backends wanted (pure);
-//! - [`table`]: what is programmed, and the ordered map writes of one Service's change (pure);
-//! - [`dump`]: `skiff-node proxy dump`, the live maps as text.
+//! - [`proxier`]: the two modes behind one trait, which the watch loop here drives;
+//! - [`datapath`]: the eBPF programs, attached to the cgroup v2 root, and their pinned maps;
+//! - [`table`]: what is in the maps, and the ordered writes of one Service's change (pure);
+//! - [`dump`]: `skiff-node proxy dump`, the live maps as text;
+//! - [`iptables`]: kube-proxy's iptables layout as `iptables-restore` input (pure);
+//! - [`iptables_restore`]: running it, finding and removing a node's rules.
 //!
 //! The agent watches every Service and Endpoints object; a change to one rewrites only that
-//! Service's entries.
+//! Service's entries (or chains).
 
 pub mod datapath;
 pub mod dump;
 pub mod frontends;
+pub mod iptables;
+pub mod iptables_restore;
+mod proxier;
 pub mod route;
 pub mod table;
 
@@ -29,25 +36,32 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use datapath::{Datapath, DatapathError, MapSizes};
-use table::{ServiceName, Table};
+use datapath::{DatapathError, MapSizes};
+use iptables_restore::IptablesError;
+use proxier::{EbpfProxier, IptablesProxier, Proxier};
+use table::ServiceName;
 
 /// How Services are load-balanced (`--proxy-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProxyMode {
     /// eBPF socket programs (the default).
     Ebpf,
+    /// kube-proxy's iptables rules (for kernels without cgroup BPF).
+    Iptables,
     /// No Service load balancing on this node.
     None,
 }
 
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
+    pub mode: ProxyMode,
     pub node_name: String,
     /// Where NodePorts listen on this node: its IP and 127.0.0.1.
     pub node_addresses: Vec<std::net::Ipv4Addr>,
     /// The Service CIDR (the master's `--service-cluster-ip-range`).
     pub service_cidr: Ipv4Net,
+    /// The cluster's pod CIDR: iptables mode masquerades ClusterIP traffic from outside it.
+    pub cluster_cidr: Ipv4Net,
     pub map_sizes: MapSizes,
 }
 
@@ -57,6 +71,10 @@ pub enum ProxyError {
     Route(#[from] route::RouteError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Iptables(#[from] IptablesError),
+    #[error("{0}")]
+    Sysctl(String),
 }
 
 /// The Services and Endpoints as last seen.
@@ -72,26 +90,46 @@ enum Change {
     Endpoints(Box<Result<Event<Endpoints>, watcher::Error>>),
 }
 
-/// Installs the route, loads the programs and keeps their maps in step with the cluster's
-/// Services until the watch ends (never, but for a dropped client).
+/// Keeps the Service CIDR local, then keeps the data path of `config.mode` in step with the
+/// cluster's Services until the watch ends (never, but for a dropped client).
 pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
-    route::keep_local(config.service_cidr)?;
-    let mut datapath = Datapath::load(&config.node_name, config.map_sizes)?;
-    // What an earlier run programmed keeps serving until the first sync rewrites only what
-    // changed meanwhile.
-    let (mut table, cleanup) = Table::adopt(
-        config.map_sizes.services as usize,
-        config.map_sizes.backends as usize,
-        &datapath.service_entries(),
-        &datapath.backend_entries(),
-    );
-    if let Err(err) = datapath.apply(&cleanup) {
-        warn!("removing what an earlier run left half done: {err}");
+    match config.mode {
+        ProxyMode::Ebpf => {
+            route::keep_local(config.service_cidr)?;
+            let proxier = EbpfProxier::start(&config.node_name, config.map_sizes)?;
+            watch(client, &config, proxier).await
+        }
+        ProxyMode::Iptables => {
+            // The route first: no rule is written while the CIDR could leave the machine.
+            route::route_to_service_device(config.service_cidr)?;
+            iptables_restore::enable_route_localnet()
+                .map_err(|err| ProxyError::Sysctl(format!("setting route_localnet: {err}")))?;
+            info!(device = route::SERVICE_DEVICE, cidr = %config.service_cidr, "the Service CIDR is routed to skiff's own device");
+            let proxier =
+                IptablesProxier::new(&config.node_name, config.cluster_cidr, config.service_cidr);
+            watch(client, &config, proxier).await
+        }
+        ProxyMode::None => Ok(()),
     }
-    info!(
-        frontends = table.frontend_count(),
-        "took over the programmed Services"
-    );
+}
+
+/// Removes what node `node`'s proxy left in the kernel, whichever its mode (`skiff-node proxy
+/// cleanup`, with the agent stopped): the eBPF programs and maps, the iptables rules, and the
+/// Service device when no other node's rules are left (its routes become `unreachable`).
+pub fn cleanup(node: &str) -> Result<(), ProxyError> {
+    datapath::cleanup(node)?;
+    if iptables_restore::remove_rules(node)? && !iptables_restore::any_node_present()? {
+        route::remove_service_device()?;
+    }
+    Ok(())
+}
+
+/// Feeds `proxier` what the changed Services want, as the watches report changes.
+async fn watch(
+    client: kube::Client,
+    config: &ProxyConfig,
+    mut proxier: impl Proxier,
+) -> Result<(), ProxyError> {
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default())
         .default_backoff()
         .map(|event| Change::Service(Box::new(event)));
@@ -134,52 +172,33 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
             },
         };
         pending.extend(touched);
-        if !(services_listed && endpoints_listed) || pending.is_empty() {
+        if !(services_listed && endpoints_listed) || (synced && pending.is_empty()) {
             continue;
         }
         let started = Instant::now();
-        let count = pending.len();
-        for name in std::mem::take(&mut pending) {
-            sync_service(&name, &objects, &node, &mut table, &mut datapath);
-        }
+        let changed: Vec<_> = std::mem::take(&mut pending)
+            .into_iter()
+            .map(|name| {
+                let wanted = match objects.services.get(&name) {
+                    Some(service) => {
+                        frontends::service_frontends(service, objects.endpoints.get(&name), &node)
+                    }
+                    None => Default::default(),
+                };
+                (name, wanted)
+            })
+            .collect();
+        let count = changed.len();
+        proxier.sync(changed, !synced).await;
         if !synced {
-            // Frontends of Services deleted while no agent ran.
-            sync_service(
-                &table::adopted(),
-                &objects,
-                &node,
-                &mut table,
-                &mut datapath,
-            );
             synced = true;
-            info!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
+            info!(services = count, frontends = proxier.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
         } else {
-            debug!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
+            debug!(services = count, frontends = proxier.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
         }
     }
     info!("the Service watch ended");
     Ok(())
-}
-
-/// Makes the data path do what Service `name` and its Endpoints say (nothing: it is gone).
-fn sync_service(
-    name: &ServiceName,
-    objects: &Objects,
-    node: &frontends::NodeContext,
-    table: &mut Table,
-    datapath: &mut Datapath,
-) {
-    let wanted = match objects.services.get(name) {
-        Some(service) => frontends::service_frontends(service, objects.endpoints.get(name), node),
-        None => Default::default(),
-    };
-    let (writes, errors) = table.update(name, &wanted);
-    for err in errors {
-        warn!(service = %format!("{}/{}", name.0, name.1), "{err}");
-    }
-    if let Err(err) = datapath.apply(&writes) {
-        warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
-    }
 }
 
 /// Applies one watch event to `store` and returns the Services it touched. A re-list
