@@ -1755,6 +1755,119 @@ spec:
     assert!(answer.status().is_success(), "{answer:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backend_map_warns_on_the_service_and_the_others_keep_working() {
+    const SERVICE_CIDR: &str = "10.100.225.0/24";
+    let master = MasterOptions {
+        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        ..Default::default()
+    };
+    // Room for 4 backends: the kubernetes Service's, kube-dns's two (UDP and TCP), and one.
+    let mut node = NodeOptions::new("t-full", "10.244.225.0/24");
+    node.extra_args = vec![
+        String::from("--proxy-mode=ebpf"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        String::from("--bpf-lb-backend-map-max=4"),
+    ];
+    let cluster = Cluster::start_with_master(master, node).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster
+        .master
+        .kubectl(&["get", "endpoints", "kube-dns", "-n", "kube-system"])
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no kube-dns Endpoints");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Backends on the host: two listeners at the node's address.
+    let node_ip = cluster
+        .master
+        .kubectl(&[
+            "get",
+            "node",
+            "t-full",
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+        ])
+        .stdout
+        .trim()
+        .to_owned();
+    let listeners: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a listener"))
+        .collect();
+    for (name, listener) in ["a-first", "b-second"].iter().zip(&listeners) {
+        let port = listener.local_addr().expect("address").port();
+        cluster.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  ports: [{{port: 80, targetPort: {port}}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: {name}}}
+subsets: [{{addresses: [{{ip: "{node_ip}"}}], ports: [{{port: {port}}}]}}]
+"#
+        ));
+        // One at a time: the first takes the last free backend.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=b-second",
+            "-o",
+            "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+        ]);
+        if out.stdout.contains("Warning LoadBalancerMapFull") {
+            assert!(out.stdout.contains("no free backend id"), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Warning Event on the Service that does not fit: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The Service that fits still works.
+    let cluster_ip: std::net::Ipv4Addr = cluster
+        .master
+        .kubectl(&[
+            "get",
+            "service",
+            "a-first",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .stdout
+        .trim()
+        .parse()
+        .expect("a ClusterIP");
+    skiff::network::ensure_stays_local(cluster_ip).expect("the Service CIDR is kept local");
+    listeners[0].set_nonblocking(false).expect("blocking");
+    let mut stream =
+        TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
+            .expect("connect to the Service that fits");
+    stream.write_all(b"hello").expect("send");
+    let (mut accepted, _) = listeners[0].accept().expect("the first listener gets it");
+    let mut got = [0u8; 5];
+    accepted.read_exact(&mut got).expect("read");
+    assert_eq!(&got, b"hello");
+
+    // A ClusterIP outside the range is refused with a clear error, and nothing else changes.
+    let out = cluster.master.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: outside}\nspec:\n  clusterIP: 10.1.2.3\n  ports: [{port: 80}]\n",
+    );
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("Invalid"), "{out}");
+}
+
 /// A node whose agent dies: after the grace period (6 s here) its status turns Unknown and it
 /// is tainted unreachable; its pod (tolerating that for 2 s) is evicted and the Deployment's
 /// replacement runs on the other node. When the agent comes back the node is Ready and

@@ -11,6 +11,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_node::kubelet::{self, Kubelet};
 use skiff_node::proxy;
+use skiff_node::proxy::datapath::MapSizes;
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 use skiff_node::uring;
 
@@ -88,6 +89,22 @@ struct Args {
     /// The host's resolver configuration, which `dnsPolicy: Default` pods get (empty: none).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Entries of the eBPF Service map: frontends and their backend slots (Cilium's
+    /// `--bpf-lb-map-max`). A change takes effect once `skiff-node proxy cleanup` removed the
+    /// pinned maps.
+    #[arg(long, default_value_t = MapSizes::default().services, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_map_max: u32,
+    /// Entries of the eBPF backend map (Cilium's `--bpf-lb-backend-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().backends, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_backend_map_max: u32,
+    /// Sockets the eBPF reverse map remembers for replies and getpeername() (an LRU map;
+    /// Cilium's `--bpf-sock-rev-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().rev_nat, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_sock_rev_map_max: u32,
+    /// Clients the eBPF affinity map remembers for `sessionAffinity: ClientIP` (an LRU map;
+    /// Cilium's `--bpf-lb-affinity-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().affinity, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_affinity_map_max: u32,
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
@@ -194,7 +211,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 node_addresses: node_port_addresses(args.node_ip),
                 service_cidr: args.service_cluster_ip_range,
                 cluster_cidr: args.cluster_cidr,
-                map_sizes: Default::default(),
+                map_sizes: MapSizes {
+                    services: args.bpf_lb_map_max,
+                    backends: args.bpf_lb_backend_map_max,
+                    rev_nat: args.bpf_sock_rev_map_max,
+                    affinity: args.bpf_lb_affinity_map_max,
+                },
             },
         ))
     });

@@ -34,6 +34,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
+use skiff_api::events::{EventType, Recorder, Reporter};
 use tracing::{debug, info, warn};
 
 use datapath::{DatapathError, MapSizes};
@@ -133,10 +134,20 @@ async fn watch(
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default())
         .default_backoff()
         .map(|event| Change::Service(Box::new(event)));
+    let client_for_events = client.clone();
     let endpoints = watcher::watcher(Api::<Endpoints>::all(client), Default::default())
         .default_backoff()
         .map(|event| Change::Endpoints(Box::new(event)));
     let mut changes = std::pin::pin!(futures::stream::select(services, endpoints));
+    // What cannot be programmed is told on the Service, as kube-proxy's component.
+    let recorder = Recorder::start(
+        client_for_events,
+        Reporter {
+            component: String::from("skiff-proxy"),
+            host: Some(config.node_name.clone()),
+            instance: config.node_name.clone(),
+        },
+    );
     let node = frontends::NodeContext {
         node_name: config.node_name.clone(),
         addresses: config.node_addresses.clone(),
@@ -189,7 +200,16 @@ async fn watch(
             })
             .collect();
         let count = changed.len();
-        proxier.sync(changed, !synced).await;
+        for problem in proxier.sync(changed, !synced).await {
+            if let Some(service) = objects.services.get(&problem.service) {
+                recorder.record(
+                    skiff_api::events::object_ref(service),
+                    EventType::Warning,
+                    problem.reason,
+                    problem.message,
+                );
+            }
+        }
         if !synced {
             synced = true;
             info!(services = count, frontends = proxier.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");

@@ -14,12 +14,21 @@ use super::iptables::{Rules, Wanted};
 use super::iptables_restore::{self, IptablesError};
 use super::table::{self, ServiceName, Table};
 
+/// Why a Service is not (wholly) programmed: a Warning Event on it.
+#[derive(Debug)]
+pub(super) struct Problem {
+    pub service: ServiceName,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Programs the changed Services' frontends into the kernel.
 pub(super) trait Proxier {
     /// Makes the data path do what each of `changed` wants (nothing, for a Service that is
     /// gone). `first` is the sync after both first lists: `changed` then names every Service
-    /// there is, and what an earlier run left for others goes.
-    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool);
+    /// there is, and what an earlier run left for others goes. Returns what could not be
+    /// done, by Service (the other Services are programmed all the same).
+    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool) -> Vec<Problem>;
 
     /// How many frontends are programmed.
     fn frontend_count(&self) -> usize;
@@ -52,26 +61,38 @@ impl EbpfProxier {
         Ok(EbpfProxier { table, datapath })
     }
 
-    fn write(&mut self, name: &ServiceName, wanted: &Wanted) {
+    fn write(&mut self, name: &ServiceName, wanted: &Wanted, problems: &mut Vec<Problem>) {
         let (writes, errors) = self.table.update(name, wanted);
         for err in errors {
             warn!(service = %format!("{}/{}", name.0, name.1), "{err}");
+            problems.push(Problem {
+                service: name.clone(),
+                reason: err.reason(),
+                message: err.to_string(),
+            });
         }
         if let Err(err) = self.datapath.apply(&writes) {
             warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
+            problems.push(Problem {
+                service: name.clone(),
+                reason: "LoadBalancerMapFull",
+                message: format!("programming the data path: {err}"),
+            });
         }
     }
 }
 
 impl Proxier for EbpfProxier {
-    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool) {
+    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool) -> Vec<Problem> {
+        let mut problems = Vec::new();
         for (name, wanted) in &changed {
-            self.write(name, wanted);
+            self.write(name, wanted, &mut problems);
         }
         if first {
             // Frontends of Services deleted while no agent ran.
-            self.write(&table::adopted(), &Wanted::new());
+            self.write(&table::adopted(), &Wanted::new(), &mut problems);
         }
+        problems
     }
 
     fn frontend_count(&self) -> usize {
@@ -129,7 +150,8 @@ impl IptablesProxier {
 }
 
 impl Proxier for IptablesProxier {
-    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool) {
+    async fn sync(&mut self, changed: Vec<(ServiceName, Wanted)>, first: bool) -> Vec<Problem> {
+        // A failed restore concerns no Service of its own: it is logged, not an Event.
         match self.try_sync(changed, first).await {
             Ok(()) => self.needs_full_sync = false,
             Err(err) => {
@@ -137,6 +159,7 @@ impl Proxier for IptablesProxier {
                 self.needs_full_sync = true;
             }
         }
+        Vec::new()
     }
 
     fn frontend_count(&self) -> usize {

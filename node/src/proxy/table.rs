@@ -50,6 +50,18 @@ pub enum TableError {
     },
 }
 
+impl TableError {
+    /// The reason of the Warning Event on the Service (one word, as Kubernetes' reasons).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TableError::FrontendsFull(_)
+            | TableError::BackendsFull(_)
+            | TableError::TooManyBackends { .. } => "LoadBalancerMapFull",
+            TableError::FrontendTaken { .. } => "FrontendInUse",
+        }
+    }
+}
+
 /// A programmed frontend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Programmed {
