@@ -1454,6 +1454,28 @@ async fn endpoints_are_the_running_pods(cluster: &Cluster, name: &str, count: us
     }
 }
 
+/// The address the `kube-dns` Endpoints name (the master's DNS server), once they are
+/// written.
+fn kube_dns_endpoint(cluster: &Cluster) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "endpoints",
+            "kube-dns",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ]);
+        if let Ok(address) = out.stdout.trim().parse() {
+            return address;
+        }
+        assert!(Instant::now() < deadline, "no kube-dns Endpoints: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One DNS query over UDP to `server`; the answer, or `None` after 2 s.
 fn dns_query(
     server: SocketAddr,
@@ -1550,23 +1572,7 @@ async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_
     let cluster = Cluster::start_with_master(master, node).await;
 
     // The kube-dns Service and its Endpoints, which name the master's DNS server.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let server: SocketAddr = loop {
-        let out = cluster.master.kubectl(&[
-            "get",
-            "endpoints",
-            "kube-dns",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
-        ]);
-        if let Ok(address) = out.stdout.trim().parse() {
-            break address;
-        }
-        assert!(Instant::now() < deadline, "no kube-dns Endpoints: {out}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let server = kube_dns_endpoint(&cluster);
     let out = cluster.master.kubectl(&[
         "get",
         "service",
@@ -1770,15 +1776,7 @@ async fn a_full_backend_map_warns_on_the_service_and_the_others_keep_working() {
         String::from("--bpf-lb-backend-map-max=4"),
     ];
     let cluster = Cluster::start_with_master(master, node).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster
-        .master
-        .kubectl(&["get", "endpoints", "kube-dns", "-n", "kube-system"])
-        .success()
-    {
-        assert!(Instant::now() < deadline, "no kube-dns Endpoints");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    kube_dns_endpoint(&cluster);
     // Backends on the host: two listeners at the node's address.
     let node_ip = cluster
         .master

@@ -248,9 +248,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// `--resolv-conf`.
 fn cluster_dns(args: &Args) -> anyhow::Result<kubelet::dns::ClusterDns> {
     let servers = args.cluster_dns.clone().unwrap_or_else(|| {
-        let range = args.service_cluster_ip_range;
-        vec![IpAddr::V4(std::net::Ipv4Addr::from(
-            u32::from(range.network()).saturating_add(10),
+        vec![IpAddr::V4(skiff_api::well_known::cluster_dns_address(
+            args.service_cluster_ip_range.network(),
         ))]
     });
     let host = if args.resolv_conf.as_os_str().is_empty() {
