@@ -1,19 +1,26 @@
-//! `cargo xtask bench proxy`: Service load balancing in eBPF against connecting straight to
-//! the pod, in one run, for S = 100, 1,000 and 10,000 Services of 10 endpoints each.
+//! `cargo xtask bench proxy`: Service load balancing in eBPF and in kube-proxy's iptables
+//! mode against connecting straight to the pod, in one run, for S = 100, 1,000 and 10,000
+//! Services of 10 endpoints each.
 //!
 //! The backends are 10 TCP servers (ports 8080-8089) in a network namespace the benchmark
 //! makes (`skiff-bench-proxy`, reached over a veth: 10.201.0.1 on the host, 10.201.0.2
 //! inside), so every connection stays on this machine. The Services get ClusterIPs in
-//! 10.101.0.0/18, which is routed `unreachable` before any program loads, and every address
-//! sent to is checked with `ip route get` first. For each S it measures:
+//! 10.101.0.0/18, routed `unreachable` for the eBPF measurements (the socket programs
+//! translate before the route lookup) and into the bench's own veth for the iptables ones
+//! (nat OUTPUT's DNAT comes after it; an untranslated packet ends in the bench's namespace);
+//! every address sent to is checked with `ip route get` first. For each S, one mode's
+//! programs or rules are removed before the other's are measured:
 //! 1. short TCP connections per second (connect, a small request and answer, close) and their
-//!    p99, to the last Service's ClusterIP through the eBPF programs and straight to the pod;
-//! 2. the time to program all S x 10 into the maps (the agent's table and map writes);
-//! 3. the time for one endpoint change to take effect (its map writes).
+//!    p99, to the last Service's ClusterIP through the eBPF programs, through the iptables
+//!    rules, and straight to the pods with neither;
+//! 2. the time to program all S x 10 (eBPF: the agent's table and map writes; iptables: the
+//!    agent's full sync, one `iptables-restore`);
+//! 3. the time for one endpoint change to take effect (its map writes; its partial sync).
 //!
-//! Last line: `RESULT proxy services=10000 ebpf_vs_direct=... ebpf_sync_ms=...
-//! ebpf_update_ms=... ebpf_conns_per_s=... direct_conns_per_s=...`. The iptables mode (the
-//! issue's other comparison) does not exist yet.
+//! Last line: `RESULT proxy services=10000 ebpf_vs_direct=... iptables_vs_direct=...
+//! ebpf_sync_ms=... iptables_sync_ms=... ebpf_update_ms=... iptables_update_ms=...
+//! ebpf_conns_per_s=... iptables_conns_per_s=... direct_conns_per_s=... ebpf_p99_ms=...
+//! iptables_p99_ms=... direct_p99_ms=...`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -29,8 +36,10 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_node::proxy::datapath::{self, Datapath, MapSizes};
 use skiff_node::proxy::frontends::{BackendAddress, Balancing, Frontend, Protocol};
+use skiff_node::proxy::iptables::{Rules, Wanted};
+use skiff_node::proxy::iptables_restore;
 use skiff_node::proxy::route;
-use skiff_node::proxy::table::Table;
+use skiff_node::proxy::table::{ServiceName, Table};
 
 const NETNS: &str = "skiff-bench-proxy";
 const HOST_SIDE: &str = "skbp0";
@@ -40,11 +49,14 @@ const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
 const SERVICE_CIDR: &str = "10.101.0.0/18";
 const FIRST_PORT: u16 = 8080;
 const ENDPOINTS: u16 = 10;
-/// The node name the bench's maps are pinned under.
+/// The node name the bench's maps are pinned under, and its iptables chains named after.
 const NODE: &str = "bench-proxy";
+/// The cluster CIDR of the iptables rules: the host's own traffic is masqueraded, as
+/// kube-proxy does it for a client on the node.
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
 #[derive(Parser, Debug)]
-#[command(about = "eBPF Service load balancing vs connecting straight to the pod")]
+#[command(about = "eBPF and iptables Service load balancing vs connecting straight to the pod")]
 struct Args {
     /// Service counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![100, 1_000, 10_000])]
@@ -73,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     route::keep_local(cidr)?;
     // Whatever an earlier, killed run left.
     datapath::cleanup(NODE)?;
+    iptables_restore::remove_rules(NODE)?;
     let outcome = measure_all(&args, cidr);
     stop.store(true, Ordering::Relaxed);
     let _ = TcpStream::connect_timeout(
@@ -81,30 +94,45 @@ fn main() -> anyhow::Result<()> {
     );
     drop(servers);
     datapath::cleanup(NODE)?;
+    iptables_restore::remove_rules(NODE)?;
+    // Back to `unreachable`, should the iptables phase have stopped half way.
+    route::keep_local(cidr)?;
     let results = outcome?;
     for r in &results {
+        let vs = |rate: &Rate| rate.per_s / r.direct.per_s.max(f64::MIN_POSITIVE);
         println!(
-            "services={}: eBPF {:.0} conn/s (p99 {:.2} ms), direct {:.0} conn/s (p99 {:.2} ms), {:.2}x; programmed in {:.1} ms, one endpoint change in {:.3} ms",
+            "services={}: eBPF {:.0} conn/s (p99 {:.2} ms, {:.2}x), iptables {:.0} conn/s (p99 {:.2} ms, {:.2}x), direct {:.0} conn/s (p99 {:.2} ms); programmed: eBPF {:.1} ms, iptables {:.1} ms; one endpoint change: eBPF {:.3} ms, iptables {:.1} ms",
             r.services,
             r.ebpf.per_s,
             r.ebpf.p99_ms,
+            vs(&r.ebpf),
+            r.iptables.per_s,
+            r.iptables.p99_ms,
+            vs(&r.iptables),
             r.direct.per_s,
             r.direct.p99_ms,
-            r.ebpf.per_s / r.direct.per_s.max(f64::MIN_POSITIVE),
-            r.sync_ms,
-            r.update_ms
+            r.ebpf_sync_ms,
+            r.iptables_sync_ms,
+            r.ebpf_update_ms,
+            r.iptables_update_ms
         );
     }
     let last = results.last().context("no measurement")?;
+    let vs = |rate: &Rate| rate.per_s / last.direct.per_s.max(f64::MIN_POSITIVE);
     println!(
-        "RESULT proxy services={} ebpf_vs_direct={:.2} ebpf_sync_ms={:.1} ebpf_update_ms={:.3} ebpf_conns_per_s={:.0} direct_conns_per_s={:.0} ebpf_p99_ms={:.2} direct_p99_ms={:.2}",
+        "RESULT proxy services={} ebpf_vs_direct={:.2} iptables_vs_direct={:.2} ebpf_sync_ms={:.1} iptables_sync_ms={:.1} ebpf_update_ms={:.3} iptables_update_ms={:.1} ebpf_conns_per_s={:.0} iptables_conns_per_s={:.0} direct_conns_per_s={:.0} ebpf_p99_ms={:.2} iptables_p99_ms={:.2} direct_p99_ms={:.2}",
         last.services,
-        last.ebpf.per_s / last.direct.per_s.max(f64::MIN_POSITIVE),
-        last.sync_ms,
-        last.update_ms,
+        vs(&last.ebpf),
+        vs(&last.iptables),
+        last.ebpf_sync_ms,
+        last.iptables_sync_ms,
+        last.ebpf_update_ms,
+        last.iptables_update_ms,
         last.ebpf.per_s,
+        last.iptables.per_s,
         last.direct.per_s,
         last.ebpf.p99_ms,
+        last.iptables.p99_ms,
         last.direct.p99_ms
     );
     Ok(())
@@ -113,9 +141,74 @@ fn main() -> anyhow::Result<()> {
 struct Measured {
     services: u32,
     ebpf: Rate,
+    iptables: Rate,
     direct: Rate,
-    sync_ms: f64,
-    update_ms: f64,
+    ebpf_sync_ms: f64,
+    ebpf_update_ms: f64,
+    iptables_sync_ms: f64,
+    iptables_update_ms: f64,
+}
+
+/// The last Service's frontends with one endpoint moved to another port: an endpoint change.
+fn moved(frontends: &Wanted) -> Wanted {
+    let mut moved = frontends.clone();
+    for balancing in moved.values_mut() {
+        balancing.backends[0].port = FIRST_PORT + ENDPOINTS - 1;
+        balancing.backends.sort();
+        balancing.backends.dedup();
+    }
+    moved
+}
+
+/// The iptables measurements for `services`: full sync, one endpoint change, connections to
+/// `target`. The Service CIDR is routed into the bench's veth meanwhile, and `unreachable`
+/// again (rules removed) after.
+fn measure_iptables(
+    args: &Args,
+    cidr: Ipv4Net,
+    services: &[(ServiceName, Wanted)],
+    target: Ipv4Addr,
+) -> anyhow::Result<(f64, f64, Vec<Rate>)> {
+    // The route first, to the bench's own namespace: no rule is written while the CIDR
+    // could leave the machine.
+    ip(&[
+        "route",
+        "replace",
+        &cidr.to_string(),
+        "dev",
+        HOST_SIDE,
+        "src",
+        &HOST_IP.to_string(),
+    ])?;
+    let outcome = (|| -> anyhow::Result<(f64, f64, Vec<Rate>)> {
+        let mut rules = Rules::new(NODE, CLUSTER_CIDR.parse()?, cidr);
+        let started = Instant::now();
+        let live = iptables_restore::live_chains(rules.chains())?;
+        for input in rules.full_sync(services.iter().cloned(), &live) {
+            iptables_restore::restore(&input)?;
+        }
+        let sync_ms = started.elapsed().as_secs_f64() * 1000.0;
+        iptables_restore::ensure_jumps(rules.chains())?;
+        let (name, frontends) = services.last().context("no Service")?;
+        let moved = moved(frontends);
+        let mut update_ms = f64::MAX;
+        for wanted in [&moved, frontends, &moved, frontends] {
+            let started = Instant::now();
+            let input = rules
+                .update([(name.clone(), wanted.clone())])
+                .context("an endpoint change writes rules")?;
+            iptables_restore::restore(&input)?;
+            update_ms = update_ms.min(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        skiff::network::ensure_stays_local(target)?;
+        let rates = (0..2)
+            .map(|_| connections(&[SocketAddr::from((target, 80))], args))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((sync_ms, update_ms, rates))
+    })();
+    iptables_restore::remove_rules(NODE)?;
+    route::keep_local(cidr)?;
+    outcome
 }
 
 fn measure_all(args: &Args, cidr: Ipv4Net) -> anyhow::Result<Vec<Measured>> {
@@ -131,43 +224,45 @@ fn measure_all(args: &Args, cidr: Ipv4Net) -> anyhow::Result<Vec<Measured>> {
             anyhow::ensure!(errors.is_empty(), "{errors:?}");
             datapath.apply(&writes)?;
         }
-        let sync_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let ebpf_sync_ms = started.elapsed().as_secs_f64() * 1000.0;
         // One endpoint of the last Service moves to another port and back, timed each way.
         let (name, frontends) = services.last().context("no Service")?;
-        let mut moved = frontends.clone();
-        for balancing in moved.values_mut() {
-            balancing.backends[0].port = FIRST_PORT + ENDPOINTS - 1;
-            balancing.backends.sort();
-            balancing.backends.dedup();
-        }
-        let mut update_ms = f64::MAX;
+        let moved = moved(frontends);
+        let mut ebpf_update_ms = f64::MAX;
         for wanted in [&moved, frontends, &moved, frontends] {
             let started = Instant::now();
             let (writes, _) = table.update(name, wanted);
             datapath.apply(&writes)?;
-            update_ms = update_ms.min(started.elapsed().as_secs_f64() * 1000.0);
+            ebpf_update_ms = ebpf_update_ms.min(started.elapsed().as_secs_f64() * 1000.0);
         }
         let target = frontends.keys().next().context("a frontend")?.address;
         skiff::network::ensure_stays_local(target)?;
+        // Straight to the pods, spread over the same 10 endpoints.
+        let pods: Vec<SocketAddr> = (0..ENDPOINTS)
+            .map(|i| SocketAddr::from((POD_IP, FIRST_PORT + i)))
+            .collect();
         // Alternate, so a change in the machine's load touches both alike.
         let mut ebpf = Vec::new();
         let mut direct = Vec::new();
         for _ in 0..2 {
             ebpf.push(connections(&[SocketAddr::from((target, 80))], args)?);
-            // Straight to the pods, spread over the same 10 endpoints.
-            let pods: Vec<SocketAddr> = (0..ENDPOINTS)
-                .map(|i| SocketAddr::from((POD_IP, FIRST_PORT + i)))
-                .collect();
             direct.push(connections(&pods, args)?);
         }
         drop(datapath);
         datapath::cleanup(NODE)?;
+        // The eBPF programs are gone before the iptables rules come, and the other way round.
+        let (iptables_sync_ms, iptables_update_ms, iptables) =
+            measure_iptables(args, cidr, &services, target)?;
+        direct.push(connections(&pods, args)?);
         results.push(Measured {
             services: count,
             ebpf: Rate::combine(&ebpf),
+            iptables: Rate::combine(&iptables),
             direct: Rate::combine(&direct),
-            sync_ms,
-            update_ms,
+            ebpf_sync_ms,
+            ebpf_update_ms,
+            iptables_sync_ms,
+            iptables_update_ms,
         });
     }
     Ok(results)
@@ -175,7 +270,7 @@ fn measure_all(args: &Args, cidr: Ipv4Net) -> anyhow::Result<Vec<Measured>> {
 
 /// `count` Services `bench/svc-<i>`, ClusterIP the i-th address of `cidr` (from .1), port 80,
 /// each with the 10 endpoints.
-fn services(cidr: Ipv4Net, count: u32) -> Vec<((String, String), BTreeMap<Frontend, Balancing>)> {
+fn services(cidr: Ipv4Net, count: u32) -> Vec<(ServiceName, Wanted)> {
     let base = u32::from(cidr.network());
     let backends: Vec<BackendAddress> = (0..ENDPOINTS)
         .map(|i| BackendAddress {
@@ -194,6 +289,7 @@ fn services(cidr: Ipv4Net, count: u32) -> Vec<((String, String), BTreeMap<Fronte
             let balancing = Balancing {
                 backends: backends.clone(),
                 affinity_timeout_s: None,
+                node_port: false,
             };
             (
                 (String::from("bench"), format!("svc-{i}")),

@@ -192,6 +192,11 @@ impl Master {
         self.launch()
     }
 
+    /// The options the next (re)start uses, e.g. other flags for a restart.
+    pub fn opts_mut(&mut self) -> &mut MasterOptions {
+        &mut self.opts
+    }
+
     /// As [`Master::restart`], but on a new free port (clients must be told the new address).
     pub fn restart_on_new_port(&mut self) -> anyhow::Result<()> {
         self.stop();

@@ -989,3 +989,93 @@ async fn owners_over_quota_show_replica_failure_until_it_is_raised() {
     assert_eq!(status.fully_labeled_replicas, Some(2));
     assert_eq!(status.observed_generation, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoints_of_a_deleted_service_go_with_it_even_when_no_controller_ran() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    let mut master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the Service");
+    eventually("the Service's Endpoints", || async {
+        endpoints.get_opt("web").await.expect("get").map(drop)
+    })
+    .await;
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete the Service");
+    eventually("the Endpoints to go", || async {
+        endpoints
+            .get_opt("web")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // Endpoints left behind (written while the master ran no controllers, as a Service was
+    // deleted with no controller running) go when the controller starts; a selector-less
+    // Service's, which its user writes, stay.
+    master.stop();
+    master.opts_mut().extra_args = vec![String::from("--controllers=")];
+    master.restart().expect("restart without controllers");
+    let client = master.kube_client().await.expect("client");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    for name in ["orphan", "kept"] {
+        let object: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "subsets": [{"addresses": [{"ip": "10.244.9.9"}], "ports": [{"port": 80}]}],
+        }))
+        .expect("endpoints");
+        endpoints
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create Endpoints");
+    }
+    let kept: Service = serde_json::from_value(json!({
+        "metadata": {"name": "kept"}, "spec": {"ports": [{"port": 80}]},
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &kept)
+        .await
+        .expect("create the selector-less Service");
+    master.stop();
+    master.opts_mut().extra_args = Vec::new();
+    master.restart().expect("restart with the controllers");
+    let client = master.kube_client().await.expect("client");
+    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    eventually("the leftover Endpoints to go", || async {
+        endpoints
+            .get_opt("orphan")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        endpoints.get_opt("kept").await.expect("get").is_some(),
+        "a selector-less Service's Endpoints stay"
+    );
+    assert!(
+        endpoints
+            .get_opt("kubernetes")
+            .await
+            .expect("get")
+            .is_some(),
+        "the kubernetes Endpoints stay"
+    );
+}

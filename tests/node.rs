@@ -1454,6 +1454,28 @@ async fn endpoints_are_the_running_pods(cluster: &Cluster, name: &str, count: us
     }
 }
 
+/// The address the `kube-dns` Endpoints name (the master's DNS server), once they are
+/// written.
+fn kube_dns_endpoint(cluster: &Cluster) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "endpoints",
+            "kube-dns",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ]);
+        if let Ok(address) = out.stdout.trim().parse() {
+            return address;
+        }
+        assert!(Instant::now() < deadline, "no kube-dns Endpoints: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One DNS query over UDP to `server`; the answer, or `None` after 2 s.
 fn dns_query(
     server: SocketAddr,
@@ -1531,9 +1553,9 @@ fn upstream_stub() -> SocketAddr {
 async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_the_api_server() {
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::RecordType;
-    // A Service CIDR of this test's own: its kube-dns is 10.100.222.10.
-    const SERVICE_CIDR: &str = "10.100.222.0/24";
-    let dns_ip: std::net::Ipv4Addr = "10.100.222.10".parse().expect("ip");
+    // A Service CIDR of this test's own: its kube-dns is 10.100.224.10.
+    const SERVICE_CIDR: &str = "10.100.224.0/24";
+    let dns_ip: std::net::Ipv4Addr = "10.100.224.10".parse().expect("ip");
     let upstream = upstream_stub();
     let master = MasterOptions {
         extra_args: vec![
@@ -1542,7 +1564,7 @@ async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_
         ],
         ..Default::default()
     };
-    let mut node = NodeOptions::new("t-dns-a", "10.244.222.0/24");
+    let mut node = NodeOptions::new("t-dns-a", "10.244.224.0/24");
     node.extra_args = vec![
         String::from("--proxy-mode=ebpf"),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
@@ -1550,23 +1572,7 @@ async fn cluster_dns_names_services_for_pods_and_the_kubernetes_service_reaches_
     let cluster = Cluster::start_with_master(master, node).await;
 
     // The kube-dns Service and its Endpoints, which name the master's DNS server.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let server: SocketAddr = loop {
-        let out = cluster.master.kubectl(&[
-            "get",
-            "endpoints",
-            "kube-dns",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
-        ]);
-        if let Ok(address) = out.stdout.trim().parse() {
-            break address;
-        }
-        assert!(Instant::now() < deadline, "no kube-dns Endpoints: {out}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let server = kube_dns_endpoint(&cluster);
     let out = cluster.master.kubectl(&[
         "get",
         "service",
@@ -1727,7 +1733,7 @@ spec:
     assert!(
         logs.stdout
             .contains("search default.svc.cluster.local svc.cluster.local cluster.local")
-            && logs.stdout.contains("nameserver 10.100.222.10")
+            && logs.stdout.contains("nameserver 10.100.224.10")
             && logs.stdout.contains("options ndots:5"),
         "the kubelet's resolv.conf: {logs}"
     );
@@ -1739,7 +1745,7 @@ spec:
 
     // The API server's certificate names the kubernetes Service's ClusterIP, as in-cluster
     // clients check it.
-    let kubernetes_ip: std::net::Ipv4Addr = "10.100.222.1".parse().expect("ip");
+    let kubernetes_ip: std::net::Ipv4Addr = "10.100.224.1".parse().expect("ip");
     skiff::network::ensure_stays_local(kubernetes_ip).expect("the Service CIDR is kept local");
     let http = reqwest::Client::builder()
         .add_root_certificate(
@@ -1748,11 +1754,116 @@ spec:
         .build()
         .expect("client");
     let answer = http
-        .get("https://10.100.222.1/healthz")
+        .get("https://10.100.224.1/healthz")
         .send()
         .await
         .expect("HTTPS to the kubernetes Service's ClusterIP");
     assert!(answer.status().is_success(), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backend_map_warns_on_the_service_and_the_others_keep_working() {
+    const SERVICE_CIDR: &str = "10.100.225.0/24";
+    let master = MasterOptions {
+        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        ..Default::default()
+    };
+    // Room for 4 backends: the kubernetes Service's, kube-dns's two (UDP and TCP), and one.
+    let mut node = NodeOptions::new("t-full", "10.244.225.0/24");
+    node.extra_args = vec![
+        String::from("--proxy-mode=ebpf"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        String::from("--bpf-lb-backend-map-max=4"),
+    ];
+    let cluster = Cluster::start_with_master(master, node).await;
+    kube_dns_endpoint(&cluster);
+    // Backends on the host: two listeners at the node's address.
+    let node_ip = cluster
+        .master
+        .kubectl(&[
+            "get",
+            "node",
+            "t-full",
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+        ])
+        .stdout
+        .trim()
+        .to_owned();
+    let listeners: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a listener"))
+        .collect();
+    for (name, listener) in ["a-first", "b-second"].iter().zip(&listeners) {
+        let port = listener.local_addr().expect("address").port();
+        cluster.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  ports: [{{port: 80, targetPort: {port}}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: {name}}}
+subsets: [{{addresses: [{{ip: "{node_ip}"}}], ports: [{{port: {port}}}]}}]
+"#
+        ));
+        // One at a time: the first takes the last free backend.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=b-second",
+            "-o",
+            "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+        ]);
+        if out.stdout.contains("Warning LoadBalancerMapFull") {
+            assert!(out.stdout.contains("no free backend id"), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Warning Event on the Service that does not fit: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The Service that fits still works.
+    let cluster_ip: std::net::Ipv4Addr = cluster
+        .master
+        .kubectl(&[
+            "get",
+            "service",
+            "a-first",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .stdout
+        .trim()
+        .parse()
+        .expect("a ClusterIP");
+    skiff::network::ensure_stays_local(cluster_ip).expect("the Service CIDR is kept local");
+    listeners[0].set_nonblocking(false).expect("blocking");
+    let mut stream =
+        TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
+            .expect("connect to the Service that fits");
+    stream.write_all(b"hello").expect("send");
+    let (mut accepted, _) = listeners[0].accept().expect("the first listener gets it");
+    let mut got = [0u8; 5];
+    accepted.read_exact(&mut got).expect("read");
+    assert_eq!(&got, b"hello");
+
+    // A ClusterIP outside the range is refused with a clear error, and nothing else changes.
+    let out = cluster.master.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: outside}\nspec:\n  clusterIP: 10.1.2.3\n  ports: [{port: 80}]\n",
+    );
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("Invalid"), "{out}");
 }
 
 /// A node whose agent dies: after the grace period (6 s here) its status turns Unknown and it
@@ -2114,24 +2225,76 @@ async fn agent_port(cluster: &Cluster) -> i64 {
 /// clean stop takes the programs out of the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left() {
-    // A Service CIDR of this test's own: other tests' clusters on this machine share none of
-    // its addresses.
-    const SERVICE_CIDR: &str = "10.100.220.0/24";
+    cluster_ip_behaviour(ProxyTest {
+        mode: "ebpf",
+        nodes: ["t-svc-a", "t-svc-b"],
+        pod_cidrs: ["10.244.220.0/24", "10.244.221.0/24"],
+        service_cidr: "10.100.220.0/24",
+    })
+    .await;
+}
+
+/// The same in kube-proxy's iptables mode (`--proxy-mode=iptables`), on nodes, pod CIDRs and
+/// a Service CIDR of its own so both run side by side; the eBPF-only checks (the programs,
+/// their /metrics counters) become checks of the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_ip_reaches_every_ready_pod_and_refuses_when_none_is_left_in_iptables_mode() {
+    cluster_ip_behaviour(ProxyTest {
+        mode: "iptables",
+        nodes: ["t-ipt-a", "t-ipt-b"],
+        pod_cidrs: ["10.244.222.0/24", "10.244.223.0/24"],
+        service_cidr: "10.100.222.0/24",
+    })
+    .await;
+}
+
+/// One proxy mode's run of the ClusterIP test.
+struct ProxyTest {
+    mode: &'static str,
+    /// The node the pods run on, and the one the client pod runs on.
+    nodes: [&'static str; 2],
+    pod_cidrs: [&'static str; 2],
+    /// Of this test's own: other tests' clusters on this machine share none of its addresses.
+    service_cidr: &'static str,
+}
+
+impl ProxyTest {
+    fn ebpf(&self) -> bool {
+        self.mode == "ebpf"
+    }
+}
+
+/// The rules of nat `iptables-save` that name `address`.
+fn nat_rules_naming(address: &str) -> Vec<String> {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!("{address}/32")))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn cluster_ip_behaviour(test: ProxyTest) {
+    let [node_a, node_b] = test.nodes;
+
+    let service_cidr = test.service_cidr;
     let proxied = |name: &str, pod_cidr: &str| {
         let mut node = NodeOptions::new(name, pod_cidr);
         node.extra_args = vec![
-            String::from("--proxy-mode=ebpf"),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--proxy-mode={}", test.mode),
+            format!("--service-cluster-ip-range={service_cidr}"),
         ];
         node
     };
     let master = MasterOptions {
-        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        extra_args: vec![format!("--service-cluster-ip-range={service_cidr}")],
         ..Default::default()
     };
-    let mut cluster =
-        Cluster::start_with_master(master, proxied("t-svc-a", "10.244.220.0/24")).await;
-    let other = NodeAgent::start(&cluster.master, proxied("t-svc-b", "10.244.221.0/24"))
+    let mut cluster = Cluster::start_with_master(master, proxied(node_a, test.pod_cidrs[0])).await;
+    let other = NodeAgent::start(&cluster.master, proxied(node_b, test.pod_cidrs[1]))
         .expect("start the second skiff-node");
     cluster.apply(&format!(
         r#"
@@ -2144,7 +2307,7 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
-      nodeName: t-svc-a
+      nodeName: {node_a}
       containers:
       - name: app
         image: {WORKLOAD_IMAGE}
@@ -2238,7 +2401,7 @@ spec:
     let out = cluster.master.kubectl(&[
         "get",
         "node",
-        "t-svc-a",
+        node_a,
         "-o",
         "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
@@ -2258,7 +2421,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: client}}
 spec:
-  nodeName: t-svc-b
+  nodeName: {node_b}
   volumes: [{{name: out, emptyDir: {{}}}}]
   containers:
   - name: app
@@ -2274,35 +2437,48 @@ spec:
         "the pod on the other node reached a web pod through the ClusterIP: {fetched:?}"
     );
 
-    // The agents count what their programs translated, per frontend, in their /metrics (the
-    // first program attached on the machine translates; the other sees a pod address).
-    let counted: u64 = ["t-svc-a", "t-svc-b"]
-        .iter()
-        .map(|node| {
-            let path = format!("/api/v1/nodes/{node}/proxy/metrics");
-            let out = cluster.master.kubectl(&["get", "--raw", &path]);
-            assert!(out.success(), "{out}");
-            out.stdout
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!(
-                        "skiff_proxy_service_connections_total{{frontend=\"{ip}:80/TCP\"}} "
-                    ))
-                })
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum();
-    assert!(counted >= 30, "{counted} connections counted");
-
-    // The programs are in the kernel; an agent restart under steady traffic loses nothing.
-    let loaded = skiff_node::proxy::datapath::loaded_program_names();
-    assert!(
-        ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+    if test.ebpf() {
+        // The agents count what their programs translated, per frontend, in their /metrics
+        // (the first program attached on the machine translates; the other sees a pod
+        // address).
+        let counted: u64 = test
+            .nodes
             .iter()
-            .all(|name| loaded.iter().any(|l| l == name)),
-        "{loaded:?}"
-    );
+            .map(|node| {
+                let path = format!("/api/v1/nodes/{node}/proxy/metrics");
+                let out = cluster.master.kubectl(&["get", "--raw", &path]);
+                assert!(out.success(), "{out}");
+                out.stdout
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix(&format!(
+                            "skiff_proxy_service_connections_total{{frontend=\"{ip}:80/TCP\"}} "
+                        ))
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert!(counted >= 30, "{counted} connections counted");
+        // The programs are in the kernel.
+        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        assert!(
+            ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+                .iter()
+                .all(|name| loaded.iter().any(|l| l == name)),
+            "{loaded:?}"
+        );
+    } else {
+        // Each agent has its own kube-proxy chains for the ClusterIP (TCP and UDP).
+        let rules = nat_rules_naming(&ip);
+        let jumps = rules
+            .iter()
+            .filter(|r| r.starts_with("-A KUBE-SERVICES-") && r.contains("-j KUBE-SVC-"))
+            .count();
+        assert_eq!(jumps, 4, "two frontends on each of two agents: {rules:#?}");
+    }
+
+    // An agent restart under steady traffic loses nothing.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let traffic = {
         let (stop, ip) = (stop.clone(), ip.clone());
@@ -2376,20 +2552,28 @@ spec:
         "refused at once, not after {refused:?}"
     );
 
-    // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs out, and
-    // the ClusterIP then fails on this machine instead of going anywhere.
+    // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs or rules
+    // out, and the ClusterIP then fails on this machine instead of going anywhere.
     drop(other);
     cluster.agent.stop();
     cluster.agent.proxy_cleanup().expect("proxy cleanup");
-    let loaded = skiff_node::proxy::datapath::loaded_program_names();
-    assert!(
-        !loaded.iter().any(|l| l == "connect4"),
-        "no connect4 program left: {loaded:?}"
-    );
+    if test.ebpf() {
+        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        assert!(
+            !loaded.iter().any(|l| l == "connect4"),
+            "no connect4 program left: {loaded:?}"
+        );
+    } else {
+        let rules = nat_rules_naming(&ip);
+        assert!(
+            rules.is_empty(),
+            "no rule for the ClusterIP left: {rules:#?}"
+        );
+    }
     skiff::network::ensure_stays_local(cluster_ip).expect("still kept local");
     let err =
         TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, 80)), Duration::from_secs(2))
-            .expect_err("nothing answers a ClusterIP without the programs");
+            .expect_err("nothing answers a ClusterIP without the programs or rules");
     assert_ne!(
         err.kind(),
         std::io::ErrorKind::TimedOut,
@@ -2398,54 +2582,54 @@ spec:
 }
 
 /// A stand-in for a host outside the node: a network namespace reached through a veth pair,
-/// `sknp0` (10.203.0.1/24, the node's address) on the host and `sknp1` (10.203.0.2/24) in the
-/// namespace. No socket hook applies to its clients. It has no default route: it talks to
-/// 10.203.0.1 only, so nothing it sends can leave the machine. Removed when dropped.
-struct OutsideHost;
+/// `<device>0` (10.<subnet>.0.1/24, the node's address) on the host and `<device>1`
+/// (10.<subnet>.0.2/24) in the namespace. No socket hook applies to its clients (its namespace
+/// is none of the node's). It has no default route: it talks to 10.<subnet>.0.1 only, so
+/// nothing it sends can leave the machine. Removed when dropped.
+struct OutsideHost {
+    netns: &'static str,
+    device: &'static str,
+    subnet: u8,
+}
 
 impl OutsideHost {
-    const NETNS: &'static str = "skiff-t-np";
-    const HOST_DEVICE: &'static str = "sknp0";
-    const NODE_IP: &'static str = "10.203.0.1";
-
-    fn create() -> OutsideHost {
-        Self::remove();
+    fn create(netns: &'static str, device: &'static str, subnet: u8) -> OutsideHost {
+        let host = OutsideHost {
+            netns,
+            device,
+            subnet,
+        };
+        host.remove();
         let out = std::process::Command::new("ip")
             .args(["-4", "addr", "show"])
             .output()
             .expect("ip addr show");
         assert!(
-            !String::from_utf8_lossy(&out.stdout).contains(" 10.203.0."),
-            "10.203.0.0/24 is in use on this machine already"
+            !String::from_utf8_lossy(&out.stdout).contains(&format!(" 10.{subnet}.0.")),
+            "10.{subnet}.0.0/24 is in use on this machine already"
         );
-        let host = OutsideHost;
+        let (host_device, peer_device) = (format!("{device}0"), format!("{device}1"));
+        let (node_ip, peer_ip) = (format!("{}/24", host.node_ip()), host.client_ip());
+        let peer_ip = format!("{peer_ip}/24");
         for command in [
-            vec!["netns", "add", Self::NETNS],
+            vec!["netns", "add", netns],
             vec![
                 "link",
                 "add",
-                Self::HOST_DEVICE,
+                &host_device,
                 "type",
                 "veth",
                 "peer",
                 "name",
-                "sknp1",
+                &peer_device,
                 "netns",
-                Self::NETNS,
+                netns,
             ],
-            vec!["addr", "add", "10.203.0.1/24", "dev", Self::HOST_DEVICE],
-            vec!["link", "set", Self::HOST_DEVICE, "up"],
-            vec![
-                "-n",
-                Self::NETNS,
-                "addr",
-                "add",
-                "10.203.0.2/24",
-                "dev",
-                "sknp1",
-            ],
-            vec!["-n", Self::NETNS, "link", "set", "sknp1", "up"],
-            vec!["-n", Self::NETNS, "link", "set", "lo", "up"],
+            vec!["addr", "add", &node_ip, "dev", &host_device],
+            vec!["link", "set", &host_device, "up"],
+            vec!["-n", netns, "addr", "add", &peer_ip, "dev", &peer_device],
+            vec!["-n", netns, "link", "set", &peer_device, "up"],
+            vec!["-n", netns, "link", "set", "lo", "up"],
         ] {
             let out = std::process::Command::new("ip")
                 .args(&command)
@@ -2461,12 +2645,22 @@ impl OutsideHost {
         host
     }
 
+    /// The node's address on the link.
+    fn node_ip(&self) -> String {
+        format!("10.{}.0.1", self.subnet)
+    }
+
+    /// The outside client's address.
+    fn client_ip(&self) -> String {
+        format!("10.{}.0.2", self.subnet)
+    }
+
     /// Runs `client` on a thread of its own inside the namespace.
     fn run<T: Send>(&self, client: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let netns = std::fs::File::open(format!("/run/netns/{}", Self::NETNS))
+                    let netns = std::fs::File::open(format!("/run/netns/{}", self.netns))
                         .expect("the namespace's file");
                     // SAFETY: an open namespace file; only this thread moves into it.
                     let rc = unsafe {
@@ -2480,10 +2674,11 @@ impl OutsideHost {
         })
     }
 
-    fn remove() {
+    fn remove(&self) {
+        let host_device = format!("{}0", self.device);
         for command in [
-            vec!["netns", "del", Self::NETNS],
-            vec!["link", "del", Self::HOST_DEVICE],
+            vec!["netns", "del", self.netns],
+            vec!["link", "del", &host_device],
         ] {
             let _ = std::process::Command::new("ip")
                 .args(&command)
@@ -2495,26 +2690,61 @@ impl OutsideHost {
 
 impl Drop for OutsideHost {
     fn drop(&mut self) {
-        Self::remove();
+        self.remove();
     }
 }
 
 /// NodePort from outside the node, through the TC programs on the device of the node's IP: a
 /// client in another network namespace reaches both pods over TCP, each connection staying on
-/// one backend, with the replies coming from the node's address and nodePort (UDP too); once
-/// the agent is stopped and cleaned up, the programs are gone and the host itself refuses.
+/// one backend, with the replies coming from the node's address and nodePort (UDP too); the
+/// host and the node's pods reach it through the socket hooks; once the agent is stopped and
+/// cleaned up, the programs are gone and the host itself refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_port_reaches_every_pod_from_outside_the_node() {
-    const SERVICE_CIDR: &str = "10.100.230.0/24";
-    let outside = OutsideHost::create();
-    let mut node = NodeOptions::new("t-np", "10.244.230.0/24");
+    node_port_from_outside(OutsideTest {
+        mode: "ebpf",
+        node: "t-np",
+        pod_cidr: "10.244.230.0/24",
+        service_cidr: "10.100.230.0/24",
+        outside: OutsideHost::create("skiff-t-np", "sknp", 203),
+    })
+    .await;
+}
+
+/// The same through kube-proxy's iptables rules (DNAT in PREROUTING, masquerade, and the
+/// forwarding rule for what they translate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_port_reaches_every_pod_from_outside_the_node_in_iptables_mode() {
+    node_port_from_outside(OutsideTest {
+        mode: "iptables",
+        node: "t-npi",
+        pod_cidr: "10.244.231.0/24",
+        service_cidr: "10.100.231.0/24",
+        outside: OutsideHost::create("skiff-t-npi", "sknpi", 204),
+    })
+    .await;
+}
+
+struct OutsideTest {
+    mode: &'static str,
+    node: &'static str,
+    pod_cidr: &'static str,
+    /// Of this test's own, as [`ProxyTest`]'s.
+    service_cidr: &'static str,
+    outside: OutsideHost,
+}
+
+async fn node_port_from_outside(test: OutsideTest) {
+    let outside = &test.outside;
+    let node_ip = outside.node_ip();
+    let mut node = NodeOptions::new(test.node, test.pod_cidr);
     node.extra_args = vec![
-        String::from("--proxy-mode=ebpf"),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-        format!("--node-ip={}", OutsideHost::NODE_IP),
+        format!("--proxy-mode={}", test.mode),
+        format!("--service-cluster-ip-range={}", test.service_cidr),
+        format!("--node-ip={node_ip}"),
     ];
     let master = MasterOptions {
-        extra_args: vec![format!("--service-cluster-ip-range={SERVICE_CIDR}")],
+        extra_args: vec![format!("--service-cluster-ip-range={}", test.service_cidr)],
         ..Default::default()
     };
     let mut cluster = Cluster::start_with_master(master, node).await;
@@ -2529,7 +2759,7 @@ spec:
   template:
     metadata: {{labels: {{app: np}}}}
     spec:
-      nodeName: t-np
+      nodeName: {node}
       containers:
       - name: app
         image: {WORKLOAD_IMAGE}
@@ -2545,7 +2775,8 @@ spec:
   ports:
   - {{name: http, port: 80, targetPort: 8080}}
   - {{name: echo, port: 7, protocol: UDP, targetPort: 7007}}
-"#
+"#,
+        node = test.node
     ));
     endpoints_are_the_running_pods(&cluster, "np", 2).await;
     let node_port = |index: usize| {
@@ -2557,13 +2788,15 @@ spec:
         out.stdout.trim().parse::<u16>().expect("a nodePort")
     };
     let (tcp_port, udp_port) = (node_port(0), node_port(1));
-    let loaded = skiff_node::proxy::datapath::loaded_program_names();
-    assert!(
-        ["nodeport_ingres", "nodeport_egress"]
-            .iter()
-            .all(|name| loaded.iter().any(|l| l.starts_with(name))),
-        "the TC programs are loaded (names cut at 15 characters): {loaded:?}"
-    );
+    if test.mode == "ebpf" {
+        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        assert!(
+            ["nodeport_ingres", "nodeport_egress"]
+                .iter()
+                .all(|name| loaded.iter().any(|l| l.starts_with(name))),
+            "the TC programs are loaded (names cut at 15 characters): {loaded:?}"
+        );
+    }
 
     // TCP: new connections from outside spread over both pods; each is a whole HTTP exchange,
     // so every packet of a connection went to one backend and every reply came back from the
@@ -2572,7 +2805,7 @@ spec:
     let mut reached = std::collections::BTreeSet::new();
     let mut requests = 0;
     while reached.len() < 2 || requests < 20 {
-        match outside.run(|| http_get(OutsideHost::NODE_IP, tcp_port, "/env/POD_NAME")) {
+        match outside.run(|| http_get(&node_ip, tcp_port, "/env/POD_NAME")) {
             Some(name) => {
                 reached.insert(name);
                 requests += 1;
@@ -2582,14 +2815,14 @@ spec:
         assert!(
             Instant::now() < deadline,
             "{}:{tcp_port} from outside the node: {requests} answers, pods {reached:?}\n{}",
-            OutsideHost::NODE_IP,
+            &node_ip,
             cluster.agent.log_tail()
         );
     }
     assert_eq!(reached.len(), 2, "both pods answered: {reached:?}");
     let peer = outside.run(|| {
         let stream = TcpStream::connect_timeout(
-            &format!("{}:{tcp_port}", OutsideHost::NODE_IP)
+            &format!("{}:{tcp_port}", node_ip)
                 .parse()
                 .expect("an address"),
             Duration::from_secs(2),
@@ -2597,18 +2830,15 @@ spec:
         .expect("connect from outside");
         stream.peer_addr().expect("getpeername")
     });
-    assert_eq!(
-        peer.to_string(),
-        format!("{}:{tcp_port}", OutsideHost::NODE_IP)
-    );
+    assert_eq!(peer.to_string(), format!("{}:{tcp_port}", node_ip));
 
     // UDP: the echo comes back from the node's address and nodePort.
     let answered = outside.run(|| {
-        let socket = std::net::UdpSocket::bind("10.203.0.2:0").expect("a UDP socket");
+        let socket = std::net::UdpSocket::bind((outside.client_ip(), 0)).expect("a UDP socket");
         socket
             .set_read_timeout(Some(Duration::from_secs(1)))
             .expect("timeout");
-        let to: SocketAddr = format!("{}:{udp_port}", OutsideHost::NODE_IP)
+        let to: SocketAddr = format!("{}:{udp_port}", node_ip)
             .parse()
             .expect("an address");
         (0..10).find_map(|_| {
@@ -2622,20 +2852,50 @@ spec:
     assert_eq!(payload, b"ping");
     assert_eq!(
         from.to_string(),
-        format!("{}:{udp_port}", OutsideHost::NODE_IP),
+        format!("{}:{udp_port}", node_ip),
         "the reply names the node's address and nodePort"
     );
 
-    // Stopped and cleaned up: the TC links are gone, and the host refuses the port itself.
+    // The node's own clients reach it too: the host, and a pod of the node. In eBPF mode
+    // through the socket hooks (the pod's namespace is the node's from the start; were it
+    // not, its packets would meet no TC program on the pod bridge and the host would refuse
+    // them).
+    let name = http_get_eventually(&node_ip, tcp_port, "/env/POD_NAME").await;
+    assert!(reached.contains(&name), "the host reached a pod: {name:?}");
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: np-client}}
+spec:
+  nodeName: {node}
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [fetch, {node_ip}, "{tcp_port}", /env/POD_NAME, /out/fetched, serve, "8081", /out]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"#,
+        node = test.node,
+    ));
+    let client = cluster.wait_running("np-client").await;
+    let fetched = http_get_eventually(&pod_ip(&client), 8081, "/file/fetched").await;
+    assert!(
+        reached.contains(fetched.trim()),
+        "a pod of the node reached a pod through the NodePort: {fetched:?}"
+    );
+
+    // Stopped and cleaned up: the TC links or the rules are gone, and the host refuses the
+    // port itself.
     cluster.agent.stop();
     cluster.agent.proxy_cleanup().expect("proxy cleanup");
     assert!(
-        !skiff_node::proxy::datapath::pin_dir("t-np").exists(),
+        !skiff_node::proxy::datapath::pin_dir(test.node).exists(),
         "no pins left"
     );
     let refused = outside.run(|| {
         TcpStream::connect_timeout(
-            &format!("{}:{tcp_port}", OutsideHost::NODE_IP)
+            &format!("{}:{tcp_port}", node_ip)
                 .parse()
                 .expect("an address"),
             Duration::from_secs(2),
@@ -2643,6 +2903,6 @@ spec:
     });
     assert!(
         matches!(&refused, Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused),
-        "without the programs nothing behind the nodePort answers: {refused:?}"
+        "without the programs or rules nothing behind the nodePort answers: {refused:?}"
     );
 }

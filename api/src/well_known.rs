@@ -18,3 +18,10 @@ pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// The node is cordoned (`spec.unschedulable`).
 pub const TAINT_NODE_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// The cluster DNS's address in a Service range starting at `network` (10.96.0.0/12 gives
+/// 10.96.0.10): its 10th address, as kubeadm picks it for the `kube-dns` Service and as
+/// kubelets' `--cluster-dns` names it.
+pub fn cluster_dns_address(network: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(network).saturating_add(10))
+}

@@ -147,9 +147,9 @@ fn main() -> anyhow::Result<()> {
         address: advertise_address,
         port: args.dns_port,
         domain: args.cluster_domain.clone(),
-        service_ip: args
-            .cluster_dns
-            .unwrap_or_else(|| dns_service_ip(args.service_cluster_ip_range)),
+        service_ip: args.cluster_dns.unwrap_or_else(|| {
+            skiff_api::well_known::cluster_dns_address(args.service_cluster_ip_range.network())
+        }),
         upstreams: args.dns_upstream.clone(),
     };
     let config = Config {
@@ -354,11 +354,6 @@ async fn run_clients(
     }
     tasks.push(tokio::spawn(informers.run(stopped(stop.clone()))));
     futures::future::join_all(tasks).await;
-}
-
-/// The `kube-dns` Service's default ClusterIP: the range's 10th address, as kubeadm picks.
-fn dns_service_ip(range: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(range.network()).saturating_add(10))
 }
 
 /// A resolver's address: `ip:port`, or `ip` for port 53.

@@ -20,6 +20,10 @@ pub const PROTOCOL_UDP: u8 = 17;
 
 /// `ServiceValue::flags`: the Service has `sessionAffinity: ClientIP`.
 pub const SERVICE_FLAG_AFFINITY: u8 = 1;
+/// `ServiceValue::flags`: the frontend is a NodePort (a node address and a nodePort). The
+/// socket hooks translate it only for the node's own network namespaces (`NODE_NETNS`); a
+/// client in any other namespace is outside the node, and its packets meet the TC programs.
+pub const SERVICE_FLAG_NODE_PORT: u8 = 2;
 
 /// The slot of a Service's own entry in `SERVICES`.
 pub const SERVICE_SLOT: u16 = 0;
@@ -165,6 +169,7 @@ pub mod maps {
     pub const AFFINITY: &str = "AFFINITY";
     pub const CONNECTIONS: &str = "CONNECTIONS";
     pub const NODEPORT_FLOWS: &str = "NODEPORT_FLOWS";
+    pub const NODE_NETNS: &str = "NODE_NETNS";
 }
 
 /// The programs' names and the cgroup hooks they attach to.

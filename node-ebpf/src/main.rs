@@ -27,7 +27,7 @@ use aya_ebpf::programs::{SockAddrContext, TcContext};
 use skiff_node_ebpf::{
     AFFINITY_OUTSIDE, AffinityKey, AffinityValue, Backend, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
     FlowKey, FlowValue, MARK_NODEPORT, PROTOCOL_TCP, PROTOCOL_UDP, RevNatKey, RevNatValue,
-    SERVICE_FLAG_AFFINITY, SERVICE_SLOT, ServiceKey, ServiceValue,
+    SERVICE_FLAG_AFFINITY, SERVICE_FLAG_NODE_PORT, SERVICE_SLOT, ServiceKey, ServiceValue,
 };
 
 /// A cgroup sock_addr program's verdicts.
@@ -51,6 +51,10 @@ static CONNECTIONS: PerCpuArray<u64> = PerCpuArray::pinned(65_536, 0);
 /// NodePort flows of clients outside the node, both ways (`FLOW_TO_BACKEND`, `FLOW_TO_CLIENT`).
 #[map]
 static NODEPORT_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(262_144, 0);
+/// The node's own network namespaces, by cookie: the host's and its pods' (the agent keeps
+/// it). The socket hooks translate NodePorts only for these.
+#[map]
+static NODE_NETNS: HashMap<u64, u8> = HashMap::pinned(16_384, 0);
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -100,14 +104,23 @@ fn translate_to_backend(ctx: &SockAddrContext) -> i32 {
     let Some(service) = (unsafe { SERVICES.get(&key) }).copied() else {
         return ALLOW;
     };
+    // SAFETY: the helper takes the program's own context.
+    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+    // A NodePort from a namespace that is not the node's: a client outside the node, whose
+    // packets the node's TC programs translate (as another host's would be).
+    // SAFETY: only the presence of the entry is read.
+    if service.flags & SERVICE_FLAG_NODE_PORT != 0
+        && unsafe { NODE_NETNS.get(&netns_cookie) }.is_none()
+    {
+        return ALLOW;
+    }
     if service.count == 0 {
         // SAFETY: bpf_set_retval only sets the syscall's errno for a rejected call.
         unsafe { bpf_set_retval(-ECONNREFUSED) };
         return REJECT;
     }
     let affinity = AffinityKey {
-        // SAFETY: the helper takes the program's own context.
-        netns_cookie: unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) },
+        netns_cookie,
         rev_nat_index: service.rev_nat_index,
         pad: [0; 6],
     };

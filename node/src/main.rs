@@ -11,6 +11,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use skiff_node::kubelet::{self, Kubelet};
 use skiff_node::proxy;
+use skiff_node::proxy::datapath::MapSizes;
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 use skiff_node::uring;
 
@@ -70,11 +71,12 @@ struct Args {
     #[arg(long, default_value = "10Mi", value_parser = kubelet::logs::parse_size)]
     container_log_max_size: u64,
     /// How Services are load-balanced on this node: `ebpf` (socket programs on the cgroup v2
-    /// root) or `none`.
+    /// root), `iptables` (kube-proxy's rules, for kernels without cgroup BPF) or `none`.
     #[arg(long, value_enum, default_value = "ebpf")]
     proxy_mode: proxy::ProxyMode,
-    /// The Service CIDR (the master's --service-cluster-ip-range): kept on this machine by an
-    /// `unreachable` route before any program loads.
+    /// The Service CIDR (the master's --service-cluster-ip-range): kept on this machine before
+    /// any program loads or rule is written (an `unreachable` route in eBPF mode, a route to
+    /// skiff's own device `skiff-svc0` in iptables mode).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
     /// The cluster DNS servers written into pods' resolv.conf (comma separated; default: the
@@ -87,6 +89,22 @@ struct Args {
     /// The host's resolver configuration, which `dnsPolicy: Default` pods get (empty: none).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Entries of the eBPF Service map: frontends and their backend slots (Cilium's
+    /// `--bpf-lb-map-max`). A change takes effect once `skiff-node proxy cleanup` removed the
+    /// pinned maps.
+    #[arg(long, default_value_t = MapSizes::default().services, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_map_max: u32,
+    /// Entries of the eBPF backend map (Cilium's `--bpf-lb-backend-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().backends, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_backend_map_max: u32,
+    /// Sockets the eBPF reverse map remembers for replies and getpeername() (an LRU map;
+    /// Cilium's `--bpf-sock-rev-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().rev_nat, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_sock_rev_map_max: u32,
+    /// Clients the eBPF affinity map remembers for `sessionAffinity: ClientIP` (an LRU map;
+    /// Cilium's `--bpf-lb-affinity-map-max`).
+    #[arg(long, default_value_t = MapSizes::default().affinity, value_parser = clap::value_parser!(u32).range(1..))]
+    bpf_lb_affinity_map_max: u32,
     /// The devices NodePorts are reachable on from outside the node (comma separated; default:
     /// those carrying the node's IP). The NodePort TC programs attach to them.
     #[arg(long, value_delimiter = ',')]
@@ -108,8 +126,8 @@ enum Command {
 enum ProxyCommand {
     /// Print every frontend with its backends and connection count, from the live maps.
     Dump,
-    /// Detach the programs and remove the maps this node's agent left pinned (they outlive
-    /// the agent, as kube-proxy's rules do; run it with the agent stopped).
+    /// Detach the programs and remove the maps, or the iptables rules, this node's agent left
+    /// (they outlive the agent, as kube-proxy's rules do; run it with the agent stopped).
     Cleanup,
 }
 
@@ -122,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(kubelet::node_facts::hostname);
         match command {
             ProxyCommand::Dump => print!("{}", proxy::dump::dump(&node)?),
-            ProxyCommand::Cleanup => proxy::datapath::cleanup(&node)?,
+            ProxyCommand::Cleanup => proxy::cleanup(&node)?,
         }
         return Ok(());
     }
@@ -188,20 +206,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port: args.port,
         client_ca_pem: settings.ca_pem.clone(),
     };
-    let proxy = match args.proxy_mode {
-        proxy::ProxyMode::Ebpf => Some(tokio::spawn(proxy::run(
-            client.clone(),
-            proxy::ProxyConfig {
-                node_name: node_name.clone(),
-                node_addresses: node_port_addresses(args.node_ip),
-                service_cidr: args.service_cluster_ip_range,
-                map_sizes: Default::default(),
-                devices: args.devices.clone(),
-            },
-        ))),
-        proxy::ProxyMode::None => None,
+    let proxy_config = proxy::ProxyConfig {
+        mode: args.proxy_mode,
+        node_name: node_name.clone(),
+        node_addresses: node_port_addresses(args.node_ip),
+        service_cidr: args.service_cluster_ip_range,
+        cluster_cidr: args.cluster_cidr,
+        map_sizes: MapSizes {
+            services: args.bpf_lb_map_max,
+            backends: args.bpf_lb_backend_map_max,
+            rev_nat: args.bpf_sock_rev_map_max,
+            affinity: args.bpf_lb_affinity_map_max,
+            ..MapSizes::default()
+        },
+        devices: args.devices.clone(),
     };
-    let runtime = Arc::new(DockerRuntime::new(args.docker_host, node_name));
+    // Service load balancing that cannot start stops the agent: its pods would be cut off.
+    // It starts before the kubelet, which tells it of each pod's network namespace.
+    let started = proxy::start(&proxy_config).context("Service load balancing")?;
+    let mut runtime = DockerRuntime::new(args.docker_host, node_name.clone());
+    if args.proxy_mode == proxy::ProxyMode::Ebpf {
+        let node_netns = proxy::node_netns::NodeNetns::open(&node_name)
+            .context("the node's network namespaces")?;
+        runtime = runtime.with_node_netns(node_netns);
+    }
+    let runtime = Arc::new(runtime);
+    let proxy = (args.proxy_mode != proxy::ProxyMode::None)
+        .then(|| tokio::spawn(started.run(client.clone(), proxy_config)));
     let kubelet = Kubelet::new(config, client, runtime, heartbeat)
         .serving(server)
         .run(shutdown_signal());
@@ -209,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         kubelet.await?;
         return Ok(());
     };
-    // Service load balancing that cannot start stops the agent: its pods would be cut off.
+    // The watch failing stops the agent too.
     let mut kubelet = std::pin::pin!(kubelet);
     tokio::select! {
         done = &mut kubelet => done?,
@@ -229,9 +260,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// `--resolv-conf`.
 fn cluster_dns(args: &Args) -> anyhow::Result<kubelet::dns::ClusterDns> {
     let servers = args.cluster_dns.clone().unwrap_or_else(|| {
-        let range = args.service_cluster_ip_range;
-        vec![IpAddr::V4(std::net::Ipv4Addr::from(
-            u32::from(range.network()).saturating_add(10),
+        vec![IpAddr::V4(skiff_api::well_known::cluster_dns_address(
+            args.service_cluster_ip_range.network(),
         ))]
     });
     let host = if args.resolv_conf.as_os_str().is_empty() {

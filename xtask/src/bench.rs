@@ -58,7 +58,7 @@ const BENCHES: &[Bench] = &[
         name: "proxy",
         target: "proxy",
         starts_master: false,
-        about: "Service load balancing: eBPF vs straight to the pod, map sync and update times",
+        about: "Service load balancing: eBPF and iptables vs straight to the pod, sync and update times",
     },
 ];
 

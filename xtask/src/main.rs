@@ -47,6 +47,9 @@ enum Command {
         /// static pods of .skiff/manifests).
         #[arg(long, default_value_t = 1)]
         nodes: usize,
+        /// How the agents load-balance Services: ebpf, iptables (kube-proxy's rules) or none.
+        #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "iptables", "none"])]
+        proxy_mode: String,
     },
     /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
     Test {
@@ -75,10 +78,12 @@ fn main() -> ExitCode {
             etcd,
             release,
             nodes,
+            proxy_mode,
         } => run::run(run::Options {
             etcd,
             release,
             nodes,
+            proxy_mode,
         }),
         Command::Test { args: _ } => {
             // Everything after `test`, verbatim: clap drops a leading `--`, which `cargo

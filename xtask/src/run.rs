@@ -4,7 +4,7 @@
 //! CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
 //! ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. Pods keep
 //! running in Docker when the agents stop; the next `run` adopts them. The agents' Service
-//! programs are detached (`skiff-node proxy cleanup`).
+//! programs are detached, or their iptables rules removed (`skiff-node proxy cleanup`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -41,6 +41,8 @@ pub struct Options {
     pub release: bool,
     /// How many node agents to start (0: none).
     pub nodes: usize,
+    /// The agents' `--proxy-mode`.
+    pub proxy_mode: String,
 }
 
 /// Runs the cluster until a shutdown signal; exits non-zero if a component dies on its own.
@@ -116,7 +118,13 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         for index in 0..opts.nodes {
             // The agents' own credential, written by the master beside the admin's.
             let node_kubeconfig = state_dir.join("node-kubeconfig");
-            let agent = start_agent(&node_bin, &state_dir, &node_kubeconfig, index)?;
+            let agent = start_agent(
+                &node_bin,
+                &state_dir,
+                &node_kubeconfig,
+                index,
+                &opts.proxy_mode,
+            )?;
             agents.push(agent);
         }
         for agent in &mut agents {
@@ -197,8 +205,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
 
     // Agents first (their pods keep running in Docker), then the master. The agents' Service
-    // programs outlive them (as kube-proxy's rules do) until `proxy cleanup` takes them out:
-    // a stopped cluster leaves nothing attached to the machine's sockets.
+    // programs or rules outlive them (as kube-proxy's rules do) until `proxy cleanup` takes
+    // them out: a stopped cluster leaves nothing attached to the machine's sockets.
     for agent in &mut agents {
         agent.process.stop()?;
         let cleanup = Command::new(&node_bin)
@@ -206,7 +214,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             .status();
         if !cleanup.is_ok_and(|status| status.success()) {
             eprintln!(
-                "skiff-node proxy cleanup --node-name {} failed; its programs stay attached",
+                "skiff-node proxy cleanup --node-name {} failed; its programs or rules stay",
                 agent.name
             );
         }
@@ -392,6 +400,7 @@ fn start_agent(
     state_dir: &Path,
     kubeconfig: &Path,
     index: usize,
+    proxy_mode: &str,
 ) -> anyhow::Result<Agent> {
     let name = node_name(index);
     let port = u16::try_from(index)
@@ -421,6 +430,7 @@ fn start_agent(
         .arg(&root_dir)
         .arg("--port")
         .arg(port.to_string())
+        .arg(format!("--proxy-mode={proxy_mode}"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("agent log")?)
         .stderr(log)

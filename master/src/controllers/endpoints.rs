@@ -8,7 +8,8 @@
 //!   target port looked up in the pod's containers (a pod without it is left out); pods whose
 //!   ports resolve alike share one subset.
 //! - A Service without a selector keeps the Endpoints its user writes; the Endpoints of a
-//!   deleted Service are deleted.
+//!   deleted Service are deleted, and so, when the controller starts, are Endpoints whose
+//!   Service was deleted while no controller ran (Kubernetes' `checkLeftoverEndpoints`).
 //!
 //! Services are reconciled when they change and when a pod their selector picks changes.
 
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
@@ -30,7 +32,7 @@ use tracing::{info, warn};
 
 use skiff_api::pod::is_ready;
 
-use super::informers::Informers;
+use super::informers::{Change, Informers};
 
 /// What a reconcile can fail with (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +52,19 @@ pub fn run(
     let pod_changes = informers.pods.subscribe();
     let services = informers.services.reader();
     let service_changes = informers.services.subscribe();
+    let leftovers = leftover_endpoints(
+        client.clone(),
+        services.clone(),
+        informers.services.changes(),
+        informers.endpoints.changes(),
+    );
     let selected_by = SelectedBy::default();
     let pod_cache = pods.clone();
     let service_cache = services.clone();
     let context = Arc::new(Context { client, pods });
     async move {
         info!("endpoints controller started");
+        let leftovers = tokio::spawn(leftovers);
         let results = Controller::for_shared_stream(service_changes, services)
             // A pod's change concerns the Services in its namespace whose selector picks
             // it, or picked it before. The cache is updated before the change comes here.
@@ -65,6 +74,66 @@ pub fn run(
             })
             .run(reconcile, error_policy, context);
         super::drive("endpoints", results, shutdown).await;
+        leftovers.abort();
+    }
+}
+
+/// Deletes the Endpoints of a Service that is deleted, and once the first lists are in, every
+/// Endpoints without a Service (but leader-election records, which Endpoints once were).
+async fn leftover_endpoints(
+    client: kube::Client,
+    services: Store<Service>,
+    service_changes: impl futures::Stream<Item = Change<Service>> + Send + 'static,
+    endpoints_changes: impl futures::Stream<Item = Change<Endpoints>> + Send + 'static,
+) {
+    enum Seen {
+        Service(Change<Service>),
+        Endpoints(Change<Endpoints>),
+    }
+    let mut endpoints_listed = false;
+    let changes = futures::stream::select(
+        service_changes.map(Seen::Service),
+        endpoints_changes.map(Seen::Endpoints),
+    );
+    let mut changes = std::pin::pin!(changes);
+    while let Some(seen) = changes.next().await {
+        let (namespace, name) = match seen {
+            Seen::Service(Change::Deleted(service)) => {
+                (service.namespace().unwrap_or_default(), service.name_any())
+            }
+            Seen::Endpoints(Change::Synced) => {
+                endpoints_listed = true;
+                continue;
+            }
+            Seen::Endpoints(Change::Applied(endpoints)) if !endpoints_listed => {
+                let leader_election = endpoints
+                    .annotations()
+                    .contains_key("control-plane.alpha.kubernetes.io/leader");
+                if leader_election || !super::informers::synced(&services).await {
+                    continue;
+                }
+                (
+                    endpoints.namespace().unwrap_or_default(),
+                    endpoints.name_any(),
+                )
+            }
+            _ => continue,
+        };
+        // A Service of that name again (made anew since): its Endpoints are its own.
+        if services
+            .get(&ObjectRef::<Service>::new(&name).within(&namespace))
+            .is_some()
+        {
+            continue;
+        }
+        let api: Api<Endpoints> = Api::namespaced(client.clone(), &namespace);
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => info!(%namespace, %name, "deleted the Endpoints of a Service that is gone"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => {
+                warn!(%namespace, %name, "deleting the Endpoints of a Service that is gone: {err}")
+            }
+        }
     }
 }
 

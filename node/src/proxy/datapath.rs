@@ -178,6 +178,15 @@ impl Datapath {
             pin_replacing(link, &link_pin(&pin_dir, name), name)?;
         }
         attach_to_devices(&mut ebpf, &pin_dir, devices)?;
+        // The host's namespace is the node's (taken out once every program is loaded: they
+        // hold the map by the descriptor this closes). A restart finds it in the adopted map
+        // already; on a first start no Service is programmed yet.
+        let mut node_netns = take_map(&mut ebpf, maps::NODE_NETNS)?;
+        super::node_netns::add_host(&mut node_netns).map_err(|source| DatapathError::Io {
+            context: String::from("adding the host network namespace to NODE_NETNS"),
+            source,
+        })?;
+        drop(node_netns);
         let services = take_map(&mut ebpf, maps::SERVICES)?;
         let backends = take_map(&mut ebpf, maps::BACKENDS)?;
         let connections = ebpf

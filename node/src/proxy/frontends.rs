@@ -64,6 +64,8 @@ pub struct Balancing {
     pub backends: Vec<BackendAddress>,
     /// `sessionAffinity: ClientIP`: how long a client keeps its backend, in seconds.
     pub affinity_timeout_s: Option<u32>,
+    /// A NodePort frontend: clients outside the node reach it too.
+    pub node_port: bool,
 }
 
 /// Where the agent runs: what `*TrafficPolicy: Local` and NodePorts need.
@@ -137,9 +139,10 @@ pub fn service_frontends(
                 Some(&node.node_name),
             )
         };
-        let balancing = |backends: Vec<BackendAddress>| Balancing {
+        let balancing = |backends: Vec<BackendAddress>, node_port: bool| Balancing {
             backends,
             affinity_timeout_s,
+            node_port,
         };
         let cluster_ip = Frontend {
             address,
@@ -147,7 +150,7 @@ pub fn service_frontends(
             protocol,
         };
         let backends = if internal_local { local() } else { all.clone() };
-        frontends.insert(cluster_ip, balancing(backends));
+        frontends.insert(cluster_ip, balancing(backends, false));
         let node_port = port
             .node_port
             .and_then(|p| u16::try_from(p).ok())
@@ -160,7 +163,7 @@ pub fn service_frontends(
                     port: node_port,
                     protocol,
                 };
-                frontends.insert(frontend, balancing(backends.clone()));
+                frontends.insert(frontend, balancing(backends.clone(), true));
             }
         }
     }

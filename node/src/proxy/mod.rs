@@ -1,24 +1,34 @@
-//! Service load balancing on this node, kube-proxy's job, done by eBPF programs at the
-//! socket layer (`node-ebpf/`): a connect or send to a Service's ClusterIP and port goes
-//! straight to one of its ready pods.
+//! Service load balancing on this node, kube-proxy's job, in one of two ways
+//! (`--proxy-mode`): eBPF programs at the socket layer (`node-ebpf/`), which send a connect or
+//! send to a Service's ClusterIP and port straight to one of its ready pods, or kube-proxy's
+//! iptables rules (DNAT in the nat table), the fallback for kernels without cgroup BPF.
 //!
 //! - [`route`]: the route that keeps the Service CIDR local, installed first;
-//! - [`datapath`]: the programs, attached to the cgroup v2 root (and for NodePorts from
+//! - [`frontends`]: a Service and its Endpoints to the frontends and backends wanted (pure);
+//! - [`proxier`]: the two modes behind one trait, which the watch loop here drives;
+//! - [`datapath`]: the eBPF programs, attached to the cgroup v2 root (and for NodePorts from
 //!   outside the node, to its devices), and their pinned maps;
 //! - [`devices`]: the devices carrying the node's addresses, where NodePort traffic arrives;
 //! - [`forward`]: the host forwarding rule for what the TC programs send to pods;
-//! - [`frontends`]: a Service and its Endpoints to the frontends and backends wanted (pure);
-//! - [`table`]: what is programmed, and the ordered map writes of one Service's change (pure);
-//! - [`dump`]: `skiff-node proxy dump`, the live maps as text.
+//! - [`node_netns`]: the node's own network namespaces, whose clients the socket hooks serve
+//!   NodePorts;
+//! - [`table`]: what is in the maps, and the ordered writes of one Service's change (pure);
+//! - [`dump`]: `skiff-node proxy dump`, the live maps as text;
+//! - [`iptables`]: kube-proxy's iptables layout as `iptables-restore` input (pure);
+//! - [`iptables_restore`]: running it, finding and removing a node's rules.
 //!
 //! The agent watches every Service and Endpoints object; a change to one rewrites only that
-//! Service's entries.
+//! Service's entries (or chains).
 
 pub mod datapath;
 pub mod devices;
 pub mod dump;
 pub mod forward;
 pub mod frontends;
+pub mod iptables;
+pub mod iptables_restore;
+pub mod node_netns;
+mod proxier;
 pub mod route;
 pub mod table;
 
@@ -32,27 +42,35 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
+use skiff_api::events::{EventType, Recorder, Reporter};
 use tracing::{debug, info, warn};
 
-use datapath::{Datapath, DatapathError, MapSizes};
-use table::{ServiceName, Table};
+use datapath::{DatapathError, MapSizes};
+use iptables_restore::IptablesError;
+use proxier::{EbpfProxier, IptablesProxier, Proxier};
+use table::ServiceName;
 
 /// How Services are load-balanced (`--proxy-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProxyMode {
     /// eBPF socket programs (the default).
     Ebpf,
+    /// kube-proxy's iptables rules (for kernels without cgroup BPF).
+    Iptables,
     /// No Service load balancing on this node.
     None,
 }
 
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
+    pub mode: ProxyMode,
     pub node_name: String,
     /// Where NodePorts listen on this node: its IP and 127.0.0.1.
     pub node_addresses: Vec<std::net::Ipv4Addr>,
     /// The Service CIDR (the master's `--service-cluster-ip-range`).
     pub service_cidr: Ipv4Net,
+    /// The cluster's pod CIDR: iptables mode masquerades ClusterIP traffic from outside it.
+    pub cluster_cidr: Ipv4Net,
     pub map_sizes: MapSizes,
     /// The devices NodePort traffic from outside the node arrives on (`--devices`); `None`:
     /// those carrying `node_addresses`.
@@ -65,6 +83,10 @@ pub enum ProxyError {
     Route(#[from] route::RouteError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Iptables(#[from] IptablesError),
+    #[error("{0}")]
+    Sysctl(String),
     #[error("finding the devices of the node's addresses: {0}")]
     Devices(std::io::Error),
 }
@@ -82,42 +104,104 @@ enum Change {
     Endpoints(Box<Result<Event<Endpoints>, watcher::Error>>),
 }
 
-/// Installs the route, loads the programs and keeps their maps in step with the cluster's
-/// Services until the watch ends (never, but for a dropped client).
-pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
-    route::keep_local(config.service_cidr)?;
-    let devices = match &config.devices {
-        Some(devices) => devices.clone(),
-        None => devices::with_addresses(&config.node_addresses).map_err(ProxyError::Devices)?,
+/// The data path of one mode, set up (the Service CIDR kept local first) but not yet
+/// following the cluster.
+pub struct Proxy(Started);
+
+enum Started {
+    Ebpf(Box<EbpfProxier>),
+    Iptables(IptablesProxier),
+    None,
+}
+
+/// Keeps the Service CIDR local and sets up the data path of `config.mode`: for eBPF, the
+/// programs loaded and attached, taking over what an earlier run programmed.
+pub fn start(config: &ProxyConfig) -> Result<Proxy, ProxyError> {
+    let started = match config.mode {
+        ProxyMode::Ebpf => {
+            route::keep_local(config.service_cidr)?;
+            let devices = match &config.devices {
+                Some(devices) => devices.clone(),
+                None => {
+                    devices::with_addresses(&config.node_addresses).map_err(ProxyError::Devices)?
+                }
+            };
+            if !devices.is_empty()
+                && let Err(err) = forward::allow_translated()
+            {
+                warn!(
+                    "NodePorts from outside the node may be dropped by the host's FORWARD chain: {err}"
+                );
+            }
+            Started::Ebpf(Box::new(EbpfProxier::start(
+                &config.node_name,
+                config.map_sizes,
+                &devices,
+            )?))
+        }
+        ProxyMode::Iptables => {
+            // The route first: no rule is written while the CIDR could leave the machine.
+            route::route_to_service_device(config.service_cidr)?;
+            iptables_restore::enable_route_localnet()
+                .map_err(|err| ProxyError::Sysctl(format!("setting route_localnet: {err}")))?;
+            info!(device = route::SERVICE_DEVICE, cidr = %config.service_cidr, "the Service CIDR is routed to skiff's own device");
+            Started::Iptables(IptablesProxier::new(
+                &config.node_name,
+                config.cluster_cidr,
+                config.service_cidr,
+            ))
+        }
+        ProxyMode::None => Started::None,
     };
-    if !devices.is_empty()
-        && let Err(err) = forward::allow_translated()
-    {
-        warn!("NodePorts from outside the node may be dropped by the host's FORWARD chain: {err}");
+    Ok(Proxy(started))
+}
+
+impl Proxy {
+    /// Keeps the data path in step with the cluster's Services until the watch ends (never,
+    /// but for a dropped client).
+    pub async fn run(self, client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
+        match self.0 {
+            Started::Ebpf(proxier) => watch(client, &config, *proxier).await,
+            Started::Iptables(proxier) => watch(client, &config, proxier).await,
+            Started::None => Ok(()),
+        }
     }
-    let mut datapath = Datapath::load(&config.node_name, config.map_sizes, &devices)?;
-    // What an earlier run programmed keeps serving until the first sync rewrites only what
-    // changed meanwhile.
-    let (mut table, cleanup) = Table::adopt(
-        config.map_sizes.services as usize,
-        config.map_sizes.backends as usize,
-        &datapath.service_entries(),
-        &datapath.backend_entries(),
-    );
-    if let Err(err) = datapath.apply(&cleanup) {
-        warn!("removing what an earlier run left half done: {err}");
+}
+
+/// Removes what node `node`'s proxy left in the kernel, whichever its mode (`skiff-node proxy
+/// cleanup`, with the agent stopped): the eBPF programs and maps, the iptables rules, and the
+/// Service device when no other node's rules are left (its routes become `unreachable`).
+pub fn cleanup(node: &str) -> Result<(), ProxyError> {
+    datapath::cleanup(node)?;
+    if iptables_restore::remove_rules(node)? && !iptables_restore::any_node_present()? {
+        route::remove_service_device()?;
     }
-    info!(
-        frontends = table.frontend_count(),
-        "took over the programmed Services"
-    );
+    Ok(())
+}
+
+/// Feeds `proxier` what the changed Services want, as the watches report changes.
+async fn watch(
+    client: kube::Client,
+    config: &ProxyConfig,
+    mut proxier: impl Proxier,
+) -> Result<(), ProxyError> {
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default())
         .default_backoff()
         .map(|event| Change::Service(Box::new(event)));
+    let client_for_events = client.clone();
     let endpoints = watcher::watcher(Api::<Endpoints>::all(client), Default::default())
         .default_backoff()
         .map(|event| Change::Endpoints(Box::new(event)));
     let mut changes = std::pin::pin!(futures::stream::select(services, endpoints));
+    // What cannot be programmed is told on the Service, as kube-proxy's component.
+    let recorder = Recorder::start(
+        client_for_events,
+        Reporter {
+            component: String::from("skiff-proxy"),
+            host: Some(config.node_name.clone()),
+            instance: config.node_name.clone(),
+        },
+    );
     let node = frontends::NodeContext {
         node_name: config.node_name.clone(),
         addresses: config.node_addresses.clone(),
@@ -153,52 +237,42 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
             },
         };
         pending.extend(touched);
-        if !(services_listed && endpoints_listed) || pending.is_empty() {
+        if !(services_listed && endpoints_listed) || (synced && pending.is_empty()) {
             continue;
         }
         let started = Instant::now();
-        let count = pending.len();
-        for name in std::mem::take(&mut pending) {
-            sync_service(&name, &objects, &node, &mut table, &mut datapath);
+        let changed: Vec<_> = std::mem::take(&mut pending)
+            .into_iter()
+            .map(|name| {
+                let wanted = match objects.services.get(&name) {
+                    Some(service) => {
+                        frontends::service_frontends(service, objects.endpoints.get(&name), &node)
+                    }
+                    None => Default::default(),
+                };
+                (name, wanted)
+            })
+            .collect();
+        let count = changed.len();
+        for problem in proxier.sync(changed, !synced).await {
+            if let Some(service) = objects.services.get(&problem.service) {
+                recorder.record(
+                    skiff_api::events::object_ref(service),
+                    EventType::Warning,
+                    problem.reason,
+                    problem.message,
+                );
+            }
         }
         if !synced {
-            // Frontends of Services deleted while no agent ran.
-            sync_service(
-                &table::adopted(),
-                &objects,
-                &node,
-                &mut table,
-                &mut datapath,
-            );
             synced = true;
-            info!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
+            info!(services = count, frontends = proxier.frontend_count(), elapsed = ?started.elapsed(), "Services programmed");
         } else {
-            debug!(services = count, frontends = table.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
+            debug!(services = count, frontends = proxier.frontend_count(), elapsed = ?started.elapsed(), "data path updated");
         }
     }
     info!("the Service watch ended");
     Ok(())
-}
-
-/// Makes the data path do what Service `name` and its Endpoints say (nothing: it is gone).
-fn sync_service(
-    name: &ServiceName,
-    objects: &Objects,
-    node: &frontends::NodeContext,
-    table: &mut Table,
-    datapath: &mut Datapath,
-) {
-    let wanted = match objects.services.get(name) {
-        Some(service) => frontends::service_frontends(service, objects.endpoints.get(name), node),
-        None => Default::default(),
-    };
-    let (writes, errors) = table.update(name, &wanted);
-    for err in errors {
-        warn!(service = %format!("{}/{}", name.0, name.1), "{err}");
-    }
-    if let Err(err) = datapath.apply(&writes) {
-        warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
-    }
 }
 
 /// Applies one watch event to `store` and returns the Services it touched. A re-list

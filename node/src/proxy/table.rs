@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use skiff_node_ebpf::{SERVICE_FLAG_AFFINITY, SERVICE_SLOT, ServiceKey, ServiceValue};
+use skiff_node_ebpf::{
+    SERVICE_FLAG_AFFINITY, SERVICE_FLAG_NODE_PORT, SERVICE_SLOT, ServiceKey, ServiceValue,
+};
 
 use super::frontends::{BackendAddress, Balancing, Frontend};
 
@@ -50,12 +52,25 @@ pub enum TableError {
     },
 }
 
+impl TableError {
+    /// The reason of the Warning Event on the Service (one word, as Kubernetes' reasons).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TableError::FrontendsFull(_)
+            | TableError::BackendsFull(_)
+            | TableError::TooManyBackends { .. } => "LoadBalancerMapFull",
+            TableError::FrontendTaken { .. } => "FrontendInUse",
+        }
+    }
+}
+
 /// A programmed frontend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Programmed {
     rev_nat_index: u16,
     backend_ids: Vec<u32>,
     affinity_timeout_s: Option<u32>,
+    node_port: bool,
 }
 
 /// Everything programmed, and who owns it.
@@ -155,6 +170,7 @@ impl Table {
                     backend_ids,
                     affinity_timeout_s: (entry.flags & SERVICE_FLAG_AFFINITY != 0)
                         .then_some(entry.affinity_timeout_s),
+                    node_port: entry.flags & SERVICE_FLAG_NODE_PORT != 0,
                 },
             );
             table.owners.insert(frontend, adopted());
@@ -289,6 +305,7 @@ impl Table {
             rev_nat_index,
             backend_ids,
             affinity_timeout_s: balancing.affinity_timeout_s,
+            node_port: balancing.node_port,
         };
         let old_count = old.as_ref().map_or(0, |o| o.backend_ids.len());
         for (slot, id) in new.backend_ids.iter().enumerate() {
@@ -437,10 +454,12 @@ fn service_value(programmed: &Programmed) -> ServiceValue {
         backend_id: 0,
         count: u16::try_from(programmed.backend_ids.len()).unwrap_or(u16::MAX),
         rev_nat_index: programmed.rev_nat_index,
-        flags: if programmed.affinity_timeout_s.is_some() {
-            SERVICE_FLAG_AFFINITY
-        } else {
-            0
+        flags: match programmed.affinity_timeout_s {
+            Some(_) => SERVICE_FLAG_AFFINITY,
+            None => 0,
+        } | match programmed.node_port {
+            true => SERVICE_FLAG_NODE_PORT,
+            false => 0,
         },
         pad: [0; 3],
         affinity_timeout_s: programmed.affinity_timeout_s.unwrap_or(0),
@@ -473,6 +492,7 @@ mod tests {
                 })
                 .collect(),
             affinity_timeout_s: None,
+            node_port: false,
         }
     }
 

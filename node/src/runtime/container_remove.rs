@@ -15,7 +15,7 @@ pub(super) async fn remove_container(
         v: true,
         ..Default::default()
     };
-    match client.remove_container(id, Some(options)).await {
+    let removed = match client.remove_container(id, Some(options)).await {
         Ok(()) => Ok(()),
         Err(err) => match runtime.error(err) {
             RuntimeError::NotFound(_) => Ok(()),
@@ -23,5 +23,12 @@ pub(super) async fn remove_container(
             RuntimeError::Conflict(message) if message.contains("already in progress") => Ok(()),
             other => Err(other),
         },
+    };
+    // A sandbox's network namespace is gone with it.
+    if removed.is_ok()
+        && let Some(node_netns) = runtime.node_netns()
+    {
+        node_netns.remove_pod(id);
     }
+    removed
 }

@@ -11,6 +11,8 @@ use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
+use crate::proxy::node_netns::NodeNetns;
+
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
     ContainerStats, LogRecord, NodeNetwork, RuntimeError, SandboxSpec,
@@ -28,6 +30,7 @@ pub struct DockerRuntime {
     host: String,
     node: String,
     client: Arc<Mutex<Option<Docker>>>,
+    node_netns: Option<Arc<NodeNetns>>,
 }
 
 impl DockerRuntime {
@@ -38,7 +41,19 @@ impl DockerRuntime {
             host: host.into(),
             node: node.into(),
             client: Arc::new(Mutex::new(None)),
+            node_netns: None,
         }
+    }
+
+    /// Tells `node_netns` of each pod's network namespace as its sandbox comes and goes (the
+    /// eBPF proxy's socket hooks serve NodePorts to the node's own namespaces only).
+    pub fn with_node_netns(mut self, node_netns: NodeNetns) -> Self {
+        self.node_netns = Some(Arc::new(node_netns));
+        self
+    }
+
+    pub(super) fn node_netns(&self) -> Option<&NodeNetns> {
+        self.node_netns.as_deref()
     }
 
     /// The node whose containers this runtime manages.
@@ -127,6 +142,7 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn prepare_node(&self, network: &NodeNetwork) -> Result<(), RuntimeError> {
         super::network::ensure(self, network).await?;
+        super::sandbox_create::retain_pod_networks(self).await?;
         super::image::ensure_pause(self).await
     }
 

@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
+use bollard::query_parameters::InspectContainerOptions;
+use tracing::warn;
 
 use super::container_create::create_named;
 use super::labels::Identity;
 use super::{
-    ContainerKind, DockerRuntime, RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec,
-    container_start, network,
+    ContainerKind, ContainerPhase, DockerRuntime, RuntimeError, SANDBOX_CONTAINER_NAME,
+    SandboxSpec, container_list, container_start, network,
 };
 use crate::images::PAUSE_IMAGE;
 
@@ -67,5 +69,59 @@ pub(super) async fn create_sandbox(
     };
     let id = create_named(runtime, &identity.docker_name(), body).await?;
     container_start::start_container(runtime, &id).await?;
+    // The pod's namespace is the node's before any of its containers runs.
+    if !spec.host_network
+        && let Some(node_netns) = runtime.node_netns()
+    {
+        match pod_network_pid(runtime, &id).await? {
+            Some(pid) => {
+                if let Err(err) = node_netns.add_pod(&id, pid) {
+                    warn!(sandbox = %id, "adding the pod's network namespace to the node's: {err}");
+                }
+            }
+            None => warn!(sandbox = %id, "the sandbox stopped as it started"),
+        }
+    }
     Ok(id)
+}
+
+/// The process of sandbox `id` when it runs in a pod network namespace of its own (not the
+/// host's).
+async fn pod_network_pid(runtime: &DockerRuntime, id: &str) -> Result<Option<u32>, RuntimeError> {
+    let client = runtime.client().await?;
+    let response = client
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .map_err(|err| runtime.error(err))?;
+    let host_network = response
+        .host_config
+        .and_then(|config| config.network_mode)
+        .is_some_and(|mode| mode == "host");
+    let pid = response
+        .state
+        .and_then(|state| state.pid)
+        .and_then(|pid| u32::try_from(pid).ok())
+        .filter(|pid| *pid > 0);
+    Ok(pid.filter(|_| !host_network))
+}
+
+/// Makes the node's namespaces exactly the host's and those of this node's running sandboxes
+/// (after an agent restart: sandboxes removed meanwhile go).
+pub(super) async fn retain_pod_networks(runtime: &DockerRuntime) -> Result<(), RuntimeError> {
+    let Some(node_netns) = runtime.node_netns() else {
+        return Ok(());
+    };
+    let mut running = Vec::new();
+    for container in container_list::list_pod_containers(runtime, None).await? {
+        if container.kind != ContainerKind::Sandbox || container.phase != ContainerPhase::Running {
+            continue;
+        }
+        match pod_network_pid(runtime, &container.id).await {
+            Ok(Some(pid)) => running.push((container.id, pid)),
+            Ok(None) | Err(RuntimeError::NotFound(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    node_netns.retain_pods(&running);
+    Ok(())
 }
