@@ -2524,12 +2524,42 @@ spec:
         assert_eq!(http_get_eventually(&ip, 80, "/env/POD_NAME").await, left);
     }
 
+    // A connected UDP socket, pinned to the backend its connect chose.
+    let connected = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    connected
+        .connect(SocketAddr::from((cluster_ip, 7)))
+        .expect("connect to the ClusterIP");
+    connected
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let echoed = (0..10).any(|_| {
+        let mut buf = [0u8; 64];
+        connected.send(b"ping").is_ok() && connected.recv(&mut buf).is_ok()
+    });
+    assert!(echoed, "the connected UDP socket gets its echo");
+
     // Scaled to 0: refused at once.
     let out = cluster
         .master
         .kubectl(&["scale", "deployment", "web", "--replicas=0"]);
     assert!(out.success(), "{out}");
     endpoints_are_the_running_pods(&cluster, "web", 0).await;
+    if test.ebpf() {
+        // Its backend gone, the connected UDP socket is closed (ECONNABORTED), not left
+        // sending into nothing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut buf = [0u8; 64];
+            match connected.recv(&mut buf) {
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionAborted => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "the connected UDP socket of a removed backend is closed, not {other:?}\n{}",
+                    cluster.agent.log_tail()
+                ),
+            }
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
         let started = Instant::now();

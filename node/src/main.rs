@@ -225,9 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // It starts before the kubelet, which tells it of each pod's network namespace.
     let started = proxy::start(&proxy_config).context("Service load balancing")?;
     let mut runtime = DockerRuntime::new(args.docker_host, node_name.clone());
-    if args.proxy_mode == proxy::ProxyMode::Ebpf {
-        let node_netns = proxy::node_netns::NodeNetns::open(&node_name)
-            .context("the node's network namespaces")?;
+    if let Some(node_netns) = started.node_netns() {
         runtime = runtime.with_node_netns(node_netns);
     }
     let runtime = Arc::new(runtime);

@@ -243,6 +243,16 @@ impl Datapath {
         self.services.iter().filter_map(Result::ok).collect()
     }
 
+    /// Backend `id` as the live map has it.
+    pub fn backend(&self, id: u32) -> Option<BackendAddress> {
+        let backend = self.backends.get(&id, 0).ok()?;
+        Some(BackendAddress {
+            address: backend_address(&backend),
+            port: u16::from_be(backend.port),
+            protocol: Protocol::from_number(backend.protocol)?,
+        })
+    }
+
     /// Every backend in the live map (those of a protocol the agent never writes left out).
     pub fn backend_entries(&self) -> Vec<(u32, BackendAddress)> {
         self.backends

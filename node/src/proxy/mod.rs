@@ -12,6 +12,7 @@
 //! - [`forward`]: the host forwarding rule for what the TC programs send to pods;
 //! - [`node_netns`]: the node's own network namespaces, whose clients the socket hooks serve
 //!   NodePorts;
+//! - [`sockets`]: closing the connected UDP sockets of backends that are gone;
 //! - [`table`]: what is in the maps, and the ordered writes of one Service's change (pure);
 //! - [`dump`]: `skiff-node proxy dump`, the live maps as text;
 //! - [`iptables`]: kube-proxy's iptables layout as `iptables-restore` input (pure);
@@ -30,9 +31,11 @@ pub mod iptables_restore;
 pub mod node_netns;
 mod proxier;
 pub mod route;
+pub mod sockets;
 pub mod table;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -47,6 +50,7 @@ use tracing::{debug, info, warn};
 
 use datapath::{DatapathError, MapSizes};
 use iptables_restore::IptablesError;
+use node_netns::NodeNetns;
 use proxier::{EbpfProxier, IptablesProxier, Proxier};
 use table::ServiceName;
 
@@ -157,6 +161,14 @@ pub fn start(config: &ProxyConfig) -> Result<Proxy, ProxyError> {
 }
 
 impl Proxy {
+    /// The node's network namespaces (eBPF mode), for the runtime to keep as pods come and go.
+    pub fn node_netns(&self) -> Option<Arc<NodeNetns>> {
+        match &self.0 {
+            Started::Ebpf(proxier) => Some(proxier.node_netns()),
+            _ => None,
+        }
+    }
+
     /// Keeps the data path in step with the cluster's Services until the watch ends (never,
     /// but for a dropped client).
     pub async fn run(self, client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {

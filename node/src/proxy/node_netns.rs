@@ -24,7 +24,14 @@ use super::datapath::{self, DatapathError};
 pub struct NodeNetns {
     map: Mutex<BpfHashMap<MapData, u64, u8>>,
     host: u64,
-    sandboxes: Mutex<HashMap<String, u64>>,
+    sandboxes: Mutex<HashMap<String, PodNetns>>,
+}
+
+/// A pod's namespace: its cookie, and the sandbox process that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodNetns {
+    pub cookie: u64,
+    pub pid: u32,
 }
 
 impl NodeNetns {
@@ -55,16 +62,21 @@ impl NodeNetns {
             return Ok(());
         }
         insert(&mut lock(&self.map), cookie)?;
-        lock(&self.sandboxes).insert(id.to_owned(), cookie);
+        lock(&self.sandboxes).insert(id.to_owned(), PodNetns { cookie, pid });
         Ok(())
     }
 
     /// Takes sandbox `id`'s namespace out (nothing if it never was in).
     pub fn remove_pod(&self, id: &str) {
-        let Some(cookie) = lock(&self.sandboxes).remove(id) else {
+        let Some(pod) = lock(&self.sandboxes).remove(id) else {
             return;
         };
-        let _ = lock(&self.map).remove(&cookie);
+        let _ = lock(&self.map).remove(&pod.cookie);
+    }
+
+    /// The pods' namespaces known to this run.
+    pub fn pods(&self) -> Vec<PodNetns> {
+        lock(&self.sandboxes).values().copied().collect()
     }
 
     /// Keeps exactly the host's namespace and those of `running` sandboxes (id, pid): what an
@@ -74,7 +86,7 @@ impl NodeNetns {
         let mut keep = vec![self.host];
         for (id, pid) in running {
             match self.add_pod(id, *pid) {
-                Ok(()) => keep.extend(lock(&self.sandboxes).get(id).copied()),
+                Ok(()) => keep.extend(lock(&self.sandboxes).get(id).map(|pod| pod.cookie)),
                 Err(err) => warn!(sandbox = %id, "adding the pod's network namespace: {err}"),
             }
         }
@@ -107,7 +119,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`, kernel 5.14+).
-fn own_cookie() -> io::Result<u64> {
+pub(super) fn own_cookie() -> io::Result<u64> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
     let mut cookie = 0u64;
     let mut len = size_of::<u64>() as libc::socklen_t;
@@ -127,18 +139,26 @@ fn own_cookie() -> io::Result<u64> {
     }
 }
 
-/// The cookie of process `pid`'s network namespace, read by a thread that joins it and ends.
+/// The cookie of process `pid`'s network namespace.
 fn cookie_of(pid: u32) -> io::Result<u64> {
+    in_namespace_of(pid, own_cookie)
+}
+
+/// Runs `work` on a thread of its own that joins process `pid`'s network namespace and ends
+/// with it (nothing else of the agent runs there).
+pub(super) fn in_namespace_of<T: Send>(
+    pid: u32,
+    work: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     let namespace = File::open(Path::new("/proc").join(pid.to_string()).join("ns/net"))?;
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: setns on this thread only, with an open namespace file; the thread
-                // ends right after (no other work runs in the pod's namespace).
+                // SAFETY: setns on this thread only, with an open namespace file.
                 if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                own_cookie()
+                work()
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))

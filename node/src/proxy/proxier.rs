@@ -9,10 +9,15 @@
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
+use std::sync::Arc;
+
 use super::datapath::{Datapath, DatapathError, MapSizes};
+use super::frontends::Protocol;
 use super::iptables::{Rules, Wanted};
 use super::iptables_restore::{self, IptablesError};
-use super::table::{self, ServiceName, Table};
+use super::node_netns::NodeNetns;
+use super::sockets::{self, Peer};
+use super::table::{self, MapWrite, ServiceName, Table};
 
 /// Why a Service is not (wholly) programmed: a Warning Event on it.
 #[derive(Debug)]
@@ -38,6 +43,7 @@ pub(super) trait Proxier {
 pub(super) struct EbpfProxier {
     table: Table,
     datapath: Datapath,
+    node_netns: Arc<NodeNetns>,
 }
 
 impl EbpfProxier {
@@ -62,7 +68,17 @@ impl EbpfProxier {
             frontends = table.frontend_count(),
             "took over the programmed Services"
         );
-        Ok(EbpfProxier { table, datapath })
+        let node_netns = Arc::new(NodeNetns::open(node)?);
+        Ok(EbpfProxier {
+            table,
+            datapath,
+            node_netns,
+        })
+    }
+
+    /// The node's network namespaces, which the runtime keeps.
+    pub(super) fn node_netns(&self) -> Arc<NodeNetns> {
+        self.node_netns.clone()
     }
 
     fn write(&mut self, name: &ServiceName, wanted: &Wanted, problems: &mut Vec<Problem>) {
@@ -75,6 +91,18 @@ impl EbpfProxier {
                 message: err.to_string(),
             });
         }
+        let gone_udp: Vec<Peer> = writes
+            .iter()
+            .filter_map(|write| match write {
+                MapWrite::DeleteBackend(id) => self.datapath.backend(*id),
+                _ => None,
+            })
+            .filter(|backend| backend.protocol == Protocol::Udp)
+            .map(|backend| (backend.address, backend.port))
+            .collect();
+        if !gone_udp.is_empty() {
+            self.close_udp_sockets(gone_udp);
+        }
         if let Err(err) = self.datapath.apply(&writes) {
             warn!(service = %format!("{}/{}", name.0, name.1), "programming the data path: {err}");
             problems.push(Problem {
@@ -83,6 +111,24 @@ impl EbpfProxier {
                 message: format!("programming the data path: {err}"),
             });
         }
+    }
+}
+
+impl EbpfProxier {
+    /// Destroys, off the watch loop, the connected UDP sockets sent to `gone` (backends about
+    /// to leave the maps: their `REV_NAT` entries name them still).
+    fn close_udp_sockets(&self, gone: Vec<Peer>) {
+        let pin_dir = self.datapath.pin_dir().to_owned();
+        let pods = self.node_netns.pods();
+        tokio::task::spawn_blocking(move || match sockets::close_udp(&pin_dir, &gone, &pods) {
+            Ok(0) => {}
+            Ok(closed) => {
+                info!(closed, backends = ?gone, "closed connected UDP sockets of removed backends")
+            }
+            Err(err) => {
+                warn!(backends = ?gone, "closing connected UDP sockets of removed backends: {err}")
+            }
+        });
     }
 }
 

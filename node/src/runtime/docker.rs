@@ -47,8 +47,8 @@ impl DockerRuntime {
 
     /// Tells `node_netns` of each pod's network namespace as its sandbox comes and goes (the
     /// eBPF proxy's socket hooks serve NodePorts to the node's own namespaces only).
-    pub fn with_node_netns(mut self, node_netns: NodeNetns) -> Self {
-        self.node_netns = Some(Arc::new(node_netns));
+    pub fn with_node_netns(mut self, node_netns: Arc<NodeNetns>) -> Self {
+        self.node_netns = Some(node_netns);
         self
     }
 
