@@ -2544,20 +2544,26 @@ spec:
         .kubectl(&["scale", "deployment", "web", "--replicas=0"]);
     assert!(out.success(), "{out}");
     endpoints_are_the_running_pods(&cluster, "web", 0).await;
-    if test.ebpf() {
-        // Its backend gone, the connected UDP socket is closed (ECONNABORTED), not left
-        // sending into nothing.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut buf = [0u8; 64];
-            match connected.recv(&mut buf) {
-                Err(err) if err.kind() == std::io::ErrorKind::ConnectionAborted => break,
-                other => assert!(
-                    Instant::now() < deadline,
-                    "the connected UDP socket of a removed backend is closed, not {other:?}\n{}",
-                    cluster.agent.log_tail()
-                ),
-            }
+    // Its backend gone, the connected UDP socket is not left sending into nothing: eBPF mode
+    // closes it (ECONNABORTED); iptables mode clears its conntrack flow, so its next datagram
+    // meets the rules afresh and is refused (no backend left).
+    let (expected, what) = match test.ebpf() {
+        true => (std::io::ErrorKind::ConnectionAborted, "closed"),
+        false => (std::io::ErrorKind::ConnectionRefused, "refused"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut buf = [0u8; 64];
+        if !test.ebpf() {
+            let _ = connected.send(b"ping");
+        }
+        match connected.recv(&mut buf) {
+            Err(err) if err.kind() == expected => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the connected UDP socket of a removed backend is {what}, not {other:?}\n{}",
+                cluster.agent.log_tail()
+            ),
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -54,6 +54,13 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["docker.io"]),
     },
     Requirement {
+        // The iptables proxy mode clears the UDP flows of removed backends with it, as
+        // kube-proxy does.
+        name: "conntrack",
+        check: conntrack_version,
+        install: Install::Apt(&["conntrack"]),
+    },
+    Requirement {
         // node/build.rs links the pause and test workload programs statically.
         name: "static C toolchain",
         check: static_cc,
@@ -242,6 +249,12 @@ fn static_cc() -> Option<String> {
 }
 
 /// The version of `/usr/bin/protoc` ("3.21.12"), if it runs.
+/// The version line of `/usr/sbin/conntrack` ("conntrack v1.4.7 (conntrack-tools)").
+fn conntrack_version() -> Option<String> {
+    let out = version_output("/usr/sbin/conntrack", &["--version"])?;
+    Some(out.trim().to_owned())
+}
+
 fn protoc_version() -> Option<String> {
     let out = version_output("/usr/bin/protoc", &["--version"])?;
     // "libprotoc 3.21.12"

@@ -44,6 +44,7 @@ use data_encoding::BASE32;
 use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 use super::frontends::{BackendAddress, Balancing, Frontend, Protocol};
 use super::table::ServiceName;
@@ -371,6 +372,38 @@ impl Rules {
             inputs.extend(delete_chains(Table::Nat, &stale));
         }
         inputs
+    }
+
+    /// The UDP flows that `changed` takes a backend from: (frontend, the backend's address),
+    /// whose conntrack entries would keep sending a client's datagrams to it (kube-proxy
+    /// clears them, `conntrack -D`). Read before [`Rules::update`] takes `changed` in.
+    pub fn stale_udp_flows(&self, changed: &[(ServiceName, Wanted)]) -> Vec<(Frontend, Ipv4Addr)> {
+        let mut stale = BTreeSet::new();
+        for (name, wanted) in changed {
+            let Some(old) = self.programmed.get(name) else {
+                continue;
+            };
+            for (frontend, balancing) in old {
+                if frontend.protocol != Protocol::Udp {
+                    continue;
+                }
+                let now = wanted
+                    .get(frontend)
+                    .map(|b| b.backends.as_slice())
+                    .unwrap_or(&[]);
+                for backend in &balancing.backends {
+                    if !now.iter().any(|b| b.address == backend.address) {
+                        stale.insert((*frontend, backend.address));
+                    }
+                }
+            }
+        }
+        stale.into_iter().collect()
+    }
+
+    /// Whether `frontend` is a ClusterIP (else a NodePort).
+    pub fn is_cluster_ip(&self, frontend: &Frontend) -> bool {
+        self.service_cidr.contains(&frontend.address)
     }
 
     /// A partial sync for the Services in `changed` (each with what it wants now; empty when
@@ -868,6 +901,59 @@ mod tests {
                 "iptables chain names are at most 28 characters: {chain}"
             );
         }
+    }
+
+    #[test]
+    fn a_udp_backend_taken_away_names_its_flows_to_clear_and_tcp_or_kept_ones_do_not() {
+        let mut rules = rules();
+        let udp = |address: [u8; 4], port| Frontend {
+            protocol: Protocol::Udp,
+            ..tcp(address, port)
+        };
+        let udp_backends = |count| -> Vec<BackendAddress> {
+            backends(count, 5353)
+                .into_iter()
+                .map(|b| BackendAddress {
+                    protocol: Protocol::Udp,
+                    ..b
+                })
+                .collect()
+        };
+        let (dns, node_port, web) = (
+            udp([10, 96, 0, 10], 53),
+            udp([192, 168, 1, 5], 30053),
+            tcp([10, 96, 0, 11], 80),
+        );
+        let mut before = wanted(dns, udp_backends(3), None);
+        before.extend(wanted(node_port, udp_backends(3), None));
+        let _ = rules.full_sync(
+            [
+                (name("dns"), before),
+                (name("web"), wanted(web, backends(3, 8080), None)),
+            ],
+            &BTreeSet::new(),
+        );
+        let mut after = wanted(dns, udp_backends(1), None);
+        after.extend(wanted(node_port, udp_backends(1), None));
+        let changed = vec![
+            (name("dns"), after),
+            (name("web"), wanted(web, backends(1, 8080), None)),
+        ];
+        let stale = rules.stale_udp_flows(&changed);
+        let expected: Vec<(Frontend, Ipv4Addr)> = [dns, node_port]
+            .into_iter()
+            .flat_map(|f| {
+                [
+                    (f, Ipv4Addr::new(10, 244, 0, 2)),
+                    (f, Ipv4Addr::new(10, 244, 0, 3)),
+                ]
+            })
+            .collect();
+        assert_eq!(stale, expected);
+        assert!(rules.is_cluster_ip(&dns) && !rules.is_cluster_ip(&node_port));
+        // A Service that is gone takes all its flows.
+        let gone = rules.stale_udp_flows(&[(name("dns"), Wanted::new())]);
+        assert_eq!(gone.len(), 6);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use tracing::info;
 
+use super::frontends::Frontend;
 use super::iptables::{self, Chains, Table};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,30 @@ pub fn any_node_present() -> Result<bool, IptablesError> {
     Ok(save(Table::Nat)?.lines().any(|line| {
         line.starts_with("-A OUTPUT ") && line.contains("service portals\" -j KUBE-SERVICES-")
     }))
+}
+
+/// Deletes the UDP conntrack entries that send `frontend`'s traffic to `backend`, as kube-proxy
+/// does when a UDP endpoint goes: a ClusterIP's by their original destination, a NodePort's
+/// by their original destination port. The client's next datagram meets the rules afresh.
+pub fn clear_udp_flows(
+    frontend: &Frontend,
+    cluster_ip: bool,
+    backend: Ipv4Addr,
+) -> Result<(), IptablesError> {
+    let (address, port) = (frontend.address.to_string(), frontend.port.to_string());
+    let backend = backend.to_string();
+    let mut args = vec!["-D", "-p", "udp"];
+    match cluster_ip {
+        true => args.extend(["--orig-dst", &address]),
+        false => args.extend(["--orig-port-dst", &port]),
+    }
+    args.extend(["--dst-nat", &backend]);
+    match iptables("conntrack", &args) {
+        Ok(_) => Ok(()),
+        // "0 flow entries have been deleted": nothing to clear.
+        Err(IptablesError::Failed { stderr, .. }) if stderr.contains(" 0 flow entries") => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// `net.ipv4.conf.all.route_localnet=1`, as kube-proxy sets it: a NodePort on 127.0.0.1 is

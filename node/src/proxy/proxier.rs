@@ -170,6 +170,12 @@ impl IptablesProxier {
         changed: Vec<(ServiceName, Wanted)>,
         first: bool,
     ) -> Result<(), IptablesError> {
+        let stale_udp: Vec<_> = self
+            .rules
+            .stale_udp_flows(&changed)
+            .into_iter()
+            .map(|(frontend, backend)| (frontend, self.rules.is_cluster_ip(&frontend), backend))
+            .collect();
         let chains = self.rules.chains().clone();
         let inputs = if first || self.needs_full_sync {
             let live = blocking(move || iptables_restore::live_chains(&chains)).await?;
@@ -194,6 +200,20 @@ impl IptablesProxier {
         if first || self.needs_full_sync {
             let chains = self.rules.chains().clone();
             blocking(move || iptables_restore::ensure_jumps(&chains)).await?;
+        }
+        // With the rules no longer naming them, the flows to removed UDP backends go.
+        if !stale_udp.is_empty() {
+            blocking(move || {
+                for (frontend, cluster_ip, backend) in &stale_udp {
+                    if let Err(err) =
+                        iptables_restore::clear_udp_flows(frontend, *cluster_ip, *backend)
+                    {
+                        warn!("clearing the UDP flows to a removed backend: {err}");
+                    }
+                }
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
     }
