@@ -1759,6 +1759,38 @@ spec:
         .await
         .expect("HTTPS to the kubernetes Service's ClusterIP");
     assert!(answer.status().is_success(), "{answer:?}");
+
+    // A deleted kube-dns Service comes back, with its Endpoints, as kube-apiserver puts the
+    // kubernetes Service back.
+    let out = cluster
+        .master
+        .kubectl(&["delete", "service", "kube-dns", "-n", "kube-system"]);
+    assert!(out.success(), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = cluster.master.kubectl(&[
+            "get",
+            "service",
+            "kube-dns",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ]);
+        if out.success() && out.stdout.trim() == dns_ip.to_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kube-dns is not back: {out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let endpoint = kube_dns_endpoint(&cluster);
+    let answer = dns_query(
+        endpoint,
+        "kubernetes.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .expect("the server still answers");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,44 @@ async fn concurrent_service_creates_get_distinct_cluster_ips() {
     assert_eq!(code, 201, "{body}");
 }
 
+/// The `kubernetes` Service and its Endpoints come back when deleted, as kube-apiserver's
+/// reconcilers put them back, with the same ClusterIP (the first of the range).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_kubernetes_service_comes_back() {
+    let master = embedded_master();
+    let service = "/api/v1/namespaces/default/services/kubernetes";
+    let (code, before) = send(&master, reqwest::Method::GET, service, None).await;
+    assert_eq!(code, 200, "{before}");
+    for path in [service, "/api/v1/namespaces/default/endpoints/kubernetes"] {
+        let (code, body) = send(&master, reqwest::Method::DELETE, path, None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (service_code, after) = send(&master, reqwest::Method::GET, service, None).await;
+        let (endpoints_code, endpoints) = send(
+            &master,
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/endpoints/kubernetes",
+            None,
+        )
+        .await;
+        if service_code == 200 && endpoints_code == 200 {
+            assert_eq!(after["spec"]["clusterIP"], before["spec"]["clusterIP"]);
+            assert!(
+                endpoints["subsets"][0]["addresses"][0]["ip"].is_string(),
+                "{endpoints}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kubernetes Service is not back: {service_code} {endpoints_code}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_port_services_get_ports_from_the_range() {
     let master = embedded_master();

@@ -12,12 +12,16 @@ use super::resources;
 use super::status::ApiError;
 use super::update::Part;
 
+/// How often the defaults are put back (kube-apiserver's endpoint reconciler's interval).
+pub const RECONCILE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Create what is missing; existing objects are left as they are, but the `kubernetes`
-/// Endpoints, which name `endpoint` (where pods reach this server).
+/// Endpoints, which name `endpoint` (where pods reach this server). Run at start and every
+/// [`RECONCILE_PERIOD`].
 pub async fn ensure_defaults(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
     let namespaces = resources::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;

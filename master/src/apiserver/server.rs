@@ -156,6 +156,21 @@ pub async fn serve(
     bootstrap::ensure_defaults(&api, endpoint)
         .await
         .context("creating the default namespaces and the kubernetes Service")?;
+    // As kube-apiserver's system-namespaces controller and endpoint reconciler do: what a user
+    // deletes of them comes back.
+    let reconciler = tokio::spawn({
+        let api = api.clone();
+        async move {
+            let mut every = tokio::time::interval(bootstrap::RECONCILE_PERIOD);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(err) = bootstrap::ensure_defaults(&api, endpoint).await {
+                    warn!("putting the default namespaces and the kubernetes Service back: {err}");
+                }
+            }
+        }
+    });
 
     let kubeconfig = config.state_dir.join("kubeconfig");
     let server_url = format!("https://{advertise}");
@@ -219,6 +234,7 @@ pub async fn serve(
             }
         });
     }
+    reconciler.abort();
     info!("API server shutting down");
     Ok(())
 }

@@ -59,8 +59,12 @@ pub enum DnsError {
     Upstream(String),
 }
 
+/// How often the `kube-dns` Service and Endpoints are checked and put back (kube-apiserver
+/// reconciles the `kubernetes` Endpoints as often).
+const PUBLISH_PERIOD: Duration = Duration::from_secs(10);
+
 /// Binds the server's sockets and returns it, to be run until `shutdown`; the `kube-dns`
-/// Service and its Endpoints are written once it serves.
+/// Service and its Endpoints are written once it serves, and put back if they go or change.
 pub async fn start(
     client: kube::Client,
     config: DnsConfig,
@@ -86,10 +90,23 @@ pub async fn start(
     server.register_listener(tcp, Duration::from_secs(10), 64);
     info!(address = %listening, domain = %config.domain, "cluster DNS listening");
     Ok(async move {
-        if let Err(err) = publish(&client, &config, listening).await {
-            warn!("writing the {SERVICE_NAME} Service and Endpoints: {err}");
+        let publishing = async {
+            let mut every = tokio::time::interval(PUBLISH_PERIOD);
+            loop {
+                every.tick().await;
+                match publish(&client, &config, listening).await {
+                    Ok(true) => {
+                        info!(service_ip = %config.service_ip, endpoint = %listening, "published the {SERVICE_NAME} Service")
+                    }
+                    Ok(false) => {}
+                    Err(err) => warn!("writing the {SERVICE_NAME} Service and Endpoints: {err}"),
+                }
+            }
+        };
+        tokio::select! {
+            () = publishing => {}
+            () = shutdown => {}
         }
-        shutdown.await;
         if let Err(err) = server.shutdown_gracefully().await {
             debug!("cluster DNS stopped: {err}");
         }
@@ -150,12 +167,13 @@ fn forwarder(upstreams: &[SocketAddr]) -> Result<Catalog, DnsError> {
     Ok(catalog)
 }
 
-/// The `kube-dns` Service (created if missing) and its Endpoints (naming `listening`).
+/// The `kube-dns` Service (created if missing) and its Endpoints (naming `listening`); true
+/// when anything was written.
 async fn publish(
     client: &kube::Client,
     config: &DnsConfig,
     listening: SocketAddr,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
     let service: Service = serde_json::from_value(json!({
         "metadata": {"name": SERVICE_NAME, "namespace": "kube-system", "labels": {
@@ -165,10 +183,13 @@ async fn publish(
             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
     }))
     .map_err(kube::Error::SerdeError)?;
-    match services.create(&PostParams::default(), &service).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(err) => return Err(err),
+    let mut wrote = false;
+    if services.get_opt(SERVICE_NAME).await?.is_none() {
+        match services.create(&PostParams::default(), &service).await {
+            Ok(_) => wrote = true,
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => return Err(err),
+        }
     }
     let endpoints_api: Api<Endpoints> = Api::namespaced(client.clone(), "kube-system");
     let mut endpoints: Endpoints = serde_json::from_value(json!({
@@ -186,17 +207,18 @@ async fn publish(
             endpoints_api
                 .create(&PostParams::default(), &endpoints)
                 .await?;
+            wrote = true;
         }
         Some(current) if current.subsets != endpoints.subsets => {
             endpoints.metadata.resource_version = current.metadata.resource_version;
             endpoints_api
                 .replace(SERVICE_NAME, &PostParams::default(), &endpoints)
                 .await?;
+            wrote = true;
         }
         Some(_) => {}
     }
-    info!(service_ip = %config.service_ip, endpoint = %listening, "published the {SERVICE_NAME} Service");
-    Ok(())
+    Ok(wrote)
 }
 
 /// The informers' Services and Endpoints, as [`records`] reads them.
