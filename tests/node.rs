@@ -2458,7 +2458,7 @@ spec:
   containers:
   - name: app
     image: {WORKLOAD_IMAGE}
-    args: [fetch, {ip}, "80", /env/POD_NAME, /out/fetched, serve, "8081", /out]
+    args: [fetch, {ip}, "80", /env/POD_NAME, /out/fetched, fetch, web, "80", /env/POD_NAME, /out/by-name, serve, "8081", /out]
     volumeMounts: [{{name: out, mountPath: /out}}]
 "#
     ));
@@ -2467,6 +2467,12 @@ spec:
     assert!(
         reached.contains(fetched.trim()),
         "the pod on the other node reached a web pod through the ClusterIP: {fetched:?}"
+    );
+    // By name: the cluster DNS, itself behind the kube-dns ClusterIP, through this mode too.
+    let by_name = http_get_eventually(&pod_ip(&client), 8081, "/file/by-name").await;
+    assert!(
+        reached.contains(by_name.trim()),
+        "the pod reached a web pod by the Service's name: {by_name:?}"
     );
 
     if test.ebpf() {
