@@ -1411,6 +1411,28 @@ fn replica_set_sizes(master: &Master, app: &str) -> Vec<String> {
     sizes
 }
 
+/// A Deployment `name` (label `app: <name>`) of `replicas` test workloads on `node`, each
+/// echoing UDP on 7007 and serving HTTP on 8080 (its name at `/env/POD_NAME`).
+fn echo_deployment(name: &str, replicas: u32, node: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      nodeName: {node}
+      containers:
+      - name: app
+        image: {WORKLOAD_IMAGE}
+        args: [udp-echo, "7007", serve, "8080", /]
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]"#
+    )
+}
+
 /// Waits until the Endpoints `name` list exactly the IPs of the `count` running, ready pods
 /// labelled `app=<name>`, on port 8080.
 async fn endpoints_are_the_running_pods(cluster: &Cluster, name: &str, count: usize) {
@@ -2330,21 +2352,7 @@ async fn cluster_ip_behaviour(test: ProxyTest) {
         .expect("start the second skiff-node");
     cluster.apply(&format!(
         r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      nodeName: {node_a}
-      containers:
-      - name: app
-        image: {WORKLOAD_IMAGE}
-        args: [udp-echo, "7007", serve, "8080", /]
-        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+{}
 ---
 apiVersion: v1
 kind: Service
@@ -2354,7 +2362,8 @@ spec:
   ports:
   - {{name: http, port: 80, targetPort: 8080}}
   - {{name: echo, port: 7, protocol: UDP, targetPort: 7007}}
-"#
+"#,
+        echo_deployment("web", 3, node_a)
     ));
     endpoints_are_the_running_pods(&cluster, "web", 3).await;
     let out =
@@ -2824,21 +2833,7 @@ async fn node_port_from_outside(test: OutsideTest) {
     let mut cluster = Cluster::start_with_master(master, node).await;
     cluster.apply(&format!(
         r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: np}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: np}}}}
-  template:
-    metadata: {{labels: {{app: np}}}}
-    spec:
-      nodeName: {node}
-      containers:
-      - name: app
-        image: {WORKLOAD_IMAGE}
-        args: [udp-echo, "7007", serve, "8080", /]
-        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+{}
 ---
 apiVersion: v1
 kind: Service
@@ -2850,7 +2845,7 @@ spec:
   - {{name: http, port: 80, targetPort: 8080}}
   - {{name: echo, port: 7, protocol: UDP, targetPort: 7007}}
 "#,
-        node = test.node
+        echo_deployment("np", 2, test.node)
     ));
     endpoints_are_the_running_pods(&cluster, "np", 2).await;
     let node_port = |index: usize| {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType,
+    CgroupAttachMode, CgroupSockAddr, Program, ProgramError, SchedClassifier, TcAttachType,
 };
 use aya::sys::SyscallError;
 use aya::{Ebpf, EbpfError, EbpfLoader};
@@ -155,11 +155,7 @@ impl Datapath {
             source,
         })?;
         for name in PROGRAMS_AND_HOOKS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::Missing(name))?
-                .try_into()
-                .map_err(|source| DatapathError::Program { name, source })?;
+            let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
             program
                 .load()
                 .map_err(|source| DatapathError::Program { name, source })?;
@@ -285,11 +281,7 @@ fn attach_to_devices(
 ) -> Result<(), DatapathError> {
     let mut pinned = Vec::new();
     for (name, attach_type) in TC_PROGRAMS {
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::Missing(name))?
-            .try_into()
-            .map_err(|source| DatapathError::Program { name, source })?;
+        let program: &mut SchedClassifier = program(ebpf, name)?;
         program
             .load()
             .map_err(|source| DatapathError::Program { name, source })?;
@@ -408,6 +400,17 @@ pub fn loaded_program_names() -> Vec<String> {
 /// Where node `node`'s maps are pinned.
 pub fn pin_dir(node: &str) -> PathBuf {
     Path::new(BPF_FS).join("skiff").join(node)
+}
+
+/// Program `name` of the object, as its kind.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DatapathError>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::Missing(name))?
+        .try_into()
+        .map_err(|source| DatapathError::Program { name, source })
 }
 
 fn take_map<K: aya::Pod, V: aya::Pod>(
