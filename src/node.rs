@@ -46,6 +46,9 @@ pub struct NodeOptions {
     pub manifests_dir: Option<PathBuf>,
     /// Further arguments for `skiff-node`.
     pub extra_args: Vec<String>,
+    /// Start over what an earlier agent of this name left on Docker (its containers and pod
+    /// network), as `cargo xtask run` after `rm -rf .skiff` does, instead of clearing it first.
+    pub keep_leftovers: bool,
 }
 
 impl NodeOptions {
@@ -56,6 +59,7 @@ impl NodeOptions {
             pod_cidr: pod_cidr.to_owned(),
             manifests_dir: None,
             extra_args: Vec::new(),
+            keep_leftovers: false,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct NodeAgent {
     kubectl_master: KubectlTarget,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Dropped without removing its containers ([`NodeAgent::leave_behind`]).
+    leave_containers: bool,
 }
 
 /// What [`NodeAgent`] needs to ask the master about its Node.
@@ -82,7 +88,9 @@ impl NodeAgent {
     pub fn start(master: &Master, opts: NodeOptions) -> anyhow::Result<NodeAgent> {
         docker::ensure_dockerd().context("the node agent needs Docker")?;
         // A previous run that was killed may have left containers of this node name.
-        docker::remove_node_containers(&opts.name)?;
+        if !opts.keep_leftovers {
+            docker::remove_node_containers(&opts.name)?;
+        }
         let dir = tempfile::Builder::new()
             .prefix(&format!("skiff-node-{}-", opts.name))
             .tempdir()
@@ -97,6 +105,7 @@ impl NodeAgent {
             },
             dir,
             child: None,
+            leave_containers: false,
         };
         agent.launch()?;
         Ok(agent)
@@ -127,6 +136,12 @@ impl NodeAgent {
         if let Some(mut child) = self.child.take() {
             let _ = process::stop(&mut child, STOP_GRACE);
         }
+    }
+
+    /// Stops the agent and leaves its containers and pod network on Docker, as a cluster whose
+    /// state directory is removed leaves them (its Service programs are cleaned up).
+    pub fn leave_behind(mut self) {
+        self.leave_containers = true;
     }
 
     /// Kills the agent with SIGKILL; its containers keep running.
@@ -270,7 +285,9 @@ impl Drop for NodeAgent {
         if let Err(err) = self.proxy_cleanup() {
             eprintln!("skiff test harness: {err:#}");
         }
-        if let Err(err) = docker::remove_node_containers(&self.opts.name) {
+        if !self.leave_containers
+            && let Err(err) = docker::remove_node_containers(&self.opts.name)
+        {
             eprintln!(
                 "skiff test harness: cleaning up node {}: {err:#}",
                 self.opts.name

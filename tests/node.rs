@@ -2975,3 +2975,60 @@ spec:
         "without the programs or rules nothing behind the nodePort answers: {refused:?}"
     );
 }
+
+/// `rm -rf .skiff` with an earlier cluster's pods still on Docker, then a new cluster whose
+/// node gets another pod CIDR: the agent removes the old containers from the old pod network,
+/// rebuilds the network on the new CIDR and comes up Ready, and pods run on the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_comes_up_over_an_earlier_clusters_pods_on_another_pod_cidr() {
+    const NODE: &str = "t-leftover";
+    let earlier = Cluster::start(NODE, "10.244.232.0/24").await;
+    earlier.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: old}}
+spec:
+  nodeName: {NODE}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    earlier.wait_running("old").await;
+    let old = docker::node_containers(NODE, Some("old")).expect("list containers");
+    assert!(!old.is_empty(), "the old pod's containers are on Docker");
+    let Cluster { agent, master, .. } = earlier;
+    agent.leave_behind();
+    drop(master);
+
+    let mut opts = NodeOptions::new(NODE, "10.244.233.0/24");
+    opts.keep_leftovers = true;
+    // Starting waits for the Node to be Ready.
+    let cluster = Cluster::start_with(opts).await;
+    let left = docker::node_containers(NODE, Some("old")).expect("list containers");
+    assert!(
+        left.is_empty(),
+        "the earlier cluster's containers are gone: {left:?}"
+    );
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: new}}
+spec:
+  nodeName: {NODE}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    let pod = cluster.wait_running("new").await;
+    let ip = pod_ip(&pod);
+    assert!(
+        ip.starts_with("10.244.233."),
+        "the new pod is on the new pod CIDR: {ip}"
+    );
+}

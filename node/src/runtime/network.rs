@@ -37,8 +37,8 @@ pub fn network_name(node: &str) -> String {
     format!("skiff-{node}")
 }
 
-/// Creates the network if it is missing (or recreates it if its subnet changed and nothing is
-/// attached), and allows cluster traffic between bridges.
+/// Creates the network if it is missing (or recreates it if its subnet changed, removing the
+/// containers still on the old one), and allows cluster traffic between bridges.
 pub(super) async fn ensure(
     runtime: &DockerRuntime,
     network: &NodeNetwork,
@@ -63,6 +63,13 @@ pub(super) async fn ensure(
                 return Ok(());
             }
             info!(network = %name, old = ?subnets, new = %subnet, "pod CIDR changed; recreating the pod network");
+            // Containers on the old subnet (an earlier cluster's, or this node's before its
+            // CIDR changed) cannot keep their addresses, and Docker removes no network with
+            // endpoints: they go first; the kubelet recreates the pods it still has.
+            for id in existing.containers.unwrap_or_default().into_keys() {
+                warn!(network = %name, container = %id, "removing a container on the old pod CIDR");
+                super::container_remove::remove_container(runtime, &id).await?;
+            }
             client
                 .remove_network(&name)
                 .await
