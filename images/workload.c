@@ -16,6 +16,7 @@
  *   pause                           wait forever
  *   udp-echo PORT                   in the background, answer every UDP datagram to PORT with
  *                                     the same bytes (the Service tests' UDP round trip)
+ *   spin                            in the background, keep one CPU busy (kubectl top tests)
  *   serve PORT DIR                  serve HTTP on 0.0.0.0:PORT forever:
  *                                     GET /healthz -> "ok"
  *                                     GET /file/NAME -> contents of DIR/NAME
@@ -297,6 +298,20 @@ static void connect_step(const char *host, int port) {
     exit(1);
 }
 
+/* A child process that burns one CPU until the container ends. */
+static void spin(void) {
+    pid_t child = fork();
+    if (child < 0) fail("fork");
+    if (child > 0) {
+        printf("workload: spinning in process %d\n", (int)child);
+        fflush(stdout);
+        return;
+    }
+    signal(SIGTERM, SIG_DFL);
+    volatile unsigned long counter = 0;
+    for (;;) counter++;
+}
+
 static void need(int argc, int i, int count, const char *step) {
     if (i + count >= argc) {
         printf("workload: step %s needs %d argument(s)\n", step, count);
@@ -349,6 +364,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(step, "udp-echo") == 0) {
             need(argc, i, 1, step);
             udp_echo(atoi(argv[++i]));
+        } else if (strcmp(step, "spin") == 0) {
+            spin();
         } else if (strcmp(step, "serve") == 0) {
             need(argc, i, 2, step);
             serve(atoi(argv[i + 1]), argv[i + 2]);

@@ -4,7 +4,7 @@
 
 /// The image tests run their pods with.
 /// The tag changes with `images/workload.c`: an image is built only when its tag is missing.
-pub const WORKLOAD_IMAGE: &str = "skiff/test-workload:3";
+pub const WORKLOAD_IMAGE: &str = "skiff/test-workload:4";
 
 /// The workload program (`images/workload.c`).
 pub const WORKLOAD_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/workload"));

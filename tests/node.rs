@@ -3032,3 +3032,91 @@ spec:
         "the new pod is on the new pod CIDR: {ip}"
     );
 }
+
+/// `kubectl top` with no extra component: the API server serves `metrics.k8s.io` from the
+/// agents' summaries, and a pod that burns a CPU shows it while an idle one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_top_shows_the_node_and_a_busy_pod_using_cpu() {
+    const NODE: &str = "t-top";
+    let cluster = Cluster::start(NODE, "10.244.234.0/24").await;
+    for (name, steps) in [
+        ("busy", "[spin, serve, \"8080\", /]"),
+        ("idle", "[serve, \"8080\", /]"),
+    ] {
+        cluster.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {NODE}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: {steps}
+"#
+        ));
+    }
+    cluster.wait_running("busy").await;
+    cluster.wait_running("idle").await;
+
+    // `kubectl top pods`: NAME CPU(cores) MEMORY(bytes), CPU in millicores.
+    let millicores = |out: &str, pod: &str| -> Option<u64> {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(pod))?;
+        line.split_whitespace()
+            .nth(1)?
+            .strip_suffix('m')?
+            .parse()
+            .ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (busy, idle) = loop {
+        let out = cluster.master.kubectl(&["top", "pods", "--no-headers"]);
+        if let (Some(busy), Some(idle)) = (
+            millicores(&out.stdout, "busy"),
+            millicores(&out.stdout, "idle"),
+        ) && busy >= 500
+        {
+            break (busy, idle);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl top pods shows the busy pod using a CPU: {out}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(
+        idle < 100,
+        "the idle pod uses little CPU: {idle}m (busy {busy}m)"
+    );
+
+    // `kubectl top node`: NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%), the busy pod's CPU
+    // included.
+    let out = cluster
+        .master
+        .kubectl(&["top", "node", NODE, "--no-headers"]);
+    assert!(out.success(), "{out}");
+    let node_cpu = millicores(&out.stdout, NODE).expect("the node's CPU in kubectl top node");
+    assert!(node_cpu >= 500, "the node's CPU counts the busy pod: {out}");
+    let memory = out.stdout.split_whitespace().nth(3).unwrap_or_default();
+    assert!(memory.ends_with("Mi"), "the node's memory: {out}");
+
+    // The API directly: one pod's metrics, and a pod that does not exist.
+    let out = cluster.master.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/busy",
+    ]);
+    assert!(out.success(), "{out}");
+    let metrics: serde_json::Value = serde_json::from_str(&out.stdout).expect("PodMetrics");
+    assert_eq!(metrics["kind"], "PodMetrics");
+    assert_eq!(metrics["containers"][0]["name"], "app", "{metrics}");
+    let out = cluster.master.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nothing",
+    ]);
+    assert!(!out.success() && out.stderr.contains("NotFound"), "{out}");
+}

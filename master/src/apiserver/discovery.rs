@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 
+use super::metrics_api;
 use super::resources::{self, RESOURCES, Resource};
 
 /// The Kubernetes version skiff's API corresponds to (the types of k8s-openapi's `v1_32`).
@@ -62,10 +63,17 @@ fn group(name: &str, version: &str) -> APIGroup {
     }
 }
 
+/// The groups and versions served: the stored resources' and the resource metrics'.
+fn served_groups() -> Vec<(&'static str, &'static str)> {
+    let mut groups = resources::groups();
+    groups.push((metrics_api::GROUP, metrics_api::VERSION));
+    groups
+}
+
 /// `/apis`.
 pub fn groups() -> APIGroupList {
     APIGroupList {
-        groups: resources::groups()
+        groups: served_groups()
             .into_iter()
             .map(|(g, v)| group(g, v))
             .collect(),
@@ -74,7 +82,7 @@ pub fn groups() -> APIGroupList {
 
 /// `/apis/<group>`, if served.
 pub fn group_info(name: &str) -> Option<APIGroup> {
-    resources::groups()
+    served_groups()
         .into_iter()
         .find(|(g, _)| *g == name)
         .map(|(g, v)| group(g, v))
@@ -125,8 +133,30 @@ fn subresource(r: &Resource, sub: &str) -> APIResource {
     }
 }
 
+/// `/apis/metrics.k8s.io/v1beta1`: nodes and pods, read-only.
+fn metrics_resources() -> APIResourceList {
+    let resource = |name: &str, singular: &str, kind: &str, namespaced| APIResource {
+        name: name.into(),
+        singular_name: singular.into(),
+        namespaced,
+        kind: kind.into(),
+        verbs: strings(&["get", "list"]),
+        ..Default::default()
+    };
+    APIResourceList {
+        group_version: format!("{}/{}", metrics_api::GROUP, metrics_api::VERSION),
+        resources: vec![
+            resource("nodes", "", "NodeMetrics", false),
+            resource("pods", "", "PodMetrics", true),
+        ],
+    }
+}
+
 /// `/api/v1` or `/apis/<group>/<version>`, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<APIResourceList> {
+    if (group, version) == (metrics_api::GROUP, metrics_api::VERSION) {
+        return Some(metrics_resources());
+    }
     if !resources::serves_group_version(group, version) {
         return None;
     }

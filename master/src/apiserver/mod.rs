@@ -4,7 +4,9 @@
 //! One file per concern: `request` reads paths, queries and bodies; `create`, `read`
 //! (get, list, watch), `update` (update, patch, status), `delete` and `subresources`
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
-//! through `kubelet_client`, and `node_proxy` forwards `nodes/<name>/proxy/...` to them; `discovery` and `openapi` describe the API; `pki` and `auth`
+//! through `kubelet_client`, and `node_proxy` forwards `nodes/<name>/proxy/...` to them;
+//! `metrics_api` serves `metrics.k8s.io` (`kubectl top`) from their summaries; `discovery` and
+//! `openapi` describe the API; `pki` and `auth`
 //! guard it; `resources` lists the served types and admits their objects, and
 //! `resource_quota` charges creates to the namespace's quotas; `watch_cache`
 //! follows the store once and serves every watcher from memory; `negotiation` picks the
@@ -21,6 +23,7 @@ pub mod discovery;
 pub mod field_error;
 pub mod kubelet_client;
 pub mod metrics;
+pub mod metrics_api;
 pub mod negotiation;
 pub mod node_proxy;
 pub mod objects;

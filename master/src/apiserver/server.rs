@@ -24,9 +24,10 @@ use super::kubelet_client::KubeletClient;
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::{Credentials, KubeconfigUser, NODE_USER};
+use super::request::Query;
 use super::status::ApiError;
 use super::watch_cache::WatchCache;
-use super::{ApiServer, auth, bootstrap, discovery, json_value, node_proxy};
+use super::{ApiServer, auth, bootstrap, discovery, json_value, metrics_api, node_proxy};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::etcd::EtcdStore;
@@ -366,6 +367,29 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             response.extensions_mut().insert(RequestInfo {
                 verb,
                 resource: String::from("nodes/proxy"),
+            });
+            response
+        }
+        ["apis", metrics_api::GROUP, metrics_api::VERSION, rest @ ..] if !rest.is_empty() => {
+            let result = match (metrics_api::Query::parse(rest), &parts.method) {
+                (Some(query), &Method::GET) => {
+                    match Query::parse(parts.uri.query()).and_then(|q| q.label_selector()) {
+                        Ok(selector) => api.resource_metrics(query, &selector).await,
+                        Err(err) => Err(err),
+                    }
+                }
+                (Some(_), _) => Err(ApiError::MethodNotAllowed),
+                (None, _) => Err(ApiError::NotFoundPath(format!(
+                    "the server could not find the requested resource ({path})"
+                ))),
+            };
+            let mut response = match result {
+                Ok(value) => json_value(StatusCode::OK, &value),
+                Err(e) => e.into_response(),
+            };
+            response.extensions_mut().insert(RequestInfo {
+                verb: "get",
+                resource: String::from("metrics.k8s.io"),
             });
             response
         }
