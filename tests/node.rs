@@ -3120,3 +3120,102 @@ spec:
     ]);
     assert!(!out.success() && out.stderr.contains("NotFound"), "{out}");
 }
+
+/// A configMap volume as the kubelet writes it: the keys as files (`items` renamed and with
+/// their mode), mounted read-only, and following an update of the ConfigMap in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_map_volume_follows_its_config_map_and_is_read_only() {
+    const NODE: &str = "t-cmvol";
+    let mut opts = NodeOptions::new(NODE, "10.244.235.0/24");
+    // Syncs (which refresh the volumes) every 2 s instead of every minute.
+    opts.extra_args = vec![String::from("--resync-seconds=2")];
+    let cluster = Cluster::start_with(opts).await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{greeting: hello, secret-ish: "1234"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  nodeName: {NODE}
+  volumes:
+  - name: config
+    configMap:
+      name: settings
+      defaultMode: 0440
+      items: [{{key: greeting, path: greeting}}, {{key: secret-ish, path: nested/code, mode: 0400}}]
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /etc/config]
+    volumeMounts: [{{name: config, mountPath: /etc/config}}]
+"#
+    ));
+    let pod = cluster.wait_running("reader").await;
+    let ip = pod_ip(&pod);
+    assert_eq!(
+        http_get_eventually(&ip, 8080, "/file/greeting").await,
+        "hello"
+    );
+
+    // Read-only, and the files as asked, in the payload the `..data` symlink names.
+    let ids = docker::node_containers(NODE, Some("reader")).expect("containers");
+    let app = ids
+        .iter()
+        .map(|id| docker::inspect_container(id).expect("inspect"))
+        .find(|c| {
+            c.mounts
+                .iter()
+                .flatten()
+                .any(|m| m.destination.as_deref() == Some("/etc/config"))
+        })
+        .expect("the app container mounts /etc/config");
+    let mount = app
+        .mounts
+        .iter()
+        .flatten()
+        .find(|m| m.destination.as_deref() == Some("/etc/config"))
+        .expect("the mount");
+    assert_eq!(mount.rw, Some(false), "mounted read-only: {mount:?}");
+    let host_dir = std::path::PathBuf::from(mount.source.clone().expect("a source"));
+    let mode = |path: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(host_dir.join(path))
+            .expect(path)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("greeting"), 0o440);
+    assert_eq!(mode("nested/code"), 0o400);
+    assert!(
+        std::fs::read_link(host_dir.join("..data")).is_ok(),
+        "a ..data symlink"
+    );
+
+    // An update shows in the running pod.
+    let out = cluster.master.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"world"}}"#,
+    ]);
+    assert!(out.success(), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = http_get(&ip, 8080, "/file/greeting");
+        if body.as_deref() == Some("world") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the volume follows the ConfigMap: {body:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

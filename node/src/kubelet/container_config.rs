@@ -7,11 +7,12 @@
 //! `CreateContainerConfigError`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
 use kube::api::Api;
 
+use super::volumes::HostVolume;
 use crate::runtime::{ContainerSpec, PodRef};
 use skiff_api::quantity;
 
@@ -40,7 +41,7 @@ pub struct ConfigInputs<'a> {
     /// The node's memory in bytes (a missing memory limit in the downward API).
     pub node_memory_bytes: u64,
     /// The pod's volumes on the host, by volume name.
-    pub volumes: &'a HashMap<String, PathBuf>,
+    pub volumes: &'a HashMap<String, HostVolume>,
     /// The pod's resolv.conf on the host (`None`: the runtime's).
     pub resolv_conf: Option<&'a Path>,
 }
@@ -79,7 +80,7 @@ pub async fn build(
         let host = inputs.volumes.get(&mount.name).ok_or_else(|| {
             format!("volume mount {} refers to a volume the pod does not have (or that is not supported)", mount.name)
         })?;
-        let mut source = host.clone();
+        let mut source = host.path.clone();
         if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if sub.split('/').any(|part| part == "..") || sub.starts_with('/') {
                 return Err(format!(
@@ -93,7 +94,7 @@ pub async fn build(
             }
         }
         let mut bind = format!("{}:{}", source.display(), mount.mount_path);
-        if mount.read_only.unwrap_or(false) {
+        if host.read_only || mount.read_only.unwrap_or(false) {
             bind.push_str(":ro");
         }
         binds.push(bind);

@@ -30,6 +30,7 @@ use super::observed::{Observed, observe};
 use super::pod_kill::stop_all;
 use super::pod_status::{self, StatusInputs, Waiting};
 use super::types::{grace_period, pod_ref};
+use super::volumes::HostVolume;
 use super::{dns, volumes};
 use crate::runtime::{
     ContainerDetails, ContainerKind, ContainerRuntime, ContainerState, HostPort, PodRef,
@@ -247,6 +248,14 @@ pub async fn sync_pod<R: ContainerRuntime>(
                 .await?;
         }
     }
+    // A running pod's configMap and secret volumes follow their objects (those just prepared
+    // for a container start are fresh already); a failure keeps what they had.
+    if sync.volumes.is_none()
+        && volumes::has_api_data(pod)
+        && let Err(message) = volumes::prepare(&ctx.client, &ctx.root_dir, pod).await
+    {
+        debug!(pod = %pod_ref.name, namespace = %pod_ref.namespace, "refreshing volumes: {message}");
+    }
     let requeue = sync.requeue;
     if sync.acted {
         observed = observe(
@@ -374,7 +383,7 @@ struct ContainerSync<'a, R> {
     sandbox_id: &'a str,
     pod_ip: &'a str,
     /// The pod's volumes on the host, prepared on the first container start of this sync.
-    volumes: Option<HashMap<String, PathBuf>>,
+    volumes: Option<HashMap<String, HostVolume>>,
     /// The pod's resolv.conf on the host, written with the volumes (`None`: the runtime's).
     resolv_conf: Option<PathBuf>,
     requeue: Option<Duration>,
@@ -721,7 +730,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
     }
 }
 
-static EMPTY_VOLUMES: std::sync::LazyLock<HashMap<String, PathBuf>> =
+static EMPTY_VOLUMES: std::sync::LazyLock<HashMap<String, HostVolume>> =
     std::sync::LazyLock::new(HashMap::new);
 
 /// `Always` for `:latest` or untagged images, else `IfNotPresent` (Kubernetes' default).

@@ -3,9 +3,20 @@
 //! containers and removed with the pod), `hostPath`, and `configMap` / `secret` (their keys
 //! written as files). Other volume types are not supported and make the container's config
 //! fail with a message.
+//!
+//! `configMap` and `secret` volumes are written as the kubelet's `AtomicWriter` writes them:
+//! the files go into a fresh payload directory `..<time>`, the `..data` symlink is swapped to it
+//! by one rename, and each top-level name is a symlink into `..data`, so a container sees the
+//! old set or the new one, never half of each. Files are created new (`O_EXCL`, which follows
+//! no symlink) in the payload directory the agent just made, and the volume is mounted
+//! read-only, so nothing a container does can send a write elsewhere. `items` and
+//! `defaultMode` (and an item's `mode`) are honoured; a running pod's volumes are refreshed
+//! on each of its syncs, so a change to the ConfigMap or Secret shows within the resync
+//! period.
 
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::PermissionsExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret};
@@ -13,13 +24,32 @@ use kube::api::Api;
 
 use super::paths;
 
+/// The mode of a configMap or secret file without `defaultMode`.
+const DEFAULT_FILE_MODE: i32 = 0o644;
+
+/// A pod volume on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostVolume {
+    pub path: PathBuf,
+    /// Mounted read-only whatever the mount asks (configMap and secret, as the kubelet does).
+    pub read_only: bool,
+}
+
+/// Whether the pod has volumes whose contents come from the API (refreshed on each sync).
+pub fn has_api_data(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .any(|v| v.config_map.is_some() || v.secret.is_some())
+}
+
 /// Creates (or refreshes) the pod's volumes under `root_dir` (ConfigMaps and Secrets read
-/// through `client`); returns their host paths by volume name.
+/// through `client`); returns them by volume name.
 pub async fn prepare(
     client: &kube::Client,
     root_dir: &Path,
     pod: &Pod,
-) -> Result<HashMap<String, PathBuf>, String> {
+) -> Result<HashMap<String, HostVolume>, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let namespace = pod
         .metadata
@@ -38,10 +68,11 @@ pub async fn prepare(
             dir
         } else if let Some(host) = &volume.host_path {
             let path = PathBuf::from(&host.path);
+            // A path that exists keeps its permissions (the kubelet makes only what is missing).
             match host.type_.as_deref().unwrap_or("") {
-                "DirectoryOrCreate" => create_dir(&path, 0o755)?,
+                "DirectoryOrCreate" if !path.exists() => create_dir(&path, 0o755)?,
                 "FileOrCreate" if !path.exists() => {
-                    if let Some(parent) = path.parent() {
+                    if let Some(parent) = path.parent().filter(|p| !p.exists()) {
                         create_dir(parent, 0o755)?;
                     }
                     std::fs::write(&path, b"")
@@ -65,11 +96,23 @@ pub async fn prepare(
                 .await
                 .map_err(|err| format!("reading ConfigMap {namespace}/{}: {err}", source.name))?;
             let data = match found {
-                Some(cm) => cm.data.unwrap_or_default(),
+                Some(cm) => {
+                    let mut data: BTreeMap<String, Vec<u8>> = cm
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    for (key, value) in cm.binary_data.unwrap_or_default() {
+                        data.insert(key, value.0);
+                    }
+                    data
+                }
                 None if source.optional.unwrap_or(false) => BTreeMap::new(),
                 None => return Err(format!("configmap \"{}\" not found", source.name)),
             };
-            write_keys(&dir, &data, source.items.as_deref())?;
+            let files = files(&data, source.items.as_deref(), source.default_mode)?;
+            write_atomically(&dir, &files)?;
             dir
         } else if let Some(source) = &volume.secret {
             let name = source.secret_name.clone().unwrap_or_default();
@@ -81,22 +124,29 @@ pub async fn prepare(
                 .map_err(|err| format!("reading Secret {namespace}/{name}: {err}"))?;
             let data = match found {
                 Some(secret) => {
-                    let mut data = secret.string_data.unwrap_or_default();
+                    let mut data: BTreeMap<String, Vec<u8>> = secret
+                        .string_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
                     for (key, value) in secret.data.unwrap_or_default() {
-                        data.insert(key, String::from_utf8_lossy(&value.0).into_owned());
+                        data.insert(key, value.0);
                     }
                     data
                 }
                 None if source.optional.unwrap_or(false) => BTreeMap::new(),
                 None => return Err(format!("secret \"{name}\" not found")),
             };
-            write_keys(&dir, &data, source.items.as_deref())?;
+            let files = files(&data, source.items.as_deref(), source.default_mode)?;
+            write_atomically(&dir, &files)?;
             dir
         } else {
             // Unsupported types are left out: a container mounting one fails with a message.
             continue;
         };
-        paths.insert(volume.name.clone(), path);
+        let read_only = volume.config_map.is_some() || volume.secret.is_some();
+        paths.insert(volume.name.clone(), HostVolume { path, read_only });
     }
     Ok(paths)
 }
@@ -107,30 +157,248 @@ fn create_dir(dir: &Path, mode: u32) -> Result<(), String> {
         .map_err(|err| format!("setting permissions of {}: {err}", dir.display()))
 }
 
-/// Writes `data` as files (all keys, or the listed `items` to their paths).
-fn write_keys(
-    dir: &Path,
-    data: &BTreeMap<String, String>,
+/// A file of an API data volume: its bytes and mode.
+type File = (Vec<u8>, u32);
+
+/// The files of `data` (all keys, or the listed `items` at their paths) with their modes.
+fn files(
+    data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
-) -> Result<(), String> {
-    create_dir(dir, 0o755)?;
-    let files: Vec<(String, &str)> = match items {
+    default_mode: Option<i32>,
+) -> Result<BTreeMap<String, File>, String> {
+    let mode =
+        |m: Option<i32>| (m.unwrap_or(default_mode.unwrap_or(DEFAULT_FILE_MODE)) & 0o777) as u32;
+    let chosen: Vec<(String, &Vec<u8>, u32)> = match items {
         Some(items) => items
             .iter()
-            .filter_map(|item| data.get(&item.key).map(|v| (item.path.clone(), v.as_str())))
+            .filter_map(|item| {
+                data.get(&item.key)
+                    .map(|v| (item.path.clone(), v, mode(item.mode)))
+            })
             .collect(),
-        None => data.iter().map(|(k, v)| (k.clone(), v.as_str())).collect(),
+        None => data
+            .iter()
+            .map(|(k, v)| (k.clone(), v, mode(None)))
+            .collect(),
     };
-    for (path, value) in files {
-        if path.split('/').any(|part| part == "..") || path.starts_with('/') {
-            return Err(format!("item path {path:?} must be relative without '..'"));
+    let mut files = BTreeMap::new();
+    for (path, value, mode) in chosen {
+        let parts: Vec<&str> = path.split('/').collect();
+        if path.starts_with('/')
+            || parts
+                .iter()
+                .any(|part| part.is_empty() || *part == ".." || part.starts_with(".."))
+        {
+            return Err(format!(
+                "item path {path:?} must be relative, without '..' and not start with '..'"
+            ));
         }
-        let target = dir.join(&path);
+        files.insert(path, (value.clone(), mode));
+    }
+    Ok(files)
+}
+
+/// Writes `files` into `dir` as the kubelet's `AtomicWriter` does (see the module docs);
+/// nothing when the current payload has exactly them.
+fn write_atomically(dir: &Path, files: &BTreeMap<String, File>) -> Result<(), String> {
+    let fail =
+        |what: &str, path: &Path, err: std::io::Error| format!("{what} {}: {err}", path.display());
+    // The volume directory itself is the agent's: anything else there is replaced.
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => std::fs::remove_file(dir).map_err(|e| fail("removing", dir, e))?,
+        Err(_) => {}
+    }
+    create_dir(dir, 0o755)?;
+    let data_link = dir.join("..data");
+    if let Ok(current) = std::fs::read_link(&data_link)
+        && payload_matches(&dir.join(current), files)
+    {
+        return Ok(());
+    }
+    let stamp = chrono::Utc::now()
+        .format("..%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
+    let payload = dir.join(&stamp);
+    std::fs::create_dir(&payload).map_err(|e| fail("creating", &payload, e))?;
+    for (path, (bytes, mode)) in files {
+        let target = payload.join(path);
         if let Some(parent) = target.parent() {
-            create_dir(parent, 0o755)?;
+            std::fs::create_dir_all(parent).map_err(|e| fail("creating", parent, e))?;
         }
-        std::fs::write(&target, value)
-            .map_err(|err| format!("writing {}: {err}", target.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(*mode)
+            .open(&target)
+            .map_err(|e| fail("creating", &target, e))?;
+        file.write_all(bytes)
+            .map_err(|e| fail("writing", &target, e))?;
+        // The process umask may have narrowed the mode asked for.
+        file.set_permissions(std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| fail("setting the mode of", &target, e))?;
+    }
+    // Swap `..data` in one rename.
+    let next_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&next_link);
+    std::os::unix::fs::symlink(&stamp, &next_link).map_err(|e| fail("linking", &next_link, e))?;
+    std::fs::rename(&next_link, &data_link).map_err(|e| fail("renaming", &data_link, e))?;
+    // The visible names: one symlink into `..data` per top-level name; the rest goes.
+    let top: BTreeSet<&str> = files
+        .keys()
+        .filter_map(|path| path.split('/').next())
+        .collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| fail("reading", dir, e))?;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let keep = match name.as_str() {
+            "..data" => true,
+            _ if name == stamp => true,
+            _ if name.starts_with("..") => false,
+            _ => top.contains(name.as_str()) && is_link_to_data(&path, &name),
+        };
+        if !keep {
+            remove_entry(&path).map_err(|e| fail("removing", &path, e))?;
+        }
+    }
+    for name in top {
+        let link = dir.join(name);
+        if !is_link_to_data(&link, name) {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                .map_err(|e| fail("linking", &link, e))?;
+        }
     }
     Ok(())
+}
+
+/// Whether the payload directory holds exactly `files` (regular files, same bytes and mode).
+fn payload_matches(payload: &Path, files: &BTreeMap<String, File>) -> bool {
+    let mut found = 0;
+    let mut pending = vec![payload.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return false;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                return false;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            let relative = entry.path();
+            let Ok(relative) = relative.strip_prefix(payload) else {
+                return false;
+            };
+            let Some((bytes, mode)) = files.get(relative.to_string_lossy().as_ref()) else {
+                return false;
+            };
+            if !meta.is_file()
+                || meta.permissions().mode() & 0o777 != *mode
+                || std::fs::read(entry.path()).ok().as_ref() != Some(bytes)
+            {
+                return false;
+            }
+            found += 1;
+        }
+    }
+    found == files.len()
+}
+
+/// Whether `path` is the symlink `..data/<name>`.
+fn is_link_to_data(path: &Path, name: &str) -> bool {
+    std::fs::read_link(path).is_ok_and(|target| target == Path::new("..data").join(name))
+}
+
+/// Removes a file, symlink (not what it names) or directory tree.
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path)?.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_volume_is_symlinks_into_the_current_payload_and_an_update_swaps_it_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("config");
+        let first = files(&data(&[("a", "1"), ("b", "2")]), None, None).unwrap();
+        write_atomically(&dir, &first).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
+        assert!(is_link_to_data(&dir.join("a"), "a"));
+        let payload = std::fs::read_link(dir.join("..data")).unwrap();
+        let mode = std::fs::metadata(dir.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+
+        // The same content writes nothing new.
+        write_atomically(&dir, &first).unwrap();
+        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), payload);
+
+        // An update: a new payload, `b` gone, `c` there, the old payload removed.
+        let second = files(&data(&[("a", "10"), ("c", "3")]), None, Some(0o400)).unwrap();
+        write_atomically(&dir, &second).unwrap();
+        assert_ne!(std::fs::read_link(dir.join("..data")).unwrap(), payload);
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "10");
+        assert!(!dir.join("b").exists() && std::fs::symlink_metadata(dir.join("b")).is_err());
+        assert_eq!(std::fs::read_to_string(dir.join("c")).unwrap(), "3");
+        assert!(!dir.join(&payload).exists(), "the old payload is gone");
+        let mode = std::fs::metadata(dir.join("c"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o400);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("config");
+        let outside = root.path().join("outside");
+        std::fs::write(&outside, "untouched").unwrap();
+        // What an earlier agent's read-write volume let a container leave behind.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("a")).unwrap();
+        write_atomically(&dir, &files(&data(&[("a", "new")]), None, None).unwrap()).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "new");
+    }
+
+    #[test]
+    fn items_choose_keys_paths_and_modes_and_bad_paths_are_refused() {
+        let items = vec![KeyToPath {
+            key: String::from("a"),
+            path: String::from("sub/renamed"),
+            mode: Some(0o600),
+        }];
+        let chosen = files(&data(&[("a", "1"), ("b", "2")]), Some(&items), None).unwrap();
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen["sub/renamed"], (b"1".to_vec(), 0o600));
+        for bad in ["../x", "/etc/x", "..data/x", "a//b"] {
+            let items = vec![KeyToPath {
+                key: String::from("a"),
+                path: bad.to_owned(),
+                mode: None,
+            }];
+            assert!(
+                files(&data(&[("a", "1")]), Some(&items), None).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
