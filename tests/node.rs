@@ -3122,7 +3122,8 @@ spec:
 }
 
 /// A configMap volume as the kubelet writes it: the keys as files (`items` renamed and with
-/// their mode), mounted read-only, and following an update of the ConfigMap in place.
+/// their mode), mounted read-only, and following an update of the ConfigMap in place; a
+/// downwardAPI volume follows the pod's labels the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_map_volume_follows_its_config_map_and_is_read_only() {
     const NODE: &str = "t-cmvol";
@@ -3139,7 +3140,7 @@ data: {{greeting: hello, secret-ish: "1234"}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: reader}}
+metadata: {{name: reader, labels: {{app: reader}}}}
 spec:
   nodeName: {NODE}
   volumes:
@@ -3148,11 +3149,18 @@ spec:
       name: settings
       defaultMode: 0440
       items: [{{key: greeting, path: greeting}}, {{key: secret-ish, path: nested/code, mode: 0400}}]
+  - name: podinfo
+    downwardAPI:
+      items:
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: memory_mi, resourceFieldRef: {{containerName: app, resource: limits.memory, divisor: 1Mi}}}}
   containers:
   - name: app
     image: {WORKLOAD_IMAGE}
     args: [serve, "8080", /etc/config]
-    volumeMounts: [{{name: config, mountPath: /etc/config}}]
+    resources: {{limits: {{memory: 64Mi}}}}
+    volumeMounts: [{{name: config, mountPath: /etc/config}}, {{name: podinfo, mountPath: /etc/podinfo}}]
 "#
     ));
     let pod = cluster.wait_running("reader").await;
@@ -3196,6 +3204,18 @@ spec:
         std::fs::read_link(host_dir.join("..data")).is_ok(),
         "a ..data symlink"
     );
+    let podinfo = app
+        .mounts
+        .iter()
+        .flatten()
+        .find(|m| m.destination.as_deref() == Some("/etc/podinfo"))
+        .expect("the downwardAPI mount");
+    assert_eq!(podinfo.rw, Some(false), "mounted read-only: {podinfo:?}");
+    let podinfo_dir = std::path::PathBuf::from(podinfo.source.clone().expect("a source"));
+    let read = |name: &str| std::fs::read_to_string(podinfo_dir.join(name)).expect(name);
+    assert_eq!(read("name"), "reader");
+    assert_eq!(read("labels"), "app=\"reader\"");
+    assert_eq!(read("memory_mi"), "64");
 
     // An update shows in the running pod.
     let out = cluster.master.kubectl(&[
@@ -3215,6 +3235,22 @@ spec:
         assert!(
             Instant::now() < deadline,
             "the volume follows the ConfigMap: {body:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = cluster
+        .master
+        .kubectl(&["label", "pod", "reader", "tier=web"]);
+    assert!(out.success(), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let labels = read("labels");
+        if labels == "app=\"reader\"\ntier=\"web\"" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the downwardAPI volume follows the labels: {labels:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -300,11 +300,9 @@ pub fn field_value(pod: &Pod, pod_ip: &str, host_ip: &str, path: &str) -> Result
     }
 }
 
-/// A `resourceFieldRef`'s value: the container's limit or request (a missing limit is the
-/// node's allocatable), divided by the divisor and rounded up.
 /// A `resourceFieldRef` value: the container's limit or request (a missing limit is the
 /// node's capacity, `node` = (CPUs, memory bytes)) divided by the divisor, rounded up.
-fn resource_value(
+pub(super) fn resource_value(
     node: (u64, u64),
     container: &Container,
     resource: &str,

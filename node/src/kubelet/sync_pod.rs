@@ -252,7 +252,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
     // for a container start are fresh already); a failure keeps what they had.
     if sync.volumes.is_none()
         && volumes::has_api_data(pod)
-        && let Err(message) = volumes::prepare(&ctx.client, &ctx.root_dir, pod).await
+        && let Err(message) = volumes::prepare(ctx, pod).await
     {
         debug!(pod = %pod_ref.name, namespace = %pod_ref.namespace, "refreshing volumes: {message}");
     }
@@ -518,14 +518,13 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             return Ok(());
         }
         if self.volumes.is_none() {
-            let prepared =
-                match volumes::prepare(&self.ctx.client, &self.ctx.root_dir, self.pod).await {
-                    Ok(prepared) => {
-                        dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, &self.ctx.root_dir)
-                            .map(|resolv_conf| (prepared, resolv_conf))
-                    }
-                    Err(message) => Err(message),
-                };
+            let prepared = match volumes::prepare(self.ctx, self.pod).await {
+                Ok(prepared) => {
+                    dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, &self.ctx.root_dir)
+                        .map(|resolv_conf| (prepared, resolv_conf))
+                }
+                Err(message) => Err(message),
+            };
             match prepared {
                 Ok((prepared, resolv_conf)) => {
                     self.volumes = Some(prepared);

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret};
 use kube::api::Api;
 
 use super::paths;
+use super::sync_pod::SyncContext;
 
 /// The mode of a configMap or secret file without `defaultMode`.
 const DEFAULT_FILE_MODE: i32 = 0o644;
@@ -40,16 +41,16 @@ pub fn has_api_data(pod: &Pod) -> bool {
     pod.spec
         .iter()
         .flat_map(|spec| spec.volumes.iter().flatten())
-        .any(|v| v.config_map.is_some() || v.secret.is_some())
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some())
 }
 
-/// Creates (or refreshes) the pod's volumes under `root_dir` (ConfigMaps and Secrets read
-/// through `client`); returns them by volume name.
-pub async fn prepare(
-    client: &kube::Client,
-    root_dir: &Path,
+/// Creates (or refreshes) the pod's volumes under the agent's directory (ConfigMaps and
+/// Secrets read through its client); returns them by volume name.
+pub async fn prepare<R>(
+    ctx: &SyncContext<R>,
     pod: &Pod,
 ) -> Result<HashMap<String, HostVolume>, String> {
+    let (client, root_dir) = (&ctx.client, ctx.root_dir.as_path());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let namespace = pod
         .metadata
@@ -141,11 +142,26 @@ pub async fn prepare(
             let files = files(&data, source.items.as_deref(), source.default_mode)?;
             write_atomically(&dir, &files)?;
             dir
+        } else if let Some(source) = &volume.downward_api {
+            let dir = volumes_dir
+                .join("kubernetes.io~downward-api")
+                .join(&volume.name);
+            let node = (ctx.node_cpus, ctx.node_memory_bytes);
+            let mut files = BTreeMap::new();
+            for item in source.items.iter().flatten() {
+                check_item_path(&item.path)?;
+                let value = downward_value(pod, node, item)?;
+                let mode = file_mode(item.mode, source.default_mode);
+                files.insert(item.path.clone(), (value.into_bytes(), mode));
+            }
+            write_atomically(&dir, &files)?;
+            dir
         } else {
             // Unsupported types are left out: a container mounting one fails with a message.
             continue;
         };
-        let read_only = volume.config_map.is_some() || volume.secret.is_some();
+        let read_only =
+            volume.config_map.is_some() || volume.secret.is_some() || volume.downward_api.is_some();
         paths.insert(volume.name.clone(), HostVolume { path, read_only });
     }
     Ok(paths)
@@ -166,8 +182,7 @@ fn files(
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
 ) -> Result<BTreeMap<String, File>, String> {
-    let mode =
-        |m: Option<i32>| (m.unwrap_or(default_mode.unwrap_or(DEFAULT_FILE_MODE)) & 0o777) as u32;
+    let mode = |m: Option<i32>| file_mode(m, default_mode);
     let chosen: Vec<(String, &Vec<u8>, u32)> = match items {
         Some(items) => items
             .iter()
@@ -183,19 +198,84 @@ fn files(
     };
     let mut files = BTreeMap::new();
     for (path, value, mode) in chosen {
-        let parts: Vec<&str> = path.split('/').collect();
-        if path.starts_with('/')
-            || parts
-                .iter()
-                .any(|part| part.is_empty() || *part == ".." || part.starts_with(".."))
-        {
-            return Err(format!(
-                "item path {path:?} must be relative, without '..' and not start with '..'"
-            ));
-        }
+        check_item_path(&path)?;
         files.insert(path, (value.clone(), mode));
     }
     Ok(files)
+}
+
+/// A file's mode: the item's, else the volume's `defaultMode`, else 0644.
+fn file_mode(item: Option<i32>, default_mode: Option<i32>) -> u32 {
+    (item.unwrap_or(default_mode.unwrap_or(DEFAULT_FILE_MODE)) & 0o777) as u32
+}
+
+/// An item's path is relative, has no empty, `..` or `..`-prefixed part (those are the
+/// writer's own names).
+fn check_item_path(path: &str) -> Result<(), String> {
+    let bad = path.starts_with('/')
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part.starts_with(".."));
+    match bad {
+        true => Err(format!(
+            "item path {path:?} must be relative, without '..' and not start with '..'"
+        )),
+        false => Ok(()),
+    }
+}
+
+/// A downwardAPI item's contents: a `fieldRef` of the pod's metadata (whole `labels` and
+/// `annotations` as `key="value"` lines, sorted, as the kubelet writes them) or a
+/// `resourceFieldRef` of one of its containers.
+fn downward_value(
+    pod: &Pod,
+    node: (u64, u64),
+    item: &k8s_openapi::api::core::v1::DownwardAPIVolumeFile,
+) -> Result<String, String> {
+    if let Some(field) = &item.field_ref {
+        let lines = |map: &Option<BTreeMap<String, String>>| {
+            map.iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        return match field.field_path.as_str() {
+            "metadata.labels" => Ok(lines(&pod.metadata.labels)),
+            "metadata.annotations" => Ok(lines(&pod.metadata.annotations)),
+            path if path.starts_with("metadata.") => {
+                super::container_config::field_value(pod, "", "", path)
+            }
+            path => Err(format!(
+                "downwardAPI volume item {}: unsupported fieldRef {path}",
+                item.path
+            )),
+        };
+    }
+    if let Some(resource) = &item.resource_field_ref {
+        let wanted = resource.container_name.as_deref().unwrap_or("");
+        let container = pod
+            .spec
+            .iter()
+            .flat_map(|spec| spec.containers.iter())
+            .find(|c| c.name == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "downwardAPI volume item {}: no container {wanted:?}",
+                    item.path
+                )
+            })?;
+        return super::container_config::resource_value(
+            node,
+            container,
+            &resource.resource,
+            resource.divisor.as_ref(),
+        );
+    }
+    Err(format!(
+        "downwardAPI volume item {} names neither a fieldRef nor a resourceFieldRef",
+        item.path
+    ))
 }
 
 /// Writes `files` into `dir` as the kubelet's `AtomicWriter` does (see the module docs);
