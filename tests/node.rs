@@ -3007,11 +3007,20 @@ spec:
     opts.keep_leftovers = true;
     // Starting waits for the Node to be Ready.
     let cluster = Cluster::start_with(opts).await;
-    let left = docker::node_containers(NODE, Some("old")).expect("list containers");
-    assert!(
-        left.is_empty(),
-        "the earlier cluster's containers are gone: {left:?}"
-    );
+    // The sandbox went with the old network; its app container, in the sandbox's namespaces
+    // and not on the network, goes with the kubelet's removal of unknown pods' containers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = docker::node_containers(NODE, Some("old")).expect("list containers");
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the earlier cluster's containers are gone: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     cluster.apply(&format!(
         r#"
 apiVersion: v1
