@@ -42,6 +42,7 @@ mod pod_manager;
 mod pod_status;
 pub mod pod_view;
 mod pod_worker;
+mod prober;
 pub mod register;
 mod runtime_monitor;
 pub mod server;
@@ -285,6 +286,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                 root_dir: config.root_dir.clone(),
                 allow_image_pull: config.allow_image_pull,
                 dns: config.dns.clone(),
+                prober: prober::Prober::new().map_err(KubeletError::Config)?,
             },
             resync: config.resync_interval,
             status: status_tx,

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::backoff::{self, RestartPolicy};
 use super::observed::Observed;
+use super::prober::ProbeResults;
 use crate::runtime::{ContainerDetails, ContainerKind, ContainerState, Termination};
 
 /// Why a container is not running, as the status shows it (`ErrImagePull`, ...).
@@ -30,6 +31,8 @@ pub struct StatusInputs<'a> {
     pub pod: &'a Pod,
     /// Its containers as they are.
     pub observed: &'a Observed,
+    /// Its probes' results.
+    pub probes: &'a ProbeResults,
     /// Errors the worker met per container name (image, config, create, start).
     pub waiting: &'a HashMap<String, Waiting>,
     /// The node's IP.
@@ -344,8 +347,10 @@ fn container_status(
                 }),
                 ..Default::default()
             });
-            status.ready = kind == ContainerKind::App;
-            status.started = Some(true);
+            let id = latest.map_or("", |d| d.info.id.as_str());
+            let started = inputs.probes.started(spec, id);
+            status.ready = kind == ContainerKind::App && inputs.probes.ready(spec, id);
+            status.started = Some(started);
             status.last_state = previous.and_then(terminated_state);
         }
         Some(ContainerState::Exited(termination)) if restarts(termination.exit_code) => {
@@ -507,6 +512,7 @@ mod tests {
 
     fn status_of(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> PodStatus {
         compute(&StatusInputs {
+            probes: &ProbeResults::default(),
             pod,
             observed,
             waiting: &HashMap::new(),
@@ -633,6 +639,7 @@ mod tests {
             },
         )]);
         let status = compute(&StatusInputs {
+            probes: &ProbeResults::default(),
             pod: &pod,
             observed: &observed,
             waiting: &waiting,

@@ -86,7 +86,10 @@ pub async fn run<R: ContainerRuntime>(
                 break;
             }
         };
+        let probes_changed = state.probes.changed();
         tokio::select! {
+            // A probe's result changed: readiness to report, or a container to restart.
+            _ = probes_changed.notified() => {}
             changed = input.changed() => {
                 if changed.is_err() {
                     // The manager is gone: the agent is shutting down; containers stay.

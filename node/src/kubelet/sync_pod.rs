@@ -29,6 +29,7 @@ use super::logs::ContainerLogs;
 use super::observed::{Observed, observe};
 use super::pod_kill::stop_all;
 use super::pod_status::{self, StatusInputs, Waiting};
+use super::prober::{PodProbes, ProbeContext, ProbeKind, ProbeResults, Prober};
 use super::types::{grace_period, pod_ref};
 use super::volumes::HostVolume;
 use super::{dns, volumes};
@@ -59,6 +60,8 @@ pub struct SyncContext<R> {
     pub allow_image_pull: bool,
     /// What pods' resolv.conf is made from.
     pub dns: dns::ClusterDns,
+    /// What the pods' probes share.
+    pub prober: Prober,
 }
 
 /// What a pod's syncs remember between them: errors with their retry back-off, and details of
@@ -83,6 +86,8 @@ pub struct SyncState {
     pub owns_status: bool,
     /// Exited containers whose back-off event was recorded.
     pub backoff_reported: HashSet<String>,
+    /// The pod's probes and their results.
+    pub probes: PodProbes,
 }
 
 impl SyncState {
@@ -129,6 +134,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
     // The API says it is finished: nothing runs again (e.g. after an agent restart).
     let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(api_phase, Some("Succeeded" | "Failed")) && !state.owns_status {
+        state.probes.stop();
         stop_all(ctx.runtime.as_ref(), &observed, Duration::ZERO).await?;
         return Ok(SyncOutcome {
             status: None,
@@ -140,6 +146,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
         pod_status::compute(&StatusInputs {
             pod,
             observed,
+            probes: &state.probes.results(),
             waiting: &state.waiting,
             host_ip: &ctx.host_ip,
             host_network,
@@ -155,6 +162,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
         .as_deref()
         .is_some_and(|p| p == "Succeeded" || p == "Failed")
     {
+        state.probes.stop();
         if let Some(sandbox) = observed.running_sandbox() {
             ctx.runtime
                 .stop_container(&sandbox.info.id, Duration::ZERO)
@@ -211,6 +219,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
         pod_ip: &pod_ip,
         volumes: None,
         resolv_conf: None,
+        probe_results: state.probes.results(),
         requeue: None,
         acted: false,
     };
@@ -266,6 +275,12 @@ pub async fn sync_pod<R: ContainerRuntime>(
         )
         .await?;
     }
+    let probe_context = ProbeContext {
+        runtime: &ctx.runtime,
+        prober: &ctx.prober,
+        recorder: &ctx.recorder,
+    };
+    state.probes.update(&probe_context, pod, &observed, &pod_ip);
     let status = status_now(&observed, state);
     // An ErrImagePull shows briefly, then ImagePullBackOff, as in Kubernetes.
     let requeue = [requeue, state.next_retry()].into_iter().flatten().min();
@@ -386,6 +401,8 @@ struct ContainerSync<'a, R> {
     volumes: Option<HashMap<String, HostVolume>>,
     /// The pod's resolv.conf on the host, written with the volumes (`None`: the runtime's).
     resolv_conf: Option<PathBuf>,
+    /// The probes' results when the sync began.
+    probe_results: ProbeResults,
     requeue: Option<Duration>,
     acted: bool,
 }
@@ -417,6 +434,9 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                     .await
             }
             Some((ContainerState::Running { .. }, details)) => {
+                if let Some(kind) = self.probe_results.fatal(&container.name, &details.info.id) {
+                    return self.kill_unhealthy(container, kind, &details.info.id).await;
+                }
                 if details.info.spec_hash == hash || details.info.spec_hash.is_empty() {
                     return Ok(());
                 }
@@ -480,6 +500,40 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
                 Ok(())
             }
         }
+    }
+
+    /// Kills a container whose liveness or startup probe failed; the next sync restarts it
+    /// as the restart policy says.
+    async fn kill_unhealthy(
+        &mut self,
+        container: &Container,
+        kind: ProbeKind,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let name = kind.title().to_lowercase();
+        info!(pod = %self.pod_ref.name, container = %container.name, "container failed its {name} probe; killing it");
+        self.ctx.recorder.container_event(
+            self.pod,
+            &container.name,
+            EventType::Normal,
+            "Killing",
+            format!(
+                "Container {} failed {name} probe, will be restarted",
+                container.name
+            ),
+        );
+        // The probe's own grace period wins over the pod's.
+        let grace = kind
+            .of(container)
+            .and_then(|p| p.termination_grace_period_seconds)
+            .map_or_else(
+                || grace_period(self.pod),
+                |seconds| Duration::from_secs(seconds.max(0) as u64),
+            );
+        self.ctx.runtime.stop_container(id, grace).await?;
+        self.acted = true;
+        self.wake_in(Duration::ZERO);
+        Ok(())
     }
 
     fn wake_in(&mut self, delay: Duration) {
@@ -1115,5 +1169,175 @@ mod tests {
         assert_eq!(default_pull_policy("skiff/pause:1"), "IfNotPresent");
         assert_eq!(default_pull_policy("reg:5000/app"), "Always");
         assert_eq!(default_pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+
+    /// Gives container `app` of `pod` the probe `field` (`livenessProbe`, ...) running an exec.
+    fn with_probe(pod: &mut Pod, field: &str, probe: serde_json::Value) {
+        let container = &mut pod.spec.as_mut().expect("spec").containers[0];
+        let mut json = serde_json::to_value(&*container).expect("container");
+        json[field] = probe;
+        *container = serde_json::from_value(json).expect("container with a probe");
+    }
+
+    fn app_status(status: &PodStatus) -> (bool, Option<bool>) {
+        let app = &status.container_statuses.as_ref().expect("statuses")[0];
+        (app.ready, app.started)
+    }
+
+    fn condition(status: &PodStatus, type_: &str) -> String {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until a probe result of the pod changes.
+    async fn probe_result_changes(state: &SyncState) {
+        let changed = state.probes.changed();
+        tokio::time::timeout(Duration::from_secs(60), changed.notified())
+            .await
+            .expect("a probe result changes");
+    }
+
+    #[tokio::test]
+    async fn a_readiness_probe_gates_the_containers_readiness_and_the_pods_ready_condition() {
+        let h = Harness::new();
+        let mut pod = pod("Always", &[], &["app"]);
+        let probe = serde_json::json!({"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 1});
+        with_probe(&mut pod, "readinessProbe", probe);
+        h.runtime.set_exec_code("app.0", 1);
+        let mut state = SyncState::default();
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        let status = status.expect("a status");
+        // Running but not ready before the first probe...
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(app_status(&status), (false, Some(true)));
+        assert_eq!(condition(&status, "Ready"), "False");
+        // ...and after it failed.
+        probe_result_changes(&state).await;
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        assert_eq!(app_status(&status.expect("a status")), (false, Some(true)));
+
+        h.runtime.set_exec_code("app.0", 0);
+        probe_result_changes(&state).await;
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        let status = status.expect("a status");
+        assert_eq!(app_status(&status), (true, Some(true)));
+        assert_eq!(condition(&status, "Ready"), "True");
+        assert_eq!(condition(&status, "ContainersReady"), "True");
+        // A readiness failure never restarts anything.
+        assert_eq!(
+            calls(&h),
+            ids(&["create sandbox POD.0", "create app.0", "start app.0"])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_liveness_probe_kills_the_container_with_the_probes_grace_and_it_restarts() {
+        let mut h = Harness::new();
+        let mut pod = pod("Always", &[], &["app"]);
+        let probe = serde_json::json!({
+            "exec": {"command": ["check"]},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+            "terminationGracePeriodSeconds": 2,
+        });
+        with_probe(&mut pod, "livenessProbe", probe);
+        h.runtime.set_exec_code("app.0", 1);
+        let mut state = SyncState::default();
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        h.event_reasons();
+        calls(&h);
+
+        probe_result_changes(&state).await;
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["stop app.0 2s"]));
+        // One Unhealthy event per failed probe (counted on one Event), then the kill.
+        assert_eq!(
+            h.event_reasons(),
+            ids(&["Unhealthy", "Unhealthy", "Killing"])
+        );
+
+        // The next sync restarts it (its first restart has no back-off), probed afresh.
+        let outcome = sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(calls(&h), ids(&["create app.1", "start app.1"]));
+        assert_eq!(state.probes.results().fatal("app", "app.1"), None);
+        let status = outcome.status.expect("a status");
+        let app = &status.container_statuses.expect("statuses")[0];
+        assert_eq!(app.restart_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
+        let h = Harness::new();
+        let mut pod = pod("Always", &[], &["app"]);
+        let exec = serde_json::json!({"command": ["check"]});
+        with_probe(
+            &mut pod,
+            "startupProbe",
+            serde_json::json!({"exec": exec, "periodSeconds": 1, "failureThreshold": 100}),
+        );
+        with_probe(
+            &mut pod,
+            "livenessProbe",
+            serde_json::json!({"exec": exec, "periodSeconds": 1, "failureThreshold": 1}),
+        );
+        h.runtime.set_exec_code("app.0", 1);
+        let mut state = SyncState::default();
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        assert_eq!(app_status(&status.expect("a status")), (false, Some(false)));
+        // Only the startup probe runs; the failing liveness probe waits for it.
+        assert_eq!(state.probes.worker_count(), 1);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        assert_eq!(app_status(&status.expect("a status")), (false, Some(false)));
+        calls(&h);
+
+        h.runtime.set_exec_code("app.0", 0);
+        probe_result_changes(&state).await;
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        // Started, and ready (no readiness probe); now the liveness probe runs instead.
+        assert_eq!(app_status(&status.expect("a status")), (true, Some(true)));
+        assert_eq!(state.probes.worker_count(), 1);
+        assert_eq!(calls(&h), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_finished_pods_probes_stop() {
+        let h = Harness::new();
+        let mut pod = pod("Never", &[], &["app"]);
+        let probe = serde_json::json!({"exec": {"command": ["check"]}, "periodSeconds": 1});
+        with_probe(&mut pod, "readinessProbe", probe);
+        let mut state = SyncState::default();
+        sync_pod(&h.ctx, &pod, &mut state).await.expect("sync");
+        assert_eq!(state.probes.worker_count(), 1);
+        h.runtime.exit("app.0", 0, Utc::now());
+        let status = sync_pod(&h.ctx, &pod, &mut state)
+            .await
+            .expect("sync")
+            .status;
+        assert_eq!(status.and_then(|s| s.phase).as_deref(), Some("Succeeded"));
+        assert_eq!(state.probes.worker_count(), 0);
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::event_recorder::Recorder;
 use super::logs::{ContainerLogs, LogLimits};
+use super::prober::Prober;
 use super::sync_pod::SyncContext;
 use crate::runtime::fake::FakeRuntime;
 
@@ -49,6 +50,7 @@ impl Harness {
             root_dir: root.path().to_owned(),
             allow_image_pull: false,
             dns: Default::default(),
+            prober: Prober::new().expect("the prober's HTTP client"),
         };
         Harness {
             runtime,

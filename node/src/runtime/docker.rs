@@ -15,7 +15,7 @@ use crate::proxy::node_netns::NodeNetns;
 
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
-    ContainerStats, LogRecord, NodeNetwork, RuntimeError, SandboxSpec,
+    ContainerStats, ExecSession, ExecSpec, LogRecord, NodeNetwork, RuntimeError, SandboxSpec,
 };
 
 /// Where Docker listens by default.
@@ -195,6 +195,23 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         super::container_stats::container_stats(self, id).await
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        super::container_exec::exec(self, id, spec).await
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        super::container_exec::exit_code(self, exec_id).await
+    }
+
+    async fn resize_exec(
+        &self,
+        exec_id: &str,
+        width: u16,
+        height: u16,
+    ) -> Result<(), RuntimeError> {
+        super::container_exec::resize(self, exec_id, width, height).await
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

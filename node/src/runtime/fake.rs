@@ -4,17 +4,17 @@
 //! something in order, and lets a test make containers exit, images go missing or the runtime
 //! go down. It runs nothing; the end-to-end tests drive real Docker.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::{Stream, stream};
+use futures::{Stream, StreamExt, stream};
 
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerKind, ContainerPhase,
-    ContainerRuntime, ContainerSpec, ContainerState, ContainerStats, LogRecord, NodeNetwork,
-    PodRef, RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec, Termination,
+    ContainerRuntime, ContainerSpec, ContainerState, ContainerStats, ExecSession, ExecSpec,
+    LogRecord, NodeNetwork, PodRef, RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec, Termination,
 };
 
 /// A call that changed (or tried to change) the fake's containers or images.
@@ -48,6 +48,10 @@ struct State {
     down: bool,
     refuse_sandbox: Option<String>,
     clock: i64,
+    /// Exit codes of commands run in containers, by container id (0 when not set).
+    exec_codes: HashMap<String, i64>,
+    /// Exit codes of the execs started, by exec id.
+    execs: HashMap<String, i64>,
 }
 
 impl FakeRuntime {
@@ -96,6 +100,11 @@ impl FakeRuntime {
     /// Makes sandbox creation fail with `message` (`None`: succeed again).
     pub fn refuse_sandboxes(&self, message: Option<&str>) {
         self.lock().refuse_sandbox = message.map(str::to_owned);
+    }
+
+    /// Makes every command run in container `id` exit with `code`.
+    pub fn set_exec_code(&self, id: &str, code: i64) {
+        self.lock().exec_codes.insert(id.to_owned(), code);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -325,6 +334,45 @@ impl ContainerRuntime for FakeRuntime {
             },
             _ => ContainerStats::default(),
         })
+    }
+
+    async fn exec(&self, id: &str, _spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        let mut state = self.up()?;
+        match state.containers.get(id).map(|c| c.info.phase) {
+            Some(ContainerPhase::Running) => {}
+            Some(_) => return Err(RuntimeError::Conflict(format!("{id} is not running"))),
+            None => return Err(RuntimeError::NotFound(id.to_owned())),
+        }
+        let code = state.exec_codes.get(id).copied().unwrap_or(0);
+        let exec_id = format!("exec-{}", state.execs.len());
+        state.execs.insert(exec_id.clone(), code);
+        Ok(ExecSession {
+            id: exec_id,
+            output: stream::empty().boxed(),
+            input: Box::pin(tokio::io::sink()),
+        })
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        let state = self.up()?;
+        match state.execs.get(exec_id) {
+            Some(code) => Ok(Some(*code)),
+            None => Err(RuntimeError::NotFound(exec_id.to_owned())),
+        }
+    }
+
+    async fn resize_exec(
+        &self,
+        exec_id: &str,
+        _width: u16,
+        _height: u16,
+    ) -> Result<(), RuntimeError> {
+        let state = self.up()?;
+        if state.execs.contains_key(exec_id) {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotFound(exec_id.to_owned()))
+        }
     }
 
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {

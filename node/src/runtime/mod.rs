@@ -11,6 +11,7 @@
 
 mod container_create;
 mod container_events;
+mod container_exec;
 mod container_inspect;
 mod container_list;
 mod container_logs;
@@ -28,11 +29,14 @@ mod sandbox_create;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use futures::stream::BoxStream;
+use tokio::io::AsyncWrite;
 
 pub use docker::{DEFAULT_DOCKER_HOST, DockerRuntime};
 pub use network::NodeNetwork;
@@ -293,6 +297,32 @@ pub struct LogRecord {
     pub content: Bytes,
 }
 
+/// A command to run in a running container (`kubectl exec`, exec probes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The command and its arguments (no shell is implied).
+    pub command: Vec<String>,
+    /// Whether the command reads standard input.
+    pub stdin: bool,
+    /// Whether its standard output is wanted.
+    pub stdout: bool,
+    /// Whether its standard error is wanted (with a TTY it is merged into the output).
+    pub stderr: bool,
+    /// Whether it runs on a terminal.
+    pub tty: bool,
+}
+
+/// A command started in a container: what it writes, where its input goes, and the exec's id
+/// (its exit code and terminal size).
+pub struct ExecSession {
+    /// The runtime's id of this exec.
+    pub id: String,
+    /// Its output in order, until it exits.
+    pub output: BoxStream<'static, Result<(LogStream, Bytes), RuntimeError>>,
+    /// Its standard input (closing it sends end of file).
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
 /// One container's resource usage, as the Summary API reports it (`None`: not known).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerStats {
@@ -382,6 +412,28 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Container `id`'s resource usage now (a running container's; a stopped one has none).
     fn stats(&self, id: &str) -> impl Future<Output = Result<ContainerStats, RuntimeError>> + Send;
+
+    /// Starts `spec` in running container `id`, attached to its input and output. A container
+    /// that does not run is [`RuntimeError::Conflict`].
+    fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+
+    /// The exit code of exec `exec_id` (`None`: still running).
+    fn exec_exit_code(
+        &self,
+        exec_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, RuntimeError>> + Send;
+
+    /// Sets the terminal size of exec `exec_id`.
+    fn resize_exec(
+        &self,
+        exec_id: &str,
+        width: u16,
+        height: u16,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// The container events of this node's containers until the connection ends.
     fn events(&self) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;

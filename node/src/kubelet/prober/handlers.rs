@@ -1,0 +1,277 @@
+//! One run of a probe's handler, as the kubelet's prober runs it: exec (exit code 0 passes),
+//! httpGet (a status from 200 to 399 passes), tcpSocket (a connection passes), grpc (the
+//! standard health service answering SERVING passes). Each is bounded by `timeoutSeconds`;
+//! the messages are the kubelet's, so events read the same.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::runtime::{ContainerRuntime, ExecSpec, RuntimeError};
+
+/// The output of an exec probe that is kept (the kubelet's limit).
+const MAX_EXEC_OUTPUT: usize = 10 * 1024;
+
+/// What the probes say they are (`User-Agent`).
+const USER_AGENT: &str = "kube-probe/1.32";
+
+/// What a probe is run against.
+pub struct Target<'a> {
+    /// The container (named ports).
+    pub container: &'a Container,
+    /// Its id (exec).
+    pub container_id: &'a str,
+    /// The pod's IP (the default host).
+    pub pod_ip: &'a str,
+}
+
+/// One probe's verdict, before thresholds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It passed.
+    Pass,
+    /// It failed, and why.
+    Fail(String),
+}
+
+/// Runs `probe` once against `target`.
+pub async fn run<R: ContainerRuntime>(
+    runtime: &R,
+    http: &reqwest::Client,
+    probe: &Probe,
+    target: &Target<'_>,
+) -> Verdict {
+    let limit = super::timeout_of(probe);
+    if let Some(exec) = &probe.exec {
+        return run_exec(
+            runtime,
+            target,
+            exec.command.clone().unwrap_or_default(),
+            limit,
+        )
+        .await;
+    }
+    if let Some(get) = &probe.http_get {
+        let port = match port(&get.port, target.container) {
+            Ok(port) => port,
+            Err(message) => return Verdict::Fail(message),
+        };
+        let host = get.host.as_deref().filter(|h| !h.is_empty());
+        let host = host.unwrap_or(target.pod_ip);
+        let scheme = get.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
+        let path = get.path.as_deref().unwrap_or("/");
+        let slash = if path.starts_with('/') { "" } else { "/" };
+        let url = format!("{scheme}://{}:{port}{slash}{path}", host_in_url(host));
+        let headers = get
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.as_str(), h.value.as_str()));
+        return run_http(http, &url, headers, limit).await;
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let port = match port(&tcp.port, target.container) {
+            Ok(port) => port,
+            Err(message) => return Verdict::Fail(message),
+        };
+        let host = tcp.host.as_deref().filter(|h| !h.is_empty());
+        return run_tcp(host.unwrap_or(target.pod_ip), port, limit).await;
+    }
+    if let Some(grpc) = &probe.grpc {
+        let Ok(port) = u16::try_from(grpc.port) else {
+            return Verdict::Fail(format!("invalid port number: {}", grpc.port));
+        };
+        return run_grpc(
+            target.pod_ip,
+            port,
+            grpc.service.clone().unwrap_or_default(),
+            limit,
+        )
+        .await;
+    }
+    Verdict::Fail(String::from("missing probe handler"))
+}
+
+/// The port a probe names: a number, or the name of one of the container's ports.
+fn port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+    let number = match port {
+        IntOrString::Int(number) => *number,
+        IntOrString::String(name) => match name.parse::<i32>() {
+            Ok(number) => number,
+            Err(_) => container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port)
+                .ok_or_else(|| format!("couldn't find port: {name} in {}", container.name))?,
+        },
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port number: {number}"))
+}
+
+/// An IPv6 address goes in brackets in a URL.
+fn host_in_url(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+async fn run_exec<R: ContainerRuntime>(
+    runtime: &R,
+    target: &Target<'_>,
+    command: Vec<String>,
+    limit: Duration,
+) -> Verdict {
+    let spec = ExecSpec {
+        command: command.clone(),
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let run = async {
+        let mut session = runtime.exec(target.container_id, &spec).await?;
+        let mut output = Vec::new();
+        while let Some(chunk) = session.output.next().await {
+            let (_, data) = chunk?;
+            let room = MAX_EXEC_OUTPUT.saturating_sub(output.len());
+            output.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        // The output ends as the command exits; Docker may take a moment to say so.
+        loop {
+            if let Some(code) = runtime.exec_exit_code(&session.id).await? {
+                return Ok::<_, RuntimeError>((code, output));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    match timeout(limit, run).await {
+        Err(_) => Verdict::Fail(format!(
+            "command {command:?} timed out after {}s",
+            limit.as_secs()
+        )),
+        Ok(Err(err)) => Verdict::Fail(err.to_string()),
+        Ok(Ok((0, _))) => Verdict::Pass,
+        Ok(Ok((code, output))) => {
+            let output = String::from_utf8_lossy(&output);
+            let output = output.trim_end();
+            Verdict::Fail(if output.is_empty() {
+                format!("command {command:?} exited with {code}")
+            } else {
+                output.to_owned()
+            })
+        }
+    }
+}
+
+async fn run_http<'h>(
+    http: &reqwest::Client,
+    url: &str,
+    headers: impl Iterator<Item = (&'h str, &'h str)>,
+    limit: Duration,
+) -> Verdict {
+    let mut request = http
+        .get(url)
+        .timeout(limit)
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .header(reqwest::header::ACCEPT, "*/*");
+    for (name, value) in headers {
+        let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) else {
+            return Verdict::Fail(format!("invalid probe header {name:?}"));
+        };
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(response) if (200..400).contains(&response.status().as_u16()) => Verdict::Pass,
+        Ok(response) => Verdict::Fail(format!(
+            "HTTP probe failed with statuscode: {}",
+            response.status().as_u16()
+        )),
+        Err(err) if err.is_timeout() => Verdict::Fail(format!(
+            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )),
+        Err(err) => Verdict::Fail(format!("Get \"{url}\": {}", root_cause(&err))),
+    }
+}
+
+/// The innermost error's text (`connection refused`), which says what went wrong.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+async fn run_tcp(host: &str, port: u16, limit: Duration) -> Verdict {
+    let address = format!("{}:{port}", host_in_url(host));
+    match timeout(limit, TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => Verdict::Pass,
+        Ok(Err(err)) => Verdict::Fail(format!("dial tcp {address}: connect: {err}")),
+        Err(_) => Verdict::Fail(format!("dial tcp {address}: i/o timeout")),
+    }
+}
+
+async fn run_grpc(host: &str, port: u16, service: String, limit: Duration) -> Verdict {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let address = format!("{}:{port}", host_in_url(host));
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{address}")) {
+        Ok(endpoint) => endpoint.connect_timeout(limit).timeout(limit),
+        Err(err) => return Verdict::Fail(format!("invalid address {address}: {err}")),
+    };
+    let channel = match timeout(limit, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(err)) => {
+            return Verdict::Fail(format!(
+                "timeout: failed to connect service \"{address}\" within {}s: {}",
+                limit.as_secs(),
+                root_cause(&err)
+            ));
+        }
+        Err(_) => {
+            return Verdict::Fail(format!(
+                "timeout: failed to connect service \"{address}\" within {}s",
+                limit.as_secs()
+            ));
+        }
+    };
+    let mut client = HealthClient::new(channel);
+    match timeout(limit, client.check(HealthCheckRequest { service })).await {
+        Ok(Ok(response)) => match ServingStatus::try_from(response.get_ref().status) {
+            Ok(ServingStatus::Serving) => Verdict::Pass,
+            Ok(other) => Verdict::Fail(format!(
+                "service unhealthy (responded with \"{}\")",
+                other.as_str_name()
+            )),
+            Err(_) => Verdict::Fail(format!(
+                "service unhealthy (responded with {})",
+                response.get_ref().status
+            )),
+        },
+        Ok(Err(status)) => Verdict::Fail(format!(
+            "rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        )),
+        Err(_) => Verdict::Fail(format!(
+            "timeout: health rpc did not complete within {}s",
+            limit.as_secs()
+        )),
+    }
+}
