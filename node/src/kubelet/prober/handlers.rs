@@ -275,3 +275,246 @@ async fn run_grpc(host: &str, port: u16, service: String, limit: Duration) -> Ve
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::routing::get;
+
+    use super::*;
+    use crate::kubelet::prober::Prober;
+    use crate::runtime::fake::FakeRuntime;
+
+    /// An HTTP server on loopback with the answers the tests probe.
+    async fn http_server() -> SocketAddr {
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route("/bad", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .route(
+                "/moved",
+                get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/bad")]) }),
+            )
+            .route(
+                "/elsewhere",
+                get(|| async {
+                    (
+                        StatusCode::FOUND,
+                        [(header::LOCATION, "http://127.0.0.2:9/bad")],
+                    )
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/headers",
+                get(|headers: HeaderMap| async move {
+                    let agent = headers
+                        .get(header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok());
+                    let custom = headers.get("x-probe").and_then(|v| v.to_str().ok());
+                    if agent == Some(USER_AGENT) && custom == Some("yes") {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    /// A loopback port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    }
+
+    fn probe(json: serde_json::Value) -> Probe {
+        serde_json::from_value(json).expect("probe")
+    }
+
+    fn app(ports: serde_json::Value) -> Container {
+        serde_json::from_value(serde_json::json!({"name": "app", "ports": ports}))
+            .expect("container")
+    }
+
+    async fn verdict(runtime: &FakeRuntime, probe: &Probe, container: &Container) -> Verdict {
+        let prober = Prober::new().expect("prober");
+        let target = Target {
+            container,
+            container_id: "app.0",
+            pod_ip: "127.0.0.1",
+        };
+        run(runtime, &prober.http, probe, &target).await
+    }
+
+    fn failed(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Fail(message) => message,
+            Verdict::Pass => panic!("the probe passed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_get_passes_on_2xx_and_3xx_and_fails_on_the_rest_with_the_kubelets_messages() {
+        let address = http_server().await;
+        let runtime = FakeRuntime::default();
+        let container = app(serde_json::json!([{"name": "web", "containerPort": address.port()}]));
+        let get = |path: &str, port: serde_json::Value| {
+            probe(serde_json::json!({"httpGet": {"path": path, "port": port}}))
+        };
+        let port = serde_json::json!(address.port());
+        assert_eq!(
+            verdict(&runtime, &get("/ok", port.clone()), &container).await,
+            Verdict::Pass
+        );
+        // A named port of the container.
+        let named = get("/ok", serde_json::json!("web"));
+        assert_eq!(verdict(&runtime, &named, &container).await, Verdict::Pass);
+        assert_eq!(
+            failed(verdict(&runtime, &get("/bad", port.clone()), &container).await),
+            "HTTP probe failed with statuscode: 500"
+        );
+        // A redirect on the same host is followed; one elsewhere counts as success.
+        assert_eq!(
+            failed(verdict(&runtime, &get("/moved", port.clone()), &container).await),
+            "HTTP probe failed with statuscode: 500"
+        );
+        let elsewhere = get("/elsewhere", port.clone());
+        assert_eq!(
+            verdict(&runtime, &elsewhere, &container).await,
+            Verdict::Pass
+        );
+        let headers = probe(serde_json::json!({"httpGet": {
+            "path": "/headers", "port": address.port(),
+            "httpHeaders": [{"name": "X-Probe", "value": "yes"}],
+        }}));
+        assert_eq!(verdict(&runtime, &headers, &container).await, Verdict::Pass);
+
+        let slow = probe(
+            serde_json::json!({"httpGet": {"path": "/slow", "port": address.port()}, "timeoutSeconds": 1}),
+        );
+        let started = std::time::Instant::now();
+        let message = failed(verdict(&runtime, &slow, &container).await);
+        assert!(message.contains("context deadline exceeded"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        let closed = closed_port();
+        let refused =
+            failed(verdict(&runtime, &get("/ok", serde_json::json!(closed)), &container).await);
+        assert!(
+            refused.starts_with(&format!("Get \"http://127.0.0.1:{closed}/ok\": "))
+                && refused.contains("refused"),
+            "{refused}"
+        );
+        let missing = get("/ok", serde_json::json!("nope"));
+        assert_eq!(
+            failed(verdict(&runtime, &missing, &container).await),
+            "couldn't find port: nope in app"
+        );
+        let zero = get("/ok", serde_json::json!(0));
+        assert_eq!(
+            failed(verdict(&runtime, &zero, &container).await),
+            "invalid port number: 0"
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_socket_passes_when_a_connection_is_accepted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let runtime = FakeRuntime::default();
+        let container = app(serde_json::json!([]));
+        let open = probe(serde_json::json!({"tcpSocket": {"port": port}}));
+        assert_eq!(verdict(&runtime, &open, &container).await, Verdict::Pass);
+        let closed = closed_port();
+        let shut = probe(serde_json::json!({"tcpSocket": {"port": closed}}));
+        let message = failed(verdict(&runtime, &shut, &container).await);
+        assert!(
+            message.starts_with(&format!("dial tcp 127.0.0.1:{closed}: connect: ")),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_passes_when_the_health_service_says_serving() {
+        use tonic_health::ServingStatus;
+
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("ready", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("draining", ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let runtime = FakeRuntime::default();
+        let container = app(serde_json::json!([]));
+        let grpc =
+            |service: &str| probe(serde_json::json!({"grpc": {"port": port, "service": service}}));
+        // The empty service name is the server as a whole (serving by default).
+        assert_eq!(
+            verdict(&runtime, &grpc(""), &container).await,
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&runtime, &grpc("ready"), &container).await,
+            Verdict::Pass
+        );
+        assert_eq!(
+            failed(verdict(&runtime, &grpc("draining"), &container).await),
+            "service unhealthy (responded with \"NOT_SERVING\")"
+        );
+        let unknown = failed(verdict(&runtime, &grpc("unknown"), &container).await);
+        assert!(
+            unknown.starts_with("rpc error: code = NotFound"),
+            "{unknown}"
+        );
+        let closed = closed_port();
+        let nobody = probe(serde_json::json!({"grpc": {"port": closed}}));
+        let message = failed(verdict(&runtime, &nobody, &container).await);
+        assert!(
+            message.starts_with(&format!(
+                "timeout: failed to connect service \"127.0.0.1:{closed}\" within 1s"
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_passes_on_exit_code_zero_and_fails_on_a_container_that_does_not_run() {
+        let runtime = FakeRuntime::default();
+        let container = app(serde_json::json!([]));
+        let check = probe(serde_json::json!({"exec": {"command": ["check"]}}));
+        // The fake has no container app.0.
+        let message = failed(verdict(&runtime, &check, &container).await);
+        assert!(message.contains("app.0"), "{message}");
+        let nothing = probe(serde_json::json!({}));
+        assert_eq!(
+            failed(verdict(&runtime, &nothing, &container).await),
+            "missing probe handler"
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub struct AgentFigures {
     pub desired_api_pods: u64,
     /// The agent's process.
     pub process: ProcessFigures,
+    /// Tasks alive in the agent's async runtime (pod workers, probes, sessions).
+    pub tasks: u64,
     /// Connections translated per Service frontend (`10.96.0.10:53/UDP`), when the agent
     /// load-balances Services.
     pub service_connections: BTreeMap<String, u64>,
@@ -105,6 +107,13 @@ impl AgentFigures {
                 connections,
             );
         }
+        let tasks = Gauge::<i64>::default();
+        tasks.set(gauge_value(self.tasks));
+        registry.register(
+            "skiff_agent_tasks",
+            "Tasks alive in the agent's async runtime (pod workers, probes, sessions)",
+            tasks,
+        );
         let process = &self.process;
         let cpu = Counter::<f64, AtomicU64>::default();
         cpu.inc_by(process.cpu_seconds);
@@ -160,6 +169,9 @@ pub(super) async fn metrics<R: ContainerRuntime>(State(state): State<ServerState
     let mut figures = AgentFigures {
         node: state.node_name.clone(),
         process: proc_usage::process().await,
+        tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as u64,
         ..Default::default()
     };
     for pod in state.pods.pods() {
@@ -226,6 +238,7 @@ mod tests {
                 max_fds: 1024,
             },
             service_connections: BTreeMap::from([(String::from("10.96.0.10:53/UDP"), 7)]),
+            tasks: 42,
         };
         let text = figures.render();
         for line in [
@@ -241,6 +254,7 @@ mod tests {
             "process_cpu_seconds_total 1.5",
             "process_resident_memory_bytes 1024.0",
             "process_open_fds 12.0",
+            "skiff_agent_tasks 42",
             "skiff_proxy_service_connections_total{frontend=\"10.96.0.10:53/UDP\"} 7",
         ] {
             assert!(

@@ -20,6 +20,8 @@ use skiff::master::{Master, MasterOptions};
 use skiff::node::{NodeAgent, NodeOptions};
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
+mod probes;
+
 /// How long a pod may take to get where a test expects it.
 const POD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -91,6 +93,30 @@ impl Cluster {
             phase(pod) == "Running" && ready(pod)
         })
         .await
+    }
+
+    /// Waits until an Event about object `name` (type, reason and message on one line)
+    /// contains `needle`; returns those lines.
+    async fn wait_event(&self, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + POD_TIMEOUT;
+        loop {
+            let out = self.master.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+            ]);
+            if out.success() && out.stdout.contains(needle) {
+                return out.stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no event about {name} saying {needle:?}: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Waits until the pod is gone from the API.
