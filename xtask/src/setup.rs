@@ -61,6 +61,12 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["conntrack"]),
     },
     Requirement {
+        // The tests' shell image (a static busybox: sh, tar for `kubectl cp`, cat, ...).
+        name: "busybox-static",
+        check: busybox_static,
+        install: Install::Apt(&["busybox-static"]),
+    },
+    Requirement {
         // node/build.rs links the pause and test workload programs statically.
         name: "static C toolchain",
         check: static_cc,
@@ -253,6 +259,17 @@ fn static_cc() -> Option<String> {
 fn conntrack_version() -> Option<String> {
     let out = version_output("/usr/sbin/conntrack", &["--version"])?;
     Some(out.trim().to_owned())
+}
+
+/// Debian's static busybox (`/bin/busybox`; the dynamic `busybox` package does not do).
+fn busybox_static() -> Option<String> {
+    let out = Command::new("/bin/busybox").arg("--help").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next()?.trim().to_owned();
+    let file = std::fs::read("/bin/busybox").ok()?;
+    // A static ELF has no interpreter (PT_INTERP) section name in it.
+    let dynamic = file.windows(14).any(|w| w == b"/lib64/ld-linu");
+    (!dynamic && first.starts_with("BusyBox")).then_some(first)
 }
 
 fn protoc_version() -> Option<String> {

@@ -113,6 +113,7 @@ fn subresource(r: &Resource, sub: &str) -> APIResource {
             Some("v1"),
         ),
         "log" => ("Pod", &["get"], None, None),
+        "exec" => ("PodExecOptions", &["create", "get"], None, None),
         "proxy" => (
             "NodeProxyOptions",
             &["create", "delete", "get", "patch", "update"],

@@ -116,6 +116,50 @@ impl KubeletClient {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(
+            self.connect(addr, &mut request).await?,
+        ))
+        .await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(%addr, "connection to the node agent ended: {err}");
+            }
+        });
+        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| KubeletClientError::Timeout("response headers"))?
+            .map_err(KubeletClientError::Http)
+    }
+
+    /// Sends upgrade `request` (a WebSocket or SPDY handshake; its URI the path and query) to
+    /// `https://<addr>` on a connection of its own. When the agent answers 101,
+    /// `hyper::upgrade::on` of the response is the agent's end of the upgraded connection.
+    pub async fn upgrade(
+        &self,
+        addr: SocketAddr,
+        mut request: hyper::Request<Empty<Bytes>>,
+    ) -> Result<hyper::Response<Incoming>, KubeletClientError> {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(
+            self.connect(addr, &mut request).await?,
+        ))
+        .await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                debug!(%addr, "upgraded connection to the node agent ended: {err}");
+            }
+        });
+        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| KubeletClientError::Timeout("response headers"))?
+            .map_err(KubeletClientError::Http)
+    }
+
+    /// A TLS connection to the agent at `addr`, with `request`'s `Host` set to it.
+    async fn connect<B>(
+        &self,
+        addr: SocketAddr,
+        request: &mut hyper::Request<B>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, KubeletClientError> {
         let host = hyper::header::HeaderValue::from_str(&addr.to_string())
             .map_err(|err| KubeletClientError::InvalidRequest(err.to_string()))?;
         request.headers_mut().insert(hyper::header::HOST, host);
@@ -131,20 +175,9 @@ impl KubeletClient {
                 .await
                 .map_err(KubeletClientError::Tls)
         };
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| KubeletClientError::Timeout("the connection to the node agent"))??;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!(%addr, "connection to the node agent ended: {err}");
-            }
-        });
-        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
-            .await
-            .map_err(|_| KubeletClientError::Timeout("response headers"))?
-            .map_err(KubeletClientError::Http)
+            .map_err(|_| KubeletClientError::Timeout("the connection to the node agent"))?
     }
 }
 

@@ -30,6 +30,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod pod_connect;
 pub mod pod_logs;
 pub mod protobuf;
 pub mod read;

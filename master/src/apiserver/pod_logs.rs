@@ -216,7 +216,11 @@ pub fn kubelet_address(node: &Value, node_name: &str) -> Result<SocketAddr, ApiE
 }
 
 /// An agent's error answer as the API error the client sees (the agent's text as message).
-async fn agent_error(status: StatusCode, body: hyper::body::Incoming, node_name: &str) -> ApiError {
+pub(super) async fn agent_error(
+    status: StatusCode,
+    body: hyper::body::Incoming,
+    node_name: &str,
+) -> ApiError {
     let text = match Limited::new(body, ERROR_BODY_LIMIT).collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
             .trim()

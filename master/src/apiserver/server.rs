@@ -302,7 +302,7 @@ async fn authenticate_and_measure(
 }
 
 async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
     let segments: Vec<&str> = path
         .trim_matches('/')
@@ -367,6 +367,29 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             response.extensions_mut().insert(RequestInfo {
                 verb,
                 resource: String::from("nodes/proxy"),
+            });
+            response
+        }
+        ["api", "v1", "namespaces", _, "pods", _, "exec"] => {
+            let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let result = api
+                .pod_exec(
+                    &parts.method,
+                    path,
+                    parts.uri.query(),
+                    &parts.headers,
+                    upgrade,
+                )
+                .await;
+            let mut response = result.unwrap_or_else(|e| {
+                if e.code().is_server_error() {
+                    warn!(method = %parts.method, %path, error = %e, "exec failed");
+                }
+                e.into_response()
+            });
+            response.extensions_mut().insert(RequestInfo {
+                verb: proxy_verb(&parts.method),
+                resource: String::from("pods/exec"),
             });
             response
         }

@@ -98,6 +98,17 @@ impl DockerRuntime {
         super::image::ensure_from_binary(self, image, binary).await
     }
 
+    /// Builds `image` (`FROM scratch` with `files`, run as `entrypoint`) unless it is present.
+    /// Used by the test harness for its shell image.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        files: &[super::ImageFile<'_>],
+        entrypoint: &[&str],
+    ) -> Result<(), RuntimeError> {
+        super::image::ensure(self, image, files, entrypoint).await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Docker>> {
         // A poisoned lock only means another thread panicked between two plain assignments.
         self.client

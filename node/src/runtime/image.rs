@@ -46,6 +46,38 @@ pub(super) async fn ensure_from_binary(
     image: &str,
     binary: &[u8],
 ) -> Result<(), RuntimeError> {
+    let files = [ImageFile {
+        path: "entrypoint",
+        contents: ImageContents::Executable(binary),
+    }];
+    ensure(runtime, image, &files, &["/entrypoint"]).await
+}
+
+/// One file of an image built from nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageFile<'a> {
+    /// Its path from the root, without the leading `/`.
+    pub path: &'a str,
+    /// What it is.
+    pub contents: ImageContents<'a>,
+}
+
+/// What an [`ImageFile`] is.
+#[derive(Clone, Copy, Debug)]
+pub enum ImageContents<'a> {
+    /// An executable with these bytes.
+    Executable(&'a [u8]),
+    /// A symbolic link to this target.
+    Link(&'a str),
+}
+
+/// Builds `image` (`FROM scratch`, `files`, `entrypoint`) unless it is present.
+pub(super) async fn ensure(
+    runtime: &DockerRuntime,
+    image: &str,
+    files: &[ImageFile<'_>],
+    entrypoint: &[&str],
+) -> Result<(), RuntimeError> {
     if present(runtime, image).await? {
         return Ok(());
     }
@@ -53,7 +85,7 @@ pub(super) async fn ensure_from_binary(
         image: image.to_owned(),
         message,
     };
-    let context = build_context(binary).map_err(|err| build_error(err.to_string()))?;
+    let context = build_context(files, entrypoint).map_err(|err| build_error(err.to_string()))?;
     let client = runtime.client().await?;
     let options = BuildImageOptions {
         dockerfile: String::from("Dockerfile"),
@@ -83,20 +115,34 @@ pub(super) async fn ensure_from_binary(
     }
 }
 
-/// The build context: a Dockerfile and the binary, as a tar archive.
-fn build_context(binary: &[u8]) -> std::io::Result<Vec<u8>> {
-    const DOCKERFILE: &[u8] =
-        b"FROM scratch\nCOPY entrypoint /entrypoint\nENTRYPOINT [\"/entrypoint\"]\n";
+/// The build context: a Dockerfile copying `rootfs/` to `/`, and `files` under `rootfs/`, as
+/// a tar archive.
+fn build_context(files: &[ImageFile<'_>], entrypoint: &[&str]) -> std::io::Result<Vec<u8>> {
+    let entrypoint = serde_json::to_string(entrypoint)?;
+    let dockerfile = format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT {entrypoint}\n");
     let mut archive = tar::Builder::new(Vec::new());
-    for (path, mode, data) in [
-        ("Dockerfile", 0o644, DOCKERFILE),
-        ("entrypoint", 0o755, binary),
-    ] {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    archive.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+    for file in files {
+        let path = format!("rootfs/{}", file.path);
         let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
         header.set_mtime(0);
-        archive.append_data(&mut header, path, data)?;
+        match file.contents {
+            ImageContents::Executable(data) => {
+                header.set_size(data.len() as u64);
+                header.set_mode(0o755);
+                archive.append_data(&mut header, &path, data)?;
+            }
+            ImageContents::Link(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                header.set_mode(0o777);
+                archive.append_link(&mut header, &path, target)?;
+            }
+        }
     }
     archive.into_inner()
 }
@@ -124,8 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn build_context_holds_dockerfile_and_binary() {
-        let tar = build_context(b"\x7fELF").expect("tar");
+    fn build_context_holds_the_dockerfile_files_and_links() {
+        let files = [
+            ImageFile {
+                path: "bin/busybox",
+                contents: ImageContents::Executable(b"\x7fELF"),
+            },
+            ImageFile {
+                path: "bin/sh",
+                contents: ImageContents::Link("busybox"),
+            },
+        ];
+        let tar = build_context(&files, &["/bin/sh"]).expect("tar");
         let mut archive = tar::Archive::new(tar.as_slice());
         let names: Vec<String> = archive
             .entries()
@@ -138,6 +194,6 @@ mod tests {
                     .to_string()
             })
             .collect();
-        assert_eq!(names, ["Dockerfile", "entrypoint"]);
+        assert_eq!(names, ["Dockerfile", "rootfs/bin/busybox", "rootfs/bin/sh"]);
     }
 }

@@ -39,6 +39,7 @@ use futures::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
 pub use docker::{DEFAULT_DOCKER_HOST, DockerRuntime};
+pub use image::{ImageContents, ImageFile};
 pub use network::NodeNetwork;
 
 /// The name the sandbox container has in labels and statuses (as in dockershim).

@@ -5,6 +5,7 @@
 //! - `tls`: a self-signed serving certificate made at start; client certificates required and
 //!   verified against the cluster CA, so only the API server gets in;
 //! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
+//! - [`exec`]: `GET /exec/{namespace}/{pod}/{container}`, a command over a WebSocket;
 //! - `/healthz`: `ok` while the agent serves;
 //! - [`pods`]: `GET /pods`, the pods the agent runs with their statuses;
 //! - [`metrics`]: `GET /metrics`, Prometheus text;
@@ -16,6 +17,7 @@
 //! is where the API server looks for it.
 
 pub mod container_logs;
+pub mod exec;
 pub mod metrics;
 pub mod node_logs;
 pub mod pods;
@@ -155,7 +157,10 @@ impl KubeletServer {
                     .http1()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30));
-                if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
+                if let Err(err) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
                     debug!(%peer, "connection ended with an error: {err}");
                 }
             });
@@ -196,6 +201,7 @@ fn router<R: ContainerRuntime>(state: ServerState<R>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs::container_logs::<R>),
         )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec::exec::<R>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods::pods::<R>))
         .route("/pods/", get(pods::pods::<R>))

@@ -1,0 +1,216 @@
+//! `kubectl exec` and `kubectl cp` end to end: the real kubectl (v1.32, WebSockets) through the
+//! API server to the agent and Docker's exec, in a shell image made of Debian's static busybox.
+
+use std::time::Duration;
+
+use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime, ImageContents, ImageFile};
+
+use super::{Cluster, WORKLOAD_IMAGE, container_status};
+
+/// The tests' shell image: the static busybox with every applet linked in /bin (sh, cat, tar
+/// for `kubectl cp`, ...).
+const BUSYBOX_IMAGE: &str = "skiff/test-busybox:1";
+
+/// Builds [`BUSYBOX_IMAGE`] from `/bin/busybox` (`cargo xtask setup` installs it).
+async fn build_busybox_image() {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (busybox-static; `cargo xtask setup` installs it)");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
+    let links: Vec<String> = applets
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+        .map(|a| format!("bin/{a}"))
+        .collect();
+    let mut files = vec![ImageFile {
+        path: "bin/busybox",
+        contents: ImageContents::Executable(&busybox),
+    }];
+    files.extend(links.iter().map(|path| ImageFile {
+        path,
+        contents: ImageContents::Link("busybox"),
+    }));
+    DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
+        .ensure_image(BUSYBOX_IMAGE, &files, &["/bin/sh"])
+        .await
+        .expect("build the busybox image");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_returns_the_exit_code_takes_stdin_and_kubectl_cp_copies_both_ways() {
+    let cluster = Cluster::start("exec-node", "10.244.238.0/24").await;
+    build_busybox_image().await;
+    let node = cluster.agent.name().to_owned();
+    cluster.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: shell}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sh
+    image: {BUSYBOX_IMAGE}
+    args: [-c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{{name: tmp, mountPath: /tmp}}]
+  - name: done
+    image: {WORKLOAD_IMAGE}
+    args: [exit, "0"]
+  volumes: [{{name: tmp, emptyDir: {{}}}}]"#
+    ));
+    cluster
+        .wait_pod("shell", "sh running, done finished", |p| {
+            let statuses = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref());
+            statuses.is_some_and(|s| s.len() == 2)
+                && container_status(p, "sh")
+                    .state
+                    .and_then(|s| s.running)
+                    .is_some()
+                && container_status(p, "done").restart_count >= 1
+        })
+        .await;
+    let master = &cluster.master;
+
+    // Output on both streams, and the command's exit code as kubectl's own.
+    let out = master.kubectl(&[
+        "exec",
+        "shell",
+        "-c",
+        "sh",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(3), "{out}");
+    assert_eq!(out.stdout, "out\n", "{out}");
+    assert!(out.stderr.starts_with("err\n"), "{out}");
+    assert!(
+        out.stderr.contains("command terminated with exit code 3"),
+        "{out}"
+    );
+    let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "true"]);
+    assert!(out.success() && out.stdout.is_empty(), "{out}");
+
+    // Standard input, to its end.
+    let out = master.kubectl_with_stdin(
+        &[
+            "exec",
+            "-i",
+            "shell",
+            "-c",
+            "sh",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+        "hello\nworld\n",
+    );
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "hello\nworld\ndone\n", "{out}");
+
+    // A terminal: `script` gives kubectl one, so `-it` allocates one in the container.
+    let kubeconfig = master.kubeconfig_path();
+    let command = format!(
+        "kubectl --kubeconfig {} exec -it shell -c sh -- sh -c 'tty && stty size'",
+        kubeconfig.display()
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("COLUMNS", "100")
+        .env("LINES", "30")
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(text.contains("/dev/pts/"), "no terminal: {text}");
+
+    // kubectl cp, in and back out (tar in the container).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = dir.path().join("in.txt");
+    let content = "copied by kubectl cp\n".repeat(1000);
+    std::fs::write(&local, &content).expect("write");
+    let out = master.kubectl(&[
+        "cp",
+        &local.display().to_string(),
+        "default/shell:/tmp/in.txt",
+        "-c",
+        "sh",
+    ]);
+    assert!(out.success(), "{out}");
+    let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "wc", "-c", "/tmp/in.txt"]);
+    assert!(
+        out.stdout.trim().starts_with(&content.len().to_string()),
+        "{out}"
+    );
+    let back = dir.path().join("back.txt");
+    let out = master.kubectl(&[
+        "cp",
+        "default/shell:/tmp/in.txt",
+        &back.display().to_string(),
+        "-c",
+        "sh",
+    ]);
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("copied back"),
+        content
+    );
+
+    // What cannot run: clear errors, nothing else disturbed.
+    let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "/no/such/command"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stdout.contains("/no/such/command") || out.stderr.contains("/no/such/command"),
+        "{out}"
+    );
+    let out = master.kubectl(&["exec", "shell", "-c", "done", "--", "true"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("container not running"), "{out}");
+    let out = master.kubectl(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod shell"),
+        "{out}"
+    );
+    let out = master.kubectl(&["exec", "missing", "--", "true"]);
+    assert!(out.stderr.contains("pods \"missing\" not found"), "{out}");
+
+    // A session dropped midway: the agent's tasks come back to their level.
+    let before = super::probes::agent_tasks(&cluster, &node);
+    let mut child = std::process::Command::new("kubectl")
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
+        .args(["exec", "-i", "shell", "-c", "sh", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl exec");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        super::probes::agent_tasks(&cluster, &node) > before,
+        "no session task"
+    );
+    child.kill().expect("kill kubectl");
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = super::probes::agent_tasks(&cluster, &node);
+        if tasks <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent has {tasks} tasks, {before} before the dropped session"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "echo", "still here"]);
+    assert_eq!(out.stdout, "still here\n", "{out}");
+}
