@@ -214,3 +214,38 @@ spec:
     let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "echo", "still here"]);
     assert_eq!(out.stdout, "still here\n", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_carries_stdin_to_the_containers_process_and_its_output_back() {
+    let cluster = Cluster::start("attach-node", "10.244.239.0/24").await;
+    build_busybox_image().await;
+    let node = cluster.agent.name().to_owned();
+    // It reads its standard input until the attached client closes it (stdinOnce).
+    cluster.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: sh
+    image: {BUSYBOX_IMAGE}
+    stdin: true
+    stdinOnce: true
+    args: [-c, "while read line; do echo got $line; done; echo bye"]"#
+    ));
+    cluster.wait_running("reader").await;
+    let out = cluster
+        .master
+        .kubectl_with_stdin(&["attach", "-i", "reader", "-c", "sh"], "one\ntwo\n");
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("got one\ngot two\nbye\n"), "{out}");
+    // The process ended with its input: the pod is done.
+    cluster
+        .wait_pod("reader", "Succeeded", |p| super::phase(p) == "Succeeded")
+        .await;
+    let out = cluster.master.kubectl(&["attach", "reader", "-c", "sh"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("completed pod"), "{out}");
+}

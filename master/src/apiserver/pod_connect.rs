@@ -1,9 +1,10 @@
-//! `pods/<name>/exec` (`kubectl exec`, `kubectl cp`): the API server checks the request
-//! against the pod, then carries the client's upgraded connection (a WebSocket in
-//! Kubernetes' remote command protocol) to the agent of the pod's node, as kube-apiserver's
-//! upgrade-aware proxy does: the handshake goes to the agent's
-//! `/exec/<ns>/<pod>/<container>` with the kubelet client certificate, the agent's 101 comes
-//! back to the client, and from then on the bytes flow both ways untouched.
+//! `pods/<name>/exec` (`kubectl exec`, `kubectl cp`) and `pods/<name>/attach` (`kubectl
+//! attach`): the API server checks the request against the pod, then carries the client's
+//! upgraded connection (a WebSocket in Kubernetes' remote command protocol) to the agent of
+//! the pod's node, as kube-apiserver's upgrade-aware proxy does: the handshake goes to the
+//! agent's `/exec/<ns>/<pod>/<container>` (or `/attach/...`) with the kubelet client
+//! certificate, the agent's 101 comes back to the client, and from then on the bytes flow both
+//! ways untouched.
 //!
 //! Served: WebSockets (`v5.channel.k8s.io`, `v4.channel.k8s.io`), which kubectl v1.32 uses
 //! first. SPDY/3.1 is not: a client that only speaks it gets the agent's 400.
@@ -35,7 +36,7 @@ const HANDSHAKE: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
-/// What the agent is asked for, from the API's `PodExecOptions`.
+/// What the agent is asked for, from the API's `PodExecOptions` or `PodAttachOptions`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ExecOptions {
     /// The container (checked against the pod).
@@ -45,9 +46,9 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
-    /// Reads `command` (repeated), `container`, `stdin`, `stdout`, `stderr` and `tty`, with
-    /// Kubernetes' errors for what cannot run.
-    pub fn parse(raw_query: Option<&str>) -> Result<ExecOptions, ApiError> {
+    /// Reads `command` (repeated; an exec needs one), `container`, `stdin`, `stdout`, `stderr`
+    /// and `tty`, with Kubernetes' errors for what cannot run.
+    pub fn parse(raw_query: Option<&str>, exec: bool) -> Result<ExecOptions, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query.unwrap_or(""))
             .map_err(|err| ApiError::BadRequest(format!("invalid query string: {err}")))?;
         let flag = |name: &str| {
@@ -62,7 +63,7 @@ impl ExecOptions {
             .filter(|(k, _)| k == "command")
             .map(|(_, v)| ("command", v.as_str()))
             .collect();
-        if agent.is_empty() {
+        if agent.is_empty() && exec {
             return Err(ApiError::BadRequest(String::from(
                 "you must specify at least one command for the container",
             )));
@@ -97,8 +98,9 @@ impl ExecOptions {
 }
 
 impl ApiServer {
-    /// GET or POST `pods/<name>/exec`: the client's upgraded connection carried to the agent.
-    pub(super) async fn pod_exec(
+    /// GET or POST `pods/<name>/exec` or `attach`: the client's upgraded connection carried to
+    /// the agent.
+    pub(super) async fn pod_connect(
         self: &Arc<Self>,
         method: &Method,
         path: &str,
@@ -112,11 +114,13 @@ impl ApiServer {
         let target = Target::parse(path)?;
         let name = target.name()?;
         let namespace = target.namespace.as_deref().unwrap_or("default");
-        let options = ExecOptions::parse(raw_query)?;
+        let exec = target.subresource.as_deref() == Some("exec");
+        let options = ExecOptions::parse(raw_query, exec)?;
         let pod = objects::decode(&self.current(&target).await?)?;
         if let Some(phase @ ("Succeeded" | "Failed")) = pod["status"]["phase"].as_str() {
+            let what = if exec { "exec into" } else { "attach to" };
             return Err(ApiError::BadRequest(format!(
-                "cannot exec into a container in a completed pod; current phase is {phase}"
+                "cannot {what} a container in a completed pod; current phase is {phase}"
             )));
         }
         let container = container_name(&pod, name, options.container.as_deref())?;
@@ -133,8 +137,9 @@ impl ApiServer {
         };
         let node = self.node(node_name).await?;
         let addr = kubelet_address(&node, node_name)?;
+        let endpoint = if exec { "exec" } else { "attach" };
         let agent_path = format!(
-            "/exec/{namespace}/{name}/{container}?{}",
+            "/{endpoint}/{namespace}/{name}/{container}?{}",
             options.agent_query
         );
         let mut request = hyper::Request::get(&agent_path)
@@ -185,18 +190,18 @@ mod tests {
 
     #[test]
     fn exec_options_become_the_kubelets_query() {
-        let options = ExecOptions::parse(Some(
-            "command=sh&command=-c&command=echo+a%26b&container=app&stdin=true&stdout=true&tty=true",
-        ))
-        .expect("valid");
+        let query = "command=sh&command=-c&command=echo+a%26b&container=app&stdin=true&stdout=true&tty=true";
+        let options = ExecOptions::parse(Some(query), true).expect("valid");
         assert_eq!(options.container.as_deref(), Some("app"));
         assert_eq!(
             options.agent_query,
             "command=sh&command=-c&command=echo+a%26b&input=1&output=1&tty=1"
         );
-        let err = ExecOptions::parse(Some("stdout=true")).expect_err("no command");
+        let err = ExecOptions::parse(Some("stdout=true"), true).expect_err("no command");
         assert!(err.to_string().contains("at least one command"), "{err}");
-        let err = ExecOptions::parse(Some("command=ls&tty=true")).expect_err("no stream");
+        let err = ExecOptions::parse(Some("command=ls&tty=true"), true).expect_err("no stream");
         assert!(err.to_string().contains("at least 1 of stdin"), "{err}");
+        let attach = ExecOptions::parse(Some("stdin=true&stdout=true"), false).expect("valid");
+        assert_eq!(attach.agent_query, "input=1&output=1");
     }
 }

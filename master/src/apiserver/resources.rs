@@ -231,7 +231,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec"],
+        subresources: &["status", "binding", "log", "exec", "attach"],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",

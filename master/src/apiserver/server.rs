@@ -370,10 +370,19 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             });
             response
         }
-        ["api", "v1", "namespaces", _, "pods", _, "exec"] => {
+        [
+            "api",
+            "v1",
+            "namespaces",
+            _,
+            "pods",
+            _,
+            sub @ ("exec" | "attach"),
+        ] => {
+            let resource = format!("pods/{sub}");
             let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
             let result = api
-                .pod_exec(
+                .pod_connect(
                     &parts.method,
                     path,
                     parts.uri.query(),
@@ -383,13 +392,13 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
                 .await;
             let mut response = result.unwrap_or_else(|e| {
                 if e.code().is_server_error() {
-                    warn!(method = %parts.method, %path, error = %e, "exec failed");
+                    warn!(method = %parts.method, %path, error = %e, "{resource} failed");
                 }
                 e.into_response()
             });
             response.extensions_mut().insert(RequestInfo {
                 verb: proxy_verb(&parts.method),
-                resource: String::from("pods/exec"),
+                resource,
             });
             response
         }

@@ -148,6 +148,7 @@ pub async fn build(
         read_only_root: security.read_only_root_filesystem.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
         share_pid: pod_spec.share_process_namespace.unwrap_or(false),
         grace_seconds: pod_spec.termination_grace_period_seconds.unwrap_or(30),
     })

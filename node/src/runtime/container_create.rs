@@ -47,6 +47,7 @@ pub(super) async fn create_container(
         // (the sandbox publishes host ports).
         tty: Some(spec.tty),
         open_stdin: Some(spec.stdin),
+        stdin_once: Some(spec.stdin_once),
         host_config: Some(HostConfig {
             network_mode: Some(sandbox.clone()),
             ipc_mode: Some(sandbox.clone()),

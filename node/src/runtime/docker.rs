@@ -216,6 +216,19 @@ impl ContainerRuntime for DockerRuntime {
         super::container_exec::exit_code(self, exec_id).await
     }
 
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        super::container_exec::attach(self, id, spec).await
+    }
+
+    async fn resize_container(
+        &self,
+        id: &str,
+        width: u16,
+        height: u16,
+    ) -> Result<(), RuntimeError> {
+        super::container_exec::resize_container(self, id, width, height).await
+    }
+
     async fn resize_exec(
         &self,
         exec_id: &str,

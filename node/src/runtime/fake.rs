@@ -361,6 +361,33 @@ impl ContainerRuntime for FakeRuntime {
         }
     }
 
+    async fn attach(&self, id: &str, _spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        let state = self.up()?;
+        match state.containers.get(id).map(|c| c.info.phase) {
+            Some(ContainerPhase::Running) => Ok(ExecSession {
+                id: id.to_owned(),
+                output: stream::empty().boxed(),
+                input: Box::pin(tokio::io::sink()),
+            }),
+            Some(_) => Err(RuntimeError::Conflict(format!("{id} is not running"))),
+            None => Err(RuntimeError::NotFound(id.to_owned())),
+        }
+    }
+
+    async fn resize_container(
+        &self,
+        id: &str,
+        _width: u16,
+        _height: u16,
+    ) -> Result<(), RuntimeError> {
+        let state = self.up()?;
+        if state.containers.contains_key(id) {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotFound(id.to_owned()))
+        }
+    }
+
     async fn resize_exec(
         &self,
         exec_id: &str,

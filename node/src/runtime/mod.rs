@@ -260,6 +260,8 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Keep stdin open.
     pub stdin: bool,
+    /// Close stdin when the first attached client detaches (`stdinOnce`).
+    pub stdin_once: bool,
     /// Share the sandbox's PID namespace (`shareProcessNamespace`).
     pub share_pid: bool,
     /// The pod's termination grace period, kept as a label.
@@ -313,10 +315,11 @@ pub struct ExecSpec {
     pub tty: bool,
 }
 
-/// A command started in a container: what it writes, where its input goes, and the exec's id
-/// (its exit code and terminal size).
+/// A command started in a container (or a container's main process attached to): what it
+/// writes, where its input goes, and the id of what runs (exec id, or container id for an
+/// attach) for its exit code and terminal size.
 pub struct ExecSession {
-    /// The runtime's id of this exec.
+    /// The runtime's id of this exec (the container's id for an attach).
     pub id: String,
     /// Its output in order, until it exits.
     pub output: BoxStream<'static, Result<(LogStream, Bytes), RuntimeError>>,
@@ -427,6 +430,22 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         exec_id: &str,
     ) -> impl Future<Output = Result<Option<i64>, RuntimeError>> + Send;
+
+    /// Attaches to the main process of running container `id` (the streams `spec` asks for;
+    /// its command is ignored). The output ends when the process exits.
+    fn attach(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+
+    /// Sets the terminal size of container `id`.
+    fn resize_container(
+        &self,
+        id: &str,
+        width: u16,
+        height: u16,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Sets the terminal size of exec `exec_id`.
     fn resize_exec(

@@ -1,7 +1,8 @@
 //! `GET /exec/{namespace}/{pod}/{container}?command=...&input=1&output=1&error=1&tty=1`: a
-//! command run in a running container, its input and output carried over a WebSocket in
+//! command run in a running container, and `GET /attach/{namespace}/{pod}/{container}?...`:
+//! the container's main process, their input and output carried over a WebSocket in
 //! Kubernetes' remote command protocol (`v5.channel.k8s.io`, and `v4.channel.k8s.io`), as the
-//! kubelet serves it to the API server for `kubectl exec` and `kubectl cp`.
+//! kubelet serves them to the API server for `kubectl exec`, `kubectl cp` and `kubectl attach`.
 //!
 //! Every binary message starts with its channel: 0 stdin, 1 stdout, 2 stderr, 3 the final
 //! status, 4 terminal resizes (`{"Width":80,"Height":24}`); in v5 a message on channel 255
@@ -46,8 +47,8 @@ pub struct ExecRequest {
 }
 
 impl ExecRequest {
-    /// Reads `command` (repeated), `input`, `output`, `error` and `tty`.
-    pub fn parse(raw_query: Option<&str>) -> Result<ExecRequest, String> {
+    /// Reads `command` (repeated; required for an exec), `input`, `output`, `error` and `tty`.
+    pub fn parse(raw_query: Option<&str>, mode: Mode) -> Result<ExecRequest, String> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query.unwrap_or(""))
             .map_err(|err| format!("invalid query: {err}"))?;
         let flag = |name: &str| {
@@ -60,7 +61,7 @@ impl ExecRequest {
             .filter(|(k, _)| k == "command")
             .map(|(_, v)| v.clone())
             .collect();
-        if command.is_empty() {
+        if command.is_empty() && mode == Mode::Exec {
             return Err(String::from("you must specify at least one command"));
         }
         let spec = ExecSpec {
@@ -79,7 +80,16 @@ impl ExecRequest {
     }
 }
 
-/// The handler: checks the request and the container, then upgrades to the WebSocket.
+/// What a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A new command (`kubectl exec`).
+    Exec,
+    /// The container's main process (`kubectl attach`).
+    Attach,
+}
+
+/// The exec handler.
 pub(super) async fn exec<R: ContainerRuntime>(
     State(state): State<ServerState<R>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
@@ -87,7 +97,32 @@ pub(super) async fn exec<R: ContainerRuntime>(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let request = match ExecRequest::parse(query.as_deref()) {
+    let target = (namespace, pod, container);
+    serve(Mode::Exec, state, target, query, headers, upgrade).await
+}
+
+/// The attach handler.
+pub(super) async fn attach<R: ContainerRuntime>(
+    State(state): State<ServerState<R>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let target = (namespace, pod, container);
+    serve(Mode::Attach, state, target, query, headers, upgrade).await
+}
+
+/// Checks the request and the container, then upgrades to the WebSocket.
+async fn serve<R: ContainerRuntime>(
+    mode: Mode,
+    state: ServerState<R>,
+    (namespace, pod, container): (String, String, String),
+    query: Option<String>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = match ExecRequest::parse(query.as_deref(), mode) {
         Ok(request) => request,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
@@ -130,9 +165,13 @@ pub(super) async fn exec<R: ContainerRuntime>(
         .protocols([protocol])
         .on_upgrade(move |socket| async move {
             let v5 = protocol == PROTOCOLS[0];
-            let status = match runtime.exec(&found.id, &request.spec).await {
+            let session = match mode {
+                Mode::Exec => runtime.exec(&found.id, &request.spec).await,
+                Mode::Attach => runtime.attach(&found.id, &request.spec).await,
+            };
+            let status = match session {
                 Ok(session) => {
-                    run_session(runtime.as_ref(), session, socket, v5, &request.spec).await
+                    run_session(runtime.as_ref(), mode, session, socket, v5, &request.spec).await
                 }
                 Err(err) => finish(socket, &error_status(&request.spec, &err)).await,
             };
@@ -158,6 +197,7 @@ fn chosen_protocol(headers: &HeaderMap) -> Option<&'static str> {
 /// client goes away.
 async fn run_session<R: ContainerRuntime>(
     runtime: &R,
+    mode: Mode,
     session: ExecSession,
     socket: WebSocket,
     v5: bool,
@@ -188,6 +228,8 @@ async fn run_session<R: ContainerRuntime>(
         }
         let status = match failure {
             Some(err) => error_status(spec, &err),
+            // An attach ends with its process; its exit code is the pod status's business.
+            None if mode == Mode::Attach => exit_status(spec, Ok(0)),
             None => exit_status(spec, wait_exit_code(runtime, &id).await),
         };
         sink.send(Message::Binary(framed(
@@ -218,7 +260,10 @@ async fn run_session<R: ContainerRuntime>(
                 }
                 Some(&RESIZE) => {
                     if let Some((width, height)) = terminal_size(&data[1..]) {
-                        let _ = runtime.resize_exec(&id, width, height).await;
+                        let _ = match mode {
+                            Mode::Exec => runtime.resize_exec(&id, width, height).await,
+                            Mode::Attach => runtime.resize_container(&id, width, height).await,
+                        };
                     }
                 }
                 Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => {
@@ -312,21 +357,25 @@ mod tests {
 
     #[test]
     fn reads_the_kubelets_exec_query() {
-        let request = ExecRequest::parse(Some(
-            "command=sh&command=-c&command=echo+hi&input=1&output=1&tty=1",
-        ))
+        let request = ExecRequest::parse(
+            Some("command=sh&command=-c&command=echo+hi&input=1&output=1&tty=1"),
+            Mode::Exec,
+        )
         .expect("valid");
         assert_eq!(request.spec.command, ["sh", "-c", "echo hi"]);
         assert!(request.spec.stdin && request.spec.stdout && request.spec.tty);
         assert!(!request.spec.stderr);
         assert_eq!(
-            ExecRequest::parse(Some("output=1")).expect_err("no command"),
+            ExecRequest::parse(Some("output=1"), Mode::Exec).expect_err("no command"),
             "you must specify at least one command"
         );
         assert_eq!(
-            ExecRequest::parse(Some("command=ls")).expect_err("no stream"),
+            ExecRequest::parse(Some("command=ls"), Mode::Exec).expect_err("no stream"),
             "you must specify at least 1 of stdin, stdout, stderr"
         );
+        // An attach needs no command.
+        let attach = ExecRequest::parse(Some("input=1&output=1"), Mode::Attach).expect("valid");
+        assert!(attach.spec.command.is_empty() && attach.spec.stdin);
     }
 
     #[test]

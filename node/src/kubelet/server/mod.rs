@@ -5,7 +5,8 @@
 //! - `tls`: a self-signed serving certificate made at start; client certificates required and
 //!   verified against the cluster CA, so only the API server gets in;
 //! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
-//! - [`exec`]: `GET /exec/{namespace}/{pod}/{container}`, a command over a WebSocket;
+//! - [`exec`]: `GET /exec/{namespace}/{pod}/{container}` and `/attach/...`, a command or the
+//!   container's process over a WebSocket;
 //! - `/healthz`: `ok` while the agent serves;
 //! - [`pods`]: `GET /pods`, the pods the agent runs with their statuses;
 //! - [`metrics`]: `GET /metrics`, Prometheus text;
@@ -202,6 +203,10 @@ fn router<R: ContainerRuntime>(state: ServerState<R>) -> Router {
             get(container_logs::container_logs::<R>),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec::exec::<R>))
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(exec::attach::<R>),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods::pods::<R>))
         .route("/pods/", get(pods::pods::<R>))
