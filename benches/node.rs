@@ -24,6 +24,7 @@ use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use skiff::master::{Master, MasterOptions};
 use skiff::node::{NodeAgent, NodeOptions};
+use skiff::process::{self, cpu_ticks, rss_kb};
 use skiff_node::images::PAUSE_IMAGE;
 use skiff_node::uring::{self, HeartbeatConnection, HeartbeatSettings, RenewalCost, Transport};
 
@@ -287,45 +288,12 @@ fn idle_footprint(pid: u32, period: Duration) -> anyhow::Result<Footprint> {
         peak_kb = peak_kb.max(rss);
     }
     let ticks = cpu_ticks(pid)? - start_ticks;
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks_per_s = process::ticks_per_second();
     Ok(Footprint {
         rss_mb: rss as f64 / 1024.0,
         peak_rss_mb: peak_kb as f64 / 1024.0,
         cpu_pct: ticks as f64 / ticks_per_s / start.elapsed().as_secs_f64() * 100.0,
     })
-}
-
-/// VmRSS of `pid` in KiB.
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .context("the agent exited during the benchmark")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")
-}
-
-/// utime + stime of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .context("the agent exited during the benchmark")?;
-    // The fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/<pid>/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let field = |n: usize| -> anyhow::Result<u64> {
-        fields
-            .get(n)
-            .and_then(|v| v.parse().ok())
-            .context("malformed /proc/<pid>/stat")
-    };
-    // utime and stime are fields 14 and 15 of stat; the state (field 3) is index 0 here.
-    Ok(field(11)? + field(12)?)
 }
 
 /// The median round's cost per transport: rounds alternate io_uring and tokio on one io_uring

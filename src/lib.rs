@@ -9,6 +9,7 @@ pub mod images;
 pub mod master;
 pub mod network;
 pub mod node;
+pub mod process;
 pub mod python;
 
 use std::thread;

@@ -6,11 +6,13 @@
 //! - [`proxy`]: Service load balancing in eBPF (kube-proxy's job);
 //! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
 //! - [`images`]: the static binaries built into local images (no registry is reachable).
+//! - [`netns`]: work inside a pod's network namespace.
 //! - [`uring`]: the io_uring layer (the async executor, heartbeat connection, file I/O, /proc
 //!   reads).
 
 pub mod images;
 pub mod kubelet;
+pub mod netns;
 pub mod proxy;
 pub mod runtime;
 pub mod uring;

@@ -249,3 +249,147 @@ spec:
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("completed pod"), "{out}");
 }
+
+/// The body of a 200 answer to `GET <path>` on local `port` (any HTTP version).
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code == "200")
+        .then(|| body.to_owned())
+}
+
+/// A `kubectl port-forward` running in the background, and the local port it listens on.
+struct PortForward {
+    child: std::process::Child,
+    local_port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward pod/<pod> 0:<port>` and waits for its local port.
+    fn start(cluster: &Cluster, pod: &str, port: u16) -> PortForward {
+        use std::io::{BufRead, BufReader, Read};
+        let kubeconfig = cluster.master.kubeconfig_path();
+        let mut child = std::process::Command::new("kubectl")
+            .args(["--kubeconfig", &kubeconfig.display().to_string()])
+            .args(["port-forward", &format!("pod/{pod}"), &format!("0:{port}")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl port-forward");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                sink.lock().expect("stderr lock").push_str(&text);
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // "Forwarding from 127.0.0.1:43127 -> 8080"
+        let local_port = lines
+            .find_map(|line| {
+                let line = line.ok()?;
+                let rest = line.strip_prefix("Forwarding from 127.0.0.1:")?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "kubectl port-forward did not start: {}",
+                    stderr.lock().expect("lock")
+                )
+            });
+        std::thread::spawn(move || for _ in lines {});
+        PortForward {
+            child,
+            local_port,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_reaches_a_port_only_the_pod_listens_on() {
+    let cluster = Cluster::start("forward-node", "10.244.241.0/24").await;
+    build_busybox_image().await;
+    let node = cluster.agent.name().to_owned();
+    // busybox httpd on the pod's loopback only: reachable from inside the pod's namespace, not
+    // through the pod IP.
+    cluster.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: local-only}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {BUSYBOX_IMAGE}
+    args: [-c, "mkdir -p /tmp/www && echo forwarded > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:8081 -h /tmp/www"]
+    volumeMounts: [{{name: tmp, mountPath: /tmp}}]
+  volumes: [{{name: tmp, emptyDir: {{}}}}]"#
+    ));
+    cluster.wait_running("local-only").await;
+    let before = super::probes::agent_tasks(&cluster, &node);
+
+    let forward = PortForward::start(&cluster, "local-only", 8081);
+    // Several connections through one session, each its own pair of streams.
+    for _ in 0..3 {
+        let body = get(forward.local_port, "/index.html");
+        assert_eq!(body.as_deref(), Some("forwarded\n"), "{}", forward.stderr());
+    }
+    drop(forward);
+
+    // A port nothing listens on: kubectl reports the agent's error.
+    let forward = PortForward::start(&cluster, "local-only", 9999);
+    assert_eq!(get(forward.local_port, "/"), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !forward.stderr().contains("error forwarding port 9999") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error from kubectl: {}",
+            forward.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(forward);
+
+    // Nothing left behind in the agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = super::probes::agent_tasks(&cluster, &node);
+        if tasks <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent has {tasks} tasks, {before} before port-forwarding"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

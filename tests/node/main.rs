@@ -22,6 +22,7 @@ use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
 mod exec;
 mod probes;
+mod volumes;
 
 /// How long a pod may take to get where a test expects it.
 const POD_TIMEOUT: Duration = Duration::from_secs(60);

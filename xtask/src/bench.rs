@@ -55,6 +55,12 @@ const BENCHES: &[Bench] = &[
         about: "node agent: 30-pod startup, idle RSS/CPU, lease renewal io_uring vs tokio",
     },
     Bench {
+        name: "probes",
+        target: "probes",
+        starts_master: true,
+        about: "node agent: CPU with 100 pods probed every second vs the same pods unprobed",
+    },
+    Bench {
         name: "proxy",
         target: "proxy",
         starts_master: false,

@@ -115,6 +115,7 @@ fn subresource(r: &Resource, sub: &str) -> APIResource {
         "log" => ("Pod", &["get"], None, None),
         "exec" => ("PodExecOptions", &["create", "get"], None, None),
         "attach" => ("PodAttachOptions", &["create", "get"], None, None),
+        "portforward" => ("PodPortForwardOptions", &["create", "get"], None, None),
         "proxy" => (
             "NodeProxyOptions",
             &["create", "delete", "get", "patch", "update"],

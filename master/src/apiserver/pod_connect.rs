@@ -1,10 +1,11 @@
-//! `pods/<name>/exec` (`kubectl exec`, `kubectl cp`) and `pods/<name>/attach` (`kubectl
-//! attach`): the API server checks the request against the pod, then carries the client's
-//! upgraded connection (a WebSocket in Kubernetes' remote command protocol) to the agent of
-//! the pod's node, as kube-apiserver's upgrade-aware proxy does: the handshake goes to the
-//! agent's `/exec/<ns>/<pod>/<container>` (or `/attach/...`) with the kubelet client
-//! certificate, the agent's 101 comes back to the client, and from then on the bytes flow both
-//! ways untouched.
+//! `pods/<name>/exec` (`kubectl exec`, `kubectl cp`), `pods/<name>/attach` (`kubectl
+//! attach`) and `pods/<name>/portforward` (`kubectl port-forward`): the API server checks the
+//! request against the pod, then carries the client's upgraded connection (a WebSocket in
+//! Kubernetes' remote command protocol, or the SPDY session kubectl tunnels in one for port
+//! forwarding) to the agent of the pod's node, as kube-apiserver's upgrade-aware proxy does:
+//! the handshake goes to the agent's `/exec/<ns>/<pod>/<container>` (`/attach/...`,
+//! `/portForward/<ns>/<pod>`) with the kubelet client certificate, the agent's 101 comes back
+//! to the client, and from then on the bytes flow both ways untouched.
 //!
 //! Served: WebSockets (`v5.channel.k8s.io`, `v4.channel.k8s.io`), which kubectl v1.32 uses
 //! first. SPDY/3.1 is not: a client that only speaks it gets the agent's 400.
@@ -98,8 +99,8 @@ impl ExecOptions {
 }
 
 impl ApiServer {
-    /// GET or POST `pods/<name>/exec` or `attach`: the client's upgraded connection carried to
-    /// the agent.
+    /// GET or POST `pods/<name>/exec`, `attach` or `portforward`: the client's upgraded
+    /// connection carried to the agent.
     pub(super) async fn pod_connect(
         self: &Arc<Self>,
         method: &Method,
@@ -114,16 +115,31 @@ impl ApiServer {
         let target = Target::parse(path)?;
         let name = target.name()?;
         let namespace = target.namespace.as_deref().unwrap_or("default");
-        let exec = target.subresource.as_deref() == Some("exec");
-        let options = ExecOptions::parse(raw_query, exec)?;
+        let subresource = target.subresource.as_deref().unwrap_or("");
+        let exec = subresource == "exec";
         let pod = objects::decode(&self.current(&target).await?)?;
         if let Some(phase @ ("Succeeded" | "Failed")) = pod["status"]["phase"].as_str() {
-            let what = if exec { "exec into" } else { "attach to" };
+            let what = match subresource {
+                "exec" => "exec into",
+                "attach" => "attach to",
+                _ => "forward ports of",
+            };
             return Err(ApiError::BadRequest(format!(
                 "cannot {what} a container in a completed pod; current phase is {phase}"
             )));
         }
-        let container = container_name(&pod, name, options.container.as_deref())?;
+        let agent_path = if subresource == "portforward" {
+            let query = raw_query.unwrap_or("");
+            format!("/portForward/{namespace}/{name}?{query}")
+        } else {
+            let options = ExecOptions::parse(raw_query, exec)?;
+            let container = container_name(&pod, name, options.container.as_deref())?;
+            let endpoint = if exec { "exec" } else { "attach" };
+            format!(
+                "/{endpoint}/{namespace}/{name}/{container}?{}",
+                options.agent_query
+            )
+        };
         let node_name = pod["spec"]["nodeName"]
             .as_str()
             .filter(|n| !n.is_empty())
@@ -137,11 +153,6 @@ impl ApiServer {
         };
         let node = self.node(node_name).await?;
         let addr = kubelet_address(&node, node_name)?;
-        let endpoint = if exec { "exec" } else { "attach" };
-        let agent_path = format!(
-            "/{endpoint}/{namespace}/{name}/{container}?{}",
-            options.agent_query
-        );
         let mut request = hyper::Request::get(&agent_path)
             .body(Empty::<Bytes>::new())
             .map_err(|err| ApiError::Internal(format!("the agent's exec request: {err}")))?;

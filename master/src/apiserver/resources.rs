@@ -147,6 +147,16 @@ where
             serde_json::to_value(&typed).map_err(|e| AdmitError::Decode(e.to_string()))?;
         let mut unknown_fields = Vec::new();
         unknown(&object, &encoded, String::new(), &mut unknown_fields);
+        if !unknown_fields.is_empty() {
+            // Defaulting may have moved a field (a Secret's write-only `stringData` goes into
+            // `data`): judge against the object as decoded, before defaults (rare, so paid
+            // only here).
+            let decoded = T::deserialize(&object).and_then(|t| serde_json::to_value(&t));
+            if let Ok(decoded) = decoded {
+                unknown_fields.clear();
+                unknown(&object, &decoded, String::new(), &mut unknown_fields);
+            }
+        }
         Ok(Admitted {
             object: encoded,
             unknown_fields,
@@ -231,7 +241,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec", "attach"],
+        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -493,6 +503,18 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_secrets_string_data_is_known_though_defaulting_moves_it() {
+        let secrets = find("", "v1", "secrets").expect("secrets");
+        let object = json!({"metadata": {"name": "s", "namespace": "default"}, "stringData": {"token": "abc"}, "bogus": 1});
+        let Ok(admitted) = secrets.schema.admit(object, None) else {
+            panic!("the secret is not admitted");
+        };
+        assert_eq!(admitted.unknown_fields, vec!["bogus"]);
+        assert_eq!(admitted.object["data"]["token"], "YWJj");
+        assert!(admitted.object.get("stringData").is_none());
+    }
 
     #[test]
     fn unknown_fields_are_reported_by_path() {

@@ -377,7 +377,7 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             _,
             "pods",
             _,
-            sub @ ("exec" | "attach"),
+            sub @ ("exec" | "attach" | "portforward"),
         ] => {
             let resource = format!("pods/{sub}");
             let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();

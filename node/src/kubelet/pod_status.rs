@@ -497,6 +497,7 @@ mod tests {
             state,
             image_id: "sha256:abc".into(),
             ip: (kind == ContainerKind::Sandbox).then(|| "10.244.0.2".to_owned()),
+            network_pid: None,
         }
     }
 

@@ -19,7 +19,9 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+};
 use kube::api::Api;
 
 use super::paths;
@@ -41,7 +43,93 @@ pub fn has_api_data(pod: &Pod) -> bool {
     pod.spec
         .iter()
         .flat_map(|spec| spec.volumes.iter().flatten())
-        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some())
+        .any(has_api_source)
+}
+
+/// Whether the volume's contents come from the API (written by the agent, mounted read-only).
+fn has_api_source(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// The data of ConfigMap `namespace/name` (`data` and `binaryData`); empty when it is missing
+/// and `optional`.
+async fn config_map_data(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|err| format!("reading ConfigMap {namespace}/{name}: {err}"))?;
+    match found {
+        Some(cm) => {
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            for (key, value) in cm.binary_data.unwrap_or_default() {
+                data.insert(key, value.0);
+            }
+            Ok(data)
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("configmap \"{name}\" not found")),
+    }
+}
+
+/// The data of Secret `namespace/name`; empty when it is missing and `optional`.
+async fn secret_data(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|err| format!("reading Secret {namespace}/{name}: {err}"))?;
+    match found {
+        Some(secret) => {
+            let mut data: BTreeMap<String, Vec<u8>> = secret
+                .string_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            for (key, value) in secret.data.unwrap_or_default() {
+                data.insert(key, value.0);
+            }
+            Ok(data)
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("secret \"{name}\" not found")),
+    }
+}
+
+/// The files of downwardAPI `items`.
+fn downward_files(
+    pod: &Pod,
+    node: (u64, u64),
+    items: &[DownwardAPIVolumeFile],
+    default_mode: Option<i32>,
+) -> Result<BTreeMap<String, File>, String> {
+    let mut files = BTreeMap::new();
+    for item in items {
+        check_item_path(&item.path)?;
+        let value = downward_value(pod, node, item)?;
+        let mode = file_mode(item.mode, default_mode);
+        files.insert(item.path.clone(), (value.into_bytes(), mode));
+    }
+    Ok(files)
 }
 
 /// Creates (or refreshes) the pod's volumes under the agent's directory (ConfigMaps and
@@ -91,55 +179,27 @@ pub async fn prepare<R>(
             let dir = volumes_dir
                 .join("kubernetes.io~configmap")
                 .join(&volume.name);
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-            let found = api
-                .get_opt(&source.name)
-                .await
-                .map_err(|err| format!("reading ConfigMap {namespace}/{}: {err}", source.name))?;
-            let data = match found {
-                Some(cm) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = cm
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (key, value) in cm.binary_data.unwrap_or_default() {
-                        data.insert(key, value.0);
-                    }
-                    data
-                }
-                None if source.optional.unwrap_or(false) => BTreeMap::new(),
-                None => return Err(format!("configmap \"{}\" not found", source.name)),
-            };
-            let files = files(&data, source.items.as_deref(), source.default_mode)?;
+            let optional = source.optional.unwrap_or(false);
+            let data = config_map_data(client, &namespace, &source.name, optional).await?;
+            let files = files(
+                &data,
+                source.items.as_deref(),
+                source.default_mode,
+                optional,
+            )?;
             write_atomically(&dir, &files)?;
             dir
         } else if let Some(source) = &volume.secret {
             let name = source.secret_name.clone().unwrap_or_default();
             let dir = volumes_dir.join("kubernetes.io~secret").join(&volume.name);
-            let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|err| format!("reading Secret {namespace}/{name}: {err}"))?;
-            let data = match found {
-                Some(secret) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = secret
-                        .string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (key, value) in secret.data.unwrap_or_default() {
-                        data.insert(key, value.0);
-                    }
-                    data
-                }
-                None if source.optional.unwrap_or(false) => BTreeMap::new(),
-                None => return Err(format!("secret \"{name}\" not found")),
-            };
-            let files = files(&data, source.items.as_deref(), source.default_mode)?;
+            let optional = source.optional.unwrap_or(false);
+            let data = secret_data(client, &namespace, &name, optional).await?;
+            let files = files(
+                &data,
+                source.items.as_deref(),
+                source.default_mode,
+                optional,
+            )?;
             write_atomically(&dir, &files)?;
             dir
         } else if let Some(source) = &volume.downward_api {
@@ -147,21 +207,48 @@ pub async fn prepare<R>(
                 .join("kubernetes.io~downward-api")
                 .join(&volume.name);
             let node = (ctx.node_cpus, ctx.node_memory_bytes);
-            let mut files = BTreeMap::new();
-            for item in source.items.iter().flatten() {
-                check_item_path(&item.path)?;
-                let value = downward_value(pod, node, item)?;
-                let mode = file_mode(item.mode, source.default_mode);
-                files.insert(item.path.clone(), (value.into_bytes(), mode));
-            }
+            let items = source.items.as_deref().unwrap_or_default();
+            let files = downward_files(pod, node, items, source.default_mode)?;
             write_atomically(&dir, &files)?;
+            dir
+        } else if let Some(source) = &volume.projected {
+            let dir = volumes_dir
+                .join("kubernetes.io~projected")
+                .join(&volume.name);
+            let mut projected = BTreeMap::new();
+            for projection in source.sources.iter().flatten() {
+                let default_mode = source.default_mode;
+                if let Some(cm) = &projection.config_map {
+                    let optional = cm.optional.unwrap_or(false);
+                    let data = config_map_data(client, &namespace, &cm.name, optional).await?;
+                    projected.extend(files(&data, cm.items.as_deref(), default_mode, optional)?);
+                } else if let Some(secret) = &projection.secret {
+                    let optional = secret.optional.unwrap_or(false);
+                    let data = secret_data(client, &namespace, &secret.name, optional).await?;
+                    projected.extend(files(
+                        &data,
+                        secret.items.as_deref(),
+                        default_mode,
+                        optional,
+                    )?);
+                } else if let Some(downward) = &projection.downward_api {
+                    let node = (ctx.node_cpus, ctx.node_memory_bytes);
+                    let items = downward.items.as_deref().unwrap_or_default();
+                    projected.extend(downward_files(pod, node, items, default_mode)?);
+                } else {
+                    return Err(format!(
+                        "projected volume {}: only configMap, secret and downwardAPI sources are supported (serviceAccountToken and clusterTrustBundle are not)",
+                        volume.name
+                    ));
+                }
+            }
+            write_atomically(&dir, &projected)?;
             dir
         } else {
             // Unsupported types are left out: a container mounting one fails with a message.
             continue;
         };
-        let read_only =
-            volume.config_map.is_some() || volume.secret.is_some() || volume.downward_api.is_some();
+        let read_only = has_api_source(volume);
         paths.insert(volume.name.clone(), HostVolume { path, read_only });
     }
     Ok(paths)
@@ -176,21 +263,29 @@ fn create_dir(dir: &Path, mode: u32) -> Result<(), String> {
 /// A file of an API data volume: its bytes and mode.
 type File = (Vec<u8>, u32);
 
-/// The files of `data` (all keys, or the listed `items` at their paths) with their modes.
+/// The files of `data` (all keys, or the listed `items` at their paths) with their modes. An
+/// item naming a key `data` lacks is an error unless the source is `optional`.
 fn files(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
+    optional: bool,
 ) -> Result<BTreeMap<String, File>, String> {
     let mode = |m: Option<i32>| file_mode(m, default_mode);
     let chosen: Vec<(String, &Vec<u8>, u32)> = match items {
-        Some(items) => items
-            .iter()
-            .filter_map(|item| {
-                data.get(&item.key)
-                    .map(|v| (item.path.clone(), v, mode(item.mode)))
-            })
-            .collect(),
+        Some(items) => {
+            let mut chosen = Vec::new();
+            for item in items {
+                match data.get(&item.key) {
+                    Some(value) => chosen.push((item.path.clone(), value, mode(item.mode))),
+                    None if optional => {}
+                    None => {
+                        return Err(format!("references non-existent config key: {}", item.key));
+                    }
+                }
+            }
+            chosen
+        }
         None => data
             .iter()
             .map(|(k, v)| (k.clone(), v, mode(None)))
@@ -230,7 +325,7 @@ fn check_item_path(path: &str) -> Result<(), String> {
 fn downward_value(
     pod: &Pod,
     node: (u64, u64),
-    item: &k8s_openapi::api::core::v1::DownwardAPIVolumeFile,
+    item: &DownwardAPIVolumeFile,
 ) -> Result<String, String> {
     if let Some(field) = &item.field_ref {
         let lines = |map: &Option<BTreeMap<String, String>>| {
@@ -415,7 +510,7 @@ mod tests {
     fn a_volume_is_symlinks_into_the_current_payload_and_an_update_swaps_it_whole() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("config");
-        let first = files(&data(&[("a", "1"), ("b", "2")]), None, None).unwrap();
+        let first = files(&data(&[("a", "1"), ("b", "2")]), None, None, false).unwrap();
         write_atomically(&dir, &first).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
         assert!(is_link_to_data(&dir.join("a"), "a"));
@@ -431,7 +526,7 @@ mod tests {
         assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), payload);
 
         // An update: a new payload, `b` gone, `c` there, the old payload removed.
-        let second = files(&data(&[("a", "10"), ("c", "3")]), None, Some(0o400)).unwrap();
+        let second = files(&data(&[("a", "10"), ("c", "3")]), None, Some(0o400), false).unwrap();
         write_atomically(&dir, &second).unwrap();
         assert_ne!(std::fs::read_link(dir.join("..data")).unwrap(), payload);
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "10");
@@ -454,7 +549,11 @@ mod tests {
         // What an earlier agent's read-write volume let a container leave behind.
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink(&outside, dir.join("a")).unwrap();
-        write_atomically(&dir, &files(&data(&[("a", "new")]), None, None).unwrap()).unwrap();
+        write_atomically(
+            &dir,
+            &files(&data(&[("a", "new")]), None, None, false).unwrap(),
+        )
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "new");
     }
@@ -466,7 +565,7 @@ mod tests {
             path: String::from("sub/renamed"),
             mode: Some(0o600),
         }];
-        let chosen = files(&data(&[("a", "1"), ("b", "2")]), Some(&items), None).unwrap();
+        let chosen = files(&data(&[("a", "1"), ("b", "2")]), Some(&items), None, false).unwrap();
         assert_eq!(chosen.len(), 1);
         assert_eq!(chosen["sub/renamed"], (b"1".to_vec(), 0o600));
         for bad in ["../x", "/etc/x", "..data/x", "a//b"] {
@@ -476,9 +575,19 @@ mod tests {
                 mode: None,
             }];
             assert!(
-                files(&data(&[("a", "1")]), Some(&items), None).is_err(),
+                files(&data(&[("a", "1")]), Some(&items), None, false).is_err(),
                 "{bad}"
             );
         }
+        // A missing key is an error, unless the source is optional.
+        let missing = vec![KeyToPath {
+            key: String::from("gone"),
+            path: String::from("gone"),
+            mode: None,
+        }];
+        let err = files(&data(&[("a", "1")]), Some(&missing), None, false).unwrap_err();
+        assert_eq!(err, "references non-existent config key: gone");
+        let none = files(&data(&[("a", "1")]), Some(&missing), None, true).unwrap();
+        assert!(none.is_empty());
     }
 }

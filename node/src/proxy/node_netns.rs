@@ -8,10 +8,8 @@
 //! agent about an endpoint), and at start keeps exactly the host's and the running sandboxes'.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::Mutex;
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
@@ -141,26 +139,5 @@ pub(super) fn own_cookie() -> io::Result<u64> {
 
 /// The cookie of process `pid`'s network namespace.
 fn cookie_of(pid: u32) -> io::Result<u64> {
-    in_namespace_of(pid, own_cookie)
-}
-
-/// Runs `work` on a thread of its own that joins process `pid`'s network namespace and ends
-/// with it (nothing else of the agent runs there).
-pub(super) fn in_namespace_of<T: Send>(
-    pid: u32,
-    work: impl FnOnce() -> io::Result<T> + Send,
-) -> io::Result<T> {
-    let namespace = File::open(Path::new("/proc").join(pid.to_string()).join("ns/net"))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns on this thread only, with an open namespace file.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                work()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
-    })
+    crate::netns::in_namespace_of(pid, own_cookie)
 }

@@ -43,7 +43,7 @@ pub fn close_udp(pin_dir: &Path, gone: &[Peer], pods: &[PodNetns]) -> io::Result
     }
     let mut closed = destroy_in_this_namespace(&cookies)?;
     for pod in pods {
-        let in_pod = node_netns::in_namespace_of(pod.pid, || {
+        let in_pod = crate::netns::in_namespace_of(pod.pid, || {
             // The sandbox's pid may have been taken by another process since: only the
             // namespace the pod had is searched.
             if node_netns::own_cookie()? != pod.cookie {

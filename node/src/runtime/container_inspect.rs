@@ -26,6 +26,15 @@ pub(super) async fn inspect(
         .and_then(|config| config.labels.clone())
         .unwrap_or_default();
     let docker_state = response.state.unwrap_or_default();
+    let host_network = response
+        .host_config
+        .as_ref()
+        .and_then(|config| config.network_mode.as_deref())
+        .is_some_and(|mode| mode == "host");
+    let network_pid = docker_state
+        .pid
+        .and_then(|pid| u32::try_from(pid).ok())
+        .filter(|pid| *pid > 0 && !host_network);
     let started_at = docker_time(docker_state.started_at.as_deref());
     let finished_at = docker_time(docker_state.finished_at.as_deref());
     let (phase, state) = match docker_state.status {
@@ -89,6 +98,7 @@ pub(super) async fn inspect(
         state,
         image_id: response.image.unwrap_or_default(),
         ip,
+        network_pid,
     })
 }
 

@@ -163,6 +163,7 @@ pub fn container(
         state,
         image_id: String::from("sha256:fake"),
         ip: (kind == ContainerKind::Sandbox).then(|| String::from("10.244.0.2")),
+        network_pid: None,
     }
 }
 

@@ -179,6 +179,9 @@ pub struct ContainerDetails {
     pub image_id: String,
     /// The container's IPv4 address on the node network (sandboxes only).
     pub ip: Option<String>,
+    /// The running process whose network namespace is the pod's own (a running sandbox not
+    /// on the host's network).
+    pub network_pid: Option<u32>,
 }
 
 /// A port of the pod published on the node (`hostPort`).

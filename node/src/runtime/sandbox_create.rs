@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
-use bollard::query_parameters::InspectContainerOptions;
 use tracing::warn;
 
 use super::container_create::create_named;
@@ -88,21 +87,9 @@ pub(super) async fn create_sandbox(
 /// The process of sandbox `id` when it runs in a pod network namespace of its own (not the
 /// host's).
 async fn pod_network_pid(runtime: &DockerRuntime, id: &str) -> Result<Option<u32>, RuntimeError> {
-    let client = runtime.client().await?;
-    let response = client
-        .inspect_container(id, None::<InspectContainerOptions>)
-        .await
-        .map_err(|err| runtime.error(err))?;
-    let host_network = response
-        .host_config
-        .and_then(|config| config.network_mode)
-        .is_some_and(|mode| mode == "host");
-    let pid = response
-        .state
-        .and_then(|state| state.pid)
-        .and_then(|pid| u32::try_from(pid).ok())
-        .filter(|pid| *pid > 0);
-    Ok(pid.filter(|_| !host_network))
+    Ok(super::container_inspect::inspect(runtime, id)
+        .await?
+        .network_pid)
 }
 
 /// Makes the node's namespaces exactly the host's and those of this node's running sandboxes

@@ -7,6 +7,8 @@
 //! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
 //! - [`exec`]: `GET /exec/{namespace}/{pod}/{container}` and `/attach/...`, a command or the
 //!   container's process over a WebSocket;
+//! - [`port_forward`]: `GET /portForward/{namespace}/{pod}`, connections into the pod over
+//!   SPDY tunneled in a WebSocket;
 //! - `/healthz`: `ok` while the agent serves;
 //! - [`pods`]: `GET /pods`, the pods the agent runs with their statuses;
 //! - [`metrics`]: `GET /metrics`, Prometheus text;
@@ -22,7 +24,9 @@ pub mod exec;
 pub mod metrics;
 pub mod node_logs;
 pub mod pods;
+pub mod port_forward;
 mod proc_usage;
+mod spdy;
 pub mod stats_summary;
 mod tls;
 
@@ -206,6 +210,10 @@ fn router<R: ContainerRuntime>(state: ServerState<R>) -> Router {
         .route(
             "/attach/{namespace}/{pod}/{container}",
             get(exec::attach::<R>),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward::port_forward::<R>),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods::pods::<R>))
