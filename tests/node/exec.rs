@@ -116,6 +116,26 @@ spec:
     assert!(out.success(), "{out}");
     assert_eq!(out.stdout, "hello\nworld\ndone\n", "{out}");
 
+    // The official Python client (`v4.channel.k8s.io`).
+    let python = skiff::python::client_python(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .expect("installing the official Python client in a venv");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/exec.py");
+    // Bounded: a hung session fails the test instead of holding it.
+    let output = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(&python)
+        .arg(&script)
+        .arg(master.kubeconfig_path())
+        .args(["shell", "sh"])
+        .output()
+        .expect("running the Python client script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("OK"),
+        "python exec failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     // A terminal: `script` gives kubectl one, so `-it` allocates one in the container.
     let kubeconfig = master.kubeconfig_path();
     let command = format!(

@@ -249,14 +249,21 @@ async fn run_session<R: ContainerRuntime>(
         while let Some(message) = incoming.next().await {
             let data = match message? {
                 Message::Binary(data) => data,
+                // The Python client sends text input as text messages (channel byte first),
+                // which Kubernetes takes as well.
+                Message::Text(text) => Bytes::from(text.as_str().as_bytes().to_vec()),
                 Message::Close(_) => break,
-                // Pings are answered by the socket; text is not part of the protocol.
+                // Pings are answered by the socket.
                 _ => continue,
             };
             match data.first() {
-                // A command that closed its input takes no more.
-                Some(&STDIN) if stdin_open && input.write_all(&data[1..]).await.is_err() => {
-                    stdin_open = false;
+                // Flushed at once: the command may wait for this very line. A command that
+                // closed its input takes no more.
+                Some(&STDIN) if stdin_open => {
+                    let written = input.write_all(&data[1..]).await;
+                    if written.and(input.flush().await).is_err() {
+                        stdin_open = false;
+                    }
                 }
                 Some(&RESIZE) => {
                     if let Some((width, height)) = terminal_size(&data[1..]) {
