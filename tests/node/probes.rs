@@ -255,3 +255,36 @@ pub fn agent_tasks(cluster: &Cluster, node: &str) -> u64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no skiff_agent_tasks in {}", out.stdout))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_run_adopts_its_pods_and_probes_them_again() {
+    let mut cluster = Cluster::start("probe-kill-node", "10.244.242.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("ready"), "yes").expect("write");
+    let readiness = "    readinessProbe: {httpGet: {path: /file/ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}";
+    cluster.apply(&probed_pod("survivor", &node, dir.path(), readiness));
+    let pod = cluster.wait_running("survivor").await;
+    let container_id = container_status(&pod, "app").container_id;
+
+    // SIGKILL: no chance to tidy up. While it is down the pod stops being ready.
+    cluster.agent.kill9();
+    std::fs::remove_file(dir.path().join("ready")).expect("remove");
+    cluster.agent.restart().expect("restart the agent");
+
+    // The same container, adopted, probed again: not ready, then ready once the file is back.
+    let pod = cluster
+        .wait_pod("survivor", "not ready after the restart", |p| {
+            phase(p) == "Running" && !ready(p)
+        })
+        .await;
+    let status = container_status(&pod, "app");
+    assert_eq!(
+        status.container_id, container_id,
+        "the container was replaced"
+    );
+    assert_eq!(status.restart_count, 0);
+    std::fs::write(dir.path().join("ready"), "yes").expect("write");
+    let pod = cluster.wait_running("survivor").await;
+    assert_eq!(container_status(&pod, "app").container_id, container_id);
+}
