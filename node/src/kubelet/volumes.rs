@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
 };
@@ -68,18 +69,7 @@ async fn config_map_data(
         .await
         .map_err(|err| format!("reading ConfigMap {namespace}/{name}: {err}"))?;
     match found {
-        Some(cm) => {
-            let mut data: BTreeMap<String, Vec<u8>> = cm
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect();
-            for (key, value) in cm.binary_data.unwrap_or_default() {
-                data.insert(key, value.0);
-            }
-            Ok(data)
-        }
+        Some(cm) => Ok(merged(cm.data, cm.binary_data)),
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("configmap \"{name}\" not found")),
     }
@@ -98,21 +88,24 @@ async fn secret_data(
         .await
         .map_err(|err| format!("reading Secret {namespace}/{name}: {err}"))?;
     match found {
-        Some(secret) => {
-            let mut data: BTreeMap<String, Vec<u8>> = secret
-                .string_data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect();
-            for (key, value) in secret.data.unwrap_or_default() {
-                data.insert(key, value.0);
-            }
-            Ok(data)
-        }
+        Some(secret) => Ok(merged(secret.string_data, secret.data)),
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("secret \"{name}\" not found")),
     }
+}
+
+/// String values and byte values as one map of bytes (a byte value wins a shared key).
+fn merged(
+    strings: Option<BTreeMap<String, String>>,
+    bytes: Option<BTreeMap<String, ByteString>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = strings
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend(bytes.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    data
 }
 
 /// The files of downwardAPI `items`.

@@ -160,21 +160,19 @@ impl LogRequest {
 }
 
 /// Container `container` of pod `namespace/pod`: its newest instance, or the one before with
-/// `previous`.
-pub async fn find_container<R: ContainerRuntime>(
+/// The containers of pod `namespace/pod` on this node (sandbox included). A pod deleted and
+/// made again under the same name may leave containers for a moment: the newest uid is the
+/// pod that exists.
+pub async fn pod_containers<R: ContainerRuntime>(
     runtime: &R,
     namespace: &str,
     pod: &str,
-    container: &str,
-    previous: bool,
-) -> Result<ContainerInfo, LogsError> {
+) -> Result<Vec<ContainerInfo>, LogsError> {
     let all = runtime.list_pod_containers(None).await?;
     let of_pod: Vec<_> = all
         .into_iter()
         .filter(|c| c.pod.namespace == namespace && c.pod.name == pod)
         .collect();
-    // A pod deleted and made again under the same name may leave containers for a moment:
-    // the newest uid is the pod that exists.
     let Some(uid) = of_pod
         .iter()
         .max_by_key(|c| c.created)
@@ -184,7 +182,18 @@ pub async fn find_container<R: ContainerRuntime>(
             "pod \"{namespace}/{pod}\" does not exist on this node"
         )));
     };
-    let of_pod: Vec<_> = of_pod.into_iter().filter(|c| c.pod.uid == uid).collect();
+    Ok(of_pod.into_iter().filter(|c| c.pod.uid == uid).collect())
+}
+
+/// `previous`.
+pub async fn find_container<R: ContainerRuntime>(
+    runtime: &R,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Result<ContainerInfo, LogsError> {
+    let of_pod = pod_containers(runtime, namespace, pod).await?;
     let groups = by_name(&of_pod);
     let instances = groups
         .iter()

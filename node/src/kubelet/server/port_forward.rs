@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tracing::debug;
 
 use super::ServerState;
-use super::container_logs::LogsError;
+use super::container_logs::{LogsError, pod_containers};
 use super::spdy::{self, Stream};
 use crate::runtime::{ContainerKind, ContainerPhase, ContainerRuntime, RuntimeError, by_name};
 
@@ -84,11 +84,7 @@ async fn sandbox<R: ContainerRuntime>(
     namespace: &str,
     pod: &str,
 ) -> Result<Target, LogsError> {
-    let all = runtime.list_pod_containers(None).await?;
-    let of_pod: Vec<_> = all
-        .into_iter()
-        .filter(|c| c.pod.namespace == namespace && c.pod.name == pod)
-        .collect();
+    let of_pod = pod_containers(runtime, namespace, pod).await?;
     let sandbox = by_name(&of_pod)
         .into_iter()
         .filter(|((kind, _), _)| *kind == ContainerKind::Sandbox)
