@@ -44,6 +44,8 @@ pub struct ConfigInputs<'a> {
     pub volumes: &'a HashMap<String, HostVolume>,
     /// The pod's resolv.conf on the host (`None`: the runtime's).
     pub resolv_conf: Option<&'a Path>,
+    /// The pod's hosts file on the host.
+    pub etc_hosts: Option<&'a Path>,
 }
 
 /// Hash of a container's spec: a new hash means the container must be recreated.
@@ -102,6 +104,16 @@ pub async fn build(
 
     if let Some(resolv_conf) = inputs.resolv_conf {
         binds.push(format!("{}:/etc/resolv.conf", resolv_conf.display()));
+    }
+    // As the kubelet: a container that mounts its own /etc/hosts keeps it.
+    if let Some(etc_hosts) = inputs.etc_hosts
+        && !container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|mount| mount.mount_path.trim_end_matches('/') == "/etc/hosts")
+    {
+        binds.push(format!("{}:/etc/hosts", etc_hosts.display()));
     }
 
     let resources = container.resources.clone().unwrap_or_default();

@@ -29,6 +29,7 @@ mod api_pods;
 pub mod backoff;
 mod container_config;
 pub mod dns;
+mod etc_hosts;
 pub mod event_recorder;
 pub mod heartbeat;
 pub mod logs;

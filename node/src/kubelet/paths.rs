@@ -24,6 +24,11 @@ pub fn pod_resolv_conf(root: &Path, uid: &str) -> PathBuf {
     pod_dir(root, uid).join("resolv.conf")
 }
 
+/// The pod's hosts file, which its containers mount at /etc/hosts.
+pub fn pod_etc_hosts(root: &Path, uid: &str) -> PathBuf {
+    pod_dir(root, uid).join("etc-hosts")
+}
+
 /// The log files of one container of the pod, one per instance (restart count).
 pub fn container_logs_dir(root: &Path, uid: &str, container: &str) -> PathBuf {
     pod_dir(root, uid).join("logs").join(container)

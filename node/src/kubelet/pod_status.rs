@@ -497,6 +497,8 @@ mod tests {
             state,
             image_id: "sha256:abc".into(),
             ip: (kind == ContainerKind::Sandbox).then(|| "10.244.0.2".to_owned()),
+            plumbed_ip: None,
+            host_network: false,
             network_pid: None,
         }
     }

@@ -32,7 +32,7 @@ use super::pod_status::{self, StatusInputs, Waiting};
 use super::prober::{PodProbes, ProbeContext, ProbeKind, ProbeResults, Prober};
 use super::types::{grace_period, pod_ref};
 use super::volumes::HostVolume;
-use super::{dns, volumes};
+use super::{dns, etc_hosts, volumes};
 use crate::runtime::{
     ContainerDetails, ContainerKind, ContainerRuntime, ContainerState, HostPort, PodRef,
     RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec,
@@ -219,6 +219,7 @@ pub async fn sync_pod<R: ContainerRuntime>(
         pod_ip: &pod_ip,
         volumes: None,
         resolv_conf: None,
+        etc_hosts: None,
         probe_results: state.probes.results(),
         requeue: None,
         acted: false,
@@ -337,23 +338,8 @@ async fn create_sandbox<R: ContainerRuntime>(
     let sandbox = SandboxSpec {
         pod: pod_ref.clone(),
         attempt,
-        hostname: spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| pod_ref.name.clone()),
+        hostname: etc_hosts::pod_hostname(pod),
         host_ports,
-        extra_hosts: spec
-            .host_aliases
-            .iter()
-            .flatten()
-            .flat_map(|alias| {
-                alias
-                    .hostnames
-                    .iter()
-                    .flatten()
-                    .map(move |name| format!("{name}:{}", alias.ip))
-            })
-            .collect(),
         grace_seconds: grace.as_secs() as i64,
         host_network: spec.host_network.unwrap_or(false),
     };
@@ -401,6 +387,8 @@ struct ContainerSync<'a, R> {
     volumes: Option<HashMap<String, HostVolume>>,
     /// The pod's resolv.conf on the host, written with the volumes (`None`: the runtime's).
     resolv_conf: Option<PathBuf>,
+    /// The pod's hosts file on the host, written with the volumes.
+    etc_hosts: Option<PathBuf>,
     /// The probes' results when the sync began.
     probe_results: ProbeResults,
     requeue: Option<Duration>,
@@ -572,17 +560,18 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             return Ok(());
         }
         if self.volumes.is_none() {
-            let prepared = match volumes::prepare(self.ctx, self.pod).await {
-                Ok(prepared) => {
-                    dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, &self.ctx.root_dir)
-                        .map(|resolv_conf| (prepared, resolv_conf))
-                }
-                Err(message) => Err(message),
-            };
+            let root = &self.ctx.root_dir;
+            let prepared = volumes::prepare(self.ctx, self.pod).await.and_then(|prepared| {
+                let resolv_conf = dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, root)?;
+                let etc_hosts =
+                    etc_hosts::write(self.pod, self.pod_ip, &self.ctx.dns.domain, root)?;
+                Ok((prepared, resolv_conf, etc_hosts))
+            });
             match prepared {
-                Ok((prepared, resolv_conf)) => {
+                Ok((prepared, resolv_conf, etc_hosts)) => {
                     self.volumes = Some(prepared);
                     self.resolv_conf = resolv_conf;
+                    self.etc_hosts = Some(etc_hosts);
                 }
                 Err(message) => {
                     let waiting = Waiting {
@@ -608,6 +597,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             node_memory_bytes: self.ctx.node_memory_bytes,
             volumes: self.volumes.as_ref().map_or(&EMPTY_VOLUMES, |v| v),
             resolv_conf: self.resolv_conf.as_deref(),
+            etc_hosts: self.etc_hosts.as_deref(),
         };
         let spec = match container_config::build(&self.ctx.client, &inputs).await {
             Ok(spec) => spec,

@@ -1,5 +1,5 @@
 //! Inspect one container: its state with times and exit code, its image id and, for a
-//! sandbox, its IP on the node network.
+//! sandbox, its IP on the node network (the agent's, from its labels, or Docker's).
 
 use bollard::models::ContainerStateStatusEnum;
 use bollard::query_parameters::InspectContainerOptions;
@@ -84,20 +84,27 @@ pub(super) async fn inspect(
         .map_or(0, |t| t.timestamp());
     let info = labels::parse(id, &container_labels, phase, created)
         .ok_or_else(|| RuntimeError::NotFound(format!("container {id} is not a pod's")))?;
-    let ip = response
-        .network_settings
-        .and_then(|settings| settings.networks)
-        .and_then(|networks| {
-            networks
-                .into_values()
-                .filter_map(|endpoint| endpoint.ip_address)
-                .find(|ip| !ip.is_empty())
-        });
+    let plumbed_ip = container_labels
+        .get(labels::POD_IP)
+        .and_then(|ip| ip.parse().ok());
+    let ip = plumbed_ip.map(|ip: std::net::Ipv4Addr| ip.to_string()).or_else(|| {
+        response
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|networks| {
+                networks
+                    .into_values()
+                    .filter_map(|endpoint| endpoint.ip_address)
+                    .find(|ip| !ip.is_empty())
+            })
+    });
     Ok(ContainerDetails {
         info,
         state,
         image_id: response.image.unwrap_or_default(),
         ip,
+        plumbed_ip,
+        host_network,
         network_pid,
     })
 }

@@ -13,6 +13,7 @@ use futures::Stream;
 
 use crate::proxy::node_netns::NodeNetns;
 
+use super::network::PodNetwork;
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
     ContainerStats, ExecSession, ExecSpec, LogRecord, NodeNetwork, RuntimeError, SandboxSpec,
@@ -31,6 +32,8 @@ pub struct DockerRuntime {
     node: String,
     client: Arc<Mutex<Option<Docker>>>,
     node_netns: Option<Arc<NodeNetns>>,
+    /// The bridge sandboxes are plumbed into, once [`ContainerRuntime::prepare_node`] ran.
+    pod_network: Arc<Mutex<Option<PodNetwork>>>,
 }
 
 impl DockerRuntime {
@@ -42,6 +45,7 @@ impl DockerRuntime {
             node: node.into(),
             client: Arc::new(Mutex::new(None)),
             node_netns: None,
+            pod_network: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -54,6 +58,20 @@ impl DockerRuntime {
 
     pub(super) fn node_netns(&self) -> Option<&NodeNetns> {
         self.node_netns.as_deref()
+    }
+
+    /// `work` on the node's pod network; an error before the node was prepared.
+    pub(super) fn with_pod_network<T>(
+        &self,
+        work: impl FnOnce(&mut PodNetwork) -> T,
+    ) -> Result<T, RuntimeError> {
+        let mut guard = self
+            .pod_network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_mut().map(work).ok_or_else(|| {
+            RuntimeError::Rejected(String::from("the node's pod network is not ready yet"))
+        })
     }
 
     /// The node whose containers this runtime manages.
@@ -152,7 +170,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn prepare_node(&self, network: &NodeNetwork) -> Result<(), RuntimeError> {
-        super::network::ensure(self, network).await?;
+        let pod_network = super::network::ensure(self, network).await?;
+        *self
+            .pod_network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pod_network);
         super::sandbox_create::retain_pod_networks(self).await?;
         super::image::ensure_pause(self).await
     }

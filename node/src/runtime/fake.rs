@@ -163,6 +163,8 @@ pub fn container(
         state,
         image_id: String::from("sha256:fake"),
         ip: (kind == ContainerKind::Sandbox).then(|| String::from("10.244.0.2")),
+        plumbed_ip: None,
+        host_network: false,
         network_pid: None,
     }
 }

@@ -26,6 +26,8 @@ pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 pub const SPEC_HASH: &str = "io.kubernetes.container.hash";
 /// The image as the pod spec names it.
 pub const IMAGE: &str = "io.skiff.image";
+/// A sandbox's pod IP, when the agent plumbed its network (not Docker).
+pub const POD_IP: &str = "io.skiff.pod-ip";
 
 const TYPE_SANDBOX: &str = "podsandbox";
 const TYPE_INIT: &str = "init";

@@ -6,8 +6,8 @@
 //! Every container the agent makes carries labels naming its node, pod and container
 //! ([`labels`]), so a restarted agent finds (adopts) what already runs and recognises what
 //! belongs to pods that no longer exist. A pod is one sandbox container (the pause image,
-//! owning the pod's network and IPC namespaces and its IP on the node's bridge network) plus
-//! the app containers joined to it.
+//! owning the pod's network and IPC namespaces and its IP on the node's bridge network, which
+//! the agent plumbs itself: `network.rs`) plus the app containers joined to it.
 
 mod container_create;
 mod container_events;
@@ -179,6 +179,11 @@ pub struct ContainerDetails {
     pub image_id: String,
     /// The container's IPv4 address on the node network (sandboxes only).
     pub ip: Option<String>,
+    /// The address the agent plumbed into this sandbox (`None`: Docker's network, or the
+    /// host's).
+    pub plumbed_ip: Option<std::net::Ipv4Addr>,
+    /// Whether it runs in the host's network namespace.
+    pub host_network: bool,
     /// The running process whose network namespace is the pod's own (a running sandbox not
     /// on the host's network).
     pub network_pid: Option<u32>,
@@ -208,8 +213,6 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Ports published on the node.
     pub host_ports: Vec<HostPort>,
-    /// `/etc/hosts` entries (`name:ip`).
-    pub extra_hosts: Vec<String>,
     /// The pod's termination grace period, kept as a label for orphan clean-up.
     pub grace_seconds: i64,
     /// Use the node's network namespace (`hostNetwork`) instead of the pod network.
