@@ -51,6 +51,7 @@ metadata: {{name: shell}}
 spec:
   nodeName: {node}
   terminationGracePeriodSeconds: 1
+  hostAliases: [{{ip: 10.1.2.3, hostnames: [foo.local, bar.local]}}]
   containers:
   - name: sh
     image: {BUSYBOX_IMAGE}
@@ -61,7 +62,7 @@ spec:
     args: [exit, "0"]
   volumes: [{{name: tmp, emptyDir: {{}}}}]"#
     ));
-    cluster
+    let shell = cluster
         .wait_pod("shell", "sh running, done finished", |p| {
             let statuses = p
                 .status
@@ -76,6 +77,34 @@ spec:
         })
         .await;
     let master = &cluster.master;
+
+    // The pod's own network, as the agent plumbed it, and the kubelet's hosts file.
+    let pod_ip = super::pod_ip(&shell);
+    let out = master.kubectl(&[
+        "exec",
+        "shell",
+        "-c",
+        "sh",
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /etc/hosts; ip -o -4 addr show eth0",
+    ]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .starts_with("shell\n# Kubernetes-managed hosts file.\n"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("\n{pod_ip}\tshell\n")),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("\n10.1.2.3\tfoo.local\tbar.local\n"),
+        "{out}"
+    );
+    assert!(out.stdout.contains(&format!("inet {pod_ip}/24")), "{out}");
 
     // Output on both streams, and the command's exit code as kubectl's own.
     let out = master.kubectl(&[

@@ -457,6 +457,65 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_reaches_its_pod_and_docker_and_the_agent_never_share_an_address() {
+    let cluster = Cluster::start("t-hostport", "10.244.243.0/24").await;
+    let node = cluster.agent.name().to_owned();
+    // A port nothing on this host uses now.
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: published}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+    env: [{{name: MARK, value: through-the-host-port}}]
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: plain}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /]
+"#
+    ));
+    let published = pod_ip(&cluster.wait_running("published").await);
+    let plain = pod_ip(&cluster.wait_running("plain").await);
+    // Docker publishes the host port and gives the address, from the top quarter of the
+    // pod CIDR; the agent's own addresses lie below it.
+    let last_octet = |ip: &str| -> u8 {
+        ip.rsplit('.')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        published.starts_with("10.244.243.") && last_octet(&published) >= 192,
+        "{published}"
+    );
+    assert!(
+        plain.starts_with("10.244.243.") && (2..192).contains(&last_octet(&plain)),
+        "{plain}"
+    );
+    let through_host = http_get_eventually("127.0.0.1", host_port, "/env/MARK").await;
+    assert_eq!(through_host.trim(), "through-the-host-port");
+    // Both answer on their pod IPs through the bridge.
+    http_get_eventually(&plain, 8080, "/healthz").await;
+    http_get_eventually(&published, 8080, "/healthz").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_gives_image_pull_back_off_and_other_pods_run() {
     let cluster = Cluster::start("t-image", "10.244.203.0/24").await;
     let node = cluster.agent.name().to_owned();

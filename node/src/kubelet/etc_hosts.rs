@@ -19,7 +19,11 @@ pub fn pod_hostname(pod: &Pod) -> String {
     let name = spec
         .and_then(|s| s.hostname.clone())
         .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
-    name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_owned()
+    name.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_owned()
 }
 
 /// The file's content for `pod` with address `pod_ip` (`host_file`: the host's hosts file,
@@ -118,9 +122,9 @@ mod tests {
         let text = content(&pod, "10.244.1.7", "cluster.local", "");
         assert!(text.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(text.contains("\n10.244.1.7\tweb-0\n"), "{text}");
-        assert!(text.ends_with(
-            "\n# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n"
-        ));
+        assert!(
+            text.ends_with("\n# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n")
+        );
     }
 
     #[test]
@@ -140,7 +144,12 @@ mod tests {
             "hostNetwork": true,
             "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local"]}],
         }));
-        let text = content(&pod, "192.0.2.2", "cluster.local", "127.0.0.1 localhost\n10.0.0.1 gw");
+        let text = content(
+            &pod,
+            "192.0.2.2",
+            "cluster.local",
+            "127.0.0.1 localhost\n10.0.0.1 gw",
+        );
         assert_eq!(
             text,
             "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n10.0.0.1 gw\n\

@@ -561,12 +561,14 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         }
         if self.volumes.is_none() {
             let root = &self.ctx.root_dir;
-            let prepared = volumes::prepare(self.ctx, self.pod).await.and_then(|prepared| {
-                let resolv_conf = dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, root)?;
-                let etc_hosts =
-                    etc_hosts::write(self.pod, self.pod_ip, &self.ctx.dns.domain, root)?;
-                Ok((prepared, resolv_conf, etc_hosts))
-            });
+            let prepared = volumes::prepare(self.ctx, self.pod)
+                .await
+                .and_then(|prepared| {
+                    let resolv_conf = dns::write_pod_resolv_conf(self.pod, &self.ctx.dns, root)?;
+                    let etc_hosts =
+                        etc_hosts::write(self.pod, self.pod_ip, &self.ctx.dns.domain, root)?;
+                    Ok((prepared, resolv_conf, etc_hosts))
+                });
             match prepared {
                 Ok((prepared, resolv_conf, etc_hosts)) => {
                     self.volumes = Some(prepared);

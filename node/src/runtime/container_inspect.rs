@@ -87,17 +87,19 @@ pub(super) async fn inspect(
     let plumbed_ip = container_labels
         .get(labels::POD_IP)
         .and_then(|ip| ip.parse().ok());
-    let ip = plumbed_ip.map(|ip: std::net::Ipv4Addr| ip.to_string()).or_else(|| {
-        response
-            .network_settings
-            .and_then(|settings| settings.networks)
-            .and_then(|networks| {
-                networks
-                    .into_values()
-                    .filter_map(|endpoint| endpoint.ip_address)
-                    .find(|ip| !ip.is_empty())
-            })
-    });
+    let ip = plumbed_ip
+        .map(|ip: std::net::Ipv4Addr| ip.to_string())
+        .or_else(|| {
+            response
+                .network_settings
+                .and_then(|settings| settings.networks)
+                .and_then(|networks| {
+                    networks
+                        .into_values()
+                        .filter_map(|endpoint| endpoint.ip_address)
+                        .find(|ip| !ip.is_empty())
+                })
+        });
     Ok(ContainerDetails {
         info,
         state,

@@ -168,7 +168,11 @@ pub(super) async fn ensure(
                 let bridge = existing
                     .options
                     .and_then(|mut options| options.remove(BRIDGE_NAME_OPTION))
-                    .or_else(|| existing.id.map(|id| format!("br-{}", &id[..id.len().min(12)])))
+                    .or_else(|| {
+                        existing
+                            .id
+                            .map(|id| format!("br-{}", &id[..id.len().min(12)]))
+                    })
                     .ok_or_else(|| RuntimeError::Unexpected(format!("network {name} has no id")))?;
                 let in_use = sandbox_addresses(runtime).await?;
                 return Ok(PodNetwork {
@@ -181,8 +185,11 @@ pub(super) async fn ensure(
             // The sandboxes on the old bridge (an earlier cluster's, or this node's before
             // its CIDR changed) cannot keep their addresses, and Docker removes no network
             // with endpoints: they go first; the kubelet recreates the pods it still has.
-            let mut stale: HashSet<String> =
-                existing.containers.unwrap_or_default().into_keys().collect();
+            let mut stale: HashSet<String> = existing
+                .containers
+                .unwrap_or_default()
+                .into_keys()
+                .collect();
             stale.extend(
                 super::container_list::list_pod_containers(runtime, None)
                     .await?
@@ -394,7 +401,9 @@ async fn ip_batch(namespace: Option<&File>, commands: &str) -> Result<(), String
             });
         }
     }
-    let mut child = command.spawn().map_err(|err| format!("running ip: {err}"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|err| format!("running ip: {err}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(commands.as_bytes())
@@ -460,10 +469,17 @@ mod tests {
         let mut book = AddressBook::new(&net, HashSet::new());
         assert_eq!(book.free_range.len(), 190);
         assert_eq!(book.free_range.first(), Some(&Ipv4Addr::new(10, 244, 7, 2)));
-        assert_eq!(book.free_range.last(), Some(&Ipv4Addr::new(10, 244, 7, 191)));
+        assert_eq!(
+            book.free_range.last(),
+            Some(&Ipv4Addr::new(10, 244, 7, 191))
+        );
         assert_eq!(book.take(), Some(Ipv4Addr::new(10, 244, 7, 2)));
         // A CIDR too small to split is Docker's as a whole: nothing for the agent.
-        assert!(AddressBook::new(&network("10.244.7.0/30"), HashSet::new()).take().is_none());
+        assert!(
+            AddressBook::new(&network("10.244.7.0/30"), HashSet::new())
+                .take()
+                .is_none()
+        );
     }
 
     #[test]

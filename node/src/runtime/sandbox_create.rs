@@ -112,10 +112,9 @@ async fn start(
         if details.host_network {
             return Ok(None);
         }
-        details
-            .network_pid
-            .map(Some)
-            .ok_or_else(|| RuntimeError::Rejected(String::from("the sandbox stopped as it started")))
+        details.network_pid.map(Some).ok_or_else(|| {
+            RuntimeError::Rejected(String::from("the sandbox stopped as it started"))
+        })
     }
     .await;
     match plumbed {
