@@ -61,6 +61,12 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["conntrack"]),
     },
     Requirement {
+        // The agent plumbs each pod's veth and address with `ip` (iproute2).
+        name: "iproute2",
+        check: iproute2_version,
+        install: Install::Apt(&["iproute2"]),
+    },
+    Requirement {
         // The tests' shell image (a static busybox: sh, tar for `kubectl cp`, cat, ...).
         name: "busybox-static",
         check: busybox_static,
@@ -258,6 +264,11 @@ fn static_cc() -> Option<String> {
 /// The version line of `/usr/sbin/conntrack` ("conntrack v1.4.7 (conntrack-tools)").
 fn conntrack_version() -> Option<String> {
     let out = version_output("/usr/sbin/conntrack", &["--version"])?;
+    Some(out.trim().to_owned())
+}
+
+fn iproute2_version() -> Option<String> {
+    let out = version_output("/usr/sbin/ip", &["-V"])?;
     Some(out.trim().to_owned())
 }
 

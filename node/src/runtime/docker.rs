@@ -13,6 +13,7 @@ use futures::Stream;
 
 use crate::proxy::node_netns::NodeNetns;
 
+use super::container_stats::CpuReadings;
 use super::network::PodNetwork;
 use super::{
     ContainerDetails, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
@@ -34,6 +35,8 @@ pub struct DockerRuntime {
     node_netns: Option<Arc<NodeNetns>>,
     /// The bridge sandboxes are plumbed into, once [`ContainerRuntime::prepare_node`] ran.
     pod_network: Arc<Mutex<Option<PodNetwork>>>,
+    /// Each container's last CPU reading, for its CPU rate.
+    cpu_readings: Arc<CpuReadings>,
 }
 
 impl DockerRuntime {
@@ -46,6 +49,7 @@ impl DockerRuntime {
             client: Arc::new(Mutex::new(None)),
             node_netns: None,
             pod_network: Arc::new(Mutex::new(None)),
+            cpu_readings: Arc::default(),
         }
     }
 
@@ -58,6 +62,10 @@ impl DockerRuntime {
 
     pub(super) fn node_netns(&self) -> Option<&NodeNetns> {
         self.node_netns.as_deref()
+    }
+
+    pub(super) fn cpu_readings(&self) -> &CpuReadings {
+        &self.cpu_readings
     }
 
     /// `work` on the node's pod network; an error before the node was prepared.
