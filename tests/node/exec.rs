@@ -60,6 +60,10 @@ spec:
   - name: done
     image: {WORKLOAD_IMAGE}
     args: [exit, "0"]
+  - name: strict
+    image: {BUSYBOX_IMAGE}
+    args: [-c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
   volumes: [{{name: tmp, emptyDir: {{}}}}]"#
     ));
     let shell = cluster
@@ -68,7 +72,7 @@ spec:
                 .status
                 .as_ref()
                 .and_then(|s| s.container_statuses.as_ref());
-            statuses.is_some_and(|s| s.len() == 2)
+            statuses.is_some_and(|s| s.len() == 3)
                 && container_status(p, "sh")
                     .state
                     .and_then(|s| s.running)
@@ -105,6 +109,26 @@ spec:
         "{out}"
     );
     assert!(out.stdout.contains(&format!("inet {pod_ip}/24")), "{out}");
+
+    // No seccomp filter unless the pod asks for one, as the kubelet's default; the runtime's
+    // default filter when it does.
+    for (container, mode) in [("sh", "0"), ("strict", "2")] {
+        let out = master.kubectl(&[
+            "exec",
+            "shell",
+            "-c",
+            container,
+            "--",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status",
+        ]);
+        assert_eq!(
+            out.stdout.split_whitespace().collect::<Vec<_>>(),
+            ["Seccomp:", mode],
+            "{container}: {out}"
+        );
+    }
 
     // Output on both streams, and the command's exit code as kubectl's own.
     let out = master.kubectl(&[

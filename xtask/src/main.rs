@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Install what skiff needs (etcd, kubectl check); skips what is present. Needs root to install.
     Setup,
-    /// Build and start a cluster in <repo>/.skiff; runs until Ctrl-C.
+    /// Build and start a cluster (state in <repo>/.skiff); runs until Ctrl-C.
     Run {
         /// Store state in a local etcd (started here, data in .skiff/etcd) instead of the
         /// embedded store.
@@ -50,6 +50,12 @@ enum Command {
         /// How the agents load-balance Services: ebpf, iptables (kube-proxy's rules) or none.
         #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "iptables", "none"])]
         proxy_mode: String,
+        /// The first node's name (the others get `-2`, `-3`, ...); default: the host's name.
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Where the cluster keeps its state (default: <repo>/.skiff).
+        #[arg(long)]
+        state_dir: Option<std::path::PathBuf>,
     },
     /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
     Test {
@@ -79,11 +85,15 @@ fn main() -> ExitCode {
             release,
             nodes,
             proxy_mode,
+            node_name,
+            state_dir,
         } => run::run(run::Options {
             etcd,
             release,
             nodes,
             proxy_mode,
+            node_name,
+            state_dir: state_dir.unwrap_or_else(|| workspace::root().join(".skiff")),
         }),
         Command::Test { args: _ } => {
             // Everything after `test`, verbatim: clap drops a leading `--`, which `cargo

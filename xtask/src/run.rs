@@ -1,7 +1,7 @@
 //! `cargo xtask run`: builds skiff-master and skiff-node, starts the master (and optionally a
-//! local etcd) with its state in `<repo>/.skiff`, makes sure Docker runs, starts the node
-//! agents (one named after the host by default; `--nodes N` for more, each with its own pod
-//! CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
+//! local etcd) with its state in `<repo>/.skiff` (or `--state-dir`), makes sure Docker runs,
+//! starts the node agents (one named after the host by default, or `--node-name`; `--nodes N`
+//! for more, each with its own pod CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
 //! ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. Pods keep
 //! running in Docker when the agents stop; the next `run` adopts them. The agents' Service
 //! programs are detached, or their iptables rules removed (`skiff-node proxy cleanup`).
@@ -43,6 +43,10 @@ pub struct Options {
     pub nodes: usize,
     /// The agents' `--proxy-mode`.
     pub proxy_mode: String,
+    /// The first node's name (`None`: the host's).
+    pub node_name: Option<String>,
+    /// Where the cluster keeps its state.
+    pub state_dir: PathBuf,
 }
 
 /// Runs the cluster until a shutdown signal; exits non-zero if a component dies on its own.
@@ -64,7 +68,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let master_bin = workspace::binary(&built, "skiff-master")?;
     let node_bin = workspace::binary(&built, "skiff-node")?;
 
-    let state_dir = workspace::root().join(".skiff");
+    let state_dir = opts.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let kubeconfig = state_dir.join("kubeconfig");
@@ -122,6 +126,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 &node_bin,
                 &state_dir,
                 &node_kubeconfig,
+                &node_name(opts.node_name.as_deref(), index),
                 index,
                 &opts.proxy_mode,
             )?;
@@ -367,9 +372,13 @@ struct Agent {
     process: Supervised,
 }
 
-/// The name of agent `index`: the hostname for the first, `<hostname>-<n>` for the others.
-fn node_name(index: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+/// The name of agent `index`: `base` (default: the hostname) for the first, `<base>-<n>` for
+/// the others.
+fn node_name(base: Option<&str>, index: usize) -> String {
+    let host = match base {
+        Some(base) => base.to_owned(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
+    };
     // A DNS-1123 subdomain: lowercase alphanumerics, '-' and '.'.
     let host: String = host
         .trim()
@@ -399,10 +408,11 @@ fn start_agent(
     node_bin: &Path,
     state_dir: &Path,
     kubeconfig: &Path,
+    name: &str,
     index: usize,
     proxy_mode: &str,
 ) -> anyhow::Result<Agent> {
-    let name = node_name(index);
+    let name = name.to_owned();
     let port = u16::try_from(index)
         .ok()
         .and_then(|i| KUBELET_PORT.checked_add(i))

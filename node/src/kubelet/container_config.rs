@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, SeccompProfile, Secret};
 use kube::api::Api;
 
 use super::volumes::HostVolume;
-use crate::runtime::{ContainerSpec, PodRef};
+use crate::runtime::{ContainerSpec, PodRef, Seccomp};
 use skiff_api::quantity;
 
 /// What a container's configuration is made from.
@@ -46,6 +46,8 @@ pub struct ConfigInputs<'a> {
     pub resolv_conf: Option<&'a Path>,
     /// The pod's hosts file on the host.
     pub etc_hosts: Option<&'a Path>,
+    /// Where `Localhost` seccomp profiles are (the kubelet's `<root-dir>/seccomp`).
+    pub seccomp_dir: &'a Path,
 }
 
 /// Hash of a container's spec: a new hash means the container must be recreated.
@@ -130,6 +132,13 @@ pub async fn build(
         (None, None) => None,
     };
     let capabilities = security.capabilities.clone().unwrap_or_default();
+    let seccomp = seccomp(
+        security
+            .seccomp_profile
+            .as_ref()
+            .or(pod_security.seccomp_profile.as_ref()),
+        inputs.seccomp_dir,
+    )?;
     Ok(ContainerSpec {
         pod: Some(inputs.pod_ref.clone()),
         init: inputs.init,
@@ -158,12 +167,44 @@ pub async fn build(
         cap_add: capabilities.add.unwrap_or_default(),
         cap_drop: capabilities.drop.unwrap_or_default(),
         read_only_root: security.read_only_root_filesystem.unwrap_or(false),
+        seccomp,
         tty: container.tty.unwrap_or(false),
         stdin: container.stdin.unwrap_or(false),
         stdin_once: container.stdin_once.unwrap_or(false),
         share_pid: pod_spec.share_process_namespace.unwrap_or(false),
         grace_seconds: pod_spec.termination_grace_period_seconds.unwrap_or(30),
     })
+}
+
+/// The filter a `seccompProfile` (the container's, else the pod's) asks for: none without one,
+/// as the kubelet; a `Localhost` profile is read from `dir`.
+pub fn seccomp(profile: Option<&SeccompProfile>, dir: &Path) -> Result<Seccomp, String> {
+    let Some(profile) = profile else {
+        return Ok(Seccomp::Unconfined);
+    };
+    match profile.type_.as_str() {
+        "Unconfined" => Ok(Seccomp::Unconfined),
+        "RuntimeDefault" => Ok(Seccomp::RuntimeDefault),
+        "Localhost" => {
+            let name = profile.localhost_profile.as_deref().unwrap_or_default();
+            let relative = Path::new(name);
+            if name.is_empty()
+                || relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "seccomp profile {name:?} is not a path within the node's seccomp directory"
+                ));
+            }
+            let path = dir.join(relative);
+            std::fs::read_to_string(&path)
+                .map(Seccomp::Localhost)
+                .map_err(|err| format!("cannot load seccomp profile {}: {err}", path.display()))
+        }
+        other => Err(format!("unknown seccomp profile type {other:?}")),
+    }
 }
 
 /// The container's environment in order: `envFrom` first, then `env` (later wins), each value
@@ -486,5 +527,39 @@ mod tests {
             serde_json::from_value(serde_json::json!({"name": "a", "image": "i:2"})).expect("c");
         assert_eq!(container_hash(&a), container_hash(&a.clone()));
         assert_ne!(container_hash(&a), container_hash(&b));
+    }
+
+    #[test]
+    fn seccomp_is_unconfined_unless_the_pod_asks_and_localhost_stays_in_its_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        std::fs::write(
+            dir.path().join("profiles/audit.json"),
+            r#"{"defaultAction":"SCMP_ACT_LOG"}"#,
+        )
+        .unwrap();
+        let profile = |type_: &str, name: Option<&str>| SeccompProfile {
+            type_: type_.to_owned(),
+            localhost_profile: name.map(str::to_owned),
+        };
+        assert_eq!(seccomp(None, dir.path()), Ok(Seccomp::Unconfined));
+        assert_eq!(
+            seccomp(Some(&profile("RuntimeDefault", None)), dir.path()),
+            Ok(Seccomp::RuntimeDefault)
+        );
+        assert_eq!(
+            seccomp(
+                Some(&profile("Localhost", Some("profiles/audit.json"))),
+                dir.path()
+            ),
+            Ok(Seccomp::Localhost(String::from(
+                r#"{"defaultAction":"SCMP_ACT_LOG"}"#
+            )))
+        );
+        for bad in ["../etc/passwd", "/etc/passwd", "", "profiles/missing.json"] {
+            let err = seccomp(Some(&profile("Localhost", Some(bad))), dir.path()).unwrap_err();
+            assert!(err.contains("seccomp profile"), "{bad}: {err}");
+        }
+        assert!(seccomp(Some(&profile("Strict", None)), dir.path()).is_err());
     }
 }

@@ -24,6 +24,12 @@ pub fn pod_resolv_conf(root: &Path, uid: &str) -> PathBuf {
     pod_dir(root, uid).join("resolv.conf")
 }
 
+/// The node's seccomp profiles (`Localhost` profiles are relative to it), as the kubelet's
+/// `<root-dir>/seccomp`.
+pub fn seccomp_dir(root: &Path) -> PathBuf {
+    root.join("seccomp")
+}
+
 /// The pod's hosts file, which its containers mount at /etc/hosts.
 pub fn pod_etc_hosts(root: &Path, uid: &str) -> PathBuf {
     pod_dir(root, uid).join("etc-hosts")

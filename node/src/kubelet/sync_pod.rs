@@ -32,10 +32,10 @@ use super::pod_status::{self, StatusInputs, Waiting};
 use super::prober::{PodProbes, ProbeContext, ProbeKind, ProbeResults, Prober};
 use super::types::{grace_period, pod_ref};
 use super::volumes::HostVolume;
-use super::{dns, etc_hosts, volumes};
+use super::{dns, etc_hosts, paths, volumes};
 use crate::runtime::{
     ContainerDetails, ContainerKind, ContainerRuntime, ContainerState, HostPort, PodRef,
-    RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec,
+    RuntimeError, SANDBOX_CONTAINER_NAME, SandboxSpec, Seccomp,
 };
 
 /// What a sync reads besides the pod and its [`SyncState`]; shared by every pod's worker.
@@ -342,6 +342,16 @@ async fn create_sandbox<R: ContainerRuntime>(
         host_ports,
         grace_seconds: grace.as_secs() as i64,
         host_network: spec.host_network.unwrap_or(false),
+        // The pause container runs under the pod's filter (a Localhost profile is for the
+        // app containers; the runtime's default serves pause).
+        seccomp: match spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+        {
+            Some(profile) if profile.type_ != "Unconfined" => Seccomp::RuntimeDefault,
+            _ => Seccomp::Unconfined,
+        },
     };
     match ctx.runtime.create_sandbox(&sandbox).await {
         Ok(id) => {
@@ -600,6 +610,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             volumes: self.volumes.as_ref().map_or(&EMPTY_VOLUMES, |v| v),
             resolv_conf: self.resolv_conf.as_deref(),
             etc_hosts: self.etc_hosts.as_deref(),
+            seccomp_dir: &paths::seccomp_dir(&self.ctx.root_dir),
         };
         let spec = match container_config::build(&self.ctx.client, &inputs).await {
             Ok(spec) => spec,

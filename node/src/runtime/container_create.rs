@@ -67,6 +67,7 @@ pub(super) async fn create_container(
             cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
             readonly_rootfs: Some(spec.read_only_root),
+            security_opt: spec.seccomp.security_opt(),
             log_config: Some(docker_log_config()),
             ..Default::default()
         }),

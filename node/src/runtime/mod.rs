@@ -202,6 +202,30 @@ pub struct HostPort {
     pub host_ip: String,
 }
 
+/// The seccomp filter a container runs under (`securityContext.seccompProfile`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// No filter: the kubelet's default when the pod names no profile (its
+    /// `--seccomp-default` is off by default).
+    #[default]
+    Unconfined,
+    /// The runtime's default filter (Docker's).
+    RuntimeDefault,
+    /// A profile from the node's seccomp directory: its JSON.
+    Localhost(String),
+}
+
+impl Seccomp {
+    /// Docker's `SecurityOpt` entries for it.
+    fn security_opt(&self) -> Option<Vec<String>> {
+        match self {
+            Self::Unconfined => Some(vec![String::from("seccomp=unconfined")]),
+            Self::RuntimeDefault => None,
+            Self::Localhost(profile) => Some(vec![format!("seccomp={profile}")]),
+        }
+    }
+}
+
 /// What a pod's sandbox (pause) container is made of.
 #[derive(Clone, Debug)]
 pub struct SandboxSpec {
@@ -217,6 +241,8 @@ pub struct SandboxSpec {
     pub grace_seconds: i64,
     /// Use the node's network namespace (`hostNetwork`) instead of the pod network.
     pub host_network: bool,
+    /// Its seccomp filter.
+    pub seccomp: Seccomp,
 }
 
 /// What one app or init container is made of (the kubelet's translation of the pod spec).
@@ -262,6 +288,8 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     /// Mount the root filesystem read-only.
     pub read_only_root: bool,
+    /// Its seccomp filter.
+    pub seccomp: Seccomp,
     /// Allocate a TTY.
     pub tty: bool,
     /// Keep stdin open.

@@ -71,6 +71,7 @@ pub(super) async fn create_sandbox(
             network_mode: Some(network_mode),
             ipc_mode: Some(String::from("shareable")),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            security_opt: spec.seccomp.security_opt(),
             // The pause container prints nothing worth keeping.
             log_config: Some(HostConfigLogConfig {
                 typ: Some(String::from("none")),

@@ -1,0 +1,259 @@
+//! `cargo xtask run` end to end, from what an earlier run left behind: a two-node cluster
+//! with a pod on each node is killed (its pods stay on Docker, its agents' networks too), its
+//! state directory is removed, and a new `run --nodes 2` over the same Docker comes up
+//! Ready, removes the earlier cluster's containers, gives its nodes pod CIDRs of its own and
+//! runs new pods. Uses the real kubectl, Docker and the workspace's binaries; needs root and
+//! ports 6443 and 10250-10251 (a `cargo xtask run` of the user's must not be running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The nodes' names, apart from any cluster of the user's on this machine.
+const NODE: &str = "xtask-run-e2e";
+const OTHER_NODE: &str = "xtask-run-e2e-2";
+/// A cluster's start: the build (done already by `cargo xtask test`), the master, two agents.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One `cargo xtask run --nodes 2` in its own process group, its output in a file.
+struct Run {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Run {
+    fn start(state_dir: &Path, log: PathBuf) -> Run {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(&log).expect("run log");
+        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["run", "--nodes", "2", "--node-name", NODE, "--state-dir"])
+            .arg(state_dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("run log"))
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("starting cargo xtask run");
+        Run { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until both nodes are Ready, failing with the run's output if it exits first.
+    fn wait_ready(&mut self, kubeconfig: &Path) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("checking on run") {
+                panic!("cargo xtask run exited ({status}):\n{}", self.log());
+            }
+            if self.log().contains("Press Ctrl-C to stop.") {
+                let ready = kubectl(
+                    kubeconfig,
+                    &[
+                        "get",
+                        "nodes",
+                        "-o",
+                        "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+                    ],
+                );
+                assert_eq!(ready.trim(), "True True", "both nodes Ready");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cargo xtask run not up within {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Sends `signal` to the whole run (xtask, master and agents) and waits until xtask ends.
+    fn signal_and_wait(&mut self, signal: i32) {
+        let group = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill on a process group this test started.
+        unsafe {
+            libc::kill(-group, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.child.try_wait().expect("checking on run").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo xtask run did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal_and_wait(libc::SIGKILL);
+        }
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids of the containers (running or not) Docker has of pod `pod`.
+fn pod_containers(pod: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=io.kubernetes.pod.name={pod}"),
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Creates pod `name` on `node` (the pause image every agent builds) and waits until it runs;
+/// returns its IP.
+fn run_pod(kubeconfig: &Path, name: &str, node: &str) -> String {
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 0,
+                      "containers": [{{"name": "app", "image": "skiff/pause:1"}}]}}}}"#
+    );
+    let file = std::env::temp_dir().join(format!("{name}-{}.json", std::process::id()));
+    std::fs::write(&file, manifest).expect("manifest");
+    kubectl(kubeconfig, &["create", "-f", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+        );
+        if let Some(ip) = state.strip_prefix("Running ").filter(|ip| !ip.is_empty()) {
+            return ip.to_owned();
+        }
+        assert!(Instant::now() < deadline, "pod {name} not Running: {state}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn pod_cidr(kubeconfig: &Path, node: &str) -> String {
+    kubectl(
+        kubeconfig,
+        &["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"],
+    )
+}
+
+/// Whether `ip` lies in the /24 `cidr` (the master gives each node one).
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let prefix = cidr.trim_end_matches("0/24");
+    !prefix.is_empty() && ip.starts_with(prefix)
+}
+
+/// What the test leaves on Docker: both nodes' containers and networks.
+fn remove_leftovers() {
+    for node in [NODE, OTHER_NODE] {
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.skiff.node={node}"),
+        ]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            docker(&[&["rm", "-f"][..], &ids].concat());
+        }
+        docker(&["network", "rm", &format!("skiff-{node}")]);
+    }
+}
+
+#[test]
+fn a_cluster_comes_up_over_what_a_killed_cluster_left_after_its_state_was_removed() {
+    remove_leftovers();
+    let state = tempfile::tempdir().expect("state dir");
+    let state_dir = state.path().join(".skiff");
+    let kubeconfig = state_dir.join("kubeconfig");
+
+    // The first cluster, with a pod on each node; then it is killed outright.
+    let mut first = Run::start(&state_dir, state.path().join("first.log"));
+    first.wait_ready(&kubeconfig);
+    let old_cidrs = [
+        pod_cidr(&kubeconfig, NODE),
+        pod_cidr(&kubeconfig, OTHER_NODE),
+    ];
+    let old_ips = [
+        run_pod(&kubeconfig, "before-a", NODE),
+        run_pod(&kubeconfig, "before-b", OTHER_NODE),
+    ];
+    assert!(
+        in_cidr(&old_ips[0], &old_cidrs[0]),
+        "{old_ips:?} {old_cidrs:?}"
+    );
+    first.signal_and_wait(libc::SIGKILL);
+    drop(first);
+    assert!(
+        !pod_containers("before-a").is_empty(),
+        "the killed cluster's pods stay on Docker"
+    );
+
+    // A fresh state: the new master knows none of those pods and hands out CIDRs anew.
+    std::fs::remove_dir_all(&state_dir).expect("removing the state dir");
+    let mut second = Run::start(&state_dir, state.path().join("second.log"));
+    second.wait_ready(&kubeconfig);
+    for old in ["before-a", "before-b"] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pod_containers(old).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the earlier cluster's {old} is still on Docker"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    for node in [NODE, OTHER_NODE] {
+        let cidr = pod_cidr(&kubeconfig, node);
+        let ip = run_pod(&kubeconfig, &format!("after-{node}"), node);
+        assert!(
+            in_cidr(&ip, &cidr),
+            "pod on {node} got {ip}, not from {cidr}"
+        );
+    }
+
+    // A clean stop leaves the pods on Docker for the next run; the test takes them away.
+    second.signal_and_wait(libc::SIGINT);
+    assert!(
+        second.log().contains("stopped (skiff-master"),
+        "no clean stop:\n{}",
+        second.log()
+    );
+    drop(second);
+    remove_leftovers();
+}
