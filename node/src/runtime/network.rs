@@ -22,7 +22,9 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
-use bollard::query_parameters::{InspectNetworkOptions, ListContainersOptions};
+use bollard::query_parameters::{
+    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+};
 use ipnet::Ipv4Net;
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
@@ -237,7 +239,15 @@ pub(super) async fn ensure(
         )])),
         ..Default::default()
     };
-    match client.create_network(request).await {
+    let mut created = client.create_network(request.clone()).await;
+    if let Err(err) = &created
+        && err.to_string().contains("overlaps")
+    {
+        // An earlier cluster's node had this CIDR and left its network behind.
+        remove_abandoned_overlaps(runtime, network).await?;
+        created = client.create_network(request).await;
+    }
+    match created {
         Ok(_) => info!(network = %name, %subnet, %bridge, "created the pod network"),
         // Another call created it in the meantime.
         Err(err) => match runtime.error(err) {
@@ -252,6 +262,78 @@ pub(super) async fn ensure(
         network: network.clone(),
         bridge,
     })
+}
+
+/// Removes the pod networks of other nodes whose subnets overlap this node's pod CIDR and
+/// that no running container of theirs uses any more (what a removed cluster's agents left);
+/// one still in use is an error that names it.
+async fn remove_abandoned_overlaps(
+    runtime: &DockerRuntime,
+    network: &NodeNetwork,
+) -> Result<(), RuntimeError> {
+    let client = runtime.client().await?;
+    let options = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            String::from("label"),
+            vec![labels::NODE.to_owned()],
+        )])),
+    };
+    let networks = client
+        .list_networks(Some(options))
+        .await
+        .map_err(|err| runtime.error(err))?;
+    for other in networks {
+        let (Some(name), Some(node)) = (
+            other.name.clone(),
+            other
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::NODE))
+                .cloned(),
+        ) else {
+            continue;
+        };
+        let overlaps = other
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|config| config.subnet.as_deref()?.parse::<Ipv4Net>().ok())
+            .any(|subnet| {
+                subnet.contains(&network.pod_cidr.network())
+                    || network.pod_cidr.contains(&subnet.network())
+            });
+        if node == runtime.node() || !overlaps {
+            continue;
+        }
+        let running = ListContainersOptions {
+            filters: Some(HashMap::from([(
+                String::from("label"),
+                vec![format!("{}={node}", labels::NODE)],
+            )])),
+            ..Default::default()
+        };
+        let in_use = client
+            .list_containers(Some(running))
+            .await
+            .map_err(|err| runtime.error(err))?;
+        if !in_use.is_empty() {
+            return Err(RuntimeError::Rejected(format!(
+                "the pod CIDR {} overlaps Docker network {name} of node {node}, which still \
+                 runs pods (another cluster on this host?)",
+                network.pod_cidr
+            )));
+        }
+        warn!(network = %name, %node, "removing an abandoned pod network on this node's pod CIDR");
+        match client.remove_network(&name).await {
+            Ok(()) => {}
+            Err(err) => match runtime.error(err) {
+                RuntimeError::NotFound(_) => {}
+                other => return Err(other),
+            },
+        }
+    }
+    Ok(())
 }
 
 /// The bridge device of `node`'s network: `skiff` and a hash of the node's name, within the
