@@ -2,6 +2,7 @@
 //!
 //! - `setup`: installs what the project needs on a Debian 12 machine (idempotent).
 //! - `run`: builds and starts a cluster, prints the `KUBECONFIG` to use, stops it on Ctrl-C.
+//! - `node start|stop|kill <name>`: takes one node of the running cluster down or back up.
 //! - `test`: the whole test suite (what CI runs).
 //! - `bench <name>`: one of the benchmarks.
 //! - `codegen [--check]`: writes (or checks) the tables generated from Kubernetes' API.
@@ -57,6 +58,17 @@ enum Command {
         #[arg(long)]
         state_dir: Option<std::path::PathBuf>,
     },
+    /// Start, stop or kill one node agent of the running `cargo xtask run`.
+    Node {
+        /// start, stop (SIGTERM) or kill (SIGKILL).
+        #[arg(value_parser = ["start", "stop", "kill"])]
+        action: String,
+        /// The node's name.
+        name: String,
+        /// The run's state directory (default: <repo>/.skiff).
+        #[arg(long)]
+        state_dir: Option<std::path::PathBuf>,
+    },
     /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter, `-- --nocapture`).
@@ -95,6 +107,15 @@ fn main() -> ExitCode {
             node_name,
             state_dir: state_dir.unwrap_or_else(|| workspace::root().join(".skiff")),
         }),
+        Command::Node {
+            action,
+            name,
+            state_dir,
+        } => run::node(
+            &action,
+            &name,
+            &state_dir.unwrap_or_else(|| workspace::root().join(".skiff")),
+        ),
         Command::Test { args: _ } => {
             // Everything after `test`, verbatim: clap drops a leading `--`, which `cargo
             // test -- --nocapture` needs.

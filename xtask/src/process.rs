@@ -43,6 +43,19 @@ impl Supervised {
             .with_context(|| format!("checking on {}", self.name))
     }
 
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.exited()? {
+            return Ok(status);
+        }
+        self.child
+            .kill()
+            .with_context(|| format!("killing {}", self.name))?;
+        self.child
+            .wait()
+            .with_context(|| format!("waiting for {}", self.name))
+    }
+
     /// Stops the child: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL. Returns at once
     /// if it has already exited.
     pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {

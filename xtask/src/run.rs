@@ -1,9 +1,11 @@
 //! `cargo xtask run`: builds skiff-master and skiff-node, starts the master (and optionally a
 //! local etcd) with its state in `<repo>/.skiff` (or `--state-dir`), makes sure Docker runs,
 //! starts the node agents (one named after the host by default, or `--node-name`; `--nodes N`
-//! for more, each with its own pod CIDR; the first one runs the static pods of `.skiff/manifests`), waits until everything is
-//! ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. Pods keep
-//! running in Docker when the agents stop; the next `run` adopts them. The agents' Service
+//! for more, each with its own pod CIDR; the first one runs the static pods of
+//! `.skiff/manifests`), waits until everything is ready, tells the user how to reach it, and stops everything on Ctrl-C / SIGTERM. A node
+//! agent that dies leaves the rest running (its pods move as on a real node's death); `cargo
+//! xtask node start|stop|kill <node>` asks the run to bring one back or take it down. Pods
+//! keep running in Docker when the agents stop; the next `run` adopts them. The agents' Service
 //! programs are detached, or their iptables rules removed (`skiff-node proxy cleanup`).
 
 use std::io::{Read, Write};
@@ -49,7 +51,9 @@ pub struct Options {
     pub state_dir: PathBuf,
 }
 
-/// Runs the cluster until a shutdown signal; exits non-zero if a component dies on its own.
+/// Runs the cluster until a shutdown signal; exits non-zero if the master (or etcd) dies on its
+/// own. A node agent that dies is reported, and the cluster goes on without it until `cargo
+/// xtask node start` brings it back.
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
@@ -112,6 +116,13 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let mut master = Supervised::spawn("skiff-master", cmd)?;
     wait_master_ready(&mut master, &kubeconfig, &shutdown)?;
 
+    let launcher = Launcher {
+        node_bin: node_bin.clone(),
+        state_dir: state_dir.clone(),
+        // The agents' own credential, written by the master beside the admin's.
+        node_kubeconfig: state_dir.join("node-kubeconfig"),
+        proxy_mode: opts.proxy_mode.clone(),
+    };
     let mut agents = Vec::new();
     if opts.nodes > 0 {
         step(&format!(
@@ -120,22 +131,14 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             if opts.nodes == 1 { "" } else { "s" }
         ));
         for index in 0..opts.nodes {
-            // The agents' own credential, written by the master beside the admin's.
-            let node_kubeconfig = state_dir.join("node-kubeconfig");
-            let agent = start_agent(
-                &node_bin,
-                &state_dir,
-                &node_kubeconfig,
-                &node_name(opts.node_name.as_deref(), index),
-                index,
-                &opts.proxy_mode,
-            )?;
-            agents.push(agent);
+            agents.push(launcher.start(&node_name(opts.node_name.as_deref(), index), index)?);
         }
         for agent in &mut agents {
             wait_node_ready(agent, &kubeconfig, &shutdown)?;
         }
     }
+    // `cargo xtask node start|stop|kill` finds this run by its pid file.
+    let control = Control::open(&state_dir)?;
 
     let server = kubectl(&kubeconfig, &["config", "view", "--minify", "-o"])
         .arg("jsonpath={.clusters[0].cluster.server}")
@@ -157,7 +160,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         println!(
             "node {} (pid {}): pod CIDR {}, kubelet port {}, log {}",
             agent.name,
-            agent.process.id(),
+            agent.process.as_ref().map_or(0, Supervised::id),
             agent.pod_cidr,
             agent.port,
             agent.log.display()
@@ -173,6 +176,12 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     println!("    export KUBECONFIG={}", kubeconfig.display());
     println!("    kubectl get nodes");
     println!("    kubectl get pods");
+    if !agents.is_empty() {
+        println!(
+            "\nA node can be stopped, killed and started again while the cluster runs:\n\n    \
+             cargo xtask node stop|kill|start <node>"
+        );
+    }
     println!("\nPress Ctrl-C to stop.");
 
     let failed = loop {
@@ -183,21 +192,13 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         if let Some(status) = master.exited()? {
             break Some(format!("skiff-master exited on its own ({status})"));
         }
-        if let Some(failed) = agents.iter_mut().find_map(|agent| {
-            agent
-                .process
-                .exited()
-                .ok()
-                .flatten()
-                .map(|status| (agent.name.clone(), agent.log.clone(), status))
-        }) {
-            let (name, log, status) = failed;
-            break Some(format!(
-                "skiff-node {name} exited on its own ({status}); see {}:\n{}",
-                log.display(),
-                log_tail(&log, 20)
-            ));
+        for agent in &mut agents {
+            if let Some(status) = agent.exited()? {
+                agent.process = None;
+                eprintln!("{}", death_notice(agent, &status.to_string()));
+            }
         }
+        control.serve(&mut agents, &launcher, &kubeconfig, &shutdown)?;
         if let Some(etcd) = etcd.as_mut()
             && let Some(status) = etcd.exited()?
         {
@@ -212,8 +213,11 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     // Agents first (their pods keep running in Docker), then the master. The agents' Service
     // programs or rules outlive them (as kube-proxy's rules do) until `proxy cleanup` takes
     // them out: a stopped cluster leaves nothing attached to the machine's sockets.
+    drop(control);
     for agent in &mut agents {
-        agent.process.stop()?;
+        if let Some(process) = agent.process.as_mut() {
+            process.stop()?;
+        }
         let cleanup = Command::new(&node_bin)
             .args(["proxy", "cleanup", "--node-name", &agent.name])
             .status();
@@ -361,15 +365,17 @@ fn ensure_port_free(port: u16, hint: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A running node agent.
+/// A node agent of this run: running, or dead and waiting for `cargo xtask node start`.
 struct Agent {
     name: String,
+    index: usize,
     /// Known once the node is Ready (the master assigns it).
     pod_cidr: String,
     /// The agent's HTTPS port (container logs for the API server).
     port: u16,
     log: PathBuf,
-    process: Supervised,
+    /// `None` while it is down.
+    process: Option<Supervised>,
 }
 
 /// The name of agent `index`: `base` (default: the hostname) for the first, `<base>-<n>` for
@@ -401,64 +407,259 @@ fn node_name(base: Option<&str>, index: usize) -> String {
     }
 }
 
-/// Starts agent `index` with its files in `.skiff/nodes/<name>`, its log in
-/// `.skiff/nodes/<name>.log` (the master assigns its pod CIDR) and its HTTPS endpoint on port
-/// 10250 + `index`; the first one reads `.skiff/manifests`.
-fn start_agent(
-    node_bin: &Path,
-    state_dir: &Path,
-    kubeconfig: &Path,
-    name: &str,
-    index: usize,
-    proxy_mode: &str,
-) -> anyhow::Result<Agent> {
-    let name = name.to_owned();
-    let port = u16::try_from(index)
-        .ok()
-        .and_then(|i| KUBELET_PORT.checked_add(i))
-        .with_context(|| format!("no kubelet port left for node {name}"))?;
-    ensure_port_free(
-        port,
-        "another skiff-node or a kubelet may be running (agent i of `cargo xtask run` takes port 10250+i)",
-    )?;
-    let nodes_dir = state_dir.join("nodes");
-    let root_dir = nodes_dir.join(&name);
-    std::fs::create_dir_all(&root_dir)
-        .with_context(|| format!("creating {}", root_dir.display()))?;
-    let log_path = nodes_dir.join(format!("{name}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut cmd = Command::new(node_bin);
-    cmd.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--node-name")
-        .arg(&name)
-        .arg("--root-dir")
-        .arg(&root_dir)
-        .arg("--port")
-        .arg(port.to_string())
-        .arg(format!("--proxy-mode={proxy_mode}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("agent log")?)
-        .stderr(log)
-        .current_dir(workspace::root());
-    if index == 0 {
-        let manifests = state_dir.join("manifests");
-        std::fs::create_dir_all(&manifests)
-            .with_context(|| format!("creating {}", manifests.display()))?;
-        cmd.arg("--manifests-dir").arg(manifests);
+impl Agent {
+    /// `Some(status)` once its process has exited (`None` also while it is down).
+    fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(match self.process.as_mut() {
+            Some(process) => process.exited()?,
+            None => None,
+        })
     }
-    let process = Supervised::spawn("skiff-node", cmd)?;
-    Ok(Agent {
-        name,
-        pod_cidr: String::new(),
-        port,
-        log: log_path,
-        process,
-    })
+}
+
+/// What every agent of the run is started with.
+struct Launcher {
+    node_bin: PathBuf,
+    state_dir: PathBuf,
+    node_kubeconfig: PathBuf,
+    proxy_mode: String,
+}
+
+impl Launcher {
+    /// Starts agent `index`, called `name`, with its files in `<state>/nodes/<name>`, its log
+    /// in `<state>/nodes/<name>.log` (the master assigns its pod CIDR) and its HTTPS endpoint on
+    /// port 10250 + `index`; the first one reads `<state>/manifests`.
+    fn start(&self, name: &str, index: usize) -> anyhow::Result<Agent> {
+        let mut agent = Agent {
+            name: name.to_owned(),
+            index,
+            pod_cidr: String::new(),
+            port: u16::try_from(index)
+                .ok()
+                .and_then(|i| KUBELET_PORT.checked_add(i))
+                .with_context(|| format!("no kubelet port left for node {name}"))?,
+            log: self.state_dir.join("nodes").join(format!("{name}.log")),
+            process: None,
+        };
+        self.restart(&mut agent)?;
+        Ok(agent)
+    }
+
+    /// Starts `agent`'s process (again).
+    fn restart(&self, agent: &mut Agent) -> anyhow::Result<()> {
+        ensure_port_free(
+            agent.port,
+            "another skiff-node or a kubelet may be running (agent i of `cargo xtask run` takes port 10250+i)",
+        )?;
+        let root_dir = self.state_dir.join("nodes").join(&agent.name);
+        std::fs::create_dir_all(&root_dir)
+            .with_context(|| format!("creating {}", root_dir.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&agent.log)
+            .with_context(|| format!("opening {}", agent.log.display()))?;
+        let mut cmd = Command::new(&self.node_bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.node_kubeconfig)
+            .arg("--node-name")
+            .arg(&agent.name)
+            .arg("--root-dir")
+            .arg(&root_dir)
+            .arg("--port")
+            .arg(agent.port.to_string())
+            .arg(format!("--proxy-mode={}", self.proxy_mode))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("agent log")?)
+            .stderr(log)
+            .current_dir(workspace::root());
+        if agent.index == 0 {
+            let manifests = self.state_dir.join("manifests");
+            std::fs::create_dir_all(&manifests)
+                .with_context(|| format!("creating {}", manifests.display()))?;
+            cmd.arg("--manifests-dir").arg(manifests);
+        }
+        agent.process = Some(Supervised::spawn("skiff-node", cmd)?);
+        Ok(())
+    }
+}
+
+/// The requests of `cargo xtask node start|stop|kill <node>` to this run: one file each in
+/// `<state>/control` (`<node>.<action>`), answered with `<node>.<action>.done` beside it (`ok`
+/// or `error`, then the message). The run's pid in `<state>/run.pid` tells the command that a
+/// run serves this state directory.
+struct Control {
+    dir: PathBuf,
+    pid_file: PathBuf,
+}
+
+impl Control {
+    fn open(state_dir: &Path) -> anyhow::Result<Self> {
+        let dir = state_dir.join("control");
+        // Requests and answers of an earlier run mean nothing to this one.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pid_file = state_dir.join("run.pid");
+        std::fs::write(&pid_file, std::process::id().to_string())
+            .with_context(|| format!("writing {}", pid_file.display()))?;
+        Ok(Self { dir, pid_file })
+    }
+
+    /// Carries out the requests waiting, in name order.
+    fn serve(
+        &self,
+        agents: &mut [Agent],
+        launcher: &Launcher,
+        kubeconfig: &Path,
+        shutdown: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let mut requests: Vec<String> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("reading {}", self.dir.display()))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.ends_with(".done") && !name.ends_with(".tmp"))
+            .collect();
+        requests.sort();
+        for request in requests {
+            let _ = std::fs::remove_file(self.dir.join(&request));
+            let answer = match request.rsplit_once('.') {
+                Some((node, action)) => act(action, node, agents, launcher, kubeconfig, shutdown),
+                None => Err(format!("not a request: {request}")),
+            };
+            let text = match &answer {
+                Ok(message) => format!("ok\n{message}\n"),
+                Err(message) => format!("error\n{message}\n"),
+            };
+            eprintln!(
+                "{}",
+                text.split_once('\n').map_or("", |(_, m)| m).trim_end()
+            );
+            write_atomically(&self.dir.join(format!("{request}.done")), &text)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// `action` (start, stop, kill) on node `node` of this run; the answer for the user.
+fn act(
+    action: &str,
+    node: &str,
+    agents: &mut [Agent],
+    launcher: &Launcher,
+    kubeconfig: &Path,
+    shutdown: &AtomicBool,
+) -> Result<String, String> {
+    let names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
+    let agent = agents.iter_mut().find(|a| a.name == node).ok_or_else(|| {
+        format!(
+            "no node {node} in this run (its nodes: {})",
+            names.join(", ")
+        )
+    })?;
+    match action {
+        "start" => {
+            if let Some(process) = &agent.process {
+                return Ok(format!("node {node} runs already (pid {})", process.id()));
+            }
+            launcher.restart(agent).map_err(|err| format!("{err:#}"))?;
+            if let Err(err) = wait_node_ready(agent, kubeconfig, shutdown) {
+                if let Some(mut process) = agent.process.take() {
+                    let _ = process.kill();
+                }
+                return Err(format!("{err:#}"));
+            }
+            let pid = agent.process.as_ref().map_or(0, Supervised::id);
+            Ok(format!("node {node} is Ready again (pid {pid})"))
+        }
+        "stop" | "kill" => {
+            let Some(mut process) = agent.process.take() else {
+                return Ok(format!("node {node} is not running"));
+            };
+            let status = if action == "stop" {
+                process.stop()
+            } else {
+                process.kill()
+            }
+            .map_err(|err| format!("{err:#}"))?;
+            Ok(format!(
+                "node {node} {} ({status}); its pods keep running in Docker, and the node turns \
+                 NotReady after the node monitor's grace period (40 s)",
+                if action == "stop" {
+                    "stopped"
+                } else {
+                    "killed"
+                }
+            ))
+        }
+        other => Err(format!("unknown action {other:?} (start, stop or kill)")),
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `cargo xtask node <action> <node>`: asks the `run` whose state is in `state_dir` to start,
+/// stop or kill one of its nodes and prints its answer.
+pub fn node(action: &str, node: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let pid_file = state_dir.join("run.pid");
+    let running = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if !running {
+        bail!(
+            "no `cargo xtask run` keeps its state in {}: start one first",
+            state_dir.display()
+        );
+    }
+    let dir = state_dir.join("control");
+    let request = format!("{node}.{action}");
+    let answer = dir.join(format!("{request}.done"));
+    let _ = std::fs::remove_file(&answer);
+    write_atomically(&dir.join(&request), "")?;
+    // A start waits for the node to turn Ready (up to a minute).
+    let deadline = Instant::now() + READY_TIMEOUT + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&answer) {
+            let _ = std::fs::remove_file(&answer);
+            let (verdict, message) = text.split_once('\n').unwrap_or((&text, ""));
+            println!("{}", message.trim_end());
+            return Ok(if verdict == "ok" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("`cargo xtask run` did not answer {request} in time");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What `run` says when an agent dies on its own: the cluster goes on without it.
+fn death_notice(agent: &Agent, status: &str) -> String {
+    format!(
+        "\n✗ node {name} exited on its own ({status}); the last lines of {log}:\n{tail}\n\
+         The master and the other nodes keep running. The node turns NotReady once it has been \
+         silent for the node monitor's grace period (40 s); then its pods are evicted, after \
+         each pod's toleration of node.kubernetes.io/unreachable (300 s unless the pod sets \
+         tolerationSeconds), and their controllers make new ones on the other nodes.\n\
+         Start it again with `cargo xtask node start {name}`: it adopts its containers and \
+         turns Ready.",
+        name = agent.name,
+        log = agent.log.display(),
+        tail = log_tail(&agent.log, 10),
+    )
 }
 
 /// Waits until the agent's Node reports Ready.
@@ -473,7 +674,7 @@ fn wait_node_ready(
         if shutdown.load(Ordering::SeqCst) {
             bail!("interrupted while skiff-node {} was starting", agent.name);
         }
-        if let Some(status) = agent.process.exited()? {
+        if let Some(status) = agent.exited()? {
             bail!(
                 "skiff-node {} exited at start ({status}):\n{}",
                 agent.name,

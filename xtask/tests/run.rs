@@ -2,7 +2,9 @@
 //! with a pod on each node is killed (its pods stay on Docker, its agents' networks too), its
 //! state directory is removed, and a new `run --nodes 2` over the same Docker comes up
 //! Ready, removes the earlier cluster's containers, gives its nodes pod CIDRs of its own and
-//! runs new pods. Uses the real kubectl, Docker and the workspace's binaries; needs root and
+//! runs new pods. Then one of its agents is killed with SIGKILL: the run goes on, the node
+//! turns NotReady, a Deployment's pods move to the other node, and `cargo xtask node start`
+//! brings the node back Ready. Uses the real kubectl, Docker and the workspace's binaries; needs root and
 //! ports 6443 and 10250-10251 (a `cargo xtask run` of the user's must not be running).
 
 use std::path::{Path, PathBuf};
@@ -178,6 +180,98 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
     !prefix.is_empty() && ip.starts_with(prefix)
 }
 
+/// Four replicas that each ask for some CPU (so the scheduler spreads them over both nodes)
+/// and leave an unreachable node after 2 s instead of 300.
+const MOVER: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {"name": "mover"},
+  "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "mover"}},
+    "template": {"metadata": {"labels": {"app": "mover"}},
+      "spec": {"terminationGracePeriodSeconds": 0,
+        "tolerations": [
+          {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+          {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}],
+        "containers": [{"name": "app", "image": "skiff/pause:1",
+          "resources": {"requests": {"cpu": "100m"}}}]}}}}"#;
+
+fn kubectl_apply(kubeconfig: &Path, manifest: &str) {
+    let file = std::env::temp_dir().join(format!("xtask-run-e2e-{}.json", std::process::id()));
+    std::fs::write(&file, manifest).expect("manifest");
+    kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Waits until `count` pods with `selector` run, each on a node `on` accepts, and no other pod
+/// of theirs is pending (pods being deleted aside); returns their nodes.
+fn wait_pods(
+    kubeconfig: &Path,
+    selector: &str,
+    count: usize,
+    on: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    // The node monitor's grace period (40 s), the toleration (2 s), the new pods' start.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let listed = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase} {.metadata.deletionTimestamp} {.spec.nodeName}{\"\\n\"}{end}",
+            ],
+        );
+        let running: Vec<String> = listed
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                match fields.as_slice() {
+                    ["Running", node] => Some((*node).to_owned()),
+                    _ => None,
+                }
+            })
+            .collect();
+        // Pods being deleted (evicted from an unreachable node) do not count.
+        let all_listed = listed
+            .lines()
+            .filter(|l| (1..3).contains(&l.split_whitespace().count()))
+            .count();
+        if running.len() == count && all_listed == count && running.iter().all(|n| on(n)) {
+            return running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods {selector} not as wanted:\n{listed}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `cargo xtask node <args> --state-dir <state_dir>`.
+fn xtask_node(state_dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("node")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .expect("cargo xtask node");
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // stderr shows in assertion messages.
+struct Output {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
 /// What the test leaves on Docker: both nodes' containers and networks.
 fn remove_leftovers() {
     for node in [NODE, OTHER_NODE] {
@@ -196,7 +290,7 @@ fn remove_leftovers() {
 }
 
 #[test]
-fn a_cluster_comes_up_over_what_a_killed_cluster_left_after_its_state_was_removed() {
+fn a_cluster_comes_up_over_what_a_killed_cluster_left_and_outlives_a_killed_node() {
     remove_leftovers();
     let state = tempfile::tempdir().expect("state dir");
     let state_dir = state.path().join(".skiff");
@@ -246,6 +340,92 @@ fn a_cluster_comes_up_over_what_a_killed_cluster_left_after_its_state_was_remove
             "pod on {node} got {ip}, not from {cidr}"
         );
     }
+
+    // A node agent killed outright: the run says so and goes on; the node turns NotReady and
+    // a Deployment's pods there move to the other node; `cargo xtask node start` brings it
+    // back Ready.
+    kubectl_apply(&kubeconfig, MOVER);
+    let mover_nodes = wait_pods(&kubeconfig, "app=mover", 4, |_| true);
+    assert!(
+        mover_nodes.iter().any(|n| n == OTHER_NODE),
+        "no replica on {OTHER_NODE}: {mover_nodes:?}"
+    );
+    let pid = second
+        .log()
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("node {OTHER_NODE} (pid ")))
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .expect("the run names the agent's pid");
+    // SAFETY: kill on the agent this test's run started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !second
+        .log()
+        .contains(&format!("node {OTHER_NODE} exited on its own"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no word of the dead node:\n{}",
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        second.child.try_wait().expect("run").is_none(),
+        "the run stopped:\n{}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains(&format!("cargo xtask node start {OTHER_NODE}"))
+    );
+    let moved = wait_pods(&kubeconfig, "app=mover", 4, |node| node == NODE);
+    assert_eq!(moved.len(), 4, "{moved:?}");
+    let node_state = |node: &str| {
+        kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+    };
+    assert_eq!(node_state(OTHER_NODE), "Unknown");
+    assert_eq!(node_state(NODE), "True");
+    let unknown = xtask_node(&state_dir, &["start", "no-such-node"]);
+    assert!(
+        !unknown.status.success() && unknown.stdout.contains("no node no-such-node"),
+        "{unknown:?}"
+    );
+    let started = xtask_node(&state_dir, &["start", OTHER_NODE]);
+    assert!(started.status.success(), "{started:?}");
+    assert!(started.stdout.contains("is Ready again"), "{started:?}");
+    assert_eq!(node_state(OTHER_NODE), "True");
+    // The returned agent finishes the pods evicted from it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names = kubectl(
+            &kubeconfig,
+            &["get", "pods", "-l", "app=mover", "-o", "name"],
+        );
+        if names.lines().count() == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "evicted pods left: {names}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let again = xtask_node(&state_dir, &["start", OTHER_NODE]);
+    assert!(
+        again.status.success() && again.stdout.contains("runs already"),
+        "{again:?}"
+    );
 
     // A clean stop leaves the pods on Docker for the next run; the test takes them away.
     second.signal_and_wait(libc::SIGINT);
