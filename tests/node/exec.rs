@@ -272,18 +272,7 @@ spec:
     );
     child.kill().expect("kill kubectl");
     let _ = child.wait();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let tasks = super::probes::agent_tasks(&cluster, &node);
-        if tasks <= before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent has {tasks} tasks, {before} before the dropped session"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    super::probes::wait_agent_tasks_back(&cluster, &node, before, "the dropped session").await;
     let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "echo", "still here"]);
     assert_eq!(out.stdout, "still here\n", "{out}");
 }
@@ -453,16 +442,5 @@ spec:
     drop(forward);
 
     // Nothing left behind in the agent.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let tasks = super::probes::agent_tasks(&cluster, &node);
-        if tasks <= before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent has {tasks} tasks, {before} before port-forwarding"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    super::probes::wait_agent_tasks_back(&cluster, &node, before, "port-forwarding").await;
 }

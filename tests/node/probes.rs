@@ -230,15 +230,20 @@ spec:
     assert!(out.success(), "{out}");
     let pod = cluster.wait_running("slow").await;
     assert_eq!(container_status(&pod, "app").restart_count, 0);
+    wait_agent_tasks_back(&cluster, &node, tasks_before, "the broken pod").await;
+}
+
+/// Waits until the agent's task count is back to `before` (what it had before `what`).
+pub async fn wait_agent_tasks_back(cluster: &Cluster, node: &str, before: u64, what: &str) {
     let deadline = Instant::now() + POD_TIMEOUT;
     loop {
-        let tasks = agent_tasks(&cluster, &node);
-        if tasks <= tasks_before {
-            break;
+        let tasks = agent_tasks(cluster, node);
+        if tasks <= before {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the agent has {tasks} tasks, {tasks_before} before the broken pod"
+            "the agent has {tasks} tasks, {before} before {what}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -63,16 +63,10 @@ async fn config_map_data(
     name: &str,
     optional: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let found = api
-        .get_opt(name)
-        .await
-        .map_err(|err| format!("reading ConfigMap {namespace}/{name}: {err}"))?;
-    match found {
-        Some(cm) => Ok(merged(cm.data, cm.binary_data)),
-        None if optional => Ok(BTreeMap::new()),
-        None => Err(format!("configmap \"{name}\" not found")),
-    }
+    object_data(client, namespace, name, optional, |cm: ConfigMap| {
+        merged(cm.data, cm.binary_data)
+    })
+    .await
 }
 
 /// The data of Secret `namespace/name`; empty when it is missing and `optional`.
@@ -82,15 +76,36 @@ async fn secret_data(
     name: &str,
     optional: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    object_data(client, namespace, name, optional, |secret: Secret| {
+        merged(secret.string_data, secret.data)
+    })
+    .await
+}
+
+/// `data` of object `namespace/name` of kind `K`; empty when it is missing and `optional`.
+async fn object_data<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    optional: bool,
+    data: impl FnOnce(K) -> BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, Vec<u8>>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let found = api
         .get_opt(name)
         .await
-        .map_err(|err| format!("reading Secret {namespace}/{name}: {err}"))?;
+        .map_err(|err| format!("reading {kind} {namespace}/{name}: {err}"))?;
     match found {
-        Some(secret) => Ok(merged(secret.string_data, secret.data)),
+        Some(object) => Ok(data(object)),
         None if optional => Ok(BTreeMap::new()),
-        None => Err(format!("secret \"{name}\" not found")),
+        None => Err(format!("{} \"{name}\" not found", kind.to_lowercase())),
     }
 }
 

@@ -144,6 +144,21 @@ pub(super) async fn ensure(
     runtime: &DockerRuntime,
     network: &NodeNetwork,
 ) -> Result<PodNetwork, RuntimeError> {
+    let bridge = ensure_bridge(runtime, network).await?;
+    allow_cluster_traffic(network).await;
+    let in_use = sandbox_addresses(runtime).await?;
+    Ok(PodNetwork {
+        addresses: AddressBook::new(network, in_use),
+        network: network.clone(),
+        bridge,
+    })
+}
+
+/// The Docker network of the node, made (anew) if need be; returns its bridge device.
+async fn ensure_bridge(
+    runtime: &DockerRuntime,
+    network: &NodeNetwork,
+) -> Result<String, RuntimeError> {
     let client = runtime.client().await?;
     let name = network_name(runtime.node());
     let subnet = network.pod_cidr.trunc().to_string();
@@ -166,8 +181,7 @@ pub(super) async fn ensure(
                 })
                 .collect();
             if ranges == [(subnet.clone(), docker_range.clone())] {
-                allow_cluster_traffic(network).await;
-                let bridge = existing
+                return existing
                     .options
                     .and_then(|mut options| options.remove(BRIDGE_NAME_OPTION))
                     .or_else(|| {
@@ -175,13 +189,7 @@ pub(super) async fn ensure(
                             .id
                             .map(|id| format!("br-{}", &id[..id.len().min(12)]))
                     })
-                    .ok_or_else(|| RuntimeError::Unexpected(format!("network {name} has no id")))?;
-                let in_use = sandbox_addresses(runtime).await?;
-                return Ok(PodNetwork {
-                    addresses: AddressBook::new(network, in_use),
-                    network: network.clone(),
-                    bridge,
-                });
+                    .ok_or_else(|| RuntimeError::Unexpected(format!("network {name} has no id")));
             }
             info!(network = %name, old = ?ranges, new = %subnet, "pod CIDR changed; recreating the pod network");
             // The sandboxes on the old bridge (an earlier cluster's, or this node's before
@@ -255,13 +263,7 @@ pub(super) async fn ensure(
             other => return Err(other),
         },
     }
-    allow_cluster_traffic(network).await;
-    let in_use = sandbox_addresses(runtime).await?;
-    Ok(PodNetwork {
-        addresses: AddressBook::new(network, in_use),
-        network: network.clone(),
-        bridge,
-    })
+    Ok(bridge)
 }
 
 /// Removes the pod networks of other nodes whose subnets overlap this node's pod CIDR and
