@@ -120,6 +120,16 @@ enum Command {
     /// Service load balancing on this node.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// The images skiff builds locally (no registry needed).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ImageCommand {
+    /// Build `skiff/busybox:1` (the host's static busybox, every applet in /bin, FROM
+    /// scratch) unless Docker has it.
+    Busybox,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -142,6 +152,15 @@ fn main() -> anyhow::Result<()> {
             ProxyCommand::Dump => print!("{}", proxy::dump::dump(&node)?),
             ProxyCommand::Cleanup => proxy::cleanup(&node)?,
         }
+        return Ok(());
+    }
+    if let Some(Command::Image(ImageCommand::Busybox)) = &args.command {
+        let docker = DockerRuntime::new(args.docker_host.clone(), "skiff-node image");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(docker.ensure_busybox_image())?;
+        println!("{}", skiff_node::images::BUSYBOX_IMAGE);
         return Ok(());
     }
     tracing_subscriber::fmt()

@@ -3,38 +3,16 @@
 
 use std::time::Duration;
 
-use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime, ImageContents, ImageFile};
+use skiff_node::images::BUSYBOX_IMAGE;
+use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
 use super::{Cluster, WORKLOAD_IMAGE, container_status};
 
 /// The tests' shell image: the static busybox with every applet linked in /bin (sh, cat, tar
-/// for `kubectl cp`, ...).
-const BUSYBOX_IMAGE: &str = "skiff/test-busybox:1";
-
-/// Builds [`BUSYBOX_IMAGE`] from `/bin/busybox` (`cargo xtask setup` installs it).
+/// for `kubectl cp`, ...), as `skiff-node image busybox` builds it.
 async fn build_busybox_image() {
-    let busybox = std::fs::read("/bin/busybox")
-        .expect("/bin/busybox (busybox-static; `cargo xtask setup` installs it)");
-    let list = std::process::Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
-    let links: Vec<String> = applets
-        .lines()
-        .filter(|a| !a.is_empty() && *a != "busybox")
-        .map(|a| format!("bin/{a}"))
-        .collect();
-    let mut files = vec![ImageFile {
-        path: "bin/busybox",
-        contents: ImageContents::Executable(&busybox),
-    }];
-    files.extend(links.iter().map(|path| ImageFile {
-        path,
-        contents: ImageContents::Link("busybox"),
-    }));
     DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
-        .ensure_image(BUSYBOX_IMAGE, &files, &["/bin/sh"])
+        .ensure_busybox_image()
         .await
         .expect("build the busybox image");
 }
@@ -55,14 +33,14 @@ spec:
   containers:
   - name: sh
     image: {BUSYBOX_IMAGE}
-    args: [-c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
     volumeMounts: [{{name: tmp, mountPath: /tmp}}]
   - name: done
     image: {WORKLOAD_IMAGE}
     args: [exit, "0"]
   - name: strict
     image: {BUSYBOX_IMAGE}
-    args: [-c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
     securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
   volumes: [{{name: tmp, emptyDir: {{}}}}]"#
     ));
@@ -295,7 +273,7 @@ spec:
     image: {BUSYBOX_IMAGE}
     stdin: true
     stdinOnce: true
-    args: [-c, "while read line; do echo got $line; done; echo bye"]"#
+    command: [sh, -c, "while read line; do echo got $line; done; echo bye"]"#
     ));
     cluster.wait_running("reader").await;
     let out = cluster
@@ -412,7 +390,7 @@ spec:
   containers:
   - name: web
     image: {BUSYBOX_IMAGE}
-    args: [-c, "mkdir -p /tmp/www && echo forwarded > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:8081 -h /tmp/www"]
+    command: [sh, -c, "mkdir -p /tmp/www && echo forwarded > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:8081 -h /tmp/www"]
     volumeMounts: [{{name: tmp, mountPath: /tmp}}]
   volumes: [{{name: tmp, emptyDir: {{}}}}]"#
     ));

@@ -55,7 +55,7 @@ enum Command {
         #[arg(long)]
         node_name: Option<String>,
         /// Where the cluster keeps its state (default: <repo>/.skiff).
-        #[arg(long)]
+        #[arg(long, env = "SKIFF_STATE_DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
     /// Start, stop or kill one node agent of the running `cargo xtask run`.
@@ -66,7 +66,7 @@ enum Command {
         /// The node's name.
         name: String,
         /// The run's state directory (default: <repo>/.skiff).
-        #[arg(long)]
+        #[arg(long, env = "SKIFF_STATE_DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
     /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.

@@ -84,6 +84,16 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     if opts.nodes > 0 {
         step("docker");
         ensure_dockerd(&state_dir)?;
+        // No registry is reachable: the README's tour runs this locally built shell image.
+        let built = Command::new(&node_bin)
+            .args(["image", "busybox"])
+            .stdout(Stdio::null())
+            .status()
+            .context("running skiff-node image busybox")?;
+        if !built.success() {
+            bail!("skiff-node image busybox failed ({built})");
+        }
+        eprintln!("✓ image skiff/busybox:1 (the host's static busybox)");
     }
 
     // From here on a Ctrl-C stops the children in order instead of killing xtask.

@@ -67,7 +67,14 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["iproute2"]),
     },
     Requirement {
-        // The tests' shell image (a static busybox: sh, tar for `kubectl cp`, cat, ...).
+        // The README's tour reaches a Service from the host with it.
+        name: "curl",
+        check: curl_version,
+        install: Install::Apt(&["curl"]),
+    },
+    Requirement {
+        // The shell image `skiff/busybox:1` of the tour and the tests (a static busybox: sh,
+        // httpd, wget, tar for `kubectl cp`, ...).
         name: "busybox-static",
         check: busybox_static,
         install: Install::Apt(&["busybox-static"]),
@@ -270,6 +277,12 @@ fn conntrack_version() -> Option<String> {
 fn iproute2_version() -> Option<String> {
     let out = version_output("/usr/sbin/ip", &["-V"])?;
     Some(out.trim().to_owned())
+}
+
+/// The version of `curl` ("7.88.1", from "curl 7.88.1 (x86_64-pc-linux-gnu) ...").
+fn curl_version() -> Option<String> {
+    let out = version_output("/usr/bin/curl", &["--version"])?;
+    out.split_whitespace().nth(1).map(str::to_owned)
 }
 
 /// Debian's static busybox (`/bin/busybox`; the dynamic `busybox` package does not do).

@@ -8,95 +8,32 @@
 //! ports 6443 and 10250-10251 (a `cargo xtask run` of the user's must not be running).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{Run, docker, remove_leftovers};
 
 /// The nodes' names, apart from any cluster of the user's on this machine.
 const NODE: &str = "xtask-run-e2e";
 const OTHER_NODE: &str = "xtask-run-e2e-2";
-/// A cluster's start: the build (done already by `cargo xtask test`), the master, two agents.
-const START_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// One `cargo xtask run --nodes 2` in its own process group, its output in a file.
-struct Run {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Run {
-    fn start(state_dir: &Path, log: PathBuf) -> Run {
-        use std::os::unix::process::CommandExt;
-        let out = std::fs::File::create(&log).expect("run log");
-        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["run", "--nodes", "2", "--node-name", NODE, "--state-dir"])
-            .arg(state_dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("run log"))
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .expect("starting cargo xtask run");
-        Run { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until both nodes are Ready, failing with the run's output if it exits first.
-    fn wait_ready(&mut self, kubeconfig: &Path) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("checking on run") {
-                panic!("cargo xtask run exited ({status}):\n{}", self.log());
-            }
-            if self.log().contains("Press Ctrl-C to stop.") {
-                let ready = kubectl(
-                    kubeconfig,
-                    &[
-                        "get",
-                        "nodes",
-                        "-o",
-                        "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-                    ],
-                );
-                assert_eq!(ready.trim(), "True True", "both nodes Ready");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cargo xtask run not up within {START_TIMEOUT:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    /// Sends `signal` to the whole run (xtask, master and agents) and waits until xtask ends.
-    fn signal_and_wait(&mut self, signal: i32) {
-        let group = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill on a process group this test started.
-        unsafe {
-            libc::kill(-group, signal);
-        }
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while self.child.try_wait().expect("checking on run").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "cargo xtask run did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.signal_and_wait(libc::SIGKILL);
-        }
-    }
+/// Starts `cargo xtask run --nodes 2` and waits until both nodes are Ready.
+fn start_cluster(state_dir: &Path, log: PathBuf, kubeconfig: &Path) -> Run {
+    let mut run = Run::start(&["--nodes", "2", "--node-name", NODE], state_dir, log);
+    run.wait_up();
+    let ready = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    );
+    assert_eq!(ready.trim(), "True True", "both nodes Ready");
+    run
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
@@ -111,14 +48,6 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
         "kubectl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("running docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -272,33 +201,15 @@ struct Output {
     stderr: String,
 }
 
-/// What the test leaves on Docker: both nodes' containers and networks.
-fn remove_leftovers() {
-    for node in [NODE, OTHER_NODE] {
-        let ids = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.skiff.node={node}"),
-        ]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            docker(&[&["rm", "-f"][..], &ids].concat());
-        }
-        docker(&["network", "rm", &format!("skiff-{node}")]);
-    }
-}
-
 #[test]
 fn a_cluster_comes_up_over_what_a_killed_cluster_left_and_outlives_a_killed_node() {
-    remove_leftovers();
+    remove_leftovers(&[NODE, OTHER_NODE]);
     let state = tempfile::tempdir().expect("state dir");
     let state_dir = state.path().join(".skiff");
     let kubeconfig = state_dir.join("kubeconfig");
 
     // The first cluster, with a pod on each node; then it is killed outright.
-    let mut first = Run::start(&state_dir, state.path().join("first.log"));
-    first.wait_ready(&kubeconfig);
+    let mut first = start_cluster(&state_dir, state.path().join("first.log"), &kubeconfig);
     let old_cidrs = [
         pod_cidr(&kubeconfig, NODE),
         pod_cidr(&kubeconfig, OTHER_NODE),
@@ -320,8 +231,7 @@ fn a_cluster_comes_up_over_what_a_killed_cluster_left_and_outlives_a_killed_node
 
     // A fresh state: the new master knows none of those pods and hands out CIDRs anew.
     std::fs::remove_dir_all(&state_dir).expect("removing the state dir");
-    let mut second = Run::start(&state_dir, state.path().join("second.log"));
-    second.wait_ready(&kubeconfig);
+    let mut second = start_cluster(&state_dir, state.path().join("second.log"), &kubeconfig);
     for old in ["before-a", "before-b"] {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !pod_containers(old).is_empty() {
@@ -435,5 +345,5 @@ fn a_cluster_comes_up_over_what_a_killed_cluster_left_and_outlives_a_killed_node
         second.log()
     );
     drop(second);
-    remove_leftovers();
+    remove_leftovers(&[NODE, OTHER_NODE]);
 }

@@ -724,6 +724,13 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             .unwrap_or_else(|| default_pull_policy(&image).to_owned());
         let present = self.ctx.runtime.image_present(&image).await?;
         if present && (policy != "Always" || !self.ctx.allow_image_pull) {
+            self.ctx.recorder.container_event(
+                self.pod,
+                &container.name,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
             return Ok(Ok(()));
         }
         if policy == "Never" {
@@ -751,7 +758,16 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
             format!("Pulling image \"{image}\""),
         );
         match self.ctx.runtime.pull_image(&image).await {
-            Ok(()) => Ok(Ok(())),
+            Ok(()) => {
+                self.ctx.recorder.container_event(
+                    self.pod,
+                    &container.name,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image \"{image}\""),
+                );
+                Ok(Ok(()))
+            }
             Err(err @ RuntimeError::Unavailable(_)) => Err(err),
             Err(err) => Ok(Err(Waiting {
                 reason: String::from("ErrImagePull"),
@@ -882,7 +898,9 @@ mod tests {
         assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.2"));
         assert_eq!(
             h.event_reasons(),
-            ids(&["Created", "Started", "Created", "Started"])
+            ids(&[
+                "Pulled", "Created", "Started", "Pulled", "Created", "Started"
+            ])
         );
 
         // Everything runs as the spec says: the next sync changes nothing.
@@ -1072,7 +1090,10 @@ mod tests {
             calls(&h),
             ids(&["stop app.0 5s", "create app.1", "start app.1"])
         );
-        assert_eq!(h.event_reasons(), ids(&["Killing", "Created", "Started"]));
+        assert_eq!(
+            h.event_reasons(),
+            ids(&["Killing", "Pulled", "Created", "Started"])
+        );
     }
 
     #[tokio::test]

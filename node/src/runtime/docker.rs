@@ -124,15 +124,9 @@ impl DockerRuntime {
         super::image::ensure_from_binary(self, image, binary).await
     }
 
-    /// Builds `image` (`FROM scratch` with `files`, run as `entrypoint`) unless it is present.
-    /// Used by the test harness for its shell image.
-    pub async fn ensure_image(
-        &self,
-        image: &str,
-        files: &[super::ImageFile<'_>],
-        entrypoint: &[&str],
-    ) -> Result<(), RuntimeError> {
-        super::image::ensure(self, image, files, entrypoint).await
+    /// Builds the busybox shell image ([`crate::images::BUSYBOX_IMAGE`]) unless it is present.
+    pub async fn ensure_busybox_image(&self) -> Result<(), RuntimeError> {
+        super::image::ensure_busybox(self).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Docker>> {

@@ -5,7 +5,7 @@ use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
 use futures::StreamExt;
 
 use super::{DockerRuntime, RuntimeError};
-use crate::images::{PAUSE_BINARY, PAUSE_IMAGE};
+use crate::images::{BUSYBOX_IMAGE, HOST_BUSYBOX, PAUSE_BINARY, PAUSE_IMAGE};
 
 /// Whether `image` is present locally.
 pub(super) async fn present(runtime: &DockerRuntime, image: &str) -> Result<bool, RuntimeError> {
@@ -50,7 +50,42 @@ pub(super) async fn ensure_from_binary(
         path: "entrypoint",
         contents: ImageContents::Executable(binary),
     }];
-    ensure(runtime, image, &files, &["/entrypoint"]).await
+    ensure(runtime, image, &files, Start::Entrypoint(&["/entrypoint"])).await
+}
+
+/// Builds [`BUSYBOX_IMAGE`] from the host's static busybox unless it is present: the binary
+/// and a link to it for each applet it lists.
+pub(super) async fn ensure_busybox(runtime: &DockerRuntime) -> Result<(), RuntimeError> {
+    if present(runtime, BUSYBOX_IMAGE).await? {
+        return Ok(());
+    }
+    let build_error = |message: String| RuntimeError::ImageBuild {
+        image: BUSYBOX_IMAGE.to_owned(),
+        message: format!(
+            "{HOST_BUSYBOX} (busybox-static, `cargo xtask setup` installs it): {message}"
+        ),
+    };
+    let busybox = std::fs::read(HOST_BUSYBOX).map_err(|err| build_error(err.to_string()))?;
+    let list = std::process::Command::new(HOST_BUSYBOX)
+        .arg("--list")
+        .output()
+        .map_err(|err| build_error(err.to_string()))?;
+    let applets = String::from_utf8_lossy(&list.stdout);
+    let links: Vec<String> = applets
+        .lines()
+        .filter(|applet| !applet.is_empty() && *applet != "busybox" && !applet.contains('/'))
+        .map(|applet| format!("bin/{applet}"))
+        .collect();
+    let mut files = vec![ImageFile {
+        path: "bin/busybox",
+        contents: ImageContents::Executable(&busybox),
+    }];
+    files.extend(links.iter().map(|path| ImageFile {
+        path,
+        contents: ImageContents::Link("busybox"),
+    }));
+    // As Docker Hub's busybox: no entrypoint, `sh` unless the pod names a command.
+    ensure(runtime, BUSYBOX_IMAGE, &files, Start::Cmd(&["sh"])).await
 }
 
 /// One file of an image built from nothing.
@@ -71,12 +106,21 @@ pub enum ImageContents<'a> {
     Link(&'a str),
 }
 
-/// Builds `image` (`FROM scratch`, `files`, `entrypoint`) unless it is present.
-pub(super) async fn ensure(
+/// What a container of an image built here runs unless its pod says otherwise.
+#[derive(Clone, Copy, Debug)]
+enum Start<'a> {
+    /// An `ENTRYPOINT`: a pod's `args` are its arguments.
+    Entrypoint(&'a [&'a str]),
+    /// A `CMD` only: a pod's `args` (or `command`) replace it.
+    Cmd(&'a [&'a str]),
+}
+
+/// Builds `image` (`FROM scratch`, `files`, started as `start` says) unless it is present.
+async fn ensure(
     runtime: &DockerRuntime,
     image: &str,
     files: &[ImageFile<'_>],
-    entrypoint: &[&str],
+    start: Start<'_>,
 ) -> Result<(), RuntimeError> {
     if present(runtime, image).await? {
         return Ok(());
@@ -85,7 +129,7 @@ pub(super) async fn ensure(
         image: image.to_owned(),
         message,
     };
-    let context = build_context(files, entrypoint).map_err(|err| build_error(err.to_string()))?;
+    let context = build_context(files, start).map_err(|err| build_error(err.to_string()))?;
     let client = runtime.client().await?;
     let options = BuildImageOptions {
         dockerfile: String::from("Dockerfile"),
@@ -117,9 +161,12 @@ pub(super) async fn ensure(
 
 /// The build context: a Dockerfile copying `rootfs/` to `/`, and `files` under `rootfs/`, as
 /// a tar archive.
-fn build_context(files: &[ImageFile<'_>], entrypoint: &[&str]) -> std::io::Result<Vec<u8>> {
-    let entrypoint = serde_json::to_string(entrypoint)?;
-    let dockerfile = format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT {entrypoint}\n");
+fn build_context(files: &[ImageFile<'_>], start: Start<'_>) -> std::io::Result<Vec<u8>> {
+    let start = match start {
+        Start::Entrypoint(argv) => format!("ENTRYPOINT {}", serde_json::to_string(argv)?),
+        Start::Cmd(argv) => format!("CMD {}", serde_json::to_string(argv)?),
+    };
+    let dockerfile = format!("FROM scratch\nCOPY rootfs/ /\n{start}\n");
     let mut archive = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
@@ -181,7 +228,7 @@ mod tests {
                 contents: ImageContents::Link("busybox"),
             },
         ];
-        let tar = build_context(&files, &["/bin/sh"]).expect("tar");
+        let tar = build_context(&files, Start::Cmd(&["sh"])).expect("tar");
         let mut archive = tar::Archive::new(tar.as_slice());
         let names: Vec<String> = archive
             .entries()

@@ -39,7 +39,6 @@ use futures::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
 pub use docker::{DEFAULT_DOCKER_HOST, DockerRuntime};
-pub use image::{ImageContents, ImageFile};
 pub use network::NodeNetwork;
 
 /// The name the sandbox container has in labels and statuses (as in dockershim).
