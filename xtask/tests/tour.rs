@@ -233,6 +233,8 @@ fn the_readme_tour_runs_as_written() {
 
     for step in steps {
         let (succeeded, output) = run_step(&step.script, &root, &state_dir);
+        // Shown with --nocapture: what the user would see today.
+        println!("README line {}:\n{output}", step.line);
         assert!(
             succeeded,
             "README line {}: the block failed:\n{}\nits output:\n{output}\nthe run's:\n{}",
