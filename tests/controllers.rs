@@ -442,6 +442,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "configmaps",
         "deployments",
         "endpoints",
+        "jobs",
         "leases",
         "namespaces",
         "nodes",

@@ -14,8 +14,8 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    deployment, endpoints, garbage_collector, replica_set, resource_quota, root_ca_cert_publisher,
-    service_account,
+    deployment, endpoints, garbage_collector, job, replica_set, resource_quota,
+    root_ca_cert_publisher, service_account,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -91,7 +91,7 @@ struct Args {
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
-    /// root-ca-cert-publisher, resourcequota).
+    /// root-ca-cert-publisher, resourcequota, job).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -107,6 +107,7 @@ const CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "root-ca-cert-publisher",
     "resourcequota",
+    "job",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -174,6 +175,7 @@ fn main() -> anyhow::Result<()> {
         replication_controller: controller_enabled(&args.controllers, "replicationcontroller"),
         resource_quota: controller_enabled(&args.controllers, "resourcequota"),
         deployment: controller_enabled(&args.controllers, "deployment"),
+        job: controller_enabled(&args.controllers, "job"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
         service_account: controller_enabled(&args.controllers, "serviceaccount"),
@@ -220,6 +222,7 @@ struct Clients {
     replication_controller: bool,
     resource_quota: bool,
     deployment: bool,
+    job: bool,
     garbage_collector: bool,
     endpoints: bool,
     service_account: bool,
@@ -288,6 +291,13 @@ async fn run_clients(
     }
     if clients.resource_quota {
         tasks.push(tokio::spawn(resource_quota::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.job {
+        tasks.push(tokio::spawn(job::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

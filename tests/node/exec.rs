@@ -10,7 +10,7 @@ use super::{Cluster, WORKLOAD_IMAGE, container_status};
 
 /// The tests' shell image: the static busybox with every applet linked in /bin (sh, cat, tar
 /// for `kubectl cp`, ...), as `skiff-node image busybox` builds it.
-async fn build_busybox_image() {
+pub(super) async fn build_busybox_image() {
     DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
         .ensure_busybox_image()
         .await

@@ -21,6 +21,7 @@ use skiff::node::{NodeAgent, NodeOptions};
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
 mod exec;
+mod jobs;
 mod probes;
 mod volumes;
 

@@ -19,7 +19,7 @@ use super::{ApiServer, json_response, with_warnings};
 pub fn tracks_generation(r: &Resource) -> bool {
     matches!(
         r.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController"
+        "Deployment" | "ReplicaSet" | "ReplicationController" | "Job"
     )
 }
 
@@ -31,6 +31,7 @@ fn resets_status_on_create(r: &Resource) -> bool {
             | "Deployment"
             | "ReplicaSet"
             | "ReplicationController"
+            | "Job"
             | "Service"
             | "Namespace"
             | "ResourceQuota"

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, RollingUpdateDeployment};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, Endpoints, EnvVar, Event, HTTPGetAction,
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::{
     ReplicationController, ResourceQuota, ResourceRequirements, Service, ServiceStatus, Toleration,
     Volume,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Kubernetes' `DefaultTerminationGracePeriodSeconds`.
@@ -457,6 +459,57 @@ pub fn replica_set(rs: &mut ReplicaSet) {
     if let Some(template) = &mut spec.template {
         pod_template_spec(template);
     }
+}
+
+/// The label a Job's generated selector matches: its uid.
+pub const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+/// The label with a Job's name on its pods.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Job defaults (Kubernetes' `SetDefaults_Job` and the Job strategy's selector generation):
+/// unless `manualSelector`, a selector on the Job's uid and the labels that match it (and the
+/// Job's name) on the template, the legacy `controller-uid` and `job-name` ones too;
+/// `completions` and `parallelism` 1 when neither is set, else `parallelism` 1;
+/// `backoffLimit: 6`, `completionMode: NonIndexed`, `suspend: false`,
+/// `podReplacementPolicy: TerminatingOrFailed`, and the pod spec defaults in the template.
+pub fn job(job: &mut Job) {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let spec = job.spec.get_or_insert_with(Default::default);
+    if spec.manual_selector != Some(true) && spec.selector.is_none() && !uid.is_empty() {
+        let labels = spec
+            .template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default);
+        for (key, value) in [
+            (JOB_CONTROLLER_UID_LABEL, &uid),
+            ("controller-uid", &uid),
+            (JOB_NAME_LABEL, &name),
+            ("job-name", &name),
+        ] {
+            labels.insert(key.to_owned(), value.clone());
+        }
+        spec.selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                JOB_CONTROLLER_UID_LABEL.to_owned(),
+                uid.clone(),
+            )])),
+            match_expressions: None,
+        });
+    }
+    if spec.completions.is_none() && spec.parallelism.is_none() {
+        spec.completions = Some(1);
+    }
+    set(&mut spec.parallelism, || 1);
+    set(&mut spec.backoff_limit, || 6);
+    set_str(&mut spec.completion_mode, "NonIndexed");
+    set(&mut spec.suspend, || false);
+    if spec.pod_failure_policy.is_none() {
+        set_str(&mut spec.pod_replacement_policy, "TerminatingOrFailed");
+    }
+    pod_template_spec(&mut spec.template);
 }
 
 /// Deployment defaults: `replicas: 1`, strategy RollingUpdate with `maxUnavailable` and

@@ -7,8 +7,11 @@ use std::fmt;
 pub enum FieldErrorKind {
     /// `FieldValueRequired`: "Required value".
     Required,
-    /// `FieldValueInvalid`: "Invalid value: <value>: <detail>".
+    /// `FieldValueInvalid`: "Invalid value: "<value>": <detail>".
     Invalid(String),
+    /// `FieldValueInvalid` of a number, which Kubernetes writes without quotes: "Invalid
+    /// value: <value>: <detail>".
+    InvalidNumber(i64),
     /// `FieldValueNotSupported`: "Unsupported value: <value>".
     NotSupported(String),
     /// `FieldValueDuplicate`: "Duplicate value: <value>".
@@ -48,6 +51,14 @@ impl FieldError {
         Self {
             field: field.into(),
             kind: FieldErrorKind::Invalid(value.to_string()),
+            detail: detail.into(),
+        }
+    }
+    /// A field has a bad number (written without quotes, as Kubernetes writes integers).
+    pub fn invalid_number(field: impl Into<String>, value: i64, detail: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::InvalidNumber(value),
             detail: detail.into(),
         }
     }
@@ -100,7 +111,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidNumber(_) => "FieldValueInvalid",
             FieldErrorKind::NotSupported(_) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
@@ -113,6 +124,7 @@ impl FieldError {
         let head = match &self.kind {
             FieldErrorKind::Required => "Required value".to_string(),
             FieldErrorKind::Invalid(v) => format!("Invalid value: \"{v}\""),
+            FieldErrorKind::InvalidNumber(v) => format!("Invalid value: {v}"),
             FieldErrorKind::NotSupported(v) => format!("Unsupported value: \"{v}\""),
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: \"{v}\""),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),

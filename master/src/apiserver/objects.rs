@@ -135,6 +135,7 @@ pub fn field_value(object: &Value, path: &str) -> Option<String> {
         // Go bools and ints: their zero value when unset.
         ("Node", "spec.unschedulable") | ("Pod", "spec.hostNetwork") => or(path, "false"),
         ("ReplicationController" | "ReplicaSet", "status.replicas") => or(path, "0"),
+        ("Job", "status.successful") => or("status.succeeded", "0"),
         // Fields defaulted on create, for objects stored without them.
         ("Pod", "spec.restartPolicy") => or(path, "Always"),
         ("Pod", "spec.schedulerName") => or(path, "default-scheduler"),

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController,
@@ -458,6 +459,19 @@ pub static RESOURCES: &[Resource] = &[
             validation::replica_set,
             validation::replica_set_update
         ),
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        categories: &["all"],
+        subresources: &["status"],
+        field_selectors: &["status.successful"],
+        schema: typed!(Job, defaults::job, validation::job, validation::job_update),
     },
     Resource {
         group: "coordination.k8s.io",

@@ -284,6 +284,7 @@ fn printer(kind: &str) -> Printer {
         "ReplicationController" => (REPLICATION_CONTROLLER_COLUMNS, replication_controller_row),
         "ReplicaSet" => (REPLICA_SET_COLUMNS, replica_set_row),
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
+        "Job" => (JOB_COLUMNS, job_row),
         "Event" => (EVENT_COLUMNS, event_row),
         "Lease" => (LEASE_COLUMNS, lease_row),
         "ConfigMap" => (CONFIG_MAP_COLUMNS, config_map_row),
@@ -859,6 +860,74 @@ fn containers_and_images(object: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
+// --- Job -------------------------------------------------------------------------------
+
+const JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "Status of the job."),
+    col("Completions", "string", doc::JOB_SUCCEEDED),
+    col("Duration", "string", "Time required to complete the job."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", doc::JOB_SELECTOR),
+];
+
+/// kubectl's job row: the first of Complete, Failed, Terminating, Suspended, FailureTarget,
+/// SuccessCriteriaMet that holds, else Running; `succeeded/completions` (`n/1 of p` for a
+/// Job with parallelism only); how long it ran.
+fn job_row(job: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(job);
+    let selector =
+        label_selector(job.pointer("/spec/selector")).unwrap_or_else(|()| "<invalid>".into());
+    let holds = |condition: &str| {
+        arr(job, "/status/conditions")
+            .iter()
+            .any(|c| str_at(c, "/type") == condition && str_at(c, "/status") == "True")
+    };
+    let status = if holds("Complete") {
+        "Complete"
+    } else if holds("Failed") {
+        "Failed"
+    } else if obj_at(job, "/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if holds("Suspended") {
+        "Suspended"
+    } else if holds("FailureTarget") {
+        "FailureTarget"
+    } else if holds("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    let succeeded = int_at(job, "/status/succeeded");
+    let completions = match job.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(completions) => format!("{succeeded}/{completions}"),
+        None => match int_at(job, "/spec/parallelism") {
+            parallelism if parallelism > 1 => format!("{succeeded}/1 of {parallelism}"),
+            _ => format!("{succeeded}/1"),
+        },
+    };
+    let duration = match (
+        time_at(job, "/status/startTime"),
+        time_at(job, "/status/completionTime"),
+    ) {
+        (None, _) => String::new(),
+        (Some(start), None) => human_duration(now - start),
+        (Some(start), Some(end)) => human_duration(end - start),
+    };
+    Row::from(vec![
+        json!(name(job)),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        json!(age(job, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ])
+}
+
 // --- Event -----------------------------------------------------------------------------
 
 const EVENT_COLUMNS: &[Column] = &[
@@ -1274,6 +1343,8 @@ mod doc {
 
     pub const DEPLOYMENT_UPDATED_REPLICAS: &str = "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";
     pub const DEPLOYMENT_AVAILABLE_REPLICAS: &str = "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.";
+    pub const JOB_SUCCEEDED: &str = "The number of pods which reached phase Succeeded. The value increases monotonically for a given spec. However, it may decrease in reaction to scale down of elastic indexed jobs.";
+    pub const JOB_SELECTOR: &str = "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
     pub const DEPLOYMENT_SELECTOR: &str = "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment. It must match the pod template's labels.";
 
     pub const EVENT_LAST_TIMESTAMP: &str =

@@ -35,6 +35,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
@@ -318,6 +319,8 @@ pub struct Informers {
     pub replication_controllers: Informer<ReplicationController>,
     /// Every ResourceQuota.
     pub resource_quotas: Informer<ResourceQuota>,
+    /// Every Job.
+    pub jobs: Informer<Job>,
     /// The metadata of every Secret.
     pub secrets: Informer<PartialObjectMeta<Secret>>,
 }
@@ -338,6 +341,7 @@ impl Informers {
             config_maps: Informer::new(Api::all(client.clone())),
             replication_controllers: Informer::new(Api::all(client.clone())),
             resource_quotas: Informer::new(Api::all(client.clone())),
+            jobs: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
     }
@@ -357,6 +361,7 @@ impl Informers {
             self.config_maps.into_task(),
             self.replication_controllers.into_task(),
             self.resource_quotas.into_task(),
+            self.jobs.into_task(),
             self.secrets.into_task(),
         ]
         .into_iter()

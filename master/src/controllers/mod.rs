@@ -6,6 +6,8 @@
 //! - [`replica_set`]: keeps each ReplicaSet's number of pods, and each ReplicationController's
 //!   ([`replication_controller`]);
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
+//! - [`job`]: runs each Job's pods to completion (or failure), and deletes finished Jobs
+//!   after their `ttlSecondsAfterFinished`;
 //! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
@@ -22,6 +24,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod informers;
+pub mod job;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replica_set;

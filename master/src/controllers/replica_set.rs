@@ -277,7 +277,7 @@ enum Failure {
 
 /// The message of a failed API call (a refused create's Status message, as Kubernetes'
 /// controllers put it in the condition).
-fn message_of(err: &kube::Error) -> String {
+pub(super) fn message_of(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
@@ -524,7 +524,7 @@ pub struct Expectations {
 
 /// What a controller did to a pod.
 #[derive(Clone, Copy)]
-enum Change {
+pub(super) enum Change {
     Create,
     Delete,
 }
@@ -537,7 +537,12 @@ struct Pending {
 
 impl Expectations {
     /// Records creates (`Change::Create`) or deletes made for `owner` that the cache must show.
-    fn expect<K: Resource>(&self, owner: &ObjectRef<K>, change: Change, names: &[String]) {
+    pub(super) fn expect<K: Resource>(
+        &self,
+        owner: &ObjectRef<K>,
+        change: Change,
+        names: &[String],
+    ) {
         let mut pending = self.lock();
         let entry = pending
             .entry(owner.to_string())
@@ -550,13 +555,13 @@ impl Expectations {
         entry.since = Instant::now();
     }
 
-    fn forget<K: Resource>(&self, owner: &ObjectRef<K>) {
+    pub(super) fn forget<K: Resource>(&self, owner: &ObjectRef<K>) {
         self.lock().remove(&owner.to_string());
     }
 
     /// Whether the cache shows every create and delete made for `owner` (or they are too
     /// old to wait for); clears them when so.
-    fn satisfied<K: Resource>(&self, owner: &ObjectRef<K>, pods: &Store<Pod>) -> bool {
+    pub(super) fn satisfied<K: Resource>(&self, owner: &ObjectRef<K>, pods: &Store<Pod>) -> bool {
         let mut pending = self.lock();
         let key = owner.to_string();
         let Some(entry) = pending.get_mut(&key) else {

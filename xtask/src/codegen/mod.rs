@@ -76,6 +76,7 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("v1", "ResourceQuota"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
+    ("batch/v1", "Job"),
     ("coordination.k8s.io/v1", "Lease"),
     ("autoscaling/v1", "Scale"),
 ];

@@ -24,6 +24,7 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "ResourceQuota", &RESOURCE_QUOTA),
     ("apps/v1", "Deployment", &DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &REPLICA_SET),
+    ("batch/v1", "Job", &JOB),
     ("coordination.k8s.io/v1", "Lease", &LEASE),
     ("autoscaling/v1", "Scale", &SCALE),
 ];
@@ -737,6 +738,66 @@ static ISCSI_VOLUME_SOURCE: Message = Message {
     ],
 };
 
+static JOB: Message = Message {
+    name: "io.k8s.api.batch.v1.Job",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&JOB_SPEC)),
+        field(3, "status", Kind::Message(&JOB_STATUS)),
+    ],
+};
+
+static JOB_CONDITION: Message = Message {
+    name: "io.k8s.api.batch.v1.JobCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastProbeTime", Kind::Time),
+        field(4, "lastTransitionTime", Kind::Time),
+        omitempty(5, "reason", Kind::String),
+        omitempty(6, "message", Kind::String),
+    ],
+};
+
+static JOB_SPEC: Message = Message {
+    name: "io.k8s.api.batch.v1.JobSpec",
+    fields: &[
+        field(1, "parallelism", Kind::Int32),
+        field(2, "completions", Kind::Int32),
+        field(3, "activeDeadlineSeconds", Kind::Int64),
+        field(11, "podFailurePolicy", Kind::Message(&POD_FAILURE_POLICY)),
+        field(16, "successPolicy", Kind::Message(&SUCCESS_POLICY)),
+        field(7, "backoffLimit", Kind::Int32),
+        field(12, "backoffLimitPerIndex", Kind::Int32),
+        field(13, "maxFailedIndexes", Kind::Int32),
+        field(4, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(5, "manualSelector", Kind::Bool),
+        field(6, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+        field(8, "ttlSecondsAfterFinished", Kind::Int32),
+        field(9, "completionMode", Kind::String),
+        field(10, "suspend", Kind::Bool),
+        field(14, "podReplacementPolicy", Kind::String),
+        field(15, "managedBy", Kind::String),
+    ],
+};
+
+static JOB_STATUS: Message = Message {
+    name: "io.k8s.api.batch.v1.JobStatus",
+    fields: &[
+        repeated(1, "conditions", Kind::Message(&JOB_CONDITION)),
+        field(2, "startTime", Kind::Time),
+        field(3, "completionTime", Kind::Time),
+        omitempty(4, "active", Kind::Int32),
+        omitempty(5, "succeeded", Kind::Int32),
+        omitempty(6, "failed", Kind::Int32),
+        field(11, "terminating", Kind::Int32),
+        omitempty(7, "completedIndexes", Kind::String),
+        field(10, "failedIndexes", Kind::String),
+        field(8, "uncountedTerminatedPods", Kind::Message(&UNCOUNTED_TERMINATED_PODS)),
+        field(9, "ready", Kind::Int32),
+    ],
+};
+
 static KEY_TO_PATH: Message = Message {
     name: "io.k8s.api.core.v1.KeyToPath",
     fields: &[
@@ -1214,6 +1275,39 @@ static POD_DNS_CONFIG_OPTION: Message = Message {
     fields: &[
         omitempty(1, "name", Kind::String),
         field(2, "value", Kind::String),
+    ],
+};
+
+static POD_FAILURE_POLICY: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicy",
+    fields: &[
+        repeated(1, "rules", Kind::Message(&POD_FAILURE_POLICY_RULE)),
+    ],
+};
+
+static POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+    fields: &[
+        field(1, "containerName", Kind::String),
+        field(2, "operator", Kind::String),
+        repeated(3, "values", Kind::Int32),
+    ],
+};
+
+static POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+    ],
+};
+
+static POD_FAILURE_POLICY_RULE: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyRule",
+    fields: &[
+        field(1, "action", Kind::String),
+        field(2, "onExitCodes", Kind::Message(&POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT)),
+        repeated(3, "onPodConditions", Kind::Message(&POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN)),
     ],
 };
 
@@ -1887,6 +1981,21 @@ static STORAGE_OS_VOLUME_SOURCE: Message = Message {
     ],
 };
 
+static SUCCESS_POLICY: Message = Message {
+    name: "io.k8s.api.batch.v1.SuccessPolicy",
+    fields: &[
+        repeated(1, "rules", Kind::Message(&SUCCESS_POLICY_RULE)),
+    ],
+};
+
+static SUCCESS_POLICY_RULE: Message = Message {
+    name: "io.k8s.api.batch.v1.SuccessPolicyRule",
+    fields: &[
+        field(1, "succeededIndexes", Kind::String),
+        field(2, "succeededCount", Kind::Int32),
+    ],
+};
+
 static SYSCTL: Message = Message {
     name: "io.k8s.api.core.v1.Sysctl",
     fields: &[
@@ -1954,6 +2063,14 @@ static TYPED_OBJECT_REFERENCE: Message = Message {
         field(2, "kind", Kind::String),
         field(3, "name", Kind::String),
         field(4, "namespace", Kind::String),
+    ],
+};
+
+static UNCOUNTED_TERMINATED_PODS: Message = Message {
+    name: "io.k8s.api.batch.v1.UncountedTerminatedPods",
+    fields: &[
+        repeated(1, "succeeded", Kind::String),
+        repeated(2, "failed", Kind::String),
     ],
 };
 

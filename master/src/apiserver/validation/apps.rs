@@ -66,7 +66,7 @@ fn controller_template(
 
 /// Validate an apps/v1 selector under `spec.selector`; `Some(matches)` tells whether it
 /// selects `template_labels` (`None` when it is empty or does not parse).
-fn apps_selector(
+pub(super) fn apps_selector(
     errs: &mut Vec<FieldError>,
     selector: &LabelSelector,
     template_labels: Option<&BTreeMap<String, String>>,
@@ -182,7 +182,11 @@ pub fn replica_set(rs: &ReplicaSet) -> Vec<FieldError> {
     errs
 }
 
-fn selector_immutable(errs: &mut Vec<FieldError>, old: &LabelSelector, new: &LabelSelector) {
+pub(super) fn selector_immutable(
+    errs: &mut Vec<FieldError>,
+    old: &LabelSelector,
+    new: &LabelSelector,
+) {
     // nil and empty mean the same selector.
     let norm = |s: &LabelSelector| {
         (
@@ -425,7 +429,7 @@ mod tests {
         let errs = deployment(&from(json.clone()));
         assert_eq!(
             errs,
-            vec![FieldError::invalid(
+            vec![FieldError::invalid_number(
                 "spec.replicas",
                 -1,
                 "must be greater than or equal to 0"
@@ -433,7 +437,7 @@ mod tests {
         );
         assert_eq!(
             errs[0].to_string(),
-            "spec.replicas: Invalid value: \"-1\": must be greater than or equal to 0"
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
 
         json["kind"] = json!("ReplicaSet");

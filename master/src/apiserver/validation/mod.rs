@@ -10,6 +10,7 @@
 //! here, so the answer is the same before and after defaulting.
 
 mod apps;
+mod batch;
 mod config;
 mod event;
 mod lease;
@@ -24,6 +25,7 @@ pub use apps::{
     deployment, deployment_update, replica_set, replica_set_update, replication_controller,
     replication_controller_update,
 };
+pub use batch::{job, job_update};
 pub use config::{config_map, secret, service_account};
 pub use event::event;
 pub use lease::lease;
@@ -75,15 +77,11 @@ fn port_number(errs: &mut Vec<FieldError>, field: &str, port: i32) {
     }
 }
 
-fn nonnegative<T: PartialOrd + Default + std::fmt::Display>(
-    errs: &mut Vec<FieldError>,
-    field: &str,
-    value: Option<T>,
-) {
-    if let Some(v) = value
-        && v < T::default()
+fn nonnegative<T: Into<i64> + Copy>(errs: &mut Vec<FieldError>, field: &str, value: Option<T>) {
+    if let Some(v) = value.map(Into::into)
+        && v < 0
     {
-        errs.push(FieldError::invalid(field, v, NEGATIVE_MSG));
+        errs.push(FieldError::invalid_number(field, v, NEGATIVE_MSG));
     }
 }
 

@@ -46,6 +46,7 @@ pub(super) fn monitors(informers: &mut Informers) -> (Vec<Kind>, BoxStream<'stat
     monitors.add(&mut informers.replica_sets, true);
     monitors.add(&mut informers.deployments, true);
     monitors.add(&mut informers.replication_controllers, true);
+    monitors.add(&mut informers.jobs, true);
     monitors.add(&mut informers.config_maps, true);
     monitors.add(&mut informers.secrets, true);
     // Node agents make their Node the owner of their Lease and of their mirror pods.
