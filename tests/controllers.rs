@@ -442,6 +442,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "configmaps",
         "deployments",
         "endpoints",
+        "endpointslices",
         "jobs",
         "leases",
         "namespaces",
@@ -1079,4 +1080,134 @@ async fn the_endpoints_of_a_deleted_service_go_with_it_even_when_no_controller_r
             .is_some(),
         "the kubernetes Endpoints stay"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_list_a_services_ready_and_not_ready_pods_and_go_with_it() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "es", "labels": {"tier": "front"}},
+        "spec": {"selector": {"app": "es"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the Service");
+    // Two pods "running" on a node no agent serves: their status is written here.
+    for (name, ip, ready) in [
+        ("es-a", "10.244.50.2", "True"),
+        ("es-b", "10.244.50.3", "False"),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "es"}},
+            "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "i"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": ready}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("pod status");
+    }
+    let selector = ListParams::default().labels("kubernetes.io/service-name=es");
+    let slice = eventually("a slice with both pods", || async {
+        let list = slices.list(&selector).await.expect("list slices");
+        list.items.into_iter().find(|s| s.endpoints.len() == 2)
+    })
+    .await;
+    assert_eq!(slice.address_type, "IPv4");
+    assert!(
+        slice
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("es-")
+    );
+    let labels = slice.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(labels["tier"], "front");
+    let ports = slice.ports.clone().unwrap_or_default();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].port),
+        (Some("http"), Some(8080))
+    );
+    let conditions: Vec<(String, Option<bool>)> = slice
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.addresses[0].clone(),
+                e.conditions.as_ref().and_then(|c| c.ready),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            (String::from("10.244.50.2"), Some(true)),
+            (String::from("10.244.50.3"), Some(false))
+        ]
+    );
+    let table = master.kubectl(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=es",
+    ]);
+    assert!(table.success(), "{table}");
+    let row: Vec<&str> = table
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[1..4],
+        ["IPv4", "8080", "10.244.50.2,10.244.50.3"],
+        "{table}"
+    );
+
+    // A bad slice is refused as Kubernetes words it.
+    let bad = master.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: bad}\naddressType: IPv5\nendpoints: [{addresses: []}]\n",
+    );
+    assert!(!bad.success(), "{bad}");
+    for wanted in [
+        "addressType: Unsupported value: \"IPv5\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
+        "endpoints[0].addresses: Required value: must contain at least 1 address",
+    ] {
+        assert!(bad.stderr.contains(wanted), "{bad}");
+    }
+
+    // The Service's deletion takes its slices (their owner) with it.
+    services
+        .delete("es", &DeleteParams::default())
+        .await
+        .expect("delete the Service");
+    eventually("the slices to go", || async {
+        slices
+            .list(&selector)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }

@@ -14,7 +14,7 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    deployment, endpoints, garbage_collector, job, replica_set, resource_quota,
+    deployment, endpoint_slice, endpoints, garbage_collector, job, replica_set, resource_quota,
     root_ca_cert_publisher, service_account,
 };
 use skiff_master::dns::{self, DnsConfig};
@@ -91,7 +91,7 @@ struct Args {
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
-    /// root-ca-cert-publisher, resourcequota, job).
+    /// root-ca-cert-publisher, resourcequota, job, endpointslice).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -108,6 +108,7 @@ const CONTROLLERS: &[&str] = &[
     "root-ca-cert-publisher",
     "resourcequota",
     "job",
+    "endpointslice",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -178,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         job: controller_enabled(&args.controllers, "job"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
+        endpoint_slice: controller_enabled(&args.controllers, "endpointslice"),
         service_account: controller_enabled(&args.controllers, "serviceaccount"),
         root_ca_cert_publisher: controller_enabled(&args.controllers, "root-ca-cert-publisher"),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
@@ -225,6 +227,7 @@ struct Clients {
     job: bool,
     garbage_collector: bool,
     endpoints: bool,
+    endpoint_slice: bool,
     service_account: bool,
     root_ca_cert_publisher: bool,
     node_lifecycle: Option<NodeLifecycleConfig>,
@@ -305,6 +308,13 @@ async fn run_clients(
     }
     if clients.deployment {
         tasks.push(tokio::spawn(deployment::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.endpoint_slice {
+        tasks.push(tokio::spawn(endpoint_slice::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

@@ -261,7 +261,7 @@ spec:
         ),
         (
             "spec: {template: {spec: {containers: [{name: c, image: i}]}}}",
-            "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+            "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
         ),
         (
             "spec: {completionMode: Indexed, parallelism: 2, template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}",

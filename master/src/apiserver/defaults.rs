@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{
     ReplicationController, ResourceQuota, ResourceRequirements, Service, ServiceStatus, Toleration,
     Volume,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -476,7 +477,7 @@ pub fn job(job: &mut Job) {
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let spec = job.spec.get_or_insert_with(Default::default);
-    if spec.manual_selector != Some(true) && spec.selector.is_none() && !uid.is_empty() {
+    if spec.manual_selector != Some(true) && !uid.is_empty() {
         let labels = spec
             .template
             .metadata
@@ -489,15 +490,15 @@ pub fn job(job: &mut Job) {
             (JOB_NAME_LABEL, &name),
             ("job-name", &name),
         ] {
-            labels.insert(key.to_owned(), value.clone());
+            labels
+                .entry(key.to_owned())
+                .or_insert_with(|| value.clone());
         }
-        spec.selector = Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                JOB_CONTROLLER_UID_LABEL.to_owned(),
-                uid.clone(),
-            )])),
-            match_expressions: None,
-        });
+        spec.selector
+            .get_or_insert_with(LabelSelector::default)
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(JOB_CONTROLLER_UID_LABEL.to_owned(), uid.clone());
     }
     if spec.completions.is_none() && spec.parallelism.is_none() {
         spec.completions = Some(1);
@@ -510,6 +511,15 @@ pub fn job(job: &mut Job) {
         set_str(&mut spec.pod_replacement_policy, "TerminatingOrFailed");
     }
     pod_template_spec(&mut spec.template);
+}
+
+/// EndpointSlice defaults (`SetDefaults_EndpointPort`): each port's name `""` and protocol
+/// `TCP` when unset.
+pub fn endpoint_slice(slice: &mut EndpointSlice) {
+    for port in slice.ports.iter_mut().flatten() {
+        set(&mut port.name, String::new);
+        set(&mut port.protocol, || String::from("TCP"));
+    }
 }
 
 /// Deployment defaults: `replicas: 1`, strategy RollingUpdate with `maxUnavailable` and

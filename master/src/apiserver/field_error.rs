@@ -20,6 +20,8 @@ pub enum FieldErrorKind {
     Forbidden,
     /// `FieldValueTooLong`: "Too long: <detail>".
     TooLong,
+    /// `FieldValueTooMany`: "Too many: <count>: <detail>".
+    TooMany(usize),
 }
 
 /// One invalid field: its path (`spec.containers[0].image`), what is wrong and a detail.
@@ -107,6 +109,15 @@ impl FieldError {
         }
     }
 
+    /// A list with more items than allowed.
+    pub fn too_many(field: impl Into<String>, count: usize, max: usize) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::TooMany(count),
+            detail: format!("must have at most {max} items"),
+        }
+    }
+
     /// Kubernetes' `CauseType` string for this error.
     pub fn reason(&self) -> &'static str {
         match self.kind {
@@ -116,6 +127,7 @@ impl FieldError {
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany(_) => "FieldValueTooMany",
         }
     }
 
@@ -129,6 +141,7 @@ impl FieldError {
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: \"{v}\""),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::TooLong => "Too long".to_string(),
+            FieldErrorKind::TooMany(n) => format!("Too many: {n}"),
         };
         if self.detail.is_empty() {
             head

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController,
     ResourceQuota, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::defaults;
 use super::field_error::FieldError;
@@ -472,6 +473,24 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &["status"],
         field_selectors: &["status.successful"],
         schema: typed!(Job, defaults::job, validation::job, validation::job_update),
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            EndpointSlice,
+            defaults::endpoint_slice,
+            validation::endpoint_slice,
+            validation::endpoint_slice_update
+        ),
     },
     Resource {
         group: "coordination.k8s.io",

@@ -150,14 +150,14 @@ fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Acti
 /// Which Services selected each pod when it was last seen, so that a pod whose labels change
 /// also updates the Services that no longer select it.
 #[derive(Default)]
-struct SelectedBy {
+pub(super) struct SelectedBy {
     last: Mutex<HashMap<String, Vec<ObjectRef<Service>>>>,
 }
 
 impl SelectedBy {
     /// The Services of the pod's namespace that select it now or selected it before; `gone`:
     /// the pod was deleted (it is forgotten).
-    fn services_of(
+    pub(super) fn services_of(
         &self,
         services: &Store<Service>,
         pod: &Pod,
@@ -184,7 +184,8 @@ impl SelectedBy {
     }
 }
 
-fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
+/// A Service's selector; `None` when it has none (its endpoints are its user's).
+pub(super) fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
     service
         .spec
         .as_ref()?
@@ -193,7 +194,7 @@ fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
         .filter(|s| !s.is_empty())
 }
 
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+pub(super) fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     let labels = pod.labels();
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
@@ -330,7 +331,7 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
 
 /// The Service port on this pod: (name, port number, protocol); `None` when a named target
 /// port is not one of the pod's container ports.
-fn resolve(port: &ServicePort, pod: &Pod) -> Option<(String, i32, String)> {
+pub(super) fn resolve(port: &ServicePort, pod: &Pod) -> Option<(String, i32, String)> {
     let protocol = port.protocol.clone().unwrap_or_else(|| String::from("TCP"));
     let number = match &port.target_port {
         None => port.port,

@@ -41,6 +41,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
     Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -321,6 +322,8 @@ pub struct Informers {
     pub resource_quotas: Informer<ResourceQuota>,
     /// Every Job.
     pub jobs: Informer<Job>,
+    /// Every EndpointSlice.
+    pub endpoint_slices: Informer<EndpointSlice>,
     /// The metadata of every Secret.
     pub secrets: Informer<PartialObjectMeta<Secret>>,
 }
@@ -342,6 +345,7 @@ impl Informers {
             replication_controllers: Informer::new(Api::all(client.clone())),
             resource_quotas: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
+            endpoint_slices: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
     }
@@ -362,6 +366,7 @@ impl Informers {
             self.replication_controllers.into_task(),
             self.resource_quotas.into_task(),
             self.jobs.into_task(),
+            self.endpoint_slices.into_task(),
             self.secrets.into_task(),
         ]
         .into_iter()

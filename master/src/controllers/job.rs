@@ -6,19 +6,21 @@
 //!   `JOB_COMPLETION_INDEX`); a Job with parallelism only is done when one pod succeeded and
 //!   none runs;
 //! - counts succeeded and failed pods, and after a failure waits 10 s, 20 s, 40 s, ... (at
-//!   most 6 minutes) before it makes the next pod;
-//! - fails the Job (conditions `FailureTarget` and `Failed`) when more pods failed (or, with
-//!   `restartPolicy: OnFailure`, containers restarted) than `backoffLimit` allows
-//!   (`BackoffLimitExceeded`), or when it ran longer than `activeDeadlineSeconds`
-//!   (`DeadlineExceeded`), and deletes its running pods; completes it (`SuccessCriteriaMet`
-//!   and `Complete`, reason `CompletionsReached`) when enough succeeded;
+//!   most 10 minutes) before it makes the next pod;
+//! - fails the Job when more pods failed than `backoffLimit` allows (or, with `restartPolicy:
+//!   OnFailure`, its containers restarted that often) (`BackoffLimitExceeded`), or when it
+//!   ran longer than `activeDeadlineSeconds` (`DeadlineExceeded`), and completes it when
+//!   enough succeeded (`CompletionsReached`): first the condition `FailureTarget` or
+//!   `SuccessCriteriaMet` while its running pods are stopped, then `Failed` or `Complete`
+//!   once none is left terminating;
 //! - deletes the pods of a suspended Job (`Suspended` condition) and starts afresh when it is
 //!   resumed;
 //! - deletes a finished Job `ttlSecondsAfterFinished` after it finished.
 //!
 //! Unlike Kubernetes it puts no `batch.kubernetes.io/job-tracking` finalizer on its pods: it
-//! counts the finished pods it sees, and its counts never go down, so a finished pod deleted
-//! before the controller saw it is not counted.
+//! counts the pods it sees Succeeded or Failed (a pod deleted while it ran is not counted as
+//! failed), and its counts never go down, so a finished pod deleted before the controller saw
+//! it, or a failed pod deleted before the next one failed, is not counted.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,7 +51,9 @@ const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// The first wait after a failed pod; it doubles with every further failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest wait after failed pods (Kubernetes' `MaxJobPodFailureBackOff`).
-const MAX_BACKOFF: Duration = Duration::from_secs(360);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Most pods one reconcile creates (Kubernetes' `MaxPodCreateDeletePerSync`).
+const MAX_CREATES_PER_SYNC: usize = 500;
 
 /// What a reconcile can fail with (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -153,14 +157,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         .iter()
         .filter(|p| phase(p).as_deref() == Some("Succeeded"))
         .collect();
-    // A pod deleted before it succeeded counts as failed, as in Kubernetes.
+    // Only pods that failed count: without Kubernetes' tracking finalizer, a pod being deleted
+    // (by this controller, on suspend or scale-down, or by a user) is not known to have failed.
     let failed_pods: Vec<&Arc<Pod>> = owned
         .iter()
-        .filter(|p| match phase(p).as_deref() {
-            Some("Failed") => true,
-            Some("Succeeded") => false,
-            _ => p.metadata.deletion_timestamp.is_some(),
-        })
+        .filter(|p| phase(p).as_deref() == Some("Failed"))
         .collect();
     let active: Vec<&Arc<Pod>> = owned
         .iter()
@@ -184,10 +185,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         let completions = spec.completions.unwrap_or(0);
         completed_indexes.retain(|i| *i < completions);
     }
-    let succeeded = old_status
-        .succeeded
-        .unwrap_or(0)
-        .max(count(succeeded_pods.len()));
+    let succeeded = old_status.succeeded.unwrap_or(0).max(if indexed {
+        count(completed_indexes.len())
+    } else {
+        count(succeeded_pods.len())
+    });
     let failed = old_status.failed.unwrap_or(0).max(count(failed_pods.len()));
     let restarts: i32 = if spec
         .template
@@ -199,9 +201,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         active
             .iter()
             .flat_map(|p| {
-                p.status
-                    .iter()
-                    .flat_map(|s| s.container_statuses.iter().flatten())
+                p.status.iter().flat_map(|s| {
+                    s.init_container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.container_statuses.iter().flatten())
+                })
             })
             .map(|c| c.restart_count.max(0))
             .fold(0i32, i32::saturating_add)
@@ -231,7 +236,16 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         (Some(completions), false) => succeeded >= completions,
         (None, _) => succeeded > 0 && active.is_empty(),
     };
-    let finish = if failed.saturating_add(restarts) > backoff_limit {
+    // Kubernetes' pastBackoffLimit: more failed pods than the limit, or (OnFailure) as many
+    // container restarts as the limit (any, with a limit of 0).
+    let restarts_past = if backoff_limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= backoff_limit
+    };
+    let finish = if let Some(target) = target_reached(&old_status) {
+        Some(target)
+    } else if failed > backoff_limit || restarts_past {
         Some(Finish {
             failed: true,
             reason: "BackoffLimitExceeded",
@@ -255,6 +269,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
 
     let mut active_count = active.len();
     if let Some(finish) = &finish {
+        // First the target condition, and the pods still running stopped; the Job is
+        // Complete or Failed once none of its pods is left terminating.
         delete_pods(&ctx, &job, &active).await?;
         active_count = 0;
         let (target, last) = if finish.failed {
@@ -262,37 +278,47 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         } else {
             ("SuccessCriteriaMet", "Complete")
         };
-        for condition in [target, last] {
+        set_condition(
+            &mut status,
+            target,
+            "True",
+            finish.reason,
+            finish.message,
+            now,
+        );
+        if !active.is_empty() || terminating > 0 {
+            requeue = Some(Duration::from_secs(1));
+        } else {
             set_condition(
                 &mut status,
-                condition,
+                last,
                 "True",
                 finish.reason,
                 finish.message,
                 now,
             );
+            if !finish.failed {
+                status.completion_time = Some(Time(now));
+            }
+            ctx.recorder.record(
+                object_ref(job.as_ref()),
+                if finish.failed {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                if finish.failed {
+                    finish.reason
+                } else {
+                    "Completed"
+                },
+                if finish.failed {
+                    finish.message.to_owned()
+                } else {
+                    String::from("Job completed")
+                },
+            );
         }
-        if !finish.failed {
-            status.completion_time = Some(Time(now));
-        }
-        ctx.recorder.record(
-            object_ref(job.as_ref()),
-            if finish.failed {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            if finish.failed {
-                finish.reason
-            } else {
-                "Completed"
-            },
-            if finish.failed {
-                finish.message.to_owned()
-            } else {
-                String::from("Job completed")
-            },
-        );
     } else if suspended {
         delete_pods(&ctx, &job, &active).await?;
         active_count = 0;
@@ -340,10 +366,15 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         }
         if ctx.expectations.satisfied(&key, &ctx.pods) {
             let parallelism = usize::try_from(spec.parallelism.unwrap_or(1).max(0)).unwrap_or(0);
+            // At most `room` pods, and 500 per reconcile (Kubernetes' MaxPodCreateDeletePerSync).
+            let room = parallelism
+                .saturating_sub(active.len())
+                .min(MAX_CREATES_PER_SYNC);
             let missing: Vec<Option<i32>> = if indexed {
                 let running: BTreeSet<i32> = active.iter().filter_map(|p| pod_index(p)).collect();
                 (0..spec.completions.unwrap_or(0))
                     .filter(|i| !completed_indexes.contains(i) && !running.contains(i))
+                    .take(room)
                     .map(Some)
                     .collect()
             } else {
@@ -354,9 +385,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                     None if succeeded > 0 => 0,
                     None => parallelism,
                 };
-                vec![None; left]
+                vec![None; left.min(room)]
             };
-            let room = parallelism.saturating_sub(active.len());
             let wait = backoff_left(&failed_pods, failed, now);
             if !missing.is_empty() && room > 0 {
                 match wait {
@@ -364,9 +394,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                         requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                     }
                     None => {
-                        let made =
-                            create_pods(&ctx, &job, &missing[..missing.len().min(room)]).await;
+                        let made = create_pods(&ctx, &job, &missing).await;
                         active_count += made;
+                        if made < missing.len() {
+                            // Refused (a quota, a webhook): tried again shortly.
+                            requeue = Some(Duration::from_secs(5));
+                        }
                     }
                 }
             } else if active.len() > parallelism {
@@ -453,7 +486,7 @@ fn after(at: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
 }
 
 /// How long to wait before the next pod after `failed` failures: 10 s doubled per failure
-/// beyond the first (at most 6 minutes), counted from when the last failed pod ended.
+/// beyond the first (at most 10 minutes), counted from when the last failed pod ended.
 fn backoff_left(failed_pods: &[&Arc<Pod>], failed: i32, now: DateTime<Utc>) -> Option<Duration> {
     if failed <= 0 {
         return None;
@@ -475,7 +508,42 @@ fn ended_at(pod: &Pod) -> Option<DateTime<Utc>> {
         .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
         .map(|t| t.0)
         .max()
-        .or_else(|| pod.metadata.deletion_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| {
+            pod.status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .find(|c| c.type_ == "Ready" && c.status == "False")
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0)
+        })
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The end a Job is already headed for: its `FailureTarget` or `SuccessCriteriaMet`
+/// condition, with the reason and message it was given.
+fn target_reached(status: &JobStatus) -> Option<Finish> {
+    let condition = status.conditions.iter().flatten().find(|c| {
+        (c.type_ == "FailureTarget" || c.type_ == "SuccessCriteriaMet") && c.status == "True"
+    })?;
+    let (reason, message) = match condition.reason.as_deref() {
+        Some("BackoffLimitExceeded") => (
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ),
+        Some("DeadlineExceeded") => (
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ),
+        _ => (
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        ),
+    };
+    Some(Finish {
+        failed: condition.type_ == "FailureTarget",
+        reason,
+        message,
+    })
 }
 
 fn holds(status: &JobStatus, condition: &str) -> bool {
@@ -749,7 +817,7 @@ mod tests {
         assert!(left > Duration::from_secs(14), "{left:?}");
         assert_eq!(backoff_left(&[&failed_at(30)], 1, now), None);
         assert_eq!(backoff_left(&[&pod], 0, now), None);
-        // Never longer than 6 minutes, however many failures.
+        // Never longer than 10 minutes, however many failures.
         let left = backoff_left(&[&pod], i32::MAX, now).expect("waiting");
         assert!(left <= MAX_BACKOFF);
     }

@@ -9,6 +9,7 @@
 //! - [`job`]: runs each Job's pods to completion (or failure), and deletes finished Jobs
 //!   after their `ttlSecondsAfterFinished`;
 //! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
+//! - [`endpoint_slice`]: keeps each Service's EndpointSlices beside them;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
@@ -21,6 +22,7 @@
 
 pub mod controller_ref;
 pub mod deployment;
+pub mod endpoint_slice;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod informers;

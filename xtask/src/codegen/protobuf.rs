@@ -130,10 +130,22 @@ impl<'a> Table<'a> {
     }
 
     /// The Rust constant of a Go struct: `CEPH_FS_VOLUME_SOURCE` for
-    /// `io.k8s.api.core.v1.CephFSVolumeSource`. Two structs with one constant are an error.
+    /// `io.k8s.api.core.v1.CephFSVolumeSource`; a struct of another API group carries its
+    /// group and version (`DISCOVERY_V1_ENDPOINT_PORT`), as names repeat across groups. Two
+    /// structs with one constant are an error.
     fn constant(&self, name: &str) -> anyhow::Result<String> {
-        let short = name.rsplit_once('.').map_or(name, |(_, short)| short);
-        let constant = shouty_snake_case(short);
+        let (package, short) = name.rsplit_once('.').unwrap_or(("", name));
+        let constant = match package
+            .strip_prefix("io.k8s.api.")
+            .filter(|group| *group != "core.v1")
+        {
+            Some(group) => format!(
+                "{}_{}",
+                group.replace('.', "_").to_uppercase(),
+                shouty_snake_case(short)
+            ),
+            None => shouty_snake_case(short),
+        };
         if let Some(other) = self.messages.get(&constant)
             && other.name != name
         {

@@ -22,11 +22,12 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "ServiceAccount", &SERVICE_ACCOUNT),
     ("v1", "PodTemplate", &POD_TEMPLATE),
     ("v1", "ResourceQuota", &RESOURCE_QUOTA),
-    ("apps/v1", "Deployment", &DEPLOYMENT),
-    ("apps/v1", "ReplicaSet", &REPLICA_SET),
-    ("batch/v1", "Job", &JOB),
-    ("coordination.k8s.io/v1", "Lease", &LEASE),
-    ("autoscaling/v1", "Scale", &SCALE),
+    ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
+    ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
+    ("batch/v1", "Job", &BATCH_V1_JOB),
+    ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
+    ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
 ];
 
 static AFFINITY: Message = Message {
@@ -35,6 +36,113 @@ static AFFINITY: Message = Message {
         field(1, "nodeAffinity", Kind::Message(&NODE_AFFINITY)),
         field(2, "podAffinity", Kind::Message(&POD_AFFINITY)),
         field(3, "podAntiAffinity", Kind::Message(&POD_ANTI_AFFINITY)),
+    ],
+};
+
+static APPS_V1_DEPLOYMENT: Message = Message {
+    name: "io.k8s.api.apps.v1.Deployment",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&APPS_V1_DEPLOYMENT_SPEC)),
+        field(3, "status", Kind::Message(&APPS_V1_DEPLOYMENT_STATUS)),
+    ],
+};
+
+static APPS_V1_DEPLOYMENT_CONDITION: Message = Message {
+    name: "io.k8s.api.apps.v1.DeploymentCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(6, "lastUpdateTime", Kind::Time),
+        field(7, "lastTransitionTime", Kind::Time),
+        omitempty(4, "reason", Kind::String),
+        omitempty(5, "message", Kind::String),
+    ],
+};
+
+static APPS_V1_DEPLOYMENT_SPEC: Message = Message {
+    name: "io.k8s.api.apps.v1.DeploymentSpec",
+    fields: &[
+        field(1, "replicas", Kind::Int32),
+        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(3, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+        field(4, "strategy", Kind::Message(&APPS_V1_DEPLOYMENT_STRATEGY)),
+        omitempty(5, "minReadySeconds", Kind::Int32),
+        field(6, "revisionHistoryLimit", Kind::Int32),
+        omitempty(7, "paused", Kind::Bool),
+        field(9, "progressDeadlineSeconds", Kind::Int32),
+    ],
+};
+
+static APPS_V1_DEPLOYMENT_STATUS: Message = Message {
+    name: "io.k8s.api.apps.v1.DeploymentStatus",
+    fields: &[
+        omitempty(1, "observedGeneration", Kind::Int64),
+        omitempty(2, "replicas", Kind::Int32),
+        omitempty(3, "updatedReplicas", Kind::Int32),
+        omitempty(7, "readyReplicas", Kind::Int32),
+        omitempty(4, "availableReplicas", Kind::Int32),
+        omitempty(5, "unavailableReplicas", Kind::Int32),
+        repeated(6, "conditions", Kind::Message(&APPS_V1_DEPLOYMENT_CONDITION)),
+        field(8, "collisionCount", Kind::Int32),
+    ],
+};
+
+static APPS_V1_DEPLOYMENT_STRATEGY: Message = Message {
+    name: "io.k8s.api.apps.v1.DeploymentStrategy",
+    fields: &[
+        omitempty(1, "type", Kind::String),
+        field(2, "rollingUpdate", Kind::Message(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT)),
+    ],
+};
+
+static APPS_V1_REPLICA_SET: Message = Message {
+    name: "io.k8s.api.apps.v1.ReplicaSet",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&APPS_V1_REPLICA_SET_SPEC)),
+        field(3, "status", Kind::Message(&APPS_V1_REPLICA_SET_STATUS)),
+    ],
+};
+
+static APPS_V1_REPLICA_SET_CONDITION: Message = Message {
+    name: "io.k8s.api.apps.v1.ReplicaSetCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastTransitionTime", Kind::Time),
+        omitempty(4, "reason", Kind::String),
+        omitempty(5, "message", Kind::String),
+    ],
+};
+
+static APPS_V1_REPLICA_SET_SPEC: Message = Message {
+    name: "io.k8s.api.apps.v1.ReplicaSetSpec",
+    fields: &[
+        field(1, "replicas", Kind::Int32),
+        omitempty(4, "minReadySeconds", Kind::Int32),
+        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(3, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+    ],
+};
+
+static APPS_V1_REPLICA_SET_STATUS: Message = Message {
+    name: "io.k8s.api.apps.v1.ReplicaSetStatus",
+    fields: &[
+        field(1, "replicas", Kind::Int32),
+        omitempty(2, "fullyLabeledReplicas", Kind::Int32),
+        omitempty(4, "readyReplicas", Kind::Int32),
+        omitempty(5, "availableReplicas", Kind::Int32),
+        omitempty(3, "observedGeneration", Kind::Int64),
+        repeated(6, "conditions", Kind::Message(&APPS_V1_REPLICA_SET_CONDITION)),
+    ],
+};
+
+static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
+    name: "io.k8s.api.apps.v1.RollingUpdateDeployment",
+    fields: &[
+        field(1, "maxUnavailable", Kind::IntOrString),
+        field(2, "maxSurge", Kind::IntOrString),
     ],
 };
 
@@ -51,6 +159,30 @@ static ATTACHED_VOLUME: Message = Message {
     fields: &[
         field(1, "name", Kind::String),
         field(2, "devicePath", Kind::String),
+    ],
+};
+
+static AUTOSCALING_V1_SCALE: Message = Message {
+    name: "io.k8s.api.autoscaling.v1.Scale",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTOSCALING_V1_SCALE_SPEC)),
+        field(3, "status", Kind::Message(&AUTOSCALING_V1_SCALE_STATUS)),
+    ],
+};
+
+static AUTOSCALING_V1_SCALE_SPEC: Message = Message {
+    name: "io.k8s.api.autoscaling.v1.ScaleSpec",
+    fields: &[
+        omitempty(1, "replicas", Kind::Int32),
+    ],
+};
+
+static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
+    name: "io.k8s.api.autoscaling.v1.ScaleStatus",
+    fields: &[
+        field(1, "replicas", Kind::Int32),
+        omitempty(2, "selector", Kind::String),
     ],
 };
 
@@ -82,6 +214,122 @@ static AZURE_FILE_VOLUME_SOURCE: Message = Message {
         field(1, "secretName", Kind::String),
         field(2, "shareName", Kind::String),
         omitempty(3, "readOnly", Kind::Bool),
+    ],
+};
+
+static BATCH_V1_JOB: Message = Message {
+    name: "io.k8s.api.batch.v1.Job",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&BATCH_V1_JOB_SPEC)),
+        field(3, "status", Kind::Message(&BATCH_V1_JOB_STATUS)),
+    ],
+};
+
+static BATCH_V1_JOB_CONDITION: Message = Message {
+    name: "io.k8s.api.batch.v1.JobCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastProbeTime", Kind::Time),
+        field(4, "lastTransitionTime", Kind::Time),
+        omitempty(5, "reason", Kind::String),
+        omitempty(6, "message", Kind::String),
+    ],
+};
+
+static BATCH_V1_JOB_SPEC: Message = Message {
+    name: "io.k8s.api.batch.v1.JobSpec",
+    fields: &[
+        field(1, "parallelism", Kind::Int32),
+        field(2, "completions", Kind::Int32),
+        field(3, "activeDeadlineSeconds", Kind::Int64),
+        field(11, "podFailurePolicy", Kind::Message(&BATCH_V1_POD_FAILURE_POLICY)),
+        field(16, "successPolicy", Kind::Message(&BATCH_V1_SUCCESS_POLICY)),
+        field(7, "backoffLimit", Kind::Int32),
+        field(12, "backoffLimitPerIndex", Kind::Int32),
+        field(13, "maxFailedIndexes", Kind::Int32),
+        field(4, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(5, "manualSelector", Kind::Bool),
+        field(6, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+        field(8, "ttlSecondsAfterFinished", Kind::Int32),
+        field(9, "completionMode", Kind::String),
+        field(10, "suspend", Kind::Bool),
+        field(14, "podReplacementPolicy", Kind::String),
+        field(15, "managedBy", Kind::String),
+    ],
+};
+
+static BATCH_V1_JOB_STATUS: Message = Message {
+    name: "io.k8s.api.batch.v1.JobStatus",
+    fields: &[
+        repeated(1, "conditions", Kind::Message(&BATCH_V1_JOB_CONDITION)),
+        field(2, "startTime", Kind::Time),
+        field(3, "completionTime", Kind::Time),
+        omitempty(4, "active", Kind::Int32),
+        omitempty(5, "succeeded", Kind::Int32),
+        omitempty(6, "failed", Kind::Int32),
+        field(11, "terminating", Kind::Int32),
+        omitempty(7, "completedIndexes", Kind::String),
+        field(10, "failedIndexes", Kind::String),
+        field(8, "uncountedTerminatedPods", Kind::Message(&BATCH_V1_UNCOUNTED_TERMINATED_PODS)),
+        field(9, "ready", Kind::Int32),
+    ],
+};
+
+static BATCH_V1_POD_FAILURE_POLICY: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicy",
+    fields: &[
+        repeated(1, "rules", Kind::Message(&BATCH_V1_POD_FAILURE_POLICY_RULE)),
+    ],
+};
+
+static BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+    fields: &[
+        field(1, "containerName", Kind::String),
+        field(2, "operator", Kind::String),
+        repeated(3, "values", Kind::Int32),
+    ],
+};
+
+static BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+    ],
+};
+
+static BATCH_V1_POD_FAILURE_POLICY_RULE: Message = Message {
+    name: "io.k8s.api.batch.v1.PodFailurePolicyRule",
+    fields: &[
+        field(1, "action", Kind::String),
+        field(2, "onExitCodes", Kind::Message(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT)),
+        repeated(3, "onPodConditions", Kind::Message(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN)),
+    ],
+};
+
+static BATCH_V1_SUCCESS_POLICY: Message = Message {
+    name: "io.k8s.api.batch.v1.SuccessPolicy",
+    fields: &[
+        repeated(1, "rules", Kind::Message(&BATCH_V1_SUCCESS_POLICY_RULE)),
+    ],
+};
+
+static BATCH_V1_SUCCESS_POLICY_RULE: Message = Message {
+    name: "io.k8s.api.batch.v1.SuccessPolicyRule",
+    fields: &[
+        field(1, "succeededIndexes", Kind::String),
+        field(2, "succeededCount", Kind::Int32),
+    ],
+};
+
+static BATCH_V1_UNCOUNTED_TERMINATED_PODS: Message = Message {
+    name: "io.k8s.api.batch.v1.UncountedTerminatedPods",
+    fields: &[
+        repeated(1, "succeeded", Kind::String),
+        repeated(2, "failed", Kind::String),
     ],
 };
 
@@ -331,6 +579,27 @@ static CONTAINER_USER: Message = Message {
     ],
 };
 
+static COORDINATION_V1_LEASE: Message = Message {
+    name: "io.k8s.api.coordination.v1.Lease",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&COORDINATION_V1_LEASE_SPEC)),
+    ],
+};
+
+static COORDINATION_V1_LEASE_SPEC: Message = Message {
+    name: "io.k8s.api.coordination.v1.LeaseSpec",
+    fields: &[
+        field(1, "holderIdentity", Kind::String),
+        field(2, "leaseDurationSeconds", Kind::Int32),
+        field(3, "acquireTime", Kind::MicroTime),
+        field(4, "renewTime", Kind::MicroTime),
+        field(5, "leaseTransitions", Kind::Int32),
+        field(6, "strategy", Kind::String),
+        field(7, "preferredHolder", Kind::String),
+    ],
+};
+
 static CSI_VOLUME_SOURCE: Message = Message {
     name: "io.k8s.api.core.v1.CSIVolumeSource",
     fields: &[
@@ -361,60 +630,60 @@ pub(super) static DELETE_OPTIONS: Message = Message {
     ],
 };
 
-static DEPLOYMENT: Message = Message {
-    name: "io.k8s.api.apps.v1.Deployment",
+static DISCOVERY_V1_ENDPOINT: Message = Message {
+    name: "io.k8s.api.discovery.v1.Endpoint",
+    fields: &[
+        repeated(1, "addresses", Kind::String),
+        field(2, "conditions", Kind::Message(&DISCOVERY_V1_ENDPOINT_CONDITIONS)),
+        field(3, "hostname", Kind::String),
+        field(4, "targetRef", Kind::Message(&OBJECT_REFERENCE)),
+        field(5, "deprecatedTopology", Kind::Map(&Kind::String)),
+        field(6, "nodeName", Kind::String),
+        field(7, "zone", Kind::String),
+        field(8, "hints", Kind::Message(&DISCOVERY_V1_ENDPOINT_HINTS)),
+    ],
+};
+
+static DISCOVERY_V1_ENDPOINT_CONDITIONS: Message = Message {
+    name: "io.k8s.api.discovery.v1.EndpointConditions",
+    fields: &[
+        field(1, "ready", Kind::Bool),
+        field(2, "serving", Kind::Bool),
+        field(3, "terminating", Kind::Bool),
+    ],
+};
+
+static DISCOVERY_V1_ENDPOINT_HINTS: Message = Message {
+    name: "io.k8s.api.discovery.v1.EndpointHints",
+    fields: &[
+        repeated(1, "forZones", Kind::Message(&DISCOVERY_V1_FOR_ZONE)),
+    ],
+};
+
+static DISCOVERY_V1_ENDPOINT_PORT: Message = Message {
+    name: "io.k8s.api.discovery.v1.EndpointPort",
+    fields: &[
+        field(1, "name", Kind::String),
+        field(2, "protocol", Kind::String),
+        field(3, "port", Kind::Int32),
+        field(4, "appProtocol", Kind::String),
+    ],
+};
+
+static DISCOVERY_V1_ENDPOINT_SLICE: Message = Message {
+    name: "io.k8s.api.discovery.v1.EndpointSlice",
     fields: &[
         field(1, "metadata", Kind::Message(&OBJECT_META)),
-        field(2, "spec", Kind::Message(&DEPLOYMENT_SPEC)),
-        field(3, "status", Kind::Message(&DEPLOYMENT_STATUS)),
+        field(4, "addressType", Kind::String),
+        repeated(2, "endpoints", Kind::Message(&DISCOVERY_V1_ENDPOINT)),
+        repeated(3, "ports", Kind::Message(&DISCOVERY_V1_ENDPOINT_PORT)),
     ],
 };
 
-static DEPLOYMENT_CONDITION: Message = Message {
-    name: "io.k8s.api.apps.v1.DeploymentCondition",
+static DISCOVERY_V1_FOR_ZONE: Message = Message {
+    name: "io.k8s.api.discovery.v1.ForZone",
     fields: &[
-        field(1, "type", Kind::String),
-        field(2, "status", Kind::String),
-        field(6, "lastUpdateTime", Kind::Time),
-        field(7, "lastTransitionTime", Kind::Time),
-        omitempty(4, "reason", Kind::String),
-        omitempty(5, "message", Kind::String),
-    ],
-};
-
-static DEPLOYMENT_SPEC: Message = Message {
-    name: "io.k8s.api.apps.v1.DeploymentSpec",
-    fields: &[
-        field(1, "replicas", Kind::Int32),
-        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
-        field(3, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
-        field(4, "strategy", Kind::Message(&DEPLOYMENT_STRATEGY)),
-        omitempty(5, "minReadySeconds", Kind::Int32),
-        field(6, "revisionHistoryLimit", Kind::Int32),
-        omitempty(7, "paused", Kind::Bool),
-        field(9, "progressDeadlineSeconds", Kind::Int32),
-    ],
-};
-
-static DEPLOYMENT_STATUS: Message = Message {
-    name: "io.k8s.api.apps.v1.DeploymentStatus",
-    fields: &[
-        omitempty(1, "observedGeneration", Kind::Int64),
-        omitempty(2, "replicas", Kind::Int32),
-        omitempty(3, "updatedReplicas", Kind::Int32),
-        omitempty(7, "readyReplicas", Kind::Int32),
-        omitempty(4, "availableReplicas", Kind::Int32),
-        omitempty(5, "unavailableReplicas", Kind::Int32),
-        repeated(6, "conditions", Kind::Message(&DEPLOYMENT_CONDITION)),
-        field(8, "collisionCount", Kind::Int32),
-    ],
-};
-
-static DEPLOYMENT_STRATEGY: Message = Message {
-    name: "io.k8s.api.apps.v1.DeploymentStrategy",
-    fields: &[
-        omitempty(1, "type", Kind::String),
-        field(2, "rollingUpdate", Kind::Message(&ROLLING_UPDATE_DEPLOYMENT)),
+        field(1, "name", Kind::String),
     ],
 };
 
@@ -738,66 +1007,6 @@ static ISCSI_VOLUME_SOURCE: Message = Message {
     ],
 };
 
-static JOB: Message = Message {
-    name: "io.k8s.api.batch.v1.Job",
-    fields: &[
-        field(1, "metadata", Kind::Message(&OBJECT_META)),
-        field(2, "spec", Kind::Message(&JOB_SPEC)),
-        field(3, "status", Kind::Message(&JOB_STATUS)),
-    ],
-};
-
-static JOB_CONDITION: Message = Message {
-    name: "io.k8s.api.batch.v1.JobCondition",
-    fields: &[
-        field(1, "type", Kind::String),
-        field(2, "status", Kind::String),
-        field(3, "lastProbeTime", Kind::Time),
-        field(4, "lastTransitionTime", Kind::Time),
-        omitempty(5, "reason", Kind::String),
-        omitempty(6, "message", Kind::String),
-    ],
-};
-
-static JOB_SPEC: Message = Message {
-    name: "io.k8s.api.batch.v1.JobSpec",
-    fields: &[
-        field(1, "parallelism", Kind::Int32),
-        field(2, "completions", Kind::Int32),
-        field(3, "activeDeadlineSeconds", Kind::Int64),
-        field(11, "podFailurePolicy", Kind::Message(&POD_FAILURE_POLICY)),
-        field(16, "successPolicy", Kind::Message(&SUCCESS_POLICY)),
-        field(7, "backoffLimit", Kind::Int32),
-        field(12, "backoffLimitPerIndex", Kind::Int32),
-        field(13, "maxFailedIndexes", Kind::Int32),
-        field(4, "selector", Kind::Message(&LABEL_SELECTOR)),
-        field(5, "manualSelector", Kind::Bool),
-        field(6, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
-        field(8, "ttlSecondsAfterFinished", Kind::Int32),
-        field(9, "completionMode", Kind::String),
-        field(10, "suspend", Kind::Bool),
-        field(14, "podReplacementPolicy", Kind::String),
-        field(15, "managedBy", Kind::String),
-    ],
-};
-
-static JOB_STATUS: Message = Message {
-    name: "io.k8s.api.batch.v1.JobStatus",
-    fields: &[
-        repeated(1, "conditions", Kind::Message(&JOB_CONDITION)),
-        field(2, "startTime", Kind::Time),
-        field(3, "completionTime", Kind::Time),
-        omitempty(4, "active", Kind::Int32),
-        omitempty(5, "succeeded", Kind::Int32),
-        omitempty(6, "failed", Kind::Int32),
-        field(11, "terminating", Kind::Int32),
-        omitempty(7, "completedIndexes", Kind::String),
-        field(10, "failedIndexes", Kind::String),
-        field(8, "uncountedTerminatedPods", Kind::Message(&UNCOUNTED_TERMINATED_PODS)),
-        field(9, "ready", Kind::Int32),
-    ],
-};
-
 static KEY_TO_PATH: Message = Message {
     name: "io.k8s.api.core.v1.KeyToPath",
     fields: &[
@@ -821,27 +1030,6 @@ static LABEL_SELECTOR_REQUIREMENT: Message = Message {
         field(1, "key", Kind::String),
         field(2, "operator", Kind::String),
         repeated(3, "values", Kind::String),
-    ],
-};
-
-static LEASE: Message = Message {
-    name: "io.k8s.api.coordination.v1.Lease",
-    fields: &[
-        field(1, "metadata", Kind::Message(&OBJECT_META)),
-        field(2, "spec", Kind::Message(&LEASE_SPEC)),
-    ],
-};
-
-static LEASE_SPEC: Message = Message {
-    name: "io.k8s.api.coordination.v1.LeaseSpec",
-    fields: &[
-        field(1, "holderIdentity", Kind::String),
-        field(2, "leaseDurationSeconds", Kind::Int32),
-        field(3, "acquireTime", Kind::MicroTime),
-        field(4, "renewTime", Kind::MicroTime),
-        field(5, "leaseTransitions", Kind::Int32),
-        field(6, "strategy", Kind::String),
-        field(7, "preferredHolder", Kind::String),
     ],
 };
 
@@ -1278,39 +1466,6 @@ static POD_DNS_CONFIG_OPTION: Message = Message {
     ],
 };
 
-static POD_FAILURE_POLICY: Message = Message {
-    name: "io.k8s.api.batch.v1.PodFailurePolicy",
-    fields: &[
-        repeated(1, "rules", Kind::Message(&POD_FAILURE_POLICY_RULE)),
-    ],
-};
-
-static POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Message = Message {
-    name: "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
-    fields: &[
-        field(1, "containerName", Kind::String),
-        field(2, "operator", Kind::String),
-        repeated(3, "values", Kind::Int32),
-    ],
-};
-
-static POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Message {
-    name: "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
-    fields: &[
-        field(1, "type", Kind::String),
-        field(2, "status", Kind::String),
-    ],
-};
-
-static POD_FAILURE_POLICY_RULE: Message = Message {
-    name: "io.k8s.api.batch.v1.PodFailurePolicyRule",
-    fields: &[
-        field(1, "action", Kind::String),
-        field(2, "onExitCodes", Kind::Message(&POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT)),
-        repeated(3, "onPodConditions", Kind::Message(&POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN)),
-    ],
-};
-
 static POD_IP: Message = Message {
     name: "io.k8s.api.core.v1.PodIP",
     fields: &[
@@ -1592,48 +1747,6 @@ static REPLICATION_CONTROLLER_STATUS: Message = Message {
     ],
 };
 
-static REPLICA_SET: Message = Message {
-    name: "io.k8s.api.apps.v1.ReplicaSet",
-    fields: &[
-        field(1, "metadata", Kind::Message(&OBJECT_META)),
-        field(2, "spec", Kind::Message(&REPLICA_SET_SPEC)),
-        field(3, "status", Kind::Message(&REPLICA_SET_STATUS)),
-    ],
-};
-
-static REPLICA_SET_CONDITION: Message = Message {
-    name: "io.k8s.api.apps.v1.ReplicaSetCondition",
-    fields: &[
-        field(1, "type", Kind::String),
-        field(2, "status", Kind::String),
-        field(3, "lastTransitionTime", Kind::Time),
-        omitempty(4, "reason", Kind::String),
-        omitempty(5, "message", Kind::String),
-    ],
-};
-
-static REPLICA_SET_SPEC: Message = Message {
-    name: "io.k8s.api.apps.v1.ReplicaSetSpec",
-    fields: &[
-        field(1, "replicas", Kind::Int32),
-        omitempty(4, "minReadySeconds", Kind::Int32),
-        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
-        field(3, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
-    ],
-};
-
-static REPLICA_SET_STATUS: Message = Message {
-    name: "io.k8s.api.apps.v1.ReplicaSetStatus",
-    fields: &[
-        field(1, "replicas", Kind::Int32),
-        omitempty(2, "fullyLabeledReplicas", Kind::Int32),
-        omitempty(4, "readyReplicas", Kind::Int32),
-        omitempty(5, "availableReplicas", Kind::Int32),
-        omitempty(3, "observedGeneration", Kind::Int64),
-        repeated(6, "conditions", Kind::Message(&REPLICA_SET_CONDITION)),
-    ],
-};
-
 static RESOURCE_CLAIM: Message = Message {
     name: "io.k8s.api.core.v1.ResourceClaim",
     fields: &[
@@ -1702,23 +1815,6 @@ static RESOURCE_STATUS: Message = Message {
     ],
 };
 
-static ROLLING_UPDATE_DEPLOYMENT: Message = Message {
-    name: "io.k8s.api.apps.v1.RollingUpdateDeployment",
-    fields: &[
-        field(1, "maxUnavailable", Kind::IntOrString),
-        field(2, "maxSurge", Kind::IntOrString),
-    ],
-};
-
-static SCALE: Message = Message {
-    name: "io.k8s.api.autoscaling.v1.Scale",
-    fields: &[
-        field(1, "metadata", Kind::Message(&OBJECT_META)),
-        field(2, "spec", Kind::Message(&SCALE_SPEC)),
-        field(3, "status", Kind::Message(&SCALE_STATUS)),
-    ],
-};
-
 static SCALE_IO_VOLUME_SOURCE: Message = Message {
     name: "io.k8s.api.core.v1.ScaleIOVolumeSource",
     fields: &[
@@ -1732,21 +1828,6 @@ static SCALE_IO_VOLUME_SOURCE: Message = Message {
         omitempty(8, "volumeName", Kind::String),
         omitempty(9, "fsType", Kind::String),
         omitempty(10, "readOnly", Kind::Bool),
-    ],
-};
-
-static SCALE_SPEC: Message = Message {
-    name: "io.k8s.api.autoscaling.v1.ScaleSpec",
-    fields: &[
-        omitempty(1, "replicas", Kind::Int32),
-    ],
-};
-
-static SCALE_STATUS: Message = Message {
-    name: "io.k8s.api.autoscaling.v1.ScaleStatus",
-    fields: &[
-        field(1, "replicas", Kind::Int32),
-        omitempty(2, "selector", Kind::String),
     ],
 };
 
@@ -1981,21 +2062,6 @@ static STORAGE_OS_VOLUME_SOURCE: Message = Message {
     ],
 };
 
-static SUCCESS_POLICY: Message = Message {
-    name: "io.k8s.api.batch.v1.SuccessPolicy",
-    fields: &[
-        repeated(1, "rules", Kind::Message(&SUCCESS_POLICY_RULE)),
-    ],
-};
-
-static SUCCESS_POLICY_RULE: Message = Message {
-    name: "io.k8s.api.batch.v1.SuccessPolicyRule",
-    fields: &[
-        field(1, "succeededIndexes", Kind::String),
-        field(2, "succeededCount", Kind::Int32),
-    ],
-};
-
 static SYSCTL: Message = Message {
     name: "io.k8s.api.core.v1.Sysctl",
     fields: &[
@@ -2063,14 +2129,6 @@ static TYPED_OBJECT_REFERENCE: Message = Message {
         field(2, "kind", Kind::String),
         field(3, "name", Kind::String),
         field(4, "namespace", Kind::String),
-    ],
-};
-
-static UNCOUNTED_TERMINATED_PODS: Message = Message {
-    name: "io.k8s.api.batch.v1.UncountedTerminatedPods",
-    fields: &[
-        repeated(1, "succeeded", Kind::String),
-        repeated(2, "failed", Kind::String),
     ],
 };
 

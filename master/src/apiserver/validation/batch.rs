@@ -59,12 +59,18 @@ pub fn job(job: &Job) -> Vec<FieldError> {
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or_default();
-    if restart != "OnFailure" && restart != "Never" {
-        errs.push(FieldError::not_supported(
+    // Pod defaults make an unset policy Always; Kubernetes says "required" for both.
+    match restart {
+        "OnFailure" | "Never" => {}
+        "Always" | "" => errs.push(FieldError::required(
             "spec.template.spec.restartPolicy",
-            restart,
+            r#"valid values: "OnFailure", "Never""#,
+        )),
+        other => errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            other,
             &["OnFailure", "Never"],
-        ));
+        )),
     }
     match spec.completion_mode.as_deref() {
         None | Some("NonIndexed") => {}
@@ -144,14 +150,23 @@ pub fn job_update(old: &Job, new: &Job) -> Vec<FieldError> {
             IMMUTABLE_MSG,
         ));
     }
-    let scales = n.completion_mode.as_deref() == Some("Indexed") && n.completions == n.parallelism;
-    if o.completions != n.completions && !scales {
-        errs.push(FieldError::invalid(
-            "spec.completions",
-            n.completions
-                .map_or_else(|| "null".to_owned(), |c| c.to_string()),
-            IMMUTABLE_MSG,
-        ));
+    if o.completions != n.completions {
+        let shown = n
+            .completions
+            .map_or_else(|| "null".to_owned(), |c| c.to_string());
+        if n.completion_mode.as_deref() != Some("Indexed") {
+            errs.push(FieldError::invalid(
+                "spec.completions",
+                shown,
+                IMMUTABLE_MSG,
+            ));
+        } else if n.completions != n.parallelism {
+            errs.push(FieldError::invalid(
+                "spec.completions",
+                shown,
+                "can only be modified in tandem with spec.parallelism",
+            ));
+        }
     }
     errs
 }
@@ -205,7 +220,7 @@ mod tests {
             ),
             (
                 json!({"template": {"spec": {"containers": container}}}),
-                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+                "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
             ),
             (
                 json!({"completionMode": "Indexed", "parallelism": 2, "template": {"spec": {"restartPolicy": "Never", "containers": container}}}),

@@ -12,6 +12,7 @@
 mod apps;
 mod batch;
 mod config;
+mod discovery;
 mod event;
 mod lease;
 mod metadata;
@@ -27,6 +28,7 @@ pub use apps::{
 };
 pub use batch::{job, job_update};
 pub use config::{config_map, secret, service_account};
+pub use discovery::{endpoint_slice, endpoint_slice_update};
 pub use event::event;
 pub use lease::lease;
 pub use metadata::{annotations, labels, object_meta, object_meta_update};

@@ -47,6 +47,9 @@ pub(super) fn monitors(informers: &mut Informers) -> (Vec<Kind>, BoxStream<'stat
     monitors.add(&mut informers.deployments, true);
     monitors.add(&mut informers.replication_controllers, true);
     monitors.add(&mut informers.jobs, true);
+    // Services own their EndpointSlices.
+    monitors.add(&mut informers.services, true);
+    monitors.add(&mut informers.endpoint_slices, true);
     monitors.add(&mut informers.config_maps, true);
     monitors.add(&mut informers.secrets, true);
     // Node agents make their Node the owner of their Lease and of their mirror pods.
