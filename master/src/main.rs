@@ -14,8 +14,8 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    deployment, endpoint_slice, endpoints, garbage_collector, job, replica_set, resource_quota,
-    root_ca_cert_publisher, service_account,
+    cron_job, deployment, endpoint_slice, endpoints, garbage_collector, job, replica_set,
+    resource_quota, root_ca_cert_publisher, service_account,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -91,7 +91,7 @@ struct Args {
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
-    /// root-ca-cert-publisher, resourcequota, job, endpointslice).
+    /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -108,6 +108,7 @@ const CONTROLLERS: &[&str] = &[
     "root-ca-cert-publisher",
     "resourcequota",
     "job",
+    "cronjob",
     "endpointslice",
 ];
 
@@ -177,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         resource_quota: controller_enabled(&args.controllers, "resourcequota"),
         deployment: controller_enabled(&args.controllers, "deployment"),
         job: controller_enabled(&args.controllers, "job"),
+        cron_job: controller_enabled(&args.controllers, "cronjob"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
         endpoint_slice: controller_enabled(&args.controllers, "endpointslice"),
@@ -225,6 +227,7 @@ struct Clients {
     resource_quota: bool,
     deployment: bool,
     job: bool,
+    cron_job: bool,
     garbage_collector: bool,
     endpoints: bool,
     endpoint_slice: bool,
@@ -294,6 +297,13 @@ async fn run_clients(
     }
     if clients.resource_quota {
         tasks.push(tokio::spawn(resource_quota::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.cron_job {
+        tasks.push(tokio::spawn(cron_job::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

@@ -278,3 +278,108 @@ spec:
     let none = cluster.master.kubectl(&["get", "job", "bad"]);
     assert!(!none.success(), "a refused Job was stored: {none}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_makes_its_jobs_on_schedule_and_kubectl_makes_one_from_it() {
+    build_busybox_image().await;
+    let cluster = Cluster::start("node-cronjobs", "10.244.245.0/24").await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: every}}
+spec:
+  schedule: "* * * * *"
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    metadata: {{labels: {{from: every}}}}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{{name: work, image: {BUSYBOX_IMAGE}, command: [sh, -c, "echo tick"]}}]
+"#
+    ));
+    // kubectl's own Job from the CronJob's template, at once.
+    let manual = cluster
+        .master
+        .kubectl(&["create", "job", "by-hand", "--from=cronjob/every"]);
+    assert!(manual.success(), "{manual}");
+    wait(&cluster, "condition=Complete", "job/by-hand", 60);
+
+    // The scheduled one, within the minute (and a few seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let scheduled = loop {
+        let names = jsonpath(
+            &cluster,
+            "jobs",
+            "{range .items[?(@.metadata.ownerReferences[0].kind==\"CronJob\")]}{.metadata.name}{\"\\n\"}{end}",
+        );
+        if let Some(name) = names.lines().next().filter(|n| n.starts_with("every-")) {
+            break name.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled Job:\n{names}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    wait(
+        &cluster,
+        "condition=Complete",
+        &format!("job/{scheduled}"),
+        60,
+    );
+    let minutes: i64 = scheduled
+        .trim_start_matches("every-")
+        .parse()
+        .expect("named by its minute");
+    let at = jsonpath(
+        &cluster,
+        &format!("job/{scheduled}"),
+        "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    );
+    let at = k8s_openapi::chrono::DateTime::parse_from_rfc3339(&at).expect("a scheduled time");
+    assert_eq!(at.timestamp(), minutes * 60);
+    let table = cluster
+        .master
+        .kubectl(&["get", "cronjob", "every", "--no-headers"]);
+    assert!(table.success(), "{table}");
+    let cells: Vec<&str> = table.stdout.split_whitespace().collect();
+    assert_eq!(
+        cells[..8],
+        ["every", "*", "*", "*", "*", "*", "<none>", "False"],
+        "{table}"
+    );
+    let last = jsonpath(&cluster, "cronjob/every", "{.status.lastScheduleTime}");
+    assert_eq!(
+        k8s_openapi::chrono::DateTime::parse_from_rfc3339(&last).map(|t| t.timestamp()),
+        Ok(minutes * 60)
+    );
+
+    // What the API server refuses, as Kubernetes words it.
+    for (spec, wanted) in [
+        (
+            "schedule: bad",
+            "spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]",
+        ),
+        (
+            "schedule: '* * * * *'\n  timeZone: Mars/Olympus",
+            "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus",
+        ),
+    ] {
+        let out = cluster.master.kubectl_with_stdin(
+            &["create", "-f", "-"],
+            &format!(
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: bad}}\nspec:\n  {spec}\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: i}}]\n"
+            ),
+        );
+        assert!(!out.success(), "{spec}: {out}");
+        assert!(out.stderr.contains(wanted), "{spec}: {out}");
+    }
+
+    // The CronJob's deletion takes its Jobs with it.
+    let deleted = cluster.master.kubectl(&["delete", "cronjob", "every"]);
+    assert!(deleted.success(), "{deleted}");
+    wait(&cluster, "delete", &format!("job/{scheduled}"), 60);
+}

@@ -32,6 +32,7 @@ fn resets_status_on_create(r: &Resource) -> bool {
             | "ReplicaSet"
             | "ReplicationController"
             | "Job"
+            | "CronJob"
             | "Service"
             | "Namespace"
             | "ResourceQuota"

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, RollingUpdateDeployment};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, Endpoints, EnvVar, Event, HTTPGetAction,
@@ -511,6 +511,19 @@ pub fn job(job: &mut Job) {
         set_str(&mut spec.pod_replacement_policy, "TerminatingOrFailed");
     }
     pod_template_spec(&mut spec.template);
+}
+
+/// CronJob defaults (`SetDefaults_CronJob`): `concurrencyPolicy: Allow`, `suspend: false`,
+/// 3 successful and 1 failed Job kept, and the pod spec defaults in the job template.
+pub fn cron_job(cron_job: &mut CronJob) {
+    let spec = cron_job.spec.get_or_insert_with(Default::default);
+    set_str(&mut spec.concurrency_policy, "Allow");
+    set(&mut spec.suspend, || false);
+    set(&mut spec.successful_jobs_history_limit, || 3);
+    set(&mut spec.failed_jobs_history_limit, || 1);
+    if let Some(job_spec) = spec.job_template.spec.as_mut() {
+        pod_template_spec(&mut job_spec.template);
+    }
 }
 
 /// EndpointSlice defaults (`SetDefaults_EndpointPort`): each port's name `""` and protocol

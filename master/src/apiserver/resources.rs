@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController,
@@ -473,6 +473,24 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &["status"],
         field_selectors: &["status.successful"],
         schema: typed!(Job, defaults::job, validation::job, validation::job_update),
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: &["all"],
+        subresources: &["status"],
+        field_selectors: &[],
+        schema: typed!(
+            CronJob,
+            defaults::cron_job,
+            validation::cron_job,
+            validation::cron_job_update
+        ),
     },
     Resource {
         group: "discovery.k8s.io",

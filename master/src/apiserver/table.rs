@@ -286,6 +286,7 @@ fn printer(kind: &str) -> Printer {
         "ReplicaSet" => (REPLICA_SET_COLUMNS, replica_set_row),
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
         "Job" => (JOB_COLUMNS, job_row),
+        "CronJob" => (CRON_JOB_COLUMNS, cron_job_row),
         "Event" => (EVENT_COLUMNS, event_row),
         "Lease" => (LEASE_COLUMNS, lease_row),
         "ConfigMap" => (CONFIG_MAP_COLUMNS, config_map_row),
@@ -974,6 +975,88 @@ fn job_row(job: &Value, now: DateTime<Utc>) -> Row {
         json!(age(job, now)),
         json!(names),
         json!(images),
+        json!(selector),
+    ])
+}
+
+// --- CronJob ---------------------------------------------------------------------------
+
+const CRON_JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Schedule",
+        "string",
+        "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+    ),
+    col(
+        "Timezone",
+        "string",
+        "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones",
+    ),
+    col(
+        "Suspend",
+        "boolean",
+        "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.",
+    ),
+    col(
+        "Active",
+        "integer",
+        "A list of pointers to currently running jobs.",
+    ),
+    col(
+        "Last Schedule",
+        "string",
+        "Information when was the last time the job was successfully scheduled.",
+    ),
+    AGE,
+    wide(
+        "Containers",
+        "string",
+        "Names of each container in the template.",
+    ),
+    wide(
+        "Images",
+        "string",
+        "Images referenced by each container in the template.",
+    ),
+    wide(
+        "Selector",
+        "string",
+        "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+    ),
+];
+
+/// kubectl's cronjob row (the template's containers under `spec.jobTemplate.spec`).
+fn cron_job_row(cron_job: &Value, now: DateTime<Utc>) -> Row {
+    let containers = arr(cron_job, "/spec/jobTemplate/spec/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
+    let selector = match label_selector(cron_job.pointer("/spec/jobTemplate/spec/selector")) {
+        Ok(selector) if selector.is_empty() => "<none>".to_string(),
+        Ok(selector) => selector,
+        Err(()) => "<error>".to_string(),
+    };
+    let last = match time_at(cron_job, "/status/lastScheduleTime") {
+        Some(at) => human_duration(now - at),
+        None => "<none>".to_string(),
+    };
+    Row::from(vec![
+        json!(name(cron_job)),
+        json!(str_at(cron_job, "/spec/schedule")),
+        json!(or_none(str_at(cron_job, "/spec/timeZone"))),
+        // kubectl's printBoolPtr.
+        json!(
+            match cron_job.pointer("/spec/suspend").and_then(Value::as_bool) {
+                Some(true) => "True",
+                Some(false) => "False",
+                None => "<unset>",
+            }
+        ),
+        json!(arr(cron_job, "/status/active").len()),
+        json!(last),
+        json!(age(cron_job, now)),
+        json!(names.join(",")),
+        json!(images.join(",")),
         json!(selector),
     ])
 }

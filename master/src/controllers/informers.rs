@@ -35,7 +35,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
@@ -322,6 +322,8 @@ pub struct Informers {
     pub resource_quotas: Informer<ResourceQuota>,
     /// Every Job.
     pub jobs: Informer<Job>,
+    /// Every CronJob.
+    pub cron_jobs: Informer<CronJob>,
     /// Every EndpointSlice.
     pub endpoint_slices: Informer<EndpointSlice>,
     /// The metadata of every Secret.
@@ -345,6 +347,7 @@ impl Informers {
             replication_controllers: Informer::new(Api::all(client.clone())),
             resource_quotas: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
+            cron_jobs: Informer::new(Api::all(client.clone())),
             endpoint_slices: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
@@ -366,6 +369,7 @@ impl Informers {
             self.replication_controllers.into_task(),
             self.resource_quotas.into_task(),
             self.jobs.into_task(),
+            self.cron_jobs.into_task(),
             self.endpoint_slices.into_task(),
             self.secrets.into_task(),
         ]

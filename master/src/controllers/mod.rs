@@ -8,6 +8,7 @@
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
 //! - [`job`]: runs each Job's pods to completion (or failure), and deletes finished Jobs
 //!   after their `ttlSecondsAfterFinished`;
+//! - [`cron_job`]: makes each CronJob's Jobs on its schedule;
 //! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
 //! - [`endpoint_slice`]: keeps each Service's EndpointSlices beside them;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
@@ -21,6 +22,7 @@
 //! them and the scheduler), [`controller_ref`] (adoption and release) and [`recorder`].
 
 pub mod controller_ref;
+pub mod cron_job;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;

@@ -77,6 +77,7 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("coordination.k8s.io/v1", "Lease"),
     ("autoscaling/v1", "Scale"),

@@ -25,6 +25,7 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("batch/v1", "Job", &BATCH_V1_JOB),
+    ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
@@ -217,6 +218,38 @@ static AZURE_FILE_VOLUME_SOURCE: Message = Message {
     ],
 };
 
+static BATCH_V1_CRON_JOB: Message = Message {
+    name: "io.k8s.api.batch.v1.CronJob",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&BATCH_V1_CRON_JOB_SPEC)),
+        field(3, "status", Kind::Message(&BATCH_V1_CRON_JOB_STATUS)),
+    ],
+};
+
+static BATCH_V1_CRON_JOB_SPEC: Message = Message {
+    name: "io.k8s.api.batch.v1.CronJobSpec",
+    fields: &[
+        field(1, "schedule", Kind::String),
+        field(8, "timeZone", Kind::String),
+        field(2, "startingDeadlineSeconds", Kind::Int64),
+        omitempty(3, "concurrencyPolicy", Kind::String),
+        field(4, "suspend", Kind::Bool),
+        field(5, "jobTemplate", Kind::Message(&BATCH_V1_JOB_TEMPLATE_SPEC)),
+        field(6, "successfulJobsHistoryLimit", Kind::Int32),
+        field(7, "failedJobsHistoryLimit", Kind::Int32),
+    ],
+};
+
+static BATCH_V1_CRON_JOB_STATUS: Message = Message {
+    name: "io.k8s.api.batch.v1.CronJobStatus",
+    fields: &[
+        repeated(1, "active", Kind::Message(&OBJECT_REFERENCE)),
+        field(4, "lastScheduleTime", Kind::Time),
+        field(5, "lastSuccessfulTime", Kind::Time),
+    ],
+};
+
 static BATCH_V1_JOB: Message = Message {
     name: "io.k8s.api.batch.v1.Job",
     fields: &[
@@ -274,6 +307,14 @@ static BATCH_V1_JOB_STATUS: Message = Message {
         field(10, "failedIndexes", Kind::String),
         field(8, "uncountedTerminatedPods", Kind::Message(&BATCH_V1_UNCOUNTED_TERMINATED_PODS)),
         field(9, "ready", Kind::Int32),
+    ],
+};
+
+static BATCH_V1_JOB_TEMPLATE_SPEC: Message = Message {
+    name: "io.k8s.api.batch.v1.JobTemplateSpec",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&BATCH_V1_JOB_SPEC)),
     ],
 };
 

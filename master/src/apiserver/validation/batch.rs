@@ -3,7 +3,7 @@
 //! `Never`, a known completion mode (`Indexed` needs `completions`), and on update an
 //! unchanged selector, template and completion mode.
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 
 use skiff_api::names::NameRule;
 
@@ -21,18 +21,30 @@ const MAX_INDEXED_COMPLETIONS: i32 = 100_000;
 pub fn job(job: &Job) -> Vec<FieldError> {
     let mut errs = object_meta(&job.metadata, true, NameRule::Dns1123Subdomain);
     let default_spec = JobSpec::default();
-    let spec = job.spec.as_ref().unwrap_or(&default_spec);
-    nonnegative(&mut errs, "spec.parallelism", spec.parallelism);
-    nonnegative(&mut errs, "spec.completions", spec.completions);
+    errs.extend(job_spec(
+        job.spec.as_ref().unwrap_or(&default_spec),
+        "spec",
+        true,
+    ));
+    errs
+}
+
+/// A Job's spec at `path` (`spec`, or a CronJob's `spec.jobTemplate.spec`, whose selector is
+/// made when its Job is).
+fn job_spec(spec: &JobSpec, path: &str, selector_required: bool) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let at = |field: &str| format!("{path}.{field}");
+    nonnegative(&mut errs, &at("parallelism"), spec.parallelism);
+    nonnegative(&mut errs, &at("completions"), spec.completions);
     nonnegative(
         &mut errs,
-        "spec.activeDeadlineSeconds",
+        &at("activeDeadlineSeconds"),
         spec.active_deadline_seconds,
     );
-    nonnegative(&mut errs, "spec.backoffLimit", spec.backoff_limit);
+    nonnegative(&mut errs, &at("backoffLimit"), spec.backoff_limit);
     nonnegative(
         &mut errs,
-        "spec.ttlSecondsAfterFinished",
+        &at("ttlSecondsAfterFinished"),
         spec.ttl_seconds_after_finished,
     );
     let template_labels = spec
@@ -41,18 +53,17 @@ pub fn job(job: &Job) -> Vec<FieldError> {
         .as_ref()
         .and_then(|m| m.labels.as_ref());
     match &spec.selector {
-        None => errs.push(FieldError::required("spec.selector", "")),
-        Some(selector) => {
-            if apps_selector(&mut errs, selector, template_labels) == Some(false) {
-                errs.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    super::go_string_map(template_labels),
-                    "`selector` does not match template `labels`",
-                ));
-            }
+        None if selector_required => errs.push(FieldError::required(at("selector"), "")),
+        Some(selector) if apps_selector(&mut errs, selector, template_labels) == Some(false) => {
+            errs.push(FieldError::invalid(
+                at("template.metadata.labels"),
+                super::go_string_map(template_labels),
+                "`selector` does not match template `labels`",
+            ));
         }
+        None | Some(_) => {}
     }
-    errs.extend(pod_template_spec(&spec.template, "spec.template"));
+    errs.extend(pod_template_spec(&spec.template, &at("template")));
     let restart = spec
         .template
         .spec
@@ -63,11 +74,11 @@ pub fn job(job: &Job) -> Vec<FieldError> {
     match restart {
         "OnFailure" | "Never" => {}
         "Always" | "" => errs.push(FieldError::required(
-            "spec.template.spec.restartPolicy",
+            at("template.spec.restartPolicy"),
             r#"valid values: "OnFailure", "Never""#,
         )),
         other => errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
+            at("template.spec.restartPolicy"),
             other,
             &["OnFailure", "Never"],
         )),
@@ -77,11 +88,11 @@ pub fn job(job: &Job) -> Vec<FieldError> {
         Some("Indexed") => {
             match spec.completions {
                 None => errs.push(FieldError::required(
-                    "spec.completions",
+                    at("completions"),
                     "when completion mode is Indexed",
                 )),
                 Some(n) if n > MAX_INDEXED_COMPLETIONS => errs.push(FieldError::invalid_number(
-                    "spec.completions",
+                    at("completions"),
                     i64::from(n),
                     format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion mode is Indexed"),
                 )),
@@ -89,14 +100,14 @@ pub fn job(job: &Job) -> Vec<FieldError> {
             }
             if let Some(n) = spec.parallelism.filter(|n| *n > MAX_INDEXED_COMPLETIONS) {
                 errs.push(FieldError::invalid_number(
-                    "spec.parallelism",
+                    at("parallelism"),
                     i64::from(n),
                     format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion mode is Indexed"),
                 ));
             }
         }
         Some(other) => errs.push(FieldError::not_supported(
-            "spec.completionMode",
+            at("completionMode"),
             other,
             &["NonIndexed", "Indexed"],
         )),
@@ -104,30 +115,103 @@ pub fn job(job: &Job) -> Vec<FieldError> {
     match spec.pod_replacement_policy.as_deref() {
         None | Some("TerminatingOrFailed" | "Failed") => {}
         Some(other) => errs.push(FieldError::not_supported(
-            "spec.podReplacementPolicy",
+            at("podReplacementPolicy"),
             other,
             &["Failed", "TerminatingOrFailed"],
         )),
     }
     if spec.pod_failure_policy.is_some() {
         errs.push(FieldError::forbidden(
-            "spec.podFailurePolicy",
+            at("podFailurePolicy"),
             "pod failure policies are not supported by this server yet",
         ));
     }
     if spec.success_policy.is_some() {
         errs.push(FieldError::forbidden(
-            "spec.successPolicy",
+            at("successPolicy"),
             "success policies are not supported by this server yet",
         ));
     }
     if spec.backoff_limit_per_index.is_some() {
         errs.push(FieldError::forbidden(
-            "spec.backoffLimitPerIndex",
+            at("backoffLimitPerIndex"),
             "a backoff limit per index is not supported by this server yet",
         ));
     }
     errs
+}
+
+/// A CronJob: a schedule that parses (standard cron, or `@hourly` and friends), a known time
+/// zone (never `TZ=` in the schedule), a known concurrency policy, counts not negative, and
+/// a job template that is a valid Job but for its selector.
+pub fn cron_job(cron_job: &CronJob) -> Vec<FieldError> {
+    // A CronJob's Jobs are named `<name>-<minutes>`: its name has room for that (52 bytes).
+    let mut errs = object_meta(&cron_job.metadata, true, NameRule::Dns1123Subdomain);
+    let name = cron_job.metadata.name.as_deref().unwrap_or_default();
+    if name.len() > 52 {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            "must be no more than 52 characters",
+        ));
+    }
+    let default_spec = Default::default();
+    let spec = cron_job.spec.as_ref().unwrap_or(&default_spec);
+    if spec.schedule.is_empty() {
+        errs.push(FieldError::required("spec.schedule", ""));
+    } else if spec.schedule.contains("TZ") {
+        errs.push(FieldError::invalid(
+            "spec.schedule",
+            &spec.schedule,
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ));
+    } else if let Err(message) = crate::controllers::cron_job::Schedule::parse(&spec.schedule) {
+        errs.push(FieldError::invalid(
+            "spec.schedule",
+            &spec.schedule,
+            message,
+        ));
+    }
+    if let Some(zone) = spec.time_zone.as_deref()
+        && zone.parse::<chrono_tz::Tz>().is_err()
+    {
+        errs.push(FieldError::invalid(
+            "spec.timeZone",
+            zone,
+            format!("unknown time zone {zone}"),
+        ));
+    }
+    match spec.concurrency_policy.as_deref() {
+        None | Some("Allow" | "Forbid" | "Replace") => {}
+        Some(other) => errs.push(FieldError::not_supported(
+            "spec.concurrencyPolicy",
+            other,
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    nonnegative(
+        &mut errs,
+        "spec.startingDeadlineSeconds",
+        spec.starting_deadline_seconds,
+    );
+    nonnegative(
+        &mut errs,
+        "spec.successfulJobsHistoryLimit",
+        spec.successful_jobs_history_limit,
+    );
+    nonnegative(
+        &mut errs,
+        "spec.failedJobsHistoryLimit",
+        spec.failed_jobs_history_limit,
+    );
+    let template_spec = spec.job_template.spec.clone().unwrap_or_default();
+    errs.extend(job_spec(&template_spec, "spec.jobTemplate.spec", false));
+    errs
+}
+
+/// CronJob update rules: those of the metadata.
+pub fn cron_job_update(old: &CronJob, new: &CronJob) -> Vec<FieldError> {
+    object_meta_update(&old.metadata, &new.metadata)
 }
 
 /// Job update rules: metadata; the selector, the completion mode and the pod template do not

@@ -26,7 +26,7 @@ pub use apps::{
     deployment, deployment_update, replica_set, replica_set_update, replication_controller,
     replication_controller_update,
 };
-pub use batch::{job, job_update};
+pub use batch::{cron_job, cron_job_update, job, job_update};
 pub use config::{config_map, secret, service_account};
 pub use discovery::{endpoint_slice, endpoint_slice_update};
 pub use event::event;

@@ -47,6 +47,7 @@ pub(super) fn monitors(informers: &mut Informers) -> (Vec<Kind>, BoxStream<'stat
     monitors.add(&mut informers.deployments, true);
     monitors.add(&mut informers.replication_controllers, true);
     monitors.add(&mut informers.jobs, true);
+    monitors.add(&mut informers.cron_jobs, true);
     // Services own their EndpointSlices.
     monitors.add(&mut informers.services, true);
     monitors.add(&mut informers.endpoint_slices, true);
