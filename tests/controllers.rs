@@ -448,6 +448,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "leases",
         "namespaces",
         "nodes",
+        "poddisruptionbudgets",
         "pods",
         "replicasets",
         "replicationcontrollers",
@@ -1211,4 +1212,106 @@ async fn endpoint_slices_list_a_services_ready_and_not_ready_pods_and_go_with_it
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_evicts_within_a_disruption_budget_and_no_further() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    nodes
+        .create(&PostParams::default(), &node("drained", None))
+        .await
+        .expect("create the node");
+    // Three running, ready pods on a node no agent serves (their status is written here).
+    for name in ["web-1", "web-2", "web-3"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"nodeName": "drained", "containers": [{"name": "c", "image": "i"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        let status = json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("pod status");
+    }
+    let made = master.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\nspec:\n  minAvailable: 2\n  selector: {matchLabels: {app: web}}\n",
+    );
+    assert!(made.success(), "{made}");
+    eventually("the budget's status", || async {
+        let out = master.kubectl(&["get", "pdb", "web", "--no-headers"]);
+        let cells: Vec<String> = out.stdout.split_whitespace().map(str::to_owned).collect();
+        (cells.get(1..4) == Some(&["2".to_owned(), "N/A".to_owned(), "1".to_owned()][..]))
+            .then_some(())
+    })
+    .await;
+
+    // One pod may go; the second would break the budget, so drain gives up after its timeout.
+    let drain = master.kubectl(&[
+        "drain",
+        "drained",
+        "--force",
+        "--timeout=8s",
+        "--pod-selector=app=web",
+    ]);
+    assert!(!drain.success(), "{drain}");
+    assert!(drain.stdout.contains("node/drained cordoned"), "{drain}");
+    assert!(
+        drain
+            .stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{drain}"
+    );
+    let deleting = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .count();
+    assert_eq!(deleting, 1, "exactly one pod evicted");
+    let unschedulable = nodes
+        .get("drained")
+        .await
+        .expect("node")
+        .spec
+        .and_then(|s| s.unschedulable);
+    assert_eq!(unschedulable, Some(true), "drain cordons the node first");
+    let uncordoned = master.kubectl(&["uncordon", "drained"]);
+    assert!(uncordoned.success(), "{uncordoned}");
+
+    // An eviction of a pod that does not exist, and a budget that makes no sense.
+    let missing = master.kubectl_with_stdin(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/nobody/eviction",
+            "-f",
+            "-",
+        ],
+        r#"{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "nobody"}}"#,
+    );
+    assert!(!missing.success(), "{missing}");
+    assert!(
+        missing.stderr.contains("NotFound") || missing.stderr.contains("not found"),
+        "{missing}"
+    );
+    let both = master.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: bad}\nspec: {minAvailable: 1, maxUnavailable: 1, selector: {}}\n",
+    );
+    assert!(!both.success(), "{both}");
+    assert!(
+        both.stderr
+            .contains("minAvailable and maxUnavailable cannot be both set"),
+        "{both}"
+    );
 }

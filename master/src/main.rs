@@ -14,8 +14,8 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    cron_job, deployment, endpoint_slice, endpoints, garbage_collector, job, replica_set,
-    resource_quota, root_ca_cert_publisher, service_account,
+    cron_job, deployment, disruption, endpoint_slice, endpoints, garbage_collector, job,
+    replica_set, resource_quota, root_ca_cert_publisher, service_account,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -91,7 +91,7 @@ struct Args {
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
-    /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice).
+    /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -110,6 +110,7 @@ const CONTROLLERS: &[&str] = &[
     "job",
     "cronjob",
     "endpointslice",
+    "disruption",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -179,6 +180,7 @@ fn main() -> anyhow::Result<()> {
         deployment: controller_enabled(&args.controllers, "deployment"),
         job: controller_enabled(&args.controllers, "job"),
         cron_job: controller_enabled(&args.controllers, "cronjob"),
+        disruption: controller_enabled(&args.controllers, "disruption"),
         garbage_collector: controller_enabled(&args.controllers, "garbagecollector"),
         endpoints: controller_enabled(&args.controllers, "endpoint"),
         endpoint_slice: controller_enabled(&args.controllers, "endpointslice"),
@@ -228,6 +230,7 @@ struct Clients {
     deployment: bool,
     job: bool,
     cron_job: bool,
+    disruption: bool,
     garbage_collector: bool,
     endpoints: bool,
     endpoint_slice: bool,
@@ -297,6 +300,13 @@ async fn run_clients(
     }
     if clients.resource_quota {
         tasks.push(tokio::spawn(resource_quota::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.disruption {
+        tasks.push(tokio::spawn(disruption::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

@@ -19,7 +19,7 @@ use super::{ApiServer, json_response, with_warnings};
 pub fn tracks_generation(r: &Resource) -> bool {
     matches!(
         r.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController" | "Job"
+        "Deployment" | "ReplicaSet" | "ReplicationController" | "Job" | "PodDisruptionBudget"
     )
 }
 
@@ -33,6 +33,7 @@ fn resets_status_on_create(r: &Resource) -> bool {
             | "ReplicationController"
             | "Job"
             | "CronJob"
+            | "PodDisruptionBudget"
             | "Service"
             | "Namespace"
             | "ResourceQuota"

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{
     Volume,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -525,6 +526,9 @@ pub fn cron_job(cron_job: &mut CronJob) {
         pod_template_spec(&mut job_spec.template);
     }
 }
+
+/// PodDisruptionBudgets have no defaults.
+pub fn pod_disruption_budget(_pdb: &mut PodDisruptionBudget) {}
 
 /// EndpointSlice defaults (`SetDefaults_EndpointPort`): each port's name `""` and protocol
 /// `TCP` when unset.

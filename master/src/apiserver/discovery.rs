@@ -106,6 +106,7 @@ fn strings(list: &[&str]) -> Vec<String> {
 fn subresource(r: &Resource, sub: &str) -> APIResource {
     let (kind, verbs, group, version): (&str, &[&str], Option<&str>, Option<&str>) = match sub {
         "binding" => ("Binding", &["create"], None, None),
+        "eviction" => ("Eviction", &["create"], Some("policy"), Some("v1")),
         "scale" => (
             "Scale",
             &["get", "patch", "update"],

@@ -20,6 +20,7 @@ pub mod create;
 pub mod defaults;
 pub mod delete;
 pub mod discovery;
+pub mod eviction;
 pub mod field_error;
 pub mod kubelet_client;
 pub mod metrics;
@@ -177,6 +178,11 @@ impl ApiServer {
                     info.verb = "create";
                     let body = request::read_body(body).await?;
                     self.create(&target, &query, headers, &body).await
+                }
+                (Method::POST, true, Some("eviction")) => {
+                    info.verb = "create";
+                    let body = request::read_body(body).await?;
+                    self.evict(&target, headers, &body).await
                 }
                 (Method::POST, true, Some("binding")) => {
                     info.verb = "create";

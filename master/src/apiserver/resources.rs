@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
     ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use super::defaults;
 use super::field_error::FieldError;
@@ -243,7 +244,15 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
+        subresources: &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+        ],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -490,6 +499,23 @@ pub static RESOURCES: &[Resource] = &[
             defaults::cron_job,
             validation::cron_job,
             validation::cron_job_update
+        ),
+    },
+    Resource {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short_names: &["pdb"],
+        categories: &[],
+        subresources: &["status"],
+        field_selectors: &[],
+        schema: typed!(
+            PodDisruptionBudget,
+            defaults::pod_disruption_budget,
+            validation::pod_disruption_budget
         ),
     },
     Resource {

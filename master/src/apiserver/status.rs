@@ -79,6 +79,16 @@ pub enum ApiError {
     #[error("{0}")]
     Timeout(String),
     /// 500: something broke inside the server.
+    /// 429: the request would break a limit, e.g. a pod's disruption budget (an eviction).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Kubernetes' message.
+        message: String,
+        /// Seconds before a retry may succeed (`details.retryAfterSeconds`).
+        retry_after: i32,
+        /// The cause: its type and message (`DisruptionBudget`, ...).
+        cause: Option<(String, String)>,
+    },
     #[error("{0}")]
     Internal(String),
     /// 503: the store or another dependency is unavailable.
@@ -102,6 +112,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -123,6 +134,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Timeout(_) => "Timeout",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
@@ -161,6 +173,19 @@ impl ApiError {
                         })
                         .collect(),
                 ),
+                ..Default::default()
+            }),
+            ApiError::TooManyRequests {
+                retry_after, cause, ..
+            } => Some(StatusDetails {
+                retry_after_seconds: Some(*retry_after),
+                causes: cause.as_ref().map(|(reason, message)| {
+                    vec![StatusCause {
+                        reason: Some(reason.clone()),
+                        message: Some(message.clone()),
+                        field: None,
+                    }]
+                }),
                 ..Default::default()
             }),
             _ => None,

@@ -287,6 +287,7 @@ fn printer(kind: &str) -> Printer {
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
         "Job" => (JOB_COLUMNS, job_row),
         "CronJob" => (CRON_JOB_COLUMNS, cron_job_row),
+        "PodDisruptionBudget" => (PDB_COLUMNS, pdb_row),
         "Event" => (EVENT_COLUMNS, event_row),
         "Lease" => (LEASE_COLUMNS, lease_row),
         "ConfigMap" => (CONFIG_MAP_COLUMNS, config_map_row),
@@ -1058,6 +1059,44 @@ fn cron_job_row(cron_job: &Value, now: DateTime<Utc>) -> Row {
         json!(names.join(",")),
         json!(images.join(",")),
         json!(selector),
+    ])
+}
+
+// --- PodDisruptionBudget ---------------------------------------------------------------
+
+const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Min Available",
+        "string",
+        "An eviction is allowed if at least \"minAvailable\" pods selected by \"selector\" will still be available after the eviction, i.e. even in the absence of the evicted pod.  So for example you can prevent all voluntary evictions by specifying \"100%\".",
+    ),
+    col(
+        "Max Unavailable",
+        "string",
+        "An eviction is allowed if at most \"maxUnavailable\" pods selected by \"selector\" are unavailable after the eviction, i.e. even in absence of the evicted pod. For example, one can prevent all voluntary evictions by specifying 0. This is a mutually exclusive setting with \"minAvailable\".",
+    ),
+    col(
+        "Allowed Disruptions",
+        "integer",
+        "Number of pod disruptions that are currently allowed.",
+    ),
+    AGE,
+];
+
+/// kubectl's poddisruptionbudget row: `N/A` for the bound not set.
+fn pdb_row(pdb: &Value, now: DateTime<Utc>) -> Row {
+    let bound = |pointer: &str| match pdb.pointer(pointer) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::from("N/A"),
+    };
+    Row::from(vec![
+        json!(name(pdb)),
+        json!(bound("/spec/minAvailable")),
+        json!(bound("/spec/maxUnavailable")),
+        json!(int_at(pdb, "/status/disruptionsAllowed")),
+        json!(age(pdb, now)),
     ])
 }
 

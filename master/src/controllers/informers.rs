@@ -42,6 +42,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -324,6 +325,8 @@ pub struct Informers {
     pub jobs: Informer<Job>,
     /// Every CronJob.
     pub cron_jobs: Informer<CronJob>,
+    /// Every PodDisruptionBudget.
+    pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
     /// Every EndpointSlice.
     pub endpoint_slices: Informer<EndpointSlice>,
     /// The metadata of every Secret.
@@ -348,6 +351,7 @@ impl Informers {
             resource_quotas: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             cron_jobs: Informer::new(Api::all(client.clone())),
+            pod_disruption_budgets: Informer::new(Api::all(client.clone())),
             endpoint_slices: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
         }
@@ -370,6 +374,7 @@ impl Informers {
             self.resource_quotas.into_task(),
             self.jobs.into_task(),
             self.cron_jobs.into_task(),
+            self.pod_disruption_budgets.into_task(),
             self.endpoint_slices.into_task(),
             self.secrets.into_task(),
         ]

@@ -11,6 +11,7 @@
 //! - [`cron_job`]: makes each CronJob's Jobs on its schedule;
 //! - [`endpoints`]: keeps each Service's Endpoints listing the pods its selector picks;
 //! - [`endpoint_slice`]: keeps each Service's EndpointSlices beside them;
+//! - [`disruption`]: keeps each PodDisruptionBudget's status, which evictions read;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
@@ -24,6 +25,7 @@
 pub mod controller_ref;
 pub mod cron_job;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod garbage_collector;

@@ -79,6 +79,8 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("batch/v1", "Job"),
     ("batch/v1", "CronJob"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("policy/v1", "Eviction"),
     ("coordination.k8s.io/v1", "Lease"),
     ("autoscaling/v1", "Scale"),
 ];

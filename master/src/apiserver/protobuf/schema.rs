@@ -27,6 +27,8 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("policy/v1", "PodDisruptionBudget", &POLICY_V1_POD_DISRUPTION_BUDGET),
+    ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
 ];
@@ -1652,6 +1654,46 @@ static POD_TEMPLATE_SPEC: Message = Message {
     fields: &[
         field(1, "metadata", Kind::Message(&OBJECT_META)),
         field(2, "spec", Kind::Message(&POD_SPEC)),
+    ],
+};
+
+static POLICY_V1_EVICTION: Message = Message {
+    name: "io.k8s.api.policy.v1.Eviction",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "deleteOptions", Kind::Message(&DELETE_OPTIONS)),
+    ],
+};
+
+static POLICY_V1_POD_DISRUPTION_BUDGET: Message = Message {
+    name: "io.k8s.api.policy.v1.PodDisruptionBudget",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC)),
+        field(3, "status", Kind::Message(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS)),
+    ],
+};
+
+static POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: Message = Message {
+    name: "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+    fields: &[
+        field(1, "minAvailable", Kind::IntOrString),
+        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(3, "maxUnavailable", Kind::IntOrString),
+        field(4, "unhealthyPodEvictionPolicy", Kind::String),
+    ],
+};
+
+static POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: Message = Message {
+    name: "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+    fields: &[
+        omitempty(1, "observedGeneration", Kind::Int64),
+        field(2, "disruptedPods", Kind::Map(&Kind::Time)),
+        field(3, "disruptionsAllowed", Kind::Int32),
+        field(4, "currentHealthy", Kind::Int32),
+        field(5, "desiredHealthy", Kind::Int32),
+        field(6, "expectedPods", Kind::Int32),
+        repeated(7, "conditions", Kind::Message(&CONDITION)),
     ],
 };
 

@@ -213,7 +213,7 @@ pub fn replica_set_update(old: &ReplicaSet, new: &ReplicaSet) -> Vec<FieldError>
 }
 
 /// Kubernetes' `ValidatePositiveIntOrPercent`; returns the value (a percentage as its number).
-fn int_or_percent(
+pub(super) fn int_or_percent(
     errs: &mut Vec<FieldError>,
     field: &str,
     value: Option<&IntOrString>,

@@ -19,6 +19,7 @@ mod metadata;
 mod namespace;
 mod node;
 mod pod;
+mod policy;
 mod resource_quota;
 mod service;
 
@@ -35,6 +36,7 @@ pub use metadata::{annotations, labels, object_meta, object_meta_update};
 pub use namespace::namespace;
 pub use node::node;
 pub use pod::{pod, pod_spec, pod_template, pod_template_spec, pod_template_update, pod_update};
+pub use policy::pod_disruption_budget;
 pub use resource_quota::{resource_quota, resource_quota_update};
 pub use service::{endpoints, service, service_update};
 
