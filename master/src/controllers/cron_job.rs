@@ -33,8 +33,10 @@ use skiff_api::meta::{controller_of, controller_ref};
 
 /// The annotation with the time a Job was scheduled for.
 const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
-/// Most scheduled times one reconcile walks through looking for the latest missed one.
+/// Missed start times past which the controller warns (Kubernetes' limit).
 const MAX_MISSED: usize = 100;
+/// Most scheduled times one reconcile walks through to the latest one due.
+const MAX_WALK: usize = 600_000;
 
 /// A parsed schedule.
 #[derive(Clone, Debug)]
@@ -72,15 +74,32 @@ impl Schedule {
             .map(|_| schedule.clone())
     }
 
-    /// The first scheduled time after `after`, read in `zone`.
+    /// The first scheduled time after `after`, read in `zone`. When both the day of the month
+    /// and the day of the week are restricted, either one matching will do, as in cron.
     fn next_after(
         &self,
         after: DateTime<Utc>,
         zone: chrono_tz::Tz,
     ) -> Result<DateTime<Utc>, String> {
-        cron_parser::parse(&self.cron, &after.with_timezone(&zone))
-            .map(|next| next.with_timezone(&Utc))
-            .map_err(|err| err.to_string())
+        let next = |cron: &str| {
+            cron_parser::parse(cron, &after.with_timezone(&zone))
+                .map(|next| next.with_timezone(&Utc))
+                .map_err(|err| err.to_string())
+        };
+        let fields: Vec<&str> = self.cron.split_whitespace().collect();
+        match fields.as_slice() {
+            [minute, hour, day, month, weekday] if *day != "*" && *weekday != "*" => {
+                let by_day = next(&format!("{minute} {hour} {day} {month} *"));
+                let by_weekday = next(&format!("{minute} {hour} * {month} {weekday}"));
+                match (by_day, by_weekday) {
+                    (Ok(a), Ok(b)) => Ok(a.min(b)),
+                    (Ok(a), Err(_)) => Ok(a),
+                    (Err(_), Ok(b)) => Ok(b),
+                    (Err(err), Err(_)) => Err(err),
+                }
+            }
+            _ => next(&self.cron),
+        }
     }
 }
 
@@ -145,7 +164,6 @@ fn reference(job: &Job) -> ObjectReference {
         name: job.metadata.name.clone(),
         namespace: job.metadata.namespace.clone(),
         uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
         ..ObjectReference::default()
     }
 }
@@ -183,13 +201,13 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
         .iter()
         .filter(|j| finished(j) == Some(true))
         .filter_map(|j| j.status.as_ref()?.completion_time.clone())
-        .max_by_key(|t| t.0)
-        .or_else(|| {
+        .chain(
             cron_job
                 .status
                 .as_ref()
-                .and_then(|s| s.last_successful_time.clone())
-        });
+                .and_then(|s| s.last_successful_time.clone()),
+        )
+        .max_by_key(|t| t.0);
 
     // Finished Jobs beyond the history limits go, oldest first.
     for (succeeded, limit) in [
@@ -248,17 +266,19 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
         {
             since = since.max(deadline);
         }
+        // The latest time that is due: a walk through the missed ones, bounded (a year of
+        // minutes), warned about past 100 as Kubernetes warns.
         let mut due = None;
-        let mut walked = 0;
+        let mut walked = 0usize;
         while let Ok(next) = schedule.next_after(since, zone) {
-            if next > now || walked >= MAX_MISSED {
+            if next > now || walked >= MAX_WALK {
                 break;
             }
             due = Some(next);
             since = next;
             walked += 1;
         }
-        if walked >= MAX_MISSED {
+        if walked > MAX_MISSED {
             ctx.recorder.record(
                 object_ref(cron_job.as_ref()),
                 EventType::Warning,
@@ -266,17 +286,24 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
                 format!("too many missed start times: > {MAX_MISSED}. Set or decrease .spec.startingDeadlineSeconds or check clock skew"),
             );
         }
-        if let Some(at) = due {
+        // A time that has its Job already (made by an earlier reconcile) is done.
+        let made_already = |at: DateTime<Utc>| {
+            let job_name = job_for(&cron_job, at, zone).name_any();
+            jobs.iter().any(|j| j.name_any() == job_name)
+                || last_schedule.as_ref().is_some_and(|t| t.0 == at)
+        };
+        if let Some(at) = due.filter(|at| !made_already(*at)) {
             let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
             if policy == "Forbid" && !active.is_empty() {
-                info!(cronjob = %name, "a job still runs: this run is skipped (concurrencyPolicy Forbid)");
+                // lastScheduleTime stays: the run starts once the running Job ends.
+                info!(cronjob = %name, "a job still runs: this run waits (concurrencyPolicy Forbid)");
             } else {
                 if policy == "Replace" {
                     for job in std::mem::take(&mut active) {
                         delete_job(&ctx, &jobs_api, &cron_job, &job).await?;
                     }
                 }
-                let job = job_for(&cron_job, at);
+                let job = job_for(&cron_job, at, zone);
                 let job_name = job.name_any();
                 match jobs_api.create(&PostParams::default(), &job).await {
                     Ok(created) => {
@@ -300,8 +327,8 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
                         return Err(err.into());
                     }
                 }
+                last_schedule = Some(Time(at));
             }
-            last_schedule = Some(Time(at));
         }
     }
 
@@ -336,8 +363,9 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
     Ok(Action::requeue(next + Duration::from_millis(100)))
 }
 
-/// The CronJob's Job for the time `at`: its job template, named by the minute.
-fn job_for(cron_job: &CronJob, at: DateTime<Utc>) -> Job {
+/// The CronJob's Job for the time `at`: its job template, named by the minute, the time in
+/// its annotation written in the CronJob's `zone`.
+fn job_for(cron_job: &CronJob, at: DateTime<Utc>, zone: chrono_tz::Tz) -> Job {
     let template = cron_job
         .spec
         .as_ref()
@@ -347,7 +375,8 @@ fn job_for(cron_job: &CronJob, at: DateTime<Utc>) -> Job {
     let mut annotations = meta.annotations.unwrap_or_default();
     annotations.insert(
         SCHEDULED_AT.to_owned(),
-        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at.with_timezone(&zone)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
     Job {
         metadata: ObjectMeta {
@@ -409,6 +438,19 @@ mod tests {
         );
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("@fortnightly").is_err());
+        // Day of month or day of week, as in cron: the 1st, or any Monday.
+        let either = Schedule::parse("0 0 1 * MON").expect("schedule");
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 2, 0, 0, 0)
+            .single()
+            .expect("time");
+        assert_eq!(
+            either.next_after(at, chrono_tz::UTC),
+            Ok(Utc
+                .with_ymd_and_hms(2026, 12, 7, 0, 0, 0)
+                .single()
+                .expect("t"))
+        );
     }
 
     #[test]
@@ -450,7 +492,7 @@ mod tests {
             .with_ymd_and_hms(2026, 12, 3, 10, 1, 0)
             .single()
             .expect("time");
-        let job = job_for(&cron_job, at);
+        let job = job_for(&cron_job, at, chrono_tz::UTC);
         assert_eq!(job.name_any(), format!("every-{}", at.timestamp() / 60));
         assert_eq!(job.labels().get("a").map(String::as_str), Some("b"));
         assert_eq!(

@@ -15,9 +15,9 @@
 //! Services are reconciled when they change, when a pod they select (or selected) changes,
 //! and when one of their slices changes.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
@@ -70,6 +70,7 @@ pub fn run(
         client,
         pods,
         slices,
+        pending: Mutex::new(HashMap::new()),
     });
     async move {
         info!("endpointslice controller started");
@@ -84,10 +85,15 @@ pub fn run(
     }
 }
 
+/// Slices made that the cache has not shown yet, and when the first was made.
+type Unseen = (Vec<String>, Instant);
+
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     slices: Store<EndpointSlice>,
+    /// Per Service, the slices it was given that the cache has not shown yet.
+    pending: Mutex<HashMap<ObjectRef<Service>, Unseen>>,
 }
 
 fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -103,6 +109,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     let Some(selector) = selector(&service) else {
         return Ok(Action::await_change());
     };
+    if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        return Ok(Action::await_change());
+    }
     if !super::informers::synced(&ctx.pods).await || !super::informers::synced(&ctx.slices).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -126,6 +135,22 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         })
         .collect();
     existing.sort_by_key(|s| s.name_any());
+    // Slices made by an earlier reconcile that the cache does not show yet: no more are made
+    // (nor any changed) until it does, so a burst of pod events never makes two.
+    let key = ObjectRef::from_obj(service.as_ref());
+    {
+        let mut pending = ctx.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((names, since)) = pending.get(&key) {
+            let seen = names
+                .iter()
+                .all(|n| existing.iter().any(|s| s.name_any() == *n));
+            if seen || since.elapsed() > Duration::from_secs(30) {
+                pending.remove(&key);
+            } else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+        }
+    }
 
     let mut labels = service.labels().clone();
     labels.insert(SERVICE_NAME_LABEL.to_owned(), name.clone());
@@ -165,7 +190,12 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
                     endpoints: endpoints.clone(),
                     ports: Some(ports.clone()),
                 };
-                api.create(&PostParams::default(), &slice).await?;
+                let created = api.create(&PostParams::default(), &slice).await?;
+                let mut pending = ctx.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                let entry = pending
+                    .entry(key.clone())
+                    .or_insert_with(|| (Vec::new(), Instant::now()));
+                entry.0.push(created.name_any());
             }
             (None, Some(surplus)) => {
                 match api
@@ -191,14 +221,19 @@ fn slices(service: &Service, pods: &[Arc<Pod>]) -> Vec<(Vec<EndpointPort>, Vec<E
     let service_ports = spec.ports.unwrap_or_default();
     let mut groups: BTreeMap<Vec<(String, i32, String)>, Vec<Endpoint>> = BTreeMap::new();
     for pod in pods {
+        // IPv4 slices: a pod without an IPv4 address, or finished, is no endpoint.
         let Some(ip) = pod
             .status
             .as_ref()
             .and_then(|s| s.pod_ip.clone())
-            .filter(|ip| !ip.is_empty())
+            .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         else {
             continue;
         };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            continue;
+        }
         let Some(resolved) = service_ports
             .iter()
             .map(|port| resolve(port, pod))

@@ -172,14 +172,24 @@ pub fn cron_job(cron_job: &CronJob) -> Vec<FieldError> {
             message,
         ));
     }
-    if let Some(zone) = spec.time_zone.as_deref()
-        && zone.parse::<chrono_tz::Tz>().is_err()
-    {
-        errs.push(FieldError::invalid(
+    match spec.time_zone.as_deref() {
+        None => {}
+        Some("") => errs.push(FieldError::invalid(
+            "spec.timeZone",
+            "",
+            "timeZone must be nil or non-empty string",
+        )),
+        Some("Local") => errs.push(FieldError::invalid(
+            "spec.timeZone",
+            "Local",
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        )),
+        Some(zone) if zone.parse::<chrono_tz::Tz>().is_err() => errs.push(FieldError::invalid(
             "spec.timeZone",
             zone,
             format!("unknown time zone {zone}"),
-        ));
+        )),
+        Some(_) => {}
     }
     match spec.concurrency_policy.as_deref() {
         None | Some("Allow" | "Forbid" | "Replace") => {}

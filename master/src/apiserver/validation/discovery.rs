@@ -1,6 +1,6 @@
 //! discovery.k8s.io/v1 EndpointSlices, checked as Kubernetes' `ValidateEndpointSlice` checks
 //! them: a known address type (which never changes), at most 1000 endpoints of 1 to 100
-//! addresses of that type each, at most 100 ports with valid names and numbers.
+//! addresses of that type each, at most 20000 ports with unique names and known protocols.
 
 use std::collections::BTreeSet;
 
@@ -10,18 +10,20 @@ use skiff_api::names::NameRule;
 
 use crate::apiserver::field_error::FieldError;
 
+use super::IMMUTABLE_MSG;
 use super::metadata::{object_meta, object_meta_update};
-use super::{IMMUTABLE_MSG, PORT_RANGE_MSG};
 
 const MAX_ENDPOINTS: usize = 1000;
 const MAX_ADDRESSES: usize = 100;
-const MAX_PORTS: usize = 100;
+const MAX_PORTS: usize = 20_000;
 
 /// An EndpointSlice.
 pub fn endpoint_slice(slice: &EndpointSlice) -> Vec<FieldError> {
     let mut errs = object_meta(&slice.metadata, true, NameRule::Dns1123Subdomain);
     let address_type = slice.address_type.as_str();
-    if !matches!(address_type, "IPv4" | "IPv6" | "FQDN") {
+    if address_type.is_empty() {
+        errs.push(FieldError::required("addressType", ""));
+    } else if !matches!(address_type, "IPv4" | "IPv6" | "FQDN") {
         errs.push(FieldError::not_supported(
             "addressType",
             address_type,
@@ -75,15 +77,6 @@ pub fn endpoint_slice(slice: &EndpointSlice) -> Vec<FieldError> {
         let name = port.name.as_deref().unwrap_or_default();
         if !names.insert(name) {
             errs.push(FieldError::duplicate(format!("ports[{i}].name"), name));
-        }
-        if let Some(number) = port.port
-            && !(1..=65535).contains(&number)
-        {
-            errs.push(FieldError::invalid_number(
-                format!("ports[{i}].port"),
-                i64::from(number),
-                PORT_RANGE_MSG,
-            ));
         }
         if let Some(protocol) = port.protocol.as_deref()
             && !matches!(protocol, "TCP" | "UDP" | "SCTP")
