@@ -21,6 +21,20 @@ fn wait(cluster: &Cluster, what: &str, object: &str, seconds: u32) {
     );
 }
 
+/// Waits until every pod of Job `job` is gone; panics with kubectl's output.
+fn wait_pods_gone(cluster: &Cluster, job: &str) {
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    let out = cluster.master.kubectl(&[
+        "wait",
+        "--for=delete",
+        "pod",
+        "-l",
+        &selector,
+        "--timeout=60s",
+    ]);
+    assert!(out.success(), "{out}");
+}
+
 fn jsonpath(cluster: &Cluster, object: &str, path: &str) -> String {
     let out = cluster
         .master
@@ -140,15 +154,7 @@ spec:
     // Deleting a Job takes its pods with it (the garbage collector knows Jobs).
     let deleted = cluster.master.kubectl(&["delete", "job", "three"]);
     assert!(deleted.success(), "{deleted}");
-    let gone = cluster.master.kubectl(&[
-        "wait",
-        "--for=delete",
-        "pod",
-        "-l",
-        "batch.kubernetes.io/job-name=three",
-        "--timeout=60s",
-    ]);
-    assert!(gone.success(), "{gone}");
+    wait_pods_gone(&cluster, "three");
 
     // A pod that fails, another after the back-off, then the limit.
     wait(&cluster, "condition=Failed", "job/fails", 90);
@@ -168,26 +174,10 @@ spec:
         r#"{.status.conditions[?(@.type=="Failed")].reason}"#,
     );
     assert_eq!(reason, "DeadlineExceeded");
-    let slow = cluster.master.kubectl(&[
-        "wait",
-        "--for=delete",
-        "pod",
-        "-l",
-        "batch.kubernetes.io/job-name=slow",
-        "--timeout=60s",
-    ]);
-    assert!(slow.success(), "{slow}");
+    wait_pods_gone(&cluster, "slow");
 
     wait(&cluster, "delete", "job/indexed", 60);
-    let gone = cluster.master.kubectl(&[
-        "wait",
-        "--for=delete",
-        "pod",
-        "-l",
-        "batch.kubernetes.io/job-name=indexed",
-        "--timeout=60s",
-    ]);
-    assert!(gone.success(), "{gone}");
+    wait_pods_gone(&cluster, "indexed");
 
     // kubectl's own Job, made suspended, then resumed.
     let created = cluster.master.kubectl(&[
