@@ -2595,14 +2595,16 @@ spec:
             })
             .sum();
         assert!(counted >= 30, "{counted} connections counted");
-        // The programs are in the kernel.
-        let loaded = skiff_node::proxy::datapath::loaded_program_names();
-        assert!(
-            ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
-                .iter()
-                .all(|name| loaded.iter().any(|l| l == name)),
-            "{loaded:?}"
-        );
+        // The programs of each agent are in the kernel.
+        for node in test.nodes {
+            let loaded = skiff_node::proxy::datapath::node_programs(node);
+            assert!(
+                ["connect4", "sendmsg4", "recvmsg4", "getpeername4"]
+                    .iter()
+                    .all(|name| loaded.iter().any(|(_, l)| l == name)),
+                "{node}: {loaded:?}"
+            );
+        }
     } else {
         // Each agent has its own kube-proxy chains for the ClusterIP (TCP and UDP).
         let rules = nat_rules_naming(&ip);
@@ -2725,15 +2727,26 @@ spec:
 
     // A clean stop (agents stopped, `skiff-node proxy cleanup`) takes the programs or rules
     // out, and the ClusterIP then fails on this machine instead of going anywhere.
+    // Other tests' agents on this machine have programs of their own: these are this test's.
+    let programs: Vec<_> = test
+        .nodes
+        .iter()
+        .flat_map(|node| skiff_node::proxy::datapath::node_programs(node))
+        .collect();
     drop(other);
     cluster.agent.stop();
     cluster.agent.proxy_cleanup().expect("proxy cleanup");
     if test.ebpf() {
-        let loaded = skiff_node::proxy::datapath::loaded_program_names();
         assert!(
-            !loaded.iter().any(|l| l == "connect4"),
-            "no connect4 program left: {loaded:?}"
+            programs
+                .iter()
+                .filter(|(_, name)| name == "connect4")
+                .count()
+                == 2,
+            "both agents had their connect4: {programs:?}"
         );
+        let left = skiff_node::proxy::datapath::still_loaded(&programs);
+        assert!(left.is_empty(), "no program of the agents left: {left:?}");
     } else {
         let rules = nat_rules_naming(&ip);
         assert!(
@@ -2946,11 +2959,11 @@ spec:
     };
     let (tcp_port, udp_port) = (node_port(0), node_port(1));
     if test.mode == "ebpf" {
-        let loaded = skiff_node::proxy::datapath::loaded_program_names();
+        let loaded = skiff_node::proxy::datapath::node_programs(test.node);
         assert!(
             ["nodeport_ingres", "nodeport_egress"]
                 .iter()
-                .all(|name| loaded.iter().any(|l| l.starts_with(name))),
+                .all(|name| loaded.iter().any(|(_, l)| l.starts_with(name))),
             "the TC programs are loaded (names cut at 15 characters): {loaded:?}"
         );
     }

@@ -388,12 +388,43 @@ pub fn cleanup(node: &str) -> Result<(), DatapathError> {
     })
 }
 
-/// The names of the eBPF programs loaded in the kernel (all of them, anyone's), as
-/// `bpftool prog` lists them.
-pub fn loaded_program_names() -> Vec<String> {
+/// The eBPF programs in the kernel that use node `node`'s pinned maps, as `(id, name)` with
+/// the names as `bpftool prog` lists them: this agent's programs, not those of the other
+/// agents on the machine. Taken while the maps are pinned; [`still_loaded`] checks on them
+/// after the maps are gone.
+pub fn node_programs(node: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(pin_dir(node)) else {
+        return Vec::new();
+    };
+    let map_ids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with("link_"))
+        .filter_map(|entry| MapData::from_pin(entry.path()).ok())
+        .filter_map(|map| map.info().ok())
+        .map(|info| info.id())
+        .collect();
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter_map(|info| info.name_as_str().map(str::to_owned))
+        .filter(|info| {
+            info.map_ids()
+                .ok()
+                .flatten()
+                .is_some_and(|ids| ids.iter().any(|id| map_ids.contains(id)))
+        })
+        .map(|info| (info.id(), info.name_as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// Which of `programs` (from [`node_programs`]) are still loaded in the kernel.
+pub fn still_loaded(programs: &[(u32, String)]) -> Vec<(u32, String)> {
+    let loaded: Vec<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|info| info.id())
+        .collect();
+    programs
+        .iter()
+        .filter(|(id, _)| loaded.contains(id))
+        .cloned()
         .collect()
 }
 
