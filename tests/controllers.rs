@@ -440,7 +440,9 @@ async fn the_master_lists_and_watches_each_resource_once() {
     let master = Master::start(MasterOptions::default()).expect("start skiff-master");
     let expected = [
         "configmaps",
+        "controllerrevisions",
         "cronjobs",
+        "daemonsets",
         "deployments",
         "endpoints",
         "endpointslices",

@@ -13,6 +13,7 @@ pub mod hash;
 pub mod host;
 pub mod meta;
 pub mod names;
+pub mod node_affinity;
 pub mod pod;
 pub mod quantity;
 pub mod quota;

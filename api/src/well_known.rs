@@ -7,6 +7,12 @@ pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 /// The label a Deployment puts on its ReplicaSets and their pods: the template's hash.
 pub const LABEL_POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
+/// The label a DaemonSet puts on its ControllerRevisions and pods: the revision's hash.
+pub const LABEL_CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+
+/// The DaemonSet generation a pod was made from (kept beside the hash, as Kubernetes does).
+pub const LABEL_POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
+
 /// A ReplicaSet's revision in its Deployment's history.
 pub const ANNOTATION_DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
 
@@ -18,6 +24,18 @@ pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// The node is cordoned (`spec.unschedulable`).
 pub const TAINT_NODE_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// The node's memory is low.
+pub const TAINT_NODE_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
+
+/// The node's disk is low.
+pub const TAINT_NODE_DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
+
+/// The node is short of process ids.
+pub const TAINT_NODE_PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
+
+/// The node's network is not configured.
+pub const TAINT_NODE_NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
 
 /// The cluster DNS's address in a Service range starting at `network` (10.96.0.0/12 gives
 /// 10.96.0.10): its 10th address, as kubeadm picks it for the `kube-dns` Service and as

@@ -14,8 +14,8 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    cron_job, deployment, disruption, endpoint_slice, endpoints, garbage_collector, job,
-    replica_set, resource_quota, root_ca_cert_publisher, service_account,
+    cron_job, daemon_set, deployment, disruption, endpoint_slice, endpoints, garbage_collector,
+    job, replica_set, resource_quota, root_ca_cert_publisher, service_account,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -91,7 +91,8 @@ struct Args {
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
-    /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption).
+    /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption,
+    /// daemonset).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -111,6 +112,7 @@ const CONTROLLERS: &[&str] = &[
     "cronjob",
     "endpointslice",
     "disruption",
+    "daemonset",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -178,6 +180,7 @@ fn main() -> anyhow::Result<()> {
         replication_controller: controller_enabled(&args.controllers, "replicationcontroller"),
         resource_quota: controller_enabled(&args.controllers, "resourcequota"),
         deployment: controller_enabled(&args.controllers, "deployment"),
+        daemon_set: controller_enabled(&args.controllers, "daemonset"),
         job: controller_enabled(&args.controllers, "job"),
         cron_job: controller_enabled(&args.controllers, "cronjob"),
         disruption: controller_enabled(&args.controllers, "disruption"),
@@ -228,6 +231,7 @@ struct Clients {
     replication_controller: bool,
     resource_quota: bool,
     deployment: bool,
+    daemon_set: bool,
     job: bool,
     cron_job: bool,
     disruption: bool,
@@ -321,6 +325,13 @@ async fn run_clients(
     }
     if clients.job {
         tasks.push(tokio::spawn(job::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.daemon_set {
+        tasks.push(tokio::spawn(daemon_set::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

@@ -20,6 +20,7 @@ use skiff::master::{Master, MasterOptions};
 use skiff::node::{NodeAgent, NodeOptions};
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
+mod daemon_sets;
 mod exec;
 mod jobs;
 mod probes;

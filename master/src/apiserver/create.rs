@@ -19,7 +19,12 @@ use super::{ApiServer, json_response, with_warnings};
 pub fn tracks_generation(r: &Resource) -> bool {
     matches!(
         r.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController" | "Job" | "PodDisruptionBudget"
+        "Deployment"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "DaemonSet"
+            | "Job"
+            | "PodDisruptionBudget"
     )
 }
 
@@ -31,6 +36,7 @@ fn resets_status_on_create(r: &Resource) -> bool {
             | "Deployment"
             | "ReplicaSet"
             | "ReplicationController"
+            | "DaemonSet"
             | "Job"
             | "CronJob"
             | "PodDisruptionBudget"

@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, RollingUpdateDaemonSet,
+    RollingUpdateDeployment,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -560,6 +563,27 @@ pub fn deployment(d: &mut Deployment) {
     set(&mut spec.progress_deadline_seconds, || 600);
     pod_template_spec(&mut spec.template);
 }
+
+/// DaemonSet defaults (`SetDefaults_DaemonSet`): update strategy RollingUpdate with
+/// `maxUnavailable: 1` and `maxSurge: 0`, `revisionHistoryLimit: 10`, and the pod spec
+/// defaults in the template.
+pub fn daemon_set(ds: &mut DaemonSet) {
+    let spec = ds.spec.get_or_insert_with(Default::default);
+    let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+    set_str(&mut strategy.type_, "RollingUpdate");
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
+        set(&mut ru.max_unavailable, || IntOrString::Int(1));
+        set(&mut ru.max_surge, || IntOrString::Int(0));
+    }
+    set(&mut spec.revision_history_limit, || 10);
+    pod_template_spec(&mut spec.template);
+}
+
+/// ControllerRevisions have no defaults.
+pub fn controller_revision(_revision: &mut ControllerRevision) {}
 
 // ---------------------------------------------------------------------------------------------
 // Cluster-scoped and small kinds

@@ -9,9 +9,9 @@ pub enum FieldErrorKind {
     Required,
     /// `FieldValueInvalid`: "Invalid value: "<value>": <detail>".
     Invalid(String),
-    /// `FieldValueInvalid` of a number, which Kubernetes writes without quotes: "Invalid
-    /// value: <value>: <detail>".
-    InvalidNumber(i64),
+    /// `FieldValueInvalid` of a value Kubernetes writes without quotes (numbers, and maps and
+    /// structs in Go syntax): "Invalid value: <value>: <detail>".
+    InvalidUnquoted(String),
     /// `FieldValueNotSupported`: "Unsupported value: <value>".
     NotSupported(String),
     /// `FieldValueDuplicate`: "Duplicate value: <value>".
@@ -56,11 +56,16 @@ impl FieldError {
             detail: detail.into(),
         }
     }
-    /// A field has a bad number (written without quotes, as Kubernetes writes integers).
-    pub fn invalid_number(field: impl Into<String>, value: i64, detail: impl Into<String>) -> Self {
+    /// A field has a bad value that Kubernetes writes without quotes: a number, or a map or
+    /// struct in Go syntax (`map[string]string{"app":"web"}`).
+    pub fn invalid_unquoted(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
-            kind: FieldErrorKind::InvalidNumber(value),
+            kind: FieldErrorKind::InvalidUnquoted(value.to_string()),
             detail: detail.into(),
         }
     }
@@ -122,7 +127,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidNumber(_) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidUnquoted(_) => "FieldValueInvalid",
             FieldErrorKind::NotSupported(_) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
@@ -136,7 +141,7 @@ impl FieldError {
         let head = match &self.kind {
             FieldErrorKind::Required => "Required value".to_string(),
             FieldErrorKind::Invalid(v) => format!("Invalid value: \"{v}\""),
-            FieldErrorKind::InvalidNumber(v) => format!("Invalid value: {v}"),
+            FieldErrorKind::InvalidUnquoted(v) => format!("Invalid value: {v}"),
             FieldErrorKind::NotSupported(v) => format!("Unsupported value: \"{v}\""),
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: \"{v}\""),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),

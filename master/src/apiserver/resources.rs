@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -468,6 +468,42 @@ pub static RESOURCES: &[Resource] = &[
             defaults::replica_set,
             validation::replica_set,
             validation::replica_set_update
+        ),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: &["status"],
+        field_selectors: &[],
+        schema: typed!(
+            DaemonSet,
+            defaults::daemon_set,
+            validation::daemon_set,
+            validation::daemon_set_update
+        ),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            ControllerRevision,
+            defaults::controller_revision,
+            validation::controller_revision,
+            validation::controller_revision_update
         ),
     },
     Resource {

@@ -285,6 +285,8 @@ fn printer(kind: &str) -> Printer {
         "ReplicationController" => (REPLICATION_CONTROLLER_COLUMNS, replication_controller_row),
         "ReplicaSet" => (REPLICA_SET_COLUMNS, replica_set_row),
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
+        "DaemonSet" => (DAEMON_SET_COLUMNS, daemon_set_row),
+        "ControllerRevision" => (CONTROLLER_REVISION_COLUMNS, controller_revision_row),
         "Job" => (JOB_COLUMNS, job_row),
         "CronJob" => (CRON_JOB_COLUMNS, cron_job_row),
         "PodDisruptionBudget" => (PDB_COLUMNS, pdb_row),
@@ -844,6 +846,83 @@ fn deployment_row(deployment: &Value, now: DateTime<Utc>) -> Row {
         json!(names),
         json!(images),
         json!(selector),
+    ])
+}
+
+// --- DaemonSet -------------------------------------------------------------------------
+
+const DAEMON_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", doc::DS_DESIRED),
+    col("Current", "integer", doc::DS_CURRENT),
+    col("Ready", "integer", doc::DS_READY),
+    col("Up-to-date", "integer", doc::DS_UPDATED),
+    col("Available", "integer", doc::DS_AVAILABLE),
+    col("Node Selector", "string", doc::NODE_SELECTOR),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", doc::DS_SELECTOR),
+];
+
+fn daemon_set_row(ds: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(ds);
+    let selector = match label_selector(ds.pointer("/spec/selector")) {
+        Ok(selector) if selector.is_empty() => "<none>".to_string(),
+        Ok(selector) => selector,
+        Err(()) => "<error>".to_string(),
+    };
+    Row::from(vec![
+        json!(name(ds)),
+        json!(int_at(ds, "/status/desiredNumberScheduled")),
+        json!(int_at(ds, "/status/currentNumberScheduled")),
+        json!(int_at(ds, "/status/numberReady")),
+        json!(int_at(ds, "/status/updatedNumberScheduled")),
+        json!(int_at(ds, "/status/numberAvailable")),
+        json!(format_labels(
+            ds.pointer("/spec/template/spec/nodeSelector")
+        )),
+        json!(age(ds, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ])
+}
+
+// --- ControllerRevision ----------------------------------------------------------------
+
+const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
+    NAME,
+    col("Controller", "string", "Controller of the object"),
+    col("Revision", "integer", doc::CONTROLLER_REVISION_REVISION),
+    AGE,
+];
+
+fn controller_revision_row(revision: &Value, now: DateTime<Utc>) -> Row {
+    // `<kind>.<group>/<name>` of its controller, as kubectl's printer writes it.
+    let controller = arr(revision, "/metadata/ownerReferences")
+        .iter()
+        .find(|owner| owner.pointer("/controller").and_then(Value::as_bool) == Some(true))
+        .map_or_else(
+            || "<none>".to_string(),
+            |owner| {
+                let group = str_at(owner, "/apiVersion")
+                    .rsplit_once('/')
+                    .map_or("", |(group, _)| group);
+                let kind = str_at(owner, "/kind").to_lowercase();
+                let kind = if group.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}.{group}")
+                };
+                format!("{kind}/{}", str_at(owner, "/name"))
+            },
+        );
+    Row::from(vec![
+        json!(name(revision)),
+        json!(controller),
+        json!(int_at(revision, "/revision")),
+        json!(age(revision, now)),
     ])
 }
 
@@ -1513,6 +1592,15 @@ mod doc {
         "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.";
     pub const RS_SELECTOR: &str = "Selector is a label query over pods that should match the replica count. Label keys and values that must match in order to be controlled by this replica set. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
 
+    pub const DS_DESIRED: &str = "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod). More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/";
+    pub const DS_CURRENT: &str = "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod. More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/";
+    pub const DS_READY: &str = "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.";
+    pub const DS_UPDATED: &str = "The total number of nodes that are running updated daemon pod";
+    pub const DS_AVAILABLE: &str = "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)";
+    pub const NODE_SELECTOR: &str = "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node. More info: https://kubernetes.io/docs/concepts/configuration/assign-pod-node/";
+    pub const DS_SELECTOR: &str = "A label query over pods that are managed by the daemon set. Must match in order to be controlled. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
+    pub const CONTROLLER_REVISION_REVISION: &str =
+        "Revision indicates the revision of the state represented by Data.";
     pub const DEPLOYMENT_UPDATED_REPLICAS: &str = "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";
     pub const DEPLOYMENT_AVAILABLE_REPLICAS: &str = "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.";
     pub const ENDPOINT_SLICE_ADDRESS_TYPE: &str = "addressType specifies the type of address carried by this EndpointSlice. All addresses in this slice must be the same type. This field is immutable after creation. The following address types are currently supported:\n* IPv4: Represents an IPv4 Address.\n* IPv6: Represents an IPv6 Address.\n* FQDN: Represents a Fully Qualified Domain Name. (Deprecated) The EndpointSlice controller only generates, and kube-proxy only processes, slices of addressType \"IPv4\" and \"IPv6\". No semantics are defined for the \"FQDN\" type.";
@@ -1606,6 +1694,8 @@ mod tests {
         "ReplicationController",
         "ReplicaSet",
         "Deployment",
+        "DaemonSet",
+        "ControllerRevision",
         "Event",
         "Lease",
         "ConfigMap",
@@ -2425,6 +2515,78 @@ mod tests {
             cells("Deployment", new)[1..4],
             [json!("0/1"), json!(0), json!(0)]
         );
+    }
+
+    #[test]
+    fn daemon_set_and_its_controller_revisions() {
+        let ds = json!({
+            "metadata": {"name": "agent", "creationTimestamp": ago(TimeDelta::days(10))},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+                "spec": {"nodeSelector": {"zone": "b", "disk": "ssd"},
+                         "containers": [{"name": "a", "image": "busybox"}]}}},
+            "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3,
+                       "numberReady": 2, "updatedNumberScheduled": 1, "numberAvailable": 2},
+        });
+        assert_eq!(
+            column_names("DaemonSet"),
+            [
+                ("Name", 0),
+                ("Desired", 0),
+                ("Current", 0),
+                ("Ready", 0),
+                ("Up-to-date", 0),
+                ("Available", 0),
+                ("Node Selector", 0),
+                ("Age", 0),
+                ("Containers", 1),
+                ("Images", 1),
+                ("Selector", 1)
+            ]
+            .map(|(n, p)| (n.to_string(), p))
+        );
+        assert_eq!(
+            cells("DaemonSet", ds),
+            vec![
+                json!("agent"),
+                json!(3),
+                json!(3),
+                json!(2),
+                json!(1),
+                json!(2),
+                json!("disk=ssd,zone=b"),
+                json!("10d"),
+                json!("a"),
+                json!("busybox"),
+                json!("app=agent"),
+            ]
+        );
+        let new = json!({"metadata": {"name": "new"}, "spec": {}});
+        assert_eq!(
+            cells("DaemonSet", new)[1..7],
+            [0, 0, 0, 0, 0]
+                .map(|n| json!(n))
+                .into_iter()
+                .chain([json!("<none>")])
+                .collect::<Vec<_>>()
+        );
+
+        let revision = json!({
+            "metadata": {"name": "agent-6d4f8b9c7", "creationTimestamp": ago(TimeDelta::minutes(5)),
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                              "name": "agent", "uid": "u", "controller": true}]},
+            "revision": 2,
+        });
+        assert_eq!(
+            cells("ControllerRevision", revision),
+            vec![
+                json!("agent-6d4f8b9c7"),
+                json!("daemonset.apps/agent"),
+                json!(2),
+                json!("5m")
+            ]
+        );
+        let orphan = json!({"metadata": {"name": "x"}, "revision": 1});
+        assert_eq!(cells("ControllerRevision", orphan)[1], json!("<none>"));
     }
 
     #[test]

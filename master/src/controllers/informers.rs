@@ -3,6 +3,7 @@
 //! cache that every reader shares, with one stream of changed objects per subscriber.
 //!
 //! Readers: node IPAM, the `replicaset` (ReplicaSets and ReplicationControllers), `deployment`,
+//! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes),
 //! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
 //! ServiceAccounts, ConfigMaps) and `resourcequota` controllers (ResourceQuotas and what they
 //! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
@@ -34,7 +35,7 @@ use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -321,6 +322,10 @@ pub struct Informers {
     pub replication_controllers: Informer<ReplicationController>,
     /// Every ResourceQuota.
     pub resource_quotas: Informer<ResourceQuota>,
+    /// Every DaemonSet.
+    pub daemon_sets: Informer<DaemonSet>,
+    /// Every ControllerRevision.
+    pub controller_revisions: Informer<ControllerRevision>,
     /// Every Job.
     pub jobs: Informer<Job>,
     /// Every CronJob.
@@ -349,6 +354,8 @@ impl Informers {
             config_maps: Informer::new(Api::all(client.clone())),
             replication_controllers: Informer::new(Api::all(client.clone())),
             resource_quotas: Informer::new(Api::all(client.clone())),
+            daemon_sets: Informer::new(Api::all(client.clone())),
+            controller_revisions: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             cron_jobs: Informer::new(Api::all(client.clone())),
             pod_disruption_budgets: Informer::new(Api::all(client.clone())),
@@ -372,6 +379,8 @@ impl Informers {
             self.config_maps.into_task(),
             self.replication_controllers.into_task(),
             self.resource_quotas.into_task(),
+            self.daemon_sets.into_task(),
+            self.controller_revisions.into_task(),
             self.jobs.into_task(),
             self.cron_jobs.into_task(),
             self.pod_disruption_budgets.into_task(),

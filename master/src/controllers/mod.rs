@@ -6,6 +6,8 @@
 //! - [`replica_set`]: keeps each ReplicaSet's number of pods, and each ReplicationController's
 //!   ([`replication_controller`]);
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
+//! - [`daemon_set`]: runs a pod of each DaemonSet on every node it is meant for, and rolls
+//!   them out;
 //! - [`job`]: runs each Job's pods to completion (or failure), and deletes finished Jobs
 //!   after their `ttlSecondsAfterFinished`;
 //! - [`cron_job`]: makes each CronJob's Jobs on its schedule;
@@ -24,6 +26,7 @@
 
 pub mod controller_ref;
 pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slice;

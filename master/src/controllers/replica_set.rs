@@ -485,27 +485,37 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// quota raised is then seen late).
 const MAX_RETRY: Duration = Duration::from_secs(32);
 
-/// Failures in a row per owner, for the wait before its next try (the rate limiter of
-/// kube-controller-manager's work queue).
+/// Failures in a row per owner (or per DaemonSet and node), for the wait before its next try
+/// (the rate limiter of kube-controller-manager's work queue).
 #[derive(Default)]
-struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+pub(super) struct Backoff {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Backoff {
-    /// Counts a failure of `owner`'s; returns how long to wait before trying again.
-    fn failed<K: Resource>(&self, owner: &ObjectRef<K>) -> Duration {
+    /// Counts a failure of `key`'s; returns how long to wait before trying again.
+    pub(super) fn failed(&self, key: &impl std::fmt::Display) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = failures.entry(owner.to_string()).or_default();
-        let wait = retry_after(*count);
-        *count = count.saturating_add(1);
+        let entry = failures
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        let wait = retry_after(entry.0);
+        *entry = (entry.0.saturating_add(1), Instant::now() + wait);
         wait
     }
 
-    /// Forgets `owner`'s failures.
-    fn succeeded<K: Resource>(&self, owner: &ObjectRef<K>) {
+    /// How long `key` must still wait after its last failure; `None` when it may try.
+    pub(super) fn waiting(&self, key: &impl std::fmt::Display) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, until) = failures.get(&key.to_string())?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Forgets `key`'s failures.
+    pub(super) fn succeeded(&self, key: &impl std::fmt::Display) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.remove(&owner.to_string());
+        failures.remove(&key.to_string());
     }
 }
 

@@ -76,6 +76,8 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("v1", "ResourceQuota"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "ControllerRevision"),
     ("batch/v1", "Job"),
     ("batch/v1", "CronJob"),
     ("discovery.k8s.io/v1", "EndpointSlice"),

@@ -24,6 +24,8 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "ResourceQuota", &RESOURCE_QUOTA),
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
+    ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
+    ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
@@ -39,6 +41,70 @@ static AFFINITY: Message = Message {
         field(1, "nodeAffinity", Kind::Message(&NODE_AFFINITY)),
         field(2, "podAffinity", Kind::Message(&POD_AFFINITY)),
         field(3, "podAntiAffinity", Kind::Message(&POD_ANTI_AFFINITY)),
+    ],
+};
+
+static APPS_V1_CONTROLLER_REVISION: Message = Message {
+    name: "io.k8s.api.apps.v1.ControllerRevision",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "data", Kind::RawJson),
+        field(3, "revision", Kind::Int64),
+    ],
+};
+
+static APPS_V1_DAEMON_SET: Message = Message {
+    name: "io.k8s.api.apps.v1.DaemonSet",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&APPS_V1_DAEMON_SET_SPEC)),
+        field(3, "status", Kind::Message(&APPS_V1_DAEMON_SET_STATUS)),
+    ],
+};
+
+static APPS_V1_DAEMON_SET_CONDITION: Message = Message {
+    name: "io.k8s.api.apps.v1.DaemonSetCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastTransitionTime", Kind::Time),
+        omitempty(4, "reason", Kind::String),
+        omitempty(5, "message", Kind::String),
+    ],
+};
+
+static APPS_V1_DAEMON_SET_SPEC: Message = Message {
+    name: "io.k8s.api.apps.v1.DaemonSetSpec",
+    fields: &[
+        field(1, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(2, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+        field(3, "updateStrategy", Kind::Message(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY)),
+        omitempty(4, "minReadySeconds", Kind::Int32),
+        field(6, "revisionHistoryLimit", Kind::Int32),
+    ],
+};
+
+static APPS_V1_DAEMON_SET_STATUS: Message = Message {
+    name: "io.k8s.api.apps.v1.DaemonSetStatus",
+    fields: &[
+        field(1, "currentNumberScheduled", Kind::Int32),
+        field(2, "numberMisscheduled", Kind::Int32),
+        field(3, "desiredNumberScheduled", Kind::Int32),
+        field(4, "numberReady", Kind::Int32),
+        omitempty(5, "observedGeneration", Kind::Int64),
+        omitempty(6, "updatedNumberScheduled", Kind::Int32),
+        omitempty(7, "numberAvailable", Kind::Int32),
+        omitempty(8, "numberUnavailable", Kind::Int32),
+        field(9, "collisionCount", Kind::Int32),
+        repeated(10, "conditions", Kind::Message(&APPS_V1_DAEMON_SET_CONDITION)),
+    ],
+};
+
+static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: Message = Message {
+    name: "io.k8s.api.apps.v1.DaemonSetUpdateStrategy",
+    fields: &[
+        omitempty(1, "type", Kind::String),
+        field(2, "rollingUpdate", Kind::Message(&APPS_V1_ROLLING_UPDATE_DAEMON_SET)),
     ],
 };
 
@@ -138,6 +204,14 @@ static APPS_V1_REPLICA_SET_STATUS: Message = Message {
         omitempty(5, "availableReplicas", Kind::Int32),
         omitempty(3, "observedGeneration", Kind::Int64),
         repeated(6, "conditions", Kind::Message(&APPS_V1_REPLICA_SET_CONDITION)),
+    ],
+};
+
+static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Message = Message {
+    name: "io.k8s.api.apps.v1.RollingUpdateDaemonSet",
+    fields: &[
+        field(1, "maxUnavailable", Kind::IntOrString),
+        field(2, "maxSurge", Kind::IntOrString),
     ],
 };
 

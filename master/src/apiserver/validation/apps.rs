@@ -1,10 +1,14 @@
-//! The replicated-pod controllers' kinds: ReplicaSet and Deployment (`apps/v1`) and
+//! The replicated-pod controllers' kinds: ReplicaSet, Deployment and DaemonSet (`apps/v1`) and
 //! ReplicationController, their core/v1 forerunner, checked by the same rules (replicas,
-//! selector against template labels, a template whose pods restart Always).
+//! selector against template labels, a template whose pods restart Always), and the
+//! ControllerRevisions that keep a DaemonSet's history.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy,
+    ReplicaSet,
+};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -38,7 +42,7 @@ fn controller_template(
 ) {
     let template_labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     if selector_matches == Some(false) {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             "spec.template.metadata.labels",
             go_string_map(template_labels),
             "`selector` does not match template `labels`",
@@ -70,6 +74,16 @@ pub(super) fn apps_selector(
     errs: &mut Vec<FieldError>,
     selector: &LabelSelector,
     template_labels: Option<&BTreeMap<String, String>>,
+) -> Option<bool> {
+    selector_of(errs, selector, template_labels, "deployment")
+}
+
+/// [`apps_selector`] for a kind whose empty-selector message names it (`daemonset`).
+fn selector_of(
+    errs: &mut Vec<FieldError>,
+    selector: &LabelSelector,
+    template_labels: Option<&BTreeMap<String, String>>,
+    kind: &str,
 ) -> Option<bool> {
     let before = errs.len();
     errs.extend(labels(
@@ -111,10 +125,10 @@ pub(super) fn apps_selector(
         .is_none_or(BTreeMap::is_empty)
         && exprs.is_empty();
     if empty {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             "spec.selector",
             go_label_selector(selector),
-            "empty selector is invalid for deployment",
+            format!("empty selector is invalid for {kind}"),
         ));
         return None;
     }
@@ -122,7 +136,7 @@ pub(super) fn apps_selector(
         Ok(parsed) => Some(parsed.matches(template_labels.unwrap_or(&BTreeMap::new()))),
         Err(_) => {
             if errs.len() == before {
-                errs.push(FieldError::invalid(
+                errs.push(FieldError::invalid_unquoted(
                     "spec.selector",
                     go_label_selector(selector),
                     "invalid label selector",
@@ -195,7 +209,7 @@ pub(super) fn selector_immutable(
         )
     };
     if norm(old) != norm(new) {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             "spec.selector",
             go_label_selector(new),
             IMMUTABLE_MSG,
@@ -342,6 +356,132 @@ pub fn deployment_update(old: &Deployment, new: &Deployment) -> Vec<FieldError> 
     errs
 }
 
+/// A DaemonSet: a non-empty selector that matches the template labels, a template whose pods
+/// restart Always, non-negative counts and a valid update strategy (Kubernetes'
+/// `ValidateDaemonSetSpec`).
+pub fn daemon_set(ds: &DaemonSet) -> Vec<FieldError> {
+    let mut errs = object_meta(&ds.metadata, true, NameRule::Dns1123Subdomain);
+    let default_spec = Default::default();
+    let spec = ds.spec.as_ref().unwrap_or(&default_spec);
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref());
+    let matches = selector_of(&mut errs, &spec.selector, template_labels, "daemonset");
+    controller_template(&mut errs, &spec.template, matches, "DaemonSet");
+    nonnegative(&mut errs, "spec.minReadySeconds", spec.min_ready_seconds);
+    nonnegative(
+        &mut errs,
+        "spec.revisionHistoryLimit",
+        spec.revision_history_limit,
+    );
+    daemon_set_update_strategy(&mut errs, spec.update_strategy.as_ref());
+    errs
+}
+
+/// Kubernetes' `ValidateDaemonSetUpdateStrategy`: RollingUpdate (with exactly one of
+/// `maxUnavailable` and `maxSurge` non-zero, neither over 100%) or OnDelete.
+fn daemon_set_update_strategy(
+    errs: &mut Vec<FieldError>,
+    strategy: Option<&DaemonSetUpdateStrategy>,
+) {
+    let Some(strategy) = strategy else { return };
+    match strategy.type_.as_deref() {
+        Some("OnDelete") => {}
+        Some("RollingUpdate") => {
+            let Some(ru) = &strategy.rolling_update else {
+                errs.push(FieldError::required(
+                    "spec.updateStrategy.rollingUpdate",
+                    "",
+                ));
+                return;
+            };
+            let path = "spec.updateStrategy.rollingUpdate";
+            let unavailable = int_or_percent(
+                errs,
+                &format!("{path}.maxUnavailable"),
+                ru.max_unavailable.as_ref(),
+            );
+            let surge = int_or_percent(errs, &format!("{path}.maxSurge"), ru.max_surge.as_ref());
+            for (field, value) in [("maxUnavailable", unavailable), ("maxSurge", surge)] {
+                if let Some((p, true)) = value
+                    && p > 100
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{path}.{field}"),
+                        format!("{p}%"),
+                        "must not be greater than 100%",
+                    ));
+                }
+            }
+            let non_zero = |value: Option<(i64, bool)>| value.is_some_and(|(v, _)| v != 0);
+            match (non_zero(unavailable), non_zero(surge)) {
+                (true, true) => errs.push(FieldError::invalid(
+                    format!("{path}.maxSurge"),
+                    int_or_string_text(ru.max_surge.as_ref()),
+                    "may not be set when maxUnavailable is non-zero",
+                )),
+                (false, false) => errs.push(FieldError::required(
+                    format!("{path}.maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                )),
+                _ => {}
+            }
+        }
+        other => errs.push(FieldError::not_supported(
+            "spec.updateStrategy",
+            other.unwrap_or_default(),
+            &["RollingUpdate", "OnDelete"],
+        )),
+    }
+}
+
+/// An int-or-string as Go prints it in a field error.
+fn int_or_string_text(value: Option<&IntOrString>) -> String {
+    match value {
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(s)) => s.clone(),
+        None => String::from("0"),
+    }
+}
+
+/// DaemonSet update rules (apps/v1): metadata, and `spec.selector` is immutable.
+pub fn daemon_set_update(old: &DaemonSet, new: &DaemonSet) -> Vec<FieldError> {
+    let mut errs = object_meta_update(&old.metadata, &new.metadata);
+    if let (Some(o), Some(n)) = (&old.spec, &new.spec) {
+        selector_immutable(&mut errs, &o.selector, &n.selector);
+    }
+    errs
+}
+
+/// A ControllerRevision: a valid name and a non-negative revision (Kubernetes'
+/// `ValidateControllerRevision`).
+pub fn controller_revision(revision: &ControllerRevision) -> Vec<FieldError> {
+    let mut errs = object_meta(&revision.metadata, true, NameRule::Dns1123Subdomain);
+    if revision.revision < 0 {
+        errs.push(FieldError::invalid(
+            "revision",
+            revision.revision,
+            NEGATIVE_MSG,
+        ));
+    }
+    errs
+}
+
+/// ControllerRevision update rules: its `data` is immutable.
+pub fn controller_revision_update(
+    old: &ControllerRevision,
+    new: &ControllerRevision,
+) -> Vec<FieldError> {
+    let mut errs = object_meta_update(&old.metadata, &new.metadata);
+    errs.extend(controller_revision(new));
+    if old.data != new.data {
+        errs.push(FieldError::invalid("data", "", IMMUTABLE_MSG));
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -402,7 +542,7 @@ mod tests {
         let e = only(&errs, "spec.template.metadata.labels");
         assert_eq!(
             e.to_string(),
-            "spec.template.metadata.labels: Invalid value: \"map[string]string{\"app\":\"api\", \"tier\":\"back\"}\": `selector` does not match template `labels`"
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"api\", \"tier\":\"back\"}: `selector` does not match template `labels`"
         );
         assert_eq!(errs.len(), 1);
 
@@ -429,7 +569,7 @@ mod tests {
         let errs = deployment(&from(json.clone()));
         assert_eq!(
             errs,
-            vec![FieldError::invalid_number(
+            vec![FieldError::invalid_unquoted(
                 "spec.replicas",
                 -1,
                 "must be greater than or equal to 0"
@@ -583,7 +723,7 @@ mod tests {
         let errs = deployment_update(&old, &changed);
         assert_eq!(
             only(&errs, "spec.selector").to_string(),
-            "spec.selector: Invalid value: \"&v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}\": field is immutable"
+            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
         );
 
         json["kind"] = json!("ReplicaSet");
@@ -593,5 +733,122 @@ mod tests {
             fields(&replica_set_update(&from(old_rs), &from(json))),
             ["spec.selector"]
         );
+    }
+
+    fn daemon_set_json() -> serde_json::Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "a", "image": "busybox"}]}
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn daemon_sets_are_checked_as_kubernetes_checks_them() {
+        let ds: DaemonSet = from(daemon_set_json());
+        let mut defaulted = ds.clone();
+        crate::apiserver::defaults::daemon_set(&mut defaulted);
+        assert_eq!(daemon_set(&defaulted), vec![]);
+        let strategy = defaulted
+            .spec
+            .as_ref()
+            .and_then(|s| s.update_strategy.clone());
+        let rolling = strategy.as_ref().and_then(|s| s.rolling_update.clone());
+        assert_eq!(
+            strategy.and_then(|s| s.type_).as_deref(),
+            Some("RollingUpdate")
+        );
+        assert_eq!(
+            rolling.and_then(|r| r.max_unavailable),
+            Some(IntOrString::Int(1))
+        );
+
+        let mut json = daemon_set_json();
+        json["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
+        assert_eq!(
+            only(&daemon_set(&from(json)), "spec.template.metadata.labels").to_string(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"agent\"}: `selector` does not match template `labels`"
+        );
+        let mut json = daemon_set_json();
+        json["spec"]["selector"] = json!({});
+        assert_eq!(
+            only(&daemon_set(&from(json)), "spec.selector").detail,
+            "empty selector is invalid for daemonset"
+        );
+        let mut json = daemon_set_json();
+        json["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        json["spec"]["minReadySeconds"] = json!(-1);
+        assert_eq!(
+            fields(&daemon_set(&from(json))),
+            ["spec.template.spec.restartPolicy", "spec.minReadySeconds"]
+        );
+
+        let strategy = |value: serde_json::Value| {
+            let mut json = daemon_set_json();
+            json["spec"]["updateStrategy"] = value;
+            daemon_set(&from(json))
+        };
+        assert_eq!(
+            only(
+                &strategy(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "10%"}})),
+                "spec.updateStrategy.rollingUpdate.maxSurge"
+            )
+            .to_string(),
+            "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: \"10%\": may not be set when maxUnavailable is non-zero"
+        );
+        assert_eq!(
+            only(
+                &strategy(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}})),
+                "spec.updateStrategy.rollingUpdate.maxUnavailable"
+            )
+            .to_string(),
+            "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+        );
+        assert_eq!(
+            fields(&strategy(
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "150%"}})
+            )),
+            ["spec.updateStrategy.rollingUpdate.maxUnavailable"]
+        );
+        assert_eq!(strategy(json!({"type": "OnDelete"})), vec![]);
+        assert_eq!(
+            fields(&strategy(json!({"type": "Recreate"}))),
+            ["spec.updateStrategy"]
+        );
+
+        let mut json = daemon_set_json();
+        json["spec"]["selector"]["matchLabels"] = json!({"app": "agent", "v": "2"});
+        json["spec"]["template"]["metadata"]["labels"] = json!({"app": "agent", "v": "2"});
+        assert_eq!(
+            fields(&daemon_set_update(&ds, &from(json))),
+            ["spec.selector"]
+        );
+    }
+
+    #[test]
+    fn a_controller_revisions_data_is_immutable() {
+        let revision: ControllerRevision = from(json!({
+            "metadata": {"name": "agent-1", "namespace": "default"},
+            "data": {"spec": {"template": {"$patch": "replace"}}},
+            "revision": 1,
+        }));
+        assert_eq!(controller_revision(&revision), vec![]);
+        let mut raised = revision.clone();
+        raised.revision = 3;
+        assert_eq!(controller_revision_update(&revision, &raised), vec![]);
+        let mut changed = revision.clone();
+        changed.data = None;
+        assert_eq!(
+            fields(&controller_revision_update(&revision, &changed)),
+            ["data"]
+        );
+        raised.revision = -1;
+        assert_eq!(fields(&controller_revision(&raised)), ["revision"]);
     }
 }

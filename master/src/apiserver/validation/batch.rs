@@ -55,7 +55,7 @@ fn job_spec(spec: &JobSpec, path: &str, selector_required: bool) -> Vec<FieldErr
     match &spec.selector {
         None if selector_required => errs.push(FieldError::required(at("selector"), "")),
         Some(selector) if apps_selector(&mut errs, selector, template_labels) == Some(false) => {
-            errs.push(FieldError::invalid(
+            errs.push(FieldError::invalid_unquoted(
                 at("template.metadata.labels"),
                 super::go_string_map(template_labels),
                 "`selector` does not match template `labels`",
@@ -91,7 +91,7 @@ fn job_spec(spec: &JobSpec, path: &str, selector_required: bool) -> Vec<FieldErr
                     at("completions"),
                     "when completion mode is Indexed",
                 )),
-                Some(n) if n > MAX_INDEXED_COMPLETIONS => errs.push(FieldError::invalid_number(
+                Some(n) if n > MAX_INDEXED_COMPLETIONS => errs.push(FieldError::invalid_unquoted(
                     at("completions"),
                     i64::from(n),
                     format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion mode is Indexed"),
@@ -99,7 +99,7 @@ fn job_spec(spec: &JobSpec, path: &str, selector_required: bool) -> Vec<FieldErr
                 Some(_) => {}
             }
             if let Some(n) = spec.parallelism.filter(|n| *n > MAX_INDEXED_COMPLETIONS) {
-                errs.push(FieldError::invalid_number(
+                errs.push(FieldError::invalid_unquoted(
                     at("parallelism"),
                     i64::from(n),
                     format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion mode is Indexed"),
@@ -323,7 +323,7 @@ mod tests {
             (
                 json!({"manualSelector": true, "selector": {"matchLabels": {"a": "b"}},
                     "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"restartPolicy": "Never", "containers": container}}}),
-                r#"spec.template.metadata.labels: Invalid value: "map[string]string{"a":"c"}": `selector` does not match template `labels`"#,
+                r#"spec.template.metadata.labels: Invalid value: map[string]string{"a":"c"}: `selector` does not match template `labels`"#,
             ),
         ] {
             let errs = messages(&job(&admitted(spec.clone())));

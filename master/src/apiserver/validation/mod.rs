@@ -24,7 +24,8 @@ mod resource_quota;
 mod service;
 
 pub use apps::{
-    deployment, deployment_update, replica_set, replica_set_update, replication_controller,
+    controller_revision, controller_revision_update, daemon_set, daemon_set_update, deployment,
+    deployment_update, replica_set, replica_set_update, replication_controller,
     replication_controller_update,
 };
 pub use batch::{cron_job, cron_job_update, job, job_update};
@@ -85,7 +86,7 @@ fn nonnegative<T: Into<i64> + Copy>(errs: &mut Vec<FieldError>, field: &str, val
     if let Some(v) = value.map(Into::into)
         && v < 0
     {
-        errs.push(FieldError::invalid_number(field, v, NEGATIVE_MSG));
+        errs.push(FieldError::invalid_unquoted(field, v, NEGATIVE_MSG));
     }
 }
 
@@ -157,7 +158,7 @@ fn go_label_selector(sel: &LabelSelector) -> String {
         }
     };
     format!(
-        "&v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
         go_string_map(sel.match_labels.as_ref())
     )
 }

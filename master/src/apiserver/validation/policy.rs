@@ -47,7 +47,7 @@ pub fn pod_disruption_budget(pdb: &PodDisruptionBudget) -> Vec<FieldError> {
     if let Some(selector) = &spec.selector
         && selectors::LabelSelector::from_api(selector).is_err()
     {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             "spec.selector",
             go_label_selector(selector),
             "invalid label selector",

@@ -15,8 +15,10 @@
 //!   dependent, then loses the finalizer.
 //!
 //! The collector keeps a graph of owners and dependents, fed by the master's informers of the
-//! kinds it monitors (pods, replica sets, deployments, replication controllers, jobs and
-//! cron jobs, services and their endpoint slices, config maps, secrets, and the nodes and leases the node agents tie together): the shared informers
+//! kinds it monitors (pods, replica sets, deployments, replication controllers, daemon sets
+//! and their controller revisions, jobs and cron jobs, services and their endpoint slices,
+//! config maps, secrets, and the nodes and leases the node agents tie together): the shared
+//! informers
 //! the controllers and the scheduler read too, and metadata-only ones for the kinds nothing
 //! else reads, as kube-controller-manager's collector takes typed informers where they exist
 //! and metadata informers for the rest. It does nothing until every monitored kind has
