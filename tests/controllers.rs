@@ -458,6 +458,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
         "secrets",
         "serviceaccounts",
         "services",
+        "statefulsets",
     ];
     let deadline = Instant::now() + WAIT;
     let mut lists = lists_by_resource(&master).await;

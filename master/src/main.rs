@@ -15,7 +15,7 @@ use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
     cron_job, daemon_set, deployment, disruption, endpoint_slice, endpoints, garbage_collector,
-    job, replica_set, resource_quota, root_ca_cert_publisher, service_account,
+    job, replica_set, resource_quota, root_ca_cert_publisher, service_account, stateful_set,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -92,7 +92,7 @@ struct Args {
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
     /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption,
-    /// daemonset).
+    /// daemonset, statefulset).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -113,6 +113,7 @@ const CONTROLLERS: &[&str] = &[
     "endpointslice",
     "disruption",
     "daemonset",
+    "statefulset",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -181,6 +182,7 @@ fn main() -> anyhow::Result<()> {
         resource_quota: controller_enabled(&args.controllers, "resourcequota"),
         deployment: controller_enabled(&args.controllers, "deployment"),
         daemon_set: controller_enabled(&args.controllers, "daemonset"),
+        stateful_set: controller_enabled(&args.controllers, "statefulset"),
         job: controller_enabled(&args.controllers, "job"),
         cron_job: controller_enabled(&args.controllers, "cronjob"),
         disruption: controller_enabled(&args.controllers, "disruption"),
@@ -232,6 +234,7 @@ struct Clients {
     resource_quota: bool,
     deployment: bool,
     daemon_set: bool,
+    stateful_set: bool,
     job: bool,
     cron_job: bool,
     disruption: bool,
@@ -332,6 +335,13 @@ async fn run_clients(
     }
     if clients.daemon_set {
         tasks.push(tokio::spawn(daemon_set::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.stateful_set {
+        tasks.push(tokio::spawn(stateful_set::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

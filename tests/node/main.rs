@@ -24,6 +24,7 @@ mod daemon_sets;
 mod exec;
 mod jobs;
 mod probes;
+mod stateful_sets;
 mod volumes;
 
 /// How long a pod may take to get where a test expects it.

@@ -23,6 +23,7 @@ pub fn tracks_generation(r: &Resource) -> bool {
             | "ReplicaSet"
             | "ReplicationController"
             | "DaemonSet"
+            | "StatefulSet"
             | "Job"
             | "PodDisruptionBudget"
     )

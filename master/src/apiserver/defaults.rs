@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, RollingUpdateDaemonSet,
-    RollingUpdateDeployment,
+    RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -579,6 +580,32 @@ pub fn daemon_set(ds: &mut DaemonSet) {
         set(&mut ru.max_surge, || IntOrString::Int(0));
     }
     set(&mut spec.revision_history_limit, || 10);
+    pod_template_spec(&mut spec.template);
+}
+
+/// StatefulSet defaults (`SetDefaults_StatefulSet`): `replicas: 1`, `podManagementPolicy:
+/// OrderedReady`, update strategy RollingUpdate with `partition: 0`, `revisionHistoryLimit:
+/// 10`, claims retained when deleted or scaled, and the pod spec defaults in the template.
+pub fn stateful_set(sts: &mut StatefulSet) {
+    let spec = sts.spec.get_or_insert_with(Default::default);
+    set(&mut spec.replicas, || 1);
+    set_str(&mut spec.pod_management_policy, "OrderedReady");
+    let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+    set_str(&mut strategy.type_, "RollingUpdate");
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
+        set(&mut ru.partition, || 0);
+        // Behind the MaxUnavailableStatefulSet gate (alpha, off), dropped as Kubernetes drops it.
+        ru.max_unavailable = None;
+    }
+    set(&mut spec.revision_history_limit, || 10);
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .get_or_insert_with(StatefulSetPersistentVolumeClaimRetentionPolicy::default);
+    set_str(&mut retention.when_deleted, "Retain");
+    set_str(&mut retention.when_scaled, "Retain");
     pod_template_spec(&mut spec.template);
 }
 

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -486,6 +488,24 @@ pub static RESOURCES: &[Resource] = &[
             defaults::daemon_set,
             validation::daemon_set,
             validation::daemon_set_update
+        ),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        field_selectors: &[],
+        schema: typed!(
+            StatefulSet,
+            defaults::stateful_set,
+            validation::stateful_set,
+            validation::stateful_set_update
         ),
     },
     Resource {

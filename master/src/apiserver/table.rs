@@ -286,6 +286,7 @@ fn printer(kind: &str) -> Printer {
         "ReplicaSet" => (REPLICA_SET_COLUMNS, replica_set_row),
         "Deployment" => (DEPLOYMENT_COLUMNS, deployment_row),
         "DaemonSet" => (DAEMON_SET_COLUMNS, daemon_set_row),
+        "StatefulSet" => (STATEFUL_SET_COLUMNS, stateful_set_row),
         "ControllerRevision" => (CONTROLLER_REVISION_COLUMNS, controller_revision_row),
         "Job" => (JOB_COLUMNS, job_row),
         "CronJob" => (CRON_JOB_COLUMNS, cron_job_row),
@@ -886,6 +887,31 @@ fn daemon_set_row(ds: &Value, now: DateTime<Utc>) -> Row {
         json!(names),
         json!(images),
         json!(selector),
+    ])
+}
+
+// --- StatefulSet -----------------------------------------------------------------------
+
+const STATEFUL_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "string", "Number of the pod with ready state"),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+];
+
+fn stateful_set_row(sts: &Value, now: DateTime<Utc>) -> Row {
+    let (names, images) = containers_and_images(sts);
+    Row::from(vec![
+        json!(name(sts)),
+        json!(format!(
+            "{}/{}",
+            int_at(sts, "/status/readyReplicas"),
+            desired_replicas(sts)
+        )),
+        json!(age(sts, now)),
+        json!(names),
+        json!(images),
     ])
 }
 
@@ -1695,6 +1721,7 @@ mod tests {
         "ReplicaSet",
         "Deployment",
         "DaemonSet",
+        "StatefulSet",
         "ControllerRevision",
         "Event",
         "Lease",
@@ -2587,6 +2614,36 @@ mod tests {
         );
         let orphan = json!({"metadata": {"name": "x"}, "revision": 1});
         assert_eq!(cells("ControllerRevision", orphan)[1], json!("<none>"));
+    }
+
+    #[test]
+    fn stateful_set() {
+        let sts = json!({
+            "metadata": {"name": "db", "creationTimestamp": ago(TimeDelta::minutes(3))},
+            "spec": {"replicas": 3, "template": template()},
+            "status": {"replicas": 3, "readyReplicas": 2},
+        });
+        assert_eq!(
+            column_names("StatefulSet"),
+            [
+                ("Name", 0),
+                ("Ready", 0),
+                ("Age", 0),
+                ("Containers", 1),
+                ("Images", 1)
+            ]
+            .map(|(n, p)| (n.to_string(), p))
+        );
+        assert_eq!(
+            cells("StatefulSet", sts),
+            vec![
+                json!("db"),
+                json!("2/3"),
+                json!("3m"),
+                json!("nginx,sidecar"),
+                json!("nginx:1.27,busybox"),
+            ]
+        );
     }
 
     #[test]

@@ -36,23 +36,22 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, PodTemplateSpec, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref;
+use super::history::{self, Revision};
 use super::informers::{Informers, synced};
 use super::replica_set::{Backoff, Change, Expectations, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
-use skiff_api::hash::pod_template_hash;
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::node_affinity::{self, FIELD_NODE_NAME};
 use skiff_api::pod::{is_active, is_available, is_ready};
@@ -73,8 +72,8 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("{0}")]
     Api(#[from] kube::Error),
-    /// The status or a revision could not be encoded.
-    #[error("encoding: {0}")]
+    /// The status could not be encoded.
+    #[error("encoding the status: {0}")]
     Encode(serde_json::Error),
 }
 
@@ -227,17 +226,6 @@ fn pin_to_node(spec: &mut PodSpec, node: &str) {
     });
 }
 
-/// The `data` of the revision of `ds`'s template (Kubernetes' `getPatch`): a strategic merge
-/// patch that replaces the template.
-fn revision_data(ds: &DaemonSet) -> Result<Value, serde_json::Error> {
-    let template = ds.spec.as_ref().map(|s| &s.template);
-    let mut template = serde_json::to_value(template)?;
-    if let Some(fields) = template.as_object_mut() {
-        fields.insert("$patch".to_owned(), json!("replace"));
-    }
-    Ok(json!({ "spec": { "template": template } }))
-}
-
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     for ready in [
         synced(&ctx.pods).await,
@@ -263,7 +251,17 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     let key = ObjectRef::from_obj(ds.as_ref());
     let uid = ds.uid().unwrap_or_default();
 
-    let Some((hash, old_revisions)) = current_revision(&ctx, &ds).await? else {
+    let mut old_revisions = history::owned(&ctx.revisions, &namespace, &uid);
+    let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
+    let current = history::current(
+        &ctx.client,
+        ds.as_ref(),
+        &spec.template,
+        collisions,
+        &mut old_revisions,
+    )
+    .await?;
+    let Some(Revision { hash, .. }) = current else {
         // A hash collision: the collision count was raised; the next reconcile hashes anew.
         return Ok(Action::requeue(Duration::from_millis(100)));
     };
@@ -377,7 +375,19 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         create_on.truncate(BURST_REPLICAS);
         create_pods(&ctx, &ds, &hash, &create_on).await;
         delete_pods(&ctx, &ds, &delete).await?;
-        clean_up_history(&ctx, &ds, old_revisions, &by_node).await?;
+        // Old revisions beyond the limit go, unless a pod still runs them.
+        let live: Vec<&str> = by_node
+            .values()
+            .flatten()
+            .filter_map(|p| pod_hash(p))
+            .collect();
+        let in_use = |r: &ControllerRevision| {
+            r.labels()
+                .get(LABEL_CONTROLLER_REVISION_HASH)
+                .is_some_and(|h| live.contains(&h.as_str()))
+        };
+        let limit = spec.revision_history_limit.unwrap_or(10);
+        history::clean_up(&ctx.client, &namespace, &old_revisions, in_use, limit).await?;
     } else {
         soonest(Duration::from_secs(1));
     }
@@ -605,145 +615,11 @@ fn compute_status(
     status
 }
 
-/// The hash of the current revision (made, or raised to the highest, when needed) and the
-/// other revisions of `ds`; `None` when a revision of another template holds its name (the
-/// collision count is then raised).
-async fn current_revision(
-    ctx: &Context,
-    ds: &DaemonSet,
-) -> Result<Option<(String, Vec<Arc<ControllerRevision>>)>, Error> {
-    let namespace = ds.namespace().unwrap_or_default();
-    let uid = ds.uid().unwrap_or_default();
-    let data = revision_data(ds).map_err(Error::Encode)?;
-    let mut owned: Vec<Arc<ControllerRevision>> = ctx
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|r| controller_of(r.as_ref()).is_some_and(|o| o.uid == uid))
-        .collect();
-    owned.sort_by_key(|r| r.revision);
-    let highest = owned.last().map_or(0, |r| r.revision);
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(index) = owned
-        .iter()
-        .position(|r| r.data.as_ref().map(|d| &d.0) == Some(&data))
-    {
-        let current = owned.remove(index);
-        let hash = current
-            .labels()
-            .get(LABEL_CONTROLLER_REVISION_HASH)
-            .cloned()
-            .unwrap_or_else(|| pod_template_hash(&template_of(ds), collisions(ds)));
-        if current.revision < highest {
-            // An undo: the old template's revision becomes the newest.
-            let patch = json!({ "revision": highest.saturating_add(1) });
-            api.patch(
-                &current.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-        }
-        return Ok(Some((hash, owned)));
-    }
-    let hash = pod_template_hash(&template_of(ds), collisions(ds));
-    let mut labels = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(LABEL_CONTROLLER_REVISION_HASH.to_owned(), hash.clone());
-    let revision = ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-{hash}", ds.name_any())),
-            namespace: Some(namespace.clone()),
-            labels: Some(labels),
-            annotations: ds.metadata.annotations.clone(),
-            owner_references: Some(vec![controller_ref(ds)]),
-            ..Default::default()
-        },
-        data: Some(RawExtension(data.clone())),
-        revision: highest.saturating_add(1),
-    };
-    match api.create(&PostParams::default(), &revision).await {
-        Ok(_) => Ok(Some((hash, owned))),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            // Taken: ours with the same data (the cache is behind) or another template's.
-            let existing = api.get(&revision.name_any()).await?;
-            let ours = controller_of(&existing).is_some_and(|o| o.uid == uid);
-            if ours && existing.data.as_ref().map(|d| &d.0) == Some(&data) {
-                return Ok(Some((hash, owned)));
-            }
-            let count = collisions(ds).unwrap_or(0).saturating_add(1);
-            let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
-            let patch = json!({ "status": { "collisionCount": count } });
-            ds_api
-                .patch_status(
-                    &ds.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-            Ok(None)
-        }
-        Err(err) => Err(err.into()),
-    }
-}
-
-fn template_of(ds: &DaemonSet) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+fn template_of(ds: &DaemonSet) -> PodTemplateSpec {
     ds.spec
         .as_ref()
         .map(|s| s.template.clone())
         .unwrap_or_default()
-}
-
-fn collisions(ds: &DaemonSet) -> Option<i32> {
-    ds.status.as_ref().and_then(|s| s.collision_count)
-}
-
-/// Deletes the oldest revisions beyond `revisionHistoryLimit` that no pod runs.
-async fn clean_up_history(
-    ctx: &Context,
-    ds: &DaemonSet,
-    old: Vec<Arc<ControllerRevision>>,
-    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
-) -> Result<(), kube::Error> {
-    let limit = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.revision_history_limit)
-        .unwrap_or(10);
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let live: Vec<&str> = by_node
-        .values()
-        .flatten()
-        .filter_map(|p| pod_hash(p))
-        .collect();
-    let unused: Vec<&Arc<ControllerRevision>> = old
-        .iter()
-        .filter(|r| {
-            r.labels()
-                .get(LABEL_CONTROLLER_REVISION_HASH)
-                .is_none_or(|h| !live.contains(&h.as_str()))
-        })
-        .collect();
-    let excess = unused.len().saturating_sub(limit);
-    let api: Api<ControllerRevision> =
-        Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
-    // `old` is sorted by revision: the oldest go first.
-    for revision in unused.into_iter().take(excess) {
-        match api
-            .delete(&revision.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 /// A new pod of `ds` for `node`, labelled with the revision `hash`.
@@ -854,7 +730,7 @@ async fn delete_pods(ctx: &Context, ds: &DaemonSet, pods: &[Arc<Pod>]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -1101,19 +977,5 @@ mod tests {
             })
         );
         assert_eq!(with(json!({"type": "OnDelete"})), None);
-    }
-
-    #[test]
-    fn the_revision_data_puts_the_template_back() {
-        let ds = daemon_set(json!({"template": {"metadata": {"labels": {"app": "a"}},
-                                               "spec": {"containers": [{"name": "a", "image": "x"}]}}}));
-        let data = revision_data(&ds).expect("data");
-        assert_eq!(data["spec"]["template"]["$patch"], "replace");
-        assert_eq!(data["spec"]["template"]["metadata"]["labels"]["app"], "a");
-        assert_eq!(
-            data["spec"]["template"]["spec"]["containers"][0]["image"],
-            "x"
-        );
-        assert_eq!(data.as_object().map(|o| o.len()), Some(1));
     }
 }

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use skiff_api::meta::controller_ref;
 use skiff_api::pod::is_ready;
 
-use super::endpoints::{SelectedBy, resolve, selector, selects};
+use super::endpoints::{SelectedBy, endpoint_hostname, resolve, selector, selects};
 use super::informers::Informers;
 
 /// The label naming a slice's Service.
@@ -250,6 +250,7 @@ fn slices(service: &Service, pods: &[Arc<Pod>]) -> Vec<(Vec<EndpointPort>, Vec<E
                 serving: Some(serving),
                 terminating: Some(terminating),
             }),
+            hostname: endpoint_hostname(service, pod),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(ObjectReference {
                 kind: Some(String::from("Pod")),

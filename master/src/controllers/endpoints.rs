@@ -254,6 +254,16 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// The name a pod's address has in its Service's DNS records: its `hostname` when its
+/// `subdomain` is the Service (a StatefulSet's pods under their governing Service), as
+/// Kubernetes' endpoints controller sets it.
+pub(super) fn endpoint_hostname(service: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.is_some() && spec.subdomain == service.metadata.name)
+        .then(|| hostname.to_owned())
+}
+
 /// A Service's ports as they resolve on one pod: (name, number, protocol) each.
 type ResolvedPorts = Vec<(String, i32, String)>;
 /// Ready and not-ready addresses.
@@ -288,7 +298,7 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         };
         let address = EndpointAddress {
             ip,
-            hostname: None,
+            hostname: endpoint_hostname(service, pod),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(ObjectReference {
                 kind: Some(String::from("Pod")),

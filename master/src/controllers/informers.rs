@@ -3,7 +3,8 @@
 //! cache that every reader shares, with one stream of changed objects per subscriber.
 //!
 //! Readers: node IPAM, the `replicaset` (ReplicaSets and ReplicationControllers), `deployment`,
-//! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes),
+//! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes), `statefulset`
+//! (StatefulSets, their ControllerRevisions and Pods),
 //! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
 //! ServiceAccounts, ConfigMaps) and `resourcequota` controllers (ResourceQuotas and what they
 //! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
@@ -35,7 +36,9 @@ use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -324,6 +327,8 @@ pub struct Informers {
     pub resource_quotas: Informer<ResourceQuota>,
     /// Every DaemonSet.
     pub daemon_sets: Informer<DaemonSet>,
+    /// Every StatefulSet.
+    pub stateful_sets: Informer<StatefulSet>,
     /// Every ControllerRevision.
     pub controller_revisions: Informer<ControllerRevision>,
     /// Every Job.
@@ -355,6 +360,7 @@ impl Informers {
             replication_controllers: Informer::new(Api::all(client.clone())),
             resource_quotas: Informer::new(Api::all(client.clone())),
             daemon_sets: Informer::new(Api::all(client.clone())),
+            stateful_sets: Informer::new(Api::all(client.clone())),
             controller_revisions: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             cron_jobs: Informer::new(Api::all(client.clone())),
@@ -380,6 +386,7 @@ impl Informers {
             self.replication_controllers.into_task(),
             self.resource_quotas.into_task(),
             self.daemon_sets.into_task(),
+            self.stateful_sets.into_task(),
             self.controller_revisions.into_task(),
             self.jobs.into_task(),
             self.cron_jobs.into_task(),

@@ -8,6 +8,8 @@
 //! - [`deployment`]: runs Deployments through ReplicaSets and rolls them out;
 //! - [`daemon_set`]: runs a pod of each DaemonSet on every node it is meant for, and rolls
 //!   them out;
+//! - [`stateful_set`]: runs each StatefulSet's pods with their stable names, in order, and
+//!   rolls them out;
 //! - [`job`]: runs each Job's pods to completion (or failure), and deletes finished Jobs
 //!   after their `ttlSecondsAfterFinished`;
 //! - [`cron_job`]: makes each CronJob's Jobs on its schedule;
@@ -22,7 +24,8 @@
 //! - [`resource_quota`]: keeps each ResourceQuota's `status` (hard limits, usage) up to date;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
-//! them and the scheduler), [`controller_ref`] (adoption and release) and [`recorder`].
+//! them and the scheduler), [`controller_ref`] (adoption and release), [`history`] (the
+//! ControllerRevisions of DaemonSets and StatefulSets) and [`recorder`].
 
 pub mod controller_ref;
 pub mod cron_job;
@@ -32,6 +35,7 @@ pub mod disruption;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod history;
 pub mod informers;
 pub mod job;
 pub mod node_ipam;
@@ -41,6 +45,7 @@ pub mod replication_controller;
 pub mod resource_quota;
 pub mod root_ca_cert_publisher;
 pub mod service_account;
+pub mod stateful_set;
 
 /// The Event recorder of the controller `component` (`replicaset-controller`, ...), writing
 /// on the current tokio runtime.

@@ -25,6 +25,7 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
+    ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
     ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
@@ -220,6 +221,90 @@ static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     fields: &[
         field(1, "maxUnavailable", Kind::IntOrString),
         field(2, "maxSurge", Kind::IntOrString),
+    ],
+};
+
+static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: Message = Message {
+    name: "io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy",
+    fields: &[
+        field(1, "partition", Kind::Int32),
+        field(2, "maxUnavailable", Kind::IntOrString),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSet",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&APPS_V1_STATEFUL_SET_SPEC)),
+        field(3, "status", Kind::Message(&APPS_V1_STATEFUL_SET_STATUS)),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_CONDITION: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastTransitionTime", Kind::Time),
+        omitempty(4, "reason", Kind::String),
+        omitempty(5, "message", Kind::String),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_ORDINALS: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetOrdinals",
+    fields: &[
+        field(1, "start", Kind::Int32),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+    fields: &[
+        omitempty(1, "whenDeleted", Kind::String),
+        omitempty(2, "whenScaled", Kind::String),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_SPEC: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetSpec",
+    fields: &[
+        field(1, "replicas", Kind::Int32),
+        field(2, "selector", Kind::Message(&LABEL_SELECTOR)),
+        field(3, "template", Kind::Message(&POD_TEMPLATE_SPEC)),
+        repeated(4, "volumeClaimTemplates", Kind::Message(&PERSISTENT_VOLUME_CLAIM)),
+        field(5, "serviceName", Kind::String),
+        omitempty(6, "podManagementPolicy", Kind::String),
+        field(7, "updateStrategy", Kind::Message(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY)),
+        field(8, "revisionHistoryLimit", Kind::Int32),
+        omitempty(9, "minReadySeconds", Kind::Int32),
+        field(10, "persistentVolumeClaimRetentionPolicy", Kind::Message(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY)),
+        field(11, "ordinals", Kind::Message(&APPS_V1_STATEFUL_SET_ORDINALS)),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_STATUS: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetStatus",
+    fields: &[
+        omitempty(1, "observedGeneration", Kind::Int64),
+        field(2, "replicas", Kind::Int32),
+        omitempty(3, "readyReplicas", Kind::Int32),
+        omitempty(4, "currentReplicas", Kind::Int32),
+        omitempty(5, "updatedReplicas", Kind::Int32),
+        omitempty(6, "currentRevision", Kind::String),
+        omitempty(7, "updateRevision", Kind::String),
+        field(9, "collisionCount", Kind::Int32),
+        repeated(10, "conditions", Kind::Message(&APPS_V1_STATEFUL_SET_CONDITION)),
+        field(11, "availableReplicas", Kind::Int32),
+    ],
+};
+
+static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
+    name: "io.k8s.api.apps.v1.StatefulSetUpdateStrategy",
+    fields: &[
+        omitempty(1, "type", Kind::String),
+        field(2, "rollingUpdate", Kind::Message(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY)),
     ],
 };
 
@@ -1224,6 +1309,14 @@ static MANAGED_FIELDS_ENTRY: Message = Message {
     ],
 };
 
+static MODIFY_VOLUME_STATUS: Message = Message {
+    name: "io.k8s.api.core.v1.ModifyVolumeStatus",
+    fields: &[
+        omitempty(1, "targetVolumeAttributesClassName", Kind::String),
+        field(2, "status", Kind::String),
+    ],
+};
+
 static NAMESPACE: Message = Message {
     name: "io.k8s.api.core.v1.Namespace",
     fields: &[
@@ -1478,6 +1571,27 @@ static OWNER_REFERENCE: Message = Message {
     ],
 };
 
+static PERSISTENT_VOLUME_CLAIM: Message = Message {
+    name: "io.k8s.api.core.v1.PersistentVolumeClaim",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&PERSISTENT_VOLUME_CLAIM_SPEC)),
+        field(3, "status", Kind::Message(&PERSISTENT_VOLUME_CLAIM_STATUS)),
+    ],
+};
+
+static PERSISTENT_VOLUME_CLAIM_CONDITION: Message = Message {
+    name: "io.k8s.api.core.v1.PersistentVolumeClaimCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(2, "status", Kind::String),
+        field(3, "lastProbeTime", Kind::Time),
+        field(4, "lastTransitionTime", Kind::Time),
+        omitempty(5, "reason", Kind::String),
+        omitempty(6, "message", Kind::String),
+    ],
+};
+
 static PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
     name: "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
     fields: &[
@@ -1490,6 +1604,20 @@ static PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
         field(7, "dataSource", Kind::Message(&TYPED_LOCAL_OBJECT_REFERENCE)),
         field(8, "dataSourceRef", Kind::Message(&TYPED_OBJECT_REFERENCE)),
         field(9, "volumeAttributesClassName", Kind::String),
+    ],
+};
+
+static PERSISTENT_VOLUME_CLAIM_STATUS: Message = Message {
+    name: "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+    fields: &[
+        omitempty(1, "phase", Kind::String),
+        repeated(2, "accessModes", Kind::String),
+        field(3, "capacity", Kind::Map(&Kind::Quantity)),
+        repeated(4, "conditions", Kind::Message(&PERSISTENT_VOLUME_CLAIM_CONDITION)),
+        field(5, "allocatedResources", Kind::Map(&Kind::Quantity)),
+        field(7, "allocatedResourceStatuses", Kind::Map(&Kind::String)),
+        field(8, "currentVolumeAttributesClassName", Kind::String),
+        field(9, "modifyVolumeStatus", Kind::Message(&MODIFY_VOLUME_STATUS)),
     ],
 };
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy,
-    ReplicaSet,
+    ReplicaSet, StatefulSet, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -455,6 +455,120 @@ pub fn daemon_set_update(old: &DaemonSet, new: &DaemonSet) -> Vec<FieldError> {
     errs
 }
 
+/// A StatefulSet (Kubernetes' `ValidateStatefulSetSpec`): a pod management policy and update
+/// strategy it knows, non-negative counts, a non-empty selector that matches the template
+/// labels, a template whose pods restart Always. `volumeClaimTemplates` are refused: skiff
+/// serves no PersistentVolumeClaims to bind them to.
+pub fn stateful_set(sts: &StatefulSet) -> Vec<FieldError> {
+    let mut errs = object_meta(&sts.metadata, true, NameRule::Dns1123Subdomain);
+    let default_spec = Default::default();
+    let spec = sts.spec.as_ref().unwrap_or(&default_spec);
+    match spec.pod_management_policy.as_deref() {
+        None => errs.push(FieldError::required("spec.podManagementPolicy", "")),
+        Some("OrderedReady" | "Parallel") => {}
+        Some(other) => errs.push(FieldError::not_supported(
+            "spec.podManagementPolicy",
+            other,
+            &["OrderedReady", "Parallel"],
+        )),
+    }
+    let strategy = spec.update_strategy.as_ref();
+    match strategy.and_then(|s| s.type_.as_deref()) {
+        None => errs.push(FieldError::required("spec.updateStrategy", "")),
+        Some("OnDelete") => {
+            if strategy.is_some_and(|s| s.rolling_update.is_some()) {
+                errs.push(FieldError::invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    "",
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        Some("RollingUpdate") => {
+            let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+            nonnegative(
+                &mut errs,
+                "spec.updateStrategy.rollingUpdate.partition",
+                rolling.and_then(|r| r.partition),
+            );
+        }
+        Some(other) => errs.push(FieldError::not_supported(
+            "spec.updateStrategy",
+            other,
+            &["RollingUpdate", "OnDelete"],
+        )),
+    }
+    if let Some(policy) = &spec.persistent_volume_claim_retention_policy {
+        for (field, value) in [
+            ("whenDeleted", &policy.when_deleted),
+            ("whenScaled", &policy.when_scaled),
+        ] {
+            if let Some(value) = value.as_deref()
+                && !matches!(value, "Retain" | "Delete")
+            {
+                errs.push(FieldError::not_supported(
+                    format!("spec.persistentVolumeClaimRetentionPolicy.{field}"),
+                    value,
+                    &["Retain", "Delete"],
+                ));
+            }
+        }
+    }
+    if let Some(ordinals) = &spec.ordinals {
+        nonnegative(&mut errs, "spec.ordinals.start", ordinals.start);
+    }
+    replicas_and_min_ready(&mut errs, spec.replicas, spec.min_ready_seconds);
+    nonnegative(
+        &mut errs,
+        "spec.revisionHistoryLimit",
+        spec.revision_history_limit,
+    );
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref());
+    let matches = selector_of(&mut errs, &spec.selector, template_labels, "statefulset");
+    controller_template(&mut errs, &spec.template, matches, "StatefulSet");
+    if spec
+        .volume_claim_templates
+        .as_ref()
+        .is_some_and(|claims| !claims.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.volumeClaimTemplates",
+            "this cluster has no PersistentVolumes or PersistentVolumeClaims yet: a StatefulSet cannot claim storage (use emptyDir or hostPath volumes in the template)",
+        ));
+    }
+    errs
+}
+
+/// StatefulSet update rules: metadata, and only `replicas`, `ordinals`, `template`,
+/// `updateStrategy`, `revisionHistoryLimit`, `persistentVolumeClaimRetentionPolicy` and
+/// `minReadySeconds` may change.
+pub fn stateful_set_update(old: &StatefulSet, new: &StatefulSet) -> Vec<FieldError> {
+    let mut errs = object_meta_update(&old.metadata, &new.metadata);
+    let fixed = |spec: Option<&StatefulSetSpec>| {
+        spec.map(|s| StatefulSetSpec {
+            replicas: None,
+            ordinals: None,
+            template: Default::default(),
+            update_strategy: None,
+            revision_history_limit: None,
+            persistent_volume_claim_retention_policy: None,
+            min_ready_seconds: None,
+            ..s.clone()
+        })
+    };
+    if fixed(old.spec.as_ref()) != fixed(new.spec.as_ref()) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        ));
+    }
+    errs
+}
+
 /// A ControllerRevision: a valid name and a non-negative revision (Kubernetes'
 /// `ValidateControllerRevision`).
 pub fn controller_revision(revision: &ControllerRevision) -> Vec<FieldError> {
@@ -850,5 +964,83 @@ mod tests {
         );
         raised.revision = -1;
         assert_eq!(fields(&controller_revision(&raised)), ["revision"]);
+    }
+
+    fn stateful_set_json() -> serde_json::Value {
+        let mut json = daemon_set_json();
+        json["kind"] = json!("StatefulSet");
+        json["spec"]["serviceName"] = json!("agent");
+        json
+    }
+
+    #[test]
+    fn stateful_sets_are_checked_as_kubernetes_checks_them() {
+        let mut sts: StatefulSet = from(stateful_set_json());
+        crate::apiserver::defaults::stateful_set(&mut sts);
+        assert_eq!(stateful_set(&sts), vec![]);
+        let spec = sts.spec.clone().unwrap_or_default();
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+        assert_eq!(
+            spec.update_strategy
+                .and_then(|s| s.rolling_update)
+                .and_then(|r| r.partition),
+            Some(0)
+        );
+
+        let with = |patch: &dyn Fn(&mut serde_json::Value)| {
+            let mut json = stateful_set_json();
+            patch(&mut json);
+            let mut sts: StatefulSet = from(json);
+            crate::apiserver::defaults::stateful_set(&mut sts);
+            stateful_set(&sts)
+        };
+        let claims = with(&|j| {
+            j["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        });
+        assert_eq!(fields(&claims), ["spec.volumeClaimTemplates"]);
+        assert!(
+            claims[0]
+                .to_string()
+                .starts_with("spec.volumeClaimTemplates: Forbidden: ")
+        );
+        assert_eq!(
+            fields(&with(
+                &|j| j["spec"]["podManagementPolicy"] = json!("Random")
+            )),
+            ["spec.podManagementPolicy"]
+        );
+        assert_eq!(
+            fields(&with(&|j| {
+                j["spec"]["updateStrategy"] =
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": -1}});
+            })),
+            ["spec.updateStrategy.rollingUpdate.partition"]
+        );
+        assert_eq!(
+            fields(&with(&|j| j["spec"]["replicas"] = json!(-1))),
+            ["spec.replicas"]
+        );
+        assert_eq!(
+            only(
+                &with(&|j| j["spec"]["selector"] = json!({})),
+                "spec.selector"
+            )
+            .detail,
+            "empty selector is invalid for statefulset"
+        );
+
+        // Only some of the spec may change.
+        let mut scaled = sts.clone();
+        if let Some(spec) = scaled.spec.as_mut() {
+            spec.replicas = Some(5);
+            spec.template.metadata.get_or_insert_default().annotations =
+                Some([("a".to_owned(), "b".to_owned())].into());
+        }
+        assert_eq!(stateful_set_update(&sts, &scaled), vec![]);
+        let mut renamed = sts.clone();
+        if let Some(spec) = renamed.spec.as_mut() {
+            spec.service_name = Some("other".to_owned());
+        }
+        assert_eq!(fields(&stateful_set_update(&sts, &renamed)), ["spec"]);
     }
 }

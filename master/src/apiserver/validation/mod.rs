@@ -26,7 +26,7 @@ mod service;
 pub use apps::{
     controller_revision, controller_revision_update, daemon_set, daemon_set_update, deployment,
     deployment_update, replica_set, replica_set_update, replication_controller,
-    replication_controller_update,
+    replication_controller_update, stateful_set, stateful_set_update,
 };
 pub use batch::{cron_job, cron_job_update, job, job_update};
 pub use config::{config_map, secret, service_account};

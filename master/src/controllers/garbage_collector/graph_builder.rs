@@ -47,6 +47,7 @@ pub(super) fn monitors(informers: &mut Informers) -> (Vec<Kind>, BoxStream<'stat
     monitors.add(&mut informers.deployments, true);
     monitors.add(&mut informers.replication_controllers, true);
     monitors.add(&mut informers.daemon_sets, true);
+    monitors.add(&mut informers.stateful_sets, true);
     monitors.add(&mut informers.controller_revisions, true);
     monitors.add(&mut informers.jobs, true);
     monitors.add(&mut informers.cron_jobs, true);

@@ -15,8 +15,8 @@
 //!   dependent, then loses the finalizer.
 //!
 //! The collector keeps a graph of owners and dependents, fed by the master's informers of the
-//! kinds it monitors (pods, replica sets, deployments, replication controllers, daemon sets
-//! and their controller revisions, jobs and cron jobs, services and their endpoint slices,
+//! kinds it monitors (pods, replica sets, deployments, replication controllers, daemon sets,
+//! stateful sets and their controller revisions, jobs and cron jobs, services and their endpoint slices,
 //! config maps, secrets, and the nodes and leases the node agents tie together): the shared
 //! informers
 //! the controllers and the scheduler read too, and metadata-only ones for the kinds nothing

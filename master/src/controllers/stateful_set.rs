@@ -1,0 +1,654 @@
+//! The StatefulSet controller: pods with a stable identity, `<set>-<ordinal>`, made, replaced
+//! and removed in order, as kube-controller-manager's statefulset controller keeps them.
+//!
+//! A reconcile of one StatefulSet
+//! - keeps its history as ControllerRevisions ([`super::history`]): the update revision is the
+//!   current template's; the current revision is the one its pods ran before a rollout
+//!   (`status.currentRevision`);
+//! - adopts pods that match its selector, are named after it and have no controller, and
+//!   releases pods it owns that no longer match;
+//! - makes the pod of each ordinal in `[start, start + replicas)` that is missing, named
+//!   `<set>-<ordinal>` with that `hostname` and the governing Service (`serviceName`) as its
+//!   `subdomain`, so the cluster DNS answers `<set>-<ordinal>.<service>`; a pod below the
+//!   partition gets the current revision's template, the others the update revision's;
+//! - deletes failed and succeeded pods (the next reconcile makes them again), and pods above
+//!   the range, the highest ordinal first;
+//! - under OrderedReady does one thing at a time: makes the next ordinal only when every lower
+//!   one is running and ready, removes one surplus pod only when every other is, and waits
+//!   for a pod that terminates; under Parallel makes and removes them all at once;
+//! - under RollingUpdate, once every pod is running and ready, deletes the pod with the
+//!   highest ordinal at or above the partition that does not run the update revision, one at
+//!   a time (it comes back with the new template); under OnDelete a pod gets the new template
+//!   when someone deletes it;
+//! - writes `status` (replicas, ready, available, current and updated counts, the current and
+//!   update revisions, observedGeneration), which `kubectl rollout status sts` reads; a
+//!   RollingUpdate is complete, and its revision current, once every pod runs it and is ready.
+//!
+//! `volumeClaimTemplates` are refused by the API server (no storage is served yet), so its
+//! pods claim nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::controller_ref;
+use super::history;
+use super::informers::{Informers, synced};
+use super::replica_set::message_of;
+use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::meta::{controller_of, controller_ref};
+use skiff_api::pod::{is_available, is_ready};
+use skiff_api::selectors::LabelSelector;
+use skiff_api::well_known::LABEL_CONTROLLER_REVISION_HASH;
+
+/// The label with a StatefulSet pod's own name (for a Service per pod).
+pub const LABEL_POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+/// The label with a StatefulSet pod's ordinal.
+pub const LABEL_POD_INDEX: &str = "apps.kubernetes.io/pod-index";
+
+/// What a reconcile can fail with (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// The status could not be encoded.
+    #[error("encoding the status: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// The controller on the shared informers; it runs until `shutdown` resolves.
+pub fn run(
+    client: kube::Client,
+    informers: &mut Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let sets = informers.stateful_sets.reader();
+    let context = Arc::new(Context {
+        recorder: super::recorder(&client, "statefulset-controller"),
+        client,
+        pods: informers.pods.reader(),
+        revisions: informers.controller_revisions.reader(),
+    });
+    let controller = Controller::for_shared_stream(informers.stateful_sets.subscribe(), sets)
+        .owns_shared_stream(informers.pods.subscribe())
+        .owns_shared_stream(informers.controller_revisions.subscribe());
+    async move {
+        info!("statefulset controller started");
+        let results = controller.run(reconcile, error_policy, context);
+        super::drive("statefulset", results, shutdown).await;
+    }
+}
+
+struct Context {
+    client: kube::Client,
+    recorder: Recorder,
+    pods: Store<Pod>,
+    revisions: Store<ControllerRevision>,
+}
+
+fn error_policy(_set: Arc<StatefulSet>, err: &Error, _ctx: Arc<Context>) -> Action {
+    warn!("syncing a statefulset: {err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The ordinal in a pod's name, when it is `<set>-<ordinal>`.
+fn ordinal_of(set: &str, pod: &str) -> Option<i32> {
+    let digits = pod.strip_prefix(set)?.strip_prefix('-')?;
+    // No sign, no leading zeros: only the names the controller makes.
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed" | "Succeeded")
+    )
+}
+
+/// Running and ready, and not on its way out.
+fn is_healthy(pod: &Pod) -> bool {
+    let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    running && is_ready(pod) && !is_terminating(pod)
+}
+
+fn revision_of(pod: &Pod) -> Option<&str> {
+    pod.labels()
+        .get(LABEL_CONTROLLER_REVISION_HASH)
+        .map(String::as_str)
+}
+
+/// One step the reconcile takes.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Make the pod of this ordinal.
+    Create(i32),
+    /// Delete this pod.
+    Delete(String),
+}
+
+/// What the set's pods need next (Kubernetes' `updateStatefulSet`): `replicas` are the pods
+/// of the ordinals in range (`None` where missing), `condemned` those above it, highest
+/// first; `partition` is the lowest ordinal a RollingUpdate replaces (`None`: OnDelete).
+fn plan(
+    replicas: &[(i32, Option<&Pod>)],
+    condemned: &[&Pod],
+    update_revision: &str,
+    ordered: bool,
+    partition: Option<i32>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (ordinal, pod) in replicas {
+        match pod {
+            None => {
+                steps.push(Step::Create(*ordinal));
+                if ordered {
+                    return steps;
+                }
+            }
+            Some(pod) if is_finished(pod) && !is_terminating(pod) => {
+                steps.push(Step::Delete(pod.name_any()));
+                if ordered {
+                    return steps;
+                }
+            }
+            Some(pod) if !is_healthy(pod) && ordered => return steps,
+            Some(_) => {}
+        }
+    }
+    for (i, pod) in condemned.iter().enumerate() {
+        if is_terminating(pod) {
+            if ordered {
+                return steps;
+            }
+            continue;
+        }
+        // Ordered: only when every other pod is healthy (this one may not be).
+        let others_healthy = replicas.iter().all(|(_, p)| p.is_some_and(is_healthy))
+            && condemned[i + 1..].iter().all(|p| is_healthy(p));
+        if ordered && !others_healthy {
+            return steps;
+        }
+        steps.push(Step::Delete(pod.name_any()));
+        if ordered {
+            return steps;
+        }
+    }
+    if !steps.is_empty() {
+        // Parallel: a rolling update waits for the set to be whole.
+        return steps;
+    }
+    let Some(partition) = partition else {
+        return steps;
+    };
+    for (ordinal, pod) in replicas.iter().rev() {
+        if *ordinal < partition {
+            break;
+        }
+        let Some(pod) = pod else { return steps };
+        if revision_of(pod) != Some(update_revision) && !is_terminating(pod) {
+            steps.push(Step::Delete(pod.name_any()));
+            return steps;
+        }
+        if !is_healthy(pod) {
+            return steps;
+        }
+    }
+    steps
+}
+
+async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !synced(&ctx.pods).await || !synced(&ctx.revisions).await {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let Some(spec) = set.spec.as_ref() else {
+        return Ok(Action::await_change());
+    };
+    let selector = match LabelSelector::from_api(&spec.selector) {
+        Ok(selector) if !selector.is_empty() => selector,
+        // The API server refuses these; nothing sensible to do with one.
+        Ok(_) | Err(_) => return Ok(Action::await_change()),
+    };
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let name = set.name_any();
+    let namespace = set.namespace().unwrap_or_default();
+    let uid = set.uid().unwrap_or_default();
+
+    let mut revisions = history::owned(&ctx.revisions, &namespace, &uid);
+    let collisions = set.status.as_ref().and_then(|s| s.collision_count);
+    let update = history::current(
+        &ctx.client,
+        set.as_ref(),
+        &spec.template,
+        collisions,
+        &mut revisions,
+    )
+    .await?;
+    let Some(update) = update else {
+        // A hash collision: the collision count was raised; the next reconcile hashes anew.
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    };
+    // The current revision: the one the status names, while it is still there.
+    let status_current = set.status.as_ref().and_then(|s| s.current_revision.clone());
+    let current = status_current
+        .and_then(|wanted| revisions.iter().find(|r| r.name_any() == wanted).cloned());
+    let current_template = current
+        .as_deref()
+        .and_then(history::template_of)
+        .unwrap_or_else(|| spec.template.clone());
+    let current_name = current
+        .as_ref()
+        .map_or_else(|| update.name.clone(), |r| r.name_any());
+
+    // The set's pods (adopting and releasing as needed), by ordinal.
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut by_ordinal: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
+    let mut strays = Vec::new();
+    for pod in ctx.pods.state() {
+        if pod.namespace().as_deref() != Some(namespace.as_str()) {
+            continue;
+        }
+        let ordinal = ordinal_of(&name, &pod.name_any());
+        let matches = selector.matches(pod.labels());
+        let pod = match controller_of(pod.as_ref()) {
+            Some(owner) if owner.uid == uid => {
+                if !matches {
+                    controller_ref::release(&pods_api, &pod, &uid).await?;
+                    continue;
+                }
+                pod
+            }
+            Some(_) => continue,
+            None if matches && ordinal.is_some() && !is_terminating(&pod) => {
+                match controller_ref::adopt(&pods_api, &pod, set.as_ref()).await? {
+                    Some(adopted) => Arc::new(adopted),
+                    None => continue,
+                }
+            }
+            None => continue,
+        };
+        match ordinal {
+            Some(ordinal) => {
+                by_ordinal.insert(ordinal, pod);
+            }
+            None => strays.push(pod),
+        }
+    }
+
+    let start = spec
+        .ordinals
+        .as_ref()
+        .and_then(|o| o.start)
+        .unwrap_or(0)
+        .max(0);
+    let count = spec.replicas.unwrap_or(1).max(0);
+    let end = start.saturating_add(count);
+    let replicas: Vec<(i32, Option<&Pod>)> = (start..end)
+        .map(|ordinal| (ordinal, by_ordinal.get(&ordinal).map(AsRef::as_ref)))
+        .collect();
+    let mut condemned: Vec<&Pod> = by_ordinal
+        .iter()
+        .filter(|(ordinal, _)| !(start..end).contains(*ordinal))
+        .map(|(_, pod)| pod.as_ref())
+        .rev()
+        .collect();
+    condemned.extend(strays.iter().map(AsRef::as_ref));
+    let ordered = spec.pod_management_policy.as_deref() != Some("Parallel");
+    let strategy = spec.update_strategy.as_ref();
+    let rolling = strategy.and_then(|s| s.type_.as_deref()) != Some("OnDelete");
+    let partition = start.saturating_add(
+        strategy
+            .and_then(|s| s.rolling_update.as_ref())
+            .and_then(|r| r.partition)
+            .unwrap_or(0)
+            .max(0),
+    );
+    let steps = plan(
+        &replicas,
+        &condemned,
+        &update.name,
+        ordered,
+        rolling.then_some(partition),
+    );
+    for step in steps {
+        match step {
+            Step::Create(ordinal) => {
+                // Below the partition a pod keeps the current revision's template.
+                let (template, revision) = if rolling && ordinal < partition {
+                    (&current_template, current_name.as_str())
+                } else {
+                    (&spec.template, update.name.as_str())
+                };
+                let pod = pod_for(&set, template, revision, ordinal);
+                create_pod(&ctx, &set, &pods_api, &pod).await?;
+            }
+            Step::Delete(pod) => match pods_api.delete(&pod, &DeleteParams::default()).await {
+                Ok(_) => ctx.recorder.record(
+                    object_ref(set.as_ref()),
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("delete Pod {pod} in StatefulSet {name} successful"),
+                ),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err.into()),
+            },
+        }
+    }
+
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let now = Utc::now();
+    let pods: Vec<&Pod> = by_ordinal
+        .values()
+        .chain(&strays)
+        .map(AsRef::as_ref)
+        .collect();
+    let counted = |f: &dyn Fn(&Pod) -> bool| {
+        i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
+    };
+    let mut status = StatefulSetStatus {
+        observed_generation: set.metadata.generation,
+        replicas: counted(&|_| true),
+        ready_replicas: Some(counted(&|p| is_ready(p) && !is_terminating(p))),
+        available_replicas: Some(counted(&|p| {
+            is_ready(p) && !is_terminating(p) && is_available(p, min_ready, now)
+        })),
+        current_replicas: Some(counted(&|p| {
+            !is_terminating(p) && revision_of(p) == Some(current_name.as_str())
+        })),
+        updated_replicas: Some(counted(&|p| {
+            !is_terminating(p) && revision_of(p) == Some(update.name.as_str())
+        })),
+        current_revision: Some(current_name.clone()),
+        update_revision: Some(update.name.clone()),
+        collision_count: collisions,
+        conditions: set.status.as_ref().and_then(|s| s.conditions.clone()),
+    };
+    // A RollingUpdate is complete once every pod runs the update revision and is ready.
+    if rolling
+        && status.updated_replicas == Some(status.replicas)
+        && status.ready_replicas == Some(status.replicas)
+    {
+        status.current_replicas = status.updated_replicas;
+        status.current_revision = status.update_revision.clone();
+    }
+    if set.status.as_ref() != Some(&status) {
+        let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({ "status": serde_json::to_value(&status).map_err(Error::Encode)? });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+
+    // Revisions beyond the limit go, unless they are current or a pod still runs them.
+    let in_use = |r: &ControllerRevision| {
+        let revision = r.name_any();
+        revision == current_name
+            || pods
+                .iter()
+                .any(|p| revision_of(p) == Some(revision.as_str()))
+    };
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    history::clean_up(&ctx.client, &namespace, &revisions, in_use, limit).await?;
+
+    let waiting_for_time = min_ready > 0 && status.ready_replicas != status.available_replicas;
+    Ok(Action::requeue(if waiting_for_time {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(300)
+    }))
+}
+
+/// The pod of `ordinal`: `<set>-<ordinal>`, from `template`, labelled with `revision`.
+fn pod_for(set: &StatefulSet, template: &PodTemplateSpec, revision: &str, ordinal: i32) -> Pod {
+    let name = format!("{}-{ordinal}", set.name_any());
+    let meta = template.metadata.clone().unwrap_or_default();
+    let mut labels = meta.labels.unwrap_or_default();
+    labels.insert(
+        LABEL_CONTROLLER_REVISION_HASH.to_owned(),
+        revision.to_owned(),
+    );
+    labels.insert(LABEL_POD_NAME.to_owned(), name.clone());
+    labels.insert(LABEL_POD_INDEX.to_owned(), ordinal.to_string());
+    let mut spec = template.spec.clone().unwrap_or_default();
+    spec.hostname = Some(name.clone());
+    spec.subdomain = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.clone())
+        .filter(|s| !s.is_empty());
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: set.namespace(),
+            labels: Some(labels),
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(set)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// Creates `pod`; one that exists already (the cache is behind) is no error.
+async fn create_pod(
+    ctx: &Context,
+    set: &StatefulSet,
+    api: &Api<Pod>,
+    pod: &Pod,
+) -> Result<(), kube::Error> {
+    let name = pod.name_any();
+    match api.create(&PostParams::default(), pod).await {
+        Ok(_) => {
+            ctx.recorder.record(
+                object_ref(set),
+                EventType::Normal,
+                "SuccessfulCreate",
+                format!(
+                    "create Pod {name} in StatefulSet {} successful",
+                    set.name_any()
+                ),
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(err) => {
+            ctx.recorder.record(
+                object_ref(set),
+                EventType::Warning,
+                "FailedCreate",
+                format!(
+                    "create Pod {name} in StatefulSet {} failed error: {}",
+                    set.name_any(),
+                    message_of(&err)
+                ),
+            );
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(name: &str, revision: &str, phase: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {LABEL_CONTROLLER_REVISION_HASH: revision}},
+            "spec": {"containers": []},
+            "status": {"phase": phase, "conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .expect("pod")
+    }
+
+    fn healthy(name: &str, revision: &str) -> Pod {
+        pod(name, revision, "Running", true)
+    }
+
+    fn terminating(mut pod: Pod) -> Pod {
+        pod.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now()),
+        );
+        pod
+    }
+
+    fn delete(name: &str) -> Step {
+        Step::Delete(name.to_owned())
+    }
+
+    #[test]
+    fn only_the_names_the_controller_makes_have_ordinals() {
+        assert_eq!(ordinal_of("web", "web-0"), Some(0));
+        assert_eq!(ordinal_of("web", "web-12"), Some(12));
+        for other in [
+            "web",
+            "web-",
+            "web-01",
+            "web--1",
+            "web-a",
+            "webx-1",
+            "web-1-2",
+            "web-99999999999",
+        ] {
+            assert_eq!(ordinal_of("web", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn ordered_ready_makes_one_pod_at_a_time_and_waits_for_it() {
+        let p0 = healthy("web-0", "r1");
+        let starting = pod("web-1", "r1", "Pending", false);
+        // Nothing yet: only web-0.
+        assert_eq!(
+            plan(&[(0, None), (1, None), (2, None)], &[], "r1", true, Some(0)),
+            [Step::Create(0)]
+        );
+        // web-1 not ready: wait.
+        assert_eq!(
+            plan(
+                &[(0, Some(&p0)), (1, Some(&starting)), (2, None)],
+                &[],
+                "r1",
+                true,
+                Some(0)
+            ),
+            []
+        );
+        // Parallel: all at once.
+        assert_eq!(
+            plan(
+                &[(0, None), (1, Some(&starting)), (2, None)],
+                &[],
+                "r1",
+                false,
+                Some(0)
+            ),
+            [Step::Create(0), Step::Create(2)]
+        );
+        // A failed pod goes, to be made again.
+        let failed = pod("web-1", "r1", "Failed", false);
+        assert_eq!(
+            plan(
+                &[(0, Some(&p0)), (1, Some(&failed))],
+                &[],
+                "r1",
+                true,
+                Some(0)
+            ),
+            [delete("web-1")]
+        );
+    }
+
+    #[test]
+    fn scale_down_takes_the_highest_ordinal_first_once_the_rest_is_healthy() {
+        let p0 = healthy("web-0", "r1");
+        let p1 = healthy("web-1", "r1");
+        let p2 = healthy("web-2", "r1");
+        assert_eq!(
+            plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", true, Some(0)),
+            [delete("web-2")]
+        );
+        // web-2 terminating: web-1 waits for it.
+        let going = terminating(p2.clone());
+        assert_eq!(
+            plan(&[(0, Some(&p0))], &[&going, &p1], "r1", true, Some(0)),
+            []
+        );
+        // Parallel: both at once.
+        assert_eq!(
+            plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", false, Some(0)),
+            [delete("web-2"), delete("web-1")]
+        );
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_from_the_top_down_to_the_partition() {
+        let old = |n: &str| healthy(n, "r1");
+        let (p0, p1, p2) = (old("web-0"), old("web-1"), old("web-2"));
+        let set = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&p2))];
+        assert_eq!(plan(&set, &[], "r2", true, Some(0)), [delete("web-2")]);
+        // With partition 2 only web-2 is replaced; once it is new and healthy, nothing else.
+        let new2 = healthy("web-2", "r2");
+        let updated = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&new2))];
+        assert_eq!(plan(&updated, &[], "r2", true, Some(2)), []);
+        assert_eq!(plan(&updated, &[], "r2", true, Some(0)), [delete("web-1")]);
+        // The new web-2 not ready yet: wait before web-1.
+        let starting = pod("web-2", "r2", "Running", false);
+        let waiting = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&starting))];
+        assert_eq!(plan(&waiting, &[], "r2", false, Some(0)), []);
+        // OnDelete: nothing is replaced.
+        assert_eq!(plan(&set, &[], "r2", true, None), []);
+    }
+
+    #[test]
+    fn a_pod_has_its_identity_and_revision() {
+        let set: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "default", "uid": "u"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}},
+                                  "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        }))
+        .expect("set");
+        let template = set
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        let pod = pod_for(&set, &template, "db-abc", 2);
+        assert_eq!(pod.metadata.name.as_deref(), Some("db-2"));
+        let spec = pod.spec.expect("spec");
+        assert_eq!(spec.hostname.as_deref(), Some("db-2"));
+        assert_eq!(spec.subdomain.as_deref(), Some("db"));
+        let labels = pod.metadata.labels.expect("labels");
+        assert_eq!(labels[LABEL_CONTROLLER_REVISION_HASH], "db-abc");
+        assert_eq!(labels[LABEL_POD_NAME], "db-2");
+        assert_eq!(labels[LABEL_POD_INDEX], "2");
+        assert_eq!(labels["app"], "db");
+    }
+}
