@@ -61,6 +61,12 @@ const BENCHES: &[Bench] = &[
         about: "node agent: CPU with 100 pods probed every second vs the same pods unprobed",
     },
     Bench {
+        name: "controllers",
+        target: "controllers",
+        starts_master: true,
+        about: "Deployments, DaemonSets and Jobs: 10,000 pods made by the controllers and bound",
+    },
+    Bench {
         name: "proxy",
         target: "proxy",
         starts_master: false,

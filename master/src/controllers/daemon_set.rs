@@ -49,7 +49,7 @@ use tracing::{info, warn};
 
 use super::controller_ref;
 use super::history::{self, Revision};
-use super::informers::{Informers, synced};
+use super::informers::{Index, Informers, synced};
 use super::replica_set::{Backoff, Change, Expectations, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
@@ -88,6 +88,7 @@ pub fn run(
         recorder: super::recorder(&client, "daemonset-controller"),
         client,
         pods: informers.pods.reader(),
+        pod_index: informers.pods.index(),
         nodes: informers.nodes.reader(),
         revisions: informers.controller_revisions.reader(),
         expectations: Expectations::default(),
@@ -115,6 +116,8 @@ struct Context {
     client: kube::Client,
     recorder: Recorder,
     pods: Store<Pod>,
+    /// The pods by controller and namespace: a reconcile reads its own and its orphans.
+    pod_index: Index<Pod>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
@@ -269,7 +272,12 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     // The DaemonSet's pods (adopting and releasing as needed), by the node they are for.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-    for pod in ctx.pods.state() {
+    for pod in ctx
+        .pod_index
+        .controlled_by(&uid)
+        .into_iter()
+        .chain(ctx.pod_index.orphans_in(&namespace))
+    {
         if pod.namespace().as_deref() != Some(namespace.as_str()) {
             continue;
         }

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use skiff_api::pod::is_ready;
 use skiff_api::selectors::LabelSelector;
 
-use super::informers::Informers;
+use super::informers::{Index, Informers};
 
 /// How long an eviction waits in `disruptedPods` for its pod's deletion to show.
 const DELETION_TIMEOUT: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
@@ -53,7 +53,11 @@ pub fn run(
     let pods = informers.pods.reader();
     let pod_changes = informers.pods.subscribe();
     let budget_cache = budgets.clone();
-    let context = Arc::new(Context { client, pods });
+    let context = Arc::new(Context {
+        client,
+        pods,
+        pod_index: informers.pods.index(),
+    });
     async move {
         info!("disruption controller started");
         let results = Controller::for_shared_stream(changes, budgets)
@@ -74,6 +78,8 @@ pub fn run(
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
+    /// The pods by namespace: a reconcile reads its budget's namespace only.
+    pod_index: Index<Pod>,
 }
 
 fn error_policy(_budget: Arc<PodDisruptionBudget>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -99,10 +105,10 @@ async fn reconcile(budget: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resul
     let now = Utc::now();
     let namespace = budget.namespace().unwrap_or_default();
     let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
+        .pod_index
+        .in_namespace(&namespace)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && selects(&budget, p))
+        .filter(|p| selects(&budget, p))
         .collect();
     let old = budget.status.clone().unwrap_or_default();
     let status = compute(&budget, &pods, &old, now);

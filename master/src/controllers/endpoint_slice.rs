@@ -32,7 +32,7 @@ use skiff_api::meta::controller_ref;
 use skiff_api::pod::is_ready;
 
 use super::endpoints::{SelectedBy, endpoint_hostname, resolve, selector, selects};
-use super::informers::Informers;
+use super::informers::{Index, Informers};
 
 /// The label naming a slice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -69,6 +69,7 @@ pub fn run(
     let context = Arc::new(Context {
         client,
         pods,
+        pod_index: informers.pods.index(),
         slices,
         pending: Mutex::new(HashMap::new()),
     });
@@ -91,6 +92,8 @@ type Unseen = (Vec<String>, Instant);
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
+    /// The pods by namespace: a reconcile reads its Service's namespace only.
+    pod_index: Index<Pod>,
     slices: Store<EndpointSlice>,
     /// Per Service, the slices it was given that the cache has not shown yet.
     pending: Mutex<HashMap<ObjectRef<Service>, Unseen>>,
@@ -118,10 +121,10 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
     let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
+        .pod_index
+        .in_namespace(&namespace)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && selects(&selector, p))
+        .filter(|p| selects(&selector, p))
         .collect();
     let wanted = slices(&service, &pods);
     let mut existing: Vec<Arc<EndpointSlice>> = ctx

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use skiff_api::pod::is_ready;
 
-use super::informers::{Change, Informers};
+use super::informers::{Change, Index, Informers};
 
 /// What a reconcile can fail with (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,11 @@ pub fn run(
     let selected_by = SelectedBy::default();
     let pod_cache = pods.clone();
     let service_cache = services.clone();
-    let context = Arc::new(Context { client, pods });
+    let context = Arc::new(Context {
+        client,
+        pods,
+        pod_index: informers.pods.index(),
+    });
     async move {
         info!("endpoints controller started");
         let leftovers = tokio::spawn(leftovers);
@@ -140,6 +144,8 @@ async fn leftover_endpoints(
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
+    /// The pods by namespace: a reconcile reads its Service's namespace only.
+    pod_index: Index<Pod>,
 }
 
 fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -218,10 +224,10 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
+        .pod_index
+        .in_namespace(&namespace)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && selects(&selector, p))
+        .filter(|p| selects(&selector, p))
         .collect();
     let subsets = subsets(&service, &pods);
     let wanted = Endpoints {

@@ -28,9 +28,9 @@
 //! object is passed on too (it is no longer in the cache when it arrives), and so is every
 //! object that vanished while the watch was being re-established.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
@@ -69,6 +69,7 @@ where
     reader: Store<K>,
     writer: reflector::store::Writer<K>,
     subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
+    index: Option<Index<K>>,
     wanted: bool,
 }
 
@@ -127,8 +128,18 @@ where
             reader: writer.as_reader(),
             writer,
             subscribers: Vec::new(),
+            index: None,
             wanted: false,
         }
+    }
+
+    /// The cache indexed by namespace and by controller, kept by the watch before any
+    /// subscriber hears of a change (so a reconcile a change wakes finds it in the index).
+    pub fn index(&mut self) -> Index<K> {
+        self.wanted = true;
+        self.index
+            .get_or_insert_with(|| Index::new(self.reader.clone()))
+            .clone()
     }
 
     /// The cache (empty until the first list arrives; [`synced`] waits for it).
@@ -162,6 +173,7 @@ where
             reader,
             mut writer,
             subscribers,
+            index,
             wanted,
         } = self;
         if !wanted {
@@ -181,6 +193,11 @@ where
                     }
                 };
                 let touched = apply(&mut writer, &reader, &mut before, event);
+                if let Some(index) = &index {
+                    for object in &touched {
+                        index.update(object, reader.get(&ObjectRef::from_obj(&**object)));
+                    }
+                }
                 for object in touched {
                     for subscriber in &subscribers {
                         // A subscriber that is gone (its controller stopped) is skipped.
@@ -189,6 +206,145 @@ where
                 }
             }
         }))
+    }
+}
+
+/// One informer's cache indexed by namespace and by controller (client-go's `namespace`
+/// indexer and kube-controller-manager's controller-uid index of pods): a controller's
+/// reconcile reads its own objects and its namespace's orphans, at what they cost, instead
+/// of scanning every cached object.
+pub struct Index<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    cache: Store<K>,
+    keys: Arc<RwLock<IndexKeys<K>>>,
+}
+
+impl<K> Clone for Index<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            keys: Arc::clone(&self.keys),
+        }
+    }
+}
+
+/// The keys of the cached objects, by namespace, by controller uid, and (without a
+/// controller) by namespace; and where each object is filed.
+struct IndexKeys<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    namespaces: HashMap<String, HashSet<ObjectRef<K>>>,
+    controllers: HashMap<String, HashSet<ObjectRef<K>>>,
+    orphans: HashMap<String, HashSet<ObjectRef<K>>>,
+    filed: HashMap<ObjectRef<K>, Filed>,
+}
+
+/// Where one object is filed: its namespace and its controller's uid.
+#[derive(Clone, PartialEq, Eq)]
+struct Filed {
+    namespace: String,
+    controller: Option<String>,
+}
+
+impl<K> Index<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn new(cache: Store<K>) -> Self {
+        Self {
+            cache,
+            keys: Arc::new(RwLock::new(IndexKeys {
+                namespaces: HashMap::new(),
+                controllers: HashMap::new(),
+                orphans: HashMap::new(),
+                filed: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Files `object` as the cache has it now (`current`), or forgets it when it is gone.
+    fn update(&self, object: &K, current: Option<Arc<K>>) {
+        let key = ObjectRef::from_obj(object);
+        let filed = current.map(|current| Filed {
+            namespace: current.meta().namespace.clone().unwrap_or_default(),
+            controller: current
+                .meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.clone()),
+        });
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let was = keys.filed.get(&key).cloned();
+        if was == filed {
+            return;
+        }
+        if let Some(was) = was {
+            keys.file(&key, &was, false);
+            keys.filed.remove(&key);
+        }
+        if let Some(filed) = filed {
+            keys.file(&key, &filed, true);
+            keys.filed.insert(key, filed);
+        }
+    }
+
+    /// The cached objects of `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.lookup(|keys| keys.namespaces.get(namespace))
+    }
+
+    /// The cached objects whose controller has `uid`.
+    pub fn controlled_by(&self, uid: &str) -> Vec<Arc<K>> {
+        self.lookup(|keys| keys.controllers.get(uid))
+    }
+
+    /// The cached objects of `namespace` without a controller.
+    pub fn orphans_in(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.lookup(|keys| keys.orphans.get(namespace))
+    }
+
+    fn lookup(
+        &self,
+        set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<ObjectRef<K>>>,
+    ) -> Vec<Arc<K>> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        set(&keys)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.cache.get(key))
+            .collect()
+    }
+}
+
+impl<K> IndexKeys<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    /// Adds `key` to (or takes it from) the sets `filed` names.
+    fn file(&mut self, key: &ObjectRef<K>, filed: &Filed, add: bool) {
+        let mut sets = vec![(&mut self.namespaces, filed.namespace.clone())];
+        match &filed.controller {
+            Some(uid) => sets.push((&mut self.controllers, uid.clone())),
+            None => sets.push((&mut self.orphans, filed.namespace.clone())),
+        }
+        for (map, name) in sets {
+            if add {
+                map.entry(name).or_default().insert(key.clone());
+            } else if let Some(set) = map.get_mut(&name) {
+                set.remove(key);
+                if set.is_empty() {
+                    map.remove(&name);
+                }
+            }
+        }
     }
 }
 
@@ -438,6 +594,51 @@ mod tests {
             Change::Deleted(o) => format!("deleted {}", name(o)),
             Change::Synced => "synced".into(),
         }
+    }
+
+    #[test]
+    fn the_index_files_objects_by_namespace_and_controller_as_they_change() {
+        let mut writer = reflector::store::Writer::<Pod>::default();
+        let index = Index::new(writer.as_reader());
+        let owned_by = |name: &str, namespace: &str, uid: Option<&str>| {
+            let mut pod = pod(name);
+            pod.metadata.namespace = Some(namespace.into());
+            pod.metadata.owner_references = uid.map(|uid| {
+                vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                        uid: uid.into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    },
+                ]
+            });
+            pod
+        };
+        let mut change = |object: Pod, gone: bool| {
+            let event = if gone {
+                watcher::Event::Delete(object.clone())
+            } else {
+                watcher::Event::Apply(object.clone())
+            };
+            writer.apply_watcher_event(&event);
+            index.update(&object, index.cache.get(&ObjectRef::from_obj(&object)));
+        };
+        change(owned_by("a", "default", Some("rs-1")), false);
+        change(owned_by("b", "default", None), false);
+        change(owned_by("c", "other", None), false);
+        assert_eq!(names(&index.controlled_by("rs-1")), ["a"]);
+        assert_eq!(names(&index.orphans_in("default")), ["b"]);
+        assert_eq!(names(&index.in_namespace("default")), ["a", "b"]);
+        assert_eq!(names(&index.in_namespace("other")), ["c"]);
+        // Adopted, released, deleted: it moves and goes.
+        change(owned_by("b", "default", Some("rs-1")), false);
+        change(owned_by("a", "default", None), false);
+        assert_eq!(names(&index.controlled_by("rs-1")), ["b"]);
+        assert_eq!(names(&index.orphans_in("default")), ["a"]);
+        change(owned_by("b", "default", Some("rs-1")), true);
+        assert!(index.controlled_by("rs-1").is_empty());
+        assert_eq!(names(&index.in_namespace("default")), ["a"]);
+        assert!(index.in_namespace("nowhere").is_empty());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller_ref;
-use super::informers::Informers;
+use super::informers::{Index, Informers};
 use super::replica_set::{Change, Expectations, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
@@ -77,6 +77,7 @@ pub fn run(
         recorder: super::recorder(&client, "job-controller"),
         client,
         pods,
+        pod_index: informers.pods.index(),
         expectations: Expectations::default(),
     });
     async move {
@@ -92,6 +93,8 @@ struct Context {
     client: kube::Client,
     recorder: Recorder,
     pods: Store<Pod>,
+    /// The pods by controller and namespace: a reconcile reads its own and its orphans.
+    pod_index: Index<Pod>,
     expectations: Expectations,
 }
 
@@ -137,7 +140,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
 
     // The Job's pods, adopting orphans its selector matches.
     let mut owned = Vec::new();
-    for pod in ctx.pods.state() {
+    for pod in ctx
+        .pod_index
+        .controlled_by(&uid)
+        .into_iter()
+        .chain(ctx.pod_index.orphans_in(&namespace))
+    {
         if pod.namespace().as_deref() != Some(namespace.as_str()) || !selector.matches(pod.labels())
         {
             continue;

@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::controller_ref;
-use super::informers::{Informer, Informers};
+use super::informers::{Index, Informer, Informers};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
@@ -119,6 +119,7 @@ pub fn run<K: Replicated>(
         recorder: super::recorder(&client, K::COMPONENT),
         client,
         pods,
+        pod_index: informers.pods.index(),
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
@@ -135,6 +136,8 @@ struct Context {
     client: kube::Client,
     recorder: Recorder,
     pods: Store<Pod>,
+    /// The pods by controller and namespace: a reconcile reads its own and its orphans.
+    pod_index: Index<Pod>,
     expectations: Expectations,
     backoff: Backoff,
 }
@@ -162,7 +165,12 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
 
     // The pods of the namespace that this ReplicaSet owns (adopting and releasing as needed).
     let mut owned = Vec::new();
-    for pod in ctx.pods.state() {
+    for pod in ctx
+        .pod_index
+        .controlled_by(&uid)
+        .into_iter()
+        .chain(ctx.pod_index.orphans_in(&namespace))
+    {
         if pod.namespace().as_deref() != Some(namespace.as_str()) {
             continue;
         }

@@ -44,7 +44,7 @@ use tracing::{info, warn};
 
 use super::controller_ref;
 use super::history;
-use super::informers::{Informers, synced};
+use super::informers::{Index, Informers, synced};
 use super::replica_set::message_of;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
@@ -79,6 +79,7 @@ pub fn run(
         recorder: super::recorder(&client, "statefulset-controller"),
         client,
         pods: informers.pods.reader(),
+        pod_index: informers.pods.index(),
         revisions: informers.controller_revisions.reader(),
     });
     let controller = Controller::for_shared_stream(informers.stateful_sets.subscribe(), sets)
@@ -95,6 +96,8 @@ struct Context {
     client: kube::Client,
     recorder: Recorder,
     pods: Store<Pod>,
+    /// The pods by controller and namespace: a reconcile reads its own and its orphans.
+    pod_index: Index<Pod>,
     revisions: Store<ControllerRevision>,
 }
 
@@ -267,7 +270,12 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut by_ordinal: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
     let mut strays = Vec::new();
-    for pod in ctx.pods.state() {
+    for pod in ctx
+        .pod_index
+        .controlled_by(&uid)
+        .into_iter()
+        .chain(ctx.pod_index.orphans_in(&namespace))
+    {
         if pod.namespace().as_deref() != Some(namespace.as_str()) {
             continue;
         }
