@@ -396,16 +396,40 @@ async fn run(master: &Master, args: &Args, workload: Workload) -> anyhow::Result
     }
     let cpu_seconds = (cpu_ticks(pid)? - ticks_before) as f64 / ticks_per_second();
     watcher.abort();
+    // What the run cost the API server, by verb and resource (the most first).
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut requests: Vec<(u64, String)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter_map(|l| {
+            let (labels, count) = l.rsplit_once(' ')?;
+            Some((
+                count.parse().ok()?,
+                labels
+                    .trim_start_matches("apiserver_request_total")
+                    .to_owned(),
+            ))
+        })
+        .collect();
+    requests.sort_by(|a, b| b.cmp(a));
+    for (count, labels) in requests.iter().take(12) {
+        eprintln!("  {count:>7} {labels}");
+    }
+    let wrong = match workload {
+        Workload::Controllers => verify(master, args).await?,
+        Workload::Direct => 0,
+    };
     let seen = seen.lock().expect("seen");
     let last_of = |times: &HashMap<String, Instant>| {
         times
             .values()
             .max()
             .map_or(0.0, |t| t.duration_since(started).as_secs_f64())
-    };
-    let wrong = match workload {
-        Workload::Controllers => verify(master, args).await?,
-        Workload::Direct => 0,
     };
     Ok(Outcome {
         bound: seen.bound.len(),

@@ -5,11 +5,13 @@
 //! bounded queue to one task that writes them, and are dropped, not waited for, when the
 //! queue is full or the API server is out of reach (Events are best-effort in Kubernetes).
 //! A Warning that repeats on the same object is counted on one Event (`count`,
-//! `lastTimestamp`) instead of writing a new one each time.
+//! `lastTimestamp`) instead of writing a new one each time. As client-go's
+//! `EventSourceObjectSpamFilter`, each object may have 25 events in a burst, then one more
+//! every 5 minutes: a controller making 10,000 pods for one owner records the first 25.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -23,6 +25,11 @@ use tracing::debug;
 const MAX_QUEUED_EVENTS: usize = 1000;
 /// Repeated Warnings remembered for counting.
 const MAX_CORRELATED: usize = 4096;
+/// Events one object may have at once (client-go's `defaultSpamBurst`).
+const SPAM_BURST: f64 = 25.0;
+/// Seconds for one more event of an object past the burst (client-go's `defaultSpamQPS`
+/// is 1/300).
+const SPAM_REFILL_SECONDS: f64 = 300.0;
 
 /// `Normal` or `Warning`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +69,39 @@ pub struct Recorder {
     reporter: Arc<Reporter>,
     queue: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
+    spam: Arc<Mutex<SpamFilter>>,
+}
+
+/// Per object, the events it may still have now (a token bucket), as client-go's spam filter.
+#[derive(Debug, Default)]
+struct SpamFilter {
+    buckets: HashMap<String, (f64, std::time::Instant)>,
+}
+
+impl SpamFilter {
+    /// Whether one more event of `key`'s may be written now (and takes it).
+    fn allow(&mut self, key: String, now: std::time::Instant) -> bool {
+        if self.buckets.len() >= MAX_CORRELATED && !self.buckets.contains_key(&key) {
+            // Forget buckets that are full again; all of them if none is.
+            self.buckets.retain(|_, (tokens, since)| {
+                *tokens + now.duration_since(*since).as_secs_f64() / SPAM_REFILL_SECONDS
+                    < SPAM_BURST
+            });
+            if self.buckets.len() >= MAX_CORRELATED {
+                self.buckets.clear();
+            }
+        }
+        let (tokens, since) = self.buckets.entry(key).or_insert((SPAM_BURST, now));
+        *tokens = (*tokens + now.duration_since(*since).as_secs_f64() / SPAM_REFILL_SECONDS)
+            .min(SPAM_BURST);
+        *since = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Recorder {
@@ -89,6 +129,7 @@ impl Recorder {
             reporter: Arc::new(reporter),
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            spam: Arc::new(Mutex::new(SpamFilter::default())),
         };
         (recorder, events)
     }
@@ -96,6 +137,22 @@ impl Recorder {
     /// Records an event about `object` (in its namespace; `default` for cluster-scoped
     /// objects such as Nodes).
     pub fn record(&self, object: ObjectReference, type_: EventType, reason: &str, message: String) {
+        let spam_key = format!(
+            "{}/{}/{}/{}/{}",
+            object.api_version.as_deref().unwrap_or_default(),
+            object.kind.as_deref().unwrap_or_default(),
+            object.namespace.as_deref().unwrap_or_default(),
+            object.name.as_deref().unwrap_or_default(),
+            object.uid.as_deref().unwrap_or_default(),
+        );
+        let allowed = self
+            .spam
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(spam_key, std::time::Instant::now());
+        if !allowed {
+            return;
+        }
         let now = Utc::now();
         let namespace = object
             .namespace
@@ -270,11 +327,34 @@ mod tests {
     }
 
     #[test]
+    fn an_object_gets_a_burst_of_events_then_one_every_five_minutes() {
+        let mut filter = SpamFilter::default();
+        let start = std::time::Instant::now();
+        let allowed = (0..30)
+            .filter(|_| filter.allow("rs-a".to_owned(), start))
+            .count();
+        assert_eq!(allowed, 25);
+        assert!(
+            filter.allow("rs-b".to_owned(), start),
+            "other objects are apart"
+        );
+        let later = start + std::time::Duration::from_secs(299);
+        assert!(!filter.allow("rs-a".to_owned(), later));
+        let refilled = start + std::time::Duration::from_secs(301);
+        assert!(filter.allow("rs-a".to_owned(), refilled));
+        assert!(!filter.allow("rs-a".to_owned(), refilled));
+    }
+
+    #[test]
     fn a_full_queue_drops_instead_of_blocking() {
         let (recorder, _queue) = Recorder::to_queue(Reporter::default());
-        for _ in 0..MAX_QUEUED_EVENTS + 5 {
+        for i in 0..MAX_QUEUED_EVENTS + 5 {
+            // Each about another object: none is held back as spam.
             recorder.record(
-                ObjectReference::default(),
+                ObjectReference {
+                    name: Some(format!("pod-{i}")),
+                    ..Default::default()
+                },
                 EventType::Normal,
                 "R",
                 String::new(),

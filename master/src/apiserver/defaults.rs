@@ -584,18 +584,25 @@ pub fn daemon_set(ds: &mut DaemonSet) {
 }
 
 /// StatefulSet defaults (`SetDefaults_StatefulSet`): `replicas: 1`, `podManagementPolicy:
-/// OrderedReady`, update strategy RollingUpdate with `partition: 0`, `revisionHistoryLimit:
+/// OrderedReady`, update strategy RollingUpdate (with `partition: 0` when it has a
+/// rollingUpdate, which an unset type gets), `revisionHistoryLimit:
 /// 10`, claims retained when deleted or scaled, and the pod spec defaults in the template.
 pub fn stateful_set(sts: &mut StatefulSet) {
     let spec = sts.spec.get_or_insert_with(Default::default);
     set(&mut spec.replicas, || 1);
     set_str(&mut spec.pod_management_policy, "OrderedReady");
     let strategy = spec.update_strategy.get_or_insert_with(Default::default);
-    set_str(&mut strategy.type_, "RollingUpdate");
-    if strategy.type_.as_deref() == Some("RollingUpdate") {
-        let ru = strategy
+    // An explicit RollingUpdate keeps its rollingUpdate absent (kubectl's rollout status reads
+    // the difference); an unset type gets both.
+    if strategy.type_.is_none() {
+        strategy.type_ = Some("RollingUpdate".to_owned());
+        strategy
             .rolling_update
             .get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
+    }
+    if strategy.type_.as_deref() == Some("RollingUpdate")
+        && let Some(ru) = &mut strategy.rolling_update
+    {
         set(&mut ru.partition, || 0);
         // Behind the MaxUnavailableStatefulSet gate (alpha, off), dropped as Kubernetes drops it.
         ru.max_unavailable = None;

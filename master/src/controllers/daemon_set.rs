@@ -146,7 +146,10 @@ pub fn placement(spec: &PodSpec, node: &Node) -> Placement {
         should_run: false,
         should_continue: false,
     };
-    if !node_affinity::admits(spec, node) {
+    let named = spec.node_name.as_deref().filter(|n| !n.is_empty());
+    if named.is_some_and(|n| Some(n) != node.metadata.name.as_deref())
+        || !node_affinity::admits(spec, node)
+    {
         return never;
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
@@ -254,7 +257,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     let key = ObjectRef::from_obj(ds.as_ref());
     let uid = ds.uid().unwrap_or_default();
 
-    let mut old_revisions = history::owned(&ctx.revisions, &namespace, &uid);
+    let mut old_revisions =
+        history::claim(&ctx.client, &ctx.revisions, ds.as_ref(), &selector).await?;
     let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
     let current = history::current(
         &ctx.client,
@@ -299,19 +303,32 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             }
             None => continue,
         };
-        if pod.metadata.deletion_timestamp.is_some() {
+        // A finished pod being deleted is of no more concern; one still terminating holds
+        // its node until it is gone, as Kubernetes counts it.
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if finished && is_terminating(&pod) {
             continue;
         }
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(node_affinity::target_node)
-            .unwrap_or_default()
-            .to_owned();
-        by_node.entry(node).or_default().push(pod);
+        // A pod tied to no node (Kubernetes cannot tell its node either) is left alone.
+        let Some(node) = pod.spec.as_ref().and_then(node_affinity::target_node) else {
+            continue;
+        };
+        by_node.entry(node.to_owned()).or_default().push(pod);
     }
     for pods in by_node.values_mut() {
-        pods.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        // Scheduled first, then oldest first (Kubernetes' podByCreationTimestampAndPhase).
+        pods.sort_by_key(|p| {
+            let unscheduled = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_none();
+            let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            (unscheduled, created, p.name_any())
+        });
     }
 
     let pod_spec = daemon_pod_spec(&ds);
@@ -327,6 +344,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let now = Utc::now();
     let mut requeue: Option<Duration> = None;
+    let mut failure: Option<kube::Error> = None;
     let mut soonest = |wait: Duration| {
         requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
     };
@@ -345,9 +363,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                     None => create_on.push(name),
                 }
             } else if placement.should_continue {
-                let (failed, running): (Vec<_>, Vec<_>) = pods.iter().partition(|p| {
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
-                });
+                let (failed, running): (Vec<_>, Vec<_>) =
+                    pods.iter().filter(|p| !is_terminating(p)).partition(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+                    });
                 if !failed.is_empty() {
                     ctx.recorder.record(
                         object_ref(ds.as_ref()),
@@ -365,14 +384,21 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                 }
                 delete.extend(extra_pods(&running, &hash, surge));
             } else {
-                delete.extend(pods.iter().cloned());
+                delete.extend(pods.iter().filter(|p| !is_terminating(p)).cloned());
             }
         }
-        // Pods for nodes that are gone.
+        // Unscheduled pods for nodes that are gone (bound ones are the pod GC's).
         let known: Vec<String> = nodes.iter().map(|(n, _)| n.name_any()).collect();
         for (node, pods) in &by_node {
             if !known.contains(node) {
-                delete.extend(pods.iter().cloned());
+                let unscheduled = pods.iter().filter(|p| {
+                    !is_terminating(p)
+                        && p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_deref())
+                            .is_none()
+                });
+                delete.extend(unscheduled.cloned());
             }
         }
         if let Some(bounds) = rolling_bounds(&ds, &nodes) {
@@ -382,20 +408,30 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         }
         create_on.truncate(BURST_REPLICAS);
         create_pods(&ctx, &ds, &hash, &create_on).await;
-        delete_pods(&ctx, &ds, &delete).await?;
-        // Old revisions beyond the limit go, unless a pod still runs them.
+        // A failure is returned after the status is written (Kubernetes writes it anyway).
+        failure = delete_pods(&ctx, &ds, &delete).await.err();
+        // Old revisions beyond the limit go, the oldest first, but none a pod still runs
+        // (every old revision counts toward the limit, as in Kubernetes' DaemonSet history).
         let live: Vec<&str> = by_node
             .values()
             .flatten()
             .filter_map(|p| pod_hash(p))
             .collect();
-        let in_use = |r: &ControllerRevision| {
-            r.labels()
-                .get(LABEL_CONTROLLER_REVISION_HASH)
-                .is_some_and(|h| live.contains(&h.as_str()))
-        };
-        let limit = spec.revision_history_limit.unwrap_or(10);
-        history::clean_up(&ctx.client, &namespace, &old_revisions, in_use, limit).await?;
+        let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
+        let excess = old_revisions.len().saturating_sub(limit);
+        let unused: Vec<&ControllerRevision> = old_revisions
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|r| {
+                r.labels()
+                    .get(LABEL_CONTROLLER_REVISION_HASH)
+                    .is_none_or(|h| !live.contains(&h.as_str()))
+            })
+            .take(excess)
+            .collect();
+        if let Err(err) = history::delete(&ctx.client, &namespace, &unused).await {
+            failure.get_or_insert(err);
+        }
     } else {
         soonest(Duration::from_secs(1));
     }
@@ -411,6 +447,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             &Patch::Merge(&patch),
         )
         .await?;
+    }
+    if let Some(err) = failure {
+        return Err(err.into());
     }
     // A pod that is ready but not yet available for minReadySeconds becomes so by time alone.
     if min_ready > 0 && status.number_ready != status.number_available.unwrap_or(0) {
@@ -439,6 +478,10 @@ fn extra_pods(running: &[&Arc<Pod>], hash: &str, surge: bool) -> Vec<Arc<Pod>> {
         }
     }
     extra
+}
+
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// The revision hash a pod runs.
@@ -506,8 +549,10 @@ fn rolling_update(
     // Each node's oldest new and oldest old pod (pods are sorted oldest first).
     let on_node = |name: &str| {
         let pods = by_node.get(name).map(Vec::as_slice).unwrap_or_default();
-        let running =
-            |p: &&Arc<Pod>| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed");
+        let running = |p: &&Arc<Pod>| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed")
+                && !is_terminating(p)
+        };
         let new = pods
             .iter()
             .filter(running)
@@ -597,8 +642,8 @@ fn compute_status(
             .unwrap_or_default();
         if placement.should_run {
             desired += 1;
-            // The newest pod of the node counts (a surge's new pod once it is there).
-            let Some(pod) = pods.last() else { continue };
+            // The node's first pod counts: scheduled, oldest (the old one during a surge).
+            let Some(pod) = pods.first() else { continue };
             current += 1;
             if is_ready(pod) {
                 ready += 1;
@@ -819,6 +864,11 @@ mod tests {
             json!([{"key": TAINT_NODE_NETWORK_UNAVAILABLE, "effect": "NoSchedule"}]),
         );
         assert_eq!(placement(&spec, &network), runs(false, true));
+        // A template naming a node runs there only.
+        let named = daemon_set(json!({"template": {"spec": {"nodeName": "a", "containers": []}}}));
+        let named_spec = daemon_pod_spec(&named);
+        assert_eq!(placement(&named_spec, &plain), runs(true, true));
+        assert_eq!(placement(&named_spec, &dedicated), runs(false, false));
         let host =
             daemon_set(json!({"template": {"spec": {"hostNetwork": true, "containers": []}}}));
         assert_eq!(

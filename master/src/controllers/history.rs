@@ -22,8 +22,10 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::controller_ref;
 use skiff_api::hash::pod_template_hash;
 use skiff_api::meta::{controller_of, controller_ref};
+use skiff_api::selectors::LabelSelector;
 use skiff_api::well_known::LABEL_CONTROLLER_REVISION_HASH;
 
 /// An owner's revision of its current template.
@@ -53,23 +55,44 @@ pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(template).ok()
 }
 
-/// The revisions the owner with `uid` controls in `namespace`, lowest revision first.
-pub fn owned(
+/// The revisions `owner` controls, lowest revision first, adopting those of its namespace
+/// that its `selector` matches and nobody controls (left by an owner deleted with
+/// `--cascade=orphan`, whose successor takes its history back as Kubernetes' does).
+pub async fn claim<K>(
+    client: &kube::Client,
     revisions: &Store<ControllerRevision>,
-    namespace: &str,
-    uid: &str,
-) -> Vec<Arc<ControllerRevision>> {
-    let mut owned: Vec<Arc<ControllerRevision>> = revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace))
-        .filter(|r| controller_of(r.as_ref()).is_some_and(|o| o.uid == uid))
-        .collect();
+    owner: &K,
+    selector: &LabelSelector,
+) -> Result<Vec<Arc<ControllerRevision>>, kube::Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = owner.namespace().unwrap_or_default();
+    let uid = owner.uid().unwrap_or_default();
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
+    let mut owned = Vec::new();
+    for revision in revisions.state() {
+        if revision.namespace().as_deref() != Some(namespace.as_str()) {
+            continue;
+        }
+        match controller_of(revision.as_ref()) {
+            Some(controller) if controller.uid == uid => owned.push(revision),
+            Some(_) => {}
+            None if selector.matches(revision.labels())
+                && owner.meta().deletion_timestamp.is_none() =>
+            {
+                if let Some(adopted) = controller_ref::adopt(&api, &revision, owner).await? {
+                    owned.push(Arc::new(adopted));
+                }
+            }
+            None => {}
+        }
+    }
     owned.sort_by_key(|r| r.revision);
-    owned
+    Ok(owned)
 }
 
-/// Makes sure `owner`'s `template` has the highest revision among `owned` (from [`owned`]),
+/// Makes sure `owner`'s `template` has the highest revision among `owned` (from [`claim`]),
 /// and takes it out of `owned`, which is left with the others. `None` when the name is taken
 /// by another template (a hash collision): the owner's `status.collisionCount` is raised, so
 /// the next try hashes anew.
@@ -164,21 +187,14 @@ where
     }
 }
 
-/// Deletes the lowest of `old` (lowest revision first) beyond `limit` that `in_use` does not
-/// keep.
-pub async fn clean_up(
+/// Deletes `revisions` (those an owner's history no longer keeps).
+pub async fn delete(
     client: &kube::Client,
     namespace: &str,
-    old: &[Arc<ControllerRevision>],
-    in_use: impl Fn(&ControllerRevision) -> bool,
-    limit: i32,
+    revisions: &[&ControllerRevision],
 ) -> Result<(), kube::Error> {
-    let unused: Vec<&Arc<ControllerRevision>> = old.iter().filter(|r| !in_use(r)).collect();
-    let excess = unused
-        .len()
-        .saturating_sub(usize::try_from(limit).unwrap_or(0));
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
-    for revision in unused.into_iter().take(excess) {
+    for revision in revisions {
         match api
             .delete(&revision.name_any(), &DeleteParams::default())
             .await

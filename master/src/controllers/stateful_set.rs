@@ -151,22 +151,37 @@ enum Step {
     Delete(String),
 }
 
-/// What the set's pods need next (Kubernetes' `updateStatefulSet`): `replicas` are the pods
-/// of the ordinals in range (`None` where missing), `condemned` those above it, highest
-/// first; `partition` is the lowest ordinal a RollingUpdate replaces (`None`: OnDelete).
+/// Most pods one reconcile makes under Parallel (kube-controller-manager's burst).
+const BURST_REPLICAS: usize = 500;
+
+/// The set's pods as [`plan`] reads them.
+struct Pods<'a> {
+    /// The ordinals the set should have.
+    range: std::ops::Range<i32>,
+    /// The pod of an ordinal in range, if there is one.
+    at: &'a (dyn Fn(i32) -> Option<&'a Pod> + Sync),
+    /// The pods above the range, highest ordinal first.
+    condemned: &'a [&'a Pod],
+}
+
+/// What the set's pods need next (Kubernetes' `updateStatefulSet`); `available` says whether
+/// a pod has been ready for `minReadySeconds`, `partition` is the lowest ordinal a
+/// RollingUpdate replaces (`None`: OnDelete).
 fn plan(
-    replicas: &[(i32, Option<&Pod>)],
-    condemned: &[&Pod],
+    pods: &Pods<'_>,
     update_revision: &str,
     ordered: bool,
     partition: Option<i32>,
+    available: &dyn Fn(&Pod) -> bool,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    for (ordinal, pod) in replicas {
-        match pod {
+    let mut creates = 0usize;
+    for ordinal in pods.range.clone() {
+        match (pods.at)(ordinal) {
             None => {
-                steps.push(Step::Create(*ordinal));
-                if ordered {
+                steps.push(Step::Create(ordinal));
+                creates += 1;
+                if ordered || creates >= BURST_REPLICAS {
                     return steps;
                 }
             }
@@ -176,21 +191,22 @@ fn plan(
                     return steps;
                 }
             }
-            Some(pod) if !is_healthy(pod) && ordered => return steps,
+            // Ordered: the next ordinal waits until this one is running, ready and available.
+            Some(pod) if ordered && !(is_healthy(pod) && available(pod)) => return steps,
             Some(_) => {}
         }
     }
-    for (i, pod) in condemned.iter().enumerate() {
+    // Only the lowest unhealthy pod above the range may go while others are unhealthy.
+    let first_unhealthy = pods.condemned.iter().rev().find(|p| !is_healthy(p));
+    for pod in pods.condemned {
         if is_terminating(pod) {
             if ordered {
                 return steps;
             }
             continue;
         }
-        // Ordered: only when every other pod is healthy (this one may not be).
-        let others_healthy = replicas.iter().all(|(_, p)| p.is_some_and(is_healthy))
-            && condemned[i + 1..].iter().all(|p| is_healthy(p));
-        if ordered && !others_healthy {
+        let first = first_unhealthy.is_some_and(|f| std::ptr::eq(*f, *pod));
+        if ordered && !is_healthy(pod) && !first {
             return steps;
         }
         steps.push(Step::Delete(pod.name_any()));
@@ -205,11 +221,13 @@ fn plan(
     let Some(partition) = partition else {
         return steps;
     };
-    for (ordinal, pod) in replicas.iter().rev() {
-        if *ordinal < partition {
+    for ordinal in pods.range.clone().rev() {
+        if ordinal < partition {
             break;
         }
-        let Some(pod) = pod else { return steps };
+        let Some(pod) = (pods.at)(ordinal) else {
+            return steps;
+        };
         if revision_of(pod) != Some(update_revision) && !is_terminating(pod) {
             steps.push(Step::Delete(pod.name_any()));
             return steps;
@@ -240,7 +258,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let namespace = set.namespace().unwrap_or_default();
     let uid = set.uid().unwrap_or_default();
 
-    let mut revisions = history::owned(&ctx.revisions, &namespace, &uid);
+    let mut revisions =
+        history::claim(&ctx.client, &ctx.revisions, set.as_ref(), &selector).await?;
     let collisions = set.status.as_ref().and_then(|s| s.collision_count);
     let update = history::current(
         &ctx.client,
@@ -269,7 +288,6 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     // The set's pods (adopting and releasing as needed), by ordinal.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut by_ordinal: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
-    let mut strays = Vec::new();
     for pod in ctx
         .pod_index
         .controlled_by(&uid)
@@ -298,11 +316,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
             }
             None => continue,
         };
-        match ordinal {
-            Some(ordinal) => {
-                by_ordinal.insert(ordinal, pod);
-            }
-            None => strays.push(pod),
+        // A pod whose name has no ordinal is left alone, as Kubernetes leaves it.
+        if let Some(ordinal) = ordinal {
+            by_ordinal.insert(ordinal, pod);
         }
     }
 
@@ -314,16 +330,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         .max(0);
     let count = spec.replicas.unwrap_or(1).max(0);
     let end = start.saturating_add(count);
-    let replicas: Vec<(i32, Option<&Pod>)> = (start..end)
-        .map(|ordinal| (ordinal, by_ordinal.get(&ordinal).map(AsRef::as_ref)))
-        .collect();
-    let mut condemned: Vec<&Pod> = by_ordinal
+    let at = |ordinal: i32| by_ordinal.get(&ordinal).map(AsRef::as_ref);
+    let condemned: Vec<&Pod> = by_ordinal
         .iter()
         .filter(|(ordinal, _)| !(start..end).contains(*ordinal))
         .map(|(_, pod)| pod.as_ref())
         .rev()
         .collect();
-    condemned.extend(strays.iter().map(AsRef::as_ref));
     let ordered = spec.pod_management_policy.as_deref() != Some("Parallel");
     let strategy = spec.update_strategy.as_ref();
     let rolling = strategy.and_then(|s| s.type_.as_deref()) != Some("OnDelete");
@@ -334,13 +347,22 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
             .unwrap_or(0)
             .max(0),
     );
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let now = Utc::now();
+    let pods = Pods {
+        range: start..end,
+        at: &at,
+        condemned: &condemned,
+    };
     let steps = plan(
-        &replicas,
-        &condemned,
+        &pods,
         &update.name,
         ordered,
         rolling.then_some(partition),
+        &|pod| is_available(pod, min_ready, now),
     );
+    // A failure is returned after the status is written (Kubernetes writes it anyway).
+    let mut failure: Option<kube::Error> = None;
     for step in steps {
         match step {
             Step::Create(ordinal) => {
@@ -351,7 +373,10 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                     (&spec.template, update.name.as_str())
                 };
                 let pod = pod_for(&set, template, revision, ordinal);
-                create_pod(&ctx, &set, &pods_api, &pod).await?;
+                if let Err(err) = create_pod(&ctx, &set, &pods_api, &pod).await {
+                    failure = Some(err);
+                    break;
+                }
             }
             Step::Delete(pod) => match pods_api.delete(&pod, &DeleteParams::default()).await {
                 Ok(_) => ctx.recorder.record(
@@ -361,18 +386,15 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                     format!("delete Pod {pod} in StatefulSet {name} successful"),
                 ),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
             },
         }
     }
 
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let now = Utc::now();
-    let pods: Vec<&Pod> = by_ordinal
-        .values()
-        .chain(&strays)
-        .map(AsRef::as_ref)
-        .collect();
+    let pods: Vec<&Pod> = by_ordinal.values().map(AsRef::as_ref).collect();
     let counted = |f: &dyn Fn(&Pod) -> bool| {
         i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
@@ -409,16 +431,25 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
             .await?;
     }
 
-    // Revisions beyond the limit go, unless they are current or a pod still runs them.
-    let in_use = |r: &ControllerRevision| {
-        let revision = r.name_any();
-        revision == current_name
-            || pods
-                .iter()
-                .any(|p| revision_of(p) == Some(revision.as_str()))
-    };
-    let limit = spec.revision_history_limit.unwrap_or(10);
-    history::clean_up(&ctx.client, &namespace, &revisions, in_use, limit).await?;
+    if let Some(err) = failure {
+        return Err(err.into());
+    }
+    // Revisions beyond the limit go, the oldest first, but none that is current or that a
+    // pod still runs.
+    let unused: Vec<&ControllerRevision> = revisions
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|r| {
+            let revision = r.name_any();
+            revision != current_name
+                && !pods
+                    .iter()
+                    .any(|p| revision_of(p) == Some(revision.as_str()))
+        })
+        .collect();
+    let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
+    let excess = unused.len().saturating_sub(limit);
+    history::delete(&ctx.client, &namespace, &unused[..excess]).await?;
 
     let waiting_for_time = min_ready > 0 && status.ready_replicas != status.available_replicas;
     Ok(Action::requeue(if waiting_for_time {
@@ -526,6 +557,28 @@ mod tests {
         pod
     }
 
+    /// [`plan`] over `replicas` (ordinal, pod) from ordinal 0, every pod available.
+    fn run_plan(
+        replicas: &[(i32, Option<&Pod>)],
+        condemned: &[&Pod],
+        update_revision: &str,
+        ordered: bool,
+        partition: Option<i32>,
+    ) -> Vec<Step> {
+        let at = |ordinal: i32| {
+            replicas
+                .iter()
+                .find(|(o, _)| *o == ordinal)
+                .and_then(|(_, p)| *p)
+        };
+        let pods = Pods {
+            range: 0..i32::try_from(replicas.len()).unwrap_or(i32::MAX),
+            at: &at,
+            condemned,
+        };
+        plan(&pods, update_revision, ordered, partition, &|_| true)
+    }
+
     fn delete(name: &str) -> Step {
         Step::Delete(name.to_owned())
     }
@@ -554,12 +607,12 @@ mod tests {
         let starting = pod("web-1", "r1", "Pending", false);
         // Nothing yet: only web-0.
         assert_eq!(
-            plan(&[(0, None), (1, None), (2, None)], &[], "r1", true, Some(0)),
+            run_plan(&[(0, None), (1, None), (2, None)], &[], "r1", true, Some(0)),
             [Step::Create(0)]
         );
         // web-1 not ready: wait.
         assert_eq!(
-            plan(
+            run_plan(
                 &[(0, Some(&p0)), (1, Some(&starting)), (2, None)],
                 &[],
                 "r1",
@@ -570,7 +623,7 @@ mod tests {
         );
         // Parallel: all at once.
         assert_eq!(
-            plan(
+            run_plan(
                 &[(0, None), (1, Some(&starting)), (2, None)],
                 &[],
                 "r1",
@@ -582,7 +635,7 @@ mod tests {
         // A failed pod goes, to be made again.
         let failed = pod("web-1", "r1", "Failed", false);
         assert_eq!(
-            plan(
+            run_plan(
                 &[(0, Some(&p0)), (1, Some(&failed))],
                 &[],
                 "r1",
@@ -599,19 +652,62 @@ mod tests {
         let p1 = healthy("web-1", "r1");
         let p2 = healthy("web-2", "r1");
         assert_eq!(
-            plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", true, Some(0)),
+            run_plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", true, Some(0)),
             [delete("web-2")]
         );
         // web-2 terminating: web-1 waits for it.
         let going = terminating(p2.clone());
         assert_eq!(
-            plan(&[(0, Some(&p0))], &[&going, &p1], "r1", true, Some(0)),
+            run_plan(&[(0, Some(&p0))], &[&going, &p1], "r1", true, Some(0)),
             []
         );
         // Parallel: both at once.
         assert_eq!(
-            plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", false, Some(0)),
+            run_plan(&[(0, Some(&p0))], &[&p2, &p1], "r1", false, Some(0)),
             [delete("web-2"), delete("web-1")]
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_pod_above_the_range_does_not_hold_back_a_healthy_one_above_it() {
+        let p0 = healthy("web-0", "r1");
+        let crashing = pod("web-3", "r1", "Running", false);
+        let p4 = healthy("web-4", "r1");
+        // Scaling 5 to 1 with web-3 crashing: web-4 goes first, then web-3 (the first
+        // unhealthy one), even though it is not ready.
+        assert_eq!(
+            run_plan(&[(0, Some(&p0))], &[&p4, &crashing], "r1", true, Some(0)),
+            [delete("web-4")]
+        );
+        assert_eq!(
+            run_plan(&[(0, Some(&p0))], &[&crashing], "r1", true, Some(0)),
+            [delete("web-3")]
+        );
+    }
+
+    #[test]
+    fn ordered_ready_waits_for_min_ready_seconds_and_parallel_makes_a_burst_at_most() {
+        let p0 = healthy("web-0", "r1");
+        let at = |ordinal: i32| (ordinal == 0).then_some(&p0);
+        let pods = Pods {
+            range: 0..3,
+            at: &at,
+            condemned: &[],
+        };
+        assert_eq!(plan(&pods, "r1", true, Some(0), &|_| false), []);
+        assert_eq!(
+            plan(&pods, "r1", true, Some(0), &|_| true),
+            [Step::Create(1)]
+        );
+        let none = |_: i32| None;
+        let huge = Pods {
+            range: 0..i32::MAX,
+            at: &none,
+            condemned: &[],
+        };
+        assert_eq!(
+            plan(&huge, "r1", false, Some(0), &|_| true).len(),
+            BURST_REPLICAS
         );
     }
 
@@ -620,18 +716,21 @@ mod tests {
         let old = |n: &str| healthy(n, "r1");
         let (p0, p1, p2) = (old("web-0"), old("web-1"), old("web-2"));
         let set = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&p2))];
-        assert_eq!(plan(&set, &[], "r2", true, Some(0)), [delete("web-2")]);
+        assert_eq!(run_plan(&set, &[], "r2", true, Some(0)), [delete("web-2")]);
         // With partition 2 only web-2 is replaced; once it is new and healthy, nothing else.
         let new2 = healthy("web-2", "r2");
         let updated = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&new2))];
-        assert_eq!(plan(&updated, &[], "r2", true, Some(2)), []);
-        assert_eq!(plan(&updated, &[], "r2", true, Some(0)), [delete("web-1")]);
+        assert_eq!(run_plan(&updated, &[], "r2", true, Some(2)), []);
+        assert_eq!(
+            run_plan(&updated, &[], "r2", true, Some(0)),
+            [delete("web-1")]
+        );
         // The new web-2 not ready yet: wait before web-1.
         let starting = pod("web-2", "r2", "Running", false);
         let waiting = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&starting))];
-        assert_eq!(plan(&waiting, &[], "r2", false, Some(0)), []);
+        assert_eq!(run_plan(&waiting, &[], "r2", false, Some(0)), []);
         // OnDelete: nothing is replaced.
-        assert_eq!(plan(&set, &[], "r2", true, None), []);
+        assert_eq!(run_plan(&set, &[], "r2", true, None), []);
     }
 
     #[test]

@@ -96,8 +96,13 @@ pub enum Error {
 }
 
 /// A client of the API server at `server_url` (`https://127.0.0.1:6443`) that trusts only
-/// the cluster CA and authenticates with `token` — how the scheduler reaches the API, like
-/// any other client.
+/// the cluster CA and authenticates with `token` — how the scheduler and the controllers
+/// reach the API, like any other client.
+///
+/// At most [`MAX_REQUESTS_IN_FLIGHT`] requests are in flight at once (a watch counts until its
+/// answer begins): over HTTP/1.1 each request in flight takes a connection, so a controller's
+/// burst of hundreds of concurrent pod creates would otherwise open, and TLS-handshake, as
+/// many connections; here they queue for the ones the pool keeps.
 pub fn client(server_url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, Error> {
     let url = server_url
         .parse()
@@ -112,8 +117,16 @@ pub fn client(server_url: &str, ca_pem: &str, token: &str) -> Result<kube::Clien
     let mut config = kube::Config::new(url);
     config.root_cert = Some(certs);
     config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
-    kube::Client::try_from(config).map_err(Error::Client)
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(Error::Client)?;
+    Ok(builder
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            MAX_REQUESTS_IN_FLIGHT,
+        ))
+        .build())
 }
+
+/// Requests the master's own client has in flight at most.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;
 
 /// What the scheduling thread asks the runtime to do for a pod.
 #[derive(Clone, Debug, PartialEq)]

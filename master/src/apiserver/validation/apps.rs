@@ -573,6 +573,9 @@ pub fn stateful_set_update(old: &StatefulSet, new: &StatefulSet) -> Vec<FieldErr
 /// `ValidateControllerRevision`).
 pub fn controller_revision(revision: &ControllerRevision) -> Vec<FieldError> {
     let mut errs = object_meta(&revision.metadata, true, NameRule::Dns1123Subdomain);
+    if revision.data.is_none() {
+        errs.push(FieldError::required("data", "data is mandatory"));
+    }
     if revision.revision < 0 {
         errs.push(FieldError::invalid(
             "revision",
@@ -588,8 +591,8 @@ pub fn controller_revision_update(
     old: &ControllerRevision,
     new: &ControllerRevision,
 ) -> Vec<FieldError> {
+    // The object is validated as on create too; here what an update adds.
     let mut errs = object_meta_update(&old.metadata, &new.metadata);
-    errs.extend(controller_revision(new));
     if old.data != new.data {
         errs.push(FieldError::invalid("data", "", IMMUTABLE_MSG));
     }
@@ -598,6 +601,7 @@ pub fn controller_revision_update(
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
     use serde_json::json;
 
     use super::super::tests::{fields, from, only};
@@ -957,13 +961,15 @@ mod tests {
         raised.revision = 3;
         assert_eq!(controller_revision_update(&revision, &raised), vec![]);
         let mut changed = revision.clone();
-        changed.data = None;
+        changed.data = Some(RawExtension(json!({"other": 1})));
         assert_eq!(
             fields(&controller_revision_update(&revision, &changed)),
             ["data"]
         );
         raised.revision = -1;
         assert_eq!(fields(&controller_revision(&raised)), ["revision"]);
+        raised.data = None;
+        assert_eq!(fields(&controller_revision(&raised)), ["data", "revision"]);
     }
 
     fn stateful_set_json() -> serde_json::Value {
