@@ -197,15 +197,7 @@ spec:
     }
 
     // The history has both templates; an undo goes back to the first, as revision 3.
-    let out = cluster.master.kubectl(&["rollout", "history", "ds/agent"]);
-    assert!(out.success(), "{out}");
-    let revisions: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
-    assert_eq!(revisions, ["1", "2"], "{out}");
+    assert_eq!(cluster.rollout_revisions("ds/agent"), ["1", "2"]);
     let out = cluster.master.kubectl(&["rollout", "undo", "ds/agent"]);
     assert!(out.success(), "{out}");
     rollout_status(&cluster, "agent");
@@ -214,14 +206,7 @@ spec:
         undone.values().all(|(_, version)| version == "1"),
         "{undone:?}"
     );
-    let out = cluster.master.kubectl(&["rollout", "history", "ds/agent"]);
-    let revisions: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
-    assert_eq!(revisions, ["2", "3"], "{out}");
+    assert_eq!(cluster.rollout_revisions("ds/agent"), ["2", "3"]);
 
     // Deleted, the DaemonSet takes its pods and revisions with it.
     let out = cluster

@@ -124,6 +124,18 @@ impl Cluster {
         }
     }
 
+    /// The revisions `kubectl rollout history <object>` lists, lowest first.
+    fn rollout_revisions(&self, object: &str) -> Vec<String> {
+        let out = self.master.kubectl(&["rollout", "history", object]);
+        assert!(out.success(), "{out}");
+        out.stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.parse::<u32>().is_ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Waits until the pod is gone from the API.
     async fn wait_pod_gone(&self, name: &str) {
         let deadline = Instant::now() + POD_TIMEOUT;

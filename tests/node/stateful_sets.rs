@@ -48,6 +48,16 @@ fn pods(cluster: &Cluster) -> BTreeMap<String, (String, String, String, bool)> {
         .collect()
 }
 
+fn set_partition(cluster: &Cluster, partition: u32) {
+    let patch = format!(
+        r#"{{"spec": {{"updateStrategy": {{"rollingUpdate": {{"partition": {partition}}}}}}}}}"#
+    );
+    let out = cluster
+        .master
+        .kubectl(&["patch", "sts", "web", "-p", &patch]);
+    assert!(out.success(), "{out}");
+}
+
 fn rollout_status(cluster: &Cluster, expected: &str) {
     let out = cluster
         .master
@@ -212,14 +222,7 @@ spec:
         "partitioned roll out complete: 3 new pods have been updated",
     );
     let before = pods(&cluster);
-    let out = cluster.master.kubectl(&[
-        "patch",
-        "sts",
-        "web",
-        "-p",
-        r#"{"spec": {"updateStrategy": {"rollingUpdate": {"partition": 2}}}}"#,
-    ]);
-    assert!(out.success(), "{out}");
+    set_partition(&cluster, 2);
     let out = cluster
         .master
         .kubectl(&["set", "env", "sts/web", "VERSION=2"]);
@@ -252,4 +255,34 @@ spec:
     assert_eq!(status[0], before["web-0"].0, "{out}");
     assert_eq!(status[1], after["web-2"].0, "{out}");
     assert_eq!(status[2], "1", "{out}");
+
+    // The partition lowered to 0: the rest follow; an undo brings the first template back,
+    // as revision 3, and `rollout history` shows both templates.
+    set_partition(&cluster, 0);
+    rollout_status(
+        &cluster,
+        "partitioned roll out complete: 3 new pods have been updated",
+    );
+    let out = cluster
+        .master
+        .kubectl(&["rollout", "history", "sts/web", "--revision=1"]);
+    let version = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("VERSION:"))
+        .map(|l| l.trim_start().trim_start_matches("VERSION:").trim());
+    assert_eq!(version, Some("1"), "{out}");
+    let out = cluster.master.kubectl(&["rollout", "undo", "sts/web"]);
+    assert!(out.success(), "{out}");
+    rollout_status(
+        &cluster,
+        "partitioned roll out complete: 3 new pods have been updated",
+    );
+    for pod in ["web-0", "web-1", "web-2"] {
+        let out = cluster
+            .master
+            .kubectl(&["exec", pod, "--", "sh", "-c", "echo $VERSION"]);
+        assert_eq!(out.stdout.trim(), "1", "{pod}: {out}");
+    }
+    assert_eq!(cluster.rollout_revisions("sts/web"), ["2", "3"]);
 }
