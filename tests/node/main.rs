@@ -24,6 +24,7 @@ mod daemon_sets;
 mod exec;
 mod jobs;
 mod probes;
+mod replication_controllers;
 mod stateful_sets;
 mod volumes;
 
