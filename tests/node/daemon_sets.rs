@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::DaemonSet;
 use skiff::node::{NodeAgent, NodeOptions};
 use skiff_node::images::BUSYBOX_IMAGE;
 
@@ -145,6 +146,22 @@ spec:
     ));
     rollout_status(&cluster, "agent");
     let first = wait_on_nodes(&cluster, "app=agent", &["t-ds-a", "t-ds-b"]).await;
+    // kube-rs reads the same, typed.
+    let daemon_sets: kube::Api<DaemonSet> =
+        kube::Api::namespaced(cluster.client.clone(), "default");
+    let agent = daemon_sets
+        .get("agent")
+        .await
+        .expect("kube-rs reads the DaemonSet");
+    let status = agent.status.expect("status");
+    assert_eq!(
+        (
+            status.desired_number_scheduled,
+            status.number_ready,
+            status.updated_number_scheduled
+        ),
+        (2, 2, Some(2))
+    );
     let out = cluster
         .master
         .kubectl(&["get", "ds", "agent", "--no-headers"]);

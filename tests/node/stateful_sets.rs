@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use skiff::master::MasterOptions;
 use skiff::node::NodeOptions;
 use skiff_node::images::BUSYBOX_IMAGE;
@@ -151,6 +152,15 @@ spec:
         "partitioned roll out complete: 3 new pods have been updated",
     );
     let first = pods(&cluster);
+    // kube-rs reads the same, typed.
+    let sets: kube::Api<StatefulSet> = kube::Api::namespaced(cluster.client.clone(), "default");
+    let web = sets
+        .get("web")
+        .await
+        .expect("kube-rs reads the StatefulSet");
+    let status = web.status.expect("status");
+    assert_eq!((status.replicas, status.ready_replicas), (3, Some(3)));
+    assert_eq!(status.current_revision, status.update_revision);
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
         ["web-0", "web-1", "web-2"],
