@@ -25,15 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff::master::{Master, MasterOptions};
 use skiff::process::{cpu_ticks, ticks_per_second};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::post_all;
+use support::{post_all, watch_pods};
 
 #[derive(Parser, Debug)]
 #[command(about = "workload controllers making and the scheduler binding 10,000 pods")]
@@ -237,30 +235,6 @@ fn workloads(args: &Args) -> Vec<(&'static str, String)> {
     out
 }
 
-#[derive(Deserialize)]
-struct WatchLine {
-    #[serde(rename = "type")]
-    kind: String,
-    object: Object,
-}
-
-#[derive(Deserialize)]
-struct Object {
-    metadata: Metadata,
-    spec: Option<Spec>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Spec {
-    #[serde(rename = "nodeName")]
-    node_name: Option<String>,
-}
-
 /// When each pod was first seen, and first seen bound.
 #[derive(Default)]
 struct Seen {
@@ -287,54 +261,18 @@ async fn run(master: &Master, args: &Args, workload: Workload) -> anyhow::Result
 
     // The watch that sees each pod made and bound, from before the first workload.
     let pods_url = format!("{base}/api/v1/namespaces/{NAMESPACE}/pods");
-    let list: Value = http.get(&pods_url).send().await?.json().await?;
-    let from = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("0")
-        .to_string();
-    let response = http
-        .get(format!(
-            "{pods_url}?watch=1&resourceVersion={from}&timeoutSeconds=3600"
-        ))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "watch: {}",
-        response.status()
-    );
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watcher = {
         let seen = seen.clone();
-        tokio::spawn(async move {
-            let mut stream = response.bytes_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                buf.extend_from_slice(&chunk);
-                let mut start = 0;
-                while let Some(end) = buf[start..].iter().position(|b| *b == b'\n') {
-                    let line = &buf[start..start + end];
-                    start += end + 1;
-                    let Ok(event) = serde_json::from_slice::<WatchLine>(line) else {
-                        continue;
-                    };
-                    if event.kind != "MODIFIED" && event.kind != "ADDED" {
-                        continue;
-                    }
-                    let Some(name) = event.object.metadata.name else {
-                        continue;
-                    };
-                    let on_node = event.object.spec.and_then(|s| s.node_name).is_some();
-                    let now = Instant::now();
-                    let mut seen = seen.lock().expect("seen");
-                    seen.created.entry(name.clone()).or_insert(now);
-                    if on_node {
-                        seen.bound.entry(name).or_insert(now);
-                    }
-                }
-                buf.drain(..start);
+        watch_pods(master, &pods_url, move |name, on_node| {
+            let now = Instant::now();
+            let mut seen = seen.lock().expect("seen");
+            seen.created.entry(name.to_owned()).or_insert(now);
+            if on_node {
+                seen.bound.entry(name.to_owned()).or_insert(now);
             }
         })
+        .await?
     };
 
     let pid = master

@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff::etcd::Etcd;
 use skiff::master::{Master, MasterOptions};
@@ -31,7 +29,7 @@ use skiff_api::quantity::quantity_nanos;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::post_all;
+use support::{post_all, watch_pods};
 
 #[derive(Parser, Debug)]
 #[command(about = "scheduler throughput against a real skiff-master (SchedulingBasic)")]
@@ -225,30 +223,6 @@ fn pod_index(name: &str) -> Option<usize> {
     name.strip_prefix("pod-")?.parse().ok()
 }
 
-#[derive(Deserialize)]
-struct WatchLine {
-    #[serde(rename = "type")]
-    kind: String,
-    object: Object,
-}
-
-#[derive(Deserialize)]
-struct Object {
-    metadata: Metadata,
-    spec: Option<Spec>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Spec {
-    #[serde(rename = "nodeName")]
-    node_name: Option<String>,
-}
-
 async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
     let base = master.server_url().to_string();
     let http = master.http();
@@ -275,56 +249,22 @@ async fn run(master: &Master, args: &Args) -> anyhow::Result<Outcome> {
 
     // The watch that sees each binding, from before the first pod.
     let pods_url = format!("{base}/api/v1/namespaces/{NAMESPACE}/pods");
-    let list: Value = http.get(&pods_url).send().await?.json().await?;
-    let from = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("0")
-        .to_string();
-    let response = http
-        .get(format!(
-            "{pods_url}?watch=1&resourceVersion={from}&timeoutSeconds=3600"
-        ))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "watch: {}",
-        response.status()
-    );
     let bound_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; args.pods]));
     let bound = Arc::new(AtomicUsize::new(0));
     let watcher = {
         let bound_at = bound_at.clone();
         let bound = bound.clone();
-        tokio::spawn(async move {
-            let mut stream = response.bytes_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                buf.extend_from_slice(&chunk);
-                let mut start = 0;
-                while let Some(end) = buf[start..].iter().position(|b| *b == b'\n') {
-                    let line = &buf[start..start + end];
-                    start += end + 1;
-                    let Ok(event) = serde_json::from_slice::<WatchLine>(line) else {
-                        continue;
-                    };
-                    if event.kind != "MODIFIED" && event.kind != "ADDED" {
-                        continue;
-                    }
-                    let on_node = event.object.spec.and_then(|s| s.node_name).is_some();
-                    let index = event.object.metadata.name.as_deref().and_then(pod_index);
-                    if let (true, Some(i)) = (on_node, index) {
-                        let now = Instant::now();
-                        let mut times = bound_at.lock().expect("bound times");
-                        if let Some(slot @ None) = times.get_mut(i) {
-                            *slot = Some(now);
-                            bound.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+        watch_pods(master, &pods_url, move |name, on_node| {
+            if let (true, Some(i)) = (on_node, pod_index(name)) {
+                let now = Instant::now();
+                let mut times = bound_at.lock().expect("bound times");
+                if let Some(slot @ None) = times.get_mut(i) {
+                    *slot = Some(now);
+                    bound.fetch_add(1, Ordering::Relaxed);
                 }
-                buf.drain(..start);
             }
         })
+        .await?
     };
 
     let started = Instant::now();

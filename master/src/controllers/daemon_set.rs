@@ -41,7 +41,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
@@ -50,7 +50,7 @@ use tracing::{info, warn};
 use super::controller_ref;
 use super::history::{self, Revision};
 use super::informers::{Index, Informers, synced};
-use super::replica_set::{Backoff, Change, Expectations, message_of};
+use super::replica_set::{Backoff, Change, Expectations, delete_owned_pods, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::node_affinity::{self, FIELD_NODE_NAME};
@@ -751,34 +751,10 @@ async fn create_pods(ctx: &Context, ds: &DaemonSet, hash: &str, nodes: &[String]
 
 /// Deletes `pods` of the DaemonSet.
 async fn delete_pods(ctx: &Context, ds: &DaemonSet, pods: &[Arc<Pod>]) -> Result<(), kube::Error> {
-    if pods.is_empty() {
-        return Ok(());
-    }
-    let key = ObjectRef::from_obj(ds);
     let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
     names.sort();
     names.dedup();
-    ctx.expectations.expect(&key, Change::Delete, &names);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
-    let params = DeleteParams::default();
-    let results =
-        futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
-    for (name, result) in names.iter().zip(results) {
-        match result {
-            Ok(_) => ctx.recorder.record(
-                object_ref(ds),
-                EventType::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            ),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => {
-                ctx.expectations.forget(&key);
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
+    delete_owned_pods(&ctx.client, &ctx.recorder, &ctx.expectations, ds, &names).await
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use super::controller_ref;
 use super::informers::{Index, Informers};
-use super::replica_set::{Change, Expectations, message_of};
+use super::replica_set::{Change, Expectations, delete_owned_pods, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::pod::is_ready;
@@ -733,32 +733,8 @@ async fn create_pods(ctx: &Context, job: &Job, indexes: &[Option<i32>]) -> usize
 
 /// Deletes `pods` of the Job.
 async fn delete_pods(ctx: &Context, job: &Job, pods: &[&Arc<Pod>]) -> Result<(), kube::Error> {
-    if pods.is_empty() {
-        return Ok(());
-    }
-    let key = ObjectRef::from_obj(job);
     let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect(&key, Change::Delete, &names);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let params = DeleteParams::default();
-    let results =
-        futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
-    for (name, result) in names.iter().zip(results) {
-        match result {
-            Ok(_) => ctx.recorder.record(
-                object_ref(job),
-                EventType::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            ),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => {
-                ctx.expectations.forget(&key);
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
+    delete_owned_pods(&ctx.client, &ctx.recorder, &ctx.expectations, job, &names).await
 }
 
 #[cfg(test)]

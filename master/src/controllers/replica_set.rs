@@ -425,29 +425,43 @@ async fn delete_pods<K: Replicated>(
     active: &[Arc<Pod>],
     count: usize,
 ) -> Result<(), kube::Error> {
-    let key = ObjectRef::from_obj(rs);
     let mut victims: Vec<&Arc<Pod>> = active.iter().collect();
     victims.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
     victims.truncate(count);
     let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect(&key, Change::Delete, &names);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
+    delete_owned_pods(&ctx.client, &ctx.recorder, &ctx.expectations, rs, &names).await
+}
+
+/// Deletes the pods `names` of `owner` at once, each a `SuccessfulDelete` Event, the deletes
+/// noted in `expectations` (forgotten if one fails); a pod already gone is no error. Every
+/// controller that deletes its pods (replicaset, job, daemonset) does it this way.
+pub(super) async fn delete_owned_pods<K: Resource<DynamicType = ()>>(
+    client: &kube::Client,
+    recorder: &Recorder,
+    expectations: &Expectations,
+    owner: &K,
+    names: &[String],
+) -> Result<(), kube::Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let key = ObjectRef::from_obj(owner);
+    expectations.expect(&key, Change::Delete, names);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace().unwrap_or_default());
     let params = DeleteParams::default();
     let results =
         futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
     for (name, result) in names.iter().zip(results) {
         match result {
-            Ok(_) => {
-                ctx.recorder.record(
-                    object_ref(rs),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                );
-            }
+            Ok(_) => recorder.record(
+                object_ref(owner),
+                EventType::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            ),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => {
-                ctx.expectations.forget(&key);
+                expectations.forget(&key);
                 return Err(err);
             }
         }
