@@ -14,8 +14,9 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    cron_job, daemon_set, deployment, disruption, endpoint_slice, endpoints, garbage_collector,
-    job, replica_set, resource_quota, root_ca_cert_publisher, service_account, stateful_set,
+    cluster_role_aggregation, cron_job, daemon_set, deployment, disruption, endpoint_slice,
+    endpoints, garbage_collector, job, replica_set, resource_quota, root_ca_cert_publisher,
+    service_account, stateful_set,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -92,7 +93,7 @@ struct Args {
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
     /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption,
-    /// daemonset, statefulset).
+    /// daemonset, statefulset, clusterrole-aggregation).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
 }
@@ -114,6 +115,7 @@ const CONTROLLERS: &[&str] = &[
     "disruption",
     "daemonset",
     "statefulset",
+    "clusterrole-aggregation",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -191,6 +193,7 @@ fn main() -> anyhow::Result<()> {
         endpoint_slice: controller_enabled(&args.controllers, "endpointslice"),
         service_account: controller_enabled(&args.controllers, "serviceaccount"),
         root_ca_cert_publisher: controller_enabled(&args.controllers, "root-ca-cert-publisher"),
+        cluster_role_aggregation: controller_enabled(&args.controllers, "clusterrole-aggregation"),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -243,6 +246,7 @@ struct Clients {
     endpoint_slice: bool,
     service_account: bool,
     root_ca_cert_publisher: bool,
+    cluster_role_aggregation: bool,
     node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
@@ -363,6 +367,13 @@ async fn run_clients(
     }
     if clients.endpoints {
         tasks.push(tokio::spawn(endpoints::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if clients.cluster_role_aggregation {
+        tasks.push(tokio::spawn(cluster_role_aggregation::run(
             client.clone(),
             &mut informers,
             stopped(stop.clone()),

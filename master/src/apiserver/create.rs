@@ -281,6 +281,7 @@ impl ApiServer {
             .map_err(|e| admit_error(r, &name, e))?;
         let warnings = field_validation(fv, &admitted.unknown_fields)?;
         let mut object = admitted.object;
+        self.confirm_rbac_write(r, &object, None)?;
 
         if let Some(ns) = &namespace {
             self.require_namespace(ns).await?;

@@ -685,6 +685,31 @@ pub fn secret(s: &mut k8s_openapi::api::core::v1::Secret) {
 /// ServiceAccounts have no defaults.
 pub fn service_account(_sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {}
 
+/// Roles and ClusterRoles have no defaults.
+pub fn no_rbac_defaults<T>(_role: &mut T) {}
+
+/// A binding's User and Group subjects are of the RBAC group (Kubernetes'
+/// `SetDefaults_Subject`).
+fn subjects(subjects: Option<&mut Vec<k8s_openapi::api::rbac::v1::Subject>>) {
+    for subject in subjects.into_iter().flatten() {
+        if subject.api_group.as_deref().unwrap_or("").is_empty()
+            && matches!(subject.kind.as_str(), "User" | "Group")
+        {
+            subject.api_group = Some("rbac.authorization.k8s.io".to_owned());
+        }
+    }
+}
+
+/// RoleBinding defaults: its subjects'.
+pub fn role_binding(binding: &mut k8s_openapi::api::rbac::v1::RoleBinding) {
+    subjects(binding.subjects.as_mut());
+}
+
+/// ClusterRoleBinding defaults: its subjects'.
+pub fn cluster_role_binding(binding: &mut k8s_openapi::api::rbac::v1::ClusterRoleBinding) {
+    subjects(binding.subjects.as_mut());
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

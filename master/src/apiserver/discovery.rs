@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 
+use super::authorization::reviews;
 use super::metrics_api;
 use super::resources::{self, RESOURCES, Resource};
 
@@ -66,6 +67,7 @@ fn group(name: &str, version: &str) -> APIGroup {
 /// The groups and versions served: the stored resources' and the resource metrics'.
 fn served_groups() -> Vec<(&'static str, &'static str)> {
     let mut groups = resources::groups();
+    groups.extend(reviews::groups());
     groups.push((metrics_api::GROUP, metrics_api::VERSION));
     groups
 }
@@ -160,6 +162,9 @@ fn metrics_resources() -> APIResourceList {
 pub fn resource_list(group: &str, version: &str) -> Option<APIResourceList> {
     if (group, version) == (metrics_api::GROUP, metrics_api::VERSION) {
         return Some(metrics_resources());
+    }
+    if let Some(list) = reviews::resource_list(group, version) {
+        return Some(list);
     }
     if !resources::serves_group_version(group, version) {
         return None;

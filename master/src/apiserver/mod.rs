@@ -6,15 +6,16 @@
 //! (binding, scale) are the verbs; `pod_logs` streams container logs from the node agents
 //! through `kubelet_client`, and `node_proxy` forwards `nodes/<name>/proxy/...` to them;
 //! `metrics_api` serves `metrics.k8s.io` (`kubectl top`) from their summaries; `discovery` and
-//! `openapi` describe the API; `pki` and `auth`
-//! guard it; `resources` lists the served types and admits their objects, and
+//! `openapi` describe the API; `pki`, `authentication` and `authorization` guard it;
+//! `resources` lists the served types and admits their objects, and
 //! `resource_quota` charges creates to the namespace's quotas; `watch_cache`
 //! follows the store once and serves every watcher from memory; `negotiation` picks the
 //! representation a client asks for (JSON, a Table, or `protobuf`, which also reads protobuf
 //! bodies).
 
 pub mod allocator;
-pub mod auth;
+pub mod authentication;
+pub mod authorization;
 pub mod bootstrap;
 pub mod create;
 pub mod defaults;
@@ -81,8 +82,10 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// The OpenAPI documents.
     pub openapi: OpenApi,
-    /// Bearer tokens accepted, and the user each one stands for.
-    pub tokens: Vec<(String, String)>,
+    /// Who a request is from.
+    pub authenticator: authentication::Authenticator,
+    /// What they may do.
+    pub authorizer: authorization::Authorizer,
     /// The address clients reach the server at (`127.0.0.1:6443`), for discovery.
     pub advertise_address: String,
     /// Calls node agents (container logs), with the API server's client certificate.
@@ -239,7 +242,7 @@ impl ApiServer {
 /// A JSON object answer in Kubernetes' protobuf encoding when the request asks for it (an
 /// object whose kind has none stays JSON if the request also takes JSON, else 406). Errors
 /// stay JSON `Status` bodies, which Go clients read by their Content-Type.
-async fn in_protobuf_if_asked(
+pub(crate) async fn in_protobuf_if_asked(
     response: Response,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -109,9 +109,24 @@ impl Credentials {
             .context("parsing the serving key")?
             .context("no private key in the serving key file")?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Client certificates the cluster CA signed authenticate their subject; a client
+        // without one may still present a bearer token.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in rustls_pemfile::certs(&mut self.ca_pem.as_bytes()) {
+            roots
+                .add(ca.context("parsing the CA certificate")?)
+                .context("trusting the CA certificate")?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .context("the client certificate verifier")?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 use super::defaults;
 use super::field_error::FieldError;
@@ -604,6 +605,72 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &[],
         field_selectors: &[],
         schema: typed!(Lease, defaults::lease, validation::lease),
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        singular: "role",
+        kind: "Role",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(Role, defaults::no_rbac_defaults, validation::role),
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            ClusterRole,
+            defaults::no_rbac_defaults,
+            validation::cluster_role
+        ),
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        kind: "RoleBinding",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            RoleBinding,
+            defaults::role_binding,
+            validation::role_binding,
+            validation::role_binding_update
+        ),
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
+        schema: typed!(
+            ClusterRoleBinding,
+            defaults::cluster_role_binding,
+            validation::cluster_role_binding,
+            validation::cluster_role_binding_update
+        ),
     },
 ];
 

@@ -20,14 +20,20 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::allocator::{NodePorts, ServiceIps};
+use super::authentication::{
+    ADMIN_USER, Authenticator, CertificateUser, MASTERS_GROUP, NODES_GROUP, UserInfo,
+};
+use super::authorization::{
+    Attributes, Authorizer, Rbac, bootstrap_policy, impersonation, reviews,
+};
 use super::kubelet_client::KubeletClient;
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::{Credentials, KubeconfigUser, NODE_USER};
-use super::request::Query;
+use super::request::{self, Query};
 use super::status::ApiError;
 use super::watch_cache::WatchCache;
-use super::{ApiServer, auth, bootstrap, discovery, json_value, metrics_api, node_proxy};
+use super::{ApiServer, authentication, bootstrap, discovery, json_value, metrics_api, node_proxy};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::etcd::EtcdStore;
@@ -135,6 +141,9 @@ pub async fn serve(
     let watch_cache = WatchCache::start(store.clone())
         .await
         .context("filling the watch cache from the store")?;
+    let authorizer = Authorizer {
+        rbac: Rbac::new(watch_cache.clone()),
+    };
     let api = Arc::new(ApiServer {
         watch_cache,
         service_ips: ServiceIps::new(config.service_cidr, store.clone()),
@@ -142,10 +151,17 @@ pub async fn serve(
         store,
         metrics: Metrics::new(),
         openapi: OpenApi::new(),
-        tokens: vec![
-            (credentials.admin_token.clone(), "admin".to_string()),
-            (credentials.node_token.clone(), NODE_USER.to_string()),
-        ],
+        authenticator: Authenticator::new(vec![
+            (
+                credentials.admin_token.clone(),
+                UserInfo::new(ADMIN_USER, &[MASTERS_GROUP]),
+            ),
+            (
+                credentials.node_token.clone(),
+                UserInfo::new(NODE_USER, &[NODES_GROUP]),
+            ),
+        ]),
+        authorizer,
         advertise_address: advertise.to_string(),
         kubelet: KubeletClient::new(
             &credentials.kubelet_client_cert_pem,
@@ -157,6 +173,9 @@ pub async fn serve(
     bootstrap::ensure_defaults(&api, endpoint)
         .await
         .context("creating the default namespaces and the kubernetes Service")?;
+    bootstrap_policy::ensure(&api)
+        .await
+        .context("creating the default RBAC roles and bindings")?;
     // As kube-apiserver's system-namespaces controller and endpoint reconciler do: what a user
     // deletes of them comes back.
     let reconciler = tokio::spawn({
@@ -209,7 +228,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         tokio::spawn(async move {
             // A client that never finishes its handshake must not hold a task forever.
             let tls =
@@ -218,6 +237,23 @@ pub async fn serve(
                     Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => return debug!(%peer, "TLS handshake timed out"),
                 };
+            // The subject of the client's certificate, if it sent one the CA signed.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| authentication::certificate_user(leaf.as_ref()))
+                .map(CertificateUser);
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                router,
+                move |mut request: Request<hyper::body::Incoming>| {
+                    if let Some(certificate) = &certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
+                    request
+                },
+            ));
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -273,17 +309,24 @@ async fn authenticate_and_measure(
     let started = Instant::now();
     let path = request.uri().path().to_string();
     let method = request.method().clone();
-    if !auth::is_public(&path) {
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if auth::authenticate(authorization, &api.tokens).is_none() {
+    let user = api.authenticator.authenticate(
+        request.headers(),
+        request.extensions().get::<CertificateUser>(),
+    );
+    let response = match user {
+        None if authentication::is_public(&path) => next.run(request).await,
+        None => {
             debug!(%method, %path, "unauthorized");
             return ApiError::Unauthorized.into_response();
         }
-    }
-    let response = next.run(request).await;
+        Some(user) => match authorize(&api, user, &request) {
+            Ok(user) => authentication::serve_for(user, next.run(request)).await,
+            Err(e) => {
+                debug!(%method, %path, error = %e, "refused");
+                e.into_response()
+            }
+        },
+    };
     let info = response
         .extensions()
         .get::<RequestInfo>()
@@ -299,6 +342,22 @@ async fn authenticate_and_measure(
     }
     debug!(%method, %path, code, elapsed_us = started.elapsed().as_micros() as u64, "request");
     response
+}
+
+/// The user a request is served for (its own, or the one it impersonates), if it may do
+/// what it asks.
+fn authorize(api: &ApiServer, user: UserInfo, request: &Request) -> Result<UserInfo, ApiError> {
+    let user = match impersonation::impersonated(&api.authorizer, &user, request.headers())? {
+        Some(impersonated) => impersonated,
+        None => user,
+    };
+    let attributes = Attributes::of_request(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    api.authorizer.check(&user, &attributes)?;
+    Ok(user)
 }
 
 async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Response {
@@ -398,6 +457,34 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             });
             response.extensions_mut().insert(RequestInfo {
                 verb: proxy_verb(&parts.method),
+                resource,
+            });
+            response
+        }
+        [
+            "apis",
+            group @ (reviews::AUTHORIZATION_GROUP | reviews::AUTHENTICATION_GROUP),
+            reviews::VERSION,
+            rest @ ..,
+        ] if !rest.is_empty() => {
+            let resource = rest.last().copied().unwrap_or_default().to_owned();
+            let result = match (&parts.method, authentication::requester()) {
+                (&Method::POST, Some(user)) => match request::read_body(body).await {
+                    Ok(body) => {
+                        reviews::create(&api.authorizer, &user, group, rest, &parts.headers, &body)
+                    }
+                    Err(e) => Err(e),
+                },
+                (&Method::POST, None) => Err(ApiError::Unauthorized),
+                _ => Err(ApiError::MethodNotAllowed),
+            };
+            let result = match result {
+                Ok(response) => super::in_protobuf_if_asked(response, &parts.headers).await,
+                Err(e) => Err(e),
+            };
+            let mut response = result.unwrap_or_else(IntoResponse::into_response);
+            response.extensions_mut().insert(RequestInfo {
+                verb: "create",
                 resource,
             });
             response

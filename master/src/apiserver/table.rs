@@ -298,6 +298,8 @@ fn printer(kind: &str) -> Printer {
         "ServiceAccount" => (SERVICE_ACCOUNT_COLUMNS, service_account_row),
         "PodTemplate" => (POD_TEMPLATE_COLUMNS, pod_template_row),
         "ResourceQuota" => (RESOURCE_QUOTA_COLUMNS, resource_quota_row),
+        "Role" | "ClusterRole" => (ROLE_COLUMNS, role_row),
+        "RoleBinding" | "ClusterRoleBinding" => (ROLE_BINDING_COLUMNS, role_binding_row),
         _ => (DEFAULT_COLUMNS, default_row),
     };
     Printer { columns, row }
@@ -1285,6 +1287,68 @@ fn lease_row(lease: &Value, now: DateTime<Utc>) -> Row {
         json!(name(lease)),
         json!(str_at(lease, "/spec/holderIdentity")),
         json!(age(lease, now)),
+    ])
+}
+
+// --- Role, ClusterRole, RoleBinding, ClusterRoleBinding ------------------------------------
+
+const ROLE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Created At",
+        "date",
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    ),
+];
+
+fn role_row(role: &Value, _now: DateTime<Utc>) -> Row {
+    Row::from(vec![
+        json!(name(role)),
+        json!(str_at(role, "/metadata/creationTimestamp")),
+    ])
+}
+
+const ROLE_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Role",
+        "string",
+        "RoleRef is the reference to the role the binding grants.",
+    ),
+    AGE,
+    wide("Users", "string", "Users in the binding."),
+    wide("Groups", "string", "Groups in the binding."),
+    wide(
+        "ServiceAccounts",
+        "string",
+        "ServiceAccounts in the binding.",
+    ),
+];
+
+fn role_binding_row(binding: &Value, now: DateTime<Utc>) -> Row {
+    let subjects = arr(binding, "/subjects");
+    let of_kind = |kind: &str| {
+        subjects
+            .iter()
+            .filter(|s| str_at(s, "/kind") == kind)
+            .map(|s| match (kind, str_at(s, "/namespace")) {
+                ("ServiceAccount", ns) => format!("{ns}/{}", str_at(s, "/name")),
+                _ => str_at(s, "/name").to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Row::from(vec![
+        json!(name(binding)),
+        json!(format!(
+            "{}/{}",
+            str_at(binding, "/roleRef/kind"),
+            str_at(binding, "/roleRef/name")
+        )),
+        json!(age(binding, now)),
+        json!(of_kind("User")),
+        json!(of_kind("Group")),
+        json!(of_kind("ServiceAccount")),
     ])
 }
 

@@ -150,6 +150,7 @@ impl ApiServer {
                 .map_err(|e| admit_error(r, &name, e))?;
             let warnings = field_validation(fv, &admitted.unknown_fields)?;
             let mut object = admitted.object;
+            self.confirm_rbac_write(r, &object, Some(&stored_current))?;
             if tracks_generation(r) && object.get("spec") != stored_current.get("spec") {
                 let generation = stored_current["metadata"]["generation"]
                     .as_i64()

@@ -6,7 +6,8 @@
 //! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes), `statefulset`
 //! (StatefulSets, their ControllerRevisions and Pods),
 //! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
-//! ServiceAccounts, ConfigMaps) and `resourcequota` controllers (ResourceQuotas and what they
+//! ServiceAccounts, ConfigMaps), `clusterrole-aggregation` (ClusterRoles) and `resourcequota`
+//! controllers (ResourceQuotas and what they
 //! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
 //! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
 //! (Pods, ReplicaSets, ReplicationControllers, Deployments, ConfigMaps, Nodes and Leases from
@@ -47,6 +48,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -497,6 +499,8 @@ pub struct Informers {
     pub endpoint_slices: Informer<EndpointSlice>,
     /// The metadata of every Secret.
     pub secrets: Informer<PartialObjectMeta<Secret>>,
+    /// Every ClusterRole.
+    pub cluster_roles: Informer<ClusterRole>,
 }
 
 impl Informers {
@@ -523,6 +527,7 @@ impl Informers {
             pod_disruption_budgets: Informer::new(Api::all(client.clone())),
             endpoint_slices: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
+            cluster_roles: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -549,6 +554,7 @@ impl Informers {
             self.pod_disruption_budgets.into_task(),
             self.endpoint_slices.into_task(),
             self.secrets.into_task(),
+            self.cluster_roles.into_task(),
         ]
         .into_iter()
         .flatten()

@@ -21,12 +21,15 @@
 //!   and orphan deletes;
 //! - [`service_account`]: gives every namespace its `default` ServiceAccount;
 //! - [`root_ca_cert_publisher`]: gives every namespace the `kube-root-ca.crt` ConfigMap;
+//! - [`cluster_role_aggregation`]: fills each aggregated ClusterRole (`admin`, `edit`, `view`)
+//!   with the rules of the ClusterRoles its selectors pick;
 //! - [`resource_quota`]: keeps each ResourceQuota's `status` (hard limits, usage) up to date;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
 //! them and the scheduler), [`controller_ref`] (adoption and release), [`history`] (the
 //! ControllerRevisions of DaemonSets and StatefulSets) and [`recorder`].
 
+pub mod cluster_role_aggregation;
 pub mod controller_ref;
 pub mod cron_job;
 pub mod daemon_set;

@@ -86,6 +86,18 @@ const PROTOBUF_KINDS: &[(&str, &str)] = &[
     ("policy/v1", "Eviction"),
     ("coordination.k8s.io/v1", "Lease"),
     ("autoscaling/v1", "Scale"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SubjectAccessReview"),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"),
+    ("authentication.k8s.io/v1", "TokenReview"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"),
 ];
 
 /// The meta.k8s.io messages of every group version: `DeleteOptions` (a delete's body), `Status`

@@ -47,6 +47,12 @@ pub const SPECIAL: &[(&str, &str)] = &[
         "io.k8s.apimachinery.pkg.runtime.RawExtension",
         "Kind::RawJson",
     ),
+    (
+        "io.k8s.api.authentication.v1.ExtraValue",
+        "Kind::StringList",
+    ),
+    ("io.k8s.api.authorization.v1.ExtraValue", "Kind::StringList"),
+    ("io.k8s.api.certificates.v1.ExtraValue", "Kind::StringList"),
 ];
 
 /// The kinds whose zero `omitempty` leaves out (and `IntOrString`, see the module doc).

@@ -268,6 +268,15 @@ fn write_value(
                 Ok(())
             })?;
         }
+        Kind::StringList => {
+            let items = value.as_array().ok_or_else(wrong)?;
+            nested(number, out, |out| {
+                for item in items {
+                    write_bytes(1, item.as_str().ok_or_else(wrong)?.as_bytes(), out);
+                }
+                Ok(())
+            })?;
+        }
         Kind::Message(inner) => {
             let object = value.as_object().ok_or_else(wrong)?;
             nested(number, out, |out| {
@@ -337,6 +346,7 @@ impl Kind {
             Kind::IntOrString => "an integer or a string",
             Kind::Time | Kind::MicroTime => "a time",
             Kind::RawJson => "JSON",
+            Kind::StringList => "a list of strings",
             Kind::Message(_) | Kind::Map(_) => "an object",
         }
     }

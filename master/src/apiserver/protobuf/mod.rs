@@ -180,6 +180,8 @@ enum Kind {
     MicroTime,
     /// `metav1.FieldsV1` / `runtime.RawExtension` {1: raw JSON bytes} -> that JSON.
     RawJson,
+    /// A Go named string slice (`ExtraValue`) {1: repeated string} -> a JSON list of strings.
+    StringList,
     Message(&'static Message),
     /// `map<string, V>`: repeated entries {1: key, 2: value} -> a JSON object.
     Map(&'static Kind),
@@ -497,6 +499,7 @@ fn payload_value(
         Kind::Time => read_time(payload, false, site),
         Kind::MicroTime => read_time(payload, true, site),
         Kind::RawJson => read_raw_json(payload, site),
+        Kind::StringList => read_string_list(payload, site),
         Kind::Message(inner) => {
             let mut object = Map::new();
             read_message(inner, payload, &mut object, depth + 1)?;
@@ -664,6 +667,21 @@ fn read_raw_json(mut buf: &[u8], site: Site) -> Result<Value, ProtobufError> {
         return Ok(Value::Null);
     }
     serde_json::from_slice(raw).map_err(|e| site.error(format!("embedded JSON: {e}")))
+}
+
+/// A named string slice: its items (field 1), in order.
+fn read_string_list(mut buf: &[u8], site: Site) -> Result<Value, ProtobufError> {
+    let mut items = Vec::new();
+    while !buf.is_empty() {
+        let (number, wire) = read_key(&mut buf, site)?;
+        if number == 1 {
+            expect(wire, WireType::LengthDelimited, site)?;
+            items.push(Value::String(read_string(&mut buf, site)?));
+        } else {
+            skip(wire, number, &mut buf, site)?;
+        }
+    }
+    Ok(Value::Array(items))
 }
 
 /// Go's zero values, which `omitempty` leaves out.

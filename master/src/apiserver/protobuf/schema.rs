@@ -34,6 +34,18 @@ pub(super) static KINDS: &[(&str, &str, &Message)] = &[
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", &AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", &AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", &AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", &AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
+    ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
+    ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest", &CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST),
 ];
 
 static AFFINITY: Message = Message {
@@ -324,6 +336,234 @@ static ATTACHED_VOLUME: Message = Message {
     ],
 };
 
+static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "io.k8s.api.authentication.v1.BoundObjectReference",
+    fields: &[
+        omitempty(1, "kind", Kind::String),
+        omitempty(2, "apiVersion", Kind::String),
+        omitempty(3, "name", Kind::String),
+        omitempty(4, "uid", Kind::String),
+    ],
+};
+
+static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW: Message = Message {
+    name: "io.k8s.api.authentication.v1.SelfSubjectReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "status", Kind::Message(&AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS: Message = Message {
+    name: "io.k8s.api.authentication.v1.SelfSubjectReviewStatus",
+    fields: &[
+        field(1, "userInfo", Kind::Message(&AUTHENTICATION_V1_USER_INFO)),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenRequest",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC)),
+        field(3, "status", Kind::Message(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS)),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenRequestSpec",
+    fields: &[
+        repeated(1, "audiences", Kind::String),
+        field(4, "expirationSeconds", Kind::Int64),
+        field(3, "boundObjectRef", Kind::Message(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE)),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenRequestStatus",
+    fields: &[
+        field(1, "token", Kind::String),
+        field(2, "expirationTimestamp", Kind::Time),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REVIEW: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHENTICATION_V1_TOKEN_REVIEW_SPEC)),
+        field(3, "status", Kind::Message(&AUTHENTICATION_V1_TOKEN_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REVIEW_SPEC: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenReviewSpec",
+    fields: &[
+        omitempty(1, "token", Kind::String),
+        repeated(2, "audiences", Kind::String),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REVIEW_STATUS: Message = Message {
+    name: "io.k8s.api.authentication.v1.TokenReviewStatus",
+    fields: &[
+        omitempty(1, "authenticated", Kind::Bool),
+        field(2, "user", Kind::Message(&AUTHENTICATION_V1_USER_INFO)),
+        repeated(4, "audiences", Kind::String),
+        omitempty(3, "error", Kind::String),
+    ],
+};
+
+static AUTHENTICATION_V1_USER_INFO: Message = Message {
+    name: "io.k8s.api.authentication.v1.UserInfo",
+    fields: &[
+        omitempty(1, "username", Kind::String),
+        omitempty(2, "uid", Kind::String),
+        repeated(3, "groups", Kind::String),
+        field(4, "extra", Kind::Map(&Kind::StringList)),
+    ],
+};
+
+static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "io.k8s.api.authorization.v1.FieldSelectorAttributes",
+    fields: &[
+        omitempty(1, "rawSelector", Kind::String),
+        repeated(2, "requirements", Kind::Message(&FIELD_SELECTOR_REQUIREMENT)),
+    ],
+};
+
+static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "io.k8s.api.authorization.v1.LabelSelectorAttributes",
+    fields: &[
+        omitempty(1, "rawSelector", Kind::String),
+        repeated(2, "requirements", Kind::Message(&LABEL_SELECTOR_REQUIREMENT)),
+    ],
+};
+
+static AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC)),
+        field(3, "status", Kind::Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "io.k8s.api.authorization.v1.NonResourceAttributes",
+    fields: &[
+        omitempty(1, "path", Kind::String),
+        omitempty(2, "verb", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_NON_RESOURCE_RULE: Message = Message {
+    name: "io.k8s.api.authorization.v1.NonResourceRule",
+    fields: &[
+        repeated(1, "verbs", Kind::String),
+        repeated(2, "nonResourceURLs", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "io.k8s.api.authorization.v1.ResourceAttributes",
+    fields: &[
+        omitempty(1, "namespace", Kind::String),
+        omitempty(2, "verb", Kind::String),
+        omitempty(3, "group", Kind::String),
+        omitempty(4, "version", Kind::String),
+        omitempty(5, "resource", Kind::String),
+        omitempty(6, "subresource", Kind::String),
+        omitempty(7, "name", Kind::String),
+        field(8, "fieldSelector", Kind::Message(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES)),
+        field(9, "labelSelector", Kind::Message(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES)),
+    ],
+};
+
+static AUTHORIZATION_V1_RESOURCE_RULE: Message = Message {
+    name: "io.k8s.api.authorization.v1.ResourceRule",
+    fields: &[
+        repeated(1, "verbs", Kind::String),
+        repeated(2, "apiGroups", Kind::String),
+        repeated(3, "resources", Kind::String),
+        repeated(4, "resourceNames", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+        field(3, "status", Kind::Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec",
+    fields: &[
+        field(1, "resourceAttributes", Kind::Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES)),
+        field(2, "nonResourceAttributes", Kind::Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES)),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: Message = Message {
+    name: "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC)),
+        field(3, "status", Kind::Message(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: Message = Message {
+    name: "io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec",
+    fields: &[
+        omitempty(1, "namespace", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "io.k8s.api.authorization.v1.SubjectAccessReview",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC)),
+        field(3, "status", Kind::Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS)),
+    ],
+};
+
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "io.k8s.api.authorization.v1.SubjectAccessReviewSpec",
+    fields: &[
+        field(1, "resourceAttributes", Kind::Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES)),
+        field(2, "nonResourceAttributes", Kind::Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES)),
+        omitempty(3, "user", Kind::String),
+        repeated(4, "groups", Kind::String),
+        field(5, "extra", Kind::Map(&Kind::StringList)),
+        omitempty(6, "uid", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
+    name: "io.k8s.api.authorization.v1.SubjectAccessReviewStatus",
+    fields: &[
+        field(1, "allowed", Kind::Bool),
+        omitempty(4, "denied", Kind::Bool),
+        omitempty(2, "reason", Kind::String),
+        omitempty(3, "evaluationError", Kind::String),
+    ],
+};
+
+static AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: Message = Message {
+    name: "io.k8s.api.authorization.v1.SubjectRulesReviewStatus",
+    fields: &[
+        repeated(1, "resourceRules", Kind::Message(&AUTHORIZATION_V1_RESOURCE_RULE)),
+        repeated(2, "nonResourceRules", Kind::Message(&AUTHORIZATION_V1_NON_RESOURCE_RULE)),
+        field(3, "incomplete", Kind::Bool),
+        omitempty(4, "evaluationError", Kind::String),
+    ],
+};
+
 static AUTOSCALING_V1_SCALE: Message = Message {
     name: "io.k8s.api.autoscaling.v1.Scale",
     fields: &[
@@ -560,6 +800,49 @@ static CEPH_FS_VOLUME_SOURCE: Message = Message {
         omitempty(4, "secretFile", Kind::String),
         field(5, "secretRef", Kind::Message(&LOCAL_OBJECT_REFERENCE)),
         omitempty(6, "readOnly", Kind::Bool),
+    ],
+};
+
+static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST: Message = Message {
+    name: "io.k8s.api.certificates.v1.CertificateSigningRequest",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        field(2, "spec", Kind::Message(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_SPEC)),
+        field(3, "status", Kind::Message(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_STATUS)),
+    ],
+};
+
+static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_CONDITION: Message = Message {
+    name: "io.k8s.api.certificates.v1.CertificateSigningRequestCondition",
+    fields: &[
+        field(1, "type", Kind::String),
+        field(6, "status", Kind::String),
+        omitempty(2, "reason", Kind::String),
+        omitempty(3, "message", Kind::String),
+        field(4, "lastUpdateTime", Kind::Time),
+        field(5, "lastTransitionTime", Kind::Time),
+    ],
+};
+
+static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_SPEC: Message = Message {
+    name: "io.k8s.api.certificates.v1.CertificateSigningRequestSpec",
+    fields: &[
+        field(1, "request", Kind::Bytes),
+        field(7, "signerName", Kind::String),
+        field(8, "expirationSeconds", Kind::Int32),
+        repeated(5, "usages", Kind::String),
+        omitempty(2, "username", Kind::String),
+        omitempty(3, "uid", Kind::String),
+        repeated(4, "groups", Kind::String),
+        field(6, "extra", Kind::Map(&Kind::StringList)),
+    ],
+};
+
+static CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_STATUS: Message = Message {
+    name: "io.k8s.api.certificates.v1.CertificateSigningRequestStatus",
+    fields: &[
+        repeated(1, "conditions", Kind::Message(&CERTIFICATES_V1_CERTIFICATE_SIGNING_REQUEST_CONDITION)),
+        omitempty(2, "certificate", Kind::Bytes),
     ],
 };
 
@@ -1084,6 +1367,15 @@ static FC_VOLUME_SOURCE: Message = Message {
         omitempty(3, "fsType", Kind::String),
         omitempty(4, "readOnly", Kind::Bool),
         repeated(5, "wwids", Kind::String),
+    ],
+};
+
+static FIELD_SELECTOR_REQUIREMENT: Message = Message {
+    name: "io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
+    fields: &[
+        field(1, "key", Kind::String),
+        field(2, "operator", Kind::String),
+        repeated(3, "values", Kind::String),
     ],
 };
 
@@ -1973,6 +2265,78 @@ static QUOBYTE_VOLUME_SOURCE: Message = Message {
         omitempty(4, "user", Kind::String),
         omitempty(5, "group", Kind::String),
         omitempty(6, "tenant", Kind::String),
+    ],
+};
+
+static RBAC_V1_AGGREGATION_RULE: Message = Message {
+    name: "io.k8s.api.rbac.v1.AggregationRule",
+    fields: &[
+        repeated(1, "clusterRoleSelectors", Kind::Message(&LABEL_SELECTOR)),
+    ],
+};
+
+static RBAC_V1_CLUSTER_ROLE: Message = Message {
+    name: "io.k8s.api.rbac.v1.ClusterRole",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        repeated(2, "rules", Kind::Message(&RBAC_V1_POLICY_RULE)),
+        field(3, "aggregationRule", Kind::Message(&RBAC_V1_AGGREGATION_RULE)),
+    ],
+};
+
+static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
+    name: "io.k8s.api.rbac.v1.ClusterRoleBinding",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        repeated(2, "subjects", Kind::Message(&RBAC_V1_SUBJECT)),
+        field(3, "roleRef", Kind::Message(&RBAC_V1_ROLE_REF)),
+    ],
+};
+
+static RBAC_V1_POLICY_RULE: Message = Message {
+    name: "io.k8s.api.rbac.v1.PolicyRule",
+    fields: &[
+        repeated(1, "verbs", Kind::String),
+        repeated(2, "apiGroups", Kind::String),
+        repeated(3, "resources", Kind::String),
+        repeated(4, "resourceNames", Kind::String),
+        repeated(5, "nonResourceURLs", Kind::String),
+    ],
+};
+
+static RBAC_V1_ROLE: Message = Message {
+    name: "io.k8s.api.rbac.v1.Role",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        repeated(2, "rules", Kind::Message(&RBAC_V1_POLICY_RULE)),
+    ],
+};
+
+static RBAC_V1_ROLE_BINDING: Message = Message {
+    name: "io.k8s.api.rbac.v1.RoleBinding",
+    fields: &[
+        field(1, "metadata", Kind::Message(&OBJECT_META)),
+        repeated(2, "subjects", Kind::Message(&RBAC_V1_SUBJECT)),
+        field(3, "roleRef", Kind::Message(&RBAC_V1_ROLE_REF)),
+    ],
+};
+
+static RBAC_V1_ROLE_REF: Message = Message {
+    name: "io.k8s.api.rbac.v1.RoleRef",
+    fields: &[
+        field(1, "apiGroup", Kind::String),
+        field(2, "kind", Kind::String),
+        field(3, "name", Kind::String),
+    ],
+};
+
+static RBAC_V1_SUBJECT: Message = Message {
+    name: "io.k8s.api.rbac.v1.Subject",
+    fields: &[
+        field(1, "kind", Kind::String),
+        omitempty(2, "apiGroup", Kind::String),
+        field(3, "name", Kind::String),
+        omitempty(4, "namespace", Kind::String),
     ],
 };
 

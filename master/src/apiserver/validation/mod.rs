@@ -20,6 +20,7 @@ mod namespace;
 mod node;
 mod pod;
 mod policy;
+mod rbac;
 mod resource_quota;
 mod service;
 
@@ -38,6 +39,10 @@ pub use namespace::namespace;
 pub use node::node;
 pub use pod::{pod, pod_spec, pod_template, pod_template_spec, pod_template_update, pod_update};
 pub use policy::pod_disruption_budget;
+pub use rbac::{
+    cluster_role, cluster_role_binding, cluster_role_binding_update, role, role_binding,
+    role_binding_update,
+};
 pub use resource_quota::{resource_quota, resource_quota_update};
 pub use service::{endpoints, service, service_update};
 
