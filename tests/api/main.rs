@@ -2,6 +2,7 @@
 //! starts it), driven by the real kubectl, the `kube` crate and raw HTTPS, on the embedded
 //! store and on a real etcd.
 
+mod authorization;
 mod bad_input;
 mod kube_client;
 mod kubectl;

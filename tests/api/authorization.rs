@@ -1,0 +1,422 @@
+//! Who may do what, end to end with the real kubectl: the admin's identity (`auth whoami`), a
+//! client certificate the cluster CA signed, a ServiceAccount bound to `view` (`auth can-i`,
+//! `--as`, Kubernetes' 403 messages), escalation prevention for a namespace admin,
+//! impersonation refused to who may not, access reviews over raw HTTPS, and RBAC objects
+//! that are not valid.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use skiff::master::{Master, MasterOptions};
+
+use crate::Client;
+
+/// The API server with the clusterrole-aggregation controller, which fills `view`, `edit`
+/// and `admin`.
+fn master() -> Master {
+    Master::start(MasterOptions {
+        extra_args: vec![
+            "--scheduler=false".into(),
+            "--controllers=clusterrole-aggregation".into(),
+        ],
+        ..Default::default()
+    })
+    .expect("starting skiff-master")
+}
+
+fn ok(master: &Master, args: &[&str]) -> String {
+    let out = master.kubectl(args);
+    assert!(out.success(), "{out}");
+    out.stdout
+}
+
+/// `kubectl auth can-i` as asked, waiting up to 20 s for `want` (aggregation fills `view`
+/// shortly after start).
+fn can_i(master: &Master, args: &[&str], want: &str) {
+    let mut full = vec!["auth", "can-i"];
+    full.extend_from_slice(args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = master.kubectl(&full);
+        if out.stdout.trim() == want {
+            assert_eq!(out.success(), want == "yes", "{out}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {want}: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A client certificate for `user` in `groups`, signed by the master's CA: (cert, key) PEM.
+fn client_certificate(master: &Master, user: &str, groups: &[&str]) -> (String, String) {
+    let pki = master.state_dir().join("pki");
+    let ca_key = std::fs::read_to_string(pki.join("ca.key")).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&ca_key).unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(master.ca_pem(), ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    for group in groups {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *group);
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS client that trusts the master's CA and presents `identity` (cert + key PEM).
+fn client_with_certificate(master: &Master, cert: &str, key: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(master.ca_pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn rbac_decides_what_each_user_may_do() {
+    let master = master();
+    let whoami = ok(&master, &["auth", "whoami", "-o", "json"]);
+    let whoami: Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(whoami["status"]["userInfo"]["username"], "kubernetes-admin");
+    assert!(
+        whoami["status"]["userInfo"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system:masters")),
+        "{whoami}"
+    );
+    for role in ["cluster-admin", "admin", "edit", "view", "system:node"] {
+        ok(&master, &["get", "clusterrole", role]);
+    }
+
+    // A ServiceAccount bound to `view` in its namespace lists pods but writes nothing.
+    ok(&master, &["create", "namespace", "team"]);
+    ok(
+        &master,
+        &["create", "serviceaccount", "viewer", "-n", "team"],
+    );
+    ok(
+        &master,
+        &[
+            "create",
+            "rolebinding",
+            "viewers",
+            "--clusterrole=view",
+            "--serviceaccount=team:viewer",
+            "-n",
+            "team",
+        ],
+    );
+    let viewer = "--as=system:serviceaccount:team:viewer";
+    can_i(&master, &["list", "pods", "-n", "team", viewer], "yes");
+    can_i(
+        &master,
+        &["create", "configmaps", "-n", "team", viewer],
+        "no",
+    );
+    can_i(&master, &["list", "pods", "-n", "default", viewer], "no");
+    ok(&master, &["get", "pods", "-n", "team", viewer]);
+    let refused = master.kubectl(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+        viewer,
+    ]);
+    assert!(!refused.success(), "{refused}");
+    assert!(
+        refused.stderr.contains(
+            "configmaps is forbidden: User \"system:serviceaccount:team:viewer\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team\""
+        ),
+        "{refused}"
+    );
+    let listed = ok(&master, &["auth", "can-i", "--list", "-n", "team", viewer]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+        "{listed}"
+    );
+    assert!(
+        !master
+            .kubectl(&["get", "configmap", "settings", "-n", "team"])
+            .success()
+    );
+
+    // A namespace admin may grant what they hold, and nothing more.
+    ok(
+        &master,
+        &[
+            "create",
+            "rolebinding",
+            "jane",
+            "--clusterrole=admin",
+            "--user=jane",
+            "-n",
+            "team",
+        ],
+    );
+    can_i(
+        &master,
+        &["create", "roles", "-n", "team", "--as=jane"],
+        "yes",
+    );
+    ok(
+        &master,
+        &[
+            "create",
+            "role",
+            "secret-reader",
+            "--verb=get",
+            "--resource=secrets",
+            "-n",
+            "team",
+            "--as=jane",
+        ],
+    );
+    let escalation = master.kubectl(&[
+        "create",
+        "role",
+        "node-reader",
+        "--verb=get",
+        "--resource=nodes",
+        "-n",
+        "team",
+        "--as=jane",
+    ]);
+    assert!(!escalation.success(), "{escalation}");
+    assert!(
+        escalation.stderr.contains(
+            "roles.rbac.authorization.k8s.io \"node-reader\" is forbidden: user \"jane\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"get\"]}"
+        ),
+        "{escalation}"
+    );
+    let binding = master.kubectl(&[
+        "create",
+        "rolebinding",
+        "jane-root",
+        "--clusterrole=cluster-admin",
+        "--user=jane",
+        "-n",
+        "team",
+        "--as=jane",
+    ]);
+    assert!(!binding.success(), "{binding}");
+    assert!(
+        binding
+            .stderr
+            .contains("is attempting to grant RBAC permissions not currently held"),
+        "{binding}"
+    );
+    assert!(
+        !master
+            .kubectl(&["get", "role", "node-reader", "-n", "team"])
+            .success()
+    );
+    assert!(
+        !master
+            .kubectl(&["get", "rolebinding", "jane-root", "-n", "team"])
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn certificates_reviews_impersonation_and_bad_rbac_objects() {
+    let master = master();
+    let admin = Client::new(&master);
+
+    // A client certificate the CA signed names its user and groups; one it did not is refused.
+    let (cert, key) = client_certificate(&master, "alice", &["devs"]);
+    let alice = client_with_certificate(&master, &cert, &key);
+    let review = alice
+        .post(format!(
+            "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            master.server_url()
+        ))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(review.status().as_u16(), 201);
+    let review: Value = review.json().await.unwrap();
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "alice", "groups": ["devs", "system:authenticated"]})
+    );
+    let pods = alice
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods",
+            master.server_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pods.status().as_u16(), 403);
+    let status: Value = pods.json().await.unwrap();
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    // Alice may not act as bob.
+    let impersonating = alice
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods",
+            master.server_url()
+        ))
+        .header("Impersonate-User", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(impersonating.status().as_u16(), 403);
+    let status: Value = impersonating.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let self_signed = {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mallory");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:masters");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        client_with_certificate(&master, &cert.pem(), &key.serialize_pem())
+    };
+    let forged = self_signed
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods",
+            master.server_url()
+        ))
+        .send()
+        .await;
+    assert!(
+        forged.is_err() || forged.is_ok_and(|r| r.status().as_u16() == 401),
+        "a certificate the CA did not sign must not authenticate"
+    );
+    // A wrong token is refused even with a good certificate.
+    let wrong_token = alice
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods",
+            master.server_url()
+        ))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_token.status().as_u16(), 401);
+
+    // SubjectAccessReview: what a user may do, asked by the admin.
+    let (code, _) = admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "devs-discovery"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-dns"},
+                "subjects": [{"kind": "Group", "name": "devs"}]}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let sar = |user: &str, groups: Vec<&str>, verb: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": groups, "resourceAttributes": {"verb": verb, "resource": "services", "namespace": "default"}}})
+    };
+    let (code, answer) = admin
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar("alice", vec!["devs"], "list"),
+        )
+        .await;
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(answer["status"]["allowed"], true, "{answer}");
+    assert!(
+        answer["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ClusterRoleBinding \"devs-discovery\""),
+        "{answer}"
+    );
+    let (_, answer) = admin
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar("alice", vec!["devs"], "delete"),
+        )
+        .await;
+    assert_eq!(answer["status"]["allowed"], false, "{answer}");
+    let (code, answer) = admin
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar("", vec![], "list"),
+        )
+        .await;
+    assert_eq!(code, 422, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least one of user or group must be specified"),
+        "{answer}"
+    );
+
+    // RBAC objects that are not valid are refused, and nothing is stored.
+    let bad = [
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "no-verbs"},
+                "rules": [{"verbs": [], "apiGroups": [""], "resources": ["pods"]}]}),
+            "rules[0].verbs: Required value: verbs must contain at least one value",
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "urls"},
+                "rules": [{"verbs": ["get"], "nonResourceURLs": ["/metrics"]}]}),
+            "namespaced rules cannot apply to non-resource URLs",
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "robot"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Robot", "name": "view"}}),
+            "roleRef.kind: Unsupported value: \"Robot\"",
+        ),
+    ];
+    for (path, object, message) in bad {
+        let (code, answer) = admin.post(path, &object).await;
+        assert_eq!(code, 422, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(message),
+            "{answer}"
+        );
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let (code, _) = admin
+            .json(reqwest::Method::GET, &format!("{path}/{name}"), None)
+            .await;
+        assert_eq!(code, 404);
+    }
+    // A binding's role may not change.
+    let (code, answer) = admin
+        .send(
+            reqwest::Method::PATCH,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/devs-discovery",
+            "application/merge-patch+json",
+            json!({"roleRef": {"name": "cluster-admin"}}).to_string(),
+        )
+        .await;
+    assert_eq!(code, 422, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot change roleRef"),
+        "{answer}"
+    );
+}
