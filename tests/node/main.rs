@@ -25,6 +25,7 @@ mod exec;
 mod jobs;
 mod probes;
 mod replication_controllers;
+mod service_accounts;
 mod stateful_sets;
 mod volumes;
 

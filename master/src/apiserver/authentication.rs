@@ -1,6 +1,7 @@
 //! Authentication: who made a request. As kube-apiserver's authenticators do, a request is
-//! made by the user of a bearer token the server issued, or by the subject of a client
-//! certificate the cluster CA signed (common name = user, organizations = groups); every
+//! made by the user of a bearer token the server issued, of a ServiceAccount token it signed
+//! ([`super::service_account_tokens`]), or by the subject of a client certificate the cluster
+//! CA signed (common name = user, organizations = groups); every
 //! authenticated user also belongs to `system:authenticated`. Anything else gets a 401
 //! `Status`, except the health checks and `/version`.
 
@@ -9,6 +10,9 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use subtle_compare::constant_time_eq;
+
+use super::service_account_tokens::{ISSUER, TokenIssuer, is_jwt, user_of};
+use super::watch_cache::WatchCache;
 
 /// The group every authenticated user is in.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -84,16 +88,46 @@ pub async fn serve_for<F: Future>(user: UserInfo, request: F) -> F::Output {
 pub struct CertificateUser(pub UserInfo);
 
 /// The authenticators of the server.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Authenticator {
     /// Issued bearer tokens and the users they stand for.
     tokens: Vec<(String, UserInfo)>,
+    /// ServiceAccount tokens: their signer, and the objects they name.
+    service_accounts: Option<(TokenIssuer, WatchCache)>,
 }
 
 impl Authenticator {
     /// An authenticator that knows `tokens`.
     pub fn new(tokens: Vec<(String, UserInfo)>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            service_accounts: None,
+        }
+    }
+
+    /// Also authenticate ServiceAccount tokens `issuer` signed, naming objects in `cache`.
+    pub fn with_service_accounts(mut self, issuer: TokenIssuer, cache: WatchCache) -> Self {
+        self.service_accounts = Some((issuer, cache));
+        self
+    }
+
+    /// The ServiceAccount token signer, if any.
+    pub fn token_issuer(&self) -> Option<&TokenIssuer> {
+        self.service_accounts.as_ref().map(|(issuer, _)| issuer)
+    }
+
+    /// The user of a bearer token (a TokenReview's question): `audiences` a ServiceAccount
+    /// token must name one of.
+    pub fn token_user(&self, token: &str, audiences: &[&str]) -> Result<UserInfo, String> {
+        if is_jwt(token)
+            && let Some((issuer, cache)) = &self.service_accounts
+        {
+            let claims = issuer.verify(token, audiences).map_err(|e| e.to_string())?;
+            return user_of(&claims, cache).map_err(|e| e.to_string());
+        }
+        self.issued_token_user(token)
+            .cloned()
+            .ok_or_else(|| "invalid bearer token".to_owned())
     }
 
     /// Who a request is from: its bearer token's user, else its client certificate's.
@@ -108,12 +142,12 @@ impl Authenticator {
         if let Some(presented) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
             // A token that is presented and wrong fails the request, as in Kubernetes, even
             // with a good certificate.
-            return self.token_user(presented.trim()).cloned();
+            return self.token_user(presented.trim(), &[ISSUER]).ok();
         }
         certificate.map(|c| c.0.clone())
     }
 
-    fn token_user(&self, presented: &str) -> Option<&UserInfo> {
+    fn issued_token_user(&self, presented: &str) -> Option<&UserInfo> {
         self.tokens
             .iter()
             .find(|(token, _)| constant_time_eq(token.as_bytes(), presented.as_bytes()))

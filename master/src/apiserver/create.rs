@@ -282,6 +282,11 @@ impl ApiServer {
         let warnings = field_validation(fv, &admitted.unknown_fields)?;
         let mut object = admitted.object;
         self.confirm_rbac_write(r, &object, None)?;
+        if r.kind == "Pod"
+            && let Some(ns) = &namespace
+        {
+            self.admit_service_account(ns, &mut object)?;
+        }
 
         if let Some(ns) = &namespace {
             self.require_namespace(ns).await?;

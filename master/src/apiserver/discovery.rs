@@ -116,6 +116,12 @@ fn subresource(r: &Resource, sub: &str) -> APIResource {
             Some("v1"),
         ),
         "log" => ("Pod", &["get"], None, None),
+        "token" => (
+            "TokenRequest",
+            &["create"],
+            Some("authentication.k8s.io"),
+            Some("v1"),
+        ),
         "exec" => ("PodExecOptions", &["create", "get"], None, None),
         "attach" => ("PodAttachOptions", &["create", "get"], None, None),
         "portforward" => ("PodPortForwardOptions", &["create", "get"], None, None),

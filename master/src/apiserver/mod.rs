@@ -40,6 +40,8 @@ pub mod request;
 pub mod resource_quota;
 pub mod resources;
 pub mod server;
+pub mod service_account_admission;
+pub mod service_account_tokens;
 pub mod status;
 pub mod strategic_merge;
 pub mod subresources;
@@ -186,6 +188,11 @@ impl ApiServer {
                     info.verb = "create";
                     let body = request::read_body(body).await?;
                     self.evict(&target, headers, &body).await
+                }
+                (Method::POST, true, Some("token")) => {
+                    info.verb = "create";
+                    let body = request::read_body(body).await?;
+                    self.token_request(&target, headers, &body).await
                 }
                 (Method::POST, true, Some("binding")) => {
                     info.verb = "create";

@@ -1,7 +1,7 @@
 //! Credentials made at first start: a CA, the API server's serving certificate, its client
-//! certificate for calling node agents (`kube-apiserver-kubelet-client`) and the admin bearer
-//! token, kept under the state directory with mode 0600, plus the kubeconfig that carries them
-//! to kubectl.
+//! certificate for calling node agents (`kube-apiserver-kubelet-client`), the key that signs
+//! ServiceAccount tokens and the admin bearer token, kept under the state directory with mode
+//! 0600, plus the kubeconfig that carries them to kubectl.
 
 use std::fs;
 use std::io::Write;
@@ -39,6 +39,10 @@ pub struct Credentials {
     pub kubelet_client_cert_pem: String,
     /// PEM of its key.
     pub kubelet_client_key_pem: String,
+    /// PEM (PKCS#8) of the key ServiceAccount tokens are signed with (`pki/sa.key`).
+    pub service_account_key_pem: String,
+    /// PEM of its public half (`pki/sa.pub`), which verifies them.
+    pub service_account_public_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
     /// The node agents' bearer token (user `system:node`, group `system:nodes`): their own
@@ -87,6 +91,12 @@ impl Credentials {
         if !client_paths.iter().all(|p| p.exists()) {
             generate_kubelet_client(&read(&paths[1])?, &client_paths)?;
         }
+        let sa_paths = ["sa.key", "sa.pub"].map(|f| pki.join(f));
+        if !sa_paths.iter().all(|p| p.exists()) {
+            let key = KeyPair::generate()?;
+            write_private(&sa_paths[0], key.serialize_pem().as_bytes())?;
+            write_private(&sa_paths[1], key.public_key_pem().as_bytes())?;
+        }
         let admin_token = load_or_create_token(&state_dir.join("token"))?;
         let node_token = load_or_create_token(&state_dir.join("node-token"))?;
         Ok(Self {
@@ -95,6 +105,8 @@ impl Credentials {
             serving_key_pem: read(&paths[3])?,
             kubelet_client_cert_pem: read(&client_paths[0])?,
             kubelet_client_key_pem: read(&client_paths[1])?,
+            service_account_key_pem: read(&sa_paths[0])?,
+            service_account_public_pem: read(&sa_paths[1])?,
             admin_token,
             node_token,
         })

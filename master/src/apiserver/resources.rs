@@ -429,7 +429,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &["token"],
         field_selectors: &[],
         schema: typed!(
             ServiceAccount,

@@ -31,6 +31,7 @@ use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
 use super::pki::{Credentials, KubeconfigUser, NODE_USER};
 use super::request::{self, Query};
+use super::service_account_tokens::TokenIssuer;
 use super::status::ApiError;
 use super::watch_cache::WatchCache;
 use super::{ApiServer, authentication, bootstrap, discovery, json_value, metrics_api, node_proxy};
@@ -141,26 +142,33 @@ pub async fn serve(
     let watch_cache = WatchCache::start(store.clone())
         .await
         .context("filling the watch cache from the store")?;
+    let token_issuer = TokenIssuer::new(
+        &credentials.service_account_key_pem,
+        &credentials.service_account_public_pem,
+    )
+    .context("the ServiceAccount token signing key")?;
     let authorizer = Authorizer {
         rbac: Rbac::new(watch_cache.clone()),
     };
+    let authenticator = Authenticator::new(vec![
+        (
+            credentials.admin_token.clone(),
+            UserInfo::new(ADMIN_USER, &[MASTERS_GROUP]),
+        ),
+        (
+            credentials.node_token.clone(),
+            UserInfo::new(NODE_USER, &[NODES_GROUP]),
+        ),
+    ])
+    .with_service_accounts(token_issuer, watch_cache.clone());
     let api = Arc::new(ApiServer {
+        authenticator,
         watch_cache,
         service_ips: ServiceIps::new(config.service_cidr, store.clone()),
         node_ports: NodePorts::new(store.clone()),
         store,
         metrics: Metrics::new(),
         openapi: OpenApi::new(),
-        authenticator: Authenticator::new(vec![
-            (
-                credentials.admin_token.clone(),
-                UserInfo::new(ADMIN_USER, &[MASTERS_GROUP]),
-            ),
-            (
-                credentials.node_token.clone(),
-                UserInfo::new(NODE_USER, &[NODES_GROUP]),
-            ),
-        ]),
         authorizer,
         advertise_address: advertise.to_string(),
         kubelet: KubeletClient::new(
@@ -470,9 +478,7 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
             let resource = rest.last().copied().unwrap_or_default().to_owned();
             let result = match (&parts.method, authentication::requester()) {
                 (&Method::POST, Some(user)) => match request::read_body(body).await {
-                    Ok(body) => {
-                        reviews::create(&api.authorizer, &user, group, rest, &parts.headers, &body)
-                    }
+                    Ok(body) => reviews::create(&api, &user, group, rest, &parts.headers, &body),
                     Err(e) => Err(e),
                 },
                 (&Method::POST, None) => Err(ApiError::Unauthorized),

@@ -52,6 +52,7 @@ mod status_manager;
 mod sync_pod;
 #[cfg(test)]
 mod test_support;
+mod token_manager;
 pub mod types;
 mod volumes;
 
@@ -288,6 +289,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                 allow_image_pull: config.allow_image_pull,
                 dns: config.dns.clone(),
                 prober: prober::Prober::new().map_err(KubeletError::Config)?,
+                tokens: token_manager::TokenManager::default(),
             },
             resync: config.resync_interval,
             status: status_tx,

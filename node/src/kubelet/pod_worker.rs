@@ -155,6 +155,7 @@ async fn terminate<R: ContainerRuntime>(ctx: &WorkerContext<R>, uid: &str, pod: 
         warn!(pod = uid, "removing the pod's directory: {err}");
     }
     sync.logs.forget_pod(uid);
+    sync.tokens.forget_pod(uid);
     let Some(pod) = pod else { return };
     let key = key_of(pod);
     let uid = uid.to_owned();

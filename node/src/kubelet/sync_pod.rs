@@ -62,6 +62,8 @@ pub struct SyncContext<R> {
     pub dns: dns::ClusterDns,
     /// What the pods' probes share.
     pub prober: Prober,
+    /// The ServiceAccount tokens of projected volumes.
+    pub tokens: super::token_manager::TokenManager,
 }
 
 /// What a pod's syncs remember between them: errors with their retry back-off, and details of

@@ -51,6 +51,7 @@ impl Harness {
             allow_image_pull: false,
             dns: Default::default(),
             prober: Prober::new().expect("the prober's HTTP client"),
+            tokens: Default::default(),
         };
         Harness {
             runtime,

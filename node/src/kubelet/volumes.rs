@@ -243,9 +243,16 @@ pub async fn prepare<R>(
                     let node = (ctx.node_cpus, ctx.node_memory_bytes);
                     let items = downward.items.as_deref().unwrap_or_default();
                     projected.extend(downward_files(pod, node, items, default_mode)?);
+                } else if let Some(token) = &projection.service_account_token {
+                    check_item_path(&token.path)?;
+                    let audience = token.audience.as_deref().unwrap_or("");
+                    let expiration = token.expiration_seconds.unwrap_or(3600);
+                    let token_text = ctx.tokens.token(client, pod, audience, expiration).await?;
+                    let mode = file_mode(None, default_mode);
+                    projected.insert(token.path.clone(), (token_text.into_bytes(), mode));
                 } else {
                     return Err(format!(
-                        "projected volume {}: only configMap, secret and downwardAPI sources are supported (serviceAccountToken and clusterTrustBundle are not)",
+                        "projected volume {}: only configMap, secret, downwardAPI and serviceAccountToken sources are supported (clusterTrustBundle is not)",
                         volume.name
                     ));
                 }

@@ -2,7 +2,7 @@
 //! `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`) and
 //! `authorization.k8s.io/v1` SelfSubjectAccessReview (`kubectl auth can-i`),
 //! SubjectAccessReview, LocalSubjectAccessReview and SelfSubjectRulesReview
-//! (`kubectl auth can-i --list`), as kube-apiserver's `registry/authorization/*` and
+//! (`kubectl auth can-i --list`), and TokenReview (who a bearer token is), as kube-apiserver's `registry/authorization/*` and
 //! `registry/authentication/selfsubjectreview` do.
 
 use axum::http::{HeaderMap, StatusCode};
@@ -15,9 +15,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResource, APIResourceLis
 use serde_json::{Value, json};
 
 use super::{Attributes, Authorizer, Decision};
-use crate::apiserver::authentication::UserInfo;
+use crate::apiserver::ApiServer;
+use crate::apiserver::authentication::{Authenticator, UserInfo};
 use crate::apiserver::field_error::FieldError;
 use crate::apiserver::request;
+use crate::apiserver::service_account_tokens::ISSUER;
 use crate::apiserver::status::ApiError;
 
 /// The authorization reviews' group.
@@ -93,7 +95,7 @@ pub fn groups() -> [(&'static str, &'static str); 2] {
 
 /// Answer a POST of a review: `rest` is the path after `/apis/<group>/v1`.
 pub fn create(
-    authorizer: &Authorizer,
+    api: &ApiServer,
     user: &UserInfo,
     group: &str,
     rest: &[&str],
@@ -117,8 +119,10 @@ pub fn create(
     let mut review = request::decode_object(body, &request::content_type(headers))?;
     review["apiVersion"] = json!(format!("{group}/{VERSION}"));
     review["kind"] = json!(kind);
+    let authorizer = &api.authorizer;
     let status = match kind {
         "SelfSubjectReview" => json!({"userInfo": user}),
+        "TokenReview" => token_review(&api.authenticator, &review)?,
         "SelfSubjectAccessReview" => {
             let spec = spec(&review)?;
             access(authorizer, user, kind, &spec)?
@@ -158,6 +162,33 @@ pub fn create(
         review["metadata"] = json!({});
     }
     Ok(crate::apiserver::json_value(StatusCode::CREATED, &review))
+}
+
+/// A TokenReview's status: whose the token is, for the audiences asked (the API server's
+/// when none are).
+fn token_review(authenticator: &Authenticator, review: &Value) -> Result<Value, ApiError> {
+    let token = review["spec"]["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::Invalid {
+            kind: "TokenReview".into(),
+            group: AUTHENTICATION_GROUP.into(),
+            name: String::new(),
+            causes: vec![FieldError::required("spec.token", "")],
+        });
+    }
+    let asked: Vec<&str> = review["spec"]["audiences"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let audiences = if asked.is_empty() {
+        vec![ISSUER]
+    } else {
+        asked
+    };
+    Ok(match authenticator.token_user(token, &audiences) {
+        Ok(user) => json!({"authenticated": true, "user": user, "audiences": audiences}),
+        Err(error) => json!({"authenticated": false, "error": error}),
+    })
 }
 
 fn not_found(group: &str, rest: &[&str]) -> ApiError {
