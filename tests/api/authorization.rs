@@ -420,3 +420,103 @@ async fn certificates_reviews_impersonation_and_bad_rbac_objects() {
         "{answer}"
     );
 }
+
+#[test]
+fn pod_security_levels_refuse_warn_and_audit_as_the_namespace_labels_say() {
+    let master = master();
+    ok(&master, &["create", "namespace", "locked"]);
+    ok(
+        &master,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/enforce=baseline",
+            "pod-security.kubernetes.io/warn=restricted",
+            "pod-security.kubernetes.io/audit=restricted",
+        ],
+    );
+    let privileged = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: root, namespace: locked}
+spec:
+  hostNetwork: true
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {privileged: true}
+"#;
+    let refused = master.kubectl_with_stdin(&["create", "-f", "-"], privileged);
+    assert!(!refused.success(), "{refused}");
+    assert!(
+        refused.stderr.contains(
+            "pods \"root\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true), privileged (container \"c\" must not set securityContext.privileged=true)"
+        ),
+        "{refused}"
+    );
+    assert!(
+        !master
+            .kubectl(&["get", "pod", "root", "-n", "locked"])
+            .success()
+    );
+
+    // Baseline lets a plain pod in; restricted warns about it and records it.
+    let plain = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: locked}
+spec:
+  containers: [{name: c, image: busybox}]
+"#;
+    let admitted = master.kubectl_with_stdin(&["create", "-f", "-"], plain);
+    assert!(admitted.success(), "{admitted}");
+    assert!(
+        admitted.stderr.contains(
+            "Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false)"
+        ),
+        "{admitted}"
+    );
+    let annotation = ok(
+        &master,
+        &[
+            "get",
+            "pod",
+            "plain",
+            "-n",
+            "locked",
+            "-o",
+            "jsonpath={.metadata.annotations.pod-security\\.kubernetes\\.io/audit-violations}",
+        ],
+    );
+    assert!(annotation.contains("runAsNonRoot != true"), "{annotation}");
+
+    // A Deployment's template is warned about, not refused (its pods are).
+    let deployment = ok(
+        &master,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "-n",
+            "locked",
+        ],
+    );
+    assert!(deployment.contains("created"), "{deployment}");
+
+    // A level that does not exist is refused.
+    let bad = master.kubectl(&[
+        "label",
+        "namespace",
+        "locked",
+        "--overwrite",
+        "pod-security.kubernetes.io/enforce=strict",
+    ]);
+    assert!(!bad.success(), "{bad}");
+    assert!(
+        bad.stderr
+            .contains("must be one of privileged, baseline, restricted"),
+        "{bad}"
+    );
+}

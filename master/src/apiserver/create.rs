@@ -279,13 +279,14 @@ impl ApiServer {
             .schema
             .admit(object, None)
             .map_err(|e| admit_error(r, &name, e))?;
-        let warnings = field_validation(fv, &admitted.unknown_fields)?;
+        let mut warnings = field_validation(fv, &admitted.unknown_fields)?;
         let mut object = admitted.object;
         self.confirm_rbac_write(r, &object, None)?;
-        if r.kind == "Pod"
-            && let Some(ns) = &namespace
-        {
-            self.admit_service_account(ns, &mut object)?;
+        if let Some(ns) = &namespace {
+            if r.kind == "Pod" {
+                self.admit_service_account(ns, &mut object)?;
+            }
+            warnings.extend(self.admit_pod_security(r.kind, ns, &name, &mut object)?);
         }
 
         if let Some(ns) = &namespace {

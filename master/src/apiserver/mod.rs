@@ -34,6 +34,7 @@ pub mod patch;
 pub mod pki;
 pub mod pod_connect;
 pub mod pod_logs;
+pub mod pod_security;
 pub mod protobuf;
 pub mod read;
 pub mod request;
@@ -124,7 +125,8 @@ pub fn json_value(code: StatusCode, value: &Value) -> Response {
 /// Attach `Warning` headers (e.g. unknown fields under `fieldValidation=Warn`).
 pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        // A quoted-string (RFC 9110): quotes and backslashes escaped, as client-go unescapes.
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
         if let Ok(v) = HeaderValue::from_str(&text) {
             resp.headers_mut().append(header::WARNING, v);
         }

@@ -1,4 +1,5 @@
-//! Namespaces: a DNS-1123 label name and standard or qualified finalizers.
+//! Namespaces: a DNS-1123 label name, standard or qualified finalizers, and Pod Security
+//! labels that name a level and a version.
 
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -17,6 +18,9 @@ pub fn namespace(ns: &Namespace) -> Vec<FieldError> {
         .and_then(|s| s.finalizers.as_deref())
         .unwrap_or_default();
     finalizers(&mut errs, "spec.finalizers", spec_finalizers);
+    if let Some(labels) = &ns.metadata.labels {
+        errs.extend(crate::apiserver::pod_security::validate_labels(labels));
+    }
     errs
 }
 
