@@ -499,7 +499,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(value: serde_json::Value) -> PodSpec {
+    fn spec(value: Value) -> PodSpec {
         serde_json::from_value(value).unwrap()
     }
 
