@@ -51,6 +51,10 @@ struct Args {
     /// The range Service ClusterIPs come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
+    /// An EncryptionConfiguration file (kube-apiserver's format: aescbc, secretbox and
+    /// identity providers): the resources it names are encrypted in the store.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// The cluster domain the cluster DNS answers for.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
@@ -168,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         secure_port: args.secure_port,
         etcd_endpoints: args.etcd_endpoints,
         service_cidr: args.service_cluster_ip_range,
+        encryption_provider_config: args.encryption_provider_config,
     };
     let clients = Clients {
         dns: Some(dns),

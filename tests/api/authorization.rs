@@ -520,3 +520,109 @@ spec:
         "{bad}"
     );
 }
+
+/// An EncryptionConfiguration for Secrets with `first` as the writing provider.
+fn encryption_config(dir: &tempfile::TempDir, first: &str) -> std::path::PathBuf {
+    let path = dir.path().join("encryption.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - {first}\n  - identity: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn stored_anywhere(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            return stored_anywhere(&path, needle);
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_the_store_is_root_s_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = encryption_config(
+        &dir,
+        "secretbox: {keys: [{name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgSSB0aGluaywgeWVzIGE=}]}",
+    );
+    let mut master = Master::start(MasterOptions {
+        extra_args: vec![
+            "--scheduler=false".into(),
+            "--controllers=".into(),
+            format!("--encryption-provider-config={}", config.display()),
+        ],
+        ..Default::default()
+    })
+    .expect("starting skiff-master with encryption at rest");
+    ok(
+        &master,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2-at-rest",
+        ],
+    );
+    ok(
+        &master,
+        &[
+            "create",
+            "configmap",
+            "plain",
+            "--from-literal=note=visible-at-rest",
+        ],
+    );
+    let password = ok(
+        &master,
+        &["get", "secret", "db", "-o", "jsonpath={.data.password}"],
+    );
+    assert_eq!(password, "aHVudGVyMi1hdC1yZXN0"); // base64 of hunter2-at-rest
+    assert!(ok(&master, &["get", "secrets"]).contains("db"));
+    // Stopped, so every write is on disk: the Secret is not there in plain text (nor in
+    // base64), the ConfigMap is.
+    master.stop();
+    let data = master.state_dir().join("data");
+    assert!(
+        stored_anywhere(&data, b"visible-at-rest"),
+        "the ConfigMap is stored as it is"
+    );
+    assert!(!stored_anywhere(&data, b"aHVudGVyMi1hdC1yZXN0"));
+    assert!(!stored_anywhere(&data, b"hunter2-at-rest"));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+    }
+    // Restarted with the same configuration, the Secret reads back.
+    master.restart().expect("restart");
+    let password = ok(
+        &master,
+        &["get", "secret", "db", "-o", "jsonpath={.data.password}"],
+    );
+    assert_eq!(password, "aHVudGVyMi1hdC1yZXN0");
+
+    // A key of the wrong length keeps the server from starting, saying why.
+    let bad = encryption_config(&dir, "aescbc: {keys: [{name: key1, secret: c2hvcnQ=}]}");
+    let state_dir = dir.path().join("refused");
+    let refused = Master::start(MasterOptions {
+        extra_args: vec![format!("--encryption-provider-config={}", bad.display())],
+        state_dir: Some(state_dir.clone()),
+        ..Default::default()
+    });
+    assert!(refused.is_err(), "a bad key is refused");
+    let log = std::fs::read_to_string(state_dir.join("master.log")).unwrap();
+    assert!(
+        log.contains("secret is not of the expected length, got 5, expected one of [16 24 32]"),
+        "{log}"
+    );
+}

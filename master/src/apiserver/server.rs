@@ -37,6 +37,7 @@ use super::watch_cache::WatchCache;
 use super::{ApiServer, authentication, bootstrap, discovery, json_value, metrics_api, node_proxy};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::encryption::{EncryptedStore, Encryption};
 use crate::store::etcd::EtcdStore;
 
 /// How the API server is started.
@@ -56,6 +57,8 @@ pub struct Config {
     pub etcd_endpoints: Vec<String>,
     /// The Service ClusterIP range.
     pub service_cidr: Ipv4Net,
+    /// An `EncryptionConfiguration` file: which resources are encrypted at rest, and how.
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 /// How clients reach a server that is listening: what [`serve`] reports.
@@ -107,6 +110,16 @@ pub async fn serve(
                 .await
                 .context("connecting to etcd")?,
         )
+    };
+
+    let store: Arc<dyn Store> = match &config.encryption_provider_config {
+        Some(path) => {
+            let encryption = Encryption::load(path)
+                .with_context(|| format!("the encryption configuration {}", path.display()))?;
+            info!(path = %path.display(), "encrypting resources at rest");
+            Arc::new(EncryptedStore::new(store, encryption))
+        }
+        None => store,
     };
 
     let listener = TcpListener::bind((config.bind_address, config.secure_port))

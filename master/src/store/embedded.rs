@@ -219,6 +219,10 @@ impl EmbeddedStore {
             .set_cache_size(REDB_CACHE_BYTES)
             .create(&path)
             .map_err(|e| backend(format!("open {}", path.display()), e))?;
+        // Secrets live in here: the directory and the database are root's alone (a directory
+        // or file from before this rule is tightened too).
+        restrict(dir, 0o700)?;
+        restrict(&path, 0o600)?;
         let state = load(&db, &options)?;
         let (live, _) = broadcast::channel(options.live_batches.max(1));
         let shared = Arc::new(Shared {
@@ -763,6 +767,13 @@ fn backend(context: impl std::fmt::Display, error: impl std::fmt::Display) -> St
 
 fn writer_gone() -> StoreError {
     StoreError::Backend("embedded store: the writer thread has stopped".to_owned())
+}
+
+/// Set `path`'s permission bits to `mode`.
+fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| backend(format!("restrict {}", path.display()), e))
 }
 
 #[cfg(test)]

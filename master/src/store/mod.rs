@@ -7,6 +7,7 @@
 //! zero-setup default) and [`etcd::EtcdStore`] (a real etcd through etcd-client).
 
 pub mod embedded;
+pub mod encryption;
 pub mod etcd;
 
 use std::pin::Pin;
