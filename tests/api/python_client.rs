@@ -1,5 +1,6 @@
 //! The official Kubernetes Python client (37.x) against skiff: objects built from its model
-//! classes carry no `kind` or `apiVersion`, which the API server fills in from the URL.
+//! classes carry no `kind` or `apiVersion`, which the API server fills in from the URL; and
+//! the access control APIs (RBAC, reviews, ServiceAccount tokens) as its users call them.
 
 use std::path::Path;
 use std::process::Command;
@@ -67,4 +68,25 @@ async fn python_client_drives_objects_without_kind() {
         )
         .await;
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 20, "{lease}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_drives_access_control() {
+    let python = skiff::python::client_python(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .expect("installing the official Python client in a venv");
+    let master = embedded_master();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/access_control.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(master.kubeconfig_path())
+        .output()
+        .expect("running the Python client script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("OK"),
+        "python script failed ({}):\n{stdout}\n{stderr}\nmaster log:\n{}",
+        output.status,
+        master.log_tail()
+    );
 }

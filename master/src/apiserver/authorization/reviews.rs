@@ -2,8 +2,8 @@
 //! `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`) and
 //! `authorization.k8s.io/v1` SelfSubjectAccessReview (`kubectl auth can-i`),
 //! SubjectAccessReview, LocalSubjectAccessReview and SelfSubjectRulesReview
-//! (`kubectl auth can-i --list`), and TokenReview (who a bearer token is), as kube-apiserver's `registry/authorization/*` and
-//! `registry/authentication/selfsubjectreview` do.
+//! (`kubectl auth can-i --list`), and TokenReview (whose a bearer token is), as
+//! kube-apiserver's `registry/authorization/*` and `registry/authentication/*` do.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -37,6 +37,7 @@ const REVIEWS: &[(&str, &str, &str, bool)] = &[
         "SelfSubjectReview",
         false,
     ),
+    (AUTHENTICATION_GROUP, "tokenreviews", "TokenReview", false),
     (
         AUTHORIZATION_GROUP,
         "localsubjectaccessreviews",
