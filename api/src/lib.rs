@@ -8,6 +8,7 @@
 //! which reads the machine's address (a node's InternalIP, the API server's advertise
 //! address).
 
+pub mod ca_pin;
 pub mod events;
 pub mod hash;
 pub mod host;

@@ -14,9 +14,9 @@ use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use skiff_master::controllers::{
-    cluster_role_aggregation, cron_job, daemon_set, deployment, disruption, endpoint_slice,
-    endpoints, garbage_collector, job, replica_set, resource_quota, root_ca_cert_publisher,
-    service_account, stateful_set,
+    cluster_role_aggregation, cron_job, csr_approving, csr_signing, daemon_set, deployment,
+    disruption, endpoint_slice, endpoints, garbage_collector, job, replica_set, resource_quota,
+    root_ca_cert_publisher, service_account, stateful_set,
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
@@ -32,8 +32,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "skiff-master", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Directory for credentials (pki/, token), the embedded store (data/) and the kubeconfig.
-    #[arg(long, default_value = ".skiff")]
+    #[arg(long, default_value = ".skiff", global = true)]
     state_dir: PathBuf,
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -97,9 +99,75 @@ struct Args {
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
     /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption,
-    /// daemonset, statefulset, clusterrole-aggregation).
+    /// daemonset, statefulset, clusterrole-aggregation, csrapproving, csrsigning).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
+}
+
+/// What else skiff-master does besides running the control plane.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Bootstrap tokens, which nodes join the cluster with (`skiff-node join`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a bootstrap token (kubeadm's `token create`) through the running API server
+    /// (`<state-dir>/kubeconfig`) and print it.
+    Create {
+        /// How long the token is valid (`24h`, `30m`, `0` for ever).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Print the whole `skiff-node join` command: server, token and CA pin.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+}
+
+/// `skiff-master token create`.
+fn create_token(
+    state_dir: &std::path::Path,
+    ttl: &str,
+    print_join_command: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let ttl =
+        skiff_master::apiserver::bootstrap_tokens::parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let kubeconfig_path = state_dir.join("kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_path).with_context(|| {
+        format!(
+            "reading {} (is the master running?)",
+            kubeconfig_path.display()
+        )
+    })?;
+    let server = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .context("the kubeconfig names no server")?;
+    let ca = std::fs::read(state_dir.join("pki/ca.crt")).context("reading the cluster CA")?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .context("using the kubeconfig")?;
+            let client = kube::Client::try_from(config)?;
+            let token = skiff_master::apiserver::bootstrap_tokens::create(&client, ttl)
+                .await
+                .context("creating the bootstrap token's Secret")?;
+            if print_join_command {
+                let pin = skiff_api::ca_pin::ca_cert_hash(&ca).map_err(anyhow::Error::msg)?;
+                println!("skiff-node join {server} --token {token} --ca-cert-hash {pin}");
+            } else {
+                println!("{token}");
+            }
+            anyhow::Ok(())
+        })
 }
 
 /// The controllers `--controllers` can name.
@@ -120,6 +188,8 @@ const CONTROLLERS: &[&str] = &[
     "daemonset",
     "statefulset",
     "clusterrole-aggregation",
+    "csrapproving",
+    "csrsigning",
 ];
 
 /// Whether `--controllers` turns `name` on.
@@ -140,6 +210,13 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args = Args::parse();
+    if let Some(Command::Token(TokenCommand::Create {
+        ttl,
+        print_join_command,
+    })) = &args.command
+    {
+        return create_token(&args.state_dir, ttl, *print_join_command);
+    }
     args.controllers.retain(|c| !c.is_empty());
     if let Some(unknown) = args
         .controllers
@@ -166,7 +243,7 @@ fn main() -> anyhow::Result<()> {
         upstreams: args.dns_upstream.clone(),
     };
     let config = Config {
-        state_dir: args.state_dir,
+        state_dir: args.state_dir.clone(),
         bind_address: args.bind_address,
         advertise_address: Some(advertise_address),
         secure_port: args.secure_port,
@@ -199,6 +276,9 @@ fn main() -> anyhow::Result<()> {
         service_account: controller_enabled(&args.controllers, "serviceaccount"),
         root_ca_cert_publisher: controller_enabled(&args.controllers, "root-ca-cert-publisher"),
         cluster_role_aggregation: controller_enabled(&args.controllers, "clusterrole-aggregation"),
+        csr_approving: controller_enabled(&args.controllers, "csrapproving"),
+        csr_signing: controller_enabled(&args.controllers, "csrsigning")
+            .then(|| args.state_dir.join("pki")),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -252,6 +332,9 @@ struct Clients {
     service_account: bool,
     root_ca_cert_publisher: bool,
     cluster_role_aggregation: bool,
+    csr_approving: bool,
+    /// The directory of the CA the csrsigning controller signs with.
+    csr_signing: Option<PathBuf>,
     node_lifecycle: Option<NodeLifecycleConfig>,
 }
 
@@ -383,6 +466,30 @@ async fn run_clients(
             &mut informers,
             stopped(stop.clone()),
         )));
+    }
+    if clients.csr_approving {
+        tasks.push(tokio::spawn(csr_approving::run(
+            client.clone(),
+            &mut informers,
+            stopped(stop.clone()),
+        )));
+    }
+    if let Some(pki) = &clients.csr_signing {
+        let read = |file: &str| std::fs::read_to_string(pki.join(file));
+        match (read("ca.crt"), read("ca.key")) {
+            (Ok(cert_pem), Ok(key_pem)) => tasks.push(tokio::spawn(csr_signing::run(
+                client.clone(),
+                csr_signing::SigningCa { cert_pem, key_pem },
+                &mut informers,
+                stopped(stop.clone()),
+            ))),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(
+                    "csrsigning controller not started: reading the CA in {}: {e}",
+                    pki.display()
+                )
+            }
+        }
     }
     if clients.service_account {
         tasks.push(tokio::spawn(service_account::run(

@@ -1,4 +1,5 @@
-//! Projected volumes and volumes that cannot be made, end to end.
+//! Projected volumes (ServiceAccount tokens among their sources) and volumes that cannot be
+//! made, end to end.
 
 use super::{Cluster, WORKLOAD_IMAGE, http_get_eventually, pod_ip, waiting_reason};
 
@@ -61,6 +62,7 @@ spec:
   containers:
   - name: app
     image: {WORKLOAD_IMAGE}
+    args: [serve, "8080", /var/run/token]
     volumeMounts: [{{name: token, mountPath: /var/run/token}}]
 "#
     ));
@@ -79,11 +81,20 @@ spec:
         "projected"
     );
 
+    // A serviceAccountToken source holds a token the API server signed for the pod.
+    let token_pod = cluster.wait_running("token").await;
+    let token = http_get_eventually(&pod_ip(&token_pod), 8080, "/file/token").await;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .expect("base64url"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "token");
+
     // Volumes that cannot be made keep their pods' containers from starting, saying why.
-    for (name, says) in [
-        ("missing-key", "references non-existent config key: absent"),
-        ("token", "serviceAccountToken"),
-    ] {
+    for (name, says) in [("missing-key", "references non-existent config key: absent")] {
         let pod = cluster
             .wait_pod(name, "CreateContainerConfigError", |p| {
                 waiting_reason(p, "app").as_deref() == Some("CreateContainerConfigError")

@@ -1,9 +1,11 @@
 //! Authentication: who made a request. As kube-apiserver's authenticators do, a request is
 //! made by the user of a bearer token the server issued, of a ServiceAccount token it signed
-//! ([`super::service_account_tokens`]), or by the subject of a client certificate the cluster
-//! CA signed (common name = user, organizations = groups); every
-//! authenticated user also belongs to `system:authenticated`. Anything else gets a 401
-//! `Status`, except the health checks and `/version`.
+//! ([`super::service_account_tokens`]), of a bootstrap token ([`super::bootstrap_tokens`]),
+//! or by the subject of a client certificate the cluster CA signed (common name = user,
+//! organizations = groups); every authenticated user also belongs to `system:authenticated`.
+//! Anything else gets a 401 `Status`, except the health checks, `/version` and the
+//! `cluster-info` ConfigMap joining nodes discover the cluster by (kube-apiserver's
+//! anonymous-auth, limited to those endpoints).
 
 use std::collections::BTreeMap;
 
@@ -125,9 +127,15 @@ impl Authenticator {
             let claims = issuer.verify(token, audiences).map_err(|e| e.to_string())?;
             return user_of(&claims, cache).map_err(|e| e.to_string());
         }
-        self.issued_token_user(token)
-            .cloned()
-            .ok_or_else(|| "invalid bearer token".to_owned())
+        if let Some(user) = self.issued_token_user(token) {
+            return Ok(user.clone());
+        }
+        match &self.service_accounts {
+            Some((_, cache)) if super::bootstrap_tokens::parse(token).is_some() => {
+                super::bootstrap_tokens::user_of(token, cache)
+            }
+            _ => Err("invalid bearer token".to_owned()),
+        }
     }
 
     /// Who a request is from: its bearer token's user, else its client certificate's.
@@ -171,11 +179,16 @@ pub fn certificate_user(der: &[u8]) -> Option<UserInfo> {
     Some(UserInfo::new(username, &groups))
 }
 
-/// Paths anyone may read: liveness/readiness probes and the version.
+/// Paths anyone may read: liveness/readiness probes, the version, and `cluster-info`.
 pub fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/version"
+            | "/version/"
+            | "/api/v1/namespaces/kube-public/configmaps/cluster-info"
     ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")

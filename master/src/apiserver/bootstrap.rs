@@ -101,3 +101,51 @@ fn ignore_existing<T>(result: Result<T, ApiError>) -> Result<(), ApiError> {
         Err(e) => Err(e),
     }
 }
+
+/// The `cluster-info` ConfigMap in `kube-public` (kubeadm's): a kubeconfig naming the server
+/// and the cluster CA, which a joining node reads before it has any credential and trusts
+/// only if the CA has the pin it was given. Written at start, so a new CA or address shows.
+pub async fn ensure_cluster_info(
+    api: &ApiServer,
+    server_url: &str,
+    ca_pem: &str,
+) -> Result<(), ApiError> {
+    use base64::Engine;
+    let resource = resources::find("", "v1", "configmaps")
+        .ok_or_else(|| ApiError::Internal("configmaps not served".into()))?;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server_url}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    );
+    let object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": kubeconfig},
+    });
+    match api
+        .create_object(resource, object, FieldValidation::Strict, false)
+        .await
+    {
+        Err(ApiError::AlreadyExists { .. }) => {}
+        other => return other.map(drop),
+    }
+    let target = Target {
+        resource,
+        namespace: Some("kube-public".into()),
+        name: Some("cluster-info".into()),
+        subresource: None,
+    };
+    api.update_with(
+        &target,
+        Part::Main,
+        FieldValidation::Strict,
+        false,
+        |current: &Value| {
+            let mut desired = current.clone();
+            desired["data"]["kubeconfig"] = json!(kubeconfig);
+            Ok(desired)
+        },
+    )
+    .await
+    .map(drop)
+}

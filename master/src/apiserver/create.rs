@@ -275,6 +275,9 @@ impl ApiServer {
             obj.remove("status");
         }
 
+        if r.kind == "CertificateSigningRequest" {
+            self.admit_csr_create(&mut object);
+        }
         let admitted = r
             .schema
             .admit(object, None)

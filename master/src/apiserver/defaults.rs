@@ -710,6 +710,12 @@ pub fn cluster_role_binding(binding: &mut k8s_openapi::api::rbac::v1::ClusterRol
     subjects(binding.subjects.as_mut());
 }
 
+/// CertificateSigningRequests have no defaults.
+pub fn certificate_signing_request(
+    _csr: &mut k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+) {
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

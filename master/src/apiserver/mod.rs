@@ -17,6 +17,8 @@ pub mod allocator;
 pub mod authentication;
 pub mod authorization;
 pub mod bootstrap;
+pub mod bootstrap_tokens;
+pub mod certificates;
 pub mod create;
 pub mod defaults;
 pub mod delete;
@@ -169,7 +171,7 @@ impl ApiServer {
                     info.verb = "watch";
                     self.watch(&target, &query, headers).await
                 }
-                (Method::GET, true, None | Some("status")) => {
+                (Method::GET, true, None | Some("status" | "approval")) => {
                     info.verb = "get";
                     self.get(&target, &query, headers).await
                 }
@@ -201,7 +203,7 @@ impl ApiServer {
                     let body = request::read_body(body).await?;
                     self.bind(&target, headers, &body).await
                 }
-                (Method::PUT, true, None | Some("status") | Some("finalize")) => {
+                (Method::PUT, true, None | Some("status" | "finalize" | "approval")) => {
                     info.verb = "update";
                     let body = request::read_body(body).await?;
                     self.replace(&target, &query, headers, &body).await
@@ -211,7 +213,7 @@ impl ApiServer {
                     let body = request::read_body(body).await?;
                     self.replace_scale(&target, headers, &body).await
                 }
-                (Method::PATCH, true, None | Some("status")) => {
+                (Method::PATCH, true, None | Some("status" | "approval")) => {
                     info.verb = "patch";
                     let body = request::read_body(body).await?;
                     self.patch(&target, &query, headers, &body).await

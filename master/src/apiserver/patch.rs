@@ -107,11 +107,7 @@ impl ApiServer {
         let patch = parse_patch(patch_type, body)?;
         let fv = query.field_validation()?;
         let dry_run = query.dry_run()?;
-        let part = if target.subresource.as_deref() == Some("status") {
-            Part::Status
-        } else {
-            Part::Main
-        };
+        let part = Part::of(target.subresource.as_deref());
         if patch_type == PatchType::Apply {
             if query.get("fieldManager").is_none_or(str::is_empty) {
                 return Err(ApiError::BadRequest(

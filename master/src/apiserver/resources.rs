@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodTemplate, ReplicationController,
@@ -670,6 +671,24 @@ pub static RESOURCES: &[Resource] = &[
             defaults::cluster_role_binding,
             validation::cluster_role_binding,
             validation::cluster_role_binding_update
+        ),
+    },
+    Resource {
+        group: "certificates.k8s.io",
+        version: "v1",
+        plural: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        kind: "CertificateSigningRequest",
+        namespaced: false,
+        short_names: &["csr"],
+        categories: &[],
+        subresources: &["status", "approval"],
+        field_selectors: &["spec.signerName"],
+        schema: typed!(
+            CertificateSigningRequest,
+            defaults::certificate_signing_request,
+            validation::certificate_signing_request,
+            validation::certificate_signing_request_update
         ),
     },
 ];

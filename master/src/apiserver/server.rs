@@ -197,6 +197,9 @@ pub async fn serve(
     bootstrap_policy::ensure(&api)
         .await
         .context("creating the default RBAC roles and bindings")?;
+    bootstrap::ensure_cluster_info(&api, &format!("https://{endpoint}"), &credentials.ca_pem)
+        .await
+        .context("publishing the cluster-info ConfigMap")?;
     // As kube-apiserver's system-namespaces controller and endpoint reconciler do: what a user
     // deletes of them comes back.
     let reconciler = tokio::spawn({
@@ -335,7 +338,11 @@ async fn authenticate_and_measure(
         request.extensions().get::<CertificateUser>(),
     );
     let response = match user {
-        None if authentication::is_public(&path) => next.run(request).await,
+        None if authentication::is_public(&path)
+            && matches!(method, Method::GET | Method::HEAD) =>
+        {
+            next.run(request).await
+        }
         None => {
             debug!(%method, %path, "unauthorized");
             return ApiError::Unauthorized.into_response();

@@ -299,6 +299,7 @@ fn printer(kind: &str) -> Printer {
         "PodTemplate" => (POD_TEMPLATE_COLUMNS, pod_template_row),
         "ResourceQuota" => (RESOURCE_QUOTA_COLUMNS, resource_quota_row),
         "Role" | "ClusterRole" => (ROLE_COLUMNS, role_row),
+        "CertificateSigningRequest" => (CSR_COLUMNS, csr_row),
         "RoleBinding" | "ClusterRoleBinding" => (ROLE_BINDING_COLUMNS, role_binding_row),
         _ => (DEFAULT_COLUMNS, default_row),
     };
@@ -1288,6 +1289,64 @@ fn lease_row(lease: &Value, now: DateTime<Utc>) -> Row {
         json!(str_at(lease, "/spec/holderIdentity")),
         json!(age(lease, now)),
     ])
+}
+
+// --- CertificateSigningRequest -------------------------------------------------------------
+
+const CSR_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "SignerName",
+        "string",
+        "Name of the signer that will sign the certificate.",
+    ),
+    col(
+        "Requestor",
+        "string",
+        "Name of the user who made the request.",
+    ),
+    col(
+        "RequestedDuration",
+        "string",
+        "The requested lifetime of the certificate.",
+    ),
+    col(
+        "Condition",
+        "string",
+        "The approval status and whether the certificate is issued.",
+    ),
+];
+
+fn csr_row(csr: &Value, now: DateTime<Utc>) -> Row {
+    let mut conditions: Vec<String> = arr(csr, "/status/conditions")
+        .iter()
+        .map(|c| str_at(c, "/type").to_owned())
+        .collect();
+    if conditions.is_empty() {
+        conditions.push("Pending".into());
+    }
+    if !str_at(csr, "/status/certificate").is_empty() {
+        conditions.push("Issued".into());
+    }
+    let duration = csr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .map_or_else(|| "<none>".to_owned(), since_seconds);
+    Row::from(vec![
+        json!(name(csr)),
+        json!(age(csr, now)),
+        json!(str_at(csr, "/spec/signerName")),
+        json!(str_at(csr, "/spec/username")),
+        json!(duration),
+        json!(conditions.join(",")),
+    ])
+}
+
+/// A duration in seconds as kubectl writes ages (`10m`, `24h`).
+fn since_seconds(seconds: i64) -> String {
+    let now = Utc::now();
+    since(Some(now - chrono::Duration::seconds(seconds)), now)
 }
 
 // --- Role, ClusterRole, RoleBinding, ClusterRoleBinding ------------------------------------

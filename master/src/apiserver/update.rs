@@ -23,6 +23,19 @@ pub enum Part {
     Main,
     /// Only `status`.
     Status,
+    /// Only `status.conditions` (a CertificateSigningRequest's `approval` subresource).
+    Approval,
+}
+
+impl Part {
+    /// The part a subresource writes.
+    pub fn of(subresource: Option<&str>) -> Self {
+        match subresource {
+            Some("status") => Part::Status,
+            Some("approval") => Part::Approval,
+            _ => Part::Main,
+        }
+    }
 }
 
 /// How many times a write without a client precondition is retried on a conflict.
@@ -66,11 +79,7 @@ impl ApiServer {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let part = if target.subresource.as_deref() == Some("status") {
-            Part::Status
-        } else {
-            Part::Main
-        };
+        let part = Part::of(target.subresource.as_deref());
         let fv = query.field_validation()?;
         let dry_run = query.dry_run()?;
         let result = self
@@ -151,6 +160,9 @@ impl ApiServer {
             let warnings = field_validation(fv, &admitted.unknown_fields)?;
             let mut object = admitted.object;
             self.confirm_rbac_write(r, &object, Some(&stored_current))?;
+            if part == Part::Approval {
+                self.confirm_csr_approval(&object, &stored_current)?;
+            }
             if tracks_generation(r) && object.get("spec") != stored_current.get("spec") {
                 let generation = stored_current["metadata"]["generation"]
                     .as_i64()
@@ -230,6 +242,19 @@ fn merge_server_fields(
     current: &Value,
     desired: &mut Value,
 ) -> Result<(), ApiError> {
+    if part == Part::Approval {
+        let conditions = desired.pointer("/status/conditions").cloned();
+        *desired = current.clone();
+        match conditions {
+            Some(conditions) => desired["status"]["conditions"] = conditions,
+            None => {
+                if let Some(status) = desired.get_mut("status").and_then(Value::as_object_mut) {
+                    status.remove("conditions");
+                }
+            }
+        }
+        return Ok(());
+    }
     if part == Part::Status {
         let status = desired.get("status").cloned();
         *desired = current.clone();

@@ -6,8 +6,8 @@
 //! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes), `statefulset`
 //! (StatefulSets, their ControllerRevisions and Pods),
 //! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
-//! ServiceAccounts, ConfigMaps), `clusterrole-aggregation` (ClusterRoles) and `resourcequota`
-//! controllers (ResourceQuotas and what they
+//! ServiceAccounts, ConfigMaps), `clusterrole-aggregation` (ClusterRoles), `csrapproving` and `csrsigning`
+//! (CertificateSigningRequests) and `resourcequota` controllers (ResourceQuotas and what they
 //! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
 //! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
 //! (Pods, ReplicaSets, ReplicationControllers, Deployments, ConfigMaps, Nodes and Leases from
@@ -41,6 +41,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
@@ -501,6 +502,8 @@ pub struct Informers {
     pub secrets: Informer<PartialObjectMeta<Secret>>,
     /// Every ClusterRole.
     pub cluster_roles: Informer<ClusterRole>,
+    /// Every CertificateSigningRequest.
+    pub certificate_signing_requests: Informer<CertificateSigningRequest>,
 }
 
 impl Informers {
@@ -528,6 +531,7 @@ impl Informers {
             endpoint_slices: Informer::new(Api::all(client.clone())),
             secrets: Informer::metadata(Api::all(client.clone())),
             cluster_roles: Informer::new(Api::all(client.clone())),
+            certificate_signing_requests: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -555,6 +559,7 @@ impl Informers {
             self.endpoint_slices.into_task(),
             self.secrets.into_task(),
             self.cluster_roles.into_task(),
+            self.certificate_signing_requests.into_task(),
         ]
         .into_iter()
         .flatten()

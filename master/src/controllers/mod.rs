@@ -23,6 +23,8 @@
 //! - [`root_ca_cert_publisher`]: gives every namespace the `kube-root-ca.crt` ConfigMap;
 //! - [`cluster_role_aggregation`]: fills each aggregated ClusterRole (`admin`, `edit`, `view`)
 //!   with the rules of the ClusterRoles its selectors pick;
+//! - [`csr_approving`] and [`csr_signing`]: approve node agents' client certificate requests
+//!   their requesters may make, and issue approved requests' certificates with the cluster CA;
 //! - [`resource_quota`]: keeps each ResourceQuota's `status` (hard limits, usage) up to date;
 //!
 //! and what they share: [`informers`] (one watch and one cache per resource for all of
@@ -32,6 +34,8 @@
 pub mod cluster_role_aggregation;
 pub mod controller_ref;
 pub mod cron_job;
+pub mod csr_approving;
+pub mod csr_signing;
 pub mod daemon_set;
 pub mod deployment;
 pub mod disruption;

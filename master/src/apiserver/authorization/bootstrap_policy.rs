@@ -9,12 +9,15 @@
 //! Where skiff differs: the node agents run kubelet and kube-proxy in one process with one
 //! credential of group `system:nodes`, so `system:node` and `system:node-proxier` are bound
 //! to that group (Kubernetes' Node authorizer takes `system:node`'s place; skiff has none
-//! yet). Only the roles of the components skiff has are made.
+//! yet). Only the roles of the components skiff has are made, and kubeadm's bindings for
+//! nodes that join with a bootstrap token (`kubeadm:kubelet-bootstrap`,
+//! `kubeadm:node-autoapprove-bootstrap`, `kubeadm:node-autoapprove-certificate-rotation`).
 
 use serde_json::{Value, json};
 
 use crate::apiserver::ApiServer;
 use crate::apiserver::authentication::{AUTHENTICATED_GROUP, MASTERS_GROUP, NODES_GROUP};
+use crate::apiserver::bootstrap_tokens::DEFAULT_NODE_TOKEN_GROUP;
 use crate::apiserver::request::FieldValidation;
 use crate::apiserver::resources;
 use crate::apiserver::status::ApiError;
@@ -551,6 +554,23 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &[("ServiceAccount", "kube-system/kube-dns")],
         ),
         cluster_role_binding("system:node", "system:node", &[("Group", NODES_GROUP)]),
+        // kubeadm's: what joining nodes' bootstrap tokens may do, and who gets their client
+        // certificate requests approved.
+        cluster_role_binding(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            &[("Group", DEFAULT_NODE_TOKEN_GROUP)],
+        ),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[("Group", DEFAULT_NODE_TOKEN_GROUP)],
+        ),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[("Group", NODES_GROUP)],
+        ),
         cluster_role_binding(
             "system:node-proxier",
             "system:node-proxier",

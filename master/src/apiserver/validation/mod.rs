@@ -11,6 +11,7 @@
 
 mod apps;
 mod batch;
+pub mod certificates;
 mod config;
 mod discovery;
 mod event;
@@ -30,6 +31,7 @@ pub use apps::{
     replication_controller_update, stateful_set, stateful_set_update,
 };
 pub use batch::{cron_job, cron_job_update, job, job_update};
+pub use certificates::{certificate_signing_request, certificate_signing_request_update};
 pub use config::{config_map, secret, service_account};
 pub use discovery::{endpoint_slice, endpoint_slice_update};
 pub use event::event;
