@@ -49,6 +49,20 @@ pub struct NodeOptions {
     /// Start over what an earlier agent of this name left on Docker (its containers and pod
     /// network), as `cargo xtask run` after `rm -rf .skiff` does, instead of clearing it first.
     pub keep_leftovers: bool,
+    /// Join with a bootstrap token (`skiff-node join`) instead of the agents' shared
+    /// credential.
+    pub join: Option<JoinOptions>,
+}
+
+/// How an agent joins: `skiff-node join <server> --token <token> --ca-cert-hash <pin>`.
+#[derive(Clone, Debug)]
+pub struct JoinOptions {
+    /// The API server URL.
+    pub server: String,
+    /// The bootstrap token.
+    pub token: String,
+    /// The CA pin.
+    pub ca_cert_hash: String,
 }
 
 impl NodeOptions {
@@ -60,6 +74,7 @@ impl NodeOptions {
             manifests_dir: None,
             extra_args: Vec::new(),
             keep_leftovers: false,
+            join: None,
         }
     }
 }
@@ -185,15 +200,19 @@ impl NodeAgent {
     fn launch(&mut self) -> anyhow::Result<()> {
         let binary = binaries::binary("skiff-node", NODE_BIN_ENV)?;
         let mut cmd = Command::new(&binary);
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--node-name")
+        if self.opts.join.is_none() {
+            cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        }
+        cmd.arg("--node-name")
             .arg(&self.opts.name)
             .arg("--pod-cidr")
             .arg(&self.opts.pod_cidr)
             .arg("--root-dir")
             .arg(self.root_dir())
-            .env("RUST_LOG", "info,skiff_node=debug");
+            .env("RUST_LOG", "info,skiff_node=debug")
+            // An error that stops the agent ends its log with its message, not a backtrace
+            // (panics keep theirs).
+            .env("RUST_LIB_BACKTRACE", "0");
         if let Some(dir) = &self.opts.manifests_dir {
             cmd.arg("--manifests-dir").arg(dir);
         }
@@ -218,6 +237,14 @@ impl NodeAgent {
             cmd.arg("--proxy-mode=none");
         }
         cmd.args(&self.opts.extra_args);
+        if let Some(join) = &self.opts.join {
+            cmd.arg("join")
+                .arg(&join.server)
+                .arg("--token")
+                .arg(&join.token)
+                .arg("--ca-cert-hash")
+                .arg(&join.ca_cert_hash);
+        }
         let log_path = self.log_path();
         let mut log = OpenOptions::new()
             .create(true)

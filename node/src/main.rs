@@ -123,6 +123,19 @@ enum Command {
     /// The images skiff builds locally (no registry needed).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Join the cluster at SERVER with a bootstrap token (`skiff-master token create`), get
+    /// this node's own client certificate, then run the agent with it (kubeadm join).
+    Join {
+        /// The API server, `https://host:port`.
+        server: String,
+        /// The bootstrap token, `<id>.<secret>`.
+        #[arg(long)]
+        token: String,
+        /// The pin of the cluster CA, `sha256:<hex>` (`skiff-master token create
+        /// --print-join-command` prints it).
+        #[arg(long)]
+        ca_cert_hash: String,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -183,14 +196,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .node_name
         .clone()
         .unwrap_or_else(kubelet::node_facts::hostname);
-    let kubeconfig = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let root_dir = args
+        .root_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/skiff-node").join(&node_name));
+    let kubeconfig_path = match &args.command {
+        Some(Command::Join {
+            server,
+            token,
+            ca_cert_hash,
+        }) => Some(
+            kubelet::bootstrap::join(&kubelet::bootstrap::Join {
+                server,
+                token,
+                ca_cert_hash,
+                node_name: &node_name,
+                root_dir: &root_dir,
+            })
+            .await
+            .context("joining the cluster")?,
+        ),
+        _ => args.kubeconfig.clone(),
+    };
+    let kubeconfig = read_kubeconfig(kubeconfig_path.as_deref())?;
     let client = kube_client(kubeconfig.clone()).await?;
     let dns = cluster_dns(&args)?;
     let config = kubelet::Config {
-        root_dir: args
-            .root_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/var/lib/skiff-node").join(&node_name)),
+        root_dir,
         node_name: node_name.clone(),
         pod_cidr: args.pod_cidr,
         cluster_cidr: args.cluster_cidr,

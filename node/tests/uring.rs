@@ -18,7 +18,7 @@ use kube::api::{Api, PostParams};
 use skiff::master::{Master, MasterOptions};
 use skiff_node::kubelet::{self, Heartbeat as _};
 use skiff_node::uring::{
-    self, ConnectionError, Executor, HeartbeatConnection, HeartbeatSettings, Transport,
+    self, ConnectionError, Credential, Executor, HeartbeatConnection, HeartbeatSettings, Transport,
     UringHeartbeat,
 };
 
@@ -85,7 +85,7 @@ fn settings(server_url: &str, master: &Master, node: &str) -> HeartbeatSettings 
     HeartbeatSettings {
         server_url: server_url.to_owned(),
         ca_pem: master.ca_pem().as_bytes().to_vec(),
-        token: master.token().to_owned(),
+        credential: Credential::BearerToken(master.token().to_owned()),
         node_name: node.to_owned(),
         lease_duration_seconds: 40,
     }
@@ -168,7 +168,7 @@ fn lease_renewals_round_trip_on_both_transports() -> anyhow::Result<()> {
         }
         // A wrong token is refused.
         let mut wrong = settings(master.server_url(), &master, "node-uring");
-        wrong.token = "not-the-token".into();
+        wrong.credential = Credential::BearerToken("not-the-token".into());
         let mut refused = HeartbeatConnection::new(Transport::IoUring, &wrong)?;
         match refused.renew().await {
             Err(ConnectionError::Status { status: 401, .. }) => {}

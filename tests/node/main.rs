@@ -23,6 +23,7 @@ use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 mod daemon_sets;
 mod exec;
 mod jobs;
+mod node_identity;
 mod probes;
 mod replication_controllers;
 mod service_accounts;

@@ -129,8 +129,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let launcher = Launcher {
         node_bin: node_bin.clone(),
         state_dir: state_dir.clone(),
-        // The agents' own credential, written by the master beside the admin's.
-        node_kubeconfig: state_dir.join("node-kubeconfig"),
+        // Each agent joins as a node of its own would (bootstrap token, pinned CA, its own
+        // client certificate); an agent that joined before keeps its certificate.
+        join: join_command(&master_bin, &state_dir)?,
         proxy_mode: opts.proxy_mode.clone(),
     };
     let mut agents = Vec::new();
@@ -431,8 +432,39 @@ impl Agent {
 struct Launcher {
     node_bin: PathBuf,
     state_dir: PathBuf,
-    node_kubeconfig: PathBuf,
+    /// `join <server> --token <token> --ca-cert-hash <pin>`.
+    join: Vec<String>,
     proxy_mode: String,
+}
+
+/// The arguments of `skiff-node join` from `skiff-master token create --print-join-command`
+/// (a token valid for a day).
+fn join_command(master_bin: &Path, state_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new(master_bin)
+        .args([
+            "token",
+            "create",
+            "--print-join-command",
+            "--ttl",
+            "24h",
+            "--state-dir",
+        ])
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("running skiff-master token create")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "skiff-master token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    match words.first().map(String::as_str) {
+        Some("skiff-node") => Ok(words[1..].to_vec()),
+        _ => bail!("unexpected output of skiff-master token create: {text}"),
+    }
 }
 
 impl Launcher {
@@ -470,9 +502,7 @@ impl Launcher {
             .open(&agent.log)
             .with_context(|| format!("opening {}", agent.log.display()))?;
         let mut cmd = Command::new(&self.node_bin);
-        cmd.arg("--kubeconfig")
-            .arg(&self.node_kubeconfig)
-            .arg("--node-name")
+        cmd.arg("--node-name")
             .arg(&agent.name)
             .arg("--root-dir")
             .arg(&root_dir)
@@ -489,6 +519,7 @@ impl Launcher {
                 .with_context(|| format!("creating {}", manifests.display()))?;
             cmd.arg("--manifests-dir").arg(manifests);
         }
+        cmd.args(&self.join);
         agent.process = Some(Supervised::spawn("skiff-node", cmd)?);
         Ok(())
     }

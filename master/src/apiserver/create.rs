@@ -8,6 +8,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::allocator::AllocateError;
+use super::authentication::requester;
+use super::authorization::node;
 use super::field_error::FieldError;
 use super::objects;
 use super::request::{self, FieldValidation, Query, Target};
@@ -285,6 +287,9 @@ impl ApiServer {
         let mut warnings = field_validation(fv, &admitted.unknown_fields)?;
         let mut object = admitted.object;
         self.confirm_rbac_write(r, &object, None)?;
+        if let Some(user) = requester() {
+            node::admit(&user, r.kind, "create", None, &object, None)?;
+        }
         if let Some(ns) = &namespace {
             if r.kind == "Pod" {
                 self.admit_service_account(ns, &mut object)?;

@@ -294,6 +294,16 @@ impl ApiServer {
                     name: name.to_string(),
                 })?;
             let mut object = objects::decode(&kv)?;
+            if let Some(user) = crate::apiserver::authentication::requester() {
+                crate::apiserver::authorization::node::admit(
+                    &user,
+                    r.kind,
+                    "delete",
+                    None,
+                    &object,
+                    Some(&object),
+                )?;
+            }
             if let Some(uid) = &opts.uid
                 && objects::meta_str(&object, "uid") != Some(uid)
             {

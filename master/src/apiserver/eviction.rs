@@ -63,6 +63,16 @@ impl ApiServer {
                 name: name.clone(),
             })
             .and_then(|kv| objects::decode(&kv))?;
+        if let Some(user) = crate::apiserver::authentication::requester() {
+            crate::apiserver::authorization::node::admit(
+                &user,
+                "Pod",
+                "create",
+                Some("eviction"),
+                &pod,
+                Some(&pod),
+            )?;
+        }
         let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
         let running = phase == "Running"
             && pod["metadata"]

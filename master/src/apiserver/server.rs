@@ -162,6 +162,7 @@ pub async fn serve(
     .context("the ServiceAccount token signing key")?;
     let authorizer = Authorizer {
         rbac: Rbac::new(watch_cache.clone()),
+        cache: watch_cache.clone(),
     };
     let authenticator = Authenticator::new(vec![
         (

@@ -160,6 +160,17 @@ impl ApiServer {
             let warnings = field_validation(fv, &admitted.unknown_fields)?;
             let mut object = admitted.object;
             self.confirm_rbac_write(r, &object, Some(&stored_current))?;
+            if let Some(user) = crate::apiserver::authentication::requester() {
+                let part_written = (part == Part::Status).then_some("status");
+                crate::apiserver::authorization::node::admit(
+                    &user,
+                    r.kind,
+                    "update",
+                    part_written,
+                    &object,
+                    Some(&stored_current),
+                )?;
+            }
             if part == Part::Approval {
                 self.confirm_csr_approval(&object, &stored_current)?;
             }

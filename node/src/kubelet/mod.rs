@@ -27,6 +27,7 @@
 
 mod api_pods;
 pub mod backoff;
+pub mod bootstrap;
 mod container_config;
 pub mod dns;
 mod etc_hosts;

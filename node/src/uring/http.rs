@@ -33,9 +33,12 @@ pub(crate) struct RequestHead {
 }
 
 impl RequestHead {
-    /// `authority` is the `Host` header (`127.0.0.1:6443`), `token` the bearer token.
-    pub(crate) fn new(authority: &str, token: &str) -> Result<Self, HttpError> {
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    /// `authority` is the `Host` header (`127.0.0.1:6443`), `token` the bearer token (none:
+    /// the connection's client certificate says who it is).
+    pub(crate) fn new(authority: &str, token: Option<&str>) -> Result<Self, HttpError> {
+        if let Some(token) = token
+            && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
             return Err(HttpError::InvalidRequest(
                 "the bearer token must be non-empty visible ASCII".into(),
             ));
@@ -48,9 +51,12 @@ impl RequestHead {
         Ok(RequestHead {
             headers: format!(
                 "Host: {authority}\r\n\
-                 Authorization: Bearer {token}\r\n\
+                 {authorization}\
                  User-Agent: skiff-node/{version}\r\n\
                  Accept: application/json\r\n",
+                authorization = token
+                    .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                    .unwrap_or_default(),
                 version = env!("CARGO_PKG_VERSION"),
             ),
         })
@@ -327,7 +333,7 @@ mod tests {
     }
 
     fn lease_request(node: &str) -> Result<LeaseRequest, HttpError> {
-        LeaseRequest::new(&RequestHead::new("127.0.0.1:6443", "tok")?, node, 40)
+        LeaseRequest::new(&RequestHead::new("127.0.0.1:6443", Some("tok"))?, node, 40)
     }
 
     #[test]
@@ -372,7 +378,7 @@ mod tests {
 
     #[test]
     fn node_status_patch() {
-        let head = RequestHead::new("h:1", "tok").expect("head");
+        let head = RequestHead::new("h:1", Some("tok")).expect("head");
         let path = node_status_path("node-1").expect("path");
         let request = head.merge_patch(&path, br#"{"status":{}}"#);
         let text = String::from_utf8(request).expect("utf-8");
@@ -386,9 +392,9 @@ mod tests {
             assert!(lease_request(node).is_err(), "{node:?}");
             assert!(node_status_path(node).is_err(), "{node:?}");
         }
-        assert!(RequestHead::new("h:1", "to\r\nken").is_err());
-        assert!(RequestHead::new("h:1", "").is_err());
-        assert!(RequestHead::new("h 1", "tok").is_err());
+        assert!(RequestHead::new("h:1", Some("to\r\nken")).is_err());
+        assert!(RequestHead::new("h:1", Some("")).is_err());
+        assert!(RequestHead::new("h 1", Some("tok")).is_err());
     }
 
     #[test]

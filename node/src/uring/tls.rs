@@ -44,8 +44,12 @@ pub enum TlsError {
 /// Ciphertext read per io_uring read: one full TLS record (16 KiB + overhead).
 const READ_BUFFER: usize = 16 * 1024 + 512;
 
-/// A client configuration that trusts exactly the CA certificates in `ca_pem`.
-pub(crate) fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
+/// A client configuration that trusts exactly the CA certificates in `ca_pem`, presenting
+/// `identity` (certificate chain PEM, key PEM) if given.
+pub(crate) fn client_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|err| TlsError::Ca(err.to_string()))?;
@@ -57,10 +61,22 @@ pub(crate) fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError
         return Err(TlsError::Ca("no certificate in the PEM".into()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| TlsError::Ca(format!("the client certificate: {err}")))?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|err| TlsError::Ca(format!("the client key: {err}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|err| TlsError::Ca(format!("the client certificate: {err}")))?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -203,8 +219,11 @@ mod tests {
 
     #[test]
     fn config_needs_a_certificate() {
-        assert!(matches!(client_config(b"not a pem"), Err(TlsError::Ca(_))));
+        assert!(matches!(
+            client_config(b"not a pem", None),
+            Err(TlsError::Ca(_))
+        ));
         let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(client_config(garbage).is_err());
+        assert!(client_config(garbage, None).is_err());
     }
 }

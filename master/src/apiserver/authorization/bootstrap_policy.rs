@@ -6,10 +6,10 @@
 //! `kubernetes.io/bootstrapping: rbac-defaults` and annotated for auto-update; one that is
 //! missing at start is created again, one that exists is left as it is.
 //!
-//! Where skiff differs: the node agents run kubelet and kube-proxy in one process with one
-//! credential of group `system:nodes`, so `system:node` and `system:node-proxier` are bound
-//! to that group (Kubernetes' Node authorizer takes `system:node`'s place; skiff has none
-//! yet). Only the roles of the components skiff has are made, and kubeadm's bindings for
+//! Where skiff differs: the node agents run kubelet and kube-proxy in one process, so
+//! `system:node-proxier` is bound to `system:nodes` too; an agent that did not join with its
+//! own certificate uses the shared `system:node` credential, to which the `system:node` role
+//! is bound (joined nodes get its rules from the Node authorizer, as in Kubernetes). Only the roles of the components skiff has are made, and kubeadm's bindings for
 //! nodes that join with a bootstrap token (`kubeadm:kubelet-bootstrap`,
 //! `kubeadm:node-autoapprove-bootstrap`, `kubeadm:node-autoapprove-certificate-rotation`).
 
@@ -553,7 +553,10 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kube-dns",
             &[("ServiceAccount", "kube-system/kube-dns")],
         ),
-        cluster_role_binding("system:node", "system:node", &[("Group", NODES_GROUP)]),
+        // Kubernetes binds `system:node` to nobody (the Node authorizer grants its rules to
+        // each node for itself); skiff binds it to the agents' shared credential, which is
+        // no node of its own.
+        cluster_role_binding("system:node", "system:node", &[("User", "system:node")]),
         // kubeadm's: what joining nodes' bootstrap tokens may do, and who gets their client
         // certificate requests approved.
         cluster_role_binding(

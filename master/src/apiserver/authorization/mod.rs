@@ -1,6 +1,7 @@
 //! Authorization: whether the user of a request may do what it asks. As kube-apiserver's
-//! authorizer chain: members of `system:masters` may do anything; then RBAC decides
-//! ([`rbac`], over the Roles and bindings in the watch cache). A request nothing allows gets
+//! authorizer chain: members of `system:masters` may do anything; then the Node authorizer
+//! ([`node`]) for node agents; then RBAC decides ([`rbac`], over the Roles and bindings in the
+//! watch cache). A request nothing allows gets
 //! 403 with Kubernetes' message.
 //!
 //! [`request_info`] reads a request's attributes (verb, resource, namespace, name) from its
@@ -12,6 +13,7 @@
 pub mod bootstrap_policy;
 pub mod escalation;
 pub mod impersonation;
+pub mod node;
 pub mod rbac;
 pub mod request_info;
 pub mod reviews;
@@ -35,6 +37,8 @@ pub enum Decision {
 pub struct Authorizer {
     /// RBAC over the cached policy objects.
     pub rbac: Rbac,
+    /// What the Node authorizer reads (pods and what they use).
+    pub cache: super::watch_cache::WatchCache,
 }
 
 impl Authorizer {
@@ -42,6 +46,9 @@ impl Authorizer {
     pub fn authorize(&self, user: &UserInfo, attributes: &Attributes) -> Decision {
         if user.in_group(MASTERS_GROUP) {
             return Decision::Allow(format!("user is in the {MASTERS_GROUP} group"));
+        }
+        if let Some(allowed @ Decision::Allow(_)) = node::authorize(user, attributes, &self.cache) {
+            return allowed;
         }
         self.rbac.authorize(user, attributes)
     }

@@ -14,7 +14,7 @@ use crate::uring::tls;
 
 use super::ConnectionError;
 use super::backoff::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
-use super::settings::HeartbeatSettings;
+use super::settings::{Credential, HeartbeatSettings};
 use super::transport::{Stream, Target, Transport};
 
 /// How long one request may take, connecting included (the kubelet uses its renew interval).
@@ -35,7 +35,8 @@ pub struct ApiResponse {
 /// `!Send` with [`Transport::IoUring`]: it lives on the agent's single runtime thread.
 pub struct HeartbeatConnection {
     channel: Channel,
-    token: String,
+    /// The bearer token, if the node authenticates with one.
+    token: Option<String>,
     node_name: String,
     lease_duration_seconds: i32,
     head: RequestHead,
@@ -51,20 +52,30 @@ impl HeartbeatConnection {
         settings: &HeartbeatSettings,
     ) -> Result<HeartbeatConnection, ConnectionError> {
         let target = Target::from_url(&settings.server_url)?;
-        let head = RequestHead::new(&target.authority, &settings.token)?;
+        let token = match &settings.credential {
+            Credential::BearerToken(token) => Some(token.clone()),
+            Credential::ClientCertificate { .. } => None,
+        };
+        let identity = match &settings.credential {
+            Credential::ClientCertificate { cert_pem, key_pem } => {
+                Some((cert_pem.as_slice(), key_pem.as_slice()))
+            }
+            Credential::BearerToken(_) => None,
+        };
+        let head = RequestHead::new(&target.authority, token.as_deref())?;
         let lease = LeaseRequest::new(&head, &settings.node_name, settings.lease_duration_seconds)?;
         Ok(HeartbeatConnection {
             channel: Channel {
                 transport,
                 target,
-                tls: tls::client_config(&settings.ca_pem)?,
+                tls: tls::client_config(&settings.ca_pem, identity)?,
                 stream: None,
                 received: Vec::with_capacity(4096),
                 timeout: DEFAULT_TIMEOUT,
                 backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
                 connects: 0,
             },
-            token: settings.token.clone(),
+            token,
             node_name: settings.node_name.clone(),
             lease_duration_seconds: settings.lease_duration_seconds,
             head,
@@ -91,7 +102,7 @@ impl HeartbeatConnection {
     /// the current connection is closed and the back-off forgotten.
     pub fn retarget(&mut self, server_url: &str) -> Result<(), ConnectionError> {
         let target = Target::from_url(server_url)?;
-        let head = RequestHead::new(&target.authority, &self.token)?;
+        let head = RequestHead::new(&target.authority, self.token.as_deref())?;
         self.lease = LeaseRequest::new(&head, &self.node_name, self.lease_duration_seconds)?;
         self.head = head;
         self.channel.target = target;

@@ -20,7 +20,7 @@ mod transport;
 pub use backoff::{INITIAL_BACKOFF, MAX_BACKOFF};
 pub use connection::{ApiResponse, DEFAULT_TIMEOUT, HeartbeatConnection};
 pub use measure::{RenewalCost, measure_renewals};
-pub use settings::HeartbeatSettings;
+pub use settings::{Credential, HeartbeatSettings};
 pub use transport::Transport;
 
 use std::io;

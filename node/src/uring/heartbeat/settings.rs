@@ -2,6 +2,20 @@
 
 use super::ConnectionError;
 
+/// How the node authenticates.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// A bearer token.
+    BearerToken(String),
+    /// A client certificate (PEM) and its key (PEM), the node's own after it joined.
+    ClientCertificate {
+        /// The certificate chain.
+        cert_pem: Vec<u8>,
+        /// Its private key.
+        key_pem: Vec<u8>,
+    },
+}
+
 /// Where and as whom the heartbeat renews.
 #[derive(Clone, Debug)]
 pub struct HeartbeatSettings {
@@ -9,8 +23,8 @@ pub struct HeartbeatSettings {
     pub server_url: String,
     /// The cluster CA certificate(s), PEM: the only roots trusted.
     pub ca_pem: Vec<u8>,
-    /// The node's bearer token.
-    pub token: String,
+    /// Who the node is to the API server.
+    pub credential: Credential,
     /// The node's name, also the Lease's name.
     pub node_name: String,
     /// The Lease's `leaseDurationSeconds` (the kubelet's default: 40).
@@ -20,7 +34,8 @@ pub struct HeartbeatSettings {
 impl HeartbeatSettings {
     /// The settings of the current context of `kubeconfig`: its server, its cluster CA
     /// (`certificate-authority-data` or `certificate-authority`) and its user's token
-    /// (`token` or `tokenFile`).
+    /// (`token` or `tokenFile`) or client certificate (`client-certificate[-data]`,
+    /// `client-key[-data]`).
     pub fn from_kubeconfig(
         kubeconfig: &kube::config::Kubeconfig,
         node_name: &str,
@@ -66,18 +81,50 @@ impl HeartbeatSettings {
                 .map_err(|err| ConnectionError::Ca(format!("reading {path}: {err}")))?,
             (None, None) => return Err(ConnectionError::Ca("the kubeconfig names no CA".into())),
         };
-        let token = match (&user.token, &user.token_file) {
-            (Some(token), _) => token.expose_secret().to_owned(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|err| invalid(&format!("reading the token file {path}: {err}")))?
-                .trim()
-                .to_owned(),
-            (None, None) => return Err(invalid("the kubeconfig's user has no bearer token")),
+        let read = |data: &Option<String>, path: &Option<String>, what: &str| match (data, path) {
+            (Some(data), _) => base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map(Some)
+                .map_err(|err| invalid(&format!("{what}-data: {err}"))),
+            (None, Some(path)) => std::fs::read(path)
+                .map(Some)
+                .map_err(|err| invalid(&format!("reading {path}: {err}"))),
+            (None, None) => Ok(None),
+        };
+        let certificate = read(
+            &user.client_certificate_data,
+            &user.client_certificate,
+            "client-certificate",
+        )?;
+        let key = read(
+            &user
+                .client_key_data
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+            &user.client_key,
+            "client-key",
+        )?;
+        let credential = match (&user.token, &user.token_file, certificate, key) {
+            (Some(token), _, _, _) => Credential::BearerToken(token.expose_secret().to_owned()),
+            (None, Some(path), _, _) => Credential::BearerToken(
+                std::fs::read_to_string(path)
+                    .map_err(|err| invalid(&format!("reading the token file {path}: {err}")))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None, Some(cert_pem), Some(key_pem)) => {
+                Credential::ClientCertificate { cert_pem, key_pem }
+            }
+            _ => {
+                return Err(invalid(
+                    "the kubeconfig's user has no bearer token and no client certificate",
+                ));
+            }
         };
         Ok(HeartbeatSettings {
             server_url,
             ca_pem,
-            token,
+            credential,
             node_name: node_name.to_owned(),
             lease_duration_seconds,
         })

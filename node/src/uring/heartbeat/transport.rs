@@ -202,7 +202,7 @@ mod tests {
         let settings = HeartbeatSettings {
             server_url: "https://127.0.0.1:1".into(),
             ca_pem: Vec::new(),
-            token: "t".into(),
+            credential: super::super::Credential::BearerToken("t".into()),
             node_name: "n".into(),
             lease_duration_seconds: 40,
         };

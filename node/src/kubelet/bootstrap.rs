@@ -1,0 +1,267 @@
+//! Joining a cluster (`skiff-node join <server> --token <id.secret> --ca-cert-hash
+//! sha256:<hex>`), as kubeadm's discovery and the kubelet's TLS bootstrap do it:
+//!
+//! 1. read the `cluster-info` ConfigMap in `kube-public` (before any credential, without
+//!    trusting the server yet) and take its CA only if the CA's public key has the pin;
+//! 2. with the bootstrap token, over TLS that trusts that CA alone, ask for a client
+//!    certificate for `system:node:<name>` in `system:nodes` (a CertificateSigningRequest
+//!    for `kubernetes.io/kube-apiserver-client-kubelet`; the master's csrapproving and
+//!    csrsigning controllers approve and sign it);
+//! 3. keep the key and the certificate under the agent's directory and write the kubeconfig
+//!    the agent then runs with. A later start finds them and skips 1 and 2 while the
+//!    certificate has more than a fifth of its life left.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use kube::config::{
+    AuthInfo, Cluster, Context as KubeContext, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext,
+};
+use secrecy::SecretString;
+use tracing::info;
+
+/// The kubelet client signer.
+const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// How long the master has to issue the certificate.
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What joining needs.
+pub struct Join<'a> {
+    /// The API server, `https://host:port`.
+    pub server: &'a str,
+    /// The bootstrap token.
+    pub token: &'a str,
+    /// The CA pin, `sha256:<hex>`.
+    pub ca_cert_hash: &'a str,
+    /// The Node's name.
+    pub node_name: &'a str,
+    /// The agent's directory (its `pki/` and `kubeconfig` go there).
+    pub root_dir: &'a Path,
+}
+
+/// Join the cluster (or find that this node already did); returns the kubeconfig to run with.
+pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
+    let pki = request.root_dir.join("pki");
+    let kubeconfig_path = request.root_dir.join("kubeconfig");
+    let cert_path = pki.join("kubelet-client.crt");
+    if kubeconfig_path.exists() && certificate_is_fresh(&cert_path) {
+        info!(kubeconfig = %kubeconfig_path.display(), "already joined");
+        return Ok(kubeconfig_path);
+    }
+    let ca_pem = discover_ca(request.server, request.ca_cert_hash).await?;
+    let bootstrap = kubeconfig(
+        request.server,
+        &ca_pem,
+        AuthInfo {
+            token: Some(SecretString::from(request.token.to_owned())),
+            ..Default::default()
+        },
+    );
+    let client = client_of(bootstrap).await?;
+    let key = rcgen::KeyPair::generate().context("making the node's key")?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{}", request.node_name),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let csr_pem = params.serialize_request(&key)?.pem()?;
+    let name = format!("node-csr-{}", skiff_api::names::random_suffix(10));
+    let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(&csr_pem),
+            "signerName": SIGNER,
+            "usages": ["digital signature", "client auth"],
+        }
+    }))?;
+    let api: Api<CertificateSigningRequest> = Api::all(client);
+    api.create(&PostParams::default(), &csr)
+        .await
+        .context("requesting the node's client certificate (is the bootstrap token valid?)")?;
+    info!(csr = %name, "asked for a client certificate");
+    let certificate = wait_issued(&api, &name).await?;
+    std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+    write_private(
+        &pki.join("kubelet-client.key"),
+        key.serialize_pem().as_bytes(),
+    )?;
+    write_private(&cert_path, &certificate)?;
+    let own = kubeconfig(
+        request.server,
+        &ca_pem,
+        AuthInfo {
+            client_certificate_data: Some(
+                base64::engine::general_purpose::STANDARD.encode(&certificate),
+            ),
+            client_key_data: Some(SecretString::from(
+                base64::engine::general_purpose::STANDARD.encode(key.serialize_pem()),
+            )),
+            ..Default::default()
+        },
+    );
+    let text = serde_yaml::to_string(&own)?;
+    write_private(&kubeconfig_path, text.as_bytes())?;
+    info!(kubeconfig = %kubeconfig_path.display(), "joined with the node's own certificate");
+    Ok(kubeconfig_path)
+}
+
+/// The cluster CA from `cluster-info`, if it has the pin.
+async fn discover_ca(server: &str, pin: &str) -> anyhow::Result<Vec<u8>> {
+    // Nothing is trusted yet: the pin is what makes the answer trustworthy.
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!(
+        "{}/api/v1/namespaces/kube-public/configmaps/cluster-info",
+        server.trim_end_matches('/')
+    );
+    let answer = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !answer.status().is_success() {
+        bail!("reading {url}: {}", answer.status());
+    }
+    let info: ConfigMap = answer.json().await.context("the cluster-info ConfigMap")?;
+    let text = info
+        .data
+        .as_ref()
+        .and_then(|d| d.get("kubeconfig"))
+        .context("the cluster-info ConfigMap has no kubeconfig")?;
+    let config: Kubeconfig = serde_yaml::from_str(text).context("the cluster-info kubeconfig")?;
+    let data = config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.clone())
+        .context("the cluster-info kubeconfig names no CA")?;
+    let ca_pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .context("the cluster-info CA")?;
+    if !skiff_api::ca_pin::matches(&ca_pem, pin) {
+        let found = skiff_api::ca_pin::ca_cert_hash(&ca_pem).unwrap_or_default();
+        bail!(
+            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{found}\" are pinned"
+        );
+    }
+    Ok(ca_pem)
+}
+
+async fn wait_issued(api: &Api<CertificateSigningRequest>, name: &str) -> anyhow::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + ISSUE_TIMEOUT;
+    loop {
+        let csr = api
+            .get(name)
+            .await
+            .context("reading the certificate request")?;
+        let status = csr.status.unwrap_or_default();
+        if let Some(condition) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| matches!(c.type_.as_str(), "Denied" | "Failed"))
+        {
+            bail!(
+                "the certificate request {name} was {}: {}",
+                condition.type_.to_lowercase(),
+                condition.message.clone().unwrap_or_default()
+            );
+        }
+        if let Some(certificate) = status.certificate.filter(|c| !c.0.is_empty()) {
+            return Ok(certificate.0);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the certificate request {name} was not issued in {ISSUE_TIMEOUT:?} (approve it with `kubectl certificate approve {name}`)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the certificate at `path` has more than a fifth of its life left.
+fn certificate_is_fresh(path: &Path) -> bool {
+    let Ok(pem) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(&pem) else {
+        return false;
+    };
+    let Ok(certificate) = block.parse_x509() else {
+        return false;
+    };
+    let validity = certificate.validity();
+    let (start, end) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let now = chrono::Utc::now().timestamp();
+    now < end - (end - start) / 5
+}
+
+fn kubeconfig(server: &str, ca_pem: &[u8], user: AuthInfo) -> Kubeconfig {
+    Kubeconfig {
+        api_version: Some(String::from("v1")),
+        kind: Some(String::from("Config")),
+        clusters: vec![NamedCluster {
+            name: String::from("skiff"),
+            cluster: Some(Cluster {
+                server: Some(server.to_owned()),
+                certificate_authority_data: Some(
+                    base64::engine::general_purpose::STANDARD.encode(ca_pem),
+                ),
+                ..Default::default()
+            }),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: String::from("node"),
+            auth_info: Some(user),
+        }],
+        contexts: vec![NamedContext {
+            name: String::from("skiff"),
+            context: Some(KubeContext {
+                cluster: String::from("skiff"),
+                user: Some(String::from("node")),
+                ..Default::default()
+            }),
+        }],
+        current_context: Some(String::from("skiff")),
+        ..Default::default()
+    }
+}
+
+async fn client_of(config: Kubeconfig) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .context("the bootstrap kubeconfig")?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
