@@ -7,12 +7,15 @@ use std::process::Command;
 
 use super::{Client, embedded_master};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_client_drives_objects_without_kind() {
+/// A master with `tests/python/<script>` run against it by the official client; the script
+/// must end by printing OK.
+fn run_script(script: &str) -> skiff::master::Master {
     let python = skiff::python::client_python(Path::new(env!("CARGO_TARGET_TMPDIR")))
         .expect("installing the official Python client in a venv");
     let master = embedded_master();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/objects_without_kind.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = Command::new(&python)
         .arg(&script)
         .arg(master.kubeconfig_path())
@@ -26,6 +29,12 @@ async fn python_client_drives_objects_without_kind() {
         output.status,
         master.log_tail()
     );
+    master
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_drives_objects_without_kind() {
+    let master = run_script("objects_without_kind.py");
 
     // What the script made is stored with its type, as any other client sees it.
     let client = Client::new(&master);
@@ -72,21 +81,5 @@ async fn python_client_drives_objects_without_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_drives_access_control() {
-    let python = skiff::python::client_python(Path::new(env!("CARGO_TARGET_TMPDIR")))
-        .expect("installing the official Python client in a venv");
-    let master = embedded_master();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/access_control.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(master.kubeconfig_path())
-        .output()
-        .expect("running the Python client script");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim_end().ends_with("OK"),
-        "python script failed ({}):\n{stdout}\n{stderr}\nmaster log:\n{}",
-        output.status,
-        master.log_tail()
-    );
+    run_script("access_control.py");
 }

@@ -60,6 +60,24 @@ async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), A
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": subsets,
     });
+    put(api, resource, object, "/subsets").await
+}
+
+/// Create `object`, or if it exists set its field at `pointer` (a JSON pointer of object
+/// keys) to the one `object` has.
+async fn put(
+    api: &ApiServer,
+    resource: &'static resources::Resource,
+    object: Value,
+    pointer: &str,
+) -> Result<(), ApiError> {
+    let wanted = object.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let target = Target {
+        resource,
+        namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
+        name: object["metadata"]["name"].as_str().map(str::to_owned),
+        subresource: None,
+    };
     match api
         .create_object(resource, object, FieldValidation::Strict, false)
         .await
@@ -67,12 +85,6 @@ async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), A
         Err(ApiError::AlreadyExists { .. }) => {}
         other => return other.map(drop),
     }
-    let target = Target {
-        resource,
-        namespace: Some("default".into()),
-        name: Some("kubernetes".into()),
-        subresource: None,
-    };
     api.update_with(
         &target,
         Part::Main,
@@ -80,7 +92,11 @@ async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), A
         false,
         |current: &Value| {
             let mut desired = current.clone();
-            desired["subsets"] = subsets.clone();
+            let mut field = &mut desired;
+            for key in pointer.split('/').filter(|k| !k.is_empty()) {
+                field = &mut field[key];
+            }
+            *field = wanted.clone();
             Ok(desired)
         },
     )
@@ -122,30 +138,5 @@ pub async fn ensure_cluster_info(
         "metadata": {"name": "cluster-info", "namespace": "kube-public"},
         "data": {"kubeconfig": kubeconfig},
     });
-    match api
-        .create_object(resource, object, FieldValidation::Strict, false)
-        .await
-    {
-        Err(ApiError::AlreadyExists { .. }) => {}
-        other => return other.map(drop),
-    }
-    let target = Target {
-        resource,
-        namespace: Some("kube-public".into()),
-        name: Some("cluster-info".into()),
-        subresource: None,
-    };
-    api.update_with(
-        &target,
-        Part::Main,
-        FieldValidation::Strict,
-        false,
-        |current: &Value| {
-            let mut desired = current.clone();
-            desired["data"]["kubeconfig"] = json!(kubeconfig);
-            Ok(desired)
-        },
-    )
-    .await
-    .map(drop)
+    put(api, resource, object, "/data/kubeconfig").await
 }

@@ -90,7 +90,8 @@ pub fn group_info(name: &str) -> Option<APIGroup> {
         .map(|(g, v)| group(g, v))
 }
 
-const OBJECT_VERBS: &[&str] = &[
+/// The verbs of every stored resource.
+pub const OBJECT_VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
