@@ -1,7 +1,8 @@
 //! Node identity end to end: a second agent joins with a bootstrap token and the pinned CA
 //! hash (`skiff-master token create --print-join-command`), gets its own approved client
-//! certificate, and is then held to itself by the Node authorizer and NodeRestriction; a
-//! wrong pin or an expired token does not join.
+//! certificate, and is then held to itself by the Node authorizer and NodeRestriction (and
+//! kept off another node's endpoint, which asks the API server who may call it); a wrong pin
+//! or an expired token does not join.
 
 use std::process::Command;
 
@@ -221,6 +222,32 @@ spec:
         status["message"],
         "nodes \"t-join-a\" is forbidden: node \"t-join-b\" is not allowed to modify node \"t-join-a\""
     );
+    // Node a's own endpoint: a certificate the CA signed is not enough, the API server is
+    // asked who may call it (node b may not; the API server may).
+    let node_a: Value =
+        serde_json::from_str(&ok(&cluster, &["get", "node", "t-join-a", "-o", "json"]))
+            .expect("JSON");
+    let port = node_a["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .expect("kubelet port");
+    let kubelet = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .build()
+        .expect("client");
+    let answer = kubelet
+        .get(format!("https://127.0.0.1:{port}/pods"))
+        .send()
+        .await
+        .expect("GET /pods on node a's endpoint");
+    assert_eq!(answer.status().as_u16(), 403);
+    assert_eq!(
+        answer.text().await.expect("text"),
+        "Forbidden (user=system:node:t-join-b, verb=get, resource=nodes, subresource=proxy)"
+    );
+    let logs = ok(&cluster, &["logs", "pa", "--tail=1"]);
+    assert!(logs.is_empty() || !logs.contains("Forbidden"), "{logs}");
+
     let (labelled, _, err) = as_node(
         &b,
         &[

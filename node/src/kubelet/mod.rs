@@ -204,6 +204,7 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                     self.runtime.clone(),
                     container_logs.clone(),
                     pod_view.clone(),
+                    server::auth::Authorizer::new(Some(self.client.clone()), &config.node_name),
                 )
                 .await?,
             ),

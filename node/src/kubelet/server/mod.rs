@@ -3,7 +3,9 @@
 //! read-only endpoints it proxies for `nodes/<name>/proxy/...`.
 //!
 //! - `tls`: a self-signed serving certificate made at start; client certificates required and
-//!   verified against the cluster CA, so only the API server gets in;
+//!   verified against the cluster CA;
+//! - [`auth`]: what each caller may do, asked of the API server (SubjectAccessReviews for
+//!   `nodes/proxy`, `nodes/log`, ...), as the kubelet's webhook authorization;
 //! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
 //! - [`exec`]: `GET /exec/{namespace}/{pod}/{container}` and `/attach/...`, a command or the
 //!   container's process over a WebSocket;
@@ -19,6 +21,7 @@
 //! The bound port is published in the Node's `status.daemonEndpoints.kubeletEndpoint`, which
 //! is where the API server looks for it.
 
+pub mod auth;
 pub mod container_logs;
 pub mod exec;
 pub mod metrics;
@@ -105,6 +108,7 @@ impl KubeletServer {
         runtime: Arc<R>,
         logs: ContainerLogs,
         pods: PodView,
+        authorizer: auth::Authorizer,
     ) -> Result<KubeletServer, ServerError> {
         let serving = tls::SelfSigned::generate(node, node_ips)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&config.client_ca_pem, serving)?);
@@ -121,7 +125,11 @@ impl KubeletServer {
                 pods,
                 node_name: node.to_owned(),
                 node_log_dir: PathBuf::from(node_logs::NODE_LOG_DIR),
-            }),
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                authorizer,
+                auth::authorize,
+            )),
         })
     }
 
@@ -147,7 +155,7 @@ impl KubeletServer {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
-            let service = TowerToHyperService::new(self.router.clone());
+            let router = self.router.clone();
             tokio::spawn(async move {
                 // Without a client certificate of the cluster CA the handshake fails here.
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -156,6 +164,22 @@ impl KubeletServer {
                     Ok(Err(err)) => return debug!(%peer, "TLS handshake refused: {err}"),
                     Err(_) => return debug!(%peer, "TLS handshake timed out"),
                 };
+                // Who is calling: the subject of the certificate the handshake verified.
+                let caller = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| auth::Caller::of_certificate(leaf.as_ref()));
+                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                    router,
+                    move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                        if let Some(caller) = &caller {
+                            request.extensions_mut().insert(caller.clone());
+                        }
+                        request
+                    },
+                ));
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 builder
