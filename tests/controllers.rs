@@ -439,6 +439,7 @@ async fn the_master_lists_and_watches_each_resource_once() {
     // so the lists count the watches.
     let master = Master::start(MasterOptions::default()).expect("start skiff-master");
     let expected = [
+        "certificatesigningrequests",
         "clusterroles",
         "configmaps",
         "controllerrevisions",
