@@ -2,9 +2,9 @@
 //! [`Master`](crate::master::Master) and running pods on the machine's Docker.
 //!
 //! [`NodeAgent::start`] makes sure dockerd runs ([`crate::docker::ensure_dockerd`]), runs the
-//! workspace's `skiff-node` (or the one `$SKIFF_NODE_BIN` names, see [`crate::binaries`])
-//! with the master's node kubeconfig (the agents' own token), and waits until its Node is
-//! Ready.
+//! workspace's `skiff-node` (or the one `$SKIFF_NODE_BIN` names, see [`crate::binaries`]),
+//! which joins with a bootstrap token of the master's (and so runs with a client certificate
+//! of its own), and waits until its Node is Ready.
 //! Dropping it stops the agent and removes every container and the pod network it made, so a
 //! test leaves nothing behind; [`NodeAgent::restart`] keeps them (agent restarts adopt them).
 //!
@@ -49,8 +49,7 @@ pub struct NodeOptions {
     /// Start over what an earlier agent of this name left on Docker (its containers and pod
     /// network), as `cargo xtask run` after `rm -rf .skiff` does, instead of clearing it first.
     pub keep_leftovers: bool,
-    /// Join with a bootstrap token (`skiff-node join`) instead of the agents' shared
-    /// credential.
+    /// How it joins (`skiff-node join`); `None`: with a new bootstrap token of the master's.
     pub join: Option<JoinOptions>,
 }
 
@@ -63,6 +62,51 @@ pub struct JoinOptions {
     pub token: String,
     /// The CA pin.
     pub ca_cert_hash: String,
+}
+
+impl JoinOptions {
+    /// A new bootstrap token of `master`'s, from `skiff-master token create
+    /// --print-join-command`.
+    pub fn create(master: &Master) -> anyhow::Result<JoinOptions> {
+        let binary = binaries::binary("skiff-master", crate::master::MASTER_BIN_ENV)?;
+        let out = Command::new(binary)
+            .args([
+                "token",
+                "create",
+                "--print-join-command",
+                "--ttl",
+                "2h",
+                "--state-dir",
+            ])
+            .arg(master.state_dir())
+            .stdin(Stdio::null())
+            .output()
+            .context("running skiff-master token create")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "skiff-master token create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            [
+                "skiff-node",
+                "join",
+                server,
+                "--token",
+                token,
+                "--ca-cert-hash",
+                pin,
+            ] => Ok(JoinOptions {
+                server: (*server).to_owned(),
+                token: (*token).to_owned(),
+                ca_cert_hash: (*pin).to_owned(),
+            }),
+            _ => bail!("unexpected output of skiff-master token create: {text}"),
+        }
+    }
 }
 
 impl NodeOptions {
@@ -82,7 +126,6 @@ impl NodeOptions {
 /// A running `skiff-node`; stopped and cleaned up when dropped.
 pub struct NodeAgent {
     opts: NodeOptions,
-    kubeconfig: PathBuf,
     kubectl_master: KubectlTarget,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -110,10 +153,13 @@ impl NodeAgent {
             .prefix(&format!("skiff-node-{}-", opts.name))
             .tempdir()
             .context("creating the agent's directory")?;
+        let mut opts = opts;
+        if opts.join.is_none() {
+            // Every agent joins as a node of its own, with a token of its own.
+            opts.join = Some(JoinOptions::create(master)?);
+        }
         let mut agent = NodeAgent {
             opts,
-            // The agents' own credential, not the admin's.
-            kubeconfig: master.state_dir().join("node-kubeconfig"),
             kubectl_master: KubectlTarget {
                 kubeconfig: master.kubeconfig_path(),
                 cache_dir: master.state_dir().join("kubectl-cache"),
@@ -200,9 +246,6 @@ impl NodeAgent {
     fn launch(&mut self) -> anyhow::Result<()> {
         let binary = binaries::binary("skiff-node", NODE_BIN_ENV)?;
         let mut cmd = Command::new(&binary);
-        if self.opts.join.is_none() {
-            cmd.arg("--kubeconfig").arg(&self.kubeconfig);
-        }
         cmd.arg("--node-name")
             .arg(&self.opts.name)
             .arg("--pod-cidr")

@@ -967,33 +967,30 @@ async fn the_node_registers_with_capacity_and_renews_its_lease() {
         "{out}"
     );
 
-    // The agent authenticates with its own token, not the admin's.
+    // The agent joined with a bootstrap token and runs with a client certificate of its own
+    // (system:node:<name>), not the admin's token or a credential other agents share.
     let pid = cluster.agent.pid().expect("agent pid");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("agent cmdline");
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let kubeconfig = args
-        .iter()
-        .position(|a| a == "--kubeconfig")
-        .and_then(|i| args.get(i + 1))
-        .expect("--kubeconfig");
-    let token_of = |path: &Path| {
-        let config = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
-        let user = config.auth_infos[0].auth_info.clone().expect("user");
-        (
-            config.auth_infos[0].name.clone(),
-            user.token.expect("token"),
-        )
-    };
-    let (node_user, node_token) = token_of(Path::new(kubeconfig));
-    let (_, admin_token) = token_of(&cluster.master.kubeconfig_path());
-    assert_eq!(node_user, "system:node");
-    assert_ne!(
-        secrecy::ExposeSecret::expose_secret(&node_token),
-        secrecy::ExposeSecret::expose_secret(&admin_token),
-        "the agent uses the admin token"
+    assert!(args.iter().any(|a| a == "join"), "{args:?}");
+    let own = kube::config::Kubeconfig::read_from(cluster.agent.root_dir().join("kubeconfig"))
+        .expect("the agent's kubeconfig");
+    let user = own.auth_infos[0].auth_info.clone().expect("user");
+    assert!(user.token.is_none(), "the agent holds a token");
+    let certificate = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        user.client_certificate_data.expect("a client certificate"),
+    )
+    .expect("base64");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&certificate).expect("PEM");
+    let parsed = pem.parse_x509().expect("certificate");
+    let subject = parsed.subject().to_string();
+    assert!(
+        subject.contains("CN=system:node:t-register") && subject.contains("O=system:nodes"),
+        "{subject}"
     );
 
     // The agent runs on io_uring: its process holds a ring, and the renewals above went over

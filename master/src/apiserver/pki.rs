@@ -45,9 +45,6 @@ pub struct Credentials {
     pub service_account_public_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
-    /// The node agents' bearer token (user `system:node`, group `system:nodes`): their own
-    /// credential, not the admin's.
-    pub node_token: String,
 }
 
 impl Credentials {
@@ -98,7 +95,6 @@ impl Credentials {
             write_private(&sa_paths[1], key.public_key_pem().as_bytes())?;
         }
         let admin_token = load_or_create_token(&state_dir.join("token"))?;
-        let node_token = load_or_create_token(&state_dir.join("node-token"))?;
         Ok(Self {
             ca_pem: read(&paths[0])?,
             serving_cert_pem: read(&paths[2])?,
@@ -108,7 +104,6 @@ impl Credentials {
             service_account_key_pem: read(&sa_paths[0])?,
             service_account_public_pem: read(&sa_paths[1])?,
             admin_token,
-            node_token,
         })
     }
 
@@ -144,19 +139,11 @@ impl Credentials {
         Ok(Arc::new(config))
     }
 
-    /// Write a kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with the CA and the
-    /// token of `user` embedded, atomically (temp file + rename), mode 0600.
-    pub fn write_kubeconfig(
-        &self,
-        path: &Path,
-        server: &str,
-        user: KubeconfigUser,
-    ) -> anyhow::Result<()> {
+    /// Write the admin's kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with the CA
+    /// and the admin token embedded, atomically (temp file + rename), mode 0600.
+    pub fn write_kubeconfig(&self, path: &Path, server: &str) -> anyhow::Result<()> {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
-        let (name, token) = match user {
-            KubeconfigUser::Admin => ("admin", &self.admin_token),
-            KubeconfigUser::Node => (NODE_USER, &self.node_token),
-        };
+        let (name, token) = ("admin", &self.admin_token);
         let kubeconfig = Kubeconfig {
             api_version: Some(String::from("v1")),
             kind: Some(String::from("Config")),
@@ -193,18 +180,6 @@ impl Credentials {
         fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
-}
-
-/// The user the node agents' token stands for.
-pub const NODE_USER: &str = "system:node";
-
-/// Whose credential a kubeconfig carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KubeconfigUser {
-    /// The admin token (`.skiff/kubeconfig`).
-    Admin,
-    /// The node agents' token (`.skiff/node-kubeconfig`).
-    Node,
 }
 
 /// The bearer token in `path`, made (32 random bytes, mode 0600) if missing.

@@ -20,16 +20,14 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::allocator::{NodePorts, ServiceIps};
-use super::authentication::{
-    ADMIN_USER, Authenticator, CertificateUser, MASTERS_GROUP, NODES_GROUP, UserInfo,
-};
+use super::authentication::{ADMIN_USER, Authenticator, CertificateUser, MASTERS_GROUP, UserInfo};
 use super::authorization::{
     Attributes, Authorizer, Rbac, bootstrap_policy, impersonation, reviews,
 };
 use super::kubelet_client::KubeletClient;
 use super::metrics::{Metrics, RequestInfo};
 use super::openapi::OpenApi;
-use super::pki::{Credentials, KubeconfigUser, NODE_USER};
+use super::pki::Credentials;
 use super::request::{self, Query};
 use super::service_account_tokens::TokenIssuer;
 use super::status::ApiError;
@@ -164,16 +162,10 @@ pub async fn serve(
         rbac: Rbac::new(watch_cache.clone()),
         cache: watch_cache.clone(),
     };
-    let authenticator = Authenticator::new(vec![
-        (
-            credentials.admin_token.clone(),
-            UserInfo::new(ADMIN_USER, &[MASTERS_GROUP]),
-        ),
-        (
-            credentials.node_token.clone(),
-            UserInfo::new(NODE_USER, &[NODES_GROUP]),
-        ),
-    ])
+    let authenticator = Authenticator::new(vec![(
+        credentials.admin_token.clone(),
+        UserInfo::new(ADMIN_USER, &[MASTERS_GROUP]),
+    )])
     .with_service_accounts(token_issuer, watch_cache.clone());
     let api = Arc::new(ApiServer {
         authenticator,
@@ -219,14 +211,8 @@ pub async fn serve(
 
     let kubeconfig = config.state_dir.join("kubeconfig");
     let server_url = format!("https://{advertise}");
-    // What node agents use: their own token, not the admin's. Written first: the admin's
-    // kubeconfig appearing is the sign that the server is up.
-    credentials.write_kubeconfig(
-        &config.state_dir.join("node-kubeconfig"),
-        &server_url,
-        KubeconfigUser::Node,
-    )?;
-    credentials.write_kubeconfig(&kubeconfig, &server_url, KubeconfigUser::Admin)?;
+    // The admin's kubeconfig appearing is the sign that the server is up.
+    credentials.write_kubeconfig(&kubeconfig, &server_url)?;
     info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
     if let Some(ready) = ready {
         let _ = ready.send(Listening {

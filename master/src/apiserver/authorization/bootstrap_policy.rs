@@ -7,9 +7,7 @@
 //! missing at start is created again, one that exists is left as it is.
 //!
 //! Where skiff differs: the node agents run kubelet and kube-proxy in one process, so
-//! `system:node-proxier` is bound to `system:nodes` too; an agent that did not join with its
-//! own certificate uses the shared `system:node` credential, to which the `system:node` role
-//! is bound (joined nodes get its rules from the Node authorizer, as in Kubernetes). Only the roles of the components skiff has are made, and kubeadm's bindings for
+//! `system:node-proxier` is bound to `system:nodes` too. Only the roles of the components skiff has are made, and kubeadm's bindings for
 //! nodes that join with a bootstrap token (`kubeadm:kubelet-bootstrap`,
 //! `kubeadm:node-autoapprove-bootstrap`, `kubeadm:node-autoapprove-certificate-rotation`).
 
@@ -545,10 +543,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kube-dns",
             &[("ServiceAccount", "kube-system/kube-dns")],
         ),
-        // Kubernetes binds `system:node` to nobody (the Node authorizer grants its rules to
-        // each node for itself); skiff binds it to the agents' shared credential, which is
-        // no node of its own.
-        cluster_role_binding("system:node", "system:node", &[("User", "system:node")]),
+        // Bound to nobody: the Node authorizer grants its rules to each node for itself.
+        cluster_role_binding("system:node", "system:node", &[]),
         // kubeadm's: what joining nodes' bootstrap tokens may do, and who gets their client
         // certificate requests approved.
         cluster_role_binding(
