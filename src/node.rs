@@ -54,60 +54,7 @@ pub struct NodeOptions {
 }
 
 /// How an agent joins: `skiff-node join <server> --token <token> --ca-cert-hash <pin>`.
-#[derive(Clone, Debug)]
-pub struct JoinOptions {
-    /// The API server URL.
-    pub server: String,
-    /// The bootstrap token.
-    pub token: String,
-    /// The CA pin.
-    pub ca_cert_hash: String,
-}
-
-impl JoinOptions {
-    /// A new bootstrap token of `master`'s, from `skiff-master token create
-    /// --print-join-command`.
-    pub fn create(master: &Master) -> anyhow::Result<JoinOptions> {
-        let binary = binaries::binary("skiff-master", crate::master::MASTER_BIN_ENV)?;
-        let out = Command::new(binary)
-            .args([
-                "token",
-                "create",
-                "--print-join-command",
-                "--ttl",
-                "2h",
-                "--state-dir",
-            ])
-            .arg(master.state_dir())
-            .stdin(Stdio::null())
-            .output()
-            .context("running skiff-master token create")?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            bail!(
-                "skiff-master token create failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let words: Vec<&str> = text.split_whitespace().collect();
-        match words.as_slice() {
-            [
-                "skiff-node",
-                "join",
-                server,
-                "--token",
-                token,
-                "--ca-cert-hash",
-                pin,
-            ] => Ok(JoinOptions {
-                server: (*server).to_owned(),
-                token: (*token).to_owned(),
-                ca_cert_hash: (*pin).to_owned(),
-            }),
-            _ => bail!("unexpected output of skiff-master token create: {text}"),
-        }
-    }
-}
+pub use skiff_tooling::join::JoinCommand as JoinOptions;
 
 impl NodeOptions {
     /// A node `name` with pod CIDR `pod_cidr` and nothing else.
@@ -121,6 +68,12 @@ impl NodeOptions {
             join: None,
         }
     }
+}
+
+/// A new bootstrap token of `master`'s, to join agents with.
+pub fn join_options(master: &Master) -> anyhow::Result<JoinOptions> {
+    let binary = binaries::binary("skiff-master", crate::master::MASTER_BIN_ENV)?;
+    JoinOptions::create(&binary, master.state_dir(), "2h")
 }
 
 /// A running `skiff-node`; stopped and cleaned up when dropped.
@@ -156,7 +109,7 @@ impl NodeAgent {
         let mut opts = opts;
         if opts.join.is_none() {
             // Every agent joins as a node of its own, with a token of its own.
-            opts.join = Some(JoinOptions::create(master)?);
+            opts.join = Some(join_options(master)?);
         }
         let mut agent = NodeAgent {
             opts,
@@ -281,12 +234,7 @@ impl NodeAgent {
         }
         cmd.args(&self.opts.extra_args);
         if let Some(join) = &self.opts.join {
-            cmd.arg("join")
-                .arg(&join.server)
-                .arg("--token")
-                .arg(&join.token)
-                .arg("--ca-cert-hash")
-                .arg(&join.ca_cert_hash);
+            cmd.args(join.args());
         }
         let log_path = self.log_path();
         let mut log = OpenOptions::new()

@@ -7,9 +7,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use skiff::binaries::binary;
-use skiff::master::MASTER_BIN_ENV;
-use skiff::node::{JoinOptions, NodeAgent, NodeOptions};
+use skiff::node::{JoinOptions, NodeAgent, NodeOptions, join_options};
 use skiff_node::images::BUSYBOX_IMAGE;
 
 use super::Cluster;
@@ -36,36 +34,6 @@ fn as_node(agent: &NodeAgent, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The join command `skiff-master token create --print-join-command` prints: (server,
-/// token, pin).
-fn join_command(cluster: &Cluster) -> (String, String, String) {
-    let master = binary("skiff-master", MASTER_BIN_ENV).expect("skiff-master");
-    let out = Command::new(master)
-        .args(["token", "create", "--print-join-command", "--state-dir"])
-        .arg(cluster.master.state_dir())
-        .output()
-        .expect("skiff-master token create");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        [
-            "skiff-node",
-            "join",
-            server,
-            "--token",
-            token,
-            "--ca-cert-hash",
-            pin,
-        ] => ((*server).to_owned(), (*token).to_owned(), (*pin).to_owned()),
-        _ => panic!("unexpected join command: {text}"),
-    }
-}
-
 fn joining(name: &str, cidr: &str, server: &str, token: &str, pin: &str) -> NodeOptions {
     let mut opts = NodeOptions::new(name, cidr);
     opts.join = Some(JoinOptions {
@@ -80,7 +48,11 @@ fn joining(name: &str, cidr: &str, server: &str, token: &str, pin: &str) -> Node
 async fn a_node_joins_with_a_token_and_a_pinned_ca_and_is_held_to_itself() {
     build_busybox_image().await;
     let cluster = Cluster::start("t-join-a", "10.244.253.0/24").await;
-    let (server, token, pin) = join_command(&cluster);
+    let JoinOptions {
+        server,
+        token,
+        ca_cert_hash: pin,
+    } = join_options(&cluster.master).expect("skiff-master token create");
     assert!(pin.starts_with("sha256:") && pin.len() == 71, "{pin}");
 
     // A wrong pin: the agent trusts nothing and does not join.

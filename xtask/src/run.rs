@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use skiff_tooling::dockerd;
+use skiff_tooling::join::JoinCommand;
 use skiff_tooling::process::log_tail;
 use skiff_tooling::workspace::{self, Profile};
 
@@ -131,7 +132,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         state_dir: state_dir.clone(),
         // Each agent joins as a node of its own would (bootstrap token, pinned CA, its own
         // client certificate); an agent that joined before keeps its certificate.
-        join: join_command(&master_bin, &state_dir)?,
+        join: JoinCommand::create(&master_bin, &state_dir, "24h")?,
         proxy_mode: opts.proxy_mode.clone(),
     };
     let mut agents = Vec::new();
@@ -432,39 +433,9 @@ impl Agent {
 struct Launcher {
     node_bin: PathBuf,
     state_dir: PathBuf,
-    /// `join <server> --token <token> --ca-cert-hash <pin>`.
-    join: Vec<String>,
+    /// What every agent joins with.
+    join: JoinCommand,
     proxy_mode: String,
-}
-
-/// The arguments of `skiff-node join` from `skiff-master token create --print-join-command`
-/// (a token valid for a day).
-fn join_command(master_bin: &Path, state_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let out = Command::new(master_bin)
-        .args([
-            "token",
-            "create",
-            "--print-join-command",
-            "--ttl",
-            "24h",
-            "--state-dir",
-        ])
-        .arg(state_dir)
-        .stdin(Stdio::null())
-        .output()
-        .context("running skiff-master token create")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "skiff-master token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-    match words.first().map(String::as_str) {
-        Some("skiff-node") => Ok(words[1..].to_vec()),
-        _ => bail!("unexpected output of skiff-master token create: {text}"),
-    }
 }
 
 impl Launcher {
@@ -519,7 +490,7 @@ impl Launcher {
                 .with_context(|| format!("creating {}", manifests.display()))?;
             cmd.arg("--manifests-dir").arg(manifests);
         }
-        cmd.args(&self.join);
+        cmd.args(self.join.args());
         agent.process = Some(Supervised::spawn("skiff-node", cmd)?);
         Ok(())
     }

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::informers::{Informers, synced};
 use crate::apiserver::validation::certificates::{
-    KUBELET_CLIENT_SIGNER, kubelet_client_problem, parse_request,
+    KUBELET_CLIENT_SIGNER, has_condition, kubelet_client_problem, parse_request,
 };
 
 /// What a reconcile can fail with (it is retried).
@@ -66,17 +66,6 @@ fn error_policy(csr: Arc<CertificateSigningRequest>, err: &Error, _ctx: Arc<Cont
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Whether the request has an `Approved` or `Denied` condition.
-pub fn decided(csr: &CertificateSigningRequest) -> bool {
-    csr.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| matches!(c.type_.as_str(), "Approved" | "Denied"))
-        })
-}
-
 async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
     ctx: Arc<Context>,
@@ -85,7 +74,8 @@ async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let spec = &csr.spec;
-    if spec.signer_name != KUBELET_CLIENT_SIGNER || decided(&csr) {
+    let decided = has_condition(&csr, "Approved") || has_condition(&csr, "Denied");
+    if spec.signer_name != KUBELET_CLIENT_SIGNER || decided {
         return Ok(Action::await_change());
     }
     let Ok(subject) = parse_request(&spec.request.0) else {

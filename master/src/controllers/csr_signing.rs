@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::informers::{Informers, synced};
 use crate::apiserver::validation::certificates::{
-    KUBELET_CLIENT_SIGNER, kubelet_client_problem, parse_request,
+    KUBELET_CLIENT_SIGNER, has_condition, kubelet_client_problem, parse_request,
 };
 
 /// The signer of users' client certificates.
@@ -82,13 +82,6 @@ fn error_policy(csr: Arc<CertificateSigningRequest>, err: &Error, _ctx: Arc<Cont
     Action::requeue(Duration::from_secs(5))
 }
 
-fn has(csr: &CertificateSigningRequest, kind: &str) -> bool {
-    csr.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == kind))
-}
-
 async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
     ctx: Arc<Context>,
@@ -105,7 +98,12 @@ async fn reconcile(
         csr.spec.signer_name.as_str(),
         KUBELET_CLIENT_SIGNER | CLIENT_SIGNER
     );
-    if !ours || issued || !has(&csr, "Approved") || has(&csr, "Failed") || has(&csr, "Denied") {
+    if !ours
+        || issued
+        || !has_condition(&csr, "Approved")
+        || has_condition(&csr, "Failed")
+        || has_condition(&csr, "Denied")
+    {
         return Ok(Action::await_change());
     }
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());

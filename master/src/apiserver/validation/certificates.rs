@@ -174,7 +174,8 @@ pub fn certificate_signing_request(csr: &CertificateSigningRequest) -> Vec<Field
     errs
 }
 
-fn has_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
+/// Whether the request has a condition of type `kind` (`Approved`, `Denied`, `Failed`).
+pub fn has_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
     csr.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
