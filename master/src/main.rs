@@ -102,6 +102,17 @@ struct Args {
     /// daemonset, statefulset, clusterrole-aggregation, csrapproving, csrsigning).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
+    /// The longest the certificates the csrsigning controller issues live (`8760h`, `30m`,
+    /// `90s`); node agents renew theirs when 70 to 90% of it has passed.
+    #[arg(long, default_value = "8760h", value_parser = parse_signing_duration)]
+    cluster_signing_duration: std::time::Duration,
+}
+
+/// `--cluster-signing-duration`: a number and a unit (s, m, h, d).
+fn parse_signing_duration(text: &str) -> Result<std::time::Duration, String> {
+    skiff_master::apiserver::bootstrap_tokens::parse_ttl(text)?
+        .and_then(|d| d.to_std().ok())
+        .ok_or_else(|| format!("invalid duration {text:?}: must be more than 0"))
 }
 
 /// What else skiff-master does besides running the control plane.
@@ -277,8 +288,12 @@ fn main() -> anyhow::Result<()> {
         root_ca_cert_publisher: controller_enabled(&args.controllers, "root-ca-cert-publisher"),
         cluster_role_aggregation: controller_enabled(&args.controllers, "clusterrole-aggregation"),
         csr_approving: controller_enabled(&args.controllers, "csrapproving"),
-        csr_signing: controller_enabled(&args.controllers, "csrsigning")
-            .then(|| args.state_dir.join("pki")),
+        csr_signing: controller_enabled(&args.controllers, "csrsigning").then(|| {
+            CsrSigningConfig {
+                pki: args.state_dir.join("pki"),
+                max_duration: args.cluster_signing_duration,
+            }
+        }),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
                 monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
@@ -333,9 +348,16 @@ struct Clients {
     root_ca_cert_publisher: bool,
     cluster_role_aggregation: bool,
     csr_approving: bool,
-    /// The directory of the CA the csrsigning controller signs with.
-    csr_signing: Option<PathBuf>,
+    csr_signing: Option<CsrSigningConfig>,
     node_lifecycle: Option<NodeLifecycleConfig>,
+}
+
+/// Where the csrsigning controller's CA is and how long what it signs lives.
+struct CsrSigningConfig {
+    /// The directory of the cluster CA (`ca.crt`, `ca.key`).
+    pki: PathBuf,
+    /// `--cluster-signing-duration`.
+    max_duration: std::time::Duration,
 }
 
 /// Starts the scheduler and the controllers once the API server listens, as its clients over
@@ -474,12 +496,17 @@ async fn run_clients(
             stopped(stop.clone()),
         )));
     }
-    if let Some(pki) = &clients.csr_signing {
+    if let Some(signing) = &clients.csr_signing {
+        let pki = &signing.pki;
         let read = |file: &str| std::fs::read_to_string(pki.join(file));
         match (read("ca.crt"), read("ca.key")) {
             (Ok(cert_pem), Ok(key_pem)) => tasks.push(tokio::spawn(csr_signing::run(
                 client.clone(),
-                csr_signing::SigningCa { cert_pem, key_pem },
+                csr_signing::SigningCa {
+                    cert_pem,
+                    key_pem,
+                    max_duration: signing.max_duration,
+                },
                 &mut informers,
                 stopped(stop.clone()),
             ))),

@@ -200,6 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .root_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/skiff-node").join(&node_name));
+    let joined = matches!(args.command, Some(Command::Join { .. }));
     let kubeconfig_path = match &args.command {
         Some(Command::Join {
             server,
@@ -219,7 +220,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => args.kubeconfig.clone(),
     };
     let kubeconfig = read_kubeconfig(kubeconfig_path.as_deref())?;
-    let client = kube_client(kubeconfig.clone()).await?;
     let dns = cluster_dns(&args)?;
     let config = kubelet::Config {
         root_dir,
@@ -245,6 +245,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.lease_duration_seconds(),
     )
     .context("the heartbeat's connection settings")?;
+    // One client certificate for the heartbeat and the API client, renewed in place.
+    let identity = match &settings.credential {
+        uring::Credential::ClientCertificate(identity) => Some(identity.clone()),
+        uring::Credential::BearerToken(_) => None,
+    };
+    let client = kube_client(kubeconfig, identity.as_ref()).await?;
     let heartbeat = uring::UringHeartbeat::preferred(&settings)
         .context("setting up the heartbeat connection")?;
     tracing::info!(
@@ -282,9 +288,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime);
     let proxy = (args.proxy_mode != proxy::ProxyMode::None)
         .then(|| tokio::spawn(started.run(client.clone(), proxy_config)));
-    let kubelet = Kubelet::new(config, client, runtime, heartbeat)
-        .serving(server)
-        .run(shutdown_signal());
+    let mut kubelet = Kubelet::new(config, client, runtime, heartbeat).serving(server);
+    // A node that joined keeps its own certificate fresh.
+    if let (true, Some(identity)) = (joined, identity) {
+        kubelet = kubelet.rotating_client_certificate(identity);
+    }
+    let kubelet = kubelet.run(shutdown_signal());
     let Some(proxy) = proxy else {
         kubelet.await?;
         return Ok(());
@@ -346,15 +355,19 @@ fn read_kubeconfig(path: Option<&std::path::Path>) -> anyhow::Result<kube::confi
     }
 }
 
-/// The API client of the kubeconfig's current context.
-async fn kube_client(kubeconfig: kube::config::Kubeconfig) -> anyhow::Result<kube::Client> {
+/// The API client of the kubeconfig's current context, presenting `identity`'s current
+/// certificate when the node authenticates with one.
+async fn kube_client(
+    kubeconfig: kube::config::Kubeconfig,
+    identity: Option<&kubelet::certificate::Identity>,
+) -> anyhow::Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
     .context("using the kubeconfig")?;
-    kube::Client::try_from(config).context("building the API client")
+    kubelet::certificate::api_client(config, identity).context("building the API client")
 }
 
 /// Resolves on SIGTERM or SIGINT.

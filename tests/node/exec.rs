@@ -11,6 +11,10 @@ use super::{Cluster, WORKLOAD_IMAGE, container_status};
 /// The tests' shell image: the static busybox with every applet linked in /bin (sh, cat, tar
 /// for `kubectl cp`, ...), as `skiff-node image busybox` builds it.
 pub(super) async fn build_busybox_image() {
+    tokio::task::spawn_blocking(skiff::docker::ensure_dockerd)
+        .await
+        .expect("ensure_dockerd")
+        .expect("Docker must run for the node tests");
     DockerRuntime::new(DEFAULT_DOCKER_HOST, "test-harness")
         .ensure_busybox_image()
         .await

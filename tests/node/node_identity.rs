@@ -2,13 +2,16 @@
 //! hash (`skiff-master token create --print-join-command`), gets its own approved client
 //! certificate, and is then held to itself by the Node authorizer and NodeRestriction (and
 //! kept off another node's endpoint, which asks the API server who may call it); a wrong pin
-//! or an expired token does not join.
+//! or an expired token does not join. A node renews its client and serving certificates
+//! before they expire, and the API server verifies the serving one when it calls the agent.
 
 use std::process::Command;
 
 use serde_json::Value;
+use skiff::master::MasterOptions;
 use skiff::node::{JoinOptions, NodeAgent, NodeOptions, join_options};
 use skiff_node::images::BUSYBOX_IMAGE;
+use skiff_node::kubelet::certificate::{CLIENT_FILE, SERVING_FILE};
 
 use super::Cluster;
 use super::exec::build_busybox_image;
@@ -125,8 +128,9 @@ stringData:
     );
     assert!(whoami_ok);
     assert_eq!(whoami, "system:node:t-join-b");
-    let crt = std::fs::read_to_string(b.root_dir().join("pki/kubelet-client.crt")).expect("cert");
-    assert!(crt.starts_with("-----BEGIN CERTIFICATE-----"));
+    let pem = std::fs::read_to_string(b.root_dir().join(CLIENT_FILE)).expect("cert");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(pem.contains("PRIVATE KEY-----"));
 
     // A Secret of a pod on node a, and one of a pod on node b.
     ok(
@@ -165,12 +169,7 @@ spec:
     let (deleted, _, err) = as_node(&b, &["delete", "node", "t-join-a"]);
     assert!(!deleted && err.contains("forbidden"), "{err}");
     // Its addresses, as the API server would then call them: refused by NodeRestriction.
-    let pki = b.root_dir().join("pki");
-    let identity = [
-        std::fs::read(pki.join("kubelet-client.crt")).expect("cert"),
-        std::fs::read(pki.join("kubelet-client.key")).expect("key"),
-    ]
-    .concat();
+    let identity = std::fs::read(b.root_dir().join(CLIENT_FILE)).expect("cert and key");
     let http = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(cluster.master.ca_pem().as_bytes()).expect("CA"),
@@ -242,4 +241,131 @@ spec:
         ),
         "t-join-a"
     );
+}
+
+/// The certificate requests of `node` for `signer` that were approved and issued.
+fn issued(cluster: &Cluster, node: &str, signer: &str) -> Vec<Value> {
+    let csrs: Value =
+        serde_json::from_str(&ok(cluster, &["get", "csr", "-o", "json"])).expect("JSON");
+    csrs["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|c| {
+            c["spec"]["username"] == format!("system:node:{node}")
+                && c["spec"]["signerName"] == signer
+                && c["status"]["certificate"].is_string()
+                && c["status"]["conditions"]
+                    .to_string()
+                    .contains("AutoApproved")
+        })
+        .cloned()
+        .collect()
+}
+
+/// When the certificate in `pem` expires.
+fn not_after(pem: &[u8]) -> k8s_openapi::chrono::DateTime<k8s_openapi::chrono::Utc> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).expect("PEM");
+    let certificate = block.parse_x509().expect("certificate");
+    k8s_openapi::chrono::DateTime::from_timestamp(certificate.validity().not_after.timestamp(), 0)
+        .expect("time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_renews_its_certificates_before_they_expire() {
+    build_busybox_image().await;
+    // Certificates that live a minute: renewed after 42 to 54 s.
+    let master = MasterOptions {
+        extra_args: vec![String::from("--cluster-signing-duration=60s")],
+        ..Default::default()
+    };
+    let cluster =
+        Cluster::start_with_master(master, NodeOptions::new("t-rotate", "10.244.208.0/24")).await;
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: c, image: {BUSYBOX_IMAGE}, command: [sh, -c, "echo hello-from-talker; sleep 3600"]}}]
+"#
+    ));
+    cluster.wait_running("talker").await;
+    // The agent serves a certificate of the cluster CA, asked for and approved as its own:
+    // the API server, which verifies it, reads the logs.
+    let logs = ok(&cluster, &["logs", "talker"]);
+    assert_eq!(logs, "hello-from-talker\n");
+    let serving = issued(&cluster, "t-rotate", "kubernetes.io/kubelet-serving");
+    assert_eq!(serving.len(), 1, "{serving:?}");
+    let root = cluster.agent.root_dir();
+    let first_client = std::fs::read(root.join(CLIENT_FILE)).expect("client certificate");
+    let first_serving = std::fs::read(root.join(SERVING_FILE)).expect("serving certificate");
+    let expiry = not_after(&first_client).max(not_after(&first_serving));
+    assert!(expiry < k8s_openapi::chrono::Utc::now() + k8s_openapi::chrono::Duration::seconds(65));
+
+    // Past the first certificates' end: both were renewed and are in use.
+    let wait = (expiry - k8s_openapi::chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_secs(2)).await;
+    let client = std::fs::read(root.join(CLIENT_FILE)).expect("client certificate");
+    assert_ne!(client, first_client, "the client certificate was renewed");
+    assert!(not_after(&client) > k8s_openapi::chrono::Utc::now());
+    assert_ne!(
+        std::fs::read(root.join(SERVING_FILE)).expect("serving certificate"),
+        first_serving,
+        "the serving certificate was renewed"
+    );
+    // The node asked with its own certificate (the bootstrap token asked first).
+    assert!(
+        !issued(
+            &cluster,
+            "t-rotate",
+            "kubernetes.io/kube-apiserver-client-kubelet"
+        )
+        .is_empty()
+    );
+    assert!(issued(&cluster, "t-rotate", "kubernetes.io/kubelet-serving").len() >= 2);
+    // The heartbeat goes on with the new certificate: a Lease renewed after the old one
+    // expired (a handshake with the old one would now fail).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let renewed = ok(
+            &cluster,
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                "t-rotate",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ],
+        );
+        let renewed =
+            k8s_openapi::chrono::DateTime::parse_from_rfc3339(&renewed).expect("renewTime");
+        if renewed > expiry + k8s_openapi::chrono::Duration::seconds(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Lease renewal after the first certificate expired (last {renewed})\n{}",
+            cluster.agent.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    // And the API server still reaches the agent, on its renewed serving certificate.
+    assert_eq!(ok(&cluster, &["logs", "talker"]), "hello-from-talker\n");
+    let ready = ok(
+        &cluster,
+        &[
+            "get",
+            "node",
+            "t-rotate",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    );
+    assert_eq!(ready, "True");
 }

@@ -1,9 +1,10 @@
 //! The API server's client for node agents (the kubelet port): HTTPS with the
 //! `kube-apiserver-kubelet-client` certificate, so agents let it in.
 //!
-//! As kube-apiserver without `--kubelet-certificate-authority`, it does not verify the agent's
-//! serving certificate (agents make a self-signed one at start); the handshake's signatures
-//! are still checked, so the peer holds the key of the certificate it shows.
+//! As kube-apiserver with `--kubelet-certificate-authority`, it verifies the agent's serving
+//! certificate: signed by the cluster CA (agents ask for it with a `kubernetes.io/kubelet-serving`
+//! CertificateSigningRequest) and naming the address dialled, so an agent that is not the
+//! node's, or a node that moved another's address onto itself, is refused.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,9 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
@@ -62,8 +62,13 @@ pub struct KubeletClient {
 }
 
 impl KubeletClient {
-    /// A client presenting `cert_pem` (with its chain) and `key_pem`.
-    pub fn new(cert_pem: &str, key_pem: &str) -> Result<KubeletClient, KubeletClientError> {
+    /// A client presenting `cert_pem` (with its chain) and `key_pem`, trusting agents whose
+    /// serving certificates a CA of `ca_pem` signed.
+    pub fn new(
+        cert_pem: &str,
+        key_pem: &str,
+        ca_pem: &str,
+    ) -> Result<KubeletClient, KubeletClientError> {
         let invalid = |what: &str, err: &dyn std::fmt::Display| {
             KubeletClientError::Certificate(format!("{what}: {err}"))
         };
@@ -73,15 +78,20 @@ impl KubeletClient {
         let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
             .map_err(|err| invalid("parsing the key", &err))?
             .ok_or_else(|| KubeletClientError::Certificate("no private key in the PEM".into()))?;
+        let mut roots = RootCertStore::empty();
+        for ca in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            let ca = ca.map_err(|err| invalid("parsing the CA", &err))?;
+            roots.add(ca).map_err(|err| invalid("the CA", &err))?;
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(AnyServerCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|err| invalid("the CA", &err))?;
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|err| invalid("TLS versions", &err))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_webpki_verifier(verifier)
             .with_client_auth_cert(certs, key)
             .map_err(|err| invalid("the certificate and key", &err))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -168,7 +178,7 @@ impl KubeletClient {
                 .await
                 .map_err(|source| KubeletClientError::Connect { addr, source })?;
             let _ = tcp.set_nodelay(true);
-            // The name is not checked (see the module docs); an IP sends no SNI.
+            // The certificate must name the address (an IP sends no SNI).
             let name = ServerName::IpAddress(addr.ip().into());
             self.connector
                 .connect(name, tcp)
@@ -181,44 +191,112 @@ impl KubeletClient {
     }
 }
 
-/// Accepts whatever certificate the agent serves, but checks the handshake signatures made
-/// with its key.
-#[derive(Debug)]
-struct AnyServerCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::AsyncWriteExt;
 
-impl ServerCertVerifier for AnyServerCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+    struct Ca {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    fn ca() -> Ca {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).expect("ca").pem();
+        Ca {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    /// A certificate and key for `ip`, signed by `ca` (or by itself).
+    fn leaf(ca: Option<&Ca>, ip: [u8; 4]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![SanType::IpAddress(ip.into())];
+        let cert = match ca {
+            Some(ca) => params.signed_by(&key, &ca.issuer),
+            None => params.self_signed(&key),
+        }
+        .expect("certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert.der().clone(), key)
     }
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+    /// An agent on loopback serving `serving` (no client certificate asked for) and
+    /// answering one request with 200.
+    async fn agent(serving: (CertificateDer<'static>, PrivateKeyDer<'static>)) -> SocketAddr {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![serving.0], serving.1)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        addr
+    }
+
+    fn client(ca: &Ca) -> KubeletClient {
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        let cert = params
+            .signed_by(&key, &ca.issuer)
+            .expect("client certificate");
+        KubeletClient::new(&cert.pem(), &key.serialize_pem(), &ca.pem).expect("client")
+    }
+
+    #[tokio::test]
+    async fn only_an_agent_with_a_certificate_of_the_cluster_ca_for_its_address_is_trusted() {
+        let cluster = ca();
+        let kubelet = client(&cluster);
+
+        let trusted = agent(leaf(Some(&cluster), [127, 0, 0, 1])).await;
+        let answer = kubelet
+            .get(trusted, "/healthz")
+            .await
+            .expect("trusted agent");
+        assert_eq!(answer.status(), 200);
+
+        let self_signed = agent(leaf(None, [127, 0, 0, 1])).await;
+        let err = kubelet
+            .get(self_signed, "/healthz")
+            .await
+            .expect_err("a self-signed agent is refused");
+        assert!(matches!(err, KubeletClientError::Tls(_)), "{err}");
+        assert!(
+            err.to_string().contains("invalid peer certificate"),
+            "{err}"
+        );
+
+        let elsewhere = agent(leaf(Some(&cluster), [10, 0, 0, 9])).await;
+        let err = kubelet
+            .get(elsewhere, "/healthz")
+            .await
+            .expect_err("a certificate for another address is refused");
+        assert!(err.to_string().contains("not valid for name"), "{err}");
+
+        let other = ca();
+        let stranger = agent(leaf(Some(&other), [127, 0, 0, 1])).await;
+        assert!(kubelet.get(stranger, "/healthz").await.is_err());
     }
 }

@@ -180,6 +180,7 @@ pub async fn serve(
         kubelet: KubeletClient::new(
             &credentials.kubelet_client_cert_pem,
             &credentials.kubelet_client_key_pem,
+            &credentials.ca_pem,
         )
         .context("the client certificate for node agents")?,
         quota_locks: Default::default(),

@@ -1,10 +1,13 @@
 //! The csrsigning controller: issues the certificates of approved requests with the cluster
 //! CA, as kube-controller-manager's `signer` does for the Kubernetes signers it serves:
 //! `kubernetes.io/kube-apiserver-client-kubelet` (node agents' client certificates, only for
-//! requests a kubelet would make) and `kubernetes.io/kube-apiserver-client` (users' client
-//! certificates). A certificate lives what the request asks (`expirationSeconds`), at most
-//! a year (`--cluster-signing-duration`), from five minutes back (clock skew). A request it
-//! must not sign gets a `Failed` condition saying why.
+//! requests a kubelet would make), `kubernetes.io/kubelet-serving` (node agents' serving
+//! certificates, with the DNS and IP names asked for) and `kubernetes.io/kube-apiserver-client`
+//! (users' client certificates). A certificate lives what the request asks
+//! (`expirationSeconds`), at most `--cluster-signing-duration` (a year by default), from
+//! five minutes back for clock skew (a tenth of its life back when that is shorter, so a
+//! short-lived certificate is not born half spent). A request it must not sign gets a
+//! `Failed` condition saying why.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +26,13 @@ use tracing::{info, warn};
 
 use super::informers::{Informers, synced};
 use crate::apiserver::validation::certificates::{
-    KUBELET_CLIENT_SIGNER, has_condition, kubelet_client_problem, parse_request,
+    KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, has_condition, kubelet_client_problem,
+    kubelet_serving_problem, parse_request,
 };
 
 /// The signer of users' client certificates.
 pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
-/// The longest a signed certificate lives.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-/// How far back a certificate's validity starts.
+/// How far back a certificate's validity starts (at most).
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
 /// What a reconcile can fail with (it is retried).
@@ -47,6 +49,8 @@ pub struct SigningCa {
     pub cert_pem: String,
     /// PEM of its key.
     pub key_pem: String,
+    /// The longest a certificate it signs lives (`--cluster-signing-duration`).
+    pub max_duration: Duration,
 }
 
 /// The controller on the shared informers; it runs until `shutdown` resolves.
@@ -96,7 +100,7 @@ async fn reconcile(
         .is_some_and(|c| !c.0.is_empty());
     let ours = matches!(
         csr.spec.signer_name.as_str(),
-        KUBELET_CLIENT_SIGNER | CLIENT_SIGNER
+        KUBELET_CLIENT_SIGNER | KUBELET_SERVING_SIGNER | CLIENT_SIGNER
     );
     if !ours
         || issued
@@ -144,12 +148,16 @@ pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest) -> Result<String, S
     let spec = &csr.spec;
     let usages = spec.usages.clone().unwrap_or_default();
     let subject = parse_request(&spec.request.0)?;
-    if spec.signer_name == KUBELET_CLIENT_SIGNER
-        && let Some(problem) = kubelet_client_problem(&subject, &usages)
-    {
+    let serving = spec.signer_name == KUBELET_SERVING_SIGNER;
+    let problem = match spec.signer_name.as_str() {
+        KUBELET_CLIENT_SIGNER => kubelet_client_problem(&subject, &usages),
+        KUBELET_SERVING_SIGNER => kubelet_serving_problem(&subject, &usages),
+        _ => None,
+    };
+    if let Some(problem) = problem {
         return Err(problem);
     }
-    if usages.iter().any(|u| u == "server auth") {
+    if !serving && usages.iter().any(|u| u == "server auth") {
         return Err("invalid usage for client certificate: server auth".into());
     }
     let text = std::str::from_utf8(&spec.request.0).map_err(|e| e.to_string())?;
@@ -158,14 +166,13 @@ pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest) -> Result<String, S
     let asked = spec
         .expiration_seconds
         .and_then(|s| u64::try_from(s).ok())
-        .map_or(MAX_DURATION, Duration::from_secs)
-        .min(MAX_DURATION);
+        .map_or(ca.max_duration, Duration::from_secs)
+        .min(ca.max_duration);
     let now = time::OffsetDateTime::now_utc();
     let params = &mut request.params;
-    params.not_before = now - BACKDATE;
+    params.not_before = now - BACKDATE.min(asked / 10);
     params.not_after = now + asked;
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.subject_alt_names.clear();
     params.key_usages = usages
         .iter()
         .filter_map(|u| match u.as_str() {
@@ -174,7 +181,13 @@ pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest) -> Result<String, S
             _ => None,
         })
         .collect();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if serving {
+        // The names were checked above: DNS and IP only.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    } else {
+        params.subject_alt_names.clear();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
     let key = KeyPair::from_pem(&ca.key_pem).map_err(|e| format!("the CA key: {e}"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, key).map_err(|e| format!("the CA: {e}"))?;
     let certificate = request.signed_by(&issuer).map_err(|e| e.to_string())?;

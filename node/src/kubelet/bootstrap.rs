@@ -7,19 +7,17 @@
 //!    certificate for `system:node:<name>` in `system:nodes` (a CertificateSigningRequest
 //!    for `kubernetes.io/kube-apiserver-client-kubelet`; the master's csrapproving and
 //!    csrsigning controllers approve and sign it);
-//! 3. keep the key and the certificate under the agent's directory and write the kubeconfig
-//!    the agent then runs with. A later start finds them and skips 1 and 2 while the
-//!    certificate has more than a fifth of its life left.
+//! 3. keep the key and the certificate in `pki/kubelet-client-current.pem` and write the
+//!    kubeconfig the agent then runs with, naming that file. A later start finds them and
+//!    skips 1 and 2 while the certificate is valid; the agent renews it itself before it
+//!    expires (`certificate::Rotation`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
-use kube::api::PostParams;
 use kube::config::{
     AuthInfo, Cluster, Context as KubeContext, Kubeconfig, NamedAuthInfo, NamedCluster,
     NamedContext,
@@ -27,10 +25,7 @@ use kube::config::{
 use secrecy::SecretString;
 use tracing::info;
 
-/// The kubelet client signer.
-const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
-/// How long the master has to issue the certificate.
-const ISSUE_TIMEOUT: Duration = Duration::from_secs(120);
+use super::certificate::{self, Identity, Template};
 
 /// What joining needs.
 pub struct Join<'a> {
@@ -48,10 +43,9 @@ pub struct Join<'a> {
 
 /// Join the cluster (or find that this node already did); returns the kubeconfig to run with.
 pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
-    let pki = request.root_dir.join("pki");
     let kubeconfig_path = request.root_dir.join("kubeconfig");
-    let cert_path = pki.join("kubelet-client.crt");
-    if kubeconfig_path.exists() && certificate_is_fresh(&cert_path) {
+    let cert_path = request.root_dir.join(certificate::CLIENT_FILE);
+    if kubeconfig_path.exists() && Identity::load_valid(&cert_path).is_some() {
         info!(kubeconfig = %kubeconfig_path.display(), "already joined");
         return Ok(kubeconfig_path);
     }
@@ -64,48 +58,21 @@ pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
             ..Default::default()
         },
     );
-    let client = client_of(bootstrap).await?;
-    let key = rcgen::KeyPair::generate().context("making the node's key")?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("system:node:{}", request.node_name),
-    );
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let csr_pem = params.serialize_request(&key)?.pem()?;
-    let name = format!("node-csr-{}", skiff_api::names::random_suffix(10));
-    let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(&csr_pem),
-            "signerName": SIGNER,
-            "usages": ["digital signature", "client auth"],
-        }
-    }))?;
-    let api: Api<CertificateSigningRequest> = Api::all(client);
-    api.create(&PostParams::default(), &csr)
+    let config = kube::Config::from_custom_kubeconfig(bootstrap, &Default::default())
+        .await
+        .context("the bootstrap kubeconfig")?;
+    let client = certificate::api_client(config, None)?;
+    let (cert_pem, key_pem) = certificate::request(&client, &Template::client(request.node_name))
         .await
         .context("requesting the node's client certificate (is the bootstrap token valid?)")?;
-    info!(csr = %name, "asked for a client certificate");
-    let certificate = wait_issued(&api, &name).await?;
-    std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
-    write_private(
-        &pki.join("kubelet-client.key"),
-        key.serialize_pem().as_bytes(),
-    )?;
-    write_private(&cert_path, &certificate)?;
+    certificate::store(&cert_path, &cert_pem, key_pem.as_bytes())?;
+    let file = cert_path.display().to_string();
     let own = kubeconfig(
         request.server,
         &ca_pem,
         AuthInfo {
-            client_certificate_data: Some(
-                base64::engine::general_purpose::STANDARD.encode(&certificate),
-            ),
-            client_key_data: Some(SecretString::from(
-                base64::engine::general_purpose::STANDARD.encode(key.serialize_pem()),
-            )),
+            client_certificate: Some(file.clone()),
+            client_key: Some(file),
             ..Default::default()
         },
     );
@@ -159,58 +126,6 @@ async fn discover_ca(server: &str, pin: &str) -> anyhow::Result<Vec<u8>> {
     Ok(ca_pem)
 }
 
-async fn wait_issued(api: &Api<CertificateSigningRequest>, name: &str) -> anyhow::Result<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + ISSUE_TIMEOUT;
-    loop {
-        let csr = api
-            .get(name)
-            .await
-            .context("reading the certificate request")?;
-        let status = csr.status.unwrap_or_default();
-        if let Some(condition) = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| matches!(c.type_.as_str(), "Denied" | "Failed"))
-        {
-            bail!(
-                "the certificate request {name} was {}: {}",
-                condition.type_.to_lowercase(),
-                condition.message.clone().unwrap_or_default()
-            );
-        }
-        if let Some(certificate) = status.certificate.filter(|c| !c.0.is_empty()) {
-            return Ok(certificate.0);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the certificate request {name} was not issued in {ISSUE_TIMEOUT:?} (approve it with `kubectl certificate approve {name}`)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Whether the certificate at `path` has more than a fifth of its life left.
-fn certificate_is_fresh(path: &Path) -> bool {
-    let Ok(pem) = std::fs::read(path) else {
-        return false;
-    };
-    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(&pem) else {
-        return false;
-    };
-    let Ok(certificate) = block.parse_x509() else {
-        return false;
-    };
-    let validity = certificate.validity();
-    let (start, end) = (
-        validity.not_before.timestamp(),
-        validity.not_after.timestamp(),
-    );
-    let now = chrono::Utc::now().timestamp();
-    now < end - (end - start) / 5
-}
-
 fn kubeconfig(server: &str, ca_pem: &[u8], user: AuthInfo) -> Kubeconfig {
     Kubeconfig {
         api_version: Some(String::from("v1")),
@@ -240,13 +155,6 @@ fn kubeconfig(server: &str, ca_pem: &[u8], user: AuthInfo) -> Kubeconfig {
         current_context: Some(String::from("skiff")),
         ..Default::default()
     }
-}
-
-async fn client_of(config: Kubeconfig) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .context("the bootstrap kubeconfig")?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {

@@ -16,6 +16,8 @@
 //! - [`logs`]: the containers' log files, copied from Docker through io_uring;
 //! - [`server`]: the agent's HTTPS endpoint for the API server (container logs, `/pods`,
 //!   `/metrics`, `/stats/summary`, `/logs/`);
+//! - [`certificate`]: the node's client and serving certificates, asked of the cluster and
+//!   renewed while the agent runs;
 //! - [`event_recorder`]: the Kubernetes Events the kubelet posts.
 //!
 //! The leaves the parts share, so none imports another for a type (as Kubernetes'
@@ -28,6 +30,7 @@
 mod api_pods;
 pub mod backoff;
 pub mod bootstrap;
+pub mod certificate;
 mod container_config;
 pub mod dns;
 mod etc_hosts;
@@ -156,6 +159,7 @@ pub struct Kubelet<R, H> {
     runtime: Arc<R>,
     heartbeat: H,
     server: Option<ServerConfig>,
+    client_identity: Option<certificate::Identity>,
 }
 
 impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
@@ -167,7 +171,16 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             runtime,
             heartbeat,
             server: None,
+            client_identity: None,
         }
+    }
+
+    /// Renew the node's client certificate (`identity`, kept in
+    /// [`certificate::CLIENT_FILE`] under the agent's directory, as joining left it) while
+    /// running.
+    pub fn rotating_client_certificate(mut self, identity: certificate::Identity) -> Self {
+        self.client_identity = Some(identity);
+        self
     }
 
     /// Also serve the agent's HTTPS endpoint (container logs for the API server), and publish
@@ -194,13 +207,17 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
             config.container_logs,
         );
         let pod_view = pod_view::PodView::default();
+        // The serving certificate of an earlier run, while valid; else none until the first
+        // is issued.
+        let serving_file = config.root_dir.join(certificate::SERVING_FILE);
+        let serving = certificate::Identity::load_valid(&serving_file).unwrap_or_default();
         // Bound before registering, so a taken port fails the start at once.
         let server = match &self.server {
             Some(server) => Some(
                 KubeletServer::bind(
                     server,
                     &config.node_name,
-                    &[facts.internal_ip],
+                    serving.clone(),
                     self.runtime.clone(),
                     container_logs.clone(),
                     pod_view.clone(),
@@ -318,11 +335,23 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
                 health_tx,
                 manager_tx.clone(),
             )),
-            tokio::spawn(api_pods::watch(
-                self.client.clone(),
-                config.node_name.clone(),
-                manager_tx.clone(),
-            )),
+            tokio::spawn({
+                let watch = api_pods::watch(
+                    self.client.clone(),
+                    config.node_name.clone(),
+                    manager_tx.clone(),
+                );
+                let serving = self.server.is_some().then(|| serving.clone());
+                async move {
+                    // Pods from the API server run once the endpoint has its certificate, so
+                    // `kubectl logs` and `exec` reach every pod that runs (static pods, which
+                    // may be the control plane itself, do not wait).
+                    if let Some(serving) = serving {
+                        wait_for_certificate(&serving, SERVING_CERTIFICATE_WAIT).await;
+                    }
+                    watch.await
+                }
+            }),
         ];
         if let Some(dir) = config.manifests_dir.clone() {
             // Local: its manifest reads go through io_uring.
@@ -338,6 +367,36 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         tasks.push(tokio::spawn(manager.run(manager_rx)));
         if let Some(server) = server {
             tasks.push(tokio::spawn(server.serve()));
+            let rotation = certificate::Rotation {
+                client: self.client.clone(),
+                template: certificate::Template::serving(
+                    &config.node_name,
+                    &facts.hostname,
+                    &[facts.internal_ip],
+                ),
+                identity: serving,
+                file: serving_file,
+            };
+            let client = self.client.clone();
+            let node = config.node_name.clone();
+            let ip = facts.internal_ip;
+            tasks.push(tokio::spawn(async move {
+                // The approver checks the names against the Node's addresses: they are
+                // posted first.
+                wait_for_address(&client, &node, ip).await;
+                rotation.run().await;
+            }));
+        }
+        if let Some(identity) = self.client_identity {
+            tasks.push(tokio::spawn(
+                certificate::Rotation {
+                    client: self.client.clone(),
+                    template: certificate::Template::client(&config.node_name),
+                    identity,
+                    file: config.root_dir.join(certificate::CLIENT_FILE),
+                }
+                .run(),
+            ));
         }
 
         shutdown.await;
@@ -347,4 +406,39 @@ impl<R: ContainerRuntime, H: Heartbeat + 'static> Kubelet<R, H> {
         }
         Ok(())
     }
+}
+
+/// How long pods from the API server wait for the endpoint's first serving certificate.
+const SERVING_CERTIFICATE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits (at most `limit`) until `identity` holds a certificate.
+async fn wait_for_certificate(identity: &certificate::Identity, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while identity.certified_key().is_none() {
+        if tokio::time::Instant::now() > deadline {
+            warn!(
+                "no serving certificate yet; running pods without (the API server cannot reach them until it is issued)"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to a minute) until the Node's status lists `ip`.
+async fn wait_for_address(client: &kube::Client, node: &str, ip: IpAddr) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let wanted = ip.to_string();
+    for _ in 0..120 {
+        let listed = nodes.get(node).await.ok().is_some_and(|n| {
+            n.status
+                .and_then(|s| s.addresses)
+                .is_some_and(|a| a.iter().any(|a| a.address == wanted))
+        });
+        if listed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warn!(node, %ip, "the Node's status does not list the address yet; asking for the serving certificate anyway");
 }

@@ -16,6 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
+use crate::kubelet::certificate::Identity;
+
 /// What setting up or using a TLS stream can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -45,10 +47,10 @@ pub enum TlsError {
 const READ_BUFFER: usize = 16 * 1024 + 512;
 
 /// A client configuration that trusts exactly the CA certificates in `ca_pem`, presenting
-/// `identity` (certificate chain PEM, key PEM) if given.
+/// `identity`'s current certificate if given.
 pub(crate) fn client_config(
     ca_pem: &[u8],
-    identity: Option<(&[u8], &[u8])>,
+    identity: Option<&Identity>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
@@ -66,16 +68,7 @@ pub(crate) fn client_config(
         .with_root_certificates(roots);
     let mut config = match identity {
         None => builder.with_no_client_auth(),
-        Some((cert_pem, key_pem)) => {
-            let chain = CertificateDer::pem_slice_iter(cert_pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|err| TlsError::Ca(format!("the client certificate: {err}")))?;
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
-                .map_err(|err| TlsError::Ca(format!("the client key: {err}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|err| TlsError::Ca(format!("the client certificate: {err}")))?
-        }
+        Some(identity) => builder.with_client_cert_resolver(Arc::new(identity.clone())),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

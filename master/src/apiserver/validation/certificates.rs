@@ -1,9 +1,12 @@
 //! certificates.k8s.io/v1 CertificateSigningRequests, as Kubernetes'
 //! `pkg/apis/certificates/validation` checks them: a PEM certificate request whose signature
 //! holds, a qualified signer name, known usages, at least ten minutes of life, and for the
-//! kubelet client signer a request a kubelet would make (`system:node:<name>` in
-//! `system:nodes`, no alternative names, client usages). Updates change no spec; Approved
+//! kubelet signers a request a kubelet would make (`system:node:<name>` in `system:nodes`;
+//! for its client certificate no alternative names and client usages, for its serving
+//! certificate DNS or IP names only and server usages). Updates change no spec; Approved
 //! and Denied exclude each other and neither is taken back.
+
+use std::net::IpAddr;
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use skiff_api::names::NameRule;
@@ -13,6 +16,8 @@ use crate::apiserver::field_error::FieldError;
 
 /// The signer of node agents' client certificates.
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of node agents' serving certificates (the kubelet port).
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 
 const USAGES: &[&str] = &[
     "signing",
@@ -47,8 +52,19 @@ pub struct RequestSubject {
     pub common_name: String,
     /// The subject's organizations.
     pub organizations: Vec<String>,
-    /// Whether it names alternative names (DNS, IP, email, URI).
-    pub has_alt_names: bool,
+    /// Its DNS alternative names.
+    pub dns_names: Vec<String>,
+    /// Its IP alternative names.
+    pub ip_addresses: Vec<IpAddr>,
+    /// Whether it names other alternative names (email, URI, other).
+    pub other_alt_names: bool,
+}
+
+impl RequestSubject {
+    /// Whether it names any alternative name.
+    pub fn has_alt_names(&self) -> bool {
+        !self.dns_names.is_empty() || !self.ip_addresses.is_empty() || self.other_alt_names
+    }
 }
 
 /// Parse a PEM certificate request and check its signature.
@@ -60,10 +76,14 @@ pub fn parse_request(pem: &[u8]) -> Result<RequestSubject, String> {
     }
     let params = rcgen::CertificateSigningRequestParams::from_pem(text)
         .map_err(|e| format!("invalid certificate request: {e}"))?;
-    let mut subject = RequestSubject {
-        has_alt_names: !params.params.subject_alt_names.is_empty(),
-        ..Default::default()
-    };
+    let mut subject = RequestSubject::default();
+    for name in &params.params.subject_alt_names {
+        match name {
+            rcgen::SanType::DnsName(dns) => subject.dns_names.push(dns.as_str().to_owned()),
+            rcgen::SanType::IpAddress(ip) => subject.ip_addresses.push(*ip),
+            _ => subject.other_alt_names = true,
+        }
+    }
     for (kind, value) in params.params.distinguished_name.iter() {
         let text = dn_text(value);
         match kind {
@@ -96,7 +116,7 @@ pub fn kubelet_client_problem(subject: &RequestSubject, usages: &[String]) -> Op
     if !subject.common_name.starts_with("system:node:") {
         return Some("subject common name does not begin with system:node:".into());
     }
-    if subject.has_alt_names {
+    if subject.has_alt_names() {
         return Some("DNS, email, IP and URI subjectAltNames are not allowed".into());
     }
     let allowed = ["digital signature", "key encipherment", "client auth"];
@@ -107,6 +127,34 @@ pub fn kubelet_client_problem(subject: &RequestSubject, usages: &[String]) -> Op
             "usages did not match [\"client auth\" \"digital signature\"] or [\"client auth\" \"digital signature\" \"key encipherment\"]"
                 .into(),
         );
+    }
+    None
+}
+
+/// Why a request is not one a kubelet makes for its serving certificate (Kubernetes'
+/// `ValidateKubeletServingCSR`), if it is not.
+pub fn kubelet_serving_problem(subject: &RequestSubject, usages: &[String]) -> Option<String> {
+    if subject.organizations != ["system:nodes"] {
+        return Some("subject organization is not system:nodes".into());
+    }
+    if subject.dns_names.is_empty() && subject.ip_addresses.is_empty() {
+        return Some("DNS or IP subjectAltName is required".into());
+    }
+    if subject.other_alt_names {
+        return Some("email and URI subjectAltNames are not allowed".into());
+    }
+    let mut asked: Vec<&str> = usages.iter().map(String::as_str).collect();
+    asked.sort_unstable();
+    asked.dedup();
+    if asked != ["digital signature", "key encipherment", "server auth"]
+        && asked != ["digital signature", "server auth"]
+    {
+        return Some(
+            "usages did not match [digital signature key encipherment server auth]".into(),
+        );
+    }
+    if !subject.common_name.starts_with("system:node:") {
+        return Some("subject common name does not begin with system:node:".into());
     }
     None
 }
@@ -161,10 +209,12 @@ pub fn certificate_signing_request(csr: &CertificateSigningRequest) -> Vec<Field
             "may not specify a duration less than 600 seconds (10 minutes)",
         ));
     }
-    if signer == KUBELET_CLIENT_SIGNER
-        && let Some(subject) = &subject
-        && let Some(problem) = kubelet_client_problem(subject, usages)
-    {
+    let kubelet_problem = match (signer, &subject) {
+        (KUBELET_CLIENT_SIGNER, Some(subject)) => kubelet_client_problem(subject, usages),
+        (KUBELET_SERVING_SIGNER, Some(subject)) => kubelet_serving_problem(subject, usages),
+        _ => None,
+    };
+    if let Some(problem) = kubelet_problem {
         errs.push(FieldError::invalid_unquoted(
             "spec.request",
             "[]byte{...}",
@@ -244,11 +294,15 @@ mod tests {
     }
 
     fn csr(pem: &str, usages: &[&str]) -> CertificateSigningRequest {
+        csr_for(KUBELET_CLIENT_SIGNER, pem, usages)
+    }
+
+    fn csr_for(signer: &str, pem: &str, usages: &[&str]) -> CertificateSigningRequest {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "node-csr"},
             "spec": {
                 "request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem),
-                "signerName": KUBELET_CLIENT_SIGNER,
+                "signerName": signer,
                 "usages": usages,
             }
         }))
@@ -269,7 +323,7 @@ mod tests {
             RequestSubject {
                 common_name: "system:node:a".into(),
                 organizations: vec!["system:nodes".into()],
-                has_alt_names: false
+                ..Default::default()
             }
         );
         let usages = ["digital signature", "client auth"];
@@ -284,6 +338,53 @@ mod tests {
         assert_eq!(
             messages(&certificate_signing_request(&csr(&good, &["server auth"]))).len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_kubelets_serving_request_names_its_host_and_asks_for_server_usages() {
+        let mut params = rcgen::CertificateParams::new(vec![String::from("host-a")]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress([10, 0, 0, 5].into()));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:a");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let good = params.serialize_request(&key).unwrap().pem().unwrap();
+        let subject = parse_request(good.as_bytes()).unwrap();
+        assert_eq!(subject.dns_names, ["host-a"]);
+        assert_eq!(subject.ip_addresses, [IpAddr::from([10, 0, 0, 5])]);
+        let usages = ["digital signature", "key encipherment", "server auth"];
+        let serving = |pem: &str, usages: &[&str]| {
+            messages(&certificate_signing_request(&csr_for(
+                KUBELET_SERVING_SIGNER,
+                pem,
+                usages,
+            )))
+        };
+        assert!(serving(&good, &usages).is_empty());
+        assert!(serving(&good, &["server auth", "digital signature"]).is_empty());
+        assert_eq!(
+            serving(&good, &["digital signature", "client auth"]),
+            [
+                "spec.request: Invalid value: []byte{...}: usages did not match [digital signature key encipherment server auth]"
+            ]
+        );
+        let nameless = request("system:node:a", &["system:nodes"], &[]);
+        assert_eq!(
+            serving(&nameless, &usages),
+            ["spec.request: Invalid value: []byte{...}: DNS or IP subjectAltName is required"]
+        );
+        let user = request("alice", &["system:nodes"], &["host-a"]);
+        assert_eq!(
+            serving(&user, &usages),
+            [
+                "spec.request: Invalid value: []byte{...}: subject common name does not begin with system:node:"
+            ]
         );
     }
 

@@ -2,8 +2,8 @@
 //! calls for what only the node has: container logs (`kubectl logs`), and the kubelet's
 //! read-only endpoints it proxies for `nodes/<name>/proxy/...`.
 //!
-//! - `tls`: a self-signed serving certificate made at start; client certificates required and
-//!   verified against the cluster CA;
+//! - `tls`: the node's serving certificate (signed by the cluster CA, renewed while the agent
+//!   runs); client certificates required and verified against the cluster CA;
 //! - [`auth`]: what each caller may do, asked of the API server (SubjectAccessReviews for
 //!   `nodes/proxy`, `nodes/log`, ...), as the kubelet's webhook authorization;
 //! - [`container_logs`]: `GET /containerLogs/{namespace}/{pod}/{container}`;
@@ -47,6 +47,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::certificate::Identity;
 use super::logs::ContainerLogs;
 use super::pod_view::PodView;
 use crate::runtime::ContainerRuntime;
@@ -84,9 +85,6 @@ pub enum ServerError {
     /// The cluster CA certificate is missing or unreadable.
     #[error("the cluster CA for client certificates: {0}")]
     ClientCa(String),
-    /// The serving certificate could not be made.
-    #[error("making the serving certificate: {0}")]
-    Certificate(String),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -100,17 +98,16 @@ pub struct KubeletServer {
 }
 
 impl KubeletServer {
-    /// Makes the serving certificate (for `node` and `node_ips`) and binds the port.
+    /// Binds the port; connections get `serving`'s current certificate.
     pub async fn bind<R: ContainerRuntime>(
         config: &ServerConfig,
         node: &str,
-        node_ips: &[IpAddr],
+        serving: Identity,
         runtime: Arc<R>,
         logs: ContainerLogs,
         pods: PodView,
         authorizer: auth::Authorizer,
     ) -> Result<KubeletServer, ServerError> {
-        let serving = tls::SelfSigned::generate(node, node_ips)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&config.client_ca_pem, serving)?);
         let addr = SocketAddr::new(config.address, config.port);
         let listener = TcpListener::bind(addr)

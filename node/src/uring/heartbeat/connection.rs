@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rustls::ClientConfig;
 use tracing::debug;
 
+use crate::kubelet::certificate::Identity;
 use crate::uring::http::{self, LeaseRequest, RequestHead, Response};
 use crate::uring::tls;
 
@@ -54,12 +55,10 @@ impl HeartbeatConnection {
         let target = Target::from_url(&settings.server_url)?;
         let token = match &settings.credential {
             Credential::BearerToken(token) => Some(token.clone()),
-            Credential::ClientCertificate { .. } => None,
+            Credential::ClientCertificate(_) => None,
         };
         let identity = match &settings.credential {
-            Credential::ClientCertificate { cert_pem, key_pem } => {
-                Some((cert_pem.as_slice(), key_pem.as_slice()))
-            }
+            Credential::ClientCertificate(identity) => Some(identity.clone()),
             Credential::BearerToken(_) => None,
         };
         let head = RequestHead::new(&target.authority, token.as_deref())?;
@@ -68,8 +67,10 @@ impl HeartbeatConnection {
             channel: Channel {
                 transport,
                 target,
-                tls: tls::client_config(&settings.ca_pem, identity)?,
+                tls: tls::client_config(&settings.ca_pem, identity.as_ref())?,
                 stream: None,
+                identity,
+                connected_generation: 0,
                 received: Vec::with_capacity(4096),
                 timeout: DEFAULT_TIMEOUT,
                 backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
@@ -175,6 +176,11 @@ struct Channel {
     target: Target,
     tls: Arc<ClientConfig>,
     stream: Option<Stream>,
+    /// The client certificate, if the node authenticates with one.
+    identity: Option<Identity>,
+    /// The certificate's generation when the stream connected: a renewed certificate closes
+    /// the stream, so the API server sees the new one (as the kubelet closes its connections).
+    connected_generation: u64,
     /// Bytes of the response being read; reused between requests.
     received: Vec<u8>,
     timeout: Duration,
@@ -218,6 +224,10 @@ impl Channel {
 
     /// One request and its response, connecting if needed.
     async fn exchange(&mut self, request: &[u8]) -> Result<Response, ConnectionError> {
+        let generation = self.identity.as_ref().map_or(0, Identity::generation);
+        if generation != self.connected_generation {
+            self.stream = None;
+        }
         if let Some(stream) = self.stream.as_mut() {
             match round_trip(stream, request, &mut self.received).await {
                 Ok(response) => return Ok(response),
@@ -231,6 +241,7 @@ impl Channel {
         }
         let mut stream = Stream::connect(self.transport, &self.target, &self.tls).await?;
         self.connects += 1;
+        self.connected_generation = generation;
         let response = round_trip(&mut stream, request, &mut self.received).await?;
         self.stream = Some(stream);
         Ok(response)

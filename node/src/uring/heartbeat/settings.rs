@@ -1,19 +1,16 @@
 //! Where and as whom the heartbeat renews: [`HeartbeatSettings`], read from a kubeconfig.
 
 use super::ConnectionError;
+use crate::kubelet::certificate::Identity;
 
 /// How the node authenticates.
 #[derive(Clone, Debug)]
 pub enum Credential {
     /// A bearer token.
     BearerToken(String),
-    /// A client certificate (PEM) and its key (PEM), the node's own after it joined.
-    ClientCertificate {
-        /// The certificate chain.
-        cert_pem: Vec<u8>,
-        /// Its private key.
-        key_pem: Vec<u8>,
-    },
+    /// A client certificate and its key, the node's own after it joined (renewed while the
+    /// agent runs: each new connection presents the current one).
+    ClientCertificate(Identity),
 }
 
 /// Where and as whom the heartbeat renews.
@@ -112,9 +109,10 @@ impl HeartbeatSettings {
                     .trim()
                     .to_owned(),
             ),
-            (None, None, Some(cert_pem), Some(key_pem)) => {
-                Credential::ClientCertificate { cert_pem, key_pem }
-            }
+            (None, None, Some(cert_pem), Some(key_pem)) => Credential::ClientCertificate(
+                Identity::from_pem(&cert_pem, &key_pem)
+                    .map_err(|err| invalid(&format!("the client certificate: {err}")))?,
+            ),
             _ => {
                 return Err(invalid(
                     "the kubeconfig's user has no bearer token and no client certificate",
