@@ -980,11 +980,8 @@ async fn the_node_registers_with_capacity_and_renews_its_lease() {
         .expect("the agent's kubeconfig");
     let user = own.auth_infos[0].auth_info.clone().expect("user");
     assert!(user.token.is_none(), "the agent holds a token");
-    let certificate = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        user.client_certificate_data.expect("a client certificate"),
-    )
-    .expect("base64");
+    let certificate =
+        std::fs::read(user.client_certificate.expect("a client certificate file")).expect("PEM");
     let (_, pem) = x509_parser::pem::parse_x509_pem(&certificate).expect("PEM");
     let parsed = pem.parse_x509().expect("certificate");
     let subject = parsed.subject().to_string();

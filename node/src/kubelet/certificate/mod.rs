@@ -271,20 +271,17 @@ impl Rotation {
         loop {
             if let Some((not_before, not_after)) = self.identity.validity() {
                 let deadline = rotation_deadline(not_before, not_after, jittered_fraction());
+                let at = chrono::DateTime::<chrono::Utc>::from(deadline);
+                info!(signer = self.template.signer, renew_at = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "certificate valid; renewal scheduled");
                 let wait = deadline
                     .duration_since(SystemTime::now())
                     .unwrap_or(Duration::ZERO);
-                info!(
-                    signer = self.template.signer,
-                    in_seconds = wait.as_secs(),
-                    "the certificate is renewed in {wait:?}"
-                );
                 tokio::time::sleep(wait).await;
             }
             match self.renew().await {
                 Ok(()) => {
                     retry = FIRST_RETRY;
-                    info!(signer = self.template.signer, file = %self.file.display(), "certificate renewed");
+                    info!(signer = self.template.signer, file = %self.file.display(), "new certificate in use");
                 }
                 Err(err) => {
                     warn!(
