@@ -626,3 +626,142 @@ fn secrets_are_encrypted_at_rest_and_the_store_is_root_s_alone() {
         "{log}"
     );
 }
+
+/// A node serving certificate request (`kubernetes.io/kubelet-serving`) for `node` naming
+/// `host` and `ip`, as JSON.
+fn serving_request(name: &str, node: &str, host: &str, ip: [u8; 4]) -> Value {
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(ip.into()));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+    "metadata": {"name": name},
+    "spec": {
+        "request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem),
+        "signerName": "kubernetes.io/kubelet-serving",
+        "usages": ["digital signature", "server auth"],
+    }})
+}
+
+#[tokio::test]
+async fn a_node_gets_a_serving_certificate_only_for_its_own_addresses() {
+    let master = Master::start(MasterOptions {
+        extra_args: vec![
+            "--scheduler=false".into(),
+            "--controllers=csrapproving,csrsigning".into(),
+        ],
+        ..Default::default()
+    })
+    .expect("starting skiff-master");
+    let admin = Client::new(&master);
+    let (code, node) = admin
+        .post(
+            "/api/v1/nodes",
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{node}");
+    let (code, node) = admin
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/nodes/n1/status",
+            "application/merge-patch+json",
+            json!({"status": {"addresses": [
+                {"type": "InternalIP", "address": "10.9.0.1"},
+                {"type": "Hostname", "address": "host-n1"}]}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "{node}");
+    let (cert, key) = client_certificate(&master, "system:node:n1", &["system:nodes"]);
+    let n1 = client_with_certificate(&master, &cert, &key);
+    let create = async |client: &reqwest::Client, body: Value| {
+        let answer = client
+            .post(format!(
+                "{}/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                master.server_url()
+            ))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 201, "{body}");
+    };
+    // Its own name and addresses: approved and issued, with those names, for serving.
+    create(&n1, serving_request("own", "n1", "host-n1", [10, 9, 0, 1])).await;
+    // Another's address, another node's name, or asked by someone else: left pending.
+    create(
+        &n1,
+        serving_request("stolen-ip", "n1", "host-n1", [10, 9, 0, 2]),
+    )
+    .await;
+    create(
+        &n1,
+        serving_request("other-node", "n2", "host-n1", [10, 9, 0, 1]),
+    )
+    .await;
+    let (code, _) = admin
+        .post(
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            &serving_request("by-admin", "n1", "host-n1", [10, 9, 0, 1]),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let issued = loop {
+        let (_, csr) = admin
+            .json(
+                reqwest::Method::GET,
+                "/apis/certificates.k8s.io/v1/certificatesigningrequests/own",
+                None,
+            )
+            .await;
+        if let Some(pem) = csr["status"]["certificate"].as_str() {
+            break base64::Engine::decode(&base64::engine::general_purpose::STANDARD, pem).unwrap();
+        }
+        assert!(Instant::now() < deadline, "not issued: {csr}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(&issued).unwrap();
+    let certificate = block.parse_x509().unwrap();
+    let names = format!(
+        "{:?}",
+        certificate
+            .subject_alternative_name()
+            .unwrap()
+            .expect("names")
+            .value
+            .general_names
+    );
+    assert_eq!(names, "[DNSName(\"host-n1\"), IPAddress([10, 9, 0, 1])]");
+    let usage = certificate.extended_key_usage().unwrap().expect("usage");
+    assert!(usage.value.server_auth && !usage.value.client_auth);
+    // The controller has seen the others by now (it took them in turn).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for name in ["stolen-ip", "other-node", "by-admin"] {
+        let (_, csr) = admin
+            .json(
+                reqwest::Method::GET,
+                &format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"),
+                None,
+            )
+            .await;
+        assert!(
+            csr["status"]["conditions"].is_null(),
+            "{name} must stay pending: {csr}"
+        );
+    }
+    // An admin may still approve one.
+    let out = master.kubectl(&["certificate", "approve", "other-node"]);
+    assert!(out.success(), "{out}");
+    let out = master.kubectl(&["get", "csr", "other-node"]);
+    assert!(out.stdout.contains("Approved"), "{out}");
+}

@@ -77,7 +77,7 @@ pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
         },
     );
     let text = serde_yaml::to_string(&own)?;
-    write_private(&kubeconfig_path, text.as_bytes())?;
+    certificate::write_private(&kubeconfig_path, text.as_bytes())?;
     info!(kubeconfig = %kubeconfig_path.display(), "joined with the node's own certificate");
     Ok(kubeconfig_path)
 }
@@ -155,21 +155,4 @@ fn kubeconfig(server: &str, ca_pem: &[u8], user: AuthInfo) -> Kubeconfig {
         current_context: Some(String::from("skiff")),
         ..Default::default()
     }
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

@@ -202,6 +202,17 @@ async fn wait_issued(
 /// Writes the certificate and its key into `path` (one PEM file, readable by root only),
 /// replacing what was there at once.
 pub fn store(path: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), IdentityError> {
+    let mut contents = cert_pem.to_vec();
+    if !contents.ends_with(b"\n") {
+        contents.push(b'\n');
+    }
+    contents.extend_from_slice(key_pem);
+    write_private(path, &contents)
+}
+
+/// Writes `contents` into `path` (mode 0600, its directory made if missing) through a
+/// temporary file renamed over it, so a reader sees the old or the new whole.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |path: &Path| {
@@ -219,12 +230,7 @@ pub fn store(path: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Identit
         .mode(0o600)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    let mut contents = cert_pem.to_vec();
-    if !contents.ends_with(b"\n") {
-        contents.push(b'\n');
-    }
-    contents.extend_from_slice(key_pem);
-    file.write_all(&contents).map_err(io(&tmp))?;
+    file.write_all(contents).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
