@@ -4,7 +4,6 @@
 //! `/health` answers, and the process is killed (and reaped) when the [`Etcd`] is dropped. fsync
 //! stays on: the figures measured against it are those of a real etcd.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,7 +28,9 @@ const START_ATTEMPTS: usize = 3;
 /// A running single-member etcd cluster on 127.0.0.1, stopped when dropped.
 pub struct Etcd {
     child: Child,
+    binary: PathBuf,
     client_port: u16,
+    peer_port: u16,
     // Dropped after the child is reaped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
 }
@@ -78,6 +79,27 @@ impl Etcd {
         self.dir.path().join("etcd.log")
     }
 
+    /// Stops etcd (SIGKILL, as a crash or a lost machine), keeping its data: a fault for the
+    /// master to live through. [`Etcd::resume`] starts it again.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again on the same ports and data after [`Etcd::stop`], and waits until it
+    /// is healthy. Blocking.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(
+            &self.binary,
+            self.dir.path(),
+            self.client_port,
+            self.peer_port,
+        )?;
+        self.wait_ready().map_err(|e| match e {
+            StartError::PortTaken(e) | StartError::Other(e) => e,
+        })
+    }
+
     fn try_start(binary: &Path) -> Result<Etcd, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-etcd-")
@@ -85,35 +107,12 @@ impl Etcd {
             .context("create etcd temp dir")?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log_path = dir.path().join("etcd.log");
-        let log = File::create(&log_path).context("create etcd log file")?;
-        let log_err = log.try_clone().context("clone etcd log file")?;
-        let mut cmd = Command::new(binary);
-        cmd.arg("--name")
-            .arg("default")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen-client-urls")
-            .arg(&client_url)
-            .arg("--advertise-client-urls")
-            .arg(&client_url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-cluster")
-            .arg(format!("default={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        // Tied to this process: a killed test or bench leaves no etcd behind.
-        let child =
-            process::spawn_tied(cmd).with_context(|| format!("spawn {}", binary.display()))?;
+        let child = spawn(binary, dir.path(), client_port, peer_port)?;
         let mut etcd = Etcd {
             child,
+            binary: binary.to_path_buf(),
             client_port,
+            peer_port,
             dir,
         };
         etcd.wait_ready()?;
@@ -167,6 +166,38 @@ impl From<anyhow::Error> for StartError {
     fn from(e: anyhow::Error) -> Self {
         StartError::Other(e)
     }
+}
+
+/// Runs etcd with its data and log in `dir`, on the loopback ports given.
+fn spawn(binary: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Child> {
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("etcd.log"))
+        .context("open etcd log file")?;
+    let log_err = log.try_clone().context("clone etcd log file")?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("--name")
+        .arg("default")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen-client-urls")
+        .arg(&client_url)
+        .arg("--advertise-client-urls")
+        .arg(&client_url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(format!("default={peer_url}"))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // Tied to this process: a killed test or bench leaves no etcd behind.
+    process::spawn_tied(cmd).with_context(|| format!("spawn {}", binary.display()))
 }
 
 /// A loopback port nobody listens on right now.

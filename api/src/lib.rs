@@ -18,6 +18,8 @@ pub mod node_affinity;
 pub mod pod;
 pub mod quantity;
 pub mod quota;
+pub mod restart;
 pub mod selectors;
 pub mod taints;
+pub mod time;
 pub mod well_known;

@@ -42,7 +42,7 @@ pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
 /// (`podutil.IsPodAvailable`).
 pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
     ready_since(pod).is_some_and(|since| {
-        min_ready_seconds <= 0 || since + chrono::Duration::seconds(min_ready_seconds.into()) <= now
+        min_ready_seconds <= 0 || crate::time::plus_seconds(since, min_ready_seconds.into()) <= now
     })
 }
 

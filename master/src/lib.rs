@@ -6,3 +6,4 @@ pub mod controllers;
 pub mod dns;
 pub mod scheduler;
 pub mod store;
+pub mod supervisor;

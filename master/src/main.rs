@@ -3,8 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use clap::Parser;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
@@ -20,6 +23,7 @@ use skiff_master::controllers::{
 };
 use skiff_master::dns::{self, DnsConfig};
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
+use skiff_master::supervisor::{Outcome, supervise};
 use tokio::sync::{oneshot, watch};
 use tracing_subscriber::EnvFilter;
 
@@ -102,14 +106,40 @@ struct Args {
     /// daemonset, statefulset, clusterrole-aggregation, csrapproving, csrsigning).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
+    /// Read-only requests served at a time, watches and other long-running requests apart;
+    /// one more gets 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at a time; one more gets 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Watches one user may have open at a time; one more gets 429 (0: no limit).
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_user: usize,
+    /// How often the store's history is compacted, as kube-apiserver's flag (`5m`; `0`:
+    /// never).
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    etcd_compaction_interval: std::time::Duration,
+    /// How long a request that is not long-running may take before it gets 504 (`60s`,
+    /// `2m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
     /// The longest the certificates the csrsigning controller issues live (`8760h`, `30m`,
     /// `90s`); node agents renew theirs when 70 to 90% of it has passed.
-    #[arg(long, default_value = "8760h", value_parser = parse_signing_duration)]
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
     cluster_signing_duration: std::time::Duration,
 }
 
-/// `--cluster-signing-duration`: a number and a unit (s, m, h, d).
-fn parse_signing_duration(text: &str) -> Result<std::time::Duration, String> {
+/// An interval flag: a number and a unit (s, m, h, d), or `0` for none.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    Ok(skiff_master::apiserver::bootstrap_tokens::parse_ttl(text)?
+        .and_then(|d| d.to_std().ok())
+        .unwrap_or_default())
+}
+
+/// A duration flag (`--cluster-signing-duration`, `--request-timeout`): a number and a unit
+/// (s, m, h, d).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     skiff_master::apiserver::bootstrap_tokens::parse_ttl(text)?
         .and_then(|d| d.to_std().ok())
         .ok_or_else(|| format!("invalid duration {text:?}: must be more than 0"))
@@ -261,6 +291,13 @@ fn main() -> anyhow::Result<()> {
         etcd_endpoints: args.etcd_endpoints,
         service_cidr: args.service_cluster_ip_range,
         encryption_provider_config: args.encryption_provider_config,
+        limits: skiff_master::apiserver::overload::Limits {
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            max_watches_per_user: args.max_watches_per_user,
+            request_timeout: args.request_timeout,
+        },
+        compaction_interval: args.etcd_compaction_interval,
     };
     let clients = Clients {
         dns: Some(dns),
@@ -377,139 +414,124 @@ async fn run_clients(
         Ok(client) => client,
         Err(e) => return tracing::error!(error = %e, "cannot reach the API server as a client"),
     };
-    let mut tasks = Vec::new();
     // The scheduler and the controllers take what they read from the shared informers
-    // first; the informers then watch each resource that any of them asked for, once.
+    // first; the informers then watch each resource that any of them asked for, once. Each
+    // is supervised: made again, after a back-off, when it panics or stops by itself.
     let mut informers = Informers::new(&client);
-    if let Some(config) = clients.scheduler {
-        let scheduler = scheduler::run(
+    let mut tasks = Vec::new();
+    if let Some(config) = clients.dns {
+        let started = dns::start(
             client.clone(),
             config,
             &mut informers,
             stopped(stop.clone()),
+        )
+        .await;
+        match started {
+            Ok(server) => tasks.push(tokio::spawn(server)),
+            Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
+        }
+    }
+    let parts = Parts {
+        client,
+        informers: Arc::new(Mutex::new(informers)),
+        stop: stop.clone(),
+    };
+    if let Some(config) = clients.scheduler {
+        tasks.push(
+            parts.supervise("scheduler", move |client, informers, stop| {
+                scheduler::run(client, config.clone(), informers, stop).boxed()
+            }),
         );
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = scheduler.await {
-                tracing::error!(error = %e, "the scheduler stopped");
-            }
-        }));
     }
     if let Some(config) = clients.node_ipam {
-        match node_ipam::run(
-            client.clone(),
-            config,
-            &mut informers,
-            stopped(stop.clone()),
-        ) {
-            Ok(controller) => tasks.push(tokio::spawn(controller)),
+        // A cluster CIDR the allocator refuses is told once, not retried.
+        match node_ipam::CidrSet::new(config) {
+            Ok(_) => tasks.push(parts.supervise("nodeipam", move |client, informers, stop| {
+                let controller = node_ipam::run(client, config, informers, stop);
+                async move {
+                    controller?.await;
+                    Ok::<(), String>(())
+                }
+                .boxed()
+            })),
             Err(e) => tracing::error!(error = %e, "the node IPAM controller cannot start"),
         }
     }
     if clients.replica_set {
-        tasks.push(tokio::spawn(replica_set::run::<ReplicaSet>(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
+        tasks.push(parts.supervise("replicaset", |client, informers, stop| {
+            replica_set::run::<ReplicaSet>(client, informers, stop).boxed()
+        }));
     }
     if clients.replication_controller {
-        tasks.push(tokio::spawn(replica_set::run::<ReplicationController>(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
+        tasks.push(
+            parts.supervise("replicationcontroller", |client, informers, stop| {
+                replica_set::run::<ReplicationController>(client, informers, stop).boxed()
+            }),
+        );
     }
-    if clients.resource_quota {
-        tasks.push(tokio::spawn(resource_quota::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.disruption {
-        tasks.push(tokio::spawn(disruption::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.cron_job {
-        tasks.push(tokio::spawn(cron_job::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.job {
-        tasks.push(tokio::spawn(job::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.daemon_set {
-        tasks.push(tokio::spawn(daemon_set::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.stateful_set {
-        tasks.push(tokio::spawn(stateful_set::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.deployment {
-        tasks.push(tokio::spawn(deployment::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.endpoint_slice {
-        tasks.push(tokio::spawn(endpoint_slice::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.endpoints {
-        tasks.push(tokio::spawn(endpoints::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.cluster_role_aggregation {
-        tasks.push(tokio::spawn(cluster_role_aggregation::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.csr_approving {
-        tasks.push(tokio::spawn(csr_approving::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
+    let controllers: [(bool, &'static str, Make); 13] = [
+        (clients.resource_quota, "resourcequota", |c, i, s| {
+            resource_quota::run(c, i, s).boxed()
+        }),
+        (clients.disruption, "disruption", |c, i, s| {
+            disruption::run(c, i, s).boxed()
+        }),
+        (clients.cron_job, "cronjob", |c, i, s| {
+            cron_job::run(c, i, s).boxed()
+        }),
+        (clients.job, "job", |c, i, s| job::run(c, i, s).boxed()),
+        (clients.daemon_set, "daemonset", |c, i, s| {
+            daemon_set::run(c, i, s).boxed()
+        }),
+        (clients.stateful_set, "statefulset", |c, i, s| {
+            stateful_set::run(c, i, s).boxed()
+        }),
+        (clients.deployment, "deployment", |c, i, s| {
+            deployment::run(c, i, s).boxed()
+        }),
+        (clients.endpoint_slice, "endpointslice", |c, i, s| {
+            endpoint_slice::run(c, i, s).boxed()
+        }),
+        (clients.endpoints, "endpoint", |c, i, s| {
+            endpoints::run(c, i, s).boxed()
+        }),
+        (
+            clients.cluster_role_aggregation,
+            "clusterrole-aggregation",
+            |c, i, s| cluster_role_aggregation::run(c, i, s).boxed(),
+        ),
+        (clients.csr_approving, "csrapproving", |c, i, s| {
+            csr_approving::run(c, i, s).boxed()
+        }),
+        (clients.service_account, "serviceaccount", |c, i, s| {
+            service_account::run(c, i, s).boxed()
+        }),
+        (clients.garbage_collector, "garbagecollector", |c, i, s| {
+            garbage_collector::run(c, i, s).boxed()
+        }),
+    ];
+    for (enabled, name, make) in controllers {
+        if enabled {
+            tasks.push(parts.supervise(name, make));
+        }
     }
     if let Some(signing) = &clients.csr_signing {
         let pki = &signing.pki;
         let read = |file: &str| std::fs::read_to_string(pki.join(file));
         match (read("ca.crt"), read("ca.key")) {
-            (Ok(cert_pem), Ok(key_pem)) => tasks.push(tokio::spawn(csr_signing::run(
-                client.clone(),
-                csr_signing::SigningCa {
+            (Ok(cert_pem), Ok(key_pem)) => {
+                let ca = csr_signing::SigningCa {
                     cert_pem,
                     key_pem,
                     max_duration: signing.max_duration,
-                },
-                &mut informers,
-                stopped(stop.clone()),
-            ))),
+                };
+                tasks.push(
+                    parts.supervise("csrsigning", move |client, informers, stop| {
+                        csr_signing::run(client, ca.clone(), informers, stop).boxed()
+                    }),
+                );
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(
                     "csrsigning controller not started: reading the CA in {}: {e}",
@@ -518,53 +540,63 @@ async fn run_clients(
             }
         }
     }
-    if clients.service_account {
-        tasks.push(tokio::spawn(service_account::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
     if clients.root_ca_cert_publisher {
         // The CA the API server's certificate is signed with, as kube-controller-manager
         // publishes its `--root-ca-file`.
-        tasks.push(tokio::spawn(root_ca_cert_publisher::run(
-            client.clone(),
-            listening.ca_pem.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
-    }
-    if clients.garbage_collector {
-        tasks.push(tokio::spawn(garbage_collector::run(
-            client.clone(),
-            &mut informers,
-            stopped(stop.clone()),
-        )));
+        let ca_pem = listening.ca_pem.clone();
+        tasks.push(
+            parts.supervise("root-ca-cert-publisher", move |client, informers, stop| {
+                root_ca_cert_publisher::run(client, ca_pem.clone(), informers, stop).boxed()
+            }),
+        );
     }
     if let Some(config) = clients.node_lifecycle {
-        tasks.push(tokio::spawn(node_lifecycle::run(
-            client.clone(),
-            config,
-            &mut informers,
-            stopped(stop.clone()),
-        )));
+        tasks.push(
+            parts.supervise("nodelifecycle", move |client, informers, stop| {
+                node_lifecycle::run(client, config, informers, stop).boxed()
+            }),
+        );
     }
-    if let Some(config) = clients.dns {
-        match dns::start(
-            client.clone(),
-            config,
-            &mut informers,
-            stopped(stop.clone()),
-        )
-        .await
-        {
-            Ok(server) => tasks.push(tokio::spawn(server)),
-            Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
-        }
-    }
-    tasks.push(tokio::spawn(informers.run(stopped(stop.clone()))));
+    let watches = parts.informers().run(stopped(stop.clone()));
+    tasks.push(tokio::spawn(watches));
     futures::future::join_all(tasks).await;
+}
+
+/// The shutdown signal as a component takes it.
+type Shutdown = BoxFuture<'static, ()>;
+
+/// How most controllers are made.
+type Make = fn(kube::Client, &mut Informers, Shutdown) -> BoxFuture<'static, ()>;
+
+/// What the supervised components are made of (again, each time one is started anew).
+#[derive(Clone)]
+struct Parts {
+    client: kube::Client,
+    informers: Arc<Mutex<Informers>>,
+    stop: watch::Receiver<()>,
+}
+
+impl Parts {
+    /// The shared informers, to read or subscribe to (also while they run).
+    fn informers(&self) -> MutexGuard<'_, Informers> {
+        self.informers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Spawns component `name`, which `make` makes now and again after each failure.
+    fn supervise<O, F>(&self, name: &'static str, make: F) -> tokio::task::JoinHandle<()>
+    where
+        O: Outcome + Send + 'static,
+        F: Fn(kube::Client, &mut Informers, Shutdown) -> BoxFuture<'static, O> + Send + 'static,
+    {
+        let parts = self.clone();
+        let start = move || {
+            let shutdown = stopped(parts.stop.clone()).boxed();
+            make(parts.client.clone(), &mut parts.informers(), shutdown)
+        };
+        tokio::spawn(supervise(name, start, stopped(self.stop.clone())))
+    }
 }
 
 /// A resolver's address: `ip:port`, or `ip` for port 53.

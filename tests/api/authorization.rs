@@ -48,7 +48,7 @@ fn can_i(master: &Master, args: &[&str], want: &str) {
 }
 
 /// A client certificate for `user` in `groups`, signed by the master's CA: (cert, key) PEM.
-fn client_certificate(master: &Master, user: &str, groups: &[&str]) -> (String, String) {
+pub(crate) fn client_certificate(master: &Master, user: &str, groups: &[&str]) -> (String, String) {
     let pki = master.state_dir().join("pki");
     let ca_key = std::fs::read_to_string(pki.join("ca.key")).unwrap();
     let ca_key = rcgen::KeyPair::from_pem(&ca_key).unwrap();
@@ -69,7 +69,7 @@ fn client_certificate(master: &Master, user: &str, groups: &[&str]) -> (String, 
 }
 
 /// An HTTPS client that trusts the master's CA and presents `identity` (cert + key PEM).
-fn client_with_certificate(master: &Master, cert: &str, key: &str) -> reqwest::Client {
+pub(crate) fn client_with_certificate(master: &Master, cert: &str, key: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(master.ca_pem().as_bytes()).unwrap())
         .identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap())

@@ -288,6 +288,94 @@ async fn bad_input_gets_a_status_and_stores_nothing() {
     assert_eq!(r.status(), 200);
 }
 
+/// Seconds past the end of time: kube-apiserver bounds `terminationGracePeriodSeconds`,
+/// `tolerationSeconds` and DeleteOptions' `gracePeriodSeconds` by nothing but the int64
+/// range, and refuses an `activeDeadlineSeconds` past 2^31-1. A graceful delete of a pod
+/// that waits that long answers, with a deletionTimestamp Go clients can read, and the server
+/// goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_periods_past_the_end_of_time_are_answered_and_the_server_keeps_serving() {
+    let master = embedded_master();
+    let c = Client::new(&master);
+
+    let mut forever = pod("forever");
+    forever["spec"]["terminationGracePeriodSeconds"] = json!(i64::MAX);
+    forever["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable",
+        "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": i64::MAX}]);
+    let (code, body) = c.json(reqwest::Method::POST, PODS, Some(forever)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["terminationGracePeriodSeconds"], i64::MAX);
+
+    let mut deadline = pod("deadline");
+    deadline["spec"]["activeDeadlineSeconds"] = json!(i64::MAX);
+    let refused = c.json(reqwest::Method::POST, PODS, Some(deadline)).await;
+    assert_status(&refused, 422, "Invalid", Some("spec.activeDeadlineSeconds"));
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be between 1 and 2147483647, inclusive"),
+        "{}",
+        refused.1
+    );
+
+    for name in ["query", "body"] {
+        let (code, body) = c.json(reqwest::Method::POST, PODS, Some(pod(name))).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    // Bound to a node, so that deleting them waits for its agent.
+    for name in ["forever", "query", "body"] {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"kind": "Node", "name": "node-1"}});
+        let (code, body) = c
+            .json(
+                reqwest::Method::POST,
+                &format!("{PODS}/{name}/binding"),
+                Some(binding),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let max = i64::MAX.to_string();
+    let deletes = [
+        c.json(reqwest::Method::DELETE, &format!("{PODS}/forever"), None)
+            .await,
+        c.json(
+            reqwest::Method::DELETE,
+            &format!("{PODS}/query?gracePeriodSeconds={max}"),
+            None,
+        )
+        .await,
+        c.send(
+            reqwest::Method::DELETE,
+            &format!("{PODS}/body"),
+            "application/json",
+            format!(r#"{{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":{max}}}"#),
+        )
+        .await,
+    ];
+    for (code, body) in deletes {
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            body["metadata"]["deletionTimestamp"], "9999-12-31T23:59:59Z",
+            "{body}"
+        );
+        assert_eq!(body["metadata"]["deletionGracePeriodSeconds"], i64::MAX);
+    }
+
+    // Still serving, and the pods read back as they were marked.
+    let (code, list) = c.json(reqwest::Method::GET, PODS, None).await;
+    assert_eq!(code, 200, "{list}");
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{list}");
+    assert!(
+        items
+            .iter()
+            .all(|p| p["metadata"]["deletionTimestamp"] == "9999-12-31T23:59:59Z"),
+        "{list}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_the_token_get_401() {
     let master = embedded_master();

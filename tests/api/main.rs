@@ -4,13 +4,16 @@
 
 mod authorization;
 mod bad_input;
+mod etcd_faults;
 mod kube_client;
 mod kubectl;
+mod overload;
 mod protobuf;
 mod python_client;
 mod resource_quota;
 mod restart;
 mod semantics;
+mod store_faults;
 
 use std::path::PathBuf;
 

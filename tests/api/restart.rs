@@ -144,3 +144,65 @@ async fn restart_on_etcd_keeps_every_object() {
     master.restart().expect("restart");
     check_objects(&master, &created).await;
 }
+
+/// kill -9 in the middle of a write load: every create that was answered 201 before the
+/// kill is there after the restart (the answer comes only after the commit's fsync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_write_load_loses_no_acknowledged_write() {
+    let mut master = embedded_master();
+    let http = master.http();
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps",
+        master.server_url()
+    );
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let name = format!("w{writer}-{i}");
+                    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name}, "data": {"v": "x".repeat(512)}});
+                    match http.post(&url).json(&body).send().await {
+                        Ok(r) if r.status() == 201 => acknowledged.push(name),
+                        // The master is gone: what was answered is all there is.
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    master.kill9();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "only {} writes",
+        acknowledged.len()
+    );
+    master.restart().expect("restart after kill -9");
+    let http = master.http();
+    let list: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let stored: std::collections::HashSet<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+}

@@ -653,3 +653,87 @@ async fn field_selectors_see_unset_fields_as_kubernetes_defaults() {
     watched.dedup();
     assert_eq!(watched, ["plain"], "{body}");
 }
+
+/// A paged list is a snapshot at its first page's revision: what changed after it (an object
+/// deleted, one created, one changed) does not show on the later pages, which carry the first
+/// page's resourceVersion.
+async fn paged_lists_are_consistent_snapshots(master: &Master) {
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    for i in 0..9 {
+        let (code, _) = send(
+            master,
+            reqwest::Method::POST,
+            configmaps,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("page-{i}")}, "data": {"v": "before"}})),
+        )
+        .await;
+        assert_eq!(code, 201);
+    }
+    let (code, first) = send(
+        master,
+        reqwest::Method::GET,
+        &format!("{configmaps}?limit=3"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(names(&first), ["page-0", "page-1", "page-2"]);
+    let revision = first["metadata"]["resourceVersion"].clone();
+    // Changes after the first page.
+    let (code, _) = send(
+        master,
+        reqwest::Method::DELETE,
+        &format!("{configmaps}/page-7"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = send(
+        master,
+        reqwest::Method::POST,
+        configmaps,
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "page-5a"}})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _) = send(
+        master,
+        reqwest::Method::PUT,
+        &format!("{configmaps}/page-4"),
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "page-4"}, "data": {"v": "after"}})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let mut seen = names(&first);
+    let mut token = first["metadata"]["continue"].as_str().map(str::to_owned);
+    while let Some(next) = token {
+        let (code, page) = send(
+            master,
+            reqwest::Method::GET,
+            &format!("{configmaps}?limit=3&continue={next}"),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{page}");
+        assert_eq!(page["metadata"]["resourceVersion"], revision);
+        for item in page["items"].as_array().into_iter().flatten() {
+            if item["metadata"]["name"] == "page-4" {
+                assert_eq!(item["data"]["v"], "before", "page-4 as it was");
+            }
+        }
+        seen.extend(names(&page));
+        token = page["metadata"]["continue"].as_str().map(str::to_owned);
+    }
+    let expected: Vec<String> = (0..9).map(|i| format!("page-{i}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_lists_are_consistent_snapshots_on_both_stores() {
+    let master = embedded_master();
+    paged_lists_are_consistent_snapshots(&master).await;
+    let (_etcd, master) = super::etcd_master();
+    paged_lists_are_consistent_snapshots(&master).await;
+}

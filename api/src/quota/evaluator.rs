@@ -358,7 +358,7 @@ pub fn pod_is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
     if let (Some(deleted), Some(grace)) = (
         &pod.metadata.deletion_timestamp,
         pod.metadata.deletion_grace_period_seconds,
-    ) && now > deleted.0 + chrono::Duration::seconds(grace)
+    ) && now > crate::time::plus_seconds(deleted.0, grace)
     {
         return false;
     }
@@ -692,6 +692,9 @@ mod tests {
         deleted.metadata.deletion_grace_period_seconds = Some(30);
         assert_eq!(usage(&pods(), Object::Pod(&deleted)), "count/pods=1");
         deleted.metadata.deletion_grace_period_seconds = Some(60);
+        assert!(usage(&pods(), Object::Pod(&deleted)).contains("pods=1,requests.cpu"));
+        // A grace period past the end of time: still charged, no overflow.
+        deleted.metadata.deletion_grace_period_seconds = Some(i64::MAX);
         assert!(usage(&pods(), Object::Pod(&deleted)).contains("pods=1,requests.cpu"));
     }
 

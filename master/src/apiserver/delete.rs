@@ -359,21 +359,8 @@ impl ApiServer {
                     .get_mut("metadata")
                     .and_then(Value::as_object_mut)
                     .ok_or_else(|| ApiError::Internal("object without metadata".into()))?;
-                let already = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
-                let shorter = meta
-                    .get("deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|g| grace < g);
-                if already && !shorter && !finalizers_changed {
+                if !mark_deleting(meta, grace, chrono::Utc::now()) && !finalizers_changed {
                     return Ok(object);
-                }
-                if !already || shorter {
-                    let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                    meta.insert(
-                        "deletionTimestamp".into(),
-                        json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                    );
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 }
                 match self
                     .store
@@ -473,9 +460,54 @@ impl ApiServer {
     }
 }
 
+/// Marks an object's `metadata` as deleted `grace` seconds after `now`, unless a deletion
+/// with a grace period no longer than that is already under way; returns whether it did.
+/// Any non-negative grace is accepted, as Kubernetes accepts it; the time stops at the last
+/// one Go clients read.
+fn mark_deleting(
+    meta: &mut serde_json::Map<String, Value>,
+    grace: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let already = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
+    let shorter = meta
+        .get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_none_or(|g| grace < g);
+    if already && !shorter {
+        return false;
+    }
+    let at = skiff_api::time::plus_seconds(now, grace);
+    meta.insert(
+        "deletionTimestamp".into(),
+        json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_grace_period_marks_the_latest_time_go_clients_read() {
+        let opts = parse("gracePeriodSeconds=9223372036854775807", "").expect("parsed");
+        assert_eq!(opts.grace_period, Some(i64::MAX));
+        let now = chrono::Utc::now();
+        let mut meta = serde_json::Map::new();
+        assert!(mark_deleting(&mut meta, i64::MAX, now));
+        assert_eq!(meta["deletionTimestamp"], "9999-12-31T23:59:59Z");
+        assert_eq!(meta["deletionGracePeriodSeconds"], i64::MAX);
+        // A shorter grace period moves the deletion closer; a longer one does not.
+        assert!(!mark_deleting(&mut meta, i64::MAX, now));
+        assert!(mark_deleting(&mut meta, 30, now));
+        assert_eq!(meta["deletionGracePeriodSeconds"], 30);
+        assert!(!mark_deleting(&mut meta, 60, now));
+        let at = meta["deletionTimestamp"].as_str().expect("a time");
+        let at = chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+        assert!(at.timestamp() - now.timestamp() <= 30);
+    }
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -15,6 +15,11 @@ struct CountLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedLabels {
+    request_kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     verb: String,
     resource: String,
@@ -25,6 +30,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<CountLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
+    dropped: Family<DroppedLabels, Counter>,
 }
 
 /// Which request a response belongs to; handlers attach it to the response so the metrics
@@ -64,11 +70,31 @@ impl Metrics {
             "Response latency distribution in seconds by verb and resource",
             latency.clone(),
         );
+        let dropped = Family::<DroppedLabels, Counter>::default();
+        registry.register(
+            "apiserver_dropped_requests",
+            "Requests refused with 429 for want of a seat, by kind (readOnly, mutating)",
+            dropped.clone(),
+        );
+        registry.register(
+            "skiff_controller_restarts",
+            "Restarts of a controller or the scheduler after it panicked or stopped, by name",
+            crate::supervisor::restarts().clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            dropped,
         }
+    }
+
+    /// Record one request refused for want of a seat.
+    pub fn dropped(&self, mutating: bool) {
+        let request_kind = if mutating { "mutating" } else { "readOnly" };
+        self.dropped
+            .get_or_create(&DroppedLabels { request_kind })
+            .inc();
     }
 
     /// Record one finished request.

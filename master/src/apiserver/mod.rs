@@ -32,6 +32,7 @@ pub mod negotiation;
 pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
+pub mod overload;
 pub mod patch;
 pub mod pki;
 pub mod pod_connect;
@@ -97,6 +98,8 @@ pub struct ApiServer {
     pub kubelet: KubeletClient,
     /// One quota check at a time per namespace (ResourceQuota admission).
     pub quota_locks: resource_quota::NamespaceLocks,
+    /// Seats for requests in flight and open watches.
+    pub inflight: overload::InFlight,
 }
 
 /// A JSON response with the given status.

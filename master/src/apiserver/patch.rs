@@ -52,6 +52,62 @@ pub fn parse_patch(kind: PatchType, body: &[u8]) -> Result<Value, ApiError> {
     parsed.map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
 }
 
+/// The most operations a JSON patch may have (kube-apiserver's `maxJSONPatchOperations`).
+const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// The most bytes the `copy` operations of one JSON patch may copy in all (kube-apiserver's
+/// `JSONPatchMaxCopyBytes`): without it a few operations copying a field onto itself double
+/// the object again and again.
+const MAX_JSON_PATCH_COPY_BYTES: usize = request::MAX_BODY_BYTES;
+
+/// `current` with the JSON patch `ops` applied, as kube-apiserver applies one: at most
+/// [`MAX_JSON_PATCH_OPERATIONS`] operations (413 beyond), copies of at most
+/// [`MAX_JSON_PATCH_COPY_BYTES`] in all and a result no larger than a request body may be
+/// (422 and 413), an operation that cannot apply a 422.
+fn json_patch_within_limits(
+    kind: &str,
+    current: &Value,
+    ops: &json_patch::Patch,
+) -> Result<Value, ApiError> {
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.0.len()
+        )));
+    }
+    let invalid = |message: String| ApiError::Invalid {
+        kind: kind.into(),
+        group: String::new(),
+        name: String::new(),
+        causes: vec![super::field_error::FieldError::invalid(
+            "", "patch", message,
+        )],
+    };
+    let mut doc = current.clone();
+    let mut copied = 0usize;
+    for op in &ops.0 {
+        if let json_patch::PatchOperation::Copy(copy) = op
+            && let Some(value) = doc.pointer(copy.from.as_str())
+        {
+            copied = copied.saturating_add(serde_json::to_vec(value).map_or(0, |v| v.len()));
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(invalid(format!(
+                    "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                )));
+            }
+        }
+        json_patch::patch(&mut doc, std::slice::from_ref(op))
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    let size = serde_json::to_vec(&doc).map_or(0, |v| v.len());
+    if size > request::MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "limit is {}",
+            request::MAX_BODY_BYTES
+        )));
+    }
+    Ok(doc)
+}
+
 /// Apply a parsed patch of `kind` (the object's Kind, for strategic merge) to `current`.
 pub fn apply(
     patch_type: PatchType,
@@ -63,18 +119,7 @@ pub fn apply(
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-            let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::Invalid {
-                kind: kind.into(),
-                group: String::new(),
-                name: String::new(),
-                causes: vec![super::field_error::FieldError::invalid(
-                    "",
-                    "patch",
-                    e.to_string(),
-                )],
-            })?;
-            Ok(doc)
+            json_patch_within_limits(kind, current, &ops)
         }
         PatchType::Merge => {
             if !patch.is_object() {
@@ -169,6 +214,43 @@ impl ApiServer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_json_patch_may_not_double_the_object_again_and_again() {
+        // Each copy doubles `data.a` (it copies the object holding the last copy into itself).
+        let current = json!({"metadata": {"name": "a"}, "data": {"a": "x".repeat(1000)}});
+        let ops: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+            .collect();
+        let err = apply(PatchType::Json, "ConfigMap", &current, &Value::Array(ops))
+            .expect_err("a patch that copies more than 3 MiB");
+        assert_eq!(err.code().as_u16(), 422);
+        assert!(
+            err.message()
+                .contains("the accumulated size increase of copy is"),
+            "{}",
+            err.message()
+        );
+        // A few copies are fine.
+        let ops = json!([{"op": "copy", "from": "/data/a", "path": "/data/b"}]);
+        let patched = apply(PatchType::Json, "ConfigMap", &current, &ops).expect("patched");
+        assert_eq!(patched["data"]["b"], current["data"]["a"]);
+    }
+
+    #[test]
+    fn a_json_patch_has_at_most_ten_thousand_operations() {
+        let current = json!({"metadata": {"name": "a"}});
+        let ops: Vec<Value> = (0..10_001)
+            .map(|_| json!({"op": "test", "path": "/metadata/name", "value": "a"}))
+            .collect();
+        let err = apply(PatchType::Json, "ConfigMap", &current, &Value::Array(ops))
+            .expect_err("too many operations");
+        assert_eq!(err.code().as_u16(), 413);
+        assert_eq!(
+            err.message(),
+            "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+    }
 
     #[test]
     fn json_and_merge_patches_apply() {

@@ -33,6 +33,33 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 const MAX_CHUNK: usize = 256 * 1024;
 /// Most events a watcher takes from the cache at once.
 const MAX_BATCH: usize = 512;
+/// The most items one page of a list holds.
+const MAX_LIST_LIMIT: usize = 10_000;
+/// How long a watcher's buffer may stay full before the watch is ended (the client watches
+/// again from its last resourceVersion), as kube-apiserver's cacher closes unresponsive
+/// watchers.
+const SLOW_WATCHER_LIMIT: Duration = Duration::from_secs(5);
+
+/// Where a watch writes its frames: a bounded buffer the response body drains, and the
+/// user's watch seat, held while the watch lasts.
+struct WatchSink {
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    _seat: super::overload::WatchSeat,
+}
+
+impl WatchSink {
+    /// Queues `frame`; false when the client is gone or has not read for
+    /// [`SLOW_WATCHER_LIMIT`] with the buffer full (the watch then ends).
+    async fn send(&self, frame: Bytes) -> bool {
+        match tokio::time::timeout(SLOW_WATCHER_LIMIT, self.tx.send(Ok(frame))).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                tracing::info!("ending a watch whose client does not read");
+                false
+            }
+        }
+    }
+}
 /// How long a read waits for the watch cache to reach the revision it needs (Kubernetes'
 /// cacher waits 3 s before "Too large resource version").
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
@@ -190,15 +217,20 @@ impl ApiServer {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
         let render = Render::new(headers, query, r)?;
-        let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        // A page holds at most MAX_LIST_LIMIT items whatever the limit (the rest follows
+        // with `continue`, which the API allows: a server may return fewer than asked).
+        let limit = query
+            .int("limit")?
+            .filter(|l| *l > 0)
+            .map(|l| usize::try_from(l).unwrap_or(usize::MAX).min(MAX_LIST_LIMIT));
         let start = match query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => Some(decode_continue(token)?),
             None => None,
         };
         let prefix = objects::prefix(r, target.namespace.as_deref());
-        let (items, revision) = match start {
-            // Later pages continue the store's order where the last page ended.
-            Some(_) => self.list_store(&prefix).await?,
+        let (items, revision) = match &start {
+            // Later pages continue where the last page ended, at the first page's revision.
+            Some(token) => (self.list_cached_at(r, &prefix, token).await?, token.rv),
             None => self.list_cached(r, &prefix, query).await?,
         };
         let mut page: Vec<&Arc<CachedObject>> = Vec::new();
@@ -294,6 +326,30 @@ impl ApiServer {
         self.list_store(prefix).await
     }
 
+    /// A later page's objects: under `prefix`, after the token's key, as they were at the
+    /// token's revision (a consistent snapshot, as Kubernetes promises); 410 once the watch
+    /// cache no longer reaches back to it, with Kubernetes' message.
+    async fn list_cached_at(
+        &self,
+        r: &Resource,
+        prefix: &str,
+        token: &Continue,
+    ) -> Result<Vec<Arc<CachedObject>>, ApiError> {
+        self.cache_at(Some(&token.rv.to_string())).await??;
+        match self
+            .watch_cache
+            .list_at(r.plural, prefix, &token.start, token.rv)
+        {
+            Ok(items) => Ok(items),
+            Err(CacheError::Expired { .. }) => Err(ApiError::Gone(String::from(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ))),
+            // A resource the cache does not keep: the store's current state.
+            Err(CacheError::Unknown(_)) => Ok(self.list_store(prefix).await?.0),
+            Err(err) => Err(cache_error(err)),
+        }
+    }
+
     /// Every object under `prefix`, read from the store at its current revision.
     async fn list_store(
         &self,
@@ -337,6 +393,9 @@ impl ApiServer {
         let r = target.resource;
         let filter = Filter::new(target, query)?;
         let render = Render::new(headers, query, r)?;
+        let user = super::authentication::requester()
+            .map_or_else(|| String::from("system:anonymous"), |u| u.username);
+        let seat = self.inflight.watch(&user)?;
         let mut framer = Framer {
             render,
             api_version: r.api_version(),
@@ -363,30 +422,25 @@ impl ApiServer {
             _ => cache.list(r.plural, &prefix).map_err(cache_error)?,
         };
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+        let sink = WatchSink { tx, _seat: seat };
         tokio::spawn(async move {
             let mut out = Vec::new();
             for object in &initial {
                 if filter.matches_cached(object) {
                     framer.frame_into(&mut out, "ADDED", object, object.kv.mod_revision);
                     if out.len() >= MAX_CHUNK
-                        && tx
-                            .send(Ok(Bytes::from(std::mem::take(&mut out))))
-                            .await
-                            .is_err()
+                        && !sink.send(Bytes::from(std::mem::take(&mut out))).await
                     {
                         return;
                     }
                 }
             }
-            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+            if !out.is_empty() && !sink.send(Bytes::from(out)).await {
                 return;
             }
             // Every event of this resource up to `cursor` has been written (or skipped).
             let mut cursor = from;
-            if send_initial
-                && bookmarks
-                && tx.send(Ok(framer.bookmark(cursor, true))).await.is_err()
-            {
+            if send_initial && bookmarks && !sink.send(framer.bookmark(cursor, true)).await {
                 return;
             }
             let deadline = tokio::time::sleep(timeout);
@@ -400,7 +454,7 @@ impl ApiServer {
                 let (events, seen_up_to) = match cache.events_after(r.plural, cursor, MAX_BATCH) {
                     Ok(read) => read,
                     Err(err) => {
-                        let _ = tx.send(Ok(framer.error(&cache_error(err)))).await;
+                        sink.send(framer.error(&cache_error(err))).await;
                         return;
                     }
                 };
@@ -412,7 +466,7 @@ impl ApiServer {
                             framer.frame_into(&mut out, kind, object, event.revision());
                         }
                     }
-                    if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                    if !out.is_empty() && !sink.send(Bytes::from(out)).await {
                         return;
                     }
                     continue;
@@ -426,9 +480,9 @@ impl ApiServer {
                     // read (and sent) before any bookmark that could pass it.
                     _ = ticker.tick(), if bookmarks => framer.bookmark(seen_up_to.max(cursor), false),
                     () = &mut deadline => return,
-                    () = tx.closed() => return,
+                    () = sink.tx.closed() => return,
                 };
-                if tx.send(Ok(out)).await.is_err() {
+                if !sink.send(out).await {
                     return;
                 }
             }

@@ -205,7 +205,7 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || e.to_string().contains("length limit");
             if too_large {
-                ApiError::TooLarge(MAX_BODY_BYTES)
+                ApiError::TooLarge(format!("limit is {MAX_BODY_BYTES}"))
             } else {
                 ApiError::BadRequest(format!("reading the request body: {e}"))
             }

@@ -32,7 +32,9 @@ use super::request::{self, Query};
 use super::service_account_tokens::TokenIssuer;
 use super::status::ApiError;
 use super::watch_cache::WatchCache;
-use super::{ApiServer, authentication, bootstrap, discovery, json_value, metrics_api, node_proxy};
+use super::{
+    ApiServer, authentication, bootstrap, discovery, json_value, metrics_api, node_proxy, overload,
+};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::encryption::{EncryptedStore, Encryption};
@@ -57,6 +59,10 @@ pub struct Config {
     pub service_cidr: Ipv4Net,
     /// An `EncryptionConfiguration` file: which resources are encrypted at rest, and how.
     pub encryption_provider_config: Option<PathBuf>,
+    /// In-flight limits and the request timeout.
+    pub limits: overload::Limits,
+    /// How often the store's history is compacted (`--etcd-compaction-interval`; zero: never).
+    pub compaction_interval: Duration,
 }
 
 /// How clients reach a server that is listening: what [`serve`] reports.
@@ -78,6 +84,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     ready: Option<tokio::sync::oneshot::Sender<Listening>>,
 ) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
     let advertise_ip = config
@@ -103,11 +110,12 @@ pub async fn serve(
         )
     } else {
         info!(endpoints = ?config.etcd_endpoints, "using etcd");
-        Arc::new(
-            EtcdStore::connect(&config.etcd_endpoints)
-                .await
-                .context("connecting to etcd")?,
-        )
+        // As kube-apiserver: a master started before its etcd waits for it.
+        let connect = || EtcdStore::connect(&config.etcd_endpoints);
+        match until_ready("connecting to etcd", connect, &mut shutdown).await {
+            Some(store) => Arc::new(store),
+            None => return Ok(()),
+        }
     };
 
     let store: Arc<dyn Store> = match &config.encryption_provider_config {
@@ -150,9 +158,14 @@ pub async fn serve(
     };
     let advertise = SocketAddr::new(client_host, local.port());
 
-    let watch_cache = WatchCache::start(store.clone())
-        .await
-        .context("filling the watch cache from the store")?;
+    let fill = || WatchCache::start(store.clone());
+    let Some(watch_cache) = until_ready("filling the watch cache", fill, &mut shutdown).await
+    else {
+        return Ok(());
+    };
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compact_every(store.clone(), config.compaction_interval));
+    }
     let token_issuer = TokenIssuer::new(
         &credentials.service_account_key_pem,
         &credentials.service_account_public_pem,
@@ -184,6 +197,7 @@ pub async fn serve(
         )
         .context("the client certificate for node agents")?,
         quota_locks: Default::default(),
+        inflight: overload::InFlight::new(config.limits),
     });
     bootstrap::ensure_defaults(&api, endpoint)
         .await
@@ -225,7 +239,6 @@ pub async fn serve(
 
     let router = router(api.clone());
     let acceptor = TlsAcceptor::from(credentials.server_config()?);
-    tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = accept_either(&listener, pod_listener.as_ref()) => match accepted {
@@ -288,6 +301,49 @@ pub async fn serve(
     Ok(())
 }
 
+/// What `attempt` makes, tried again (after 1 s, doubling to 5 s, each failure logged) until
+/// it works; None if `shutdown` comes first.
+async fn until_ready<T, F: Future<Output = Result<T, crate::store::StoreError>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<T> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            made = attempt() => match made {
+                Ok(made) => return Some(made),
+                Err(e) => warn!(error = %e, retry_in = ?backoff, "{what}: waiting for the store"),
+            },
+            () = shutdown.as_mut() => return None,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.as_mut() => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Compacts the store's history every `interval`, as kube-apiserver compacts etcd: up to
+/// the revision it had one interval before, so watchers that far behind can still resume.
+async fn compact_every(store: Arc<dyn Store>, interval: Duration) {
+    let mut previous: Option<crate::store::Revision> = None;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        ticker.tick().await;
+        if let Some(revision) = previous {
+            match store.compact(revision).await {
+                Ok(()) => info!(revision, "compacted the store's history"),
+                // Compacted that far already (another master did): nothing to do.
+                Err(crate::store::StoreError::Compacted { .. }) => {}
+                Err(e) => warn!(error = %e, revision, "compacting the store's history"),
+            }
+        }
+        previous = store.revision().await.ok();
+    }
+}
+
 /// The next connection on `first` or `second`.
 async fn accept_either(
     first: &TcpListener,
@@ -336,7 +392,9 @@ async fn authenticate_and_measure(
             return ApiError::Unauthorized.into_response();
         }
         Some(user) => match authorize(&api, user, &request) {
-            Ok(user) => authentication::serve_for(user, next.run(request)).await,
+            Ok((user, attributes)) => {
+                serve_within_limits(&api, user, &attributes, request, next).await
+            }
             Err(e) => {
                 debug!(%method, %path, error = %e, "refused");
                 e.into_response()
@@ -360,9 +418,52 @@ async fn authenticate_and_measure(
     response
 }
 
-/// The user a request is served for (its own, or the one it impersonates), if it may do
-/// what it asks.
-fn authorize(api: &ApiServer, user: UserInfo, request: &Request) -> Result<UserInfo, ApiError> {
+/// Serves `request` for `user` in a seat (429 when there is none) and, unless it runs for
+/// long, within the request timeout (504 after it; the handler goes on and finishes).
+async fn serve_within_limits(
+    api: &ApiServer,
+    user: UserInfo,
+    attributes: &Attributes,
+    request: Request,
+    next: Next,
+) -> Response {
+    let seat = match api.inflight.admit(&user, attributes) {
+        Ok(seat) => seat,
+        Err(e) => {
+            debug!(user = %user.username, verb = %attributes.verb, "no seat: {e}");
+            api.metrics.dropped(overload::is_mutating(attributes));
+            return e.into_response();
+        }
+    };
+    if overload::is_long_running(attributes) {
+        return authentication::serve_for(user, next.run(request)).await;
+    }
+    let asked = Query::parse(request.uri().query())
+        .ok()
+        .and_then(|q| q.get("timeout").map(str::to_owned));
+    let timeout = api.inflight.timeout(asked.as_deref());
+    let handler = tokio::spawn(async move {
+        let response = authentication::serve_for(user, next.run(request)).await;
+        drop(seat);
+        response
+    });
+    match tokio::time::timeout(timeout, handler).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => ApiError::Internal(format!("the request handler failed: {e}")).into_response(),
+        Err(_) => ApiError::Timeout(String::from(
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+        ))
+        .into_response(),
+    }
+}
+
+/// The user a request is served for (its own, or the one it impersonates) and what it asks,
+/// if it may do it.
+fn authorize(
+    api: &ApiServer,
+    user: UserInfo,
+    request: &Request,
+) -> Result<(UserInfo, Attributes), ApiError> {
     let user = match impersonation::impersonated(&api.authorizer, &user, request.headers())? {
         Some(impersonated) => impersonated,
         None => user,
@@ -373,7 +474,7 @@ fn authorize(api: &ApiServer, user: UserInfo, request: &Request) -> Result<UserI
         request.uri().query(),
     );
     api.authorizer.check(&user, &attributes)?;
-    Ok(user)
+    Ok((user, attributes))
 }
 
 async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Response {
@@ -387,8 +488,8 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, request: Request) -> Respon
     let ok_text = |text: &'static str| (StatusCode::OK, text).into_response();
     match segments.as_slice() {
         ["healthz" | "livez"] => ok_text("ok"),
-        ["readyz"] => match api.store.revision().await {
-            Ok(_) => ok_text("ok"),
+        ["readyz"] => match api.store.ready().await {
+            Ok(()) => ok_text("ok"),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
         },
         ["version"] => json_value(StatusCode::OK, &to_json(&discovery::version())),

@@ -57,9 +57,10 @@ pub enum ApiError {
     /// 410: the requested resourceVersion is compacted.
     #[error("{0}")]
     Gone(String),
-    /// 413: request body larger than the limit.
-    #[error("the request body is too large (limit {0} bytes)")]
-    TooLarge(usize),
+    /// 413: a request body, or what a patch makes, larger than a limit (the detail after
+    /// Kubernetes' `Request entity too large: `).
+    #[error("Request entity too large: {0}")]
+    TooLarge(String),
     /// 415: a Content-Type the verb does not accept.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -240,6 +241,7 @@ impl ApiError {
                 "Too large resource version: {requested}, current: {current}"
             )),
             StoreError::Backend(m) => ApiError::Unavailable(format!("storage is unavailable: {m}")),
+            StoreError::Timeout(m) => ApiError::Timeout(format!("storage did not answer: {m}")),
         }
     }
 
@@ -269,6 +271,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // As Kubernetes' response writer: a retry delay is a header too.
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && *retry_after > 0
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         resp
     }
 }

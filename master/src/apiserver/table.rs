@@ -1346,7 +1346,10 @@ fn csr_row(csr: &Value, now: DateTime<Utc>) -> Row {
 /// A duration in seconds as kubectl writes ages (`10m`, `24h`).
 fn since_seconds(seconds: i64) -> String {
     let now = Utc::now();
-    since(Some(now - chrono::Duration::seconds(seconds)), now)
+    since(
+        Some(skiff_api::time::plus_seconds(now, seconds.saturating_neg())),
+        now,
+    )
 }
 
 // --- Role, ClusterRole, RoleBinding, ClusterRoleBinding ------------------------------------

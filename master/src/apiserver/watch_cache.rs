@@ -324,6 +324,59 @@ impl WatchCache {
         Ok((items, state.revision))
     }
 
+    /// The objects of `plural` under `prefix` with keys after `after`, in key order, as they
+    /// were at `revision` (the current objects with the later events of the ring undone):
+    /// what a later page of a paged list shows, a snapshot at the first page's revision.
+    /// 410 when the ring no longer reaches back to `revision`.
+    pub fn list_at(
+        &self,
+        plural: &str,
+        prefix: &str,
+        after: &str,
+        revision: Revision,
+    ) -> Result<Vec<Arc<CachedObject>>, CacheError> {
+        let state = self.read();
+        let resource = state
+            .resources
+            .get(plural)
+            .ok_or_else(|| CacheError::Unknown(plural.to_owned()))?;
+        if revision < resource.oldest {
+            return Err(CacheError::Expired {
+                requested: revision,
+                oldest: resource.oldest,
+            });
+        }
+        if revision > state.revision {
+            return Err(CacheError::NotFresh(revision));
+        }
+        let in_range = |key: &str| key.starts_with(prefix) && key > after;
+        // Each key changed since `revision` had, then, what its first later event replaced.
+        let mut then: BTreeMap<&str, Option<&Arc<CachedObject>>> = BTreeMap::new();
+        let first_later = resource.ring.partition_point(|e| e.revision() <= revision);
+        for event in resource.ring.range(first_later..) {
+            let key = event.object.kv.key.as_str();
+            if in_range(key) {
+                then.entry(key).or_insert(event.prev.as_ref());
+            }
+        }
+        let lower = if after < prefix { prefix } else { after };
+        let now = resource
+            .objects
+            .range::<str, _>((std::ops::Bound::Included(lower), std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, _)| key.as_str() > after && !then.contains_key(key.as_str()))
+            .map(|(key, object)| (key.as_str(), object));
+        let restored = then
+            .iter()
+            .filter_map(|(key, object)| object.map(|object| (*key, object)));
+        let mut merged: Vec<(&str, &Arc<CachedObject>)> = now.chain(restored).collect();
+        merged.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(merged
+            .into_iter()
+            .map(|(_, object)| object.clone())
+            .collect())
+    }
+
     /// The current object of `plural` at `key`, if any.
     pub fn get(&self, plural: &str, key: &str) -> Result<Option<Arc<CachedObject>>, CacheError> {
         let state = self.read();
@@ -425,7 +478,9 @@ async fn follow(
             backoff = (backoff * 2).min(MAX_BACKOFF);
             let resumed = match &err {
                 // Nothing was missed: watch again from where the cache is.
-                StoreError::Backend(_) => store.watch(REGISTRY, revision).await,
+                StoreError::Backend(_) | StoreError::Timeout(_) => {
+                    store.watch(REGISTRY, revision).await
+                }
                 _ => Err(err.clone()),
             };
             match resumed {
@@ -463,6 +518,92 @@ mod tests {
                 "spec": {"nodeName": node}})
             .to_string(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_later_page_shows_the_objects_as_they_were_at_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        for name in ["a", "b", "c", "d"] {
+            store
+                .create(&format!("/registry/pods/default/{name}"), pod(name, "n1"))
+                .await
+                .expect("create");
+        }
+        let cache = WatchCache::start(store.clone()).await.expect("cache");
+        let first_page = cache.revision();
+        // After the first page (a): b moves, c goes, e comes, and an `a2` lands before b.
+        let b = store
+            .get("/registry/pods/default/b")
+            .await
+            .expect("get")
+            .expect("b");
+        store
+            .update(
+                "/registry/pods/default/b",
+                pod("b", "n2"),
+                Some(b.mod_revision),
+            )
+            .await
+            .expect("update");
+        store
+            .delete("/registry/pods/default/c", None)
+            .await
+            .expect("delete");
+        for name in ["e", "a2"] {
+            store
+                .create(&format!("/registry/pods/default/{name}"), pod(name, "n3"))
+                .await
+                .expect("create");
+        }
+        let end = store.revision().await.expect("revision");
+        cache
+            .wait_until(end, Duration::from_secs(5))
+            .await
+            .expect("the cache catches up");
+        let page = cache
+            .list_at(
+                "pods",
+                "/registry/pods/",
+                "/registry/pods/default/a",
+                first_page,
+            )
+            .expect("a later page");
+        let seen: Vec<(&str, Value)> = page
+            .iter()
+            .map(|o| {
+                (
+                    o.kv.key.as_str(),
+                    o.parsed().expect("json")["spec"]["nodeName"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/registry/pods/default/b", Value::from("n1")),
+                ("/registry/pods/default/c", Value::from("n1")),
+                ("/registry/pods/default/d", Value::from("n1")),
+            ]
+        );
+        // At the current revision: what is there now.
+        let now = cache
+            .list_at("pods", "/registry/pods/", "/registry/pods/default/a", end)
+            .expect("now");
+        let keys: Vec<&str> = now.iter().map(|o| o.kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "/registry/pods/default/a2",
+                "/registry/pods/default/b",
+                "/registry/pods/default/d",
+                "/registry/pods/default/e"
+            ]
+        );
+        assert!(matches!(
+            cache.list_at("pods", "/registry/pods/", "", end + 10),
+            Err(CacheError::NotFresh(_))
+        ));
     }
 
     #[tokio::test]

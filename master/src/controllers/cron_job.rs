@@ -259,12 +259,11 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
             .as_ref()
             .or(cron_job.metadata.creation_timestamp.as_ref())
             .map_or(now, |t| t.0);
-        if let Some(deadline) = spec
-            .starting_deadline_seconds
-            .and_then(chrono::TimeDelta::try_seconds)
-            .and_then(|d| now.checked_sub_signed(d))
-        {
-            since = since.max(deadline);
+        if let Some(deadline) = spec.starting_deadline_seconds {
+            since = since.max(skiff_api::time::plus_seconds(
+                now,
+                deadline.saturating_neg(),
+            ));
         }
         // The latest time that is due: a walk through the missed ones, bounded (a year of
         // minutes), warned about past 100 as Kubernetes warns.

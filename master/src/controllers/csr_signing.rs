@@ -44,6 +44,7 @@ pub enum Error {
 }
 
 /// The cluster CA the controller signs with.
+#[derive(Clone)]
 pub struct SigningCa {
     /// PEM of the CA certificate.
     pub cert_pem: String,

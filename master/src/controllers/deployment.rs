@@ -161,9 +161,9 @@ fn scaled(value: &IntOrString, total: i32, round_up: bool) -> i32 {
                 .parse::<i64>()
                 .unwrap_or(0)
                 .max(0);
-            let product = percent * i64::from(total);
+            let product = percent.saturating_mul(i64::from(total));
             let result = if round_up {
-                (product + 99) / 100
+                product.saturating_add(99) / 100
             } else {
                 product / 100
             };
@@ -234,15 +234,14 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         // The new ReplicaSet: made if missing, its revision the newest.
         match new_rs.as_mut() {
             None => {
-                let old_replicas: i32 = old.iter().map(spec_replicas).sum();
+                let old_replicas = sum(old.iter().map(spec_replicas));
                 let initial = if recreate {
                     if old_replicas > 0 { 0 } else { replicas }
                 } else {
                     new_replicas_for_rollout(replicas, bounds, 0, old_replicas)
                 };
-                match create_new_replica_set(&ctx, &d, &template, initial, max_old_revision + 1)
-                    .await?
-                {
+                let revision = max_old_revision.saturating_add(1);
+                match create_new_replica_set(&ctx, &d, &template, initial, revision).await? {
                     Some(rs) => {
                         progress_reason = Some((
                             "NewReplicaSetCreated",
@@ -257,7 +256,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
             Some(rs) if revision(rs) <= max_old_revision => {
                 // Rolled back to an earlier template: that ReplicaSet is the newest again.
                 let patch = json!({"metadata": {"annotations": {
-                    REVISION: (max_old_revision + 1).to_string(),
+                    REVISION: max_old_revision.saturating_add(1).to_string(),
                 }}});
                 *rs = rs_api
                     .patch(
@@ -355,8 +354,8 @@ async fn rollout_rolling(
     replicas: i32,
     bounds: RollingBounds,
 ) -> Result<(), Error> {
-    let max_replicas = replicas + bounds.max_surge;
-    let old_replicas: i32 = old.iter().map(spec_replicas).sum();
+    let max_replicas = replicas.saturating_add(bounds.max_surge);
+    let old_replicas = sum(old.iter().map(spec_replicas));
     let target = if old_replicas == 0 {
         // Nothing to roll from: the new ReplicaSet simply follows the Deployment's scale.
         replicas
@@ -370,16 +369,18 @@ async fn rollout_rolling(
         return Ok(());
     }
 
-    let all: i32 = spec_replicas(new_rs) + old_replicas;
-    let min_available = replicas - bounds.max_unavailable;
-    let new_unavailable = spec_replicas(new_rs) - available(new_rs);
-    let mut budget = all - min_available - new_unavailable;
+    let all = spec_replicas(new_rs).saturating_add(old_replicas);
+    let min_available = replicas.saturating_sub(bounds.max_unavailable);
+    let new_unavailable = spec_replicas(new_rs).saturating_sub(available(new_rs));
+    let mut budget = all
+        .saturating_sub(min_available)
+        .saturating_sub(new_unavailable);
     // First the old pods that are not available anyway.
     for rs in old.iter_mut() {
         if budget <= 0 {
             return Ok(());
         }
-        let unhealthy = spec_replicas(rs) - available(rs);
+        let unhealthy = spec_replicas(rs).saturating_sub(available(rs));
         if unhealthy <= 0 {
             continue;
         }
@@ -389,8 +390,8 @@ async fn rollout_rolling(
         budget -= down;
     }
     // Then available ones, oldest first, while enough stay available.
-    let available_total: i32 = available(new_rs) + old.iter().map(available).sum::<i32>();
-    let mut budget = available_total - min_available;
+    let available_total = sum(std::iter::once(&*new_rs).chain(old.iter()).map(available));
+    let mut budget = available_total.saturating_sub(min_available);
     for rs in old.iter_mut() {
         if budget <= 0 {
             break;
@@ -414,13 +415,15 @@ pub fn new_replicas_for_rollout(
     new_replicas: i32,
     old_replicas: i32,
 ) -> i32 {
-    let max_total = replicas + bounds.max_surge;
-    let current = new_replicas + old_replicas;
+    let max_total = replicas.saturating_add(bounds.max_surge);
+    let current = new_replicas.saturating_add(old_replicas);
     if current >= max_total {
         return new_replicas.min(replicas);
     }
-    let up = (max_total - current).min(replicas - new_replicas);
-    (new_replicas + up.max(0)).min(replicas.max(new_replicas))
+    let up = (max_total - current).min(replicas.saturating_sub(new_replicas));
+    new_replicas
+        .saturating_add(up.max(0))
+        .min(replicas.max(new_replicas))
 }
 
 /// Sets a ReplicaSet's `spec.replicas` (and the Deployment's size annotations on it).
@@ -500,7 +503,8 @@ async fn create_new_replica_set(
                 return Ok(Some(existing));
             }
             let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-            let patch = json!({"status": {"collisionCount": collisions.unwrap_or(0) + 1}});
+            let collisions = collisions.unwrap_or(0).saturating_add(1);
+            let patch = json!({"status": {"collisionCount": collisions}});
             d_api
                 .patch_status(
                     &d.name_any(),
@@ -547,7 +551,7 @@ fn new_replica_set(
     annotations.insert(DESIRED_REPLICAS.to_owned(), desired.to_string());
     annotations.insert(
         MAX_REPLICAS.to_owned(),
-        (desired + bounds.max_surge).to_string(),
+        desired.saturating_add(bounds.max_surge).to_string(),
     );
     ReplicaSet {
         metadata: ObjectMeta {
@@ -612,12 +616,12 @@ fn compute_status(
     now: chrono::DateTime<Utc>,
 ) -> DeploymentStatus {
     let all = new_rs.into_iter().chain(old.iter());
-    let (mut total, mut ready, mut available_total) = (0, 0, 0);
+    let (mut total, mut ready, mut available_total) = (0i32, 0i32, 0i32);
     for rs in all {
         let status = rs.status.clone().unwrap_or_default();
-        total += status.replicas;
-        ready += status.ready_replicas.unwrap_or(0);
-        available_total += status.available_replicas.unwrap_or(0);
+        total = total.saturating_add(status.replicas);
+        ready = ready.saturating_add(status.ready_replicas.unwrap_or(0));
+        available_total = available_total.saturating_add(status.available_replicas.unwrap_or(0));
     }
     let updated = new_rs
         .and_then(|rs| rs.status.as_ref())
@@ -716,7 +720,7 @@ fn compute_status(
             .unwrap_or(600);
         let last = current.last_update_time.as_ref().map(|t| t.0);
         let timed_out = current.reason.as_deref() != Some("NewReplicaSetAvailable")
-            && last.is_some_and(|t| t + chrono::Duration::seconds(deadline.into()) < now);
+            && last.is_some_and(|t| skiff_api::time::plus_seconds(t, deadline.into()) < now);
         if timed_out {
             set_condition(
                 &mut conditions,
@@ -811,6 +815,12 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
 }
 
+/// Replica counts added up. They come from objects (up to `i32::MAX` each): the sum
+/// saturates where kube-controller-manager's int32 sums wrap.
+fn sum(counts: impl Iterator<Item = i32>) -> i32 {
+    counts.fold(0, i32::saturating_add)
+}
+
 fn available(rs: &ReplicaSet) -> i32 {
     rs.status
         .as_ref()
@@ -876,6 +886,20 @@ mod tests {
             new_replicas_for_rollout(3, RollingBounds::new(10, 0), 0, 3),
             3
         );
+    }
+
+    #[test]
+    fn huge_counts_and_percentages_saturate() {
+        let max = i32::MAX;
+        let bounds = RollingBounds::resolve(&deployment(max, "9223372036854775807%", "100%"));
+        assert_eq!(bounds.max_surge, max);
+        assert_eq!(new_replicas_for_rollout(max, bounds, 0, max), 0);
+        assert_eq!(new_replicas_for_rollout(max, bounds, 1, max - 1), 1);
+        assert_eq!(
+            new_replicas_for_rollout(max, RollingBounds::new(max, 0), max, max),
+            max
+        );
+        assert_eq!(sum([max, max, 1].into_iter()), max);
     }
 
     #[test]

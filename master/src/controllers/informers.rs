@@ -19,7 +19,10 @@
 //! for a stream of changed objects, [`Informer::reader`] for the cache, [`Informer::changes`]
 //! for both judged together); [`Informers::run`] then drives one watch per resource that
 //! anyone asked for, with kube-runtime's back-off on errors and a relist when the watch
-//! expires. Each subscriber has an unbounded queue of its own, as each listener of a client-go
+//! expires. A reader that comes later (a controller started again after it failed, see
+//! [`crate::supervisor`]) asks the same informers, which keep running; its subscription
+//! starts with every object the cache has, as a client-go handler added to a running informer
+//! hears of every object first. Each subscriber has an unbounded queue of its own, as each listener of a client-go
 //! shared informer does: a slow subscriber (the garbage collector during a burst of pods)
 //! falls behind on its own instead of holding the watch, and with it the scheduler, back. A
 //! queue holds `Arc`s of objects the cache already has, so a backlog costs pointers.
@@ -31,7 +34,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
@@ -68,13 +71,16 @@ pub struct Informer<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    events: Events<K>,
+    /// The watch and the cache's writer, until [`Informers::run`] takes them.
+    watch: Option<(Events<K>, reflector::store::Writer<K>)>,
     reader: Store<K>,
-    writer: reflector::store::Writer<K>,
-    subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
+    subscribers: Subscribers<K>,
     index: Option<Index<K>>,
     wanted: bool,
 }
+
+/// The queues of an informer's subscribers, shared with its running watch.
+type Subscribers<K> = Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
 
 impl<K> Informer<K>
 where
@@ -127,10 +133,9 @@ where
     fn from_events(events: Events<K>) -> Self {
         let writer = reflector::store::Writer::default();
         Self {
-            events,
             reader: writer.as_reader(),
-            writer,
-            subscribers: Vec::new(),
+            watch: Some((events, writer)),
+            subscribers: Arc::default(),
             index: None,
             wanted: false,
         }
@@ -152,11 +157,21 @@ where
     }
 
     /// A stream of the objects that change (created, updated, or deleted: a deleted object
-    /// is no longer in the cache when it arrives), from the time the informers start.
+    /// is no longer in the cache when it arrives), from the time the informers start; once
+    /// they run, it starts with every object the cache has.
     pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         self.wanted = true;
         let (tx, rx) = mpsc::unbounded();
-        self.subscribers.push(tx);
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The watch tells its subscribers under this lock after it changed the cache: each
+        // change is in this copy of the cache or told to the new queue (or both).
+        for object in self.reader.state() {
+            let _ = tx.unbounded_send(object);
+        }
+        subscribers.push(tx);
         rx
     }
 
@@ -169,19 +184,16 @@ where
         changes(self.reader(), changed)
     }
 
-    /// The watch that fills the cache and tells the subscribers, if anyone asked for it.
-    fn into_task(self) -> Option<BoxFuture<'static, ()>> {
-        let Self {
-            mut events,
-            reader,
-            mut writer,
-            subscribers,
-            index,
-            wanted,
-        } = self;
-        if !wanted {
+    /// The watch that fills the cache and tells the subscribers, if anyone asked for it (and
+    /// it is not running already).
+    fn start(&mut self) -> Option<BoxFuture<'static, ()>> {
+        if !self.wanted {
             return None;
         }
+        let (mut events, mut writer) = self.watch.take()?;
+        let reader = self.reader.clone();
+        let subscribers = Arc::clone(&self.subscribers);
+        let index = self.index.clone();
         let kind = K::kind(&());
         Some(Box::pin(async move {
             // What the cache held when a relist began: whatever is not listed again was
@@ -201,11 +213,10 @@ where
                         index.update(object, reader.get(&ObjectRef::from_obj(&**object)));
                     }
                 }
+                let mut subscribers = subscribers.lock().unwrap_or_else(PoisonError::into_inner);
                 for object in touched {
-                    for subscriber in &subscribers {
-                        // A subscriber that is gone (its controller stopped) is skipped.
-                        let _ = subscriber.unbounded_send(object.clone());
-                    }
+                    // A subscriber that is gone (its controller stopped) is dropped.
+                    subscribers.retain(|s| s.unbounded_send(object.clone()).is_ok());
                 }
             }
         }))
@@ -535,38 +546,44 @@ impl Informers {
         }
     }
 
-    /// Lists and watches every resource that a reader asked for, until `shutdown`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Lists and watches every resource that a reader asked for, until `shutdown`. The
+    /// informers stay readable and subscribable meanwhile (by readers that come later).
+    pub fn run(
+        &mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let tasks: Vec<BoxFuture<'static, ()>> = [
-            self.pods.into_task(),
-            self.nodes.into_task(),
-            self.replica_sets.into_task(),
-            self.deployments.into_task(),
-            self.services.into_task(),
-            self.endpoints.into_task(),
-            self.leases.into_task(),
-            self.namespaces.into_task(),
-            self.service_accounts.into_task(),
-            self.config_maps.into_task(),
-            self.replication_controllers.into_task(),
-            self.resource_quotas.into_task(),
-            self.daemon_sets.into_task(),
-            self.stateful_sets.into_task(),
-            self.controller_revisions.into_task(),
-            self.jobs.into_task(),
-            self.cron_jobs.into_task(),
-            self.pod_disruption_budgets.into_task(),
-            self.endpoint_slices.into_task(),
-            self.secrets.into_task(),
-            self.cluster_roles.into_task(),
-            self.certificate_signing_requests.into_task(),
+            self.pods.start(),
+            self.nodes.start(),
+            self.replica_sets.start(),
+            self.deployments.start(),
+            self.services.start(),
+            self.endpoints.start(),
+            self.leases.start(),
+            self.namespaces.start(),
+            self.service_accounts.start(),
+            self.config_maps.start(),
+            self.replication_controllers.start(),
+            self.resource_quotas.start(),
+            self.daemon_sets.start(),
+            self.stateful_sets.start(),
+            self.controller_revisions.start(),
+            self.jobs.start(),
+            self.cron_jobs.start(),
+            self.pod_disruption_budgets.start(),
+            self.endpoint_slices.start(),
+            self.secrets.start(),
+            self.cluster_roles.start(),
+            self.certificate_signing_requests.start(),
         ]
         .into_iter()
         .flatten()
         .collect();
-        tokio::select! {
-            _ = futures::future::join_all(tasks) => {}
-            () = shutdown => {}
+        async move {
+            tokio::select! {
+                _ = futures::future::join_all(tasks) => {}
+                () = shutdown => {}
+            }
         }
     }
 }
@@ -724,6 +741,46 @@ mod tests {
                 .expect("joined");
             assert!(synced);
         }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_comes_while_the_watch_runs_hears_of_every_cached_object_first() {
+        let (events, rx) = mpsc::unbounded();
+        let mut informer = Informer::from_events(rx.map(Ok).boxed());
+        let first = informer.subscribe();
+        let watch = tokio::spawn(informer.start().expect("asked for"));
+        assert!(informer.start().is_none(), "one watch");
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(pod("a")),
+            watcher::Event::InitDone,
+        ] {
+            events.unbounded_send(event).expect("sent");
+        }
+        async fn next_name(stream: &mut (impl Stream<Item = Arc<Pod>> + Unpin)) -> Option<String> {
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+                .await
+                .expect("told")
+                .and_then(|p| p.metadata.name.clone())
+        }
+        let mut first = Box::pin(first);
+        assert_eq!(next_name(&mut first).await.as_deref(), Some("a"));
+        // A controller started again: the cache first, then what changes.
+        let mut late = Box::pin(informer.subscribe());
+        assert_eq!(next_name(&mut late).await.as_deref(), Some("a"));
+        events
+            .unbounded_send(watcher::Event::Apply(pod("b")))
+            .expect("sent");
+        assert_eq!(next_name(&mut first).await.as_deref(), Some("b"));
+        assert_eq!(next_name(&mut late).await.as_deref(), Some("b"));
+        // The subscriber that is gone is dropped at the next change.
+        drop(first);
+        events
+            .unbounded_send(watcher::Event::Apply(pod("c")))
+            .expect("sent");
+        assert_eq!(next_name(&mut late).await.as_deref(), Some("c"));
+        assert_eq!(informer.subscribers.lock().expect("lock").len(), 1);
+        watch.abort();
     }
 
     #[test]

@@ -44,6 +44,7 @@ use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::pod::is_ready;
 use skiff_api::selectors::LabelSelector;
+use skiff_api::time::plus_seconds;
 
 /// The annotation (and label) with an Indexed Job's pod's index.
 const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -238,7 +239,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let deadline = spec
         .active_deadline_seconds
         .zip(old_status.start_time.as_ref())
-        .and_then(|(seconds, start)| after(start.0, seconds));
+        .map(|(seconds, start)| plus_seconds(start.0, seconds));
     let complete = match (spec.completions, indexed) {
         (Some(completions), true) => count(completed_indexes.len()) >= completions,
         (Some(completions), false) => succeeded >= completions,
@@ -367,7 +368,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         let start = status.start_time.get_or_insert(Time(now)).0;
         if let Some(deadline) = spec
             .active_deadline_seconds
-            .and_then(|seconds| after(start, seconds))
+            .map(|seconds| plus_seconds(start, seconds))
         {
             let left = (deadline - now).to_std().unwrap_or(Duration::ZERO);
             requeue = Some(left + Duration::from_millis(100));
@@ -466,9 +467,7 @@ async fn expire(
     let Some(ttl) = spec.ttl_seconds_after_finished else {
         return Ok(Action::await_change());
     };
-    let Some(expires) = after(finished_at, i64::from(ttl)) else {
-        return Ok(Action::await_change());
-    };
+    let expires = plus_seconds(finished_at, i64::from(ttl));
     if now < expires {
         let left = (expires - now).to_std().unwrap_or(Duration::ZERO);
         return Ok(Action::requeue(left + Duration::from_millis(100)));
@@ -486,11 +485,6 @@ async fn expire(
         Err(err) => return Err(err.into()),
     }
     Ok(Action::await_change())
-}
-
-/// `seconds` after `at`; `None` past the end of time (a huge deadline never comes).
-fn after(at: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
-    at.checked_add_signed(chrono::TimeDelta::try_seconds(seconds)?)
 }
 
 /// How long to wait before the next pod after `failed` failures: 10 s doubled per failure

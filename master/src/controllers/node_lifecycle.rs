@@ -381,7 +381,7 @@ pub fn eviction_time(
                 .time_added
                 .as_ref()
                 .map_or(chrono::DateTime::UNIX_EPOCH, |t| t.0);
-            let at = added + chrono::Duration::seconds(seconds.max(0));
+            let at = skiff_api::time::plus_seconds(added, seconds.max(0));
             earliest = Some(earliest.map_or(at, |e| e.min(at)));
         }
     }
@@ -486,6 +486,27 @@ mod tests {
         assert_eq!(
             eviction_time(&taints, &[toleration(NOT_READY_TAINT, None)]),
             Some(chrono::DateTime::UNIX_EPOCH)
+        );
+    }
+
+    #[test]
+    fn a_huge_toleration_lasts_to_the_end_of_time_without_overflowing() {
+        let taints = [taint(
+            UNREACHABLE_TAINT,
+            "NoExecute",
+            Some("9999-12-31T00:00:00Z"),
+        )];
+        for seconds in [i64::MAX, i64::MAX / 1000, 1 << 40] {
+            assert_eq!(
+                eviction_time(&taints, &[toleration(UNREACHABLE_TAINT, Some(seconds))]),
+                Some(skiff_api::time::latest()),
+                "{seconds}"
+            );
+        }
+        // Negative: at once, as zero.
+        assert_eq!(
+            eviction_time(&taints, &[toleration(UNREACHABLE_TAINT, Some(i64::MIN))]),
+            taints[0].time_added.as_ref().map(|t| t.0)
         );
     }
 }

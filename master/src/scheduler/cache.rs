@@ -380,8 +380,8 @@ impl NodeCache {
         let slot = cached.slot;
         let state = &mut self.slots[slot];
         subtract(&mut state.requested, &cached.info.requests);
-        state.score_cpu -= cached.info.non_zero_milli_cpu;
-        state.score_memory -= cached.info.non_zero_memory;
+        state.score_cpu = less(state.score_cpu, cached.info.non_zero_milli_cpu);
+        state.score_memory = less(state.score_memory, cached.info.non_zero_memory);
         state.pods -= 1;
         for g in &cached.groups {
             decrement(&mut self.group_counts[*g as usize], slot);
@@ -498,8 +498,8 @@ impl NodeCache {
         }
         let state = &mut self.slots[slot];
         state.requested.add(&info.requests);
-        state.score_cpu += info.non_zero_milli_cpu;
-        state.score_memory += info.non_zero_memory;
+        state.score_cpu = state.score_cpu.saturating_add(info.non_zero_milli_cpu);
+        state.score_memory = state.score_memory.saturating_add(info.non_zero_memory);
         state.pods += 1;
         self.refresh_columns(slot);
         self.pods.insert(
@@ -643,14 +643,21 @@ fn inverse(amount: i64) -> f32 {
 }
 
 fn subtract(total: &mut Resources, r: &Resources) {
-    total.milli_cpu -= r.milli_cpu;
-    total.memory -= r.memory;
+    total.milli_cpu = less(total.milli_cpu, r.milli_cpu);
+    total.memory = less(total.memory, r.memory);
     for (name, value) in &r.scalar {
         if let Some(entry) = total.scalar.iter_mut().find(|(n, _)| n == name) {
-            entry.1 -= value;
+            entry.1 = less(entry.1, *value);
         }
     }
     total.scalar.retain(|(_, v)| *v != 0);
+}
+
+/// A sum of requests less one of them. Requests are quantities from pod specs, up to
+/// `i64::MAX` each: sums saturate, so a sum can come out below what is left; it never goes
+/// below zero.
+fn less(total: i64, amount: i64) -> i64 {
+    total.saturating_sub(amount).max(0)
 }
 
 fn decrement(counts: &mut HashMap<Slot, u32>, slot: Slot) {
@@ -736,6 +743,20 @@ mod tests {
         assert_eq!(cache.columns().free_milli_cpu[a], 500);
         assert!(cache.remove_pod("p1"));
         assert_eq!(cache.columns().free_milli_cpu[a], 800);
+    }
+
+    #[test]
+    fn huge_requests_saturate_instead_of_overflowing() {
+        let mut cache = NodeCache::new();
+        cache.apply_node(node("a", 1000, 1 << 30));
+        let a = cache.slot("a").expect("slot");
+        // Bound by hand (nodeName), so no filter kept them off: the sums must not overflow.
+        cache.apply_pod(pod("p1", Some("a"), i64::MAX));
+        cache.apply_pod(pod("p2", Some("a"), i64::MAX));
+        assert!(cache.columns().free_milli_cpu[a] < 0);
+        assert!(cache.remove_pod("p1"));
+        assert!(cache.remove_pod("p2"));
+        assert!(cache.columns().free_milli_cpu[a] <= 1000);
     }
 
     #[test]

@@ -82,8 +82,8 @@ pub enum Error {
     #[error("starting the scheduling thread: {0}")]
     Thread(#[source] std::io::Error),
     /// The scheduling thread panicked.
-    #[error("the scheduling thread panicked")]
-    Panicked,
+    #[error("the scheduling thread panicked: {0}")]
+    Panicked(String),
     /// The API server URL does not parse.
     #[error("API server URL {0:?} does not parse")]
     Url(String),
@@ -409,11 +409,20 @@ async fn run_on(
     };
     info!(weights = %config.weights, "scheduler started");
     let scheduler = Scheduler::new(config);
+    // Dropped when the thread ends, by returning or by a panic: a scheduler that died is
+    // noticed at once (and started again by its supervisor), not at shutdown.
+    let (alive, ended) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("scheduler".into())
-        .spawn(move || scheduling_loop(scheduler, rx, dispatcher))
+        .spawn(move || {
+            let _alive = alive;
+            scheduling_loop(scheduler, rx, dispatcher);
+        })
         .map_err(Error::Thread)?;
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        _ = ended => {}
+    }
     for informer in &informers {
         informer.abort();
     }
@@ -421,7 +430,8 @@ async fn run_on(
     let joined = tokio::task::spawn_blocking(move || thread.join()).await;
     match joined {
         Ok(Ok(())) => Ok(()),
-        _ => Err(Error::Panicked),
+        Ok(Err(panic)) => Err(Error::Panicked(skiff_api::restart::panic_message(&*panic))),
+        Err(err) => Err(Error::Panicked(err.to_string())),
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -71,6 +71,9 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// How often a store whose commit failed tries again by itself.
+const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The revision of an empty store, as in etcd: the first write gets revision 2.
 const EMPTY_REVISION: Revision = 1;
 
@@ -89,6 +92,8 @@ struct Shared {
     /// watcher that subscribes under the read lock sees each event exactly once: either in the
     /// history it replays or on the channel.
     live: broadcast::Sender<Batch>,
+    /// Why the last commit failed, until one succeeds again (what `ready` reports).
+    failure: Mutex<Option<StoreError>>,
 }
 
 /// The events of one commit.
@@ -228,10 +233,12 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             live,
+            failure: Mutex::new(None),
         });
         let (requests, queue) = crossbeam_channel::unbounded();
         let writer = Writer {
-            db,
+            db: Some(db),
+            path,
             shared: Arc::clone(&shared),
             record: Vec::new(),
             max_batch: options.max_batch.max(1),
@@ -346,6 +353,18 @@ impl Store for EmbeddedStore {
         answer.await.map_err(|_| writer_gone())?
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        match &*self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(()),
+        }
+    }
+
     async fn revision(&self) -> Result<Revision, StoreError> {
         Ok(self.shared.read().revision)
     }
@@ -440,8 +459,16 @@ impl Watch {
 }
 
 /// The writer thread: owns the database, the only one to change the state.
+///
+/// A commit that fails (a full or failing disk) answers its writes with the error and changes
+/// nothing in memory; redb then wants the file closed and opened again, so the writer drops
+/// it, says why in `failure` (`/readyz` turns red) and, every [`RECOVERY_INTERVAL`] and before
+/// the next batch, opens it again (redb repairs it) and commits a probe: once that holds,
+/// writes resume by themselves.
 struct Writer {
-    db: Database,
+    /// None after a failed commit, until it is opened again.
+    db: Option<Database>,
+    path: std::path::PathBuf,
     shared: Arc<Shared>,
     /// Reused buffer for encoding records.
     record: Vec<u8>,
@@ -460,7 +487,22 @@ type AcceptedCompaction = oneshot::Sender<Result<(), StoreError>>;
 impl Writer {
     fn run(mut self, queue: crossbeam_channel::Receiver<Request>) {
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Ok(first) = queue.recv() {
+        loop {
+            let first = if self.failing() {
+                match queue.recv_timeout(RECOVERY_INTERVAL) {
+                    Ok(request) => request,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.recover();
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match queue.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                }
+            };
             batch.push(first);
             while batch.len() < self.max_batch {
                 match queue.try_recv() {
@@ -535,7 +577,18 @@ impl Writer {
             return;
         }
 
+        if self.failing() {
+            self.recover();
+        }
         if let Err(e) = self.persist(&accepted, revision, &compactions, compacted) {
+            tracing::error!(error = %e, "the store could not commit; writes fail until it can");
+            // redb wants the file opened again after an I/O error.
+            self.db = None;
+            *self
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
             for write in accepted {
                 let _ = write.reply.send(Err(e.clone()));
             }
@@ -575,6 +628,57 @@ impl Writer {
         }
     }
 
+    /// Whether the last commit failed.
+    fn failing(&self) -> bool {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// After a failed commit: opens the file again if it is closed and commits a probe (the
+    /// current revision, rewritten); when that holds, the store is healthy again.
+    fn recover(&mut self) {
+        let revision = self.shared.read().revision;
+        let probe = self.open().and_then(|db| {
+            let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+                meta.insert(META_REVISION, revision)
+                    .map_err(|e| backend("insert revision", e))?;
+            }
+            txn.commit().map_err(|e| backend("commit", e))
+        });
+        let mut failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match probe {
+            Ok(()) => {
+                tracing::info!("the store commits again");
+                *failure = None;
+            }
+            Err(e) => {
+                self.db = None;
+                *failure = Some(e);
+            }
+        }
+    }
+
+    /// The database, opened again (redb repairs it) if a failure closed it.
+    fn open(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let db = redb::Builder::new()
+                .set_cache_size(REDB_CACHE_BYTES)
+                .create(&self.path)
+                .map_err(|e| backend(format!("open {}", self.path.display()), e))?;
+            self.db = Some(db);
+        }
+        self.db.as_ref().ok_or_else(writer_gone)
+    }
+
     /// Writes the accepted events and the counters in one redb transaction and commits it
     /// (with fsync: redb's default durability).
     fn persist(
@@ -584,10 +688,9 @@ impl Writer {
         compactions: &[AcceptedCompaction],
         compacted: Revision,
     ) -> Result<(), StoreError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| backend("begin write", e))?;
+        self.open()?;
+        let db = self.db.as_ref().ok_or_else(writer_gone)?;
+        let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
         {
             let mut kv = txn.open_table(KV).map_err(|e| backend("open kv", e))?;
             for write in accepted {

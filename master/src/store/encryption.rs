@@ -448,6 +448,10 @@ impl Store for EncryptedStore {
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.inner.revision().await
     }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.ready().await
+    }
 }
 
 #[cfg(test)]

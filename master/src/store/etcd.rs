@@ -25,6 +25,27 @@ use super::{
 /// gRPC's 4 MiB default.
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
+/// How long one etcd request may take (a list: [`LIST_TIMEOUT`]); then the request fails
+/// with [`StoreError::Timeout`] (504), so a client is answered promptly while etcd is away.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a list may take (a whole resource of a big cluster).
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `request`, failing with [`StoreError::Timeout`] after `limit`.
+async fn within<T>(
+    limit: Duration,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, request)
+        .await
+        .map_err(|_| timed_out(limit))?
+        .map_err(backend)
+}
+
+fn timed_out(limit: Duration) -> StoreError {
+    StoreError::Timeout(format!("etcd did not answer within {limit:?}"))
+}
+
 /// etcd's message for a revision below its compaction point.
 const COMPACTED: &str = "required revision has been compacted";
 /// etcd's message for a revision above its current one.
@@ -81,25 +102,26 @@ impl EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.kv.clone().txn(txn).await.map_err(backend)
+        within(REQUEST_TIMEOUT, self.kv.clone().txn(txn)).await
     }
 }
 
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let response = self.kv.clone().get(key, None).await.map_err(backend)?;
+        let response = within(REQUEST_TIMEOUT, self.kv.clone().get(key, None)).await?;
         response.kvs().first().map(convert_kv).transpose()
     }
 
     async fn list(&self, prefix: &str) -> Result<ListResult, StoreError> {
         // etcd sorts a range by key, ascending, unless told otherwise.
-        let response = self
-            .kv
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(backend)?;
+        let response = within(
+            LIST_TIMEOUT,
+            self.kv
+                .clone()
+                .get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
         let revision = header_revision(response.header())?;
         let items = response
             .kvs()
@@ -184,7 +206,10 @@ impl Store for EtcdStore {
         // itself, as from the embedded store. (A future `after` is fine: the watch waits.)
         if after > 0 {
             let at = GetOptions::new().with_count_only().with_revision(after);
-            if let Err(e) = self.kv.clone().get("\0", Some(at)).await {
+            let probe = tokio::time::timeout(REQUEST_TIMEOUT, self.kv.clone().get("\0", Some(at)))
+                .await
+                .map_err(|_| timed_out(REQUEST_TIMEOUT))?;
+            if let Err(e) = probe {
                 let message = e.to_string();
                 if message.contains(COMPACTED) {
                     return Err(StoreError::Compacted {
@@ -205,12 +230,11 @@ impl Store for EtcdStore {
             .with_prefix()
             .with_prev_key()
             .with_start_revision(after.max(1));
-        let (watcher, stream) = self
-            .watch
-            .clone()
-            .watch(prefix, Some(options))
-            .await
-            .map_err(backend)?;
+        let (watcher, stream) = within(
+            REQUEST_TIMEOUT,
+            self.watch.clone().watch(prefix, Some(options)),
+        )
+        .await?;
         let state = WatchState {
             // Dropping the watcher closes the request side; keep it as long as the stream.
             _watcher: watcher,
@@ -223,7 +247,11 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        match self.kv.clone().compact(revision, None).await {
+        let compacted =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.kv.clone().compact(revision, None))
+                .await
+                .map_err(|_| timed_out(REQUEST_TIMEOUT))?;
+        match compacted {
             Ok(_) => Ok(()),
             Err(e) => {
                 let message = e.to_string();
@@ -246,12 +274,13 @@ impl Store for EtcdStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         // A count-only range over an empty key range is the cheapest request with a header.
-        let response = self
-            .kv
-            .clone()
-            .get("\0", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(backend)?;
+        let response = within(
+            REQUEST_TIMEOUT,
+            self.kv
+                .clone()
+                .get("\0", Some(GetOptions::new().with_count_only())),
+        )
+        .await?;
         header_revision(response.header())
     }
 }

@@ -102,6 +102,9 @@ pub enum StoreError {
     /// The backend failed (I/O, network, etcd error).
     #[error("store backend: {0}")]
     Backend(String),
+    /// The backend did not answer in time (etcd unreachable or overloaded).
+    #[error("store backend: {0}")]
+    Timeout(String),
 }
 
 /// An etcd-shaped key-value store. Both backends behave the same; `tests/store.rs` pins it.
@@ -138,4 +141,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's current revision.
     async fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Whether the store can take writes now (what `/readyz` tells): by default, whether it
+    /// answers for its revision.
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.revision().await.map(|_| ())
+    }
 }

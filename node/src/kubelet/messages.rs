@@ -27,6 +27,15 @@ pub enum ManagerMsg {
     Container(ContainerEvent),
     /// The worker of this pod uid has finished.
     WorkerDone(String),
+    /// The worker of this pod uid panicked: another must take over its pod.
+    WorkerPanicked {
+        /// The pod's uid.
+        uid: String,
+        /// What the panic said.
+        message: String,
+    },
+    /// The back-off after a worker's panic is over: start a new worker for this pod uid.
+    RestartWorker(String),
 }
 
 /// The parts of an API pod the status manager needs.

@@ -2,14 +2,21 @@
 //! the set of pods this node should run, keeps one worker per pod, forwards container events
 //! to the worker of their pod, and cleans up containers of pods that no longer exist
 //! (e.g. deleted while the agent was down) once both sources have been read in full.
+//!
+//! A worker that panics is replaced after a back-off ([`skiff_api::restart`]), with an error
+//! line and `skiff_pod_worker_restarts_total` on `/metrics`: its pod would otherwise stay as
+//! the panic left it, neither synced nor ever terminated.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
+use skiff_api::restart::{RestartBackoff, panic_message};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::messages::{ApiPodMeta, ManagerMsg, StatusMsg};
 use super::paths;
@@ -23,6 +30,10 @@ const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 struct Worker {
     input: watch::Sender<WorkerInput>,
+    /// When its task started (the latest one, after a panic).
+    started: Instant,
+    /// The wait before a task replaces one that panicked.
+    restarts: RestartBackoff,
 }
 
 /// The pod manager's state.
@@ -156,7 +167,36 @@ impl<R: ContainerRuntime> PodManager<R> {
                 // Desired again meanwhile (or never removed): start afresh.
                 self.update_worker(&uid);
             }
+            ManagerMsg::WorkerPanicked { uid, message } => self.worker_panicked(uid, &message),
+            ManagerMsg::RestartWorker(uid) => {
+                let Some(worker) = self.workers.get_mut(&uid) else {
+                    return;
+                };
+                worker.started = Instant::now();
+                // The pod as it is now: what changed meanwhile waited in the channel.
+                let input = worker.input.subscribe();
+                self.run_worker(&uid, input);
+            }
         }
+    }
+
+    /// Pod `uid`'s worker panicked: a new task takes its input over after a back-off.
+    fn worker_panicked(&mut self, uid: String, message: &str) {
+        let Some(worker) = self.workers.get_mut(&uid) else {
+            return;
+        };
+        let wait = worker.restarts.failed(worker.started.elapsed());
+        self.view.worker_restarted();
+        error!(
+            pod = %uid,
+            failures = worker.restarts.failures(),
+            "the pod's worker panicked ({message}); a new one starts in {wait:?}"
+        );
+        let manager = self.ctx.manager.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = manager.send(ManagerMsg::RestartWorker(uid));
+        });
     }
 
     /// The pod with this uid as it should run, if any.
@@ -182,8 +222,32 @@ impl<R: ContainerRuntime> PodManager<R> {
 
     fn spawn_worker(&mut self, uid: &str, pod: Option<Arc<Pod>>) {
         let (input, receiver) = watch::channel(WorkerInput { pod, poke: 0 });
-        tokio::spawn(pod_worker::run(self.ctx.clone(), uid.to_owned(), receiver));
-        self.workers.insert(uid.to_owned(), Worker { input });
+        self.run_worker(uid, receiver);
+        self.workers.insert(
+            uid.to_owned(),
+            Worker {
+                input,
+                started: Instant::now(),
+                restarts: RestartBackoff::default(),
+            },
+        );
+    }
+
+    /// Runs pod `uid`'s worker as a task of its own, and tells the manager if it panics.
+    fn run_worker(&self, uid: &str, input: watch::Receiver<WorkerInput>) {
+        let ctx = self.ctx.clone();
+        let uid = uid.to_owned();
+        tokio::spawn(async move {
+            // The panicked worker's own state goes with it: the next one starts from the pod
+            // and the runtime's containers, as a worker does after an agent restart.
+            let worker = AssertUnwindSafe(pod_worker::run(ctx.clone(), uid.clone(), input));
+            if let Err(panic) = worker.catch_unwind().await {
+                let message = panic_message(&*panic);
+                let _ = ctx
+                    .manager
+                    .send(ManagerMsg::WorkerPanicked { uid, message });
+            }
+        });
     }
 
     /// Containers and pod directories of pods that are neither desired nor worked on get a
@@ -221,5 +285,53 @@ impl<R: ContainerRuntime> PodManager<R> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::test_support::{Harness, pod};
+    use crate::runtime::ContainerPhase;
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_replaced_after_a_backoff_and_its_pod_runs() {
+        let Harness { runtime, ctx, .. } = Harness::new();
+        let (status, _statuses) = mpsc::unbounded_channel();
+        let (manager_tx, incoming) = mpsc::unbounded_channel();
+        let ctx = Arc::new(WorkerContext {
+            sync: ctx,
+            resync: Duration::from_secs(60),
+            status,
+            manager: manager_tx.clone(),
+        });
+        let view = PodView::default();
+        let manager = tokio::spawn(
+            PodManager::new(ctx, false)
+                .publishing(view.clone())
+                .run(incoming),
+        );
+        runtime.panic_on_sandboxes(1);
+        let started = Instant::now();
+        manager_tx
+            .send(ManagerMsg::ApiSnapshot(vec![pod("Always", &[], &["app"])]))
+            .expect("sent");
+        let running = || {
+            runtime
+                .containers()
+                .iter()
+                .filter(|c| c.info.phase == ContainerPhase::Running)
+                .count()
+        };
+        while running() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the pod never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(started.elapsed() >= skiff_api::restart::INITIAL);
+        assert_eq!(view.worker_restarts(), 1);
+        manager.abort();
     }
 }

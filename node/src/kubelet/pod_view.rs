@@ -1,7 +1,8 @@
 //! [`PodView`]: the pods this agent runs, as its endpoint's `/pods` shows them (the
 //! kubelet's `GetPods`): the pod manager's desired pods (from the API and from manifests),
 //! each with the latest status its worker computed, which may be newer than the API's copy
-//! and is the only one a static pod has. A leaf: the pod manager and the status manager write
+//! and is the only one a static pod has; and how often a worker panicked and was replaced,
+//! for `/metrics`. A leaf: the pod manager and the status manager write
 //! it, the server reads it, and none of them imports another.
 
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ struct Pods {
     desired: HashMap<String, Pod>,
     /// Worker statuses by pod uid.
     statuses: HashMap<String, PodStatus>,
+    /// Pod workers that panicked and were replaced, since the agent started.
+    worker_restarts: u64,
 }
 
 impl PodView {
@@ -45,6 +48,20 @@ impl PodView {
     /// Pod `uid`'s worker is done: its status goes with it.
     pub fn forget_status(&self, uid: &str) {
         self.write().statuses.remove(uid);
+    }
+
+    /// A pod worker panicked; a new one takes over its pod.
+    pub fn worker_restarted(&self) {
+        let mut pods = self.write();
+        pods.worker_restarts = pods.worker_restarts.saturating_add(1);
+    }
+
+    /// How many pod workers panicked and were replaced since the agent started.
+    pub fn worker_restarts(&self) -> u64 {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .worker_restarts
     }
 
     /// The desired pods, each with its worker's status when there is one, by namespace and

@@ -526,10 +526,7 @@ impl<R: ContainerRuntime> ContainerSync<'_, R> {
         let grace = kind
             .of(container)
             .and_then(|p| p.termination_grace_period_seconds)
-            .map_or_else(
-                || grace_period(self.pod),
-                |seconds| Duration::from_secs(seconds.max(0) as u64),
-            );
+            .map_or_else(|| grace_period(self.pod), skiff_api::time::seconds);
         self.ctx.runtime.stop_container(id, grace).await?;
         self.acted = true;
         self.wake_in(Duration::ZERO);

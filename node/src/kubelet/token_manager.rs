@@ -83,8 +83,9 @@ impl TokenManager {
             .map(|s| s.token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| format!("the API server issued no token for {namespace}/{account}"))?;
-        let lifetime = Duration::from_secs(u64::try_from(expiration_seconds).unwrap_or(0));
-        let refresh_at = Instant::now() + (lifetime * 4 / 5).min(MAX_AGE);
+        // At 80% of its life (divided first: the lifetime comes from a pod spec).
+        let lifetime = skiff_api::time::seconds(expiration_seconds);
+        let refresh_at = Instant::now() + (lifetime / 5 * 4).min(MAX_AGE);
         self.lock().insert(
             key,
             Cached {

@@ -52,7 +52,8 @@ pub fn mirror_hash(pod: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The pod's termination grace period (`deletionGracePeriodSeconds` while it is deleted).
+/// The pod's termination grace period (`deletionGracePeriodSeconds` while it is deleted); a
+/// huge one is as long as a wait can be ([`skiff_api::time::seconds`]).
 pub fn grace_period(pod: &Pod) -> Duration {
     let seconds = pod
         .metadata
@@ -62,9 +63,8 @@ pub fn grace_period(pod: &Pod) -> Duration {
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds)
         })
-        .unwrap_or(30)
-        .max(0);
-    Duration::from_secs(seconds as u64)
+        .unwrap_or(30);
+    skiff_api::time::seconds(seconds)
 }
 
 /// The runtime's view of which pod this is.
@@ -77,5 +77,26 @@ pub fn pod_ref(pod: &Pod) -> PodRef {
             .namespace
             .clone()
             .unwrap_or_else(|| String::from("default")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_grace_period_is_a_wait_a_deadline_can_hold() {
+        let mut pod = Pod::default();
+        assert_eq!(grace_period(&pod), Duration::from_secs(30));
+        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            termination_grace_period_seconds: Some(-1),
+            ..Default::default()
+        });
+        assert_eq!(grace_period(&pod), Duration::ZERO);
+        pod.metadata.deletion_grace_period_seconds = Some(i64::MAX);
+        let grace = grace_period(&pod);
+        // What stopping a container computes: it panicked with the unclamped grace period.
+        assert!(tokio::time::Instant::now().checked_add(grace).is_some());
+        assert_eq!(grace, skiff_api::time::seconds(i64::MAX));
     }
 }

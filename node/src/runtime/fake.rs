@@ -47,6 +47,8 @@ struct State {
     calls: Vec<Call>,
     down: bool,
     refuse_sandbox: Option<String>,
+    /// Sandbox creations still to panic.
+    panicking_sandboxes: u32,
     clock: i64,
     /// Exit codes of commands run in containers, by container id (0 when not set).
     exec_codes: HashMap<String, i64>,
@@ -100,6 +102,11 @@ impl FakeRuntime {
     /// Makes sandbox creation fail with `message` (`None`: succeed again).
     pub fn refuse_sandboxes(&self, message: Option<&str>) {
         self.lock().refuse_sandbox = message.map(str::to_owned);
+    }
+
+    /// Makes the next `times` sandbox creations panic, as a bug in the caller would.
+    pub fn panic_on_sandboxes(&self, times: u32) {
+        self.lock().panicking_sandboxes = times;
     }
 
     /// Makes every command run in container `id` exit with `code`.
@@ -202,6 +209,11 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<String, RuntimeError> {
         let mut state = self.up()?;
+        if state.panicking_sandboxes > 0 {
+            state.panicking_sandboxes -= 1;
+            drop(state);
+            panic!("the fake panics on creating a sandbox");
+        }
         if let Some(message) = state.refuse_sandbox.clone() {
             return Err(RuntimeError::Rejected(message));
         }

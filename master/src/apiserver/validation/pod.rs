@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, Pod, PodSpec, PodTemplate, PodTemplateSpec, Probe,
-    ResourceRequirements, Toleration, Volume, VolumeMount,
+    ProjectedVolumeSource, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -118,6 +118,9 @@ fn volumes<'a>(errs: &mut Vec<FieldError>, vols: &'a [Volume], path: &str) -> BT
                 "",
             ));
         }
+        if let Some(projected) = &v.projected {
+            projected_tokens(&mut el, projected, &format!("{p}.projected"));
+        }
         let name_path = format!("{p}.name");
         if v.name.is_empty() {
             el.push(FieldError::required(&name_path, ""));
@@ -133,6 +136,36 @@ fn volumes<'a>(errs: &mut Vec<FieldError>, vols: &'a [Volume], path: &str) -> BT
         errs.extend(el);
     }
     names
+}
+
+/// The lifetimes of a projected volume's ServiceAccount tokens: from 10 minutes to 2^32
+/// seconds, as Kubernetes' `validateProjectionSources` (the node agent refreshes a token at
+/// 80% of it).
+fn projected_tokens(errs: &mut Vec<FieldError>, projected: &ProjectedVolumeSource, path: &str) {
+    for (i, source) in projected.sources.iter().flatten().enumerate() {
+        let Some(seconds) = source
+            .service_account_token
+            .as_ref()
+            .and_then(|t| t.expiration_seconds)
+        else {
+            continue;
+        };
+        let path = format!("{path}.sources[{i}].serviceAccountToken.expirationSeconds");
+        if seconds < 10 * 60 {
+            errs.push(FieldError::invalid_unquoted(
+                &path,
+                seconds,
+                "may not specify a duration less than 10 minutes",
+            ));
+        }
+        if seconds > 1 << 32 {
+            errs.push(FieldError::invalid_unquoted(
+                &path,
+                seconds,
+                "may not specify a duration larger than 2^32 seconds",
+            ));
+        }
+    }
 }
 
 fn container_ports(
@@ -313,7 +346,7 @@ fn probe(errs: &mut Vec<FieldError>, probe: &Probe, path: &str, success_must_be_
         && let Some(n) = probe.success_threshold
         && n != 1
     {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             format!("{path}.successThreshold"),
             n,
             "must be 1",
@@ -322,7 +355,7 @@ fn probe(errs: &mut Vec<FieldError>, probe: &Probe, path: &str, success_must_be_
     if let Some(n) = probe.termination_grace_period_seconds
         && n <= 0
     {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             format!("{path}.terminationGracePeriodSeconds"),
             n,
             "must be greater than 0",
@@ -672,7 +705,7 @@ pub fn pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     if let Some(n) = spec.active_deadline_seconds
         && !(1..=i64::from(i32::MAX)).contains(&n)
     {
-        errs.push(FieldError::invalid(
+        errs.push(FieldError::invalid_unquoted(
             format!("{path}.activeDeadlineSeconds"),
             n,
             format!("must be between 1 and {}, inclusive", i32::MAX),
@@ -818,7 +851,7 @@ pub fn pod_update(old: &Pod, new: &Pod) -> Vec<FieldError> {
         new_spec.active_deadline_seconds,
     ) {
         (_, Some(n)) if !(0..=i64::from(i32::MAX)).contains(&n) => {
-            errs.push(FieldError::invalid(
+            errs.push(FieldError::invalid_unquoted(
                 "spec.activeDeadlineSeconds",
                 n,
                 format!("must be between 0 and {}, inclusive", i32::MAX),
@@ -826,7 +859,7 @@ pub fn pod_update(old: &Pod, new: &Pod) -> Vec<FieldError> {
             return errs;
         }
         (Some(o), Some(n)) if o < n => {
-            errs.push(FieldError::invalid(
+            errs.push(FieldError::invalid_unquoted(
                 "spec.activeDeadlineSeconds",
                 n,
                 "must be less than or equal to previous value",
@@ -1149,6 +1182,37 @@ mod tests {
             "must not contain '..'"
         );
         assert_eq!(errs.len(), 7, "{errs:#?}");
+    }
+
+    #[test]
+    fn projected_token_lifetimes_are_bounded_as_kubernetes_bounds_them() {
+        let token = |seconds: i64| json!({"serviceAccountToken": {"path": "t", "expirationSeconds": seconds}});
+        let p: Pod = from(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "volumes": [{"name": "tokens", "projected": {"sources": [
+                    token(3600), token(599), token(i64::MAX), token(1 << 32)
+                ]}}],
+                "containers": [{"name": "a", "image": "a"}]
+            }
+        }));
+        let errs = pod(&p);
+        let path = |i: usize| {
+            format!("spec.volumes[0].projected.sources[{i}].serviceAccountToken.expirationSeconds")
+        };
+        assert_eq!(
+            only(&errs, &path(1)).detail,
+            "may not specify a duration less than 10 minutes"
+        );
+        assert_eq!(
+            only(&errs, &path(2)).to_string(),
+            format!(
+                "{}: Invalid value: {}: may not specify a duration larger than 2^32 seconds",
+                path(2),
+                i64::MAX
+            )
+        );
+        assert_eq!(errs.len(), 2, "{errs:#?}");
     }
 
     #[test]

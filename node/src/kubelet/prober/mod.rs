@@ -322,5 +322,5 @@ impl PodProbes {
 
 /// The time a probe may take (`timeoutSeconds`, at least one second).
 fn timeout_of(probe: &Probe) -> Duration {
-    Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64)
+    skiff_api::time::seconds(probe.timeout_seconds.unwrap_or(1).into()).max(Duration::from_secs(1))
 }

@@ -36,9 +36,11 @@ impl<R: ContainerRuntime> Worker<R> {
     /// Probes until the result is final (see the module's notes) or the task is aborted.
     pub async fn run(self) {
         let probe = &self.probe;
-        let seconds = |value: Option<i32>, default: i32| value.unwrap_or(default).max(0) as u64;
-        let initial_delay = Duration::from_secs(seconds(probe.initial_delay_seconds, 0));
-        let period = Duration::from_secs(seconds(probe.period_seconds, 10).max(1));
+        let seconds = |value: Option<i32>, default: i32| {
+            skiff_api::time::seconds(value.unwrap_or(default).into())
+        };
+        let initial_delay = seconds(probe.initial_delay_seconds, 0);
+        let period = seconds(probe.period_seconds, 10).max(Duration::from_secs(1));
         let success_threshold = probe.success_threshold.unwrap_or(1).max(1) as u32;
         let failure_threshold = probe.failure_threshold.unwrap_or(3).max(1) as u32;
         let since_start = self

@@ -39,6 +39,8 @@ pub struct AgentFigures {
     pub process: ProcessFigures,
     /// Tasks alive in the agent's async runtime (pod workers, probes, sessions).
     pub tasks: u64,
+    /// Pod workers that panicked and were replaced.
+    pub pod_worker_restarts: u64,
     /// Connections translated per Service frontend (`10.96.0.10:53/UDP`), when the agent
     /// load-balances Services.
     pub service_connections: BTreeMap<String, u64>,
@@ -114,6 +116,13 @@ impl AgentFigures {
             "Tasks alive in the agent's async runtime (pod workers, probes, sessions)",
             tasks,
         );
+        let restarts = Counter::<u64>::default();
+        restarts.inc_by(self.pod_worker_restarts);
+        registry.register(
+            "skiff_pod_worker_restarts",
+            "Pod workers that panicked and were replaced by a new one after a back-off",
+            restarts,
+        );
         let process = &self.process;
         let cpu = Counter::<f64, AtomicU64>::default();
         cpu.inc_by(process.cpu_seconds);
@@ -172,6 +181,7 @@ pub(super) async fn metrics<R: ContainerRuntime>(State(state): State<ServerState
         tasks: tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks() as u64,
+        pod_worker_restarts: state.pods.worker_restarts(),
         ..Default::default()
     };
     for pod in state.pods.pods() {
@@ -239,6 +249,7 @@ mod tests {
             },
             service_connections: BTreeMap::from([(String::from("10.96.0.10:53/UDP"), 7)]),
             tasks: 42,
+            pod_worker_restarts: 2,
         };
         let text = figures.render();
         for line in [
@@ -255,6 +266,7 @@ mod tests {
             "process_resident_memory_bytes 1024.0",
             "process_open_fds 12.0",
             "skiff_agent_tasks 42",
+            "skiff_pod_worker_restarts_total 2",
             "skiff_proxy_service_connections_total{frontend=\"10.96.0.10:53/UDP\"} 7",
         ] {
             assert!(
