@@ -25,12 +25,28 @@ const LOG_TAIL_LINES: usize = 30;
 /// Attempts before giving up when a picked port was taken in the meantime.
 const START_ATTEMPTS: usize = 3;
 
+/// The files of an etcd that serves TLS and asks clients for certificates of `ca`.
+#[derive(Clone, Debug)]
+pub struct EtcdTlsFiles {
+    /// The CA (PEM) that signed the server's and the clients' certificates.
+    pub ca: PathBuf,
+    /// etcd's serving certificate (for 127.0.0.1) and key.
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// A client certificate of the CA and its key, for the harness's health checks.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
 /// A running single-member etcd cluster on 127.0.0.1, stopped when dropped.
 pub struct Etcd {
     child: Child,
     binary: PathBuf,
     client_port: u16,
     peer_port: u16,
+    tls: Option<EtcdTlsFiles>,
     // Dropped after the child is reaped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
 }
@@ -44,8 +60,18 @@ impl Etcd {
         Self::start_with(Path::new(ETCD_BINARY))
     }
 
+    /// Like [`Etcd::start`], serving TLS with client certificates required
+    /// (`--client-cert-auth`).
+    pub fn start_tls(tls: EtcdTlsFiles) -> anyhow::Result<Etcd> {
+        Self::start_inner(Path::new(ETCD_BINARY), Some(tls))
+    }
+
     /// Like [`Etcd::start`] with another etcd binary.
     pub fn start_with(binary: &Path) -> anyhow::Result<Etcd> {
+        Self::start_inner(binary, None)
+    }
+
+    fn start_inner(binary: &Path, tls: Option<EtcdTlsFiles>) -> anyhow::Result<Etcd> {
         if !binary.exists() {
             bail!(
                 "etcd not installed: run `cargo xtask setup` ({} is missing)",
@@ -54,7 +80,7 @@ impl Etcd {
         }
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(binary) {
+            match Self::try_start(binary, tls.clone()) {
                 Ok(etcd) => return Ok(etcd),
                 // Another process may have taken a port between picking and binding it.
                 Err(StartError::PortTaken(e)) => last_error = Some(e),
@@ -64,9 +90,10 @@ impl Etcd {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// etcd's data directory (inside the temporary directory).
@@ -94,25 +121,27 @@ impl Etcd {
             self.dir.path(),
             self.client_port,
             self.peer_port,
+            self.tls.as_ref(),
         )?;
         self.wait_ready().map_err(|e| match e {
             StartError::PortTaken(e) | StartError::Other(e) => e,
         })
     }
 
-    fn try_start(binary: &Path) -> Result<Etcd, StartError> {
+    fn try_start(binary: &Path, tls: Option<EtcdTlsFiles>) -> Result<Etcd, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-etcd-")
             .tempdir()
             .context("create etcd temp dir")?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
-        let child = spawn(binary, dir.path(), client_port, peer_port)?;
+        let child = spawn(binary, dir.path(), client_port, peer_port, tls.as_ref())?;
         let mut etcd = Etcd {
             child,
             binary: binary.to_path_buf(),
             client_port,
             peer_port,
+            tls,
             dir,
         };
         etcd.wait_ready()?;
@@ -132,7 +161,11 @@ impl Etcd {
                     StartError::Other(error)
                 });
             }
-            if health(self.client_port) {
+            let healthy = match &self.tls {
+                None => health(self.client_port),
+                Some(tls) => health_tls(self.client_port, tls),
+            };
+            if healthy {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -168,9 +201,17 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
-/// Runs etcd with its data and log in `dir`, on the loopback ports given.
-fn spawn(binary: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Child> {
-    let client_url = format!("http://127.0.0.1:{client_port}");
+/// Runs etcd with its data and log in `dir`, on the loopback ports given, serving TLS with
+/// client certificates required when `tls` is given.
+fn spawn(
+    binary: &Path,
+    dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    tls: Option<&EtcdTlsFiles>,
+) -> anyhow::Result<Child> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let client_url = format!("{scheme}://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -196,6 +237,15 @@ fn spawn(binary: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow:
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
+    if let Some(tls) = tls {
+        cmd.arg("--cert-file")
+            .arg(&tls.server_cert)
+            .arg("--key-file")
+            .arg(&tls.server_key)
+            .arg("--trusted-ca-file")
+            .arg(&tls.ca)
+            .arg("--client-cert-auth");
+    }
     // Tied to this process: a killed test or bench leaves no etcd behind.
     process::spawn_tied(cmd).with_context(|| format!("spawn {}", binary.display()))
 }
@@ -227,4 +277,36 @@ fn health(port: u16) -> bool {
     response.starts_with("HTTP/1.")
         && response.contains(" 200 ")
         && response.replace(' ', "").contains("\"health\":\"true\"")
+}
+
+/// Whether a TLS etcd's `/health` reports healthy, asked with the harness's client
+/// certificate.
+fn health_tls(port: u16, tls: &EtcdTlsFiles) -> bool {
+    let client = (|| -> anyhow::Result<reqwest::Client> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca)?)?;
+        let mut identity = std::fs::read(&tls.client_cert)?;
+        identity.extend(std::fs::read(&tls.client_key)?);
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .identity(reqwest::Identity::from_pem(&identity)?)
+            .timeout(Duration::from_secs(2))
+            .build()?)
+    })();
+    let Ok(client) = client else {
+        return false;
+    };
+    crate::block_on(async {
+        let Ok(answer) = client
+            .get(format!("https://127.0.0.1:{port}/health"))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        answer.status().is_success()
+            && answer
+                .text()
+                .await
+                .is_ok_and(|t| t.replace(' ', "").contains("\"health\":\"true\""))
+    })
 }

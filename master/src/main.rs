@@ -54,6 +54,15 @@ struct Args {
     /// etcd endpoints (comma separated); without them the embedded store is used.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
+    /// The CA (PEM) that signed etcd's serving certificate, for `https://` endpoints.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate (PEM) presented to etcd.
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
     /// The range Service ClusterIPs come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: Ipv4Net,
@@ -128,6 +137,25 @@ struct Args {
     /// `90s`); node agents renew theirs when 70 to 90% of it has passed.
     #[arg(long, default_value = "8760h", value_parser = parse_duration)]
     cluster_signing_duration: std::time::Duration,
+}
+
+/// TLS to etcd from `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`.
+fn etcd_tls(args: &Args) -> anyhow::Result<Option<skiff_master::store::etcd::EtcdTls>> {
+    use anyhow::Context;
+    let read =
+        |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let client = match (&args.etcd_certfile, &args.etcd_keyfile) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
+    Ok(match &args.etcd_cafile {
+        Some(ca) => Some(skiff_master::store::etcd::EtcdTls {
+            ca_pem: read(ca)?,
+            client,
+        }),
+        None if client.is_some() => anyhow::bail!("--etcd-certfile needs --etcd-cafile"),
+        None => None,
+    })
 }
 
 /// An interval flag: a number and a unit (s, m, h, d), or `0` for none.
@@ -270,6 +298,7 @@ fn main() -> anyhow::Result<()> {
             CONTROLLERS.join(", ")
         );
     }
+    let etcd_tls = etcd_tls(&args)?;
     let advertise_address = args
         .advertise_address
         .or_else(|| skiff_api::host::internal_ipv4().map(IpAddr::V4))
@@ -289,6 +318,7 @@ fn main() -> anyhow::Result<()> {
         advertise_address: Some(advertise_address),
         secure_port: args.secure_port,
         etcd_endpoints: args.etcd_endpoints,
+        etcd_tls,
         service_cidr: args.service_cluster_ip_range,
         encryption_provider_config: args.encryption_provider_config,
         limits: skiff_master::apiserver::overload::Limits {

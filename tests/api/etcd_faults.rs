@@ -128,3 +128,90 @@ async fn a_master_lives_through_etcd_going_away_and_waits_for_it_at_start() {
         .await;
     assert_eq!(code, 200);
 }
+
+/// A CA and, signed by it, etcd's serving certificate for 127.0.0.1 and a client
+/// certificate, written into `dir`.
+fn etcd_pki(dir: &std::path::Path) -> skiff::etcd::EtcdTlsFiles {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "etcd-ca");
+    let ca_pem = ca_params.self_signed(&ca_key).expect("ca").pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str, usage: rcgen::ExtendedKeyUsagePurpose| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf("etcd", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) =
+        leaf("kube-apiserver", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let write = |name: &str, contents: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write");
+        path
+    };
+    skiff::etcd::EtcdTlsFiles {
+        ca: write("ca.crt", &ca_pem),
+        server_cert: write("server.crt", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.crt", &client_cert),
+        client_key: write("client.key", &client_key),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_talks_to_etcd_over_tls_with_a_client_certificate() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let files = etcd_pki(pki.path());
+    let etcd = tokio::task::spawn_blocking({
+        let files = files.clone();
+        move || Etcd::start_tls(files)
+    })
+    .await
+    .expect("task")
+    .expect("starting etcd with TLS");
+    assert!(etcd.endpoint().starts_with("https://"));
+    // Without a client certificate etcd refuses the connection.
+    let ca_only = skiff_master::store::etcd::EtcdTls {
+        ca_pem: std::fs::read(&files.ca).expect("ca"),
+        client: None,
+    };
+    assert!(
+        skiff_master::store::etcd::EtcdStore::connect_with(&[etcd.endpoint()], Some(&ca_only))
+            .await
+            .is_err()
+    );
+    let mut extra_args = crate::api_only();
+    extra_args.extend([
+        format!("--etcd-cafile={}", files.ca.display()),
+        format!("--etcd-certfile={}", files.client_cert.display()),
+        format!("--etcd-keyfile={}", files.client_key.display()),
+    ]);
+    let master = Master::start(MasterOptions {
+        etcd_endpoints: vec![etcd.endpoint()],
+        extra_args,
+        ..Default::default()
+    })
+    .expect("starting skiff-master on etcd over TLS");
+    let admin = Client::new(&master);
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    let (code, body) = admin.post(configmaps, &configmap("over-tls")).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = admin
+        .json(
+            reqwest::Method::GET,
+            &format!("{configmaps}/over-tls"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+}

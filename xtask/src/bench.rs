@@ -31,6 +31,12 @@ const BENCHES: &[Bench] = &[
         about: "API server throughput and latency against a real skiff-master",
     },
     Bench {
+        name: "overload",
+        target: "overload",
+        starts_master: true,
+        about: "a node's Lease renewals under a user's flood of lists, in-flight limits on vs off",
+    },
+    Bench {
         name: "store",
         target: "store",
         starts_master: false,

@@ -55,6 +55,8 @@ pub struct Config {
     pub secure_port: u16,
     /// etcd endpoints; empty = the embedded store in `<state_dir>/data`.
     pub etcd_endpoints: Vec<String>,
+    /// TLS to etcd, when its endpoints are `https://`.
+    pub etcd_tls: Option<crate::store::etcd::EtcdTls>,
     /// The Service ClusterIP range.
     pub service_cidr: Ipv4Net,
     /// An `EncryptionConfiguration` file: which resources are encrypted at rest, and how.
@@ -111,7 +113,7 @@ pub async fn serve(
     } else {
         info!(endpoints = ?config.etcd_endpoints, "using etcd");
         // As kube-apiserver: a master started before its etcd waits for it.
-        let connect = || EtcdStore::connect(&config.etcd_endpoints);
+        let connect = || EtcdStore::connect_with(&config.etcd_endpoints, config.etcd_tls.as_ref());
         match until_ready("connecting to etcd", connect, &mut shutdown).await {
             Some(store) => Arc::new(store),
             None => return Ok(()),

@@ -60,13 +60,39 @@ pub struct EtcdStore {
     _client: Client,
 }
 
+/// TLS to etcd (kube-apiserver's `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`): the
+/// CA that signed etcd's serving certificate and the client certificate etcd asks for.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// PEM of the CA etcd's certificate must be signed by.
+    pub ca_pem: Vec<u8>,
+    /// PEM of the client certificate, if etcd asks for one.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (e.g. `http://127.0.0.1:2379`) and checks
     /// that it answers.
     pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
-        let options = ConnectOptions::new()
+        Self::connect_with(endpoints, None).await
+    }
+
+    /// [`EtcdStore::connect`], over TLS when `tls` is given (`https://` endpoints).
+    pub async fn connect_with(
+        endpoints: &[String],
+        tls: Option<&EtcdTls>,
+    ) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
+        if let Some(tls) = tls {
+            let mut config = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.client {
+                config = config.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(config);
+        }
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(backend)?;

@@ -1,0 +1,251 @@
+//! Overload: a user's flood of heavy lists against a node's Lease renewals, on a real
+//! skiff-master with its in-flight limits and, side by side in the same run, with them off
+//! (`--max-requests-inflight=0`, what a server without protection does).
+//!
+//! The flood: `FLOOD_CLIENTS` connections of a user (not `system:masters`) listing 2,000
+//! ConfigMaps of 1 KiB each as fast as they are answered. The node: one renewal of its Lease
+//! (a merge patch, as the kubelet's) every 50 ms with the node's client certificate. Measured:
+//! the node's renewal latency (p50, p99) and how many of its renewals failed, the flood's
+//! answered lists per second and its 429s per second (a refused client waits the second
+//! `Retry-After` asks, as client-go does). The last line is `RESULT overload ...`
+//! with both runs and the ratio of the node's p99 without and with protection.
+//! `OVERLOAD_BENCH_SECONDS` sets each run's duration (default 10).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use skiff::master::{Master, MasterOptions};
+
+/// Connections of the flooding user.
+const FLOOD_CLIENTS: usize = 64;
+/// ConfigMaps the flood lists.
+const OBJECTS: usize = 2_000;
+/// Between two Lease renewals.
+const RENEW_EVERY: Duration = Duration::from_millis(50);
+
+/// What one run measured.
+struct Run {
+    renew_p50_ms: f64,
+    renew_p99_ms: f64,
+    renew_failed: u64,
+    flood_ok_per_s: f64,
+    flood_refused_per_s: f64,
+}
+
+/// A client certificate of the master's CA for `user` in `groups` (cert, key PEM).
+fn certificate(master: &Master, user: &str, groups: &[&str]) -> anyhow::Result<(String, String)> {
+    let ca_key = std::fs::read_to_string(master.state_dir().join("pki/ca.key"))?;
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(master.ca_pem(), rcgen::KeyPair::from_pem(&ca_key)?)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    for group in groups {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *group);
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn client(master: &Master, (cert, key): &(String, String)) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(master.ca_pem().as_bytes())?)
+        .identity(reqwest::Identity::from_pem(
+            format!("{cert}\n{key}").as_bytes(),
+        )?)
+        .build()?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
+    let mut extra_args = vec![
+        String::from("--scheduler=false"),
+        String::from("--controllers="),
+    ];
+    extra_args.extend(limits.iter().map(|l| l.to_string()));
+    let master = Master::start(MasterOptions {
+        extra_args,
+        ..Default::default()
+    })?;
+    let admin = master.http();
+    let base = master.server_url().to_owned();
+    let data = "x".repeat(1024);
+    for i in 0..OBJECTS {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}")}, "data": {"v": data}});
+        let answer = admin
+            .post(format!("{base}/api/v1/namespaces/default/configmaps"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            answer.status() == 201,
+            "creating cm-{i}: {}",
+            answer.status()
+        );
+    }
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "flooder"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "flooder"}]});
+    admin
+        .post(format!(
+            "{base}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+        ))
+        .json(&binding)
+        .send()
+        .await?;
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}});
+    let node = client(
+        &master,
+        &certificate(&master, "system:node:n1", &["system:nodes"])?,
+    )?;
+    let created = node
+        .post(format!(
+            "{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        ))
+        .json(&lease)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        created.status() == 201,
+        "creating the Lease: {}",
+        created.status()
+    );
+    let flooder = client(&master, &certificate(&master, "flooder", &[])?)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let flood: Vec<_> = (0..FLOOD_CLIENTS)
+        .map(|_| {
+            let flooder = flooder.clone();
+            let url = format!("{base}/api/v1/namespaces/default/configmaps");
+            let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match flooder.get(&url).send().await {
+                        // As client-go: wait what Retry-After says.
+                        Ok(r) if r.status() == 429 => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Ok(r) => {
+                            if r.bytes().await.is_ok() {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut failed = 0u64;
+    let url = format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        let renewal = json!({"spec": {"renewTime": chrono_now()}});
+        let answer = node
+            .patch(&url)
+            .header("Content-Type", "application/merge-patch+json")
+            .body(renewal.to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == 200 => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+            _ => failed += 1,
+        }
+        tokio::time::sleep(RENEW_EVERY.saturating_sub(t.elapsed())).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in flood {
+        task.abort();
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Run {
+        renew_p50_ms: percentile(&latencies, 0.5),
+        renew_p99_ms: percentile(&latencies, 0.99),
+        renew_failed: failed,
+        flood_ok_per_s: answered.load(Ordering::Relaxed) as f64 / elapsed,
+        flood_refused_per_s: refused.load(Ordering::Relaxed) as f64 / elapsed,
+    })
+}
+
+/// Now as an RFC 3339 MicroTime.
+fn chrono_now() -> String {
+    k8s_openapi::chrono::Utc::now()
+        .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Micros, true)
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("OVERLOAD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let protected = runtime.block_on(run(
+        &[
+            "--max-requests-inflight=12",
+            "--max-mutating-requests-inflight=6",
+        ],
+        seconds,
+    ))?;
+    let unprotected = runtime.block_on(run(
+        &[
+            "--max-requests-inflight=0",
+            "--max-mutating-requests-inflight=0",
+        ],
+        seconds,
+    ))?;
+    for (name, run) in [("protected", &protected), ("unprotected", &unprotected)] {
+        println!(
+            "{name}: node renewal p50 {:.2} ms p99 {:.2} ms ({} failed); flood {:.0} lists/s answered, {:.0}/s refused",
+            run.renew_p50_ms,
+            run.renew_p99_ms,
+            run.renew_failed,
+            run.flood_ok_per_s,
+            run.flood_refused_per_s
+        );
+    }
+    println!(
+        "RESULT overload flood_clients={FLOOD_CLIENTS} objects={OBJECTS} seconds={seconds} \
+         protected_renew_p50_ms={:.2} protected_renew_p99_ms={:.2} protected_renew_failed={} \
+         protected_flood_ok_per_s={:.0} protected_flood_429_per_s={:.0} \
+         unprotected_renew_p50_ms={:.2} unprotected_renew_p99_ms={:.2} unprotected_renew_failed={} \
+         unprotected_flood_ok_per_s={:.0} renew_p99_unprotected_vs_protected={:.1}",
+        protected.renew_p50_ms,
+        protected.renew_p99_ms,
+        protected.renew_failed,
+        protected.flood_ok_per_s,
+        protected.flood_refused_per_s,
+        unprotected.renew_p50_ms,
+        unprotected.renew_p99_ms,
+        unprotected.renew_failed,
+        unprotected.flood_ok_per_s,
+        unprotected.renew_p99_ms / protected.renew_p99_ms
+    );
+    Ok(())
+}
