@@ -1,13 +1,14 @@
-//! Overload: a user's flood of heavy lists against a node's Lease renewals, on a real
-//! skiff-master with its in-flight limits and, side by side in the same run, with them off
-//! (`--max-requests-inflight=0`, what a server without protection does).
+//! Overload: a user's flood of writes against a node's Lease renewals, on a real skiff-master
+//! with its in-flight limits and, side by side in the same run, with them off
+//! (`--max-mutating-requests-inflight=0`, what a server without protection does).
 //!
-//! The flood: `FLOOD_CLIENTS` connections of a user (not `system:masters`) listing 2,000
-//! ConfigMaps of 1 KiB each as fast as they are answered. The node: one renewal of its Lease
-//! (a merge patch, as the kubelet's) every 50 ms with the node's client certificate. Measured:
-//! the node's renewal latency (p50, p99) and how many of its renewals failed, the flood's
-//! answered lists per second and its 429s per second (a refused client waits the second
-//! `Retry-After` asks, as client-go does). The last line is `RESULT overload ...`
+//! The flood: `FLOOD_CLIENTS` connections of a user (not `system:masters`) creating
+//! ConfigMaps of 10 KiB as fast as they are answered. The node: one renewal of its Lease (a
+//! merge patch, as the kubelet's) every 50 ms with the node's client certificate; both are
+//! mutating requests and meet in the same limit, where the node may take the seats kept for
+//! the system. Measured: the node's renewal latency (p50, p99) and how many of its renewals
+//! failed, the flood's answered writes per second and its 429s per second (a refused client
+//! waits the second `Retry-After` asks, as client-go does). The last line is `RESULT overload ...`
 //! with both runs and the ratio of the node's p99 without and with protection.
 //! `OVERLOAD_BENCH_SECONDS` sets each run's duration (default 10).
 
@@ -20,8 +21,6 @@ use skiff::master::{Master, MasterOptions};
 
 /// Connections of the flooding user.
 const FLOOD_CLIENTS: usize = 64;
-/// ConfigMaps the flood lists.
-const OBJECTS: usize = 2_000;
 /// Between two Lease renewals.
 const RENEW_EVERY: Duration = Duration::from_millis(50);
 
@@ -83,32 +82,22 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
     })?;
     let admin = master.http();
     let base = master.server_url().to_owned();
-    let data = "x".repeat(1024);
-    for i in 0..OBJECTS {
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": format!("cm-{i}")}, "data": {"v": data}});
-        let answer = admin
-            .post(format!("{base}/api/v1/namespaces/default/configmaps"))
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            answer.status() == 201,
-            "creating cm-{i}: {}",
-            answer.status()
-        );
-    }
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "flooder"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"kind": "User", "name": "flooder"}]});
-    admin
+    let bound = admin
         .post(format!(
             "{base}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
         ))
         .json(&binding)
         .send()
         .await?;
+    anyhow::ensure!(
+        bound.status() == 201,
+        "binding the flooder: {}",
+        bound.status()
+    );
     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "n1", "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}});
@@ -133,25 +122,43 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let data = "x".repeat(10 * 1024);
     let flood: Vec<_> = (0..FLOOD_CLIENTS)
-        .map(|_| {
+        .map(|client| {
             let flooder = flooder.clone();
+            let data = data.clone();
             let url = format!("{base}/api/v1/namespaces/default/configmaps");
-            let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
+            let (stop, answered, refused, failed) = (
+                stop.clone(),
+                answered.clone(),
+                refused.clone(),
+                failed.clone(),
+            );
             tokio::spawn(async move {
+                let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    match flooder.get(&url).send().await {
+                    i += 1;
+                    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("flood-{client}-{i}")}, "data": {"v": data}});
+                    match flooder.post(&url).json(&body).send().await {
                         // As client-go: wait what Retry-After says.
                         Ok(r) if r.status() == 429 => {
                             refused.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                        Ok(r) => {
+                        Ok(r) if r.status() == 201 => {
                             if r.bytes().await.is_ok() {
                                 answered.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        Err(_) => {}
+                        Ok(r) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            let _ = r.bytes().await;
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             })
@@ -159,7 +166,7 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
         .collect();
     let started = Instant::now();
     let mut latencies = Vec::new();
-    let mut failed = 0u64;
+    let mut renew_failed = 0u64;
     let url = format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
     while started.elapsed() < Duration::from_secs(seconds) {
         let t = Instant::now();
@@ -173,7 +180,7 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
             .await;
         match answer {
             Ok(r) if r.status() == 200 => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
-            _ => failed += 1,
+            _ => renew_failed += 1,
         }
         tokio::time::sleep(RENEW_EVERY.saturating_sub(t.elapsed())).await;
     }
@@ -183,10 +190,15 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
         task.abort();
     }
     latencies.sort_by(f64::total_cmp);
+    let flood_failed = failed.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        flood_failed == 0,
+        "{flood_failed} lists of the flood failed (not 200 or 429)"
+    );
     Ok(Run {
         renew_p50_ms: percentile(&latencies, 0.5),
         renew_p99_ms: percentile(&latencies, 0.99),
-        renew_failed: failed,
+        renew_failed,
         flood_ok_per_s: answered.load(Ordering::Relaxed) as f64 / elapsed,
         flood_refused_per_s: refused.load(Ordering::Relaxed) as f64 / elapsed,
     })
@@ -208,21 +220,21 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let protected = runtime.block_on(run(
         &[
-            "--max-requests-inflight=12",
-            "--max-mutating-requests-inflight=6",
+            "--max-requests-inflight=400",
+            "--max-mutating-requests-inflight=12",
         ],
         seconds,
     ))?;
     let unprotected = runtime.block_on(run(
         &[
-            "--max-requests-inflight=0",
+            "--max-requests-inflight=400",
             "--max-mutating-requests-inflight=0",
         ],
         seconds,
     ))?;
     for (name, run) in [("protected", &protected), ("unprotected", &unprotected)] {
         println!(
-            "{name}: node renewal p50 {:.2} ms p99 {:.2} ms ({} failed); flood {:.0} lists/s answered, {:.0}/s refused",
+            "{name}: node renewal p50 {:.2} ms p99 {:.2} ms ({} failed); flood {:.0} writes/s answered, {:.0}/s refused",
             run.renew_p50_ms,
             run.renew_p99_ms,
             run.renew_failed,
@@ -231,7 +243,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "RESULT overload flood_clients={FLOOD_CLIENTS} objects={OBJECTS} seconds={seconds} \
+        "RESULT overload flood_clients={FLOOD_CLIENTS} seconds={seconds} \
          protected_renew_p50_ms={:.2} protected_renew_p99_ms={:.2} protected_renew_failed={} \
          protected_flood_ok_per_s={:.0} protected_flood_429_per_s={:.0} \
          unprotected_renew_p50_ms={:.2} unprotected_renew_p99_ms={:.2} unprotected_renew_failed={} \

@@ -420,8 +420,9 @@ async fn authenticate_and_measure(
     response
 }
 
-/// Serves `request` for `user` in a seat (429 when there is none) and, unless it runs for
-/// long, within the request timeout (504 after it; the handler goes on and finishes).
+/// Serves `request` for `user` in a seat (429 when there is none), held until the response
+/// body is sent, and, unless it runs for long, within the request timeout (504 after it;
+/// the handler goes on and finishes).
 async fn serve_within_limits(
     api: &ApiServer,
     user: UserInfo,
@@ -446,8 +447,14 @@ async fn serve_within_limits(
     let timeout = api.inflight.timeout(asked.as_deref());
     let handler = tokio::spawn(async move {
         let response = authentication::serve_for(user, next.run(request)).await;
-        drop(seat);
-        response
+        // The seat is held until the body is written (as kube-apiserver's handler writes it
+        // within the filter): a big list costs its seat while it goes out.
+        response.map(|body| {
+            axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                let _held = &seat;
+                frame
+            }))
+        })
     });
     match tokio::time::timeout(timeout, handler).await {
         Ok(Ok(response)) => response,
