@@ -5,6 +5,12 @@
 //! keys as fast as acknowledged — gives throughput and latency percentiles, and the last line
 //! is `RESULT store ...` with both backends side by side and their ratio. etcd runs only when
 //! `/usr/bin/etcd` exists. `STORE_BENCH_SECONDS` sets the load's duration (default 5).
+//!
+//! First, recovery after a crash: a child process fills an embedded store with
+//! `REOPEN_KEYS` keys and dies (`_exit`, the file never closed, as kill -9 leaves it); the
+//! time to open that store (redb repairs it) is set beside the time to open it again after a
+//! clean close, and beside etcd's time to be healthy again after SIGKILL with as many keys:
+//! `RESULT store_reopen ...`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +29,80 @@ use tokio::runtime::Runtime;
 const BURST: usize = 1_000;
 /// Concurrent clients of the throughput load.
 const CLIENTS: usize = 64;
+
+/// Keys in the store that is crashed and opened again.
+const REOPEN_KEYS: usize = 100_000;
+
+/// Fills `store` with [`REOPEN_KEYS`] keys from `CLIENTS` tasks.
+async fn fill(store: Arc<dyn Store>) {
+    let keys = Arc::new(Keys(AtomicU64::new(0)));
+    let per_client = REOPEN_KEYS / CLIENTS;
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (store, keys) = (store.clone(), keys.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_client {
+                    store.create(&keys.next(), pod_value()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Opening an embedded store after a crash and after a clean close, and etcd's restart after
+/// SIGKILL, with [`REOPEN_KEYS`] keys: (crash ms, clean ms, etcd ms). Runs before any thread
+/// is started: it forks.
+fn reopen_times() -> (f64, f64, Option<f64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crashed");
+    // SAFETY: no other thread exists yet in this process; the child only runs its own
+    // runtime and leaves with `_exit`.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).unwrap());
+        runtime.block_on(fill(store.clone()));
+        // Dies with the file open, as kill -9 leaves it.
+        // SAFETY: ends this (child) process at once; nothing runs after it.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    let started = Instant::now();
+    let store = EmbeddedStore::open(&path).unwrap();
+    let crash_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(store);
+    let started = Instant::now();
+    let store = EmbeddedStore::open(&path).unwrap();
+    let clean_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(store);
+    let etcd_ms = Path::new("/usr/bin/etcd").exists().then(|| {
+        let mut server = Etcd::start().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            runtime
+                .block_on(EtcdStore::connect(&[server.endpoint()]))
+                .unwrap(),
+        );
+        runtime.block_on(fill(store));
+        server.stop();
+        let started = Instant::now();
+        server.resume().unwrap();
+        started.elapsed().as_secs_f64() * 1000.0
+    });
+    (crash_ms, clean_ms, etcd_ms)
+}
 
 /// A value the size of a small pod's JSON.
 fn pod_value() -> Bytes {
@@ -139,6 +219,7 @@ fn load(runtime: &Runtime, store: Arc<dyn Store>, duration: Duration) -> Load {
 }
 
 fn main() {
+    let (crash_ms, clean_ms, etcd_ms) = reopen_times();
     let mut criterion = Criterion::default().configure_from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -182,6 +263,18 @@ fn main() {
     };
     criterion.final_summary();
 
+    let mut reopen = format!(
+        "RESULT store_reopen keys={REOPEN_KEYS} embedded_after_crash_ms={crash_ms:.0} \
+         embedded_after_clean_close_ms={clean_ms:.0} crash_vs_clean={:.2}",
+        crash_ms / clean_ms
+    );
+    if let Some(etcd_ms) = etcd_ms {
+        reopen += &format!(
+            " etcd_after_sigkill_ms={etcd_ms:.0} embedded_crash_vs_etcd={:.2}",
+            crash_ms / etcd_ms
+        );
+    }
+    println!("{reopen}");
     let mut line = format!(
         "RESULT store clients={CLIENTS} seconds={seconds} embedded_creates_per_s={:.0} \
          embedded_p50_ms={:.2} embedded_p99_ms={:.2}",
