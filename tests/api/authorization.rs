@@ -765,3 +765,101 @@ async fn a_node_gets_a_serving_certificate_only_for_its_own_addresses() {
     let out = master.kubectl(&["get", "csr", "other-node"]);
     assert!(out.stdout.contains("Approved"), "{out}");
 }
+
+/// A user's certificate made as the RBAC tutorials make it: `openssl x509 -req` without an
+/// extension file, an X.509 version 1 certificate, which kube-apiserver (Go) accepts. One the
+/// cluster CA did not sign is refused.
+#[tokio::test]
+async fn a_version_1_certificate_from_openssl_authenticates_its_user() {
+    let master = master();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = master.state_dir().join("pki");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/bin/openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca_crt = pki.join("ca.crt").display().to_string();
+    let ca_key = pki.join("ca.key").display().to_string();
+    openssl(&["genrsa", "-out", "jane.key", "2048"]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "jane.key",
+        "-subj",
+        "/CN=jane/O=devs",
+        "-out",
+        "jane.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "jane.csr",
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        "jane.crt",
+        "-days",
+        "1",
+    ]);
+    openssl(&[
+        "x509", "-req", "-in", "jane.csr", "-signkey", "jane.key", "-out", "self.crt", "-days", "1",
+    ]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (_, certificate) = x509_parser::pem::parse_x509_pem(read("jane.crt").as_bytes()).unwrap();
+    assert_eq!(
+        certificate.parse_x509().unwrap().version(),
+        x509_parser::x509::X509Version::V1
+    );
+    // kubectl (Go, as the tutorials' users) presents it; rustls clients cannot load one.
+    let kubectl = |cert: &str, args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg(format!("--server={}", master.server_url()))
+            .arg(format!("--certificate-authority={ca_crt}"))
+            .arg(format!(
+                "--client-certificate={}",
+                dir.path().join(cert).display()
+            ))
+            .arg(format!(
+                "--client-key={}",
+                dir.path().join("jane.key").display()
+            ))
+            .args(["--kubeconfig=/dev/null", "--token="])
+            .args(args)
+            .output()
+            .expect("kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, whoami, err) = kubectl(
+        "jane.crt",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(whoami, "jane [\"devs\",\"system:authenticated\"]");
+    let (ok, _, err) = kubectl("self.crt", &["get", "namespaces"]);
+    assert!(
+        !ok && err.contains("certificate"),
+        "a version 1 certificate the CA did not sign must not authenticate"
+    );
+}

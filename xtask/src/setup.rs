@@ -73,6 +73,13 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["curl"]),
     },
     Requirement {
+        // The tests make a user's certificate as the RBAC tutorials do (`openssl x509 -req`,
+        // an X.509 version 1 certificate).
+        name: "openssl",
+        check: openssl_version,
+        install: Install::Apt(&["openssl"]),
+    },
+    Requirement {
         // The shell image `skiff/busybox:1` of the tour and the tests (a static busybox: sh,
         // httpd, wget, tar for `kubectl cp`, ...).
         name: "busybox-static",
@@ -282,6 +289,11 @@ fn iproute2_version() -> Option<String> {
 /// The version of `curl` ("7.88.1", from "curl 7.88.1 (x86_64-pc-linux-gnu) ...").
 fn curl_version() -> Option<String> {
     let out = version_output("/usr/bin/curl", &["--version"])?;
+    out.split_whitespace().nth(1).map(str::to_owned)
+}
+
+fn openssl_version() -> Option<String> {
+    let out = version_output("/usr/bin/openssl", &["version"])?;
     out.split_whitespace().nth(1).map(str::to_owned)
 }
 

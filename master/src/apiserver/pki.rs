@@ -124,13 +124,21 @@ impl Credentials {
                 .add(ca.context("parsing the CA certificate")?)
                 .context("trusting the CA certificate")?;
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
         )
         .allow_unauthenticated()
         .build()
         .context("the client certificate verifier")?;
+        let verifier = Arc::new(ClientCertificates {
+            webpki,
+            ca_der: rustls_pemfile::certs(&mut self.ca_pem.as_bytes())
+                .filter_map(Result::ok)
+                .map(|c| c.to_vec())
+                .collect(),
+            algorithms: provider.signature_verification_algorithms,
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
@@ -356,5 +364,113 @@ mod tests {
             first.kubelet_client_cert_pem
         );
         assert!(ca_accepts_kubelet_client(&remade));
+    }
+}
+
+/// Client certificates as kube-apiserver takes them: webpki's verification against the
+/// cluster CA, and, for X.509 version 1 certificates (what `openssl x509 -req` makes without
+/// an extension file, which webpki refuses and Go accepts), the CA's signature and the
+/// validity period checked here, and the handshake signed with the certificate's key (TLS
+/// 1.3).
+#[derive(Debug)]
+struct ClientCertificates {
+    webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// The cluster CA certificates (DER).
+    ca_der: Vec<Vec<u8>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// The certificate's public key if it is an X.509 version 1 certificate.
+fn version_1_key(certificate: &[u8]) -> Option<Vec<u8>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    (parsed.version() == x509_parser::x509::X509Version::V1)
+        .then(|| parsed.public_key().raw.to_vec())
+}
+
+impl ClientCertificates {
+    fn verify_version_1(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        use rustls::CertificateError;
+        let bad = |e: CertificateError| rustls::Error::InvalidCertificate(e);
+        let (_, certificate) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| bad(CertificateError::BadEncoding))?;
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let validity = certificate.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(bad(CertificateError::NotValidYet));
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(bad(CertificateError::Expired));
+        }
+        let signed_by_ca = self.ca_der.iter().any(|ca| {
+            x509_parser::parse_x509_certificate(ca).is_ok_and(|(_, ca)| {
+                ca.subject() == certificate.issuer()
+                    && certificate.verify_signature(Some(ca.public_key())).is_ok()
+            })
+        });
+        if !signed_by_ca {
+            return Err(bad(CertificateError::UnknownIssuer));
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientCertificates {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if version_1_key(end_entity).is_some() {
+            return self.verify_version_1(end_entity, now);
+        }
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        match version_1_key(cert) {
+            Some(spki) => rustls::crypto::verify_tls13_signature_with_raw_key(
+                message,
+                &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki.as_slice()),
+                dss,
+                &self.algorithms,
+            ),
+            None => self.webpki.verify_tls13_signature(message, cert, dss),
+        }
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
