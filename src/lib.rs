@@ -7,6 +7,7 @@ pub mod docker;
 pub mod etcd;
 pub mod images;
 pub mod master;
+pub mod netns;
 pub mod network;
 pub mod node;
 pub mod process;

@@ -61,6 +61,8 @@ pub struct Master {
     state_dir: PathBuf,
     child: Option<Child>,
     access: Access,
+    /// The network namespace it runs in (`ip netns exec`); `None`: the host's.
+    netns: Option<String>,
     // Dropped last, after `Drop::drop` stopped the process.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -78,6 +80,20 @@ impl Master {
     /// port and waits up to 30 s until it is ready. Blocking; callable from sync and async
     /// tests alike.
     pub fn start(opts: MasterOptions) -> anyhow::Result<Master> {
+        Master::start_in(opts, None)
+    }
+
+    /// As [`Master::start`], but inside network namespace `netns`: it reaches and is reached
+    /// only through the namespace's links, so `opts` should name a `--bind-address` (which
+    /// the kubeconfig names) on one of them.
+    pub fn start_in_namespace(
+        opts: MasterOptions,
+        netns: &crate::netns::NetworkNamespace,
+    ) -> anyhow::Result<Master> {
+        Master::start_in(opts, Some(netns.name().to_owned()))
+    }
+
+    fn start_in(opts: MasterOptions, netns: Option<String>) -> anyhow::Result<Master> {
         let (state_dir, temp_dir) = match &opts.state_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
@@ -97,6 +113,7 @@ impl Master {
             state_dir,
             child: None,
             access: Access::default(),
+            netns,
             _temp_dir: temp_dir,
         };
         master.launch()?;
@@ -143,6 +160,55 @@ impl Master {
     pub fn http(&self) -> reqwest::Client {
         // The same construction succeeded in `launch` with the same inputs.
         http_client(&self.access).expect("HTTP client for the master")
+    }
+
+    /// A client certificate the cluster CA (`<state dir>/pki/ca.key`) signs for `user` in
+    /// `groups`, read as kube-apiserver's x509 authenticator reads one (CN the user, O the
+    /// groups): (certificate, key), PEM. For clients other than the admin: a user, a node
+    /// (`system:node:<name>` in `system:nodes`), a `system:kube-*` component.
+    pub fn client_certificate(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<(String, String)> {
+        let ca_key_path = self.state_dir.join("pki/ca.key");
+        let ca_key = std::fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("reading {}", ca_key_path.display()))?;
+        let ca_key = rcgen::KeyPair::from_pem(&ca_key).context("the CA key")?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(self.ca_pem(), ca_key).context("the CA certificate")?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, user);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing the client certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A new HTTP client that trusts the cluster CA and presents the client certificate
+    /// `cert` with its `key` (PEM, e.g. from [`Master::client_certificate`]) instead of the
+    /// admin token.
+    pub fn http_with_certificate(&self, cert: &str, key: &str) -> anyhow::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).context("cluster CA")?,
+            )
+            .identity(
+                reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+                    .context("client certificate and key")?,
+            )
+            .build()
+            .context("building HTTP client")
     }
 
     /// A `kube` client configured from the master's kubeconfig file.
@@ -224,7 +290,14 @@ impl Master {
             .next()
             .and_then(|port| port.parse::<u16>().ok())
             .unwrap_or(0);
-        let mut cmd = Command::new(&binary);
+        let mut cmd = match &self.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns]).arg(&binary);
+                cmd
+            }
+            None => Command::new(&binary),
+        };
         cmd.arg("--state-dir")
             .arg(&self.state_dir)
             .arg("--secure-port")

@@ -24,6 +24,7 @@ mod daemon_sets;
 mod exec;
 mod jobs;
 mod node_identity;
+mod partition;
 mod probes;
 mod replication_controllers;
 mod service_accounts;
@@ -2782,110 +2783,30 @@ spec:
 /// is none of the node's). It has no default route: it talks to 10.<subnet>.0.1 only, so
 /// nothing it sends can leave the machine. Removed when dropped.
 struct OutsideHost {
-    netns: &'static str,
-    device: &'static str,
-    subnet: u8,
+    namespace: skiff::netns::NetworkNamespace,
+    link: skiff::netns::Link,
 }
 
 impl OutsideHost {
-    fn create(netns: &'static str, device: &'static str, subnet: u8) -> OutsideHost {
-        let host = OutsideHost {
-            netns,
-            device,
-            subnet,
-        };
-        host.remove();
-        let out = std::process::Command::new("ip")
-            .args(["-4", "addr", "show"])
-            .output()
-            .expect("ip addr show");
-        assert!(
-            !String::from_utf8_lossy(&out.stdout).contains(&format!(" 10.{subnet}.0.")),
-            "10.{subnet}.0.0/24 is in use on this machine already"
-        );
-        let (host_device, peer_device) = (format!("{device}0"), format!("{device}1"));
-        let (node_ip, peer_ip) = (format!("{}/24", host.node_ip()), host.client_ip());
-        let peer_ip = format!("{peer_ip}/24");
-        for command in [
-            vec!["netns", "add", netns],
-            vec![
-                "link",
-                "add",
-                &host_device,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer_device,
-                "netns",
-                netns,
-            ],
-            vec!["addr", "add", &node_ip, "dev", &host_device],
-            vec!["link", "set", &host_device, "up"],
-            vec!["-n", netns, "addr", "add", &peer_ip, "dev", &peer_device],
-            vec!["-n", netns, "link", "set", &peer_device, "up"],
-            vec!["-n", netns, "link", "set", "lo", "up"],
-        ] {
-            let out = std::process::Command::new("ip")
-                .args(&command)
-                .output()
-                .expect("running ip");
-            assert!(
-                out.status.success(),
-                "ip {}: {}",
-                command.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        host
+    fn create(netns: &str, device: &str, subnet: u8) -> OutsideHost {
+        let mut namespace = skiff::netns::NetworkNamespace::create(netns).expect("namespace");
+        let link = namespace.link(device, subnet).expect("a link to the host");
+        OutsideHost { namespace, link }
     }
 
     /// The node's address on the link.
     fn node_ip(&self) -> String {
-        format!("10.{}.0.1", self.subnet)
+        self.link.host_ip.clone()
     }
 
     /// The outside client's address.
     fn client_ip(&self) -> String {
-        format!("10.{}.0.2", self.subnet)
+        self.link.inside_ip.clone()
     }
 
     /// Runs `client` on a thread of its own inside the namespace.
     fn run<T: Send>(&self, client: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let netns = std::fs::File::open(format!("/run/netns/{}", self.netns))
-                        .expect("the namespace's file");
-                    // SAFETY: an open namespace file; only this thread moves into it.
-                    let rc = unsafe {
-                        libc::setns(std::os::fd::AsRawFd::as_raw_fd(&netns), libc::CLONE_NEWNET)
-                    };
-                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                    client()
-                })
-                .join()
-                .expect("the client thread")
-        })
-    }
-
-    fn remove(&self) {
-        let host_device = format!("{}0", self.device);
-        for command in [
-            vec!["netns", "del", self.netns],
-            vec!["link", "del", &host_device],
-        ] {
-            let _ = std::process::Command::new("ip")
-                .args(&command)
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
-impl Drop for OutsideHost {
-    fn drop(&mut self) {
-        self.remove();
+        self.namespace.run(client).expect("entering the namespace")
     }
 }
 

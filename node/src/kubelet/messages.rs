@@ -49,6 +49,8 @@ pub struct ApiPodMeta {
     pub mirror_hash: Option<String>,
     /// Whether it has a deletionTimestamp.
     pub deleting: bool,
+    /// Its status's conditions as the API has them: type and status, sorted by type.
+    pub conditions: Vec<(String, String)>,
 }
 
 impl ApiPodMeta {
@@ -59,8 +61,21 @@ impl ApiPodMeta {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             mirror_hash: mirror_hash(pod).map(str::to_owned),
             deleting: pod.metadata.deletion_timestamp.is_some(),
+            conditions: pod.status.as_ref().map(conditions_of).unwrap_or_default(),
         }
     }
+}
+
+/// The conditions of `status`: type and status, sorted by type.
+pub fn conditions_of(status: &PodStatus) -> Vec<(String, String)> {
+    let mut conditions: Vec<(String, String)> = status
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| (c.type_.clone(), c.status.clone()))
+        .collect();
+    conditions.sort();
+    conditions
 }
 
 /// What the status manager is told.

@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::messages::{ApiPodMeta, StatusMsg};
+use super::messages::{ApiPodMeta, StatusMsg, conditions_of};
 use super::pod_view::PodView;
 use super::static_pods;
 use super::types::PodKey;
@@ -96,6 +96,18 @@ struct Entry {
     static_pod: bool,
     status: PodStatus,
     written: bool,
+}
+
+impl Entry {
+    /// Whether the API's copy of this entry's pod has other conditions than the entry.
+    fn differs_from(&self, api: &ApiPodMeta) -> bool {
+        let this_pod = if self.static_pod {
+            api.mirror_hash.as_deref() == Some(self.uid.as_str())
+        } else {
+            api.uid == self.uid
+        };
+        this_pod && api.conditions != conditions_of(&self.status)
+    }
 }
 
 /// The status manager's state.
@@ -216,9 +228,13 @@ impl<W: PodWriter> StatusManager<W> {
             }
             StatusMsg::ApiApply(pod) => {
                 if let Some(entry) = self.statuses.get_mut(&pod.key)
-                    && self.api.get(&pod.key).is_none_or(|old| old.uid != pod.uid)
+                    && (self.api.get(&pod.key).is_none_or(|old| old.uid != pod.uid)
+                        || (entry.written && entry.differs_from(&pod)))
                 {
-                    // A (re)created mirror pod needs the status again.
+                    // A (re)created mirror pod needs the status again; so does a pod whose
+                    // conditions someone else changed, as the node lifecycle controller
+                    // marks the pods of a node it lost touch with not Ready (the kubelet's
+                    // status manager reconciles the same way).
                     entry.written = false;
                 }
                 self.api.insert(pod.key.clone(), pod);
@@ -427,6 +443,7 @@ mod tests {
             uid: uid.to_owned(),
             mirror_hash: None,
             deleting: false,
+            conditions: Vec::new(),
         }
     }
 
@@ -465,6 +482,47 @@ mod tests {
 
         // A relist may follow a master that lost what was written: write it again.
         manager.apply(StatusMsg::ApiSnapshot(vec![meta("web", "u1")]));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), [written("web", "u1", "Running")]);
+    }
+
+    #[tokio::test]
+    async fn conditions_someone_else_changed_are_written_again() {
+        let (mut manager, writer) = manager();
+        let ready = |status: &str| k8s_openapi::api::core::v1::PodCondition {
+            type_: String::from("Ready"),
+            status: status.to_owned(),
+            ..Default::default()
+        };
+        manager.apply(StatusMsg::ApiSnapshot(vec![meta("web", "u1")]));
+        manager.apply(StatusMsg::Status {
+            key: (String::from("default"), String::from("web")),
+            uid: String::from("u1"),
+            static_pod: false,
+            status: Box::new(PodStatus {
+                phase: Some(String::from("Running")),
+                conditions: Some(vec![ready("True")]),
+                ..Default::default()
+            }),
+        });
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), [written("web", "u1", "Running")]);
+
+        // The watch shows what was written: nothing to do.
+        let as_written = ApiPodMeta {
+            conditions: vec![(String::from("Ready"), String::from("True"))],
+            ..meta("web", "u1")
+        };
+        manager.apply(StatusMsg::ApiApply(as_written));
+        manager.reconcile().await.expect("reconcile");
+        assert_eq!(writer.take(), []);
+
+        // The node lifecycle controller marked the pod not Ready while the node was silent.
+        let marked = ApiPodMeta {
+            conditions: vec![(String::from("Ready"), String::from("False"))],
+            ..meta("web", "u1")
+        };
+        manager.apply(StatusMsg::ApiApply(marked));
         manager.reconcile().await.expect("reconcile");
         assert_eq!(writer.take(), [written("web", "u1", "Running")]);
     }
