@@ -101,13 +101,13 @@ struct Args {
     /// The prefix length of one node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
-    /// Seconds between the node lifecycle controller's looks at the nodes.
-    #[arg(long, default_value_t = 5)]
-    node_monitor_period: u64,
-    /// Seconds a node may stay silent (no lease renewal, no status) before its status turns
-    /// Unknown and it is tainted unreachable.
-    #[arg(long, default_value_t = 40)]
-    node_monitor_grace_period: u64,
+    /// How often the node lifecycle controller looks at the nodes (`5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// How long a node may stay silent (no lease renewal, no status) before its status turns
+    /// Unknown and it is tainted unreachable (`40s`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
     /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
@@ -158,19 +158,19 @@ fn etcd_tls(args: &Args) -> anyhow::Result<Option<skiff_master::store::etcd::Etc
     })
 }
 
-/// An interval flag: a number and a unit (s, m, h, d), or `0` for none.
+/// An interval flag: a Go duration (`5m`), or `0` for none.
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    Ok(skiff_master::apiserver::bootstrap_tokens::parse_ttl(text)?
-        .and_then(|d| d.to_std().ok())
-        .unwrap_or_default())
+    skiff_api::time::parse_duration(text)
 }
 
-/// A duration flag (`--cluster-signing-duration`, `--request-timeout`): a number and a unit
-/// (s, m, h, d).
+/// A duration flag (`--cluster-signing-duration`, `--request-timeout`, ...): a Go duration
+/// (`90s`, `1h30m`) of more than 0.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    skiff_master::apiserver::bootstrap_tokens::parse_ttl(text)?
-        .and_then(|d| d.to_std().ok())
-        .ok_or_else(|| format!("invalid duration {text:?}: must be more than 0"))
+    let duration = skiff_api::time::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("invalid duration {text:?}: must be more than 0"));
+    }
+    Ok(duration)
 }
 
 /// What else skiff-master does besides running the control plane.
@@ -363,8 +363,8 @@ fn main() -> anyhow::Result<()> {
         }),
         node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
             NodeLifecycleConfig {
-                monitor_period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
-                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+                monitor_period: args.node_monitor_period,
+                grace_period: args.node_monitor_grace_period,
             }
         }),
     };

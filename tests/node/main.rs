@@ -2031,9 +2031,9 @@ async fn a_dead_nodes_pods_move_to_another_node() {
     let master = Master::start(MasterOptions {
         extra_args: [
             "--node-monitor-grace-period",
-            "6",
+            "6s",
             "--node-monitor-period",
-            "1",
+            "1s",
         ]
         .map(String::from)
         .to_vec(),

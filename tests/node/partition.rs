@@ -79,8 +79,8 @@ async fn a_black_hole_partition_makes_the_node_unknown_and_heals_without_touchin
             extra_args: vec![
                 format!("--bind-address={}", test_link.inside_ip),
                 format!("--advertise-address={}", agent_link.inside_ip),
-                format!("--node-monitor-grace-period={GRACE_SECONDS}"),
-                String::from("--node-monitor-period=1"),
+                format!("--node-monitor-grace-period={GRACE_SECONDS}s"),
+                String::from("--node-monitor-period=1s"),
             ],
             ..MasterOptions::default()
         },

@@ -94,29 +94,18 @@ fn user_of_secret(
     Ok(UserInfo::new(&format!("system:bootstrap:{id}"), &groups))
 }
 
-/// A lifetime as kubeadm's `--ttl` takes it: `24h`, `30m`, `90s`, `2d`, or `0` for none.
+/// A lifetime as kubeadm's `--ttl` takes it, a Go duration: `24h`, `30m`, `90s`, or `0` for
+/// none.
 pub fn parse_ttl(text: &str) -> Result<Option<chrono::Duration>, String> {
-    let text = text.trim();
-    if text == "0" {
+    let ttl = skiff_api::time::parse_duration(text.trim())?;
+    if ttl.is_zero() {
         return Ok(None);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("invalid duration {text:?}: a unit (s, m, h, d) is missing"))?;
-    let (number, unit) = text.split_at(split);
-    let number: i64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit {
-        "s" => Some(number),
-        "m" => number.checked_mul(60),
-        "h" => number.checked_mul(3600),
-        "d" => number.checked_mul(86_400),
-        _ => return Err(format!("invalid duration {text:?}: unknown unit {unit:?}")),
-    }
-    .filter(|s| *s > 0 && *s <= 10 * 365 * 86_400)
-    .ok_or_else(|| format!("invalid duration {text:?}: out of range"))?;
-    Ok(Some(chrono::Duration::seconds(seconds)))
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .filter(|ttl| *ttl >= chrono::Duration::seconds(1) && *ttl <= chrono::Duration::days(3650))
+        .map(Some)
+        .ok_or_else(|| format!("invalid duration {text:?}: out of range (1s to 87600h)"))
 }
 
 /// A new bootstrap token (`<id>.<secret>`), stored as its Secret through `client`, valid for

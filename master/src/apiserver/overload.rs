@@ -226,7 +226,7 @@ impl InFlight {
     /// shorter `timeout` the request asks for (`30s`, `1m`; Go's duration syntax).
     pub fn timeout(&self, asked: Option<&str>) -> Duration {
         asked
-            .and_then(parse_go_duration)
+            .and_then(|text| skiff_api::time::parse_duration(text).ok())
             .filter(|d| !d.is_zero())
             .map_or(self.limits.request_timeout, |d| {
                 d.min(self.limits.request_timeout)
@@ -240,37 +240,6 @@ fn too_many_requests(message: &str) -> ApiError {
         retry_after: 1,
         cause: None,
     }
-}
-
-/// A Go duration (`300ms`, `1.5s`, `1m30s`, `2h`), as the `timeout` query parameter is given.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += number * seconds;
-    }
-    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -372,7 +341,10 @@ mod tests {
         assert_eq!(seats.timeout(Some("250ms")), Duration::from_millis(250));
         assert_eq!(seats.timeout(Some("0s")), Duration::from_secs(60));
         assert_eq!(seats.timeout(Some("soon")), Duration::from_secs(60));
-        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("99999999999999999999h"), None);
+        assert_eq!(seats.timeout(Some("1.5s")), Duration::from_millis(1500));
+        assert_eq!(
+            seats.timeout(Some("99999999999999999999h")),
+            Duration::from_secs(60)
+        );
     }
 }
