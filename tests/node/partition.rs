@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use skiff::master::{Master, MasterOptions};
 use skiff::netns::NetworkNamespace;
 use skiff::node::{self, NodeAgent, NodeOptions};
@@ -210,7 +210,9 @@ spec:
         assert_eq!(container_status(pod, "app").restart_count, 0);
         assert_eq!(&cluster.containers(&pod.name_any()), containers);
     }
-    let out = cluster.master.kubectl(&["scale", "deployment/steady", "--replicas=3"]);
+    let out = cluster
+        .master
+        .kubectl(&["scale", "deployment/steady", "--replicas=3"]);
     assert!(out.success(), "{out}");
     let deadline = Instant::now() + FOLLOW;
     loop {
