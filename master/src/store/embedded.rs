@@ -462,9 +462,9 @@ impl Watch {
 ///
 /// A commit that fails (a full or failing disk) answers its writes with the error and changes
 /// nothing in memory; redb then wants the file closed and opened again, so the writer drops
-/// it, says why in `failure` (`/readyz` turns red) and, every [`RECOVERY_INTERVAL`] and before
-/// the next batch, opens it again (redb repairs it) and commits a probe: once that holds,
-/// writes resume by themselves.
+/// it and says why in `failure` (`/readyz` turns red). The next batch opens it again (redb
+/// repairs it), and so does a probe commit every [`RECOVERY_INTERVAL`] while no writes come:
+/// once a commit holds, the store is healthy again by itself.
 struct Writer {
     /// None after a failed commit, until it is opened again.
     db: Option<Database>,
@@ -577,9 +577,8 @@ impl Writer {
             return;
         }
 
-        if self.failing() {
-            self.recover();
-        }
+        // After a failure the batch is the probe: it opens the file again, and its commit
+        // holding makes the store healthy.
         if let Err(e) = self.persist(&accepted, revision, &compactions, compacted) {
             tracing::error!(error = %e, "the store could not commit; writes fail until it can");
             // redb wants the file opened again after an I/O error.
@@ -597,6 +596,7 @@ impl Writer {
             }
             return;
         }
+        self.healed();
 
         let events: Vec<Arc<WatchEvent>> = accepted.iter().map(|a| Arc::clone(&a.event)).collect();
         {
@@ -650,20 +650,28 @@ impl Writer {
             }
             txn.commit().map_err(|e| backend("commit", e))
         });
+        match probe {
+            Ok(()) => self.healed(),
+            Err(e) => {
+                self.db = None;
+                *self
+                    .shared
+                    .failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e);
+            }
+        }
+    }
+
+    /// A commit held: the store is healthy (again).
+    fn healed(&self) {
         let mut failure = self
             .shared
             .failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match probe {
-            Ok(()) => {
-                tracing::info!("the store commits again");
-                *failure = None;
-            }
-            Err(e) => {
-                self.db = None;
-                *failure = Some(e);
-            }
+        if failure.take().is_some() {
+            tracing::info!("the store commits again");
         }
     }
 
