@@ -3,6 +3,15 @@
 use std::ffi::CStr;
 use std::net::Ipv4Addr;
 
+/// The machine's hostname, lowercased (the default node name, a leader candidate's name).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| String::from("localhost"))
+}
+
 /// The machine's address for others (a node's InternalIP, where the API server is reached
 /// from pods): the first IPv4 address of an interface that is up and neither loopback nor one
 /// of Docker's or skiff's own (bridges, veths).

@@ -22,6 +22,7 @@ use skiff_master::controllers::{
     root_ca_cert_publisher, service_account, stateful_set,
 };
 use skiff_master::dns::{self, DnsConfig};
+use skiff_master::leader_election;
 use skiff_master::scheduler::{self, SchedulerConfig, score::ScoreWeights};
 use skiff_master::supervisor::{Outcome, supervise};
 use tokio::sync::{oneshot, watch};
@@ -133,6 +134,20 @@ struct Args {
     /// `2m`).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// Run the scheduler and the controllers only while this master holds the Lease
+    /// `kube-system/kube-controller-manager` (for several masters on one etcd; every master
+    /// serves the API either way). Off by default: the embedded store has one master.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    /// How long a leader's Lease keeps other masters out after its last renewal (`15s`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it stops leading (`10s`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// Between tries to take or renew the Lease (`2s`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
     /// The longest the certificates the csrsigning controller issues live (`8760h`, `30m`,
     /// `90s`); node agents renew theirs when 70 to 90% of it has passed.
     #[arg(long, default_value = "8760h", value_parser = parse_duration)]
@@ -329,8 +344,7 @@ fn main() -> anyhow::Result<()> {
         },
         compaction_interval: args.etcd_compaction_interval,
     };
-    let clients = Clients {
-        dns: Some(dns),
+    let components = Components {
         scheduler: args.scheduler.then(|| SchedulerConfig {
             weights: args.scheduler_score_weights,
             ..Default::default()
@@ -361,13 +375,25 @@ fn main() -> anyhow::Result<()> {
                 max_duration: args.cluster_signing_duration,
             }
         }),
-        node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then(|| {
+        node_lifecycle: controller_enabled(&args.controllers, "nodelifecycle").then_some(
             NodeLifecycleConfig {
                 monitor_period: args.node_monitor_period,
                 grace_period: args.node_monitor_grace_period,
-            }
-        }),
+            },
+        ),
     };
+    let clients = Clients {
+        dns: Some(dns),
+        components,
+    };
+    let election = args.leader_elect.then_some(leader_election::Timings {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    });
+    if let Some(timings) = &election {
+        timings.check().map_err(anyhow::Error::msg)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -379,10 +405,14 @@ fn main() -> anyhow::Result<()> {
             drop(stop_tx);
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let clients = tokio::spawn(run_clients(ready_rx, clients, stop_rx.clone()));
-        let served = serve(config, stopped(stop_rx), Some(ready_tx)).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), clients).await;
-        served
+        let mut clients = tokio::spawn(run_clients(ready_rx, clients, election, stop_rx.clone()));
+        // The server stops after its clients (2 s at most): a leader gives its Lease up
+        // through it.
+        let clients_done = async move {
+            stopped(stop_rx).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut clients).await;
+        };
+        serve(config, clients_done, Some(ready_tx)).await
     })?;
     // Watches and connections still open are cut here; every acknowledged write is durable.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -397,6 +427,12 @@ async fn stopped(mut rx: watch::Receiver<()>) {
 /// The components that run as clients of the API server (`None`: turned off).
 struct Clients {
     dns: Option<DnsConfig>,
+    components: Components,
+}
+
+/// The scheduler and the controllers: what runs on the leading master only.
+#[derive(Clone)]
+struct Components {
     scheduler: Option<SchedulerConfig>,
     node_ipam: Option<NodeIpamConfig>,
     replica_set: bool,
@@ -420,6 +456,7 @@ struct Clients {
 }
 
 /// Where the csrsigning controller's CA is and how long what it signs lives.
+#[derive(Clone)]
 struct CsrSigningConfig {
     /// The directory of the cluster CA (`ca.crt`, `ca.key`).
     pki: PathBuf,
@@ -427,11 +464,13 @@ struct CsrSigningConfig {
     max_duration: std::time::Duration,
 }
 
-/// Starts the scheduler and the controllers once the API server listens, as its clients over
-/// HTTPS, and waits until they stop.
+/// Starts the cluster DNS, the scheduler and the controllers once the API server listens,
+/// as its clients over HTTPS, and waits until they stop. With `election`, the scheduler and
+/// the controllers run only while this master leads (the DNS runs on every master).
 async fn run_clients(
     ready: oneshot::Receiver<Listening>,
     clients: Clients,
+    election: Option<leader_election::Timings>,
     stop: watch::Receiver<()>,
 ) {
     // No report: the API server did not start (its error is the one that matters).
@@ -444,12 +483,9 @@ async fn run_clients(
         Ok(client) => client,
         Err(e) => return tracing::error!(error = %e, "cannot reach the API server as a client"),
     };
-    // The scheduler and the controllers take what they read from the shared informers
-    // first; the informers then watch each resource that any of them asked for, once. Each
-    // is supervised: made again, after a back-off, when it panics or stops by itself.
-    let mut informers = Informers::new(&client);
-    let mut tasks = Vec::new();
+    let mut dns_server = None;
     if let Some(config) = clients.dns {
+        let mut informers = Informers::new(&client);
         let started = dns::start(
             client.clone(),
             config,
@@ -458,10 +494,65 @@ async fn run_clients(
         )
         .await;
         match started {
-            Ok(server) => tasks.push(tokio::spawn(server)),
+            Ok(server) => {
+                let watches = informers.run(stopped(stop.clone()));
+                dns_server = Some(tokio::spawn(async move {
+                    futures::future::join(server, watches).await;
+                }));
+            }
             Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
         }
     }
+    let components = clients.components;
+    let ca_pem = listening.ca_pem;
+    match election {
+        None => run_components(client, components, ca_pem, stop).await,
+        Some(timings) => {
+            let mut elector =
+                leader_election::Elector::new(client.clone(), "kube-controller-manager", timings);
+            loop {
+                tokio::select! {
+                    () = elector.acquire() => {}
+                    () = stopped(stop.clone()) => break,
+                }
+                // One term: the components stop when the lead is lost or at shutdown.
+                let (term_tx, term_rx) = watch::channel(());
+                let term = tokio::spawn(run_components(
+                    client.clone(),
+                    components.clone(),
+                    ca_pem.clone(),
+                    term_rx,
+                ));
+                let shutdown = tokio::select! {
+                    () = elector.keep() => false,
+                    () = stopped(stop.clone()) => true,
+                };
+                drop(term_tx);
+                let _ = term.await;
+                if shutdown {
+                    elector.release().await;
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(dns) = dns_server {
+        let _ = dns.await;
+    }
+}
+
+/// Runs the scheduler and the controllers until `stop`, each supervised: made again, after a
+/// back-off, when it panics or stops by itself.
+async fn run_components(
+    client: kube::Client,
+    clients: Components,
+    ca_pem: String,
+    stop: watch::Receiver<()>,
+) {
+    // The scheduler and the controllers take what they read from the shared informers
+    // first; the informers then watch each resource that any of them asked for, once.
+    let informers = Informers::new(&client);
+    let mut tasks = Vec::new();
     let parts = Parts {
         client,
         informers: Arc::new(Mutex::new(informers)),
@@ -573,7 +664,6 @@ async fn run_clients(
     if clients.root_ca_cert_publisher {
         // The CA the API server's certificate is signed with, as kube-controller-manager
         // publishes its `--root-ca-file`.
-        let ca_pem = listening.ca_pem.clone();
         tasks.push(
             parts.supervise("root-ca-cert-publisher", move |client, informers, stop| {
                 root_ca_cert_publisher::run(client, ca_pem.clone(), informers, stop).boxed()

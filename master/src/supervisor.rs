@@ -72,9 +72,12 @@ where
         loop {
             let component = next.take().unwrap_or_else(&mut start);
             let started = Instant::now();
+            let mut task = tokio::spawn(component);
             let ended = tokio::select! {
-                ended = tokio::spawn(component) => ended,
-                () = &mut shutdown => return,
+                ended = &mut task => ended,
+                // At once, not when the component next looks: a master that lost the lead
+                // must not act as a second leader.
+                () = &mut shutdown => return task.abort(),
             };
             // It ended because the shutdown came, and saw it first.
             if (&mut shutdown).now_or_never().is_some() {

@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
         let node = args
             .node_name
             .clone()
-            .unwrap_or_else(kubelet::node_facts::hostname);
+            .unwrap_or_else(skiff_api::host::hostname);
         match command {
             ProxyCommand::Dump => print!("{}", proxy::dump::dump(&node)?),
             ProxyCommand::Cleanup => proxy::cleanup(&node)?,
@@ -195,7 +195,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node_name = args
         .node_name
         .clone()
-        .unwrap_or_else(kubelet::node_facts::hostname);
+        .unwrap_or_else(skiff_api::host::hostname);
     let root_dir = args
         .root_dir
         .clone()

@@ -7,6 +7,7 @@ mod bad_input;
 mod etcd_faults;
 mod kube_client;
 mod kubectl;
+mod leader_election;
 mod overload;
 mod protobuf;
 mod python_client;

@@ -73,15 +73,6 @@ impl NodeFacts {
     }
 }
 
-/// The machine's hostname, lowercased (the default node name).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_lowercase())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| String::from("localhost"))
-}
-
 /// `MemTotal` of /proc/meminfo in bytes.
 fn meminfo_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
