@@ -40,12 +40,12 @@ pub struct EtcdTlsFiles {
     pub client_key: PathBuf,
 }
 
-/// A running single-member etcd cluster on 127.0.0.1, stopped when dropped.
+/// A running etcd on 127.0.0.1 (a single-member cluster, or one member of an
+/// [`EtcdCluster`]), stopped when dropped.
 pub struct Etcd {
     child: Child,
     binary: PathBuf,
-    client_port: u16,
-    peer_port: u16,
+    member: Member,
     tls: Option<EtcdTlsFiles>,
     // Dropped after the child is reaped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
@@ -93,7 +93,7 @@ impl Etcd {
     /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.client_port)
+        format!("{scheme}://127.0.0.1:{}", self.member.client_port)
     }
 
     /// etcd's data directory (inside the temporary directory).
@@ -116,13 +116,7 @@ impl Etcd {
     /// Starts etcd again on the same ports and data after [`Etcd::stop`], and waits until it
     /// is healthy. Blocking.
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.child = spawn(
-            &self.binary,
-            self.dir.path(),
-            self.client_port,
-            self.peer_port,
-            self.tls.as_ref(),
-        )?;
+        self.child = spawn(&self.binary, self.dir.path(), &self.member, self.tls.as_ref())?;
         self.wait_ready().map_err(|e| match e {
             StartError::PortTaken(e) | StartError::Other(e) => e,
         })
@@ -133,14 +127,18 @@ impl Etcd {
             .prefix("skiff-etcd-")
             .tempdir()
             .context("create etcd temp dir")?;
-        let client_port = free_port()?;
         let peer_port = free_port()?;
-        let child = spawn(binary, dir.path(), client_port, peer_port, tls.as_ref())?;
+        let member = Member {
+            name: String::from("default"),
+            client_port: free_port()?,
+            initial_cluster: format!("default=http://127.0.0.1:{peer_port}"),
+            peer_port,
+        };
+        let child = spawn(binary, dir.path(), &member, tls.as_ref())?;
         let mut etcd = Etcd {
             child,
             binary: binary.to_path_buf(),
-            client_port,
-            peer_port,
+            member,
             tls,
             dir,
         };
@@ -162,8 +160,8 @@ impl Etcd {
                 });
             }
             let healthy = match &self.tls {
-                None => health(self.client_port),
-                Some(tls) => health_tls(self.client_port, tls),
+                None => health(self.member.client_port),
+                Some(tls) => health_tls(self.member.client_port, tls),
             };
             if healthy {
                 return Ok(());
@@ -176,6 +174,69 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A running etcd cluster of several members on 127.0.0.1, each with its own data directory
+/// and ports; stopped when dropped.
+pub struct EtcdCluster {
+    members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members at once and waits until each is healthy (the cluster has a
+    /// leader). Blocking.
+    pub fn start(size: usize) -> anyhow::Result<EtcdCluster> {
+        let binary = Path::new(ETCD_BINARY);
+        if !binary.exists() {
+            bail!("etcd not installed: run `cargo xtask setup` ({ETCD_BINARY} is missing)");
+        }
+        let ports = (0..size)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<Vec<(u16, u16)>>>()?;
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::with_capacity(size);
+        for (i, (client_port, peer_port)) in ports.into_iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("skiff-etcd-")
+                .tempdir()
+                .context("create etcd temp dir")?;
+            let member = Member {
+                name: format!("m{i}"),
+                client_port,
+                peer_port,
+                initial_cluster: initial_cluster.clone(),
+            };
+            let child = spawn(binary, dir.path(), &member, None)?;
+            members.push(Etcd {
+                child,
+                binary: binary.to_path_buf(),
+                member,
+                tls: None,
+                dir,
+            });
+        }
+        for member in &mut members {
+            member.wait_ready().map_err(|e| match e {
+                StartError::PortTaken(e) | StartError::Other(e) => e,
+            })?;
+        }
+        Ok(EtcdCluster { members })
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Etcd::endpoint).collect()
+    }
+
+    /// Member `index`, to stop and resume.
+    pub fn member(&mut self, index: usize) -> &mut Etcd {
+        &mut self.members[index]
     }
 }
 
@@ -201,18 +262,27 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
-/// Runs etcd with its data and log in `dir`, on the loopback ports given, serving TLS with
-/// client certificates required when `tls` is given.
+/// One member's name, loopback ports and the cluster it starts in.
+#[derive(Clone, Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    /// `--initial-cluster`: every member's name and peer URL.
+    initial_cluster: String,
+}
+
+/// Runs etcd `member` with its data and log in `dir`, serving TLS with client certificates
+/// required when `tls` is given.
 fn spawn(
     binary: &Path,
     dir: &Path,
-    client_port: u16,
-    peer_port: u16,
+    member: &Member,
     tls: Option<&EtcdTlsFiles>,
 ) -> anyhow::Result<Child> {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let client_url = format!("{scheme}://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let client_url = format!("{scheme}://127.0.0.1:{}", member.client_port);
+    let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -221,7 +291,7 @@ fn spawn(
     let log_err = log.try_clone().context("clone etcd log file")?;
     let mut cmd = Command::new(binary);
     cmd.arg("--name")
-        .arg("default")
+        .arg(&member.name)
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--listen-client-urls")
@@ -233,7 +303,7 @@ fn spawn(
         .arg("--initial-advertise-peer-urls")
         .arg(&peer_url)
         .arg("--initial-cluster")
-        .arg(format!("default={peer_url}"))
+        .arg(&member.initial_cluster)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

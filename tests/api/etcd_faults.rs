@@ -1,12 +1,13 @@
 //! etcd going away under a running master, and a master started before its etcd: requests
 //! are answered promptly (503/504) while etcd is down, `/readyz` says why, and everything
-//! recovers by itself when etcd is back, a watch opened before included.
+//! recovers by itself when etcd is back, a watch opened before included. On a cluster of
+//! three members, one member down changes nothing and two down are an outage like the above.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use skiff::etcd::Etcd;
+use skiff::etcd::{Etcd, EtcdCluster};
 use skiff::master::{Master, MasterOptions};
 
 use crate::Client;
@@ -214,4 +215,72 @@ async fn a_master_talks_to_etcd_over_tls_with_a_client_certificate() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
+}
+
+/// Posts ConfigMap `name` until it is created (201), for at most `within`.
+async fn create_eventually(admin: &Client, name: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let (code, body) = admin
+            .post("/api/v1/namespaces/default/configmaps", &configmap(name))
+            .await;
+        if code == 201 {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{name} not created in {within:?}: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_on_three_etcd_members_serves_with_one_down_and_recovers_from_two() {
+    let mut etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(3))
+        .await
+        .expect("task")
+        .expect("starting three etcd members");
+    let master = Master::start(MasterOptions {
+        etcd_endpoints: etcd.endpoints(),
+        extra_args: crate::api_only(),
+        ..Default::default()
+    })
+    .expect("starting skiff-master on the etcd cluster");
+    let admin = Client::new(&master);
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    let (code, body) = admin.post(configmaps, &configmap("before")).await;
+    assert_eq!(code, 201, "{body}");
+
+    // One member of three down (perhaps etcd's leader, perhaps the one the master talks to):
+    // after at most a new etcd election, every write goes through.
+    tokio::task::block_in_place(|| etcd.member(0).stop());
+    create_eventually(&admin, "one-down", Duration::from_secs(15)).await;
+    for i in 0..10 {
+        let (code, body) = admin.post(configmaps, &configmap(&format!("w-{i}"))).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let (code, why) = readyz(&master).await;
+    assert_eq!(code, 200, "{why}");
+
+    // Two down: no quorum. Writes fail promptly, within the store's deadline.
+    tokio::task::block_in_place(|| etcd.member(1).stop());
+    let started = Instant::now();
+    let (code, status) = admin.post(configmaps, &configmap("no-quorum")).await;
+    assert!(matches!(code, 503 | 504), "{code} {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    // A member back: quorum again, and writes resume by themselves.
+    tokio::task::block_in_place(|| etcd.member(1).resume()).expect("member 1 again");
+    create_eventually(&admin, "quorum-again", Duration::from_secs(30)).await;
+    for name in ["before", "one-down", "w-0", "w-9", "quorum-again"] {
+        let (code, _) = admin
+            .json(reqwest::Method::GET, &format!("{configmaps}/{name}"), None)
+            .await;
+        assert_eq!(code, 200, "{name} was lost");
+    }
 }

@@ -31,15 +31,59 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a list may take (a whole resource of a big cluster).
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `request`, failing with [`StoreError::Timeout`] after `limit`.
-async fn within<T>(
+/// Tries of one request whose connection could not be made (each goes to an endpoint the
+/// balancer picks): with several members, a dead one is passed over.
+const CONNECT_TRIES: usize = 10;
+/// Between two such tries.
+const CONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// `request` (made anew for each try), failing with [`StoreError::Timeout`] after `limit`.
+async fn within<T, F, Fut>(limit: Duration, request: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    attempt(limit, request).await?.map_err(backend)
+}
+
+/// `request`'s own answer, tried again on another endpoint while the connection to the one
+/// picked could not even be made (so the request never reached etcd, and trying again is
+/// safe for a write too; kube-apiserver's etcd client also moves on from a dead member).
+/// [`StoreError::Timeout`] after `limit`.
+async fn attempt<T, F, Fut>(
     limit: Duration,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, request)
+    mut request: F,
+) -> Result<Result<T, etcd_client::Error>, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let tries = async {
+        let mut tries = 1;
+        loop {
+            match request().await {
+                Err(e) if tries < CONNECT_TRIES && never_sent(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(CONNECT_PAUSE).await;
+                }
+                answer => return answer,
+            }
+        }
+    };
+    tokio::time::timeout(limit, tries)
         .await
-        .map_err(|_| timed_out(limit))?
-        .map_err(backend)
+        .map_err(|_| timed_out(limit))
+}
+
+/// Whether `error` says the connection to the endpoint could not be made (tonic's
+/// "tcp connect error" and its kin), not that etcd got the request.
+fn never_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect error")
+        }
+        _ => false,
+    }
 }
 
 fn timed_out(limit: Duration) -> StoreError {
@@ -128,25 +172,31 @@ impl EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        within(REQUEST_TIMEOUT, self.kv.clone().txn(txn)).await
+        within(REQUEST_TIMEOUT, || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let response = within(REQUEST_TIMEOUT, self.kv.clone().get(key, None)).await?;
+        let response = within(REQUEST_TIMEOUT, || {
+            let mut kv = self.kv.clone();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
         response.kvs().first().map(convert_kv).transpose()
     }
 
     async fn list(&self, prefix: &str) -> Result<ListResult, StoreError> {
         // etcd sorts a range by key, ascending, unless told otherwise.
-        let response = within(
-            LIST_TIMEOUT,
-            self.kv
-                .clone()
-                .get(prefix, Some(GetOptions::new().with_prefix())),
-        )
+        let response = within(LIST_TIMEOUT, || {
+            let mut kv = self.kv.clone();
+            async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
         .await?;
         let revision = header_revision(response.header())?;
         let items = response
@@ -232,9 +282,11 @@ impl Store for EtcdStore {
         // itself, as from the embedded store. (A future `after` is fine: the watch waits.)
         if after > 0 {
             let at = GetOptions::new().with_count_only().with_revision(after);
-            let probe = tokio::time::timeout(REQUEST_TIMEOUT, self.kv.clone().get("\0", Some(at)))
-                .await
-                .map_err(|_| timed_out(REQUEST_TIMEOUT))?;
+            let probe = attempt(REQUEST_TIMEOUT, || {
+                let (mut kv, at) = (self.kv.clone(), at.clone());
+                async move { kv.get("\0", Some(at)).await }
+            })
+            .await?;
             if let Err(e) = probe {
                 let message = e.to_string();
                 if message.contains(COMPACTED) {
@@ -256,10 +308,10 @@ impl Store for EtcdStore {
             .with_prefix()
             .with_prev_key()
             .with_start_revision(after.max(1));
-        let (watcher, stream) = within(
-            REQUEST_TIMEOUT,
-            self.watch.clone().watch(prefix, Some(options)),
-        )
+        let (watcher, stream) = within(REQUEST_TIMEOUT, || {
+            let (mut watch, options) = (self.watch.clone(), options.clone());
+            async move { watch.watch(prefix, Some(options)).await }
+        })
         .await?;
         let state = WatchState {
             // Dropping the watcher closes the request side; keep it as long as the stream.
@@ -273,10 +325,11 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let compacted =
-            tokio::time::timeout(REQUEST_TIMEOUT, self.kv.clone().compact(revision, None))
-                .await
-                .map_err(|_| timed_out(REQUEST_TIMEOUT))?;
+        let compacted = attempt(REQUEST_TIMEOUT, || {
+            let mut kv = self.kv.clone();
+            async move { kv.compact(revision, None).await }
+        })
+        .await?;
         match compacted {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -300,12 +353,13 @@ impl Store for EtcdStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         // A count-only range over an empty key range is the cheapest request with a header.
-        let response = within(
-            REQUEST_TIMEOUT,
-            self.kv
-                .clone()
-                .get("\0", Some(GetOptions::new().with_count_only())),
-        )
+        let response = within(REQUEST_TIMEOUT, || {
+            let mut kv = self.kv.clone();
+            async move {
+                kv.get("\0", Some(GetOptions::new().with_count_only()))
+                    .await
+            }
+        })
         .await?;
         header_revision(response.header())
     }
