@@ -116,7 +116,12 @@ impl Etcd {
     /// Starts etcd again on the same ports and data after [`Etcd::stop`], and waits until it
     /// is healthy. Blocking.
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.child = spawn(&self.binary, self.dir.path(), &self.member, self.tls.as_ref())?;
+        self.child = spawn(
+            &self.binary,
+            self.dir.path(),
+            &self.member,
+            self.tls.as_ref(),
+        )?;
         self.wait_ready().map_err(|e| match e {
             StartError::PortTaken(e) | StartError::Other(e) => e,
         })
