@@ -25,8 +25,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use ipnet::Ipv4Net;
+use skiff::netns::{NetworkNamespace, ip};
 use skiff_node::proxy::datapath::{self, Datapath, MapSizes};
 use skiff_node::proxy::frontends::{BackendAddress, Balancing, Frontend, Protocol};
 use skiff_node::proxy::iptables::{Rules, Wanted};
@@ -43,7 +42,6 @@ use skiff_node::proxy::table::{ServiceName, Table};
 
 const NETNS: &str = "skiff-bench-proxy";
 const HOST_SIDE: &str = "skbp0";
-const NS_SIDE: &str = "skbp1";
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
 const SERVICE_CIDR: &str = "10.101.0.0/18";
@@ -78,7 +76,9 @@ fn main() -> anyhow::Result<()> {
         args.services.iter().all(|s| (1..=16_000).contains(s)),
         "--services: 1 to 16,000 each (the Service CIDR is a /18)"
     );
-    let _netns = Netns::create()?;
+    // The backends' namespace, joined by the veth pair skbp0/skbp1 on 10.201.0.0/24.
+    let mut netns = NetworkNamespace::create(NETNS)?;
+    netns.link("skbp", 201)?;
     let stop = Arc::new(AtomicBool::new(false));
     let servers = serve_in_netns(stop.clone())?;
     let cidr: Ipv4Net = SERVICE_CIDR.parse()?;
@@ -367,57 +367,6 @@ fn connections(targets: &[SocketAddr], args: &Args) -> anyhow::Result<Rate> {
     })
 }
 
-/// The network namespace and veth pair; removed when dropped.
-struct Netns;
-
-impl Netns {
-    fn create() -> anyhow::Result<Netns> {
-        // An earlier run that was killed may have left them.
-        let _ = ip(&["netns", "del", NETNS]);
-        let _ = ip(&["link", "del", HOST_SIDE]);
-        ip(&["netns", "add", NETNS])?;
-        let netns = Netns;
-        ip(&[
-            "link", "add", HOST_SIDE, "type", "veth", "peer", "name", NS_SIDE,
-        ])?;
-        ip(&["link", "set", NS_SIDE, "netns", NETNS])?;
-        ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", HOST_SIDE])?;
-        ip(&["link", "set", HOST_SIDE, "up"])?;
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", NETNS, "ip"];
-            all.extend_from_slice(args);
-            ip(&all)
-        };
-        inside(&["addr", "add", &format!("{POD_IP}/24"), "dev", NS_SIDE])?;
-        inside(&["link", "set", NS_SIDE, "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
-        Ok(netns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", HOST_SIDE]);
-        let _ = ip(&["netns", "del", NETNS]);
-    }
-}
-
-/// `ip <args>`, failing with its stderr.
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// The 10 backends: a thread per port that enters the namespace (setns affects the calling
 /// thread only), listens on POD_IP and answers each connection's first line with `pong\n`.
 fn serve_in_netns(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
@@ -427,11 +376,7 @@ fn serve_in_netns(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::Join
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || {
             let listener = (|| -> anyhow::Result<TcpListener> {
-                let netns = std::fs::File::open(format!("/var/run/netns/{NETNS}"))?;
-                // SAFETY: a valid namespace fd; only this thread moves.
-                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(std::io::Error::last_os_error().into());
-                }
+                skiff::netns::enter(NETNS)?;
                 Ok(TcpListener::bind((POD_IP, port))?)
             })();
             let listener = match listener {

@@ -99,15 +99,10 @@ impl NetworkNamespace {
 
     /// Runs `work` on a thread of its own that joins the namespace and ends with it.
     pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.name))
-            .with_context(|| format!("opening namespace {}", self.name))?;
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    // SAFETY: setns on this thread only, with an open namespace file.
-                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        bail!("setns: {}", std::io::Error::last_os_error());
-                    }
+                    enter(&self.name)?;
                     Ok(work())
                 })
                 .join()
@@ -156,6 +151,18 @@ impl Drop for NetworkNamespace {
     }
 }
 
+/// Moves the calling thread (only it: setns is per thread) into namespace `name`; a thread
+/// of its own should do this, and end there.
+pub fn enter(name: &str) -> anyhow::Result<()> {
+    let file = std::fs::File::open(format!("/run/netns/{name}"))
+        .with_context(|| format!("opening namespace {name}"))?;
+    // SAFETY: setns on this thread only, with an open namespace file.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns into {name}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `ip netns del name`, quietly (it may not exist); its veth pairs go with it.
 fn remove_namespace(name: &str) {
     let _ = Command::new("ip")
@@ -164,8 +171,8 @@ fn remove_namespace(name: &str) {
         .status();
 }
 
-/// Runs `ip args`, failing with its message.
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `ip args` (iproute2), failing with its message.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
