@@ -2,7 +2,8 @@
 //! controllers run on the one that holds `kube-system/kube-controller-manager`. Killed with
 //! SIGKILL, the leader's Lease runs out and the other master takes over; pods created during
 //! the handover are scheduled and a ReplicaSet makes no pod twice. Stopped cleanly, a leader
-//! gives its Lease up and the next master leads at once.
+//! gives its Lease up and the next master leads at once. The `kubernetes` Service's Endpoints
+//! name every live master.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,6 +93,51 @@ async fn wait_web_pods(client: &kube::Client, count: usize) {
     }
 }
 
+/// The ports the `kubernetes` Endpoints name (every master's), sorted.
+async fn kubernetes_endpoint_ports(client: &kube::Client) -> Vec<i32> {
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), "default");
+    let mut ports: Vec<i32> = endpoints
+        .get("kubernetes")
+        .await
+        .ok()
+        .and_then(|e| e.subsets)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|subset| subset.ports.unwrap_or_default())
+        .map(|port| port.port)
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// Waits until the `kubernetes` Endpoints name exactly the ports of `masters`.
+async fn wait_kubernetes_endpoints(client: &kube::Client, masters: &[&Master]) {
+    let mut want: Vec<i32> = masters
+        .iter()
+        .map(|m| {
+            m.server_url()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port")
+        })
+        .collect();
+    want.sort();
+    let start = Instant::now();
+    loop {
+        let have = kubernetes_endpoint_ports(client).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the kubernetes Endpoints name {have:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Copies the first master's credentials (CA, serving certificate, keys, admin token) into
 /// another state directory, as the masters of one cluster share them.
 fn share_credentials(from: &Path, to: &Path) {
@@ -130,6 +176,8 @@ async fn one_master_leads_the_controllers_and_another_takes_over_when_it_dies() 
     .await;
     let survivor = 1 - leader;
     let client = masters[survivor].kube_client().await.expect("client");
+    // Pods reach either master through the kubernetes Service.
+    wait_kubernetes_endpoints(&client, &[&masters[0], &masters[1]]).await;
 
     // Through the master that does not lead: the leader's scheduler and controllers act.
     let node: Node = serde_json::from_value(json!({
@@ -198,6 +246,8 @@ spec:
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(web_pods(&client).await.len(), 5);
     eprintln!("the survivor took over {takeover:?} after the leader was killed");
+    // The dead master's lease runs out: the kubernetes Service leads to the survivor only.
+    wait_kubernetes_endpoints(&client, &[&masters[survivor]]).await;
 
     // The killed master comes back as a candidate; the leader stopped cleanly gives its Lease
     // up, so the candidate leads within a retry period, not a Lease duration.

@@ -1,6 +1,7 @@
 //! What a fresh cluster has before anyone writes: the system namespaces and the `kubernetes`
 //! Service in `default` (the API server's own ClusterIP, the first address of the range),
-//! with Endpoints naming where pods reach this server (kube-apiserver's endpoint reconciler).
+//! with Endpoints naming where pods reach the masters (kube-apiserver's lease endpoint
+//! reconciler).
 
 use std::net::SocketAddr;
 
@@ -47,20 +48,93 @@ pub async fn ensure_defaults(api: &ApiServer, endpoint: SocketAddr) -> Result<()
     ensure_endpoints(api, endpoint).await
 }
 
-/// The `kubernetes` Endpoints: this server's address and port, written when they changed.
+/// The `kubernetes` Endpoints: every live master's address and port, written when they
+/// changed. As kube-apiserver's lease endpoint reconciler: each master renews a lease of its
+/// own (here a Lease `kube-system/kube-apiserver-<address>-<port>`, labelled as
+/// kube-apiserver's identity leases are) and names every master whose lease is live, so
+/// several masters on one store agree instead of writing themselves over each other.
 async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
     let resource = resources::find("", "v1", "endpoints")
         .ok_or_else(|| ApiError::Internal("endpoints not served".into()))?;
-    let subsets = json!([{
-        "addresses": [{"ip": endpoint.ip().to_string()}],
-        "ports": [{"name": "https", "port": endpoint.port(), "protocol": "TCP"}],
-    }]);
+    renew_master_lease(api, endpoint).await?;
+    let mut by_port: std::collections::BTreeMap<u16, std::collections::BTreeSet<String>> =
+        Default::default();
+    for live in live_masters(api, chrono::Utc::now())
+        .into_iter()
+        .chain([endpoint])
+    {
+        by_port
+            .entry(live.port())
+            .or_default()
+            .insert(live.ip().to_string());
+    }
+    let subsets: Vec<Value> = by_port
+        .into_iter()
+        .map(|(port, ips)| {
+            json!({
+                "addresses": ips.into_iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            })
+        })
+        .collect();
     let object = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": subsets,
     });
     put(api, resource, object, "/subsets").await
+}
+
+/// The label of the masters' leases (kube-apiserver's identity leases carry it too).
+const MASTER_LEASE_LABEL: &str = "apiserver.kubernetes.io/identity";
+/// How long a master stays among the endpoints after its last renewal (kube-apiserver's
+/// `--endpoint-reconciler-type=lease` keeps 15 s).
+const MASTER_LEASE_SECONDS: i64 = 15;
+
+/// Renews this master's lease, which names `endpoint`.
+async fn renew_master_lease(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
+    let leases = resources::find("coordination.k8s.io", "v1", "leases")
+        .ok_or_else(|| ApiError::Internal("leases not served".into()))?;
+    let name: String = format!("kube-apiserver-{endpoint}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name.trim_end_matches('-'), "namespace": "kube-system",
+            "labels": {MASTER_LEASE_LABEL: "kube-apiserver"}},
+        "spec": {
+            "holderIdentity": endpoint.to_string(),
+            "leaseDurationSeconds": MASTER_LEASE_SECONDS,
+            "renewTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        },
+    });
+    put(api, leases, lease, "/spec").await
+}
+
+/// The endpoints of the masters whose leases were renewed within their duration of `now`.
+fn live_masters(api: &ApiServer, now: chrono::DateTime<chrono::Utc>) -> Vec<SocketAddr> {
+    let Ok((leases, _)) = api
+        .watch_cache
+        .list("leases", "/registry/leases/kube-system/")
+    else {
+        return Vec::new();
+    };
+    leases
+        .iter()
+        .filter_map(|lease| {
+            let lease = lease.parsed()?;
+            lease["metadata"]["labels"][MASTER_LEASE_LABEL].as_str()?;
+            let spec = &lease["spec"];
+            let renewed = chrono::DateTime::parse_from_rfc3339(spec["renewTime"].as_str()?).ok()?;
+            let seconds = spec["leaseDurationSeconds"].as_i64()?;
+            let until = renewed.checked_add_signed(chrono::TimeDelta::try_seconds(seconds)?)?;
+            if until < now {
+                return None;
+            }
+            spec["holderIdentity"].as_str()?.parse().ok()
+        })
+        .collect()
 }
 
 /// Create `object`, or if it exists set its field at `pointer` (a JSON pointer of object
