@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod controllers;
 pub mod dns;
+pub mod endpoint_leases;
 pub mod leader_election;
 pub mod scheduler;
 pub mod store;

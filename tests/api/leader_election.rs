@@ -2,8 +2,8 @@
 //! controllers run on the one that holds `kube-system/kube-controller-manager`. Killed with
 //! SIGKILL, the leader's Lease runs out and the other master takes over; pods created during
 //! the handover are scheduled and a ReplicaSet makes no pod twice. Stopped cleanly, a leader
-//! gives its Lease up and the next master leads at once. The `kubernetes` Service's Endpoints
-//! name every live master.
+//! gives its Lease up and the next master leads at once. The `kubernetes` and `kube-dns`
+//! Endpoints name every live master.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -93,25 +93,27 @@ async fn wait_web_pods(client: &kube::Client, count: usize) {
     }
 }
 
-/// The ports the `kubernetes` Endpoints name (every master's), sorted.
-async fn kubernetes_endpoint_ports(client: &kube::Client) -> Vec<i32> {
+/// The ports Endpoints `namespace/name` name (for `kube-dns`, its UDP ports), sorted.
+async fn endpoint_ports(client: &kube::Client, namespace: &str, name: &str) -> Vec<i32> {
     let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
-        Api::namespaced(client.clone(), "default");
+        Api::namespaced(client.clone(), namespace);
     let mut ports: Vec<i32> = endpoints
-        .get("kubernetes")
+        .get(name)
         .await
         .ok()
         .and_then(|e| e.subsets)
         .unwrap_or_default()
         .into_iter()
         .flat_map(|subset| subset.ports.unwrap_or_default())
+        .filter(|port| port.name.as_deref() != Some("dns-tcp"))
         .map(|port| port.port)
         .collect();
     ports.sort();
     ports
 }
 
-/// Waits until the `kubernetes` Endpoints name exactly the ports of `masters`.
+/// Waits until the `kubernetes` Endpoints name exactly the ports of `masters`, and the
+/// `kube-dns` Endpoints as many DNS servers.
 async fn wait_kubernetes_endpoints(client: &kube::Client, masters: &[&Master]) {
     let mut want: Vec<i32> = masters
         .iter()
@@ -126,13 +128,15 @@ async fn wait_kubernetes_endpoints(client: &kube::Client, masters: &[&Master]) {
     want.sort();
     let start = Instant::now();
     loop {
-        let have = kubernetes_endpoint_ports(client).await;
-        if have == want {
+        let have = endpoint_ports(client, "default", "kubernetes").await;
+        // Each master runs a cluster DNS of its own (on a port of its own here).
+        let dns = endpoint_ports(client, "kube-system", "kube-dns").await;
+        if have == want && dns.len() == want.len() {
             return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(40),
-            "the kubernetes Endpoints name {have:?}, not {want:?}"
+            "the kubernetes Endpoints name {have:?}, not {want:?}; kube-dns {dns:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -3,15 +3,19 @@
 //! with Endpoints naming where pods reach the masters (kube-apiserver's lease endpoint
 //! reconciler).
 
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{Value, json};
 
 use super::ApiServer;
+use super::objects;
 use super::request::{FieldValidation, Target};
 use super::resources;
 use super::status::ApiError;
 use super::update::Part;
+use crate::endpoint_leases;
 
 /// How often the defaults are put back (kube-apiserver's endpoint reconciler's interval).
 pub const RECONCILE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
@@ -48,31 +52,17 @@ pub async fn ensure_defaults(api: &ApiServer, endpoint: SocketAddr) -> Result<()
     ensure_endpoints(api, endpoint).await
 }
 
-/// The `kubernetes` Endpoints: every live master's address and port, written when they
-/// changed. As kube-apiserver's lease endpoint reconciler: each master renews a lease of its
-/// own (here a Lease `kube-system/kube-apiserver-<address>-<port>`, labelled as
-/// kube-apiserver's identity leases are) and names every master whose lease is live, so
-/// several masters on one store agree instead of writing themselves over each other.
+/// The `kubernetes` Endpoints: every live master's address and port ([`endpoint_leases`]: a
+/// Lease `kube-system/kube-apiserver-<address>-<port>` each), written when they changed.
 async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
     let resource = resources::find("", "v1", "endpoints")
         .ok_or_else(|| ApiError::Internal("endpoints not served".into()))?;
-    renew_master_lease(api, endpoint).await?;
-    let mut by_port: std::collections::BTreeMap<u16, std::collections::BTreeSet<String>> =
-        Default::default();
-    for live in live_masters(api, chrono::Utc::now())
-        .into_iter()
-        .chain([endpoint])
-    {
-        by_port
-            .entry(live.port())
-            .or_default()
-            .insert(live.ip().to_string());
-    }
-    let subsets: Vec<Value> = by_port
+    let subsets: Vec<Value> = live_masters(api, endpoint)
+        .await?
         .into_iter()
         .map(|(port, ips)| {
             json!({
-                "addresses": ips.into_iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
+                "addresses": ips.into_iter().map(|ip| json!({"ip": ip.to_string()})).collect::<Vec<_>>(),
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             })
         })
@@ -85,56 +75,38 @@ async fn ensure_endpoints(api: &ApiServer, endpoint: SocketAddr) -> Result<(), A
     put(api, resource, object, "/subsets").await
 }
 
-/// The label of the masters' leases (kube-apiserver's identity leases carry it too).
-const MASTER_LEASE_LABEL: &str = "apiserver.kubernetes.io/identity";
-/// How long a master stays among the endpoints after its last renewal (kube-apiserver's
-/// `--endpoint-reconciler-type=lease` keeps 15 s).
-const MASTER_LEASE_SECONDS: i64 = 15;
+/// The label of the masters' Leases (kube-apiserver's identity Leases carry it too).
+const MASTER_LEASE_LABEL: (&str, &str) = ("apiserver.kubernetes.io/identity", "kube-apiserver");
 
-/// Renews this master's lease, which names `endpoint`.
-async fn renew_master_lease(api: &ApiServer, endpoint: SocketAddr) -> Result<(), ApiError> {
-    let leases = resources::find("coordination.k8s.io", "v1", "leases")
+/// Renews this master's Lease, which names `endpoint`, and returns the live masters by port.
+async fn live_masters(
+    api: &ApiServer,
+    endpoint: SocketAddr,
+) -> Result<BTreeMap<u16, BTreeSet<IpAddr>>, ApiError> {
+    let resource = resources::find("coordination.k8s.io", "v1", "leases")
         .ok_or_else(|| ApiError::Internal("leases not served".into()))?;
-    let name: String = format!("kube-apiserver-{endpoint}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name.trim_end_matches('-'), "namespace": "kube-system",
-            "labels": {MASTER_LEASE_LABEL: "kube-apiserver"}},
-        "spec": {
-            "holderIdentity": endpoint.to_string(),
-            "leaseDurationSeconds": MASTER_LEASE_SECONDS,
-            "renewTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        },
-    });
-    put(api, leases, lease, "/spec").await
-}
-
-/// The endpoints of the masters whose leases were renewed within their duration of `now`.
-fn live_masters(api: &ApiServer, now: chrono::DateTime<chrono::Utc>) -> Vec<SocketAddr> {
-    let Ok((leases, _)) = api
-        .watch_cache
-        .list("leases", "/registry/leases/kube-system/")
-    else {
-        return Vec::new();
+    let now = chrono::Utc::now();
+    let lease = endpoint_leases::lease("kube-apiserver", MASTER_LEASE_LABEL, endpoint, now);
+    let lease = serde_json::to_value(&lease)
+        .map_err(|e| ApiError::Internal(format!("encoding a Lease: {e}")))?;
+    put(api, resource, lease, "/spec").await?;
+    let prefix = objects::prefix(resource, Some(endpoint_leases::NAMESPACE));
+    let leases: Vec<Lease> = match api.watch_cache.list(resource.plural, &prefix) {
+        Ok((cached, _)) => cached
+            .iter()
+            .filter_map(|object| serde_json::from_value(object.parsed()?.clone()).ok())
+            .filter(|lease: &Lease| {
+                lease
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(MASTER_LEASE_LABEL.0))
+                    == Some(&MASTER_LEASE_LABEL.1.to_owned())
+            })
+            .collect(),
+        Err(_) => Vec::new(),
     };
-    leases
-        .iter()
-        .filter_map(|lease| {
-            let lease = lease.parsed()?;
-            lease["metadata"]["labels"][MASTER_LEASE_LABEL].as_str()?;
-            let spec = &lease["spec"];
-            let renewed = chrono::DateTime::parse_from_rfc3339(spec["renewTime"].as_str()?).ok()?;
-            let seconds = spec["leaseDurationSeconds"].as_i64()?;
-            let until = renewed.checked_add_signed(chrono::TimeDelta::try_seconds(seconds)?)?;
-            if until < now {
-                return None;
-            }
-            spec["holderIdentity"].as_str()?.parse().ok()
-        })
-        .collect()
+    Ok(endpoint_leases::live(&leases, endpoint, now))
 }
 
 /// Create `object`, or if it exists set its field at `pointer` (a JSON pointer of object

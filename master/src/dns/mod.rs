@@ -21,12 +21,15 @@ use hickory_server::proto::rr::{LowerName, Name};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, info, warn};
+
+use crate::endpoint_leases;
 
 use crate::controllers::informers::Informers;
 use records::{Answer, Zone};
@@ -62,6 +65,8 @@ pub enum DnsError {
 /// How often the `kube-dns` Service and Endpoints are checked and put back (kube-apiserver
 /// reconciles the `kubernetes` Endpoints as often).
 const PUBLISH_PERIOD: Duration = Duration::from_secs(10);
+/// The label of the DNS servers' Leases.
+const LEASE_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
 /// Binds the server's sockets and returns it, to be run until `shutdown`; the `kube-dns`
 /// Service and its Endpoints are written once it serves, and put back if they go or change.
@@ -167,8 +172,8 @@ fn forwarder(upstreams: &[SocketAddr]) -> Result<Catalog, DnsError> {
     Ok(catalog)
 }
 
-/// The `kube-dns` Service (created if missing) and its Endpoints (naming `listening`); true
-/// when anything was written.
+/// The `kube-dns` Service (created if missing) and its Endpoints (naming `listening` and the
+/// other masters' DNS servers); true when the Service or the Endpoints were written.
 async fn publish(
     client: &kube::Client,
     config: &DnsConfig,
@@ -191,15 +196,44 @@ async fn publish(
             Err(err) => return Err(err),
         }
     }
+    // Every master's DNS server whose Lease is live ([`endpoint_leases`]), this one's too.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), endpoint_leases::NAMESPACE);
+    let now = chrono::Utc::now();
+    let lease = endpoint_leases::lease(SERVICE_NAME, LEASE_LABEL, listening, now);
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    match leases.get_opt(&name).await? {
+        None => match leases.create(&PostParams::default(), &lease).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => return Err(err),
+        },
+        Some(current) => {
+            let mut renewed = lease;
+            renewed.metadata.resource_version = current.metadata.resource_version;
+            leases
+                .replace(&name, &PostParams::default(), &renewed)
+                .await?;
+        }
+    }
+    let selector = format!("{}={}", LEASE_LABEL.0, LEASE_LABEL.1);
+    let listed = leases
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let subsets: Vec<serde_json::Value> = endpoint_leases::live(&listed.items, listening, now)
+        .into_iter()
+        .map(|(port, ips)| {
+            json!({
+                "addresses": ips.into_iter().map(|ip| json!({"ip": ip.to_string()})).collect::<Vec<_>>(),
+                "ports": [
+                    {"name": "dns", "port": port, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": port, "protocol": "TCP"}],
+            })
+        })
+        .collect();
     let endpoints_api: Api<Endpoints> = Api::namespaced(client.clone(), "kube-system");
     let mut endpoints: Endpoints = serde_json::from_value(json!({
         "metadata": {"name": SERVICE_NAME, "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-        "subsets": [{
-            "addresses": [{"ip": listening.ip().to_string()}],
-            "ports": [
-                {"name": "dns", "port": listening.port(), "protocol": "UDP"},
-                {"name": "dns-tcp", "port": listening.port(), "protocol": "TCP"}],
-        }],
+        "subsets": subsets,
     }))
     .map_err(kube::Error::SerdeError)?;
     match endpoints_api.get_opt(SERVICE_NAME).await? {
