@@ -33,35 +33,6 @@ struct Run {
     flood_refused_per_s: f64,
 }
 
-/// A client certificate of the master's CA for `user` in `groups` (cert, key PEM).
-fn certificate(master: &Master, user: &str, groups: &[&str]) -> anyhow::Result<(String, String)> {
-    let ca_key = std::fs::read_to_string(master.state_dir().join("pki/ca.key"))?;
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(master.ca_pem(), rcgen::KeyPair::from_pem(&ca_key)?)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, user);
-    for group in groups {
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, *group);
-    }
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-fn client(master: &Master, (cert, key): &(String, String)) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(master.ca_pem().as_bytes())?)
-        .identity(reqwest::Identity::from_pem(
-            format!("{cert}\n{key}").as_bytes(),
-        )?)
-        .build()?)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -101,10 +72,8 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "n1", "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}});
-    let node = client(
-        &master,
-        &certificate(&master, "system:node:n1", &["system:nodes"])?,
-    )?;
+    let (cert, key) = master.client_certificate("system:node:n1", &["system:nodes"])?;
+    let node = master.http_with_certificate(&cert, &key)?;
     let created = node
         .post(format!(
             "{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -117,7 +86,8 @@ async fn run(limits: &[&str], seconds: u64) -> anyhow::Result<Run> {
         "creating the Lease: {}",
         created.status()
     );
-    let flooder = client(&master, &certificate(&master, "flooder", &[])?)?;
+    let (cert, key) = master.client_certificate("flooder", &[])?;
+    let flooder = master.http_with_certificate(&cert, &key)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));

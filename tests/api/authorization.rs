@@ -47,36 +47,6 @@ fn can_i(master: &Master, args: &[&str], want: &str) {
     }
 }
 
-/// A client certificate for `user` in `groups`, signed by the master's CA: (cert, key) PEM.
-pub(crate) fn client_certificate(master: &Master, user: &str, groups: &[&str]) -> (String, String) {
-    let pki = master.state_dir().join("pki");
-    let ca_key = std::fs::read_to_string(pki.join("ca.key")).unwrap();
-    let ca_key = rcgen::KeyPair::from_pem(&ca_key).unwrap();
-    let ca = rcgen::Issuer::from_ca_cert_pem(master.ca_pem(), ca_key).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, user);
-    for group in groups {
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, *group);
-    }
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-/// An HTTPS client that trusts the master's CA and presents `identity` (cert + key PEM).
-pub(crate) fn client_with_certificate(master: &Master, cert: &str, key: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(master.ca_pem().as_bytes()).unwrap())
-        .identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap())
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn rbac_decides_what_each_user_may_do() {
     let master = master();
@@ -233,8 +203,8 @@ async fn certificates_reviews_impersonation_and_bad_rbac_objects() {
     let admin = Client::new(&master);
 
     // A client certificate the CA signed names its user and groups; one it did not is refused.
-    let (cert, key) = client_certificate(&master, "alice", &["devs"]);
-    let alice = client_with_certificate(&master, &cert, &key);
+    let (cert, key) = master.client_certificate("alice", &["devs"]).unwrap();
+    let alice = master.http_with_certificate(&cert, &key).unwrap();
     let review = alice
         .post(format!(
             "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -291,7 +261,9 @@ async fn certificates_reviews_impersonation_and_bad_rbac_objects() {
             .push(rcgen::DnType::OrganizationName, "system:masters");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        client_with_certificate(&master, &cert.pem(), &key.serialize_pem())
+        master
+            .http_with_certificate(&cert.pem(), &key.serialize_pem())
+            .unwrap()
     };
     let forged = self_signed
         .get(format!(
@@ -681,8 +653,10 @@ async fn a_node_gets_a_serving_certificate_only_for_its_own_addresses() {
         )
         .await;
     assert_eq!(code, 200, "{node}");
-    let (cert, key) = client_certificate(&master, "system:node:n1", &["system:nodes"]);
-    let n1 = client_with_certificate(&master, &cert, &key);
+    let (cert, key) = master
+        .client_certificate("system:node:n1", &["system:nodes"])
+        .unwrap();
+    let n1 = master.http_with_certificate(&cert, &key).unwrap();
     let create = async |client: &reqwest::Client, body: Value| {
         let answer = client
             .post(format!(

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use skiff::master::{Master, MasterOptions};
 
 use crate::Client;
-use crate::authorization::{client_certificate, client_with_certificate};
 
 fn master(extra: &[&str]) -> Master {
     let mut extra_args = crate::api_only();
@@ -36,8 +35,8 @@ async fn jane(master: &Master) -> reqwest::Client {
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    let (cert, key) = client_certificate(master, "jane", &["devs"]);
-    client_with_certificate(master, &cert, &key)
+    let (cert, key) = master.client_certificate("jane", &["devs"]).unwrap();
+    master.http_with_certificate(&cert, &key).unwrap()
 }
 
 #[tokio::test]
@@ -48,8 +47,10 @@ async fn a_flood_gets_429_while_nodes_are_served_and_watches_are_capped() {
         "--max-watches-per-user=2",
     ]);
     let jane = jane(&master).await;
-    let (cert, key) = client_certificate(&master, "system:node:n1", &["system:nodes"]);
-    let node = client_with_certificate(&master, &cert, &key);
+    let (cert, key) = master
+        .client_certificate("system:node:n1", &["system:nodes"])
+        .unwrap();
+    let node = master.http_with_certificate(&cert, &key).unwrap();
     let base = master.server_url().to_owned();
 
     // Three reads that wait (3 s) for a revision the store has not reached hold jane's

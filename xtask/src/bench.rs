@@ -37,6 +37,12 @@ const BENCHES: &[Bench] = &[
         about: "a node's Lease renewals under a user's flood of lists, in-flight limits on vs off",
     },
     Bench {
+        name: "resilience",
+        target: "resilience",
+        starts_master: true,
+        about: "2,000 clients vs in-flight limits, kill -9 under writes, etcd stopped 30 s",
+    },
+    Bench {
         name: "store",
         target: "store",
         starts_master: false,
