@@ -393,6 +393,12 @@ fn main() -> anyhow::Result<()> {
     });
     if let Some(timings) = &election {
         timings.check().map_err(anyhow::Error::msg)?;
+        if config.etcd_endpoints.is_empty() {
+            tracing::warn!(
+                "--leader-elect on the embedded store: it serves one master only; several \
+                 masters share an etcd (--etcd-endpoints)"
+            );
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
