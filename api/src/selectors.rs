@@ -841,7 +841,9 @@ impl fmt::Display for FieldRequirement {
 /// A field selector: terms that must all hold. The empty selector matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSelector {
-    /// In the order of their sorted source terms, as Kubernetes keeps them.
+    /// Sorted by their canonical form (as printed), so that a selector printed and parsed
+    /// again is equal. Kubernetes sorts the source terms, which orders the same except where
+    /// a term is written another way than it prints (`a==b`, escapes).
     requirements: Vec<FieldRequirement>,
 }
 
@@ -875,6 +877,7 @@ impl FieldSelector {
                 value: unescape_field_value(raw)?,
             });
         }
+        requirements.sort_by_cached_key(FieldRequirement::to_string);
         Ok(Self { requirements })
     }
 
@@ -1679,6 +1682,21 @@ mod tests {
         );
         let selector = FieldSelector::parse("spec.nodeName==n1").unwrap();
         assert_eq!(selector.to_string(), "spec.nodeName=n1");
+    }
+
+    /// Found by the `field_selector` fuzz target: `x==b` sorts before `x=a` as written but
+    /// after it as printed, so the printed selector parsed to its terms in another order.
+    #[test]
+    fn a_printed_field_selector_parses_to_an_equal_one() {
+        for text in ["x==b,x=a", "met==a\\\\,met=\\\\", "a=\\=,a=\\,"] {
+            let selector = FieldSelector::parse(text).unwrap();
+            let printed = selector.to_string();
+            assert_eq!(
+                FieldSelector::parse(&printed).unwrap(),
+                selector,
+                "{text:?} printed as {printed:?}"
+            );
+        }
     }
 
     #[test]

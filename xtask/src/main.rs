@@ -3,14 +3,16 @@
 //! - `setup`: installs what the project needs on a Debian 12 machine (idempotent).
 //! - `run`: builds and starts a cluster, prints the `KUBECONFIG` to use, stops it on Ctrl-C.
 //! - `node start|stop|kill <name>`: takes one node of the running cluster down or back up.
-//! - `test`: the whole test suite (what CI runs).
+//! - `test`: the whole test suite (what CI runs), the fuzz targets briefly at the end.
 //! - `bench <name>`: one of the benchmarks.
+//! - `fuzz [target] [--seconds N]`: the fuzz targets of `fuzz/` (cargo-fuzz, libFuzzer).
 //! - `codegen [--check]`: writes (or checks) the tables generated from Kubernetes' API.
 
 mod bench;
 mod cargo;
 mod codegen;
 mod features;
+mod fuzz;
 mod process;
 mod run;
 mod setup;
@@ -69,7 +71,8 @@ enum Command {
         #[arg(long, env = "SKIFF_STATE_DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
-    /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`.
+    /// Run the whole test suite: setup, build skiff-master, `cargo test --workspace`, then
+    /// every fuzz target for a few seconds (only when no arguments narrow the tests).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter, `-- --nocapture`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -82,6 +85,16 @@ enum Command {
         /// Arguments passed to the benchmark binary.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Fuzz a target for N seconds: `cargo xtask fuzz quantity --seconds 300`; no name runs
+    /// every target (decode_json, decode_yaml, decode_protobuf, strategic_merge, json_patch,
+    /// merge_patch, label_selector, field_selector, quantity, static_pod_manifest) in turn.
+    Fuzz {
+        /// Which target (omit to run them all, one after another).
+        target: Option<String>,
+        /// How long to run each target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
     },
     /// Generate the tables kept of Kubernetes' API types (the protobuf schema, the
     /// strategic-merge patch strategies) from their inputs; `--check` only checks them.
@@ -123,6 +136,9 @@ fn main() -> ExitCode {
             test(&args)
         }
         Command::Bench { name, args } => bench::run(name.as_deref(), &args),
+        Command::Fuzz { target, seconds } => {
+            fuzz::run(target.as_deref(), seconds).map(|()| ExitCode::SUCCESS)
+        }
         Command::Codegen(args) => codegen::run(&args, &workspace::root()),
     };
     match result {
@@ -134,7 +150,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask test`: setup, build the master binary the end-to-end tests start, run all tests.
+/// `cargo xtask test`: setup, build the master binary the end-to-end tests start, run all tests;
+/// then, for the whole suite (no `args`), every fuzz target for [`fuzz::CI_SECONDS`].
 fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     step("setup");
     setup::run()?;
@@ -148,7 +165,18 @@ fn test(args: &[String]) -> anyhow::Result<ExitCode> {
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.iter().map(String::as_str));
     let status = cargo::run(&test_args)?;
-    Ok(cargo::exit_code(status))
+    if !args.is_empty() {
+        return Ok(cargo::exit_code(status));
+    }
+    // After a failed test too: CI reports both.
+    let fuzzed = fuzz::run_targets(None, fuzz::CI_SECONDS);
+    if !status.success() {
+        if let Err(err) = fuzzed {
+            eprintln!("error: {err:#}");
+        }
+        return Ok(cargo::exit_code(status));
+    }
+    fuzzed.map(|()| ExitCode::SUCCESS)
 }
 
 /// Prints the name of the step that starts now.

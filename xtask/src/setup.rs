@@ -93,6 +93,12 @@ const REQUIREMENTS: &[Requirement] = &[
         install: Install::Apt(&["gcc", "libc6-dev"]),
     },
     Requirement {
+        // The eBPF programs and the fuzz targets (`cargo xtask fuzz`) are built with nightly.
+        name: "nightly",
+        check: nightly_version,
+        install: Install::Rustup(&["toolchain", "install", "nightly", "--profile", "minimal"]),
+    },
+    Requirement {
         // The eBPF programs (node-ebpf/) are built by node/build.rs with nightly's
         // `-Z build-std=core`, which needs the standard library's sources.
         name: "nightly rust-src",
@@ -124,6 +130,15 @@ const REQUIREMENTS: &[Requirement] = &[
                 "llvm-22",
             ],
             env: &[("LLVM_PREFIX", LLVM_22), ("LLVM_SYS_221_PREFIX", LLVM_22)],
+        },
+    },
+    Requirement {
+        // Builds and runs the fuzz targets (fuzz/, libFuzzer) for `cargo xtask fuzz`.
+        name: "cargo-fuzz",
+        check: cargo_fuzz_version,
+        install: Install::Cargo {
+            args: &["cargo-fuzz", "--version", "0.13.2", "--locked"],
+            env: &[],
         },
     },
     Requirement {
@@ -193,7 +208,7 @@ fn installed(req: &Requirement) -> anyhow::Result<()> {
 }
 
 /// Runs `command` with its output visible; fails unless it succeeds.
-fn run_visible(command: &mut Command) -> anyhow::Result<()> {
+pub fn run_visible(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running {command:?}"))?;
@@ -321,6 +336,17 @@ fn kubectl_version() -> Option<String> {
     field(&out, "Client Version:").or(Some(String::from("(unknown version)")))
 }
 
+/// Nightly's version (`rustc 1.97.0-nightly (...)`), if the toolchain is installed.
+fn nightly_version() -> Option<String> {
+    let out = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Nightly's version, if its `rust-src` component is installed.
 fn nightly_rust_src() -> Option<String> {
     let out = Command::new("rustup")
@@ -331,11 +357,18 @@ fn nightly_rust_src() -> Option<String> {
     if !out.status.success() || !listed.lines().any(|line| line.starts_with("rust-src")) {
         return None;
     }
-    let version = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
+    nightly_version()
+}
+
+/// cargo-fuzz's version (`cargo-fuzz 0.13.2`), if `cargo fuzz` runs.
+fn cargo_fuzz_version() -> Option<String> {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["fuzz", "--version"])
         .output()
         .ok()?;
-    Some(String::from_utf8_lossy(&version.stdout).trim().to_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// LLVM 22's version, if its development files (libLLVM, Polly) are installed.

@@ -62,6 +62,13 @@ pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root());
+    without_crate_environment(&mut cmd);
+    cmd
+}
+
+/// Leaves the variables cargo set for whoever runs us out of `cmd`'s environment (see
+/// [`cargo`]), for a cargo started some other way (`rustup run nightly cargo ...`).
+pub fn without_crate_environment(cmd: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         if name
             .to_str()

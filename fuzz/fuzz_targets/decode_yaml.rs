@@ -1,0 +1,10 @@
+//! A YAML request body (`application/yaml`) through the API server's create path:
+//! `request::decode_object`, then admission of the kind it names.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    skiff_fuzz::create(body, "application/yaml");
+});
