@@ -489,31 +489,30 @@ async fn run_clients(
         Ok(client) => client,
         Err(e) => return tracing::error!(error = %e, "cannot reach the API server as a client"),
     };
+    // The cluster DNS reads Services, Endpoints and Leases through informers, which it shares
+    // with the scheduler and the controllers when they run here for good.
+    let mut informers = Informers::new(&client);
     let mut dns_server = None;
     if let Some(config) = clients.dns {
-        let mut informers = Informers::new(&client);
-        let started = dns::start(
+        match dns::start(
             client.clone(),
             config,
             &mut informers,
             stopped(stop.clone()),
         )
-        .await;
-        match started {
-            Ok(server) => {
-                let watches = informers.run(stopped(stop.clone()));
-                dns_server = Some(tokio::spawn(async move {
-                    futures::future::join(server, watches).await;
-                }));
-            }
+        .await
+        {
+            Ok(server) => dns_server = Some(tokio::spawn(server)),
             Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
         }
     }
     let components = clients.components;
     let ca_pem = listening.ca_pem;
     match election {
-        None => run_components(client, components, ca_pem, stop).await,
+        None => run_components(client, components, ca_pem, informers, stop).await,
         Some(timings) => {
+            // The DNS's informers run for good; each term's components make their own.
+            let dns_watches = tokio::spawn(informers.run(stopped(stop.clone())));
             let mut elector =
                 leader_election::Elector::new(client.clone(), "kube-controller-manager", timings);
             loop {
@@ -527,6 +526,7 @@ async fn run_clients(
                     client.clone(),
                     components.clone(),
                     ca_pem.clone(),
+                    Informers::new(&client),
                     term_rx,
                 ));
                 let shutdown = tokio::select! {
@@ -540,6 +540,7 @@ async fn run_clients(
                     break;
                 }
             }
+            let _ = dns_watches.await;
         }
     }
     if let Some(dns) = dns_server {
@@ -553,11 +554,11 @@ async fn run_components(
     client: kube::Client,
     clients: Components,
     ca_pem: String,
+    informers: Informers,
     stop: watch::Receiver<()>,
 ) {
     // The scheduler and the controllers take what they read from the shared informers
     // first; the informers then watch each resource that any of them asked for, once.
-    let informers = Informers::new(&client);
     let mut tasks = Vec::new();
     let parts = Parts {
         client,

@@ -23,7 +23,7 @@ use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio::net::{TcpListener, UdpSocket};
@@ -90,6 +90,7 @@ pub async fn start(
         },
         forwarder,
     };
+    let leases = informers.leases.reader();
     let mut server = Server::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(10), 64);
@@ -99,7 +100,7 @@ pub async fn start(
             let mut every = tokio::time::interval(PUBLISH_PERIOD);
             loop {
                 every.tick().await;
-                match publish(&client, &config, listening).await {
+                match publish(&client, &config, listening, &leases).await {
                     Ok(true) => {
                         info!(service_ip = %config.service_ip, endpoint = %listening, "published the {SERVICE_NAME} Service")
                     }
@@ -178,6 +179,7 @@ async fn publish(
     client: &kube::Client,
     config: &DnsConfig,
     listening: SocketAddr,
+    known: &Store<Lease>,
 ) -> Result<bool, kube::Error> {
     let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
     let service: Service = serde_json::from_value(json!({
@@ -215,11 +217,22 @@ async fn publish(
                 .await?;
         }
     }
-    let selector = format!("{}={}", LEASE_LABEL.0, LEASE_LABEL.1);
-    let listed = leases
-        .list(&ListParams::default().labels(&selector))
-        .await?;
-    let subsets: Vec<serde_json::Value> = endpoint_leases::live(&listed.items, listening, now)
+    // The other DNS servers' Leases, as the shared informer has them.
+    let others: Vec<Arc<Lease>> = known
+        .state()
+        .into_iter()
+        .filter(|lease| {
+            lease.metadata.namespace.as_deref() == Some(endpoint_leases::NAMESPACE)
+                && lease
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LEASE_LABEL.0))
+                    == Some(&LEASE_LABEL.1.to_owned())
+        })
+        .collect();
+    let subsets: Vec<serde_json::Value> =
+        endpoint_leases::live(others.iter().map(|lease| &**lease), listening, now)
         .into_iter()
         .map(|(port, ips)| {
             json!({
