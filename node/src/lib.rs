@@ -5,11 +5,13 @@
 //! - [`kubelet`]: registration, heartbeat, pod sources, pod workers, status reporting;
 //! - [`proxy`]: Service load balancing in eBPF (kube-proxy's job);
 //! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
+//! - [`hollow`]: hollow nodes, many simulated kubelets in one process (`--hollow N`);
 //! - [`images`]: the static binaries built into local images (no registry is reachable).
 //! - [`netns`]: work inside a pod's network namespace.
 //! - [`uring`]: the io_uring layer (the async executor, heartbeat connection, file I/O, /proc
 //!   reads).
 
+pub mod hollow;
 pub mod images;
 pub mod kubelet;
 pub mod netns;

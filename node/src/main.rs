@@ -112,6 +112,28 @@ struct Args {
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
+    /// Run N hollow nodes instead of this machine's agent: simulated kubelets that register,
+    /// heartbeat and report their pods Running through the API server, without containers
+    /// (named `<--node-name>-<i>`, default prefix `hollow-node`; see the README). Refused up
+    /// front when the machine's memory cannot hold them.
+    #[arg(long, value_name = "N")]
+    hollow: Option<u32>,
+    /// Persistent connections carrying the hollow nodes' heartbeats.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    hollow_connections: u32,
+    /// Time from a pod's binding to a hollow node until its status says Running (`0s`,
+    /// `500ms`, `2s`).
+    #[arg(long, default_value = "0s", value_parser = skiff_api::time::parse_duration)]
+    hollow_pod_start_delay: Duration,
+    /// Seconds between the hollow nodes' report lines on stdout (0: none).
+    #[arg(long, default_value_t = 10)]
+    hollow_report_seconds: u64,
+    /// CPUs each hollow node offers.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    hollow_cpus: u64,
+    /// Memory each hollow node offers (a quantity: 16Gi).
+    #[arg(long, default_value = "16Gi", value_parser = kubelet::logs::parse_size)]
+    hollow_memory: u64,
 }
 
 /// What else skiff-node can do besides running the agent.
@@ -176,6 +198,13 @@ fn main() -> anyhow::Result<()> {
         println!("{}", skiff_node::images::BUSYBOX_IMAGE);
         return Ok(());
     }
+    if let Some(count) = args.hollow {
+        // Refused before anything is set up or sent.
+        let available = skiff_node::hollow::mem_available()?;
+        if let Err(refusal) = skiff_node::hollow::check_count(count, available) {
+            anyhow::bail!(refusal);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -185,6 +214,11 @@ fn main() -> anyhow::Result<()> {
         // Colours for a terminal only, not for log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if args.hollow.is_some() {
+        let runtime = skiff_node::hollow::executor(args.hollow_connections)
+            .context("starting the hollow nodes' runtime")?;
+        return runtime.block_on(run_hollow(args));
+    }
     // One thread: the agent's work is waiting on Docker and the master. io_uring carries its
     // own hot I/O (heartbeats, file reads); without io_uring, plain tokio (said once).
     let runtime = uring::Executor::new().context("starting the agent's runtime")?;
@@ -310,6 +344,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// `--hollow N`: the simulated nodes, until SIGTERM or SIGINT.
+async fn run_hollow(args: Args) -> anyhow::Result<()> {
+    let count = args.hollow.unwrap_or(1);
+    let kubeconfig = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let lease_duration_seconds =
+        i32::try_from(args.lease_seconds.saturating_mul(4)).unwrap_or(i32::MAX);
+    let prefix = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| String::from("hollow-node"));
+    let settings =
+        uring::HeartbeatSettings::from_kubeconfig(&kubeconfig, &prefix, lease_duration_seconds)
+            .context("the heartbeat's connection settings")?;
+    let client = kube_client(kubeconfig, None).await?;
+    let config = skiff_node::hollow::HollowConfig {
+        count,
+        prefix,
+        lease_interval: Duration::from_secs(args.lease_seconds.max(1)),
+        lease_duration_seconds,
+        status_interval: Duration::from_secs(args.node_status_seconds.max(1)),
+        pod_start_delay: args.hollow_pod_start_delay,
+        connections: args.hollow_connections,
+        report_interval: Duration::from_secs(args.hollow_report_seconds),
+        cpus: args.hollow_cpus,
+        memory_bytes: args.hollow_memory,
+    };
+    skiff_node::hollow::run(client, settings, config, shutdown_signal()).await
 }
 
 /// Where this node's NodePorts listen: its IPv4 address and 127.0.0.1, as kube-proxy's

@@ -32,7 +32,7 @@ impl ApiServer {
         } else {
             json!(user.extra)
         };
-        if let Some(spec) = csr["spec"].as_object_mut() {
+        if let Some(spec) = csr.get_mut("spec").and_then(Value::as_object_mut) {
             spec.retain(|_, v| !v.is_null());
         }
     }

@@ -71,7 +71,8 @@ fn add_api_access(pod: &mut Value, suffix: &str) {
     let volume_name = format!("kube-api-access-{suffix}");
     let mut mounted = false;
     for list in ["initContainers", "containers"] {
-        let Some(containers) = pod["spec"][list].as_array_mut() else {
+        // `get_mut`, not indexing: indexing would insert `"initContainers": null`.
+        let Some(containers) = pod["spec"].get_mut(list).and_then(Value::as_array_mut) else {
             continue;
         };
         for container in containers {
@@ -112,6 +113,17 @@ fn add_api_access(pod: &mut Value, suffix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_without_init_containers_gets_no_null_for_them() {
+        let mut pod = json!({"spec": {"containers": [{"name": "app"}]}});
+        add_api_access(&mut pod, "abcde");
+        assert!(pod["spec"].get("initContainers").is_none(), "{pod}");
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            "kube-api-access-abcde"
+        );
+    }
 
     #[test]
     fn every_container_without_its_own_mount_gets_the_api_access_volume() {

@@ -47,13 +47,20 @@ impl Executor {
     ///
     /// Fails only if not even the plain tokio runtime can be built.
     pub fn new() -> io::Result<Executor> {
+        Executor::with_ring_entries(RING_ENTRIES)
+    }
+
+    /// As [`Executor::new`], with a ring of `entries` submission queue entries: for a
+    /// process with many operations in flight at once (the hollow nodes' connections), so
+    /// one `io_uring_enter` submits them all.
+    pub fn with_ring_entries(entries: u32) -> io::Result<Executor> {
         if disabled_by_env() {
             static SAID: Once = Once::new();
             SAID.call_once(|| info!("io_uring turned off by {DISABLE_ENV}; running on tokio"));
             return Executor::tokio();
         }
         let mut builder = tokio_uring::builder();
-        builder.entries(RING_ENTRIES);
+        builder.entries(entries);
         match tokio_uring::Runtime::new(&builder) {
             Ok(runtime) => Ok(Executor {
                 inner: Inner::IoUring(runtime),

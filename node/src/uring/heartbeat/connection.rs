@@ -132,6 +132,32 @@ impl HeartbeatConnection {
         self.channel.send(self.lease.bytes()).await
     }
 
+    /// Renews the Lease of another node, `node`, on this connection (same holder-is-the-node
+    /// patch and duration as [`renew_at`](Self::renew_at)): one connection carrying many
+    /// nodes' heartbeats, as the hollow nodes do. The request is built per call.
+    pub async fn renew_lease_of(
+        &mut self,
+        node: &str,
+        renew_time: DateTime<Utc>,
+    ) -> Result<ApiResponse, ConnectionError> {
+        let mut lease = LeaseRequest::new(&self.head, node, self.lease_duration_seconds)?;
+        lease.stamp(renew_time)?;
+        self.channel.send(lease.bytes()).await
+    }
+
+    /// Writes the status of another node, `node`, on this connection (see
+    /// [`update_node_status`](Self::update_node_status)).
+    pub async fn update_node_status_of(
+        &mut self,
+        node: &str,
+        merge_patch: &[u8],
+    ) -> Result<ApiResponse, ConnectionError> {
+        let request = self
+            .head
+            .merge_patch(&http::node_status_path(node)?, merge_patch);
+        self.channel.send(&request).await
+    }
+
     /// Writes the Node's status: `merge_patch` is the JSON merge patch of the Node's
     /// `status` subresource (`{"status": {...}}`). Same connection, back-off and timeout
     /// as the renewals.
