@@ -5,6 +5,7 @@
 pub mod binaries;
 pub mod docker;
 pub mod etcd;
+pub mod hollow;
 pub mod images;
 pub mod master;
 pub mod netns;

@@ -6,6 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
@@ -130,4 +131,78 @@ async fn kube_client_lists_watches_and_patches() {
     assert!(seen.contains(&"apply a".to_string()), "{seen:?}");
     assert!(seen.contains(&"delete a".to_string()), "{seen:?}");
     assert!(!seen.iter().any(|s| s.ends_with(" b")), "{seen:?}");
+}
+
+/// kube's metadata client (`Api::get_metadata`, `list_metadata`, `metadata_watcher`) asks for
+/// `as=PartialObjectMetadata[List]`: objects come back as their metadata alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_gets_and_watches() {
+    let master = embedded_master();
+    let client = master.kube_client().await.expect("kube client");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("meta-a", "meta"))
+        .await
+        .expect("create");
+    let listed = pods
+        .list_metadata(&ListParams::default().labels("app=meta"))
+        .await
+        .expect("list_metadata");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("meta-a"));
+    assert!(listed.metadata.resource_version.is_some());
+    let one = pods.get_metadata("meta-a").await.expect("get_metadata");
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(
+        one.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .map(String::as_str),
+        Some("meta")
+    );
+    // The raw answer has no spec: metadata alone.
+    let raw = master
+        .http()
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/meta-a",
+            master.server_url()
+        ))
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .send()
+        .await
+        .expect("get")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert!(raw.get("spec").is_none(), "{raw}");
+    assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
+
+    let mut events = std::pin::pin!(
+        kube::runtime::metadata_watcher(
+            pods.clone(),
+            watcher::Config::default().labels("app=meta")
+        )
+        .applied_objects()
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+        .await
+        .expect("first event in time")
+        .expect("watch")
+        .expect("an object");
+    assert_eq!(first.metadata.name.as_deref(), Some("meta-a"));
+    pods.create(&PostParams::default(), &pod("meta-b", "meta"))
+        .await
+        .expect("create");
+    let second = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+        .await
+        .expect("second event in time")
+        .expect("watch")
+        .expect("an object");
+    assert_eq!(second.metadata.name.as_deref(), Some("meta-b"));
 }

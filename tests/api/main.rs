@@ -5,6 +5,7 @@
 mod authorization;
 mod bad_input;
 mod etcd_faults;
+mod hollow_nodes;
 mod kube_client;
 mod kubectl;
 mod leader_election;

@@ -4,7 +4,8 @@
 //! Media ranges are tried in Kubernetes' order (higher `q` first, then concrete types before
 //! wildcards, then as written), and the first one the server can serve wins: JSON (also YAML,
 //! `application/*` and `*/*`, all answered in JSON), Kubernetes' protobuf, or a
-//! `meta.k8s.io` Table (v1 or v1beta1, in JSON). Table ranges of another group, version or
+//! `meta.k8s.io` Table (v1 or v1beta1, in JSON), or the objects' metadata alone
+//! (`as=PartialObjectMetadata[List]`, v1 or v1beta1, in JSON). Table ranges of another group, version or
 //! encoding, other `as=` transforms and unknown types are skipped as unservable; a header with
 //! nothing servable is refused with 406, and no header (or an empty one) means JSON.
 
@@ -28,6 +29,10 @@ pub enum Representation {
     },
     /// A `meta.k8s.io` Table of the objects, in JSON.
     Table(TableVersion),
+    /// Only the objects' metadata: `PartialObjectMetadata` (a list: `...List`) of the
+    /// `meta.k8s.io` version named (`meta.k8s.io/v1`), in JSON. What kube-rs' and client-go's
+    /// metadata clients and informers ask for.
+    PartialMetadata(&'static str),
 }
 
 impl Representation {
@@ -75,6 +80,17 @@ impl Representation {
                     match range.param("v") {
                         Some("v1") => return Ok(Representation::Table(TableVersion::V1)),
                         Some("v1beta1") => return Ok(Representation::Table(TableVersion::V1Beta1)),
+                        _ => continue,
+                    }
+                }
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                    if range.is_json() && range.param("g") == Some("meta.k8s.io") =>
+                {
+                    match range.param("v") {
+                        Some("v1") => return Ok(Representation::PartialMetadata("meta.k8s.io/v1")),
+                        Some("v1beta1") => {
+                            return Ok(Representation::PartialMetadata("meta.k8s.io/v1beta1"));
+                        }
                         _ => continue,
                     }
                 }
@@ -154,6 +170,27 @@ mod tests {
 
     fn negotiate(accept: &str) -> Result<Representation, ApiError> {
         Representation::negotiate(Some(accept))
+    }
+
+    #[test]
+    fn metadata_clients_ask_for_partial_object_metadata() {
+        // kube-rs' `Api::list_metadata` and `metadata_watcher`.
+        for accept in [
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ] {
+            assert_eq!(
+                negotiate(accept).unwrap(),
+                Representation::PartialMetadata("meta.k8s.io/v1")
+            );
+        }
+        assert!(negotiate("application/json;as=PartialObjectMetadata;g=example.com;v=v1").is_err());
+        assert!(
+            negotiate(
+                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -108,6 +108,8 @@ enum Render {
     Json,
     Protobuf,
     Table(TableVersion, IncludeObject),
+    /// `PartialObjectMetadata` of this `meta.k8s.io` apiVersion.
+    PartialMetadata(&'static str),
 }
 
 impl Render {
@@ -119,8 +121,19 @@ impl Render {
                 version,
                 IncludeObject::parse(query.get("includeObject")).map_err(ApiError::BadRequest)?,
             ),
+            Representation::PartialMetadata(api_version) => Render::PartialMetadata(api_version),
         })
     }
+}
+
+/// An object's `PartialObjectMetadata`: its metadata alone, as `api_version`
+/// (`meta.k8s.io/v1`).
+fn partial_metadata(api_version: &str, object: &Value) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 /// A cached object's protobuf message (500 when the object has no protobuf form).
@@ -170,6 +183,14 @@ impl ApiServer {
                 ))
             }
             Render::Json => Ok(json_response(StatusCode::OK, object.json().clone())),
+            Render::PartialMetadata(api_version) => {
+                let decoded = objects::decode(&object.kv)?;
+                let partial = partial_metadata(api_version, &decoded);
+                Ok(json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&partial).unwrap_or_default(),
+                ))
+            }
             Render::Protobuf => {
                 let mut out = Vec::new();
                 encode::envelope(&r.api_version(), r.kind, protobuf_of(&object)?, &mut out);
@@ -283,6 +304,22 @@ impl ApiServer {
                 let out = encode::list(&r.api_version(), r.kind, &metadata, items.into_iter())
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 return Ok(protobuf_response(StatusCode::OK, out));
+            }
+            Render::PartialMetadata(api_version) => {
+                let items: Vec<Value> = decode_all(page.into_iter())?
+                    .iter()
+                    .map(|object| partial_metadata(api_version, object))
+                    .collect();
+                let list = json!({
+                    "apiVersion": api_version,
+                    "kind": "PartialObjectMetadataList",
+                    "metadata": metadata,
+                    "items": items,
+                });
+                return Ok(json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&list).unwrap_or_default(),
+                ));
             }
             Render::Json => {}
         }
@@ -491,7 +528,7 @@ impl ApiServer {
         let mut resp = (StatusCode::OK, body).into_response();
         let content_type = match render {
             Render::Protobuf => protobuf::WATCH_MEDIA_TYPE,
-            Render::Json | Render::Table(..) => "application/json",
+            Render::Json | Render::Table(..) | Render::PartialMetadata(_) => "application/json",
         };
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -615,6 +652,12 @@ impl Framer {
                 self.columns_sent = true;
                 out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
             }
+            Render::PartialMetadata(api_version) => {
+                let mut object = object.parsed().cloned().unwrap_or(Value::Null);
+                objects::set_resource_version(&mut object, revision);
+                let partial = partial_metadata(api_version, &object);
+                out.extend_from_slice(&serde_json::to_vec(&partial).unwrap_or_default());
+            }
         }
         out.extend_from_slice(b"}\n");
     }
@@ -625,8 +668,12 @@ impl Framer {
         if initial_events_end {
             metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
         }
-        let object =
-            json!({ "apiVersion": self.api_version, "kind": self.kind, "metadata": metadata });
+        let object = match self.render {
+            Render::PartialMetadata(api_version) => {
+                json!({ "apiVersion": api_version, "kind": "PartialObjectMetadata", "metadata": metadata })
+            }
+            _ => json!({ "apiVersion": self.api_version, "kind": self.kind, "metadata": metadata }),
+        };
         self.event("BOOKMARK", &object)
     }
 
