@@ -38,6 +38,18 @@ impl HollowNodes {
         count: u32,
         extra_args: &[&str],
     ) -> anyhow::Result<HollowNodes> {
+        HollowNodes::start_with_env(master, prefix, count, extra_args, &[])
+    }
+
+    /// As [`HollowNodes::start`], with `env` set for the process (`SKIFF_IO_URING=off`: the
+    /// heartbeats on plain tokio).
+    pub fn start_with_env(
+        master: &Master,
+        prefix: &str,
+        count: u32,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<HollowNodes> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-hollow-")
             .tempdir()
@@ -52,6 +64,7 @@ impl HollowNodes {
             .arg(count.to_string())
             .arg("--hollow-report-seconds=1")
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("RUST_LIB_BACKTRACE", "0");
         let log_path = dir.path().join("hollow.log");
         let mut log = OpenOptions::new()

@@ -43,6 +43,12 @@ const BENCHES: &[Bench] = &[
         about: "2,000 clients vs in-flight limits, kill -9 under writes, etcd stopped 30 s",
     },
     Bench {
+        name: "scale",
+        target: "scale",
+        starts_master: true,
+        about: "hollow nodes: 100,000 heartbeating, a million pods through the API (embedded vs etcd)",
+    },
+    Bench {
         name: "store",
         target: "store",
         starts_master: false,

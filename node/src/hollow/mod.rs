@@ -167,10 +167,19 @@ pub async fn run(
         );
     }
     if !config.report_interval.is_zero() {
+        let nodes = nodes.clone();
+        let most_pods = move || {
+            nodes
+                .iter()
+                .map(|node| node.pod_ips.borrow().len())
+                .max()
+                .unwrap_or(0)
+        };
         uring::spawn(stats::report(
             stats.clone(),
             config.count,
             config.report_interval,
+            most_pods,
         ));
     }
     let pods = pods::Pods::new(client, config.prefix, nodes, config.pod_start_delay, stats);

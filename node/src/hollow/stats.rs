@@ -3,7 +3,7 @@
 //!
 //! `hollow nodes=.. registered=.. renewals=.. renewals_per_s=.. renew_p50_ms=..
 //! renew_p99_ms=.. renew_errors=.. status_updates=.. status_errors=.. pods_running=..
-//! pods_deleted=.. pod_errors=.. cpu_s=.. rss_mb=..`
+//! pods_deleted=.. pod_errors=.. pods_max_per_node=.. cpu_s=.. rss_mb=..`
 //!
 //! Rates and percentiles are of the last period; counts since the start.
 
@@ -103,8 +103,14 @@ fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[rank.min(last)]) / 1000.0
 }
 
-/// Prints a report line every `period` until the process ends.
-pub(super) async fn report(stats: Rc<Stats>, nodes: u32, period: Duration) {
+/// Prints a report line every `period` until the process ends; `most_pods` says how many pods
+/// the busiest node holds.
+pub(super) async fn report(
+    stats: Rc<Stats>,
+    nodes: u32,
+    period: Duration,
+    most_pods: impl Fn() -> usize,
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -118,7 +124,7 @@ pub(super) async fn report(stats: Rc<Stats>, nodes: u32, period: Duration) {
         let latencies = stats.take_latencies();
         let (cpu_s, rss_mb) = own_usage();
         println!(
-            "hollow nodes={nodes} registered={} renewals={renewals} renewals_per_s={:.0} renew_p50_ms={:.2} renew_p99_ms={:.2} renew_errors={} status_updates={} status_errors={} pods_running={} pods_deleted={} pod_errors={} cpu_s={cpu_s:.2} rss_mb={rss_mb:.1}",
+            "hollow nodes={nodes} registered={} renewals={renewals} renewals_per_s={:.0} renew_p50_ms={:.2} renew_p99_ms={:.2} renew_errors={} status_updates={} status_errors={} pods_running={} pods_deleted={} pod_errors={} pods_max_per_node={} cpu_s={cpu_s:.2} rss_mb={rss_mb:.1}",
             stats.registered.get(),
             renewals.saturating_sub(last_renewals) as f64 / elapsed,
             quantile_ms(&latencies, 0.5),
@@ -129,6 +135,7 @@ pub(super) async fn report(stats: Rc<Stats>, nodes: u32, period: Duration) {
             stats.pods_running.get(),
             stats.pods_deleted.get(),
             stats.pod_errors.get(),
+            most_pods(),
         );
         last_renewals = renewals;
     }
