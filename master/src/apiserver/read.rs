@@ -66,6 +66,7 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
 /// Which objects a list or watch wants.
 struct Filter {
+    resource: &'static Resource,
     labels: LabelSelector,
     fields: FieldSelector,
     name: Option<String>,
@@ -74,6 +75,7 @@ struct Filter {
 impl Filter {
     fn new(target: &Target, query: &Query) -> Result<Self, ApiError> {
         Ok(Self {
+            resource: target.resource,
             labels: query.label_selector()?,
             fields: query.field_selector(target.resource)?,
             name: target.name.clone(),
@@ -84,19 +86,20 @@ impl Filter {
         self.labels.is_empty() && self.fields.is_empty() && self.name.is_none()
     }
 
-    fn matches(&self, object: &Value) -> bool {
+    /// Whether a cached object matches; its labels and fields are read once and shared.
+    fn matches_cached(&self, object: &CachedObject) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        let Some(attrs) = object.attrs(self.resource) else {
+            return false;
+        };
         if let Some(name) = &self.name
-            && objects::meta_str(object, "name") != Some(name)
+            && attrs.field("metadata.name").as_ref() != Some(name)
         {
             return false;
         }
-        self.labels.matches(&objects::labels(object))
-            && self.fields.matches(|f| objects::field_value(object, f))
-    }
-
-    /// Whether a cached object matches; its parsed form is made once and shared.
-    fn matches_cached(&self, object: &CachedObject) -> bool {
-        self.is_everything() || object.parsed().is_some_and(|o| self.matches(o))
+        self.labels.matches(&attrs.labels) && self.fields.matches(|f| attrs.field(f))
     }
 }
 
@@ -618,7 +621,7 @@ impl Framer {
                     .map(|raw| Cow::Borrowed(raw.as_ref()))
                     .map_err(str::to_owned)
             } else {
-                let mut value = object.parsed().cloned().unwrap_or(Value::Null);
+                let mut value = object.decode().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut value, revision);
                 encode::message(&value)
                     .map(Cow::Owned)
@@ -641,7 +644,7 @@ impl Framer {
                 objects::splice_resource_version_into(out, &object.kv.value, revision);
             }
             Render::Table(version, include) => {
-                let mut object = object.parsed().cloned().unwrap_or(Value::Null);
+                let mut object = object.decode().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut object, revision);
                 let meta = json!({ "resourceVersion": revision.to_string() });
                 let mut t = table::table(self.kind, &[object], include, version, meta);
@@ -653,7 +656,7 @@ impl Framer {
                 out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
             }
             Render::PartialMetadata(api_version) => {
-                let mut object = object.parsed().cloned().unwrap_or(Value::Null);
+                let mut object = object.decode().unwrap_or(Value::Null);
                 objects::set_resource_version(&mut object, revision);
                 let partial = partial_metadata(api_version, &object);
                 out.extend_from_slice(&serde_json::to_vec(&partial).unwrap_or_default());

@@ -8,8 +8,10 @@
 //!   resourceVersion replays the ring after it, and one older than the ring gets `410 Gone`
 //!   ("too old resource version"), after which clients list again;
 //! - each event is serialised once, however many watchers receive it (KEP-1152's
-//!   `cachingObject`): the object JSON with its resourceVersion, and the parsed object that
-//!   label and field selectors read, are made on first use and shared;
+//!   `cachingObject`): the object JSON with its resourceVersion, and the labels and
+//!   selectable fields that label and field selectors read (the cacher's `GetAttrs`), are made
+//!   on first use and shared; the whole parsed object is kept only for the few readers that
+//!   ask for it (authorizers and admission reading roles, namespaces, service accounts);
 //! - a watcher with a selector is told ADDED, MODIFIED or DELETED from whether the object's
 //!   previous and new versions match, so the cache keeps no per-watcher state;
 //! - consistent lists (KEP-2340) wait until the cache has seen the store's current revision
@@ -30,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::resources::RESOURCES;
+use super::resources::{RESOURCES, Resource};
 use super::{objects, protobuf};
 use crate::store::{EventKind, KeyValue, Revision, Store, StoreError, WatchStream};
 
@@ -51,7 +53,41 @@ pub struct CachedObject {
     pub kv: KeyValue,
     json: OnceLock<Bytes>,
     parsed: OnceLock<Option<Value>>,
+    attrs: OnceLock<Option<Attrs>>,
     protobuf: OnceLock<Result<Bytes, String>>,
+}
+
+/// What label and field selectors read of an object: its labels and the values of its
+/// kind's selectable fields (`metadata.name`, `metadata.namespace` and the resource's own),
+/// a few hundred bytes instead of the parsed object's many kilobytes.
+#[derive(Debug)]
+pub struct Attrs {
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    fields: Vec<(&'static str, Option<String>)>,
+}
+
+impl Attrs {
+    /// The attributes of `object` for selectors on `resource`.
+    pub fn of(object: &Value, resource: &Resource) -> Attrs {
+        let fields = ["metadata.name", "metadata.namespace"]
+            .iter()
+            .chain(resource.field_selectors)
+            .map(|field| (*field, objects::field_value(object, field)))
+            .collect();
+        Attrs {
+            labels: objects::labels(object),
+            fields,
+        }
+    }
+
+    /// The value of a selectable field (None when unset or not selectable).
+    pub fn field(&self, field: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(name, _)| *name == field)
+            .and_then(|(_, value)| value.clone())
+    }
 }
 
 impl CachedObject {
@@ -61,6 +97,7 @@ impl CachedObject {
             kv,
             json: OnceLock::new(),
             parsed: OnceLock::new(),
+            attrs: OnceLock::new(),
             protobuf: OnceLock::new(),
         })
     }
@@ -81,8 +118,7 @@ impl CachedObject {
         self.protobuf
             .get_or_init(|| {
                 let mut object = self
-                    .parsed()
-                    .cloned()
+                    .decode()
                     .ok_or_else(|| format!("stored object {} is not valid JSON", self.kv.key))?;
                 objects::set_resource_version(&mut object, self.kv.mod_revision);
                 protobuf::encode::message(&object)
@@ -93,7 +129,29 @@ impl CachedObject {
             .map_err(String::as_str)
     }
 
-    /// The object parsed (None when the stored bytes are not JSON), made once.
+    /// The object parsed now, not kept (None when the stored bytes are not JSON): for
+    /// readers of objects of the busy kinds (pods, events), whose parsed forms would cost the
+    /// cache more memory than their JSON.
+    pub fn decode(&self) -> Option<Value> {
+        self.parsed
+            .get()
+            .cloned()
+            .unwrap_or_else(|| serde_json::from_slice(&self.kv.value).ok())
+    }
+
+    /// The object's labels and selectable fields as `resource` defines them, made once (None
+    /// when the stored bytes are not JSON).
+    pub fn attrs(&self, resource: &Resource) -> Option<&Attrs> {
+        self.attrs
+            .get_or_init(|| {
+                let object: Value = serde_json::from_slice(&self.kv.value).ok()?;
+                Some(Attrs::of(&object, resource))
+            })
+            .as_ref()
+    }
+
+    /// The object parsed (None when the stored bytes are not JSON), made once and kept: for
+    /// the few readers of small, rarely changing kinds (roles, namespaces, service accounts).
     pub fn parsed(&self) -> Option<&Value> {
         self.parsed
             .get_or_init(|| serde_json::from_slice(&self.kv.value).ok())
