@@ -236,8 +236,10 @@ mod tests {
             "application/yaml",
             // A plain JSON range listed first wins over a Table after it.
             "application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
-            // Another transform than Table: not ours to answer, and plain JSON follows.
-            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json",
+            // A transform of another group or version: not ours to answer, and plain JSON
+            // follows.
+            "application/json;as=PartialObjectMetadataList;v=v2;g=meta.k8s.io,application/json",
+            "application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io,application/json",
             // Unknown Table versions and groups are skipped.
             "application/json;as=Table;v=v2;g=meta.k8s.io,application/json",
             "application/json;as=Table;v=v1;g=example.com,application/json",

@@ -735,8 +735,13 @@ mod tests {
         CachedEvent { kind, object, prev }
     }
 
+    fn pods() -> &'static Resource {
+        super::super::resources::find("", "v1", "pods").expect("pods")
+    }
+
     fn web_only() -> Filter {
         Filter {
+            resource: pods(),
             labels: LabelSelector::parse("app=web").expect("selector"),
             fields: FieldSelector::everything(),
             name: None,
@@ -780,6 +785,7 @@ mod tests {
     #[test]
     fn watchers_of_everything_see_every_change() {
         let everything = Filter {
+            resource: pods(),
             labels: LabelSelector::everything(),
             fields: FieldSelector::everything(),
             name: None,
