@@ -3,9 +3,12 @@
 //! [`HeartbeatConnection`], on io_uring) instead of one per node.
 //!
 //! Connection `c` of `k` carries nodes `c`, `c + k`, `c + 2k`, ...; it spreads their renewals
-//! evenly over the period (the connections staggered against each other), so the API server
-//! sees a steady rate, as it does from real kubelets started at random times. A connection
-//! that falls behind renews the late ones at once, one after the other.
+//! over the period's slots of [`SLOT`] (100 ms), so the API server sees a steady rate, as it
+//! does from real kubelets started at random times. Every connection works on the same
+//! slot at the same time: their requests are ready together, and on io_uring one
+//! `io_uring_enter` submits the writes (and reaps the reads) of all of them, where tokio makes
+//! a `send` and a `recv` (and an `epoll_wait`) per connection. A connection that falls behind
+//! renews the late ones at once, one after the other.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -18,6 +21,10 @@ use super::nodes::{Facts, HollowNode};
 use super::stats::Stats;
 use crate::kubelet::register;
 use crate::uring::{HeartbeatConnection, HeartbeatSettings, Transport};
+
+/// The granularity of the renewal schedule: every connection renews the nodes of a slot
+/// together.
+const SLOT: Duration = Duration::from_millis(100);
 
 /// What every heartbeat connection shares.
 #[derive(Clone)]
@@ -53,13 +60,16 @@ impl Heartbeats {
         let status_rounds = (self.status_interval.as_millis()
             / self.lease_interval.as_millis().max(1))
         .clamp(1, u128::from(u32::MAX)) as usize;
-        let count = u32::try_from(shard.len()).unwrap_or(u32::MAX);
-        let first = Instant::now() + self.lease_interval * connection / connections;
+        let count = shard.len();
+        let slots = (self.lease_interval.as_millis() / SLOT.as_millis()).max(1) as usize;
+        // The connections are spawned together: their slots start at the same instants.
+        let first = Instant::now();
         for round in 0usize.. {
             let start = first + self.lease_interval * u32::try_from(round).unwrap_or(u32::MAX);
             for (position, &index) in shard.iter().enumerate() {
-                let position = u32::try_from(position).unwrap_or(u32::MAX);
-                tokio::time::sleep_until(start + self.lease_interval * position / count).await;
+                // Position p of n is renewed in slot p * slots / n.
+                let slot = u32::try_from(position * slots / count).unwrap_or(u32::MAX);
+                tokio::time::sleep_until(start + SLOT * slot).await;
                 let node = &self.nodes[index];
                 self.renew(&mut conn, node).await;
                 if (round + index) % status_rounds == 0 {
