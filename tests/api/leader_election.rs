@@ -273,3 +273,69 @@ spec:
     );
     drop(etcd);
 }
+
+/// A leader whose Lease someone else takes (here a user writing another holder into it, as a
+/// master that saw it expire during a long pause would) stops its controllers at its next
+/// renewal, before any of them acts again: it never works beside another leader. The API
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_loses_its_lease_stops_its_controllers_at_once() {
+    let master = Master::start(MasterOptions {
+        extra_args: ["--leader-elect", "--leader-elect-retry-period=1s"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    })
+    .expect("master");
+    let client = master.kube_client().await.expect("client");
+    wait_leader(&client, &[&master], Duration::from_secs(30)).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let mut lease = leases.get(LEASE).await.expect("the election Lease");
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    spec.holder_identity = Some("intruder".into());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::chrono::Utc::now(),
+    ));
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("another holder");
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(master.log_path()).unwrap_or_default();
+        if log.contains("lost the lead") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the master did not notice it lost the lead:\n{}",
+            master.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its controllers are stopped: a ReplicaSet made now gets no pods.
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), "default");
+    let replica_set = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+        },
+    }))
+    .expect("replica set");
+    replica_sets
+        .create(&PostParams::default(), &replica_set)
+        .await
+        .expect("the API still serves");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        web_pods(&client).await.is_empty(),
+        "a master that lost its Lease still made pods"
+    );
+    assert_eq!(holder(&client).await.0, "intruder");
+}

@@ -278,30 +278,38 @@ impl Pods {
                 Ok(_permit) => self.write_running(&key, &uid, &pod).await,
                 Err(_) => return,
             };
-            let mut tracked = self.tracked.borrow_mut();
-            let Some(state) = tracked
-                .get_mut(&key)
-                .filter(|state| state.uid == uid && !state.deleting)
-            else {
+            if self.started(&key, &uid, result) {
                 return;
-            };
-            match result {
-                Ok(()) => {
-                    state.starting = false;
-                    if !state.running {
-                        state.running = true;
-                        self.stats.pod_running();
-                    }
-                    return;
-                }
-                Err(err) => {
-                    debug!(pod = %key.1, namespace = %key.0, "starting the hollow pod: {err:#}");
-                    self.stats.pod_failed();
-                }
             }
-            drop(tracked);
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(RETRY.1);
+        }
+    }
+
+    /// Records the outcome of a start; true when there is nothing more to do (it is Running,
+    /// or gone, or being deleted).
+    fn started(&self, key: &PodKey, uid: &str, result: anyhow::Result<()>) -> bool {
+        let mut tracked = self.tracked.borrow_mut();
+        let Some(state) = tracked
+            .get_mut(key)
+            .filter(|state| state.uid == uid && !state.deleting)
+        else {
+            return true;
+        };
+        match result {
+            Ok(()) => {
+                state.starting = false;
+                if !state.running {
+                    state.running = true;
+                    self.stats.pod_running();
+                }
+                true
+            }
+            Err(err) => {
+                debug!(pod = %key.1, namespace = %key.0, "starting the hollow pod: {err:#}");
+                self.stats.pod_failed();
+                false
+            }
         }
     }
 
