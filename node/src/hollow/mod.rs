@@ -99,17 +99,7 @@ pub fn check_count(count: u32, mem_available: u64) -> Result<(), String> {
 /// `MemAvailable` of /proc/meminfo, in bytes.
 pub fn mem_available() -> anyhow::Result<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
-    meminfo
-        .lines()
-        .find_map(|line| {
-            let kib = line
-                .strip_prefix("MemAvailable:")?
-                .trim()
-                .strip_suffix("kB")?;
-            kib.trim().parse::<u64>().ok()
-        })
-        .map(|kib| kib.saturating_mul(1024))
-        .context("/proc/meminfo has no MemAvailable")
+    uring::capacity::memory_available_bytes(&meminfo).context("/proc/meminfo has no MemTotal")
 }
 
 /// Registers the nodes, then runs their heartbeats and pods until `shutdown` resolves.
@@ -159,12 +149,9 @@ pub async fn run(
         status_interval: config.status_interval,
         stats: stats.clone(),
     };
-    for connection in 0..config.connections.clamp(1, config.count) {
-        uring::spawn(
-            heartbeats
-                .clone()
-                .run(connection, config.connections.clamp(1, config.count)),
-        );
+    let connections = config.connections.clamp(1, config.count);
+    for connection in 0..connections {
+        uring::spawn(heartbeats.clone().run(connection, connections));
     }
     if !config.report_interval.is_zero() {
         let nodes = nodes.clone();

@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 
 use super::stats::Stats;
-use crate::kubelet::node_facts::NodeFacts;
+use crate::kubelet::node_facts::{self, NodeFacts};
 use crate::kubelet::node_status::{self, RuntimeHealth};
 use crate::kubelet::register;
 
@@ -78,9 +78,7 @@ impl Facts {
             machine_id: String::from("hollow"),
             system_uuid: String::from("hollow"),
             boot_id: String::from("hollow"),
-            architecture: String::from(std::env::consts::ARCH)
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64"),
+            architecture: node_facts::architecture(),
         };
         let since = node_status::node_status(&template, &ready(), 0, None);
         Facts { template, since }

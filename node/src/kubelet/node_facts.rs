@@ -63,14 +63,19 @@ impl NodeFacts {
             },
             machine_id,
             boot_id,
-            architecture: match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                other => other,
-            }
-            .to_owned(),
+            architecture: architecture(),
         }
     }
+}
+
+/// Kubernetes' name for this machine's CPU architecture (`amd64`, `arm64`).
+pub fn architecture() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// `MemTotal` of /proc/meminfo in bytes.

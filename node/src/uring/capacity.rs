@@ -146,6 +146,11 @@ pub async fn usage() -> io::Result<Usage> {
 }
 
 /// The fields of `/proc/meminfo` the node reports.
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes (estimated on kernels without it).
+pub fn memory_available_bytes(meminfo: &str) -> Option<u64> {
+    MemInfo::parse(meminfo).map(|memory| memory.available_bytes)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct MemInfo {
     total_bytes: u64,
