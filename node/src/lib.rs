@@ -2,6 +2,7 @@
 //! runs the pods bound to it (and static pods from a directory) as Docker containers behind a
 //! pause sandbox, and reports their status.
 //!
+//! - [`api_balancer`]: the node-local API load balancer, for several masters;
 //! - [`kubelet`]: registration, heartbeat, pod sources, pod workers, status reporting;
 //! - [`proxy`]: Service load balancing in eBPF (kube-proxy's job);
 //! - [`runtime`]: the container runtime trait and its Docker (bollard) implementation;
@@ -11,6 +12,7 @@
 //! - [`uring`]: the io_uring layer (the async executor, heartbeat connection, file I/O, /proc
 //!   reads).
 
+pub mod api_balancer;
 pub mod hollow;
 pub mod images;
 pub mod kubelet;

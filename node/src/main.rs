@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ipnet::Ipv4Net;
+use skiff_node::api_balancer::{self, ApiBalancer};
 use skiff_node::kubelet::{self, Kubelet};
 use skiff_node::proxy;
 use skiff_node::proxy::datapath::MapSizes;
@@ -145,11 +146,25 @@ enum Command {
     /// The images skiff builds locally (no registry needed).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Pass connections from LISTEN to the API servers, round robin over those that accept
+    /// (the node-local API load balancer the agent runs with several masters, on its own:
+    /// a kubeconfig pointed at it fails over between the masters).
+    ApiBalancer {
+        /// The API servers, `https://host:port`, comma separated.
+        #[arg(value_delimiter = ',', required = true)]
+        servers: Vec<String>,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+    },
     /// Join the cluster at SERVER with a bootstrap token (`skiff-master token create`), get
     /// this node's own client certificate, then run the agent with it (kubeadm join).
     Join {
-        /// The API server, `https://host:port`.
-        server: String,
+        /// The API server, `https://host:port`; several masters comma separated: the agent
+        /// then reaches them through its node-local API load balancer, fails over between
+        /// them, and follows the `kubernetes` Endpoints for masters that come and go.
+        #[arg(value_delimiter = ',', required = true)]
+        servers: Vec<String>,
         /// The bootstrap token, `<id>.<secret>`.
         #[arg(long)]
         token: String,
@@ -214,6 +229,12 @@ fn main() -> anyhow::Result<()> {
         // Colours for a terminal only, not for log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(Command::ApiBalancer { servers, listen }) = &args.command {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_api_balancer(*listen, servers));
+    }
     if args.hollow.is_some() {
         let runtime = skiff_node::hollow::executor(args.hollow_connections)
             .context("starting the hollow nodes' runtime")?;
@@ -237,12 +258,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let joined = matches!(args.command, Some(Command::Join { .. }));
     let kubeconfig_path = match &args.command {
         Some(Command::Join {
-            server,
+            servers,
             token,
             ca_cert_hash,
         }) => Some(
             kubelet::bootstrap::join(&kubelet::bootstrap::Join {
-                server,
+                servers,
                 token,
                 ca_cert_hash,
                 node_name: &node_name,
@@ -253,7 +274,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         _ => args.kubeconfig.clone(),
     };
-    let kubeconfig = read_kubeconfig(kubeconfig_path.as_deref())?;
+    let mut kubeconfig = read_kubeconfig(kubeconfig_path.as_deref())?;
+    // Several masters: every connection to the API goes through the node-local balancer.
+    let balancer = match &args.command {
+        Some(Command::Join { servers, .. }) if servers.len() > 1 => {
+            let balancer = ApiBalancer::bind((std::net::Ipv4Addr::LOCALHOST, 0).into(), servers)
+                .await
+                .context("the node-local API load balancer")?;
+            let url = balancer.url()?;
+            tracing::info!(
+                listen = url,
+                masters = servers.join(","),
+                "the API through the node-local load balancer"
+            );
+            api_balancer::point_kubeconfig_at(&mut kubeconfig, &url);
+            Some(balancer)
+        }
+        _ => None,
+    };
     let dns = cluster_dns(&args)?;
     let config = kubelet::Config {
         root_dir,
@@ -285,6 +323,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         uring::Credential::BearerToken(_) => None,
     };
     let client = kube_client(kubeconfig, identity.as_ref()).await?;
+    if let Some(balancer) = balancer {
+        tokio::spawn(api_balancer::follow_endpoints(
+            client.clone(),
+            balancer.backends(),
+        ));
+        tokio::spawn(balancer.serve());
+    }
     let heartbeat = uring::UringHeartbeat::preferred(&settings)
         .context("setting up the heartbeat connection")?;
     tracing::info!(
@@ -342,6 +387,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(Err(err)) => return Err(anyhow::Error::new(err).context("Service load balancing")),
             Err(err) => anyhow::bail!("the Service proxy stopped: {err}"),
         },
+    }
+    Ok(())
+}
+
+/// `skiff-node api-balancer`: until SIGTERM or SIGINT.
+async fn run_api_balancer(listen: std::net::SocketAddr, servers: &[String]) -> anyhow::Result<()> {
+    let balancer = ApiBalancer::bind(listen, servers).await?;
+    println!(
+        "api-balancer: {} -> {}",
+        balancer.local_addr()?,
+        servers.join(",")
+    );
+    tokio::select! {
+        () = balancer.serve() => {}
+        () = shutdown_signal() => {}
     }
     Ok(())
 }

@@ -43,6 +43,11 @@ enum Command {
         /// embedded store.
         #[arg(long)]
         etcd: bool,
+        /// How many masters: more than one run on an etcd cluster of as many members (the
+        /// embedded store serves one master), with leader election, behind an API balancer
+        /// on 127.0.0.1:6443 that the kubeconfig and the agents fail over through.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+        masters: u16,
         /// Build and run the release binaries (default: debug, faster to build).
         #[arg(long)]
         release: bool,
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
         Command::Run {
             etcd,
+            masters,
             release,
             nodes,
             proxy_mode,
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
             state_dir,
         } => run::run(run::Options {
             etcd,
+            masters: usize::from(masters),
             release,
             nodes,
             proxy_mode,

@@ -8,7 +8,6 @@
 //! keep running in Docker when the agents stop; the next `run` adopts them. The agents' Service
 //! programs are detached, or their iptables rules removed (`skiff-node proxy cleanup`).
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -26,13 +25,12 @@ use skiff_tooling::workspace::{self, Profile};
 use crate::process::{Supervised, shutdown_flag};
 use crate::{setup, step};
 
-/// Port the master serves on (its default).
-const MASTER_PORT: u16 = 6443;
+mod control_plane;
+
+use control_plane::{ControlPlane, Plan};
+
 /// The first agent's HTTPS port (the kubelet's); agent `i` serves on this + `i`.
 const KUBELET_PORT: u16 = 10250;
-/// etcd's client and peer ports on loopback.
-const ETCD_CLIENT_PORT: u16 = 2379;
-const ETCD_PEER_PORT: u16 = 2380;
 /// How long a start may take before we give up (a first start generates its certificates).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,6 +38,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Options {
     /// Start a local etcd and keep the master's state there.
     pub etcd: bool,
+    /// How many masters (more than one: on an etcd cluster, behind an API balancer).
+    pub masters: usize,
     /// Build and run release binaries.
     pub release: bool,
     /// How many node agents to start (0: none).
@@ -77,10 +77,6 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let kubeconfig = state_dir.join("kubeconfig");
-    ensure_port_free(
-        MASTER_PORT,
-        "another skiff master (`cargo xtask run`) may be running",
-    )?;
 
     if opts.nodes > 0 {
         step("docker");
@@ -100,39 +96,28 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     // From here on a Ctrl-C stops the children in order instead of killing xtask.
     let shutdown = shutdown_flag()?;
 
-    // Children are stopped in reverse order of start when dropped: master first, then etcd.
-    let mut etcd = None;
-    if opts.etcd {
-        step("starting etcd");
-        etcd = Some(start_etcd(&state_dir, &shutdown)?);
-    }
-
-    step("starting skiff-master");
-    // The master writes a fresh kubeconfig once it listens; a stale one would point at an
-    // old port and make the readiness check below succeed too early or fail confusingly.
-    match std::fs::remove_file(&kubeconfig) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err).context(format!("removing {}", kubeconfig.display())),
-    }
-    let mut cmd = Command::new(&master_bin);
-    cmd.arg("--state-dir")
-        .arg(&state_dir)
-        .stdin(Stdio::null())
-        .current_dir(workspace::root());
-    if etcd.is_some() {
-        cmd.arg("--etcd-endpoints")
-            .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"));
-    }
-    let mut master = Supervised::spawn("skiff-master", cmd)?;
-    wait_master_ready(&mut master, &kubeconfig, &shutdown)?;
+    // Stopped in reverse order of start when dropped: balancer, masters, then etcd.
+    let mut plane = ControlPlane::start(
+        &Plan {
+            masters: opts.masters,
+            etcd: opts.etcd,
+            master_bin: &master_bin,
+            node_bin: &node_bin,
+            state_dir: &state_dir,
+        },
+        &shutdown,
+    )?;
 
     let launcher = Launcher {
         node_bin: node_bin.clone(),
         state_dir: state_dir.clone(),
         // Each agent joins as a node of its own would (bootstrap token, pinned CA, its own
         // client certificate); an agent that joined before keeps its certificate.
-        join: JoinCommand::create(&master_bin, &state_dir, "24h")?,
+        join: JoinCommand {
+            // Several masters: the agents balance and fail over between them.
+            server: plane.servers().join(","),
+            ..JoinCommand::create(&master_bin, plane.first_state_dir(), "24h")?
+        },
         proxy_mode: opts.proxy_mode.clone(),
     };
     let mut agents = Vec::new();
@@ -152,22 +137,14 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     // `cargo xtask node start|stop|kill` finds this run by its pid file.
     let control = Control::open(&state_dir)?;
 
-    let server = kubectl(&kubeconfig, &["config", "view", "--minify", "-o"])
-        .arg("jsonpath={.clusters[0].cluster.server}")
-        .output()
-        .ok()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let store = if opts.etcd {
-        format!("etcd at 127.0.0.1:{ETCD_CLIENT_PORT}")
-    } else {
-        String::from("embedded store")
-    };
+    let (summary, masters) = plane.describe();
     println!(
-        "\nskiff is running: master pid {} at {server}, {store}, state in {}",
-        master.id(),
+        "\nskiff is running: {summary}, state in {}",
         state_dir.display()
     );
+    for master in masters {
+        println!("{master}");
+    }
     for agent in &agents {
         println!(
             "node {} (pid {}): pod CIDR {}, kubelet port {}, log {}",
@@ -201,8 +178,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             eprintln!("\nshutting down ...");
             break None;
         }
-        if let Some(status) = master.exited()? {
-            break Some(format!("skiff-master exited on its own ({status})"));
+        if let Some(reason) = plane.check()? {
+            break Some(reason);
         }
         for agent in &mut agents {
             if let Some(status) = agent.exited()? {
@@ -211,14 +188,6 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             }
         }
         control.serve(&mut agents, &launcher, &kubeconfig, &shutdown)?;
-        if let Some(etcd) = etcd.as_mut()
-            && let Some(status) = etcd.exited()?
-        {
-            break Some(format!(
-                "etcd exited on its own ({status}); see {}",
-                state_dir.join("etcd.log").display()
-            ));
-        }
         thread::sleep(Duration::from_millis(200));
     };
 
@@ -240,124 +209,16 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let master_status = master.stop()?;
-    if let Some(etcd) = etcd.as_mut() {
-        etcd.stop()?;
-    }
+    let master_status = plane.stop()?;
     match failed {
         Some(reason) => bail!(reason),
         None => {
-            eprintln!("stopped (skiff-master {master_status}).");
+            match master_status {
+                Some(status) => eprintln!("stopped (skiff-master {status})."),
+                None => eprintln!("stopped."),
+            }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Starts etcd with its data in `<state_dir>/etcd` and its log in `<state_dir>/etcd.log`, and
-/// waits until it reports healthy.
-fn start_etcd(state_dir: &Path, shutdown: &AtomicBool) -> anyhow::Result<Supervised> {
-    let hint = "a system etcd may be running (`systemctl stop etcd`)";
-    ensure_port_free(ETCD_CLIENT_PORT, hint)?;
-    ensure_port_free(ETCD_PEER_PORT, hint)?;
-    let log_path = state_dir.join("etcd.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let client_url = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}");
-    let peer_url = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
-    let mut cmd = Command::new("/usr/bin/etcd");
-    cmd.arg("--name=skiff")
-        .arg(format!("--data-dir={}", state_dir.join("etcd").display()))
-        .arg(format!("--listen-client-urls={client_url}"))
-        .arg(format!("--advertise-client-urls={client_url}"))
-        .arg(format!("--listen-peer-urls={peer_url}"))
-        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=skiff={peer_url}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("etcd log")?)
-        .stderr(log);
-    let mut etcd = Supervised::spawn("etcd", cmd)?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if shutdown.load(Ordering::SeqCst) {
-            bail!("interrupted while etcd was starting");
-        }
-        if let Some(status) = etcd.exited()? {
-            bail!(
-                "etcd exited at start ({status}):\n{}",
-                log_tail(&log_path, 20)
-            );
-        }
-        if etcd_healthy() {
-            eprintln!(
-                "✓ etcd ready at {client_url} (pid {}, log {})",
-                etcd.id(),
-                log_path.display()
-            );
-            return Ok(etcd);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "etcd not healthy after {} s:\n{}",
-                READY_TIMEOUT.as_secs(),
-                log_tail(&log_path, 20)
-            );
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Whether etcd's `/health` says `"health":"true"` (plain HTTP on loopback).
-fn etcd_healthy() -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], ETCD_CLIENT_PORT));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    let mut response = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut response).is_ok()
-        && response.contains("\"health\":\"true\"")
-}
-
-/// Waits until the master has written its kubeconfig and `/readyz` answers `ok` through it.
-fn wait_master_ready(
-    master: &mut Supervised,
-    kubeconfig: &Path,
-    shutdown: &AtomicBool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if shutdown.load(Ordering::SeqCst) {
-            bail!("interrupted while skiff-master was starting");
-        }
-        if let Some(status) = master.exited()? {
-            bail!("skiff-master exited at start ({status}); its log is above");
-        }
-        if kubeconfig.exists() {
-            let out = kubectl(
-                kubeconfig,
-                &["get", "--raw", "/readyz", "--request-timeout=2s"],
-            )
-            .output()
-            .context("running kubectl")?;
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "skiff-master not ready after {} s ({} {})",
-                READY_TIMEOUT.as_secs(),
-                kubeconfig.display(),
-                if kubeconfig.exists() {
-                    "exists but /readyz does not answer ok"
-                } else {
-                    "was not written"
-                }
-            );
-        }
-        thread::sleep(Duration::from_millis(250));
     }
 }
 

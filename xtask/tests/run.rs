@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Run, docker, remove_leftovers};
+use support::{Run, docker, kubectl, remove_leftovers};
 
 /// The nodes' names, apart from any cluster of the user's on this machine.
 const NODE: &str = "xtask-run-e2e";
@@ -34,21 +34,6 @@ fn start_cluster(state_dir: &Path, log: PathBuf, kubeconfig: &Path) -> Run {
     );
     assert_eq!(ready.trim(), "True True", "both nodes Ready");
     run
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("/usr/bin/kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("running kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The ids of the containers (running or not) Docker has of pod `pod`.

@@ -1,4 +1,4 @@
-//! Joining a cluster (`skiff-node join <server> --token <id.secret> --ca-cert-hash
+//! Joining a cluster (`skiff-node join <server>[,<server>...] --token <id.secret> --ca-cert-hash
 //! sha256:<hex>`), as kubeadm's discovery and the kubelet's TLS bootstrap do it:
 //!
 //! 1. read the `cluster-info` ConfigMap in `kube-public` (before any credential, without
@@ -29,8 +29,8 @@ use super::certificate::{self, Identity, Template};
 
 /// What joining needs.
 pub struct Join<'a> {
-    /// The API server, `https://host:port`.
-    pub server: &'a str,
+    /// The API servers, `https://host:port`: the first that answers is joined through.
+    pub servers: &'a [String],
     /// The bootstrap token.
     pub token: &'a str,
     /// The CA pin, `sha256:<hex>`.
@@ -47,11 +47,26 @@ pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
     let cert_path = request.root_dir.join(certificate::CLIENT_FILE);
     if kubeconfig_path.exists() && Identity::load_valid(&cert_path).is_some() {
         info!(kubeconfig = %kubeconfig_path.display(), "already joined");
+        // The cluster may serve elsewhere now (one master where there were three): the
+        // server given wins over the one joined through.
+        let mut own = Kubeconfig::read_from(&kubeconfig_path)
+            .with_context(|| format!("reading {}", kubeconfig_path.display()))?;
+        let server = request.servers.first().context("no API server given")?;
+        let stale = own
+            .clusters
+            .iter()
+            .filter_map(|c| c.cluster.as_ref())
+            .any(|c| c.server.as_ref() != Some(server));
+        if stale {
+            crate::api_balancer::point_kubeconfig_at(&mut own, server);
+            let text = serde_yaml::to_string(&own)?;
+            certificate::write_private(&kubeconfig_path, text.as_bytes())?;
+        }
         return Ok(kubeconfig_path);
     }
-    let ca_pem = discover_ca(request.server, request.ca_cert_hash).await?;
+    let (server, ca_pem) = discover_ca(request.servers, request.ca_cert_hash).await?;
     let bootstrap = kubeconfig(
-        request.server,
+        server,
         &ca_pem,
         AuthInfo {
             token: Some(SecretString::from(request.token.to_owned())),
@@ -68,7 +83,7 @@ pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
     certificate::store(&cert_path, &cert_pem, key_pem.as_bytes())?;
     let file = cert_path.display().to_string();
     let own = kubeconfig(
-        request.server,
+        server,
         &ca_pem,
         AuthInfo {
             client_certificate: Some(file.clone()),
@@ -82,8 +97,21 @@ pub async fn join(request: &Join<'_>) -> anyhow::Result<PathBuf> {
     Ok(kubeconfig_path)
 }
 
-/// The cluster CA from `cluster-info`, if it has the pin.
-async fn discover_ca(server: &str, pin: &str) -> anyhow::Result<Vec<u8>> {
+/// The first of `servers` that answers, and the cluster CA from its `cluster-info` if it has
+/// the pin (a CA without it is refused at once: another server would not make it trusted).
+async fn discover_ca<'a>(servers: &'a [String], pin: &str) -> anyhow::Result<(&'a str, Vec<u8>)> {
+    let mut failures = Vec::new();
+    for server in servers {
+        match cluster_info(server).await {
+            Ok(info) => return Ok((server, pinned_ca(&info, pin)?)),
+            Err(err) => failures.push(format!("{err:#}")),
+        }
+    }
+    bail!("no API server answered: {}", failures.join("; "))
+}
+
+/// The `cluster-info` ConfigMap of `server`, read before anything is trusted.
+async fn cluster_info(server: &str) -> anyhow::Result<ConfigMap> {
     // Nothing is trusted yet: the pin is what makes the answer trustworthy.
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -101,7 +129,11 @@ async fn discover_ca(server: &str, pin: &str) -> anyhow::Result<Vec<u8>> {
     if !answer.status().is_success() {
         bail!("reading {url}: {}", answer.status());
     }
-    let info: ConfigMap = answer.json().await.context("the cluster-info ConfigMap")?;
+    answer.json().await.context("the cluster-info ConfigMap")
+}
+
+/// The CA `cluster-info` names, if it has the pin.
+fn pinned_ca(info: &ConfigMap, pin: &str) -> anyhow::Result<Vec<u8>> {
     let text = info
         .data
         .as_ref()

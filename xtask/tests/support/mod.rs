@@ -109,3 +109,20 @@ pub fn remove_leftovers(nodes: &[&str]) {
         docker(&["network", "rm", &format!("skiff-{node}")]);
     }
 }
+
+/// `kubectl --kubeconfig <kubeconfig> <args>`'s output; fails the test when kubectl fails.
+#[allow(dead_code)] // The tour runs kubectl in its shell blocks instead.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

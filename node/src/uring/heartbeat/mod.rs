@@ -21,6 +21,7 @@ pub use backoff::{INITIAL_BACKOFF, MAX_BACKOFF};
 pub use connection::{ApiResponse, DEFAULT_TIMEOUT, HeartbeatConnection};
 pub use measure::{RenewalCost, measure_renewals};
 pub use settings::{Credential, HeartbeatSettings};
+pub(crate) use transport::Target;
 pub use transport::Transport;
 
 use std::io;

@@ -44,9 +44,9 @@ impl Transport {
     }
 }
 
-/// The API server's address as the connection uses it.
+/// The API server's address as the connection uses it (and the node-local API balancer).
 #[derive(Clone, Debug)]
-pub(super) struct Target {
+pub(crate) struct Target {
     host: String,
     port: u16,
     /// `host:port` for the `Host` header.
@@ -55,7 +55,7 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) fn from_url(url: &str) -> Result<Target, ConnectionError> {
+    pub(crate) fn from_url(url: &str) -> Result<Target, ConnectionError> {
         let invalid = |reason: &str| ConnectionError::InvalidSettings(format!("{url:?}: {reason}"));
         let uri: ::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
         if uri.scheme_str() != Some("https") {
@@ -78,7 +78,8 @@ impl Target {
         })
     }
 
-    async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
+    /// Its socket addresses (at least one).
+    pub(crate) async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
         let resolve_error = |source| ConnectionError::Resolve {
             host: self.host.clone(),
             source,
