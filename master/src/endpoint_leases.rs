@@ -49,13 +49,16 @@ pub fn live<'a>(
 ) -> BTreeMap<u16, BTreeSet<IpAddr>> {
     let mut by_port: BTreeMap<u16, BTreeSet<IpAddr>> = BTreeMap::new();
     let live = leases.into_iter().filter_map(|lease| {
-        let spec = lease.spec.as_ref()?;
-        let renewed = spec.renew_time.as_ref()?.0;
-        let seconds = TimeDelta::try_seconds(spec.lease_duration_seconds?.into())?;
-        if renewed.checked_add_signed(seconds)? < now {
+        if expired_for(lease, now)? > TimeDelta::zero() {
             return None;
         }
-        spec.holder_identity.as_deref()?.parse::<SocketAddr>().ok()
+        lease
+            .spec
+            .as_ref()?
+            .holder_identity
+            .as_deref()?
+            .parse::<SocketAddr>()
+            .ok()
     });
     for endpoint in live.chain([own]) {
         by_port
@@ -64,6 +67,30 @@ pub fn live<'a>(
             .insert(endpoint.ip());
     }
     by_port
+}
+
+/// How long after it expired a Lease of a master that is gone is deleted: masters restarted
+/// on other ports (a cluster DNS on a free port) would otherwise leave one behind each time.
+pub const DELETE_AFTER: TimeDelta = TimeDelta::seconds(60);
+
+/// The Leases among `leases` that expired more than [`DELETE_AFTER`] before `now`.
+pub fn abandoned<'a>(
+    leases: impl IntoIterator<Item = &'a Lease>,
+    now: DateTime<Utc>,
+) -> Vec<&'a Lease> {
+    leases
+        .into_iter()
+        .filter(|lease| expired_for(lease, now).is_some_and(|late| late > DELETE_AFTER))
+        .collect()
+}
+
+/// How long ago `lease` expired (negative: how long it still lasts); `None` when it names no
+/// renewal or duration, or the sum overflows.
+fn expired_for(lease: &Lease, now: DateTime<Utc>) -> Option<TimeDelta> {
+    let spec = lease.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref()?.0;
+    let seconds = TimeDelta::try_seconds(spec.lease_duration_seconds?.into())?;
+    Some(now.signed_duration_since(renewed.checked_add_signed(seconds)?))
 }
 
 #[cfg(test)]
@@ -108,5 +135,12 @@ mod tests {
             leases[0].metadata.name.as_deref(),
             Some("kube-apiserver-10-0-0-1-6443")
         );
+        // Expired 1 s and 75 s ago: only the second is deleted.
+        let gone = [at("10.0.0.5:6443", 16), at("10.0.0.6:6443", 90)];
+        let names: Vec<_> = abandoned(leases.iter().chain(&gone), now)
+            .into_iter()
+            .filter_map(|lease| lease.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["kube-apiserver-10-0-0-6-6443"]);
     }
 }

@@ -23,7 +23,7 @@ use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio::net::{TcpListener, UdpSocket};
@@ -231,6 +231,25 @@ async fn publish(
                     == Some(&LEASE_LABEL.1.to_owned())
         })
         .collect();
+    // Leases of DNS servers long gone (a master restarted on another free port) go.
+    for lease in endpoint_leases::abandoned(others.iter().map(|lease| &**lease), now) {
+        let Some(name) = lease.metadata.name.as_deref() else {
+            continue;
+        };
+        let unchanged = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: lease.metadata.resource_version.clone(),
+                uid: lease.metadata.uid.clone(),
+            }),
+            ..Default::default()
+        };
+        match leases.delete(name, &unchanged).await {
+            Ok(_) => info!(lease = name, "deleted the Lease of a DNS server gone"),
+            // Another master deleted it, or its server came back and renewed it.
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
+            Err(err) => return Err(err),
+        }
+    }
     let subsets: Vec<serde_json::Value> =
         endpoint_leases::live(others.iter().map(|lease| &**lease), listening, now)
         .into_iter()
