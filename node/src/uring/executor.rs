@@ -61,7 +61,24 @@ impl Executor {
         }
         let mut builder = tokio_uring::builder();
         builder.entries(entries);
-        match tokio_uring::Runtime::new(&builder) {
+        // A socket operation completes as task work on this thread. By default the kernel
+        // interrupts the thread for it: a reschedule IPI when the answer arrived on the other
+        // CPU, as the master's do (a tenth of the hollow nodes' CPU went to those). With
+        // COOP_TASKRUN it runs when the thread next enters the kernel (epoll_wait,
+        // io_uring_enter), and still wakes the thread if it sleeps: about 12% less CPU per
+        // renewal at 3,000 renewals/s. Kernels before 5.19 refuse the flag: the ring is then
+        // made without it.
+        let mut cooperative = tokio_uring::uring_builder();
+        cooperative.setup_coop_taskrun();
+        builder.uring_builder(&cooperative);
+        let runtime = tokio_uring::Runtime::new(&builder).or_else(|err| {
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+            builder.uring_builder(&tokio_uring::uring_builder());
+            tokio_uring::Runtime::new(&builder)
+        });
+        match runtime {
             Ok(runtime) => Ok(Executor {
                 inner: Inner::IoUring(runtime),
             }),
