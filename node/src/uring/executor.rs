@@ -63,11 +63,10 @@ impl Executor {
         builder.entries(entries);
         // A socket operation completes as task work on this thread. By default the kernel
         // interrupts the thread for it: a reschedule IPI when the answer arrived on the other
-        // CPU, as the master's do (a tenth of the hollow nodes' CPU went to those). With
+        // CPU, as the master's do (a tenth of the hollow nodes' perf samples). With
         // COOP_TASKRUN it runs when the thread next enters the kernel (epoll_wait,
-        // io_uring_enter), and still wakes the thread if it sleeps: about 12% less CPU per
-        // renewal at 3,000 renewals/s. Kernels before 5.19 refuse the flag: the ring is then
-        // made without it.
+        // io_uring_enter), and still wakes the thread if it sleeps. Kernels before 5.19
+        // refuse the flag: the ring is then made without it.
         let mut cooperative = tokio_uring::uring_builder();
         cooperative.setup_coop_taskrun();
         builder.uring_builder(&cooperative);
