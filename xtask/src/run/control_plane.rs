@@ -276,13 +276,9 @@ impl ControlPlane {
     pub fn check(&mut self) -> anyhow::Result<Option<String>> {
         let several = self.masters.len() > 1;
         for master in &mut self.masters {
-            let Some(process) = master.process.as_mut() else {
+            let Some(status) = reap(&mut master.process)? else {
                 continue;
             };
-            let Some(status) = process.exited()? else {
-                continue;
-            };
-            master.process = None;
             if !several {
                 return Ok(Some(format!("skiff-master exited on its own ({status})")));
             }
@@ -301,13 +297,9 @@ impl ControlPlane {
         }
         let members = self.etcd.len();
         for member in &mut self.etcd {
-            let Some(process) = member.process.as_mut() else {
+            let Some(status) = reap(&mut member.process)? else {
                 continue;
             };
-            let Some(status) = process.exited()? else {
-                continue;
-            };
-            member.process = None;
             let message = format!(
                 "etcd {} exited on its own ({status}); see {}",
                 member.name,
@@ -348,6 +340,18 @@ impl ControlPlane {
         }
         Ok(first)
     }
+}
+
+/// The exit status of `process` if it has exited, which then leaves it `None` (reported once).
+fn reap(process: &mut Option<Supervised>) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let status = match process.as_mut() {
+        Some(running) => running.exited()?,
+        None => None,
+    };
+    if status.is_some() {
+        *process = None;
+    }
+    Ok(status)
 }
 
 impl MasterProcess {
