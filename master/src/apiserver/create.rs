@@ -311,7 +311,7 @@ impl ApiServer {
         let key = objects::key(r, namespace.as_deref(), &name);
         // A Service whose create fails gives back what it was allocated.
         let service = (r.kind == "Service").then(|| object.clone());
-        let encoded = objects::encode(object)?;
+        let encoded = objects::encode(&mut object)?;
         let stored = match self.store.create(&key, encoded.clone()).await {
             Ok(kv) => kv,
             Err(e) => {

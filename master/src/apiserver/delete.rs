@@ -364,11 +364,7 @@ impl ApiServer {
                 }
                 match self
                     .store
-                    .update(
-                        &key,
-                        objects::encode(object.clone())?,
-                        Some(kv.mod_revision),
-                    )
+                    .update(&key, objects::encode(&mut object)?, Some(kv.mod_revision))
                     .await
                 {
                     Ok(stored) => {
@@ -385,10 +381,13 @@ impl ApiServer {
                 object["status"]["phase"] = json!("Terminating");
                 match self
                     .store
-                    .update(&key, objects::encode(object.clone())?, Some(revision))
+                    .update(&key, objects::encode(&mut object)?, Some(revision))
                     .await
                 {
-                    Ok(stored) => revision = stored.mod_revision,
+                    Ok(stored) => {
+                        revision = stored.mod_revision;
+                        objects::set_resource_version(&mut object, revision);
+                    }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => return Err(ApiError::from_store(e, &qualified, name)),
                 }

@@ -173,7 +173,7 @@ impl ApiServer {
             }
             match self
                 .store
-                .update(&key, objects::encode(object)?, Some(kv.mod_revision))
+                .update(&key, objects::encode(&mut object)?, Some(kv.mod_revision))
                 .await
             {
                 Ok(_) => return Ok(()),

@@ -24,12 +24,13 @@ pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
     }
 }
 
-/// Encode an object for the store: resourceVersion is dropped (the store's revision is the truth).
-pub fn encode(mut object: Value) -> Result<Bytes, ApiError> {
+/// Encode an object for the store: its resourceVersion is dropped (the store's revision is
+/// the truth; [`set_resource_version`] puts the new one back after the write).
+pub fn encode(object: &mut Value) -> Result<Bytes, ApiError> {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&object)
+    serde_json::to_vec(object)
         .map(Bytes::from)
         .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
 }

@@ -219,7 +219,8 @@ impl ApiServer {
                 }
             }
         }
-        let encoded = objects::encode(object).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let encoded =
+            objects::encode(&mut object).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.store
             .update(&stored.kv.key, encoded, Some(stored.kv.mod_revision))
             .await

@@ -121,15 +121,9 @@ pub struct Typed<T> {
     validate: fn(&T) -> Vec<FieldError>,
     /// Carries server-owned values of the stored object into an update (e.g. a Service's
     /// ClusterIP), as Kubernetes' PrepareForUpdate does.
-    prepare_update: fn(&T, &mut T),
-    validate_update: fn(&T, &T) -> Vec<FieldError>,
+    prepare_update: Option<fn(&T, &mut T)>,
+    validate_update: Option<fn(&T, &T) -> Vec<FieldError>>,
 }
-
-fn no_update_rules<T>(_: &T, _: &T) -> Vec<FieldError> {
-    Vec::new()
-}
-
-fn nothing_to_carry<T>(_: &T, _: &mut T) {}
 
 impl<T> Schema for Typed<T>
 where
@@ -139,13 +133,17 @@ where
         let mut typed = T::deserialize(&object).map_err(|e| AdmitError::Decode(e.to_string()))?;
         (self.default)(&mut typed);
         // The stored object was admitted before, so it decodes; if not, skip the update rules.
-        let old = old.and_then(|old| T::deserialize(old).ok());
-        if let Some(old) = &old {
-            (self.prepare_update)(old, &mut typed);
+        // A type without update rules (a Lease, a Node) does not decode it at all.
+        let has_update_rules = self.prepare_update.is_some() || self.validate_update.is_some();
+        let old = old
+            .filter(|_| has_update_rules)
+            .and_then(|old| T::deserialize(old).ok());
+        if let (Some(old), Some(prepare)) = (&old, self.prepare_update) {
+            prepare(old, &mut typed);
         }
         let mut errors = (self.validate)(&typed);
-        if let Some(old) = &old {
-            errors.extend((self.validate_update)(old, &typed));
+        if let (Some(old), Some(validate)) = (&old, self.validate_update) {
+            errors.extend(validate(old, &typed));
         }
         if !errors.is_empty() {
             return Err(AdmitError::Invalid(errors));
@@ -153,7 +151,7 @@ where
         let encoded =
             serde_json::to_value(&typed).map_err(|e| AdmitError::Decode(e.to_string()))?;
         let mut unknown_fields = Vec::new();
-        unknown(&object, &encoded, String::new(), &mut unknown_fields);
+        unknown(&object, &encoded, &mut String::new(), &mut unknown_fields);
         if !unknown_fields.is_empty() {
             // Defaulting may have moved a field (a Secret's write-only `stringData` goes into
             // `data`): judge against the object as decoded, before defaults (rare, so paid
@@ -161,7 +159,7 @@ where
             let decoded = T::deserialize(&object).and_then(|t| serde_json::to_value(&t));
             if let Ok(decoded) = decoded {
                 unknown_fields.clear();
-                unknown(&object, &decoded, String::new(), &mut unknown_fields);
+                unknown(&object, &decoded, &mut String::new(), &mut unknown_fields);
             }
         }
         Ok(Admitted {
@@ -172,25 +170,32 @@ where
 }
 
 /// Collect the paths of keys present (non-null) in `input` but dropped by the typed round trip.
-fn unknown(input: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+/// `path` is the path of `input` (extended in place, and restored on return): a path is only
+/// allocated for a key that is reported.
+fn unknown(input: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, typed) {
         (Value::Object(i), Value::Object(t)) => {
             for (k, v) in i {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
                 match t.get(k) {
-                    Some(tv) => unknown(v, tv, p, out),
-                    None if !v.is_null() => out.push(p),
+                    Some(tv) => unknown(v, tv, path, out),
+                    None if !v.is_null() => out.push(path.clone()),
                     None => {}
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(t)) => {
             for (n, (iv, tv)) in i.iter().zip(t).enumerate() {
-                unknown(iv, tv, format!("{path}[{n}]"), out);
+                path.push('[');
+                path.push_str(&n.to_string());
+                path.push(']');
+                unknown(iv, tv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -202,24 +207,24 @@ macro_rules! typed {
         &Typed::<$t> {
             default: $default,
             validate: $validate,
-            prepare_update: nothing_to_carry,
-            validate_update: no_update_rules,
+            prepare_update: None,
+            validate_update: None,
         }
     };
     ($t:ty, $default:path, $validate:path, $update:path) => {
         &Typed::<$t> {
             default: $default,
             validate: $validate,
-            prepare_update: nothing_to_carry,
-            validate_update: $update,
+            prepare_update: None,
+            validate_update: Some($update),
         }
     };
     ($t:ty, $default:path, $validate:path, $prepare:path, $update:path) => {
         &Typed::<$t> {
             default: $default,
             validate: $validate,
-            prepare_update: $prepare,
-            validate_update: $update,
+            prepare_update: Some($prepare),
+            validate_update: Some($update),
         }
     };
 }
@@ -741,7 +746,7 @@ mod tests {
             json!({"spec": {"containers": [{"name": "a", "imagee": "x"}], "foo": 1}, "bar": null});
         let typed = json!({"spec": {"containers": [{"name": "a"}]}});
         let mut out = Vec::new();
-        unknown(&input, &typed, String::new(), &mut out);
+        unknown(&input, &typed, &mut String::new(), &mut out);
         assert_eq!(out, vec!["spec.containers[0].imagee", "spec.foo"]);
     }
 }

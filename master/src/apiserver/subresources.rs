@@ -76,7 +76,7 @@ impl ApiServer {
             );
             match self
                 .store
-                .update(&key, objects::encode(pod)?, Some(kv.mod_revision))
+                .update(&key, objects::encode(&mut pod)?, Some(kv.mod_revision))
                 .await
             {
                 Ok(_) => break,

@@ -145,7 +145,7 @@ impl ApiServer {
             {
                 return Err(ApiError::conflict(&qualified, &name));
             }
-            let mut stored_current = current.clone();
+            let mut stored_current = current;
             if let Some(meta) = stored_current
                 .get_mut("metadata")
                 .and_then(Value::as_object_mut)
@@ -198,11 +198,7 @@ impl ApiServer {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(
-                        &key,
-                        objects::encode(object.clone())?,
-                        Some(kv.mod_revision),
-                    )
+                    .update(&key, objects::encode(&mut object)?, Some(kv.mod_revision))
                     .await
             };
             match written {
@@ -254,7 +250,7 @@ fn merge_server_fields(
     desired: &mut Value,
 ) -> Result<(), ApiError> {
     if part == Part::Approval {
-        let conditions = desired.pointer("/status/conditions").cloned();
+        let conditions = desired.pointer_mut("/status/conditions").map(Value::take);
         *desired = current.clone();
         match conditions {
             Some(conditions) => desired["status"]["conditions"] = conditions,
@@ -267,7 +263,7 @@ fn merge_server_fields(
         return Ok(());
     }
     if part == Part::Status {
-        let status = desired.get("status").cloned();
+        let status = desired.as_object_mut().and_then(|o| o.remove("status"));
         *desired = current.clone();
         if let Some(obj) = desired.as_object_mut() {
             match status {
@@ -277,15 +273,11 @@ fn merge_server_fields(
         }
         return Ok(());
     }
-    let current_meta = current
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let current_meta = current.get("metadata").and_then(Value::as_object);
     let meta = metadata_mut(desired)?;
     meta.remove("resourceVersion");
     for field in SERVER_FIELDS {
-        match current_meta.get(*field) {
+        match current_meta.and_then(|m| m.get(*field)) {
             Some(v) => meta.insert(field.to_string(), v.clone()),
             None => meta.remove(*field),
         };

@@ -130,7 +130,8 @@ impl Monitor {
                     .leases
                     .get(&reflector::ObjectRef::new(&name).within("kube-node-lease"))
                     .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0)),
-                ready: condition(&node, "Ready").and_then(|c| c.last_heartbeat_time.map(|t| t.0)),
+                ready: condition(&node, "Ready")
+                    .and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0)),
             };
             let now = Instant::now();
             let since = match self.heard.get(&name) {
@@ -160,7 +161,7 @@ impl Monitor {
     /// Turns the node's conditions Unknown (once) and its pods not ready.
     async fn mark_unknown(&self, node: &mut Arc<Node>) -> Result<(), kube::Error> {
         let ready = condition(node, "Ready");
-        if ready.as_ref().is_some_and(|c| c.status == "Unknown") {
+        if ready.is_some_and(|c| c.status == "Unknown") {
             return Ok(());
         }
         let now = Time(Utc::now());
@@ -254,14 +255,14 @@ impl Monitor {
         let current = node
             .spec
             .as_ref()
-            .and_then(|s| s.taints.clone())
+            .and_then(|s| s.taints.as_deref())
             .unwrap_or_default();
-        let wanted = match condition(node, "Ready").map(|c| c.status) {
-            Some(status) if status == "False" => Some(NOT_READY_TAINT),
-            Some(status) if status == "Unknown" => Some(UNREACHABLE_TAINT),
+        let wanted = match condition(node, "Ready").map(|c| c.status.as_str()) {
+            Some("False") => Some(NOT_READY_TAINT),
+            Some("Unknown") => Some(UNREACHABLE_TAINT),
             _ => None,
         };
-        let taints = taints_for(&current, wanted, Utc::now());
+        let taints = taints_for(current, wanted, Utc::now());
         if taints == current {
             return Ok(());
         }
@@ -287,10 +288,11 @@ impl Monitor {
         let taints: Vec<Taint> = node
             .spec
             .as_ref()
-            .and_then(|s| s.taints.clone())
+            .and_then(|s| s.taints.as_deref())
             .unwrap_or_default()
-            .into_iter()
+            .iter()
             .filter(|t| t.effect == "NoExecute")
+            .cloned()
             .collect();
         if taints.is_empty() {
             return Ok(());
@@ -336,14 +338,13 @@ impl Monitor {
     }
 }
 
-fn condition(node: &Node, type_: &str) -> Option<NodeCondition> {
+fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
     node.status
         .as_ref()?
         .conditions
         .as_ref()?
         .iter()
         .find(|c| c.type_ == type_)
-        .cloned()
 }
 
 /// `current` with the not-ready/unreachable taints replaced by `wanted`'s (NoSchedule and

@@ -64,6 +64,11 @@ impl Graph {
     /// itself, owners it stopped naming (one may be waiting for it), and, when it is being
     /// deleted in the foreground, its dependents.
     pub(super) fn apply(&mut self, item: Item) -> Vec<String> {
+        // An update that changes nothing the collector keeps (a Lease renewal, a status
+        // write) changes no decision, as in Kubernetes' graph builder.
+        if self.items.get(&item.uid) == Some(&item) {
+            return Vec::new();
+        }
         let uid = item.uid.clone();
         let new_owners: BTreeSet<String> = item.owners.iter().map(|o| o.uid.clone()).collect();
         let old_owners: BTreeSet<String> = self
@@ -177,6 +182,11 @@ mod tests {
             vec!["pod1".to_string()]
         );
         graph.apply(item("pod2", vec![owner_ref("owner", false)]));
+        // An update that changes neither owners nor deletion (a status write) queues nothing.
+        assert_eq!(
+            graph.apply(item("pod2", vec![owner_ref("owner", false)])),
+            Vec::<String>::new()
+        );
         let owner = graph.items["owner"].clone();
         let deps: Vec<&str> = graph
             .dependents_of(&owner, true)
