@@ -30,9 +30,13 @@ pub fn encode(object: &mut Value) -> Result<Bytes, ApiError> {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(object)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+    let mut bytes = serde_json::to_vec(object)
+        .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))?;
+    // The store and the watch cache keep these bytes for as long as the object lives: without
+    // the room the encoder's doubling left (up to as much again), a million pods take
+    // gigabytes less.
+    bytes.shrink_to_fit();
+    Ok(Bytes::from(bytes))
 }
 
 /// Decode a stored object and set its resourceVersion.

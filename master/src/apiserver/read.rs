@@ -185,7 +185,11 @@ impl ApiServer {
                     serde_json::to_vec(&t).unwrap_or_default(),
                 ))
             }
-            Render::Json => Ok(json_response(StatusCode::OK, object.json().clone())),
+            Render::Json => {
+                let mut out = Vec::with_capacity(object.kv.value.len() + 32);
+                object.write_json(&mut out);
+                Ok(json_response(StatusCode::OK, out))
+            }
             Render::PartialMetadata(api_version) => {
                 let decoded = objects::decode(&object.kv)?;
                 let partial = partial_metadata(api_version, &decoded);
@@ -341,7 +345,7 @@ impl ApiServer {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(object.json());
+            object.write_json(&mut out);
         }
         out.extend_from_slice(b"]}");
         Ok(json_response(StatusCode::OK, out))
@@ -637,9 +641,6 @@ impl Framer {
         out.extend_from_slice(event.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.render {
-            Render::Json if revision == object.kv.mod_revision => {
-                out.extend_from_slice(object.json());
-            }
             Render::Json | Render::Protobuf => {
                 objects::splice_resource_version_into(out, &object.kv.value, revision);
             }

@@ -7,11 +7,14 @@
 //! - each resource keeps its current objects and a ring of its recent events; a watch from a
 //!   resourceVersion replays the ring after it, and one older than the ring gets `410 Gone`
 //!   ("too old resource version"), after which clients list again;
-//! - each event is serialised once, however many watchers receive it (KEP-1152's
-//!   `cachingObject`): the object JSON with its resourceVersion, and the labels and
-//!   selectable fields that label and field selectors read (the cacher's `GetAttrs`), are made
-//!   on first use and shared; the whole parsed object is kept only for the few readers that
-//!   ask for it (authorizers and admission reading roles, namespaces, service accounts);
+//! - each event is encoded once, however many watchers receive it (KEP-1152's
+//!   `cachingObject`): the labels and selectable fields that label and field selectors read
+//!   (the cacher's `GetAttrs`) and the protobuf form are made on first use and shared; the
+//!   whole parsed object is kept only for the few readers that ask for it (authorizers and
+//!   admission reading roles, namespaces, service accounts). The JSON is the stored bytes
+//!   themselves (shared with the store), with the resourceVersion spliced in as each answer is
+//!   written: a second copy of every object, kept for as long as the object lives, cost more
+//!   memory (a million pods) than the splice costs time;
 //! - a watcher with a selector is told ADDED, MODIFIED or DELETED from whether the object's
 //!   previous and new versions match, so the cache keeps no per-watcher state;
 //! - consistent lists (KEP-2340) wait until the cache has seen the store's current revision
@@ -51,7 +54,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct CachedObject {
     /// As stored (no resourceVersion in the bytes; `mod_revision` is it).
     pub kv: KeyValue,
-    json: OnceLock<Bytes>,
     parsed: OnceLock<Option<Value>>,
     attrs: OnceLock<Option<Attrs>>,
     protobuf: OnceLock<Result<Bytes, String>>,
@@ -95,21 +97,15 @@ impl CachedObject {
     pub fn new(kv: KeyValue) -> Arc<Self> {
         Arc::new(Self {
             kv,
-            json: OnceLock::new(),
             parsed: OnceLock::new(),
             attrs: OnceLock::new(),
             protobuf: OnceLock::new(),
         })
     }
 
-    /// The object's JSON with its resourceVersion, made once for every reader.
-    pub fn json(&self) -> &Bytes {
-        self.json.get_or_init(|| {
-            Bytes::from(objects::splice_resource_version(
-                &self.kv.value,
-                self.kv.mod_revision,
-            ))
-        })
+    /// The object's JSON with its resourceVersion, appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        objects::splice_resource_version_into(out, &self.kv.value, self.kv.mod_revision);
     }
 
     /// The object's protobuf message (no envelope) with its resourceVersion, made once for
@@ -722,17 +718,14 @@ mod tests {
                 .expect("json")["spec"]["nodeName"],
             "n1"
         );
-        // The JSON carries the resourceVersion, made once and shared.
-        let json = events[1].object.json().clone();
+        // The JSON carries the resourceVersion.
+        let mut json = Vec::new();
+        events[1].object.write_json(&mut json);
         let parsed: Value = serde_json::from_slice(&json).expect("json");
         assert_eq!(
             parsed["metadata"]["resourceVersion"],
             events[1].revision().to_string()
         );
-        assert!(std::ptr::eq(
-            events[1].object.json(),
-            events[1].object.json()
-        ));
 
         // From the middle: only what came after.
         let (later, _) = cache

@@ -87,11 +87,48 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     fn new(api: Api<K>) -> Self {
+        Self::trimmed(api, |_| {})
+    }
+
+    /// An informer whose cache keeps each object as `trim` leaves it (client-go's informer
+    /// transform): for fields that no reader of the cache looks at.
+    fn trimmed(api: Api<K>, trim: fn(&mut K)) -> Self {
         Self::from_events(
             watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(trim)
                 .boxed(),
         )
+    }
+}
+
+/// What no reader of the pod cache looks at, dropped as each pod arrives
+/// (kube-controller-manager's informers drop managedFields the same way): the volumes (a
+/// service account token's projected volume alone is 6 KB of the 16 KB a typed pod takes),
+/// the containers' volume mounts and devices, and their environment. A million pods make
+/// gigabytes of it. Controllers change pods by patches only, so nothing dropped here is ever
+/// written back.
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    spec.volumes = None;
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        container.volume_mounts = None;
+        container.volume_devices = None;
+        container.env = None;
+        container.env_from = None;
+    }
+    for container in spec.ephemeral_containers.iter_mut().flatten() {
+        container.volume_mounts = None;
+        container.volume_devices = None;
+        container.env = None;
+        container.env_from = None;
     }
 }
 
@@ -470,7 +507,7 @@ where
 
 /// The informers of one master.
 pub struct Informers {
-    /// Every Pod.
+    /// Every Pod, without what no reader looks at ([`trim_pod`]).
     pub pods: Informer<Pod>,
     /// Every Node.
     pub nodes: Informer<Node>,
@@ -521,7 +558,7 @@ impl Informers {
     /// Informers on `client`; nothing is listed until [`Informers::run`].
     pub fn new(client: &kube::Client) -> Self {
         Self {
-            pods: Informer::new(Api::all(client.clone())),
+            pods: Informer::trimmed(Api::all(client.clone()), trim_pod),
             nodes: Informer::new(Api::all(client.clone())),
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
@@ -807,5 +844,51 @@ mod tests {
         apply(watcher::Event::InitApply(pod("d")));
         assert_eq!(names(&apply(watcher::Event::InitDone)), ["b", "c", "d"]);
         assert!(reader.get(&ObjectRef::new("b").within("default")).is_none());
+    }
+
+    #[test]
+    fn a_trimmed_pod_keeps_what_controllers_read() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "labels": {"app": "web"},
+                         "managedFields": [{"manager": "kubectl"}]},
+            "spec": {
+                "nodeName": "n1",
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "volumes": [{"name": "token", "projected": {"sources": []}}],
+                "initContainers": [{"name": "init", "env": [{"name": "A", "value": "1"}]}],
+                "containers": [{
+                    "name": "app", "image": "web:1",
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "resources": {"requests": {"cpu": "100m"}},
+                    "env": [{"name": "A", "value": "1"}],
+                    "envFrom": [{"configMapRef": {"name": "cm"}}],
+                    "volumeMounts": [{"name": "token", "mountPath": "/var/run"}],
+                }],
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .expect("pod");
+        trim_pod(&mut pod);
+        let trimmed = serde_json::to_value(&pod).expect("json");
+        assert_eq!(
+            trimmed,
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {
+                    "nodeName": "n1",
+                    "tolerations": [{"key": "k", "operator": "Exists"}],
+                    "initContainers": [{"name": "init"}],
+                    "containers": [{
+                        "name": "app", "image": "web:1",
+                        "ports": [{"name": "http", "containerPort": 80}],
+                        "resources": {"requests": {"cpu": "100m"}},
+                    }],
+                },
+                "status": {"phase": "Running", "podIP": "10.0.0.1",
+                           "conditions": [{"type": "Ready", "status": "True"}]},
+            })
+        );
     }
 }
