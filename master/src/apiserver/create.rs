@@ -16,6 +16,7 @@ use super::request::{self, FieldValidation, Query, Target};
 use super::resources::{AdmitError, Resource};
 use super::status::ApiError;
 use super::{ApiServer, json_response, with_warnings};
+use crate::store::StoreError;
 
 /// Kinds whose `metadata.generation` counts spec changes.
 pub fn tracks_generation(r: &Resource) -> bool {
@@ -47,6 +48,48 @@ fn resets_status_on_create(r: &Resource) -> bool {
             | "Namespace"
             | "ResourceQuota"
     )
+}
+
+/// Names a create with `generateName` tries before it reports the last one taken
+/// (kube-apiserver's `maxNameGenerationCreateAttempts`).
+const GENERATE_NAME_ATTEMPTS: u32 = 8;
+
+/// Longest `generateName` prefix kept, so a generated name fits 63 characters
+/// (Kubernetes' `maxGeneratedNameLength`).
+const GENERATE_NAME_PREFIX_MAX: usize = 58;
+
+/// The names of one create with `metadata.generateName`: the prefix and 5 random characters,
+/// generated again while the one tried is taken (kube-apiserver's RetryGenerateName), since
+/// 5 random characters collide often among a million pods.
+struct GeneratedNames {
+    prefix: String,
+    tried: u32,
+}
+
+impl GeneratedNames {
+    fn new(prefix: &str) -> Self {
+        let mut end = prefix.len().min(GENERATE_NAME_PREFIX_MAX);
+        while !prefix.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            prefix: prefix[..end].to_owned(),
+            tried: 0,
+        }
+    }
+
+    /// The next name to try, or `None` once every attempt is spent.
+    fn next_name(&mut self) -> Option<String> {
+        if self.tried >= GENERATE_NAME_ATTEMPTS {
+            return None;
+        }
+        self.tried += 1;
+        Some(format!(
+            "{}{}",
+            self.prefix,
+            skiff_api::names::random_suffix(5)
+        ))
+    }
 }
 
 /// RFC 3339 "now", as Kubernetes writes timestamps.
@@ -242,8 +285,12 @@ impl ApiServer {
             .get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty());
-        if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-            let name = format!("{prefix}{}", skiff_api::names::random_suffix(5));
+        let mut generated = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|_| !has_name)
+            .map(GeneratedNames::new);
+        if let Some(name) = generated.as_mut().and_then(GeneratedNames::next_name) {
             meta.insert("name".into(), Value::String(name));
         }
         meta.insert(
@@ -262,7 +309,7 @@ impl ApiServer {
         if tracks_generation(r) {
             meta.insert("generation".into(), json!(1));
         }
-        let name = meta
+        let mut name = meta
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -308,18 +355,29 @@ impl ApiServer {
         if r.kind == "Service" {
             self.allocate_service(&name, &mut object).await?;
         }
-        let key = objects::key(r, namespace.as_deref(), &name);
+        let mut key = objects::key(r, namespace.as_deref(), &name);
         // A Service whose create fails gives back what it was allocated.
         let service = (r.kind == "Service").then(|| object.clone());
-        let encoded = objects::encode(&mut object)?;
-        let stored = match self.store.create(&key, encoded.clone()).await {
-            Ok(kv) => kv,
-            Err(e) => {
+        let mut encoded = objects::encode(&mut object)?;
+        let stored = loop {
+            let e = match self.store.create(&key, encoded.clone()).await {
+                Ok(kv) => break kv,
+                Err(e) => e,
+            };
+            let retry = match (&e, generated.as_mut()) {
+                (StoreError::AlreadyExists(_), Some(names)) => names.next_name(),
+                _ => None,
+            };
+            let Some(retry) = retry else {
                 if let Some(service) = &service {
                     self.release_service(service).await;
                 }
                 return Err(ApiError::from_store(e, &r.qualified(), &name));
-            }
+            };
+            name = retry;
+            metadata_mut(&mut object)?.insert("name".into(), Value::String(name.clone()));
+            key = objects::key(r, namespace.as_deref(), &name);
+            encoded = objects::encode(&mut object)?;
         };
         Ok((
             objects::splice_resource_version(&encoded, stored.mod_revision),
@@ -440,5 +498,34 @@ impl ApiServer {
                 let _ = self.node_ports.release(p as u32).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_name_is_tried_again_until_the_attempts_are_spent() {
+        let mut names = GeneratedNames::new("web-");
+        let tried: Vec<String> = std::iter::from_fn(|| names.next_name()).collect();
+        assert_eq!(tried.len(), GENERATE_NAME_ATTEMPTS as usize);
+        for name in &tried {
+            assert!(
+                name.starts_with("web-") && name.len() == "web-".len() + 5,
+                "{name}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = tried.iter().collect();
+        assert!(distinct.len() > 1, "every attempt generated {tried:?}");
+        assert_eq!(names.next_name(), None);
+    }
+
+    #[test]
+    fn a_long_prefix_is_cut_so_the_generated_name_fits_63_characters() {
+        let prefix = "p".repeat(80);
+        let name = GeneratedNames::new(&prefix).next_name().unwrap();
+        assert_eq!(name.len(), 63);
+        assert!(name.starts_with(&"p".repeat(GENERATE_NAME_PREFIX_MAX)));
     }
 }
