@@ -31,6 +31,9 @@ use super::informers::Informers;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-cron-job-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The annotation with the time a Job was scheduled for.
 const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Missed start times past which the controller warns (Kubernetes' limit).
@@ -130,6 +133,7 @@ pub fn run(
         info!("cronjob controller started");
         let results = Controller::for_shared_stream(changes, cron_jobs)
             .owns_shared_stream(job_changes)
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("cronjob", results, shutdown).await;
     }

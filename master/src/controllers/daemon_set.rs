@@ -63,6 +63,9 @@ use skiff_api::well_known::{
     TAINT_NODE_PID_PRESSURE, TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
 };
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-daemonset-syncs`).
+const CONCURRENT_SYNCS: u16 = 2;
+
 /// Most pods one reconcile creates (kube-controller-manager's burstReplicas).
 const BURST_REPLICAS: usize = 500;
 
@@ -107,7 +110,9 @@ pub fn run(
         });
     async move {
         info!("daemonset controller started");
-        let results = controller.run(reconcile, error_policy, context);
+        let results = controller
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
+            .run(reconcile, error_policy, context);
         super::drive("daemonset", results, shutdown).await;
     }
 }

@@ -45,6 +45,9 @@ use skiff_api::well_known::{
     ANNOTATION_DEPLOYMENT_REVISION as REVISION, LABEL_POD_TEMPLATE_HASH as POD_TEMPLATE_HASH,
 };
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-deployment-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The component name on Events.
 const COMPONENT: &str = "deployment-controller";
 
@@ -89,6 +92,7 @@ pub fn run(
         info!("deployment controller started");
         let results = Controller::for_shared_stream(deployment_changes, deployments)
             .owns_shared_stream(replica_set_changes)
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("deployment", results, shutdown).await;
     }

@@ -34,6 +34,9 @@ use skiff_api::pod::is_ready;
 use super::endpoints::{SelectedBy, endpoint_hostname, resolve, selector, selects};
 use super::informers::{Index, Informers};
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-service-endpoint-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The label naming a slice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The label naming who keeps a slice.
@@ -81,6 +84,7 @@ pub fn run(
                 let gone = pod_cache.get(&ObjectRef::from_obj(&*pod)).is_none();
                 selected_by.services_of(&service_cache, &pod, gone)
             })
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("endpointslice", results, shutdown).await;
     }

@@ -42,6 +42,9 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-endpoint-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The controller on the shared informers; it runs until `shutdown` resolves.
 pub fn run(
     client: kube::Client,
@@ -76,6 +79,7 @@ pub fn run(
                 let gone = pod_cache.get(&ObjectRef::from_obj(&*pod)).is_none();
                 selected_by.services_of(&service_cache, &pod, gone)
             })
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("endpoints", results, shutdown).await;
         leftovers.abort();

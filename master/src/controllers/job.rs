@@ -46,6 +46,9 @@ use skiff_api::pod::is_ready;
 use skiff_api::selectors::LabelSelector;
 use skiff_api::time::plus_seconds;
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-job-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The annotation (and label) with an Indexed Job's pod's index.
 const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
@@ -85,6 +88,7 @@ pub fn run(
         info!("job controller started");
         let results = Controller::for_shared_stream(job_changes, jobs)
             .owns_shared_stream(pod_changes)
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("job", results, shutdown).await;
     }

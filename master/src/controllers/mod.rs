@@ -67,6 +67,13 @@ pub fn recorder(client: &kube::Client, component: &str) -> skiff_api::events::Re
     )
 }
 
+/// The settings of a kube-runtime controller that reconciles at most `syncs` objects at once,
+/// as kube-controller-manager's `--concurrent-*-syncs` flags bound each controller's workers
+/// (kube-runtime's own default is no bound).
+pub fn concurrent_syncs(syncs: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(syncs)
+}
+
 /// Drives a kube-runtime controller's stream of reconcile results until it ends or
 /// `shutdown` resolves. Failed reconciles are retried by the controller's error policy (which
 /// logs them); here they are only traced.

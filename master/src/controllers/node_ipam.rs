@@ -6,23 +6,29 @@
 //! hands out the lowest free subnet, and frees a Node's subnet when the Node is deleted. When none is left the Node stays without
 //! one and a `CIDRNotAvailable` Event says so.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 
 use std::sync::Arc;
 
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use skiff_api::events::{EventType, Recorder, object_ref};
 
 use super::informers::Informers;
+
+/// Pod CIDRs written at once (kube-controller-manager's range allocator runs 30 workers,
+/// `cidrUpdateWorkers`): one at a time, 50,000 nodes that register together wait minutes
+/// for theirs behind the pods being created.
+const CIDR_UPDATE_WORKERS: usize = 30;
 
 /// The controller's settings (kube-controller-manager's `--cluster-cidr` and
 /// `--node-cidr-mask-size`).
@@ -114,6 +120,11 @@ impl CidrSet {
         Some(self.subnet(index))
     }
 
+    /// The subnet `node` holds.
+    pub fn held(&self, node: &str) -> Option<Ipv4Net> {
+        self.by_node.get(node).map(|index| self.subnet(*index))
+    }
+
     /// Frees the subnet `node` held.
     pub fn release(&mut self, node: &str) {
         if let Some(index) = self.by_node.remove(node) {
@@ -161,7 +172,31 @@ async fn reconcile(
     }
     // Nodes already told that no subnet is left.
     let mut reported = BTreeSet::new();
-    while let Some(node) = changes.next().await {
+    // Nodes whose pod CIDR is being written, and those writes.
+    let mut assigning: HashSet<String> = HashSet::new();
+    let mut assignments = FuturesUnordered::new();
+    loop {
+        let node = tokio::select! {
+            Some(Assigned { name, cidr, result }) = assignments.next(), if !assignments.is_empty() => {
+                assigning.remove(&name);
+                match result {
+                    Ok(_) => debug!(node = %name, pod_cidr = %cidr, "assigned a pod CIDR"),
+                    Err(err) => {
+                        // Gone meanwhile, or the API server failed: the next change of the
+                        // node (or the next relist) tries again.
+                        if cidrs.held(&name) == Some(cidr) {
+                            cidrs.release(&name);
+                        }
+                        warn!(node = %name, "assigning pod CIDR {cidr}: {err}");
+                    }
+                }
+                continue;
+            }
+            node = changes.next(), if assignments.len() < CIDR_UPDATE_WORKERS => match node {
+                Some(node) => node,
+                None => break,
+            },
+        };
         let Some(name) = node.metadata.name.clone() else {
             continue;
         };
@@ -179,24 +214,13 @@ async fn reconcile(
             cidrs.occupy(&name, cidr);
             continue;
         }
+        if assigning.contains(&name) {
+            continue;
+        }
         match cidrs.allocate(&name) {
             Some(cidr) => {
-                let patch = json!({"spec": {
-                    "podCIDR": cidr.to_string(),
-                    "podCIDRs": [cidr.to_string()],
-                }});
-                match nodes
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => info!(node = %name, pod_cidr = %cidr, "assigned a pod CIDR"),
-                    Err(err) => {
-                        // Gone meanwhile, or the API server failed: the next change of the
-                        // node (or the next relist) tries again.
-                        cidrs.release(&name);
-                        warn!(node = %name, "assigning pod CIDR {cidr}: {err}");
-                    }
-                }
+                assigning.insert(name.clone());
+                assignments.push(assign(nodes.clone(), name, cidr));
             }
             None => {
                 if reported.insert(name.clone()) {
@@ -206,6 +230,25 @@ async fn reconcile(
             }
         }
     }
+}
+
+/// A pod CIDR written, or not.
+struct Assigned {
+    name: String,
+    cidr: Ipv4Net,
+    result: kube::Result<Node>,
+}
+
+/// Writes `cidr` as the pod CIDR of the node `name`.
+async fn assign(nodes: Api<Node>, name: String, cidr: Ipv4Net) -> Assigned {
+    let patch = json!({"spec": {
+        "podCIDR": cidr.to_string(),
+        "podCIDRs": [cidr.to_string()],
+    }});
+    let result = nodes
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    Assigned { name, cidr, result }
 }
 
 /// The node's pod CIDR, if it has a valid one.

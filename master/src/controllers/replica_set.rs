@@ -32,7 +32,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -133,7 +133,7 @@ pub fn run<K: Replicated>(
         info!("{} controller started", K::CONTROLLER);
         let results = Controller::for_shared_stream(owner_changes, owners)
             .owns_shared_stream(pod_changes)
-            .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile::<K>, error_policy::<K>, context);
         super::drive(K::CONTROLLER, results, shutdown).await;
     }

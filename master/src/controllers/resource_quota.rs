@@ -42,6 +42,9 @@ use tracing::{debug, info, warn};
 
 use super::informers::{Change, Informers, resolve, synced};
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-resource-quota-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// How often every quota is counted again (kube-controller-manager's
 /// `--resource-quota-sync-period` default).
 pub const SYNC_PERIOD: Duration = Duration::from_secs(300);
@@ -137,7 +140,9 @@ pub fn run(
     );
     async move {
         info!("resourcequota controller started");
-        let results = controller.run(reconcile, error_policy, context);
+        let results = controller
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
+            .run(reconcile, error_policy, context);
         super::drive("resourcequota", results, shutdown).await;
     }
 }

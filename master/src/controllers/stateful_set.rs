@@ -52,6 +52,9 @@ use skiff_api::pod::{is_available, is_ready};
 use skiff_api::selectors::LabelSelector;
 use skiff_api::well_known::LABEL_CONTROLLER_REVISION_HASH;
 
+/// Objects reconciled at once (kube-controller-manager's `--concurrent-statefulset-syncs`).
+const CONCURRENT_SYNCS: u16 = 5;
+
 /// The label with a StatefulSet pod's own name (for a Service per pod).
 pub const LABEL_POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
 /// The label with a StatefulSet pod's ordinal.
@@ -87,7 +90,9 @@ pub fn run(
         .owns_shared_stream(informers.controller_revisions.subscribe());
     async move {
         info!("statefulset controller started");
-        let results = controller.run(reconcile, error_policy, context);
+        let results = controller
+            .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
+            .run(reconcile, error_policy, context);
         super::drive("statefulset", results, shutdown).await;
     }
 }

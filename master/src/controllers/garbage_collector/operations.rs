@@ -8,12 +8,12 @@ use tracing::debug;
 
 use super::graph::Item;
 use super::graph_builder::Kind;
-use super::{Collector, Error};
+use super::{Error, Shared};
 
 /// How often a read-modify-write of one object is tried when others write it meanwhile.
 const CONFLICT_ATTEMPTS: usize = 5;
 
-impl Collector {
+impl Shared {
     /// Removes the references to `owners` (uids) from `item`, on its latest version.
     pub(super) async fn remove_owner_references(
         &self,
