@@ -167,19 +167,35 @@ fn decide(
     })
 }
 
-/// Object uids waiting for a sync: each at most once, failed ones after a back-off.
+/// Object uids waiting for a sync: each at most once, failed ones after a back-off, and
+/// never one that is being synced (client-go's work queue: one queued while its sync runs
+/// waits until [`WorkQueue::done`]).
 #[derive(Debug, Default)]
 struct WorkQueue {
     ready: VecDeque<String>,
     queued: HashSet<String>,
     later: Vec<(Instant, String)>,
     failures: HashMap<String, u32>,
+    /// Popped, not done yet.
+    processing: HashSet<String>,
+    /// Added while processing: queued again when done.
+    dirty: HashSet<String>,
 }
 
 impl WorkQueue {
     fn add(&mut self, uid: String) {
-        if self.queued.insert(uid.clone()) {
+        if self.processing.contains(&uid) {
+            self.dirty.insert(uid);
+        } else if self.queued.insert(uid.clone()) {
             self.ready.push_back(uid);
+        }
+    }
+
+    /// The sync of `uid` (popped) ended; if it was added meanwhile, it is queued again.
+    fn done(&mut self, uid: &str) {
+        self.processing.remove(uid);
+        if self.dirty.remove(uid) {
+            self.add(uid.to_owned());
         }
     }
 
@@ -209,6 +225,7 @@ impl WorkQueue {
         }
         let uid = self.ready.pop_front()?;
         self.queued.remove(&uid);
+        self.processing.insert(uid.clone());
         Some(uid)
     }
 
@@ -225,9 +242,6 @@ struct Collector {
     queue: WorkQueue,
     /// Per monitored kind: whether its informer has listed once.
     synced: Vec<bool>,
-    /// Uids with an attempt running, each with whether it was queued again meanwhile (it is
-    /// synced again once its attempt ends, never twice at once).
-    attempting: HashMap<String, bool>,
 }
 
 /// What the attempts running beside each other share: the client, the monitored kinds and
@@ -257,7 +271,6 @@ impl Collector {
             }),
             graph: Graph::default(),
             queue: WorkQueue::default(),
-            attempting: HashMap::new(),
         }
     }
 
@@ -273,33 +286,25 @@ impl Collector {
                 self.observe(event);
             }
             while let Some(Some((uid, result))) = attempts.next().now_or_never() {
-                self.attempted(uid, result);
+                self.synced_one(uid, result);
             }
             if self.synced.iter().all(|s| *s)
                 && attempts.len() < CONCURRENT_GC_SYNCS
                 && let Some(uid) = self.queue.pop(Instant::now())
             {
-                if let Some(again) = self.attempting.get_mut(&uid) {
-                    *again = true;
-                    continue;
-                }
                 match self.sync(&uid).await {
-                    Ok(None) => self.queue.forget(&uid),
                     Ok(Some(attempt)) => {
-                        self.attempting.insert(uid.clone(), false);
                         attempts.push(attempt.map(|result| (uid, result)).boxed());
                     }
-                    Err(err) => {
-                        debug!(uid = %uid, "garbage collection: {err}");
-                        self.queue.retry(uid, Instant::now());
-                    }
+                    Ok(None) => self.synced_one(uid, Ok(())),
+                    Err(err) => self.synced_one(uid, Err(err)),
                 }
                 continue;
             }
             let retry = self.queue.next_retry();
             tokio::select! {
                 Some((uid, result)) = attempts.next(), if !attempts.is_empty() => {
-                    self.attempted(uid, result);
+                    self.synced_one(uid, result);
                 }
                 next = events.next() => match next {
                     Some(event) => self.observe(event),
@@ -315,18 +320,16 @@ impl Collector {
         }
     }
 
-    /// An attempt for `uid` ended.
-    fn attempted(&mut self, uid: String, result: Result<(), Error>) {
-        let again = self.attempting.remove(&uid).unwrap_or(false);
+    /// The sync of `uid` ended (at once, or when its attempt did): a failed one is tried
+    /// again after a back-off.
+    fn synced_one(&mut self, uid: String, result: Result<(), Error>) {
+        self.queue.done(&uid);
         match result {
             Ok(()) => self.queue.forget(&uid),
             Err(err) => {
                 debug!(uid = %uid, "garbage collection: {err}");
-                self.queue.retry(uid.clone(), Instant::now());
+                self.queue.retry(uid, Instant::now());
             }
-        }
-        if again {
-            self.queue.add(uid);
         }
     }
 
@@ -694,17 +697,37 @@ mod tests {
         assert_eq!(queue.pop(now).as_deref(), Some("a"));
         assert_eq!(queue.pop(now).as_deref(), Some("b"));
         assert_eq!(queue.pop(now), None);
+        queue.done("b");
 
+        queue.done("a");
         queue.retry("a".into(), now);
         assert_eq!(queue.next_retry(), Some(now + RETRY_BASE));
         assert_eq!(queue.pop(now), None);
         assert_eq!(queue.pop(now + RETRY_BASE).as_deref(), Some("a"));
         // A second failure waits twice as long; success starts over.
+        queue.done("a");
         queue.retry("a".into(), now);
         assert_eq!(queue.next_retry(), Some(now + RETRY_BASE * 2));
         queue.forget("a");
         assert_eq!(queue.pop(now + RETRY_BASE * 2).as_deref(), Some("a"));
+        queue.done("a");
         queue.retry("a".into(), now);
         assert_eq!(queue.next_retry(), Some(now + RETRY_BASE));
+    }
+
+    #[test]
+    fn an_object_being_synced_is_not_handed_out_again_until_done() {
+        let mut queue = WorkQueue::default();
+        let now = Instant::now();
+        queue.add("a".into());
+        assert_eq!(queue.pop(now).as_deref(), Some("a"));
+        // Changed while its sync runs: not a second sync beside the first...
+        queue.add("a".into());
+        assert_eq!(queue.pop(now), None);
+        // ...but one more once the first is done.
+        queue.done("a");
+        assert_eq!(queue.pop(now).as_deref(), Some("a"));
+        queue.done("a");
+        assert_eq!(queue.pop(now), None);
     }
 }
