@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
 use skiff_node::images::BUSYBOX_IMAGE;
 use skiff_node::runtime::{DEFAULT_DOCKER_HOST, DockerRuntime};
 
@@ -240,21 +242,28 @@ spec:
 
     // A session dropped midway: the agent's tasks come back to their level.
     let before = super::probes::agent_tasks(&cluster, &node);
-    let mut child = std::process::Command::new("kubectl")
+    let mut child = tokio::process::Command::new("kubectl")
         .args(["--kubeconfig", &kubeconfig.display().to_string()])
         .args(["exec", "-i", "shell", "-c", "sh", "--", "cat"])
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("kubectl exec");
-    // The session starts within seconds (more on a busy machine).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while super::probes::agent_tasks(&cluster, &node) <= before {
-        assert!(std::time::Instant::now() < deadline, "no session task");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    child.kill().expect("kill kubectl");
-    let _ = child.wait();
+    // The session is live once cat echoes a line back (seconds, more on a busy machine).
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
+    stdin
+        .write_all(b"ping\n")
+        .await
+        .expect("write to the session");
+    let mut echoed = String::new();
+    tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut echoed))
+        .await
+        .expect("the session echoes within a minute")
+        .expect("read from the session");
+    assert_eq!(echoed, "ping\n");
+    child.kill().await.expect("kill kubectl");
     super::probes::wait_agent_tasks_back(&cluster, &node, before, "the dropped session").await;
     let out = master.kubectl(&["exec", "shell", "-c", "sh", "--", "echo", "still here"]);
     assert_eq!(out.stdout, "still here\n", "{out}");
