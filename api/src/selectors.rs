@@ -10,6 +10,25 @@ use std::str::FromStr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 
+/// A set of labels that selectors read: an object's `metadata.labels` map, or a compact form
+/// of it (the API server's watch cache keeps one per object version).
+pub trait Labels {
+    /// The value of the label `key`, if the set has it.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl<T: Labels + ?Sized> Labels for &T {
+    fn label(&self, key: &str) -> Option<&str> {
+        (**self).label(key)
+    }
+}
+
 /// Why a label or field selector could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
@@ -332,8 +351,8 @@ impl Requirement {
     }
 
     /// Whether a set of labels satisfies this requirement (Kubernetes' `Requirement.Matches`).
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
+    pub fn matches(&self, labels: &impl Labels) -> bool {
+        let value = labels.label(&self.key);
         match self.operator {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 value.is_some_and(|v| self.values.contains(v))
@@ -463,7 +482,7 @@ impl LabelSelector {
     }
 
     /// Whether the labels satisfy every requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl Labels) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 

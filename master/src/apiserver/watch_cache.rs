@@ -32,6 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
+use skiff_api::selectors::Labels;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -60,13 +61,28 @@ pub struct CachedObject {
 }
 
 /// What label and field selectors read of an object: its labels and the values of its
-/// kind's selectable fields (`metadata.name`, `metadata.namespace` and the resource's own),
-/// a few hundred bytes instead of the parsed object's many kilobytes.
+/// kind's selectable fields (`metadata.name`, `metadata.namespace` and the resource's own)
+/// that are set, a few hundred bytes instead of the parsed object's many kilobytes. Each is a
+/// boxed slice: a busy cache keeps one per version of every object (a million pods), where a
+/// map would cost a half-kilobyte node and a vector its spare room.
 #[derive(Debug)]
 pub struct Attrs {
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
-    fields: Vec<(&'static str, Option<String>)>,
+    /// `metadata.labels`, sorted by key.
+    pub labels: LabelList,
+    fields: Box<[(&'static str, Box<str>)]>,
+}
+
+/// An object's labels, sorted by key.
+#[derive(Debug)]
+pub struct LabelList(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels for LabelList {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
 }
 
 impl Attrs {
@@ -75,10 +91,14 @@ impl Attrs {
         let fields = ["metadata.name", "metadata.namespace"]
             .iter()
             .chain(resource.field_selectors)
-            .map(|field| (*field, objects::field_value(object, field)))
+            .filter_map(|field| Some((*field, objects::field_value(object, field)?.into())))
+            .collect();
+        let labels = objects::labels(object)
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
             .collect();
         Attrs {
-            labels: objects::labels(object),
+            labels: LabelList(labels),
             fields,
         }
     }
@@ -88,7 +108,7 @@ impl Attrs {
         self.fields
             .iter()
             .find(|(name, _)| *name == field)
-            .and_then(|(_, value)| value.clone())
+            .map(|(_, value)| value.to_string())
     }
 }
 
@@ -572,6 +592,34 @@ mod tests {
                 "spec": {"nodeName": node}})
             .to_string(),
         )
+    }
+
+    #[test]
+    fn attrs_keep_the_labels_and_the_selectable_fields_that_are_set() {
+        let pods = super::super::resources::find("", "v1", "pods").expect("pods");
+        let pod = serde_json::json!({
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"tier": "front", "app": "web"}},
+            "spec": {"nodeName": "node-a"},
+            "status": {"podIPs": [{"ip": "10.0.0.7"}]},
+        });
+        let attrs = Attrs::of(&pod, pods);
+        assert_eq!(attrs.labels.label("app"), Some("web"));
+        assert_eq!(attrs.labels.label("tier"), Some("front"));
+        assert_eq!(attrs.labels.label("zone"), None);
+        assert_eq!(attrs.field("metadata.name").as_deref(), Some("web-1"));
+        assert_eq!(attrs.field("spec.nodeName").as_deref(), Some("node-a"));
+        assert_eq!(attrs.field("status.podIP").as_deref(), Some("10.0.0.7"));
+        // Defaulted as Go's zero value or the API's default, as kube-apiserver's GetAttrs.
+        assert_eq!(attrs.field("status.phase").as_deref(), Some("Pending"));
+        assert_eq!(attrs.field("status.nominatedNodeName"), None);
+        assert_eq!(attrs.field("spec.noSuchField"), None);
+        let selector: skiff_api::selectors::LabelSelector =
+            "app=web,tier in (front)".parse().expect("selector");
+        assert!(selector.matches(&attrs.labels));
+        let selector: skiff_api::selectors::LabelSelector =
+            "app=web,!zone,tier!=front".parse().expect("selector");
+        assert!(!selector.matches(&attrs.labels));
     }
 
     #[tokio::test]
