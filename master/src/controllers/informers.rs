@@ -55,7 +55,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ObjectRefExtra, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tracing::debug;
@@ -285,16 +285,21 @@ where
 }
 
 /// The keys of the cached objects, by namespace, by controller uid, and (without a
-/// controller) by namespace; and where each object is filed.
+/// controller) by namespace; and where each object is filed. One key per object, shared by
+/// the sets it is in (a million pods each in three of them).
 struct IndexKeys<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    namespaces: HashMap<String, HashSet<ObjectRef<K>>>,
-    controllers: HashMap<String, HashSet<ObjectRef<K>>>,
-    orphans: HashMap<String, HashSet<ObjectRef<K>>>,
-    filed: HashMap<ObjectRef<K>, Filed>,
+    namespaces: HashMap<String, HashSet<Key<K>>>,
+    controllers: HashMap<String, HashSet<Key<K>>>,
+    orphans: HashMap<String, HashSet<Key<K>>>,
+    filed: HashMap<Key<K>, Filed>,
 }
+
+/// An object's key in an [`Index`]: its namespace and name (an `ObjectRef` without the
+/// resourceVersion and uid it may carry, which equality ignores).
+type Key<K> = Arc<ObjectRef<K>>;
 
 /// Where one object is filed: its namespace and its controller's uid.
 #[derive(Clone, PartialEq, Eq)]
@@ -321,7 +326,9 @@ where
 
     /// Files `object` as the cache has it now (`current`), or forgets it when it is gone.
     fn update(&self, object: &K, current: Option<Arc<K>>) {
-        let key = ObjectRef::from_obj(object);
+        let mut key = ObjectRef::from_obj(object);
+        key.extra = ObjectRefExtra::default();
+        let key = Arc::new(key);
         let filed = current.map(|current| Filed {
             namespace: current.meta().namespace.clone().unwrap_or_default(),
             controller: current
@@ -364,7 +371,7 @@ where
 
     fn lookup(
         &self,
-        set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<ObjectRef<K>>>,
+        set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<Key<K>>>,
     ) -> Vec<Arc<K>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         set(&keys)
@@ -380,7 +387,7 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     /// Adds `key` to (or takes it from) the sets `filed` names.
-    fn file(&mut self, key: &ObjectRef<K>, filed: &Filed, add: bool) {
+    fn file(&mut self, key: &Key<K>, filed: &Filed, add: bool) {
         let mut sets = vec![(&mut self.namespaces, filed.namespace.clone())];
         match &filed.controller {
             Some(uid) => sets.push((&mut self.controllers, uid.clone())),
