@@ -105,30 +105,43 @@ where
 /// What no reader of the pod cache looks at, dropped as each pod arrives
 /// (kube-controller-manager's informers drop managedFields the same way): the volumes (a
 /// service account token's projected volume alone is 6 KB of the 16 KB a typed pod takes),
-/// the containers' volume mounts and devices, and their environment. A million pods make
-/// gigabytes of it. Controllers change pods by patches only, so nothing dropped here is ever
-/// written back.
+/// the containers' volume mounts, devices and environment, the conditions other than
+/// `Ready` and `PodScheduled`, and the container statuses' images, ids and resources. A
+/// million pods make gigabytes of it. Controllers change pods by patches only, so nothing
+/// dropped here is ever written back.
 fn trim_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
-    spec.volumes = None;
-    for container in spec
-        .containers
-        .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten())
-    {
-        container.volume_mounts = None;
-        container.volume_devices = None;
-        container.env = None;
-        container.env_from = None;
+    pod.metadata.generate_name = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        let containers = spec.containers.iter_mut();
+        for container in containers.chain(spec.init_containers.iter_mut().flatten()) {
+            container.volume_mounts = None;
+            container.volume_devices = None;
+            container.env = None;
+            container.env_from = None;
+        }
+        for container in spec.ephemeral_containers.iter_mut().flatten() {
+            container.volume_mounts = None;
+            container.volume_devices = None;
+            container.env = None;
+            container.env_from = None;
+        }
     }
-    for container in spec.ephemeral_containers.iter_mut().flatten() {
-        container.volume_mounts = None;
-        container.volume_devices = None;
-        container.env = None;
-        container.env_from = None;
+    if let Some(status) = pod.status.as_mut() {
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ == "Ready" || c.type_ == "PodScheduled");
+            conditions.shrink_to_fit();
+        }
+        let statuses = status.container_statuses.iter_mut().flatten();
+        for container in statuses.chain(status.init_container_statuses.iter_mut().flatten()) {
+            container.image = String::new();
+            container.image_id = String::new();
+            container.container_id = None;
+            container.allocated_resources = None;
+            container.resources = None;
+            container.volume_mounts = None;
+        }
     }
 }
 
@@ -369,10 +382,7 @@ where
         self.lookup(|keys| keys.orphans.get(namespace))
     }
 
-    fn lookup(
-        &self,
-        set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<Key<K>>>,
-    ) -> Vec<Arc<K>> {
+    fn lookup(&self, set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<Key<K>>>) -> Vec<Arc<K>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         set(&keys)
             .into_iter()
@@ -856,7 +866,7 @@ mod tests {
     #[test]
     fn a_trimmed_pod_keeps_what_controllers_read() {
         let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "labels": {"app": "web"},
+            "metadata": {"name": "web", "generateName": "we", "labels": {"app": "web"},
                          "managedFields": [{"manager": "kubectl"}]},
             "spec": {
                 "nodeName": "n1",
@@ -873,7 +883,13 @@ mod tests {
                 }],
             },
             "status": {"phase": "Running", "podIP": "10.0.0.1",
-                       "conditions": [{"type": "Ready", "status": "True"}]},
+                       "conditions": [{"type": "Initialized", "status": "True"},
+                                      {"type": "Ready", "status": "True"},
+                                      {"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [{"name": "app", "image": "web:1",
+                                              "imageID": "docker://sha256:1", "containerID": "docker://c1",
+                                              "ready": true, "restartCount": 2,
+                                              "state": {"running": {}}}]},
         }))
         .expect("pod");
         trim_pod(&mut pod);
@@ -894,7 +910,11 @@ mod tests {
                     }],
                 },
                 "status": {"phase": "Running", "podIP": "10.0.0.1",
-                           "conditions": [{"type": "Ready", "status": "True"}]},
+                           "conditions": [{"type": "Ready", "status": "True"},
+                                          {"type": "PodScheduled", "status": "True"}],
+                           "containerStatuses": [{"name": "app", "image": "", "imageID": "",
+                                                  "ready": true, "restartCount": 2,
+                                                  "state": {"running": {}}}]},
             })
         );
     }
