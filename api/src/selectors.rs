@@ -29,6 +29,59 @@ impl<T: Labels + ?Sized> Labels for &T {
     }
 }
 
+/// A set of labels sorted by key, in one boxed slice: for caches that keep one per object (a
+/// million pods), where a `BTreeMap` costs a half-kilobyte node however few labels it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelList(Box<[(Box<str>, Box<str>)]>);
+
+impl LabelList {
+    /// The value of the label `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// The labels, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&BTreeMap<String, String>> for LabelList {
+    fn from(labels: &BTreeMap<String, String>) -> Self {
+        LabelList(
+            labels
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for LabelList {
+    /// The labels given; of two with one key, the later.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(labels: I) -> Self {
+        let labels: BTreeMap<String, String> = labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        LabelList::from(&labels)
+    }
+}
+
+impl Labels for LabelList {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
 /// Why a label or field selector could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
@@ -1033,6 +1086,35 @@ pub fn escape_field_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_list_is_sorted_keeps_the_later_of_two_values_and_is_read_by_selectors() {
+        let labels: LabelList = [("tier", "front"), ("app", "old"), ("app", "web")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            labels.iter().collect::<Vec<_>>(),
+            [("app", "web"), ("tier", "front")]
+        );
+        assert_eq!(labels.get("tier"), Some("front"));
+        assert_eq!(labels.get("zone"), None);
+        assert!(LabelList::default().is_empty());
+        let map: BTreeMap<String, String> = [("app".to_string(), "web".to_string())]
+            .into_iter()
+            .collect();
+        for (selector, matches) in [
+            ("app=web", true),
+            ("app in (web),!zone", true),
+            ("tier", true),
+            ("app!=web", false),
+        ] {
+            let selector: LabelSelector = selector.parse().expect("selector");
+            assert_eq!(selector.matches(&labels), matches, "{selector}");
+        }
+        let selector: LabelSelector = "app=web".parse().expect("selector");
+        assert!(selector.matches(&map));
+        assert!(selector.matches(&LabelList::from(&map)));
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

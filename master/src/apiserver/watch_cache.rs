@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
-use skiff_api::selectors::Labels;
+use skiff_api::selectors::LabelList;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -72,19 +72,6 @@ pub struct Attrs {
     fields: Box<[(&'static str, Box<str>)]>,
 }
 
-/// An object's labels, sorted by key.
-#[derive(Debug)]
-pub struct LabelList(Box<[(Box<str>, Box<str>)]>);
-
-impl Labels for LabelList {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.0[i].1)
-    }
-}
-
 impl Attrs {
     /// The attributes of `object` for selectors on `resource`.
     pub fn of(object: &Value, resource: &Resource) -> Attrs {
@@ -93,12 +80,8 @@ impl Attrs {
             .chain(resource.field_selectors)
             .filter_map(|field| Some((*field, objects::field_value(object, field)?.into())))
             .collect();
-        let labels = objects::labels(object)
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
         Attrs {
-            labels: LabelList(labels),
+            labels: LabelList::from(&objects::labels(object)),
             fields,
         }
     }
@@ -584,6 +567,7 @@ async fn follow(
 mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
+    use skiff_api::selectors::LabelSelector;
 
     fn pod(name: &str, node: &str) -> Bytes {
         Bytes::from(
@@ -604,9 +588,9 @@ mod tests {
             "status": {"podIPs": [{"ip": "10.0.0.7"}]},
         });
         let attrs = Attrs::of(&pod, pods);
-        assert_eq!(attrs.labels.label("app"), Some("web"));
-        assert_eq!(attrs.labels.label("tier"), Some("front"));
-        assert_eq!(attrs.labels.label("zone"), None);
+        assert_eq!(attrs.labels.get("app"), Some("web"));
+        assert_eq!(attrs.labels.get("tier"), Some("front"));
+        assert_eq!(attrs.labels.get("zone"), None);
         assert_eq!(attrs.field("metadata.name").as_deref(), Some("web-1"));
         assert_eq!(attrs.field("spec.nodeName").as_deref(), Some("node-a"));
         assert_eq!(attrs.field("status.podIP").as_deref(), Some("10.0.0.7"));
@@ -614,11 +598,9 @@ mod tests {
         assert_eq!(attrs.field("status.phase").as_deref(), Some("Pending"));
         assert_eq!(attrs.field("status.nominatedNodeName"), None);
         assert_eq!(attrs.field("spec.noSuchField"), None);
-        let selector: skiff_api::selectors::LabelSelector =
-            "app=web,tier in (front)".parse().expect("selector");
+        let selector: LabelSelector = "app=web,tier in (front)".parse().expect("selector");
         assert!(selector.matches(&attrs.labels));
-        let selector: skiff_api::selectors::LabelSelector =
-            "app=web,!zone,tier!=front".parse().expect("selector");
+        let selector: LabelSelector = "app=web,!zone,tier!=front".parse().expect("selector");
         assert!(!selector.matches(&attrs.labels));
     }
 

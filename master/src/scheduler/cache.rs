@@ -139,7 +139,7 @@ impl ServiceInfo {
             && self
                 .selector
                 .iter()
-                .all(|(k, v)| pod.labels.get(k) == Some(v))
+                .all(|(k, v)| pod.labels.get(k) == Some(v.as_str()))
     }
 }
 
@@ -800,7 +800,7 @@ mod tests {
         cache.apply_node(node("a", 1000, 1000));
         cache.apply_node(node("b", 1000, 1000));
         let mut labeled = (*pod("p1", Some("a"), 1)).clone();
-        labeled.labels.insert("app".into(), "web".into());
+        labeled.labels = [("app", "web")].into_iter().collect();
         cache.apply_pod(Arc::new(labeled.clone()));
         cache.apply_service(ServiceInfo {
             namespace: "default".into(),

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use skiff_api::quantity::quantity_nanos;
+use skiff_api::selectors::LabelList;
 
 /// kube-scheduler's stand-in CPU request for scoring a container that requests none (100m).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -266,7 +267,7 @@ pub struct PodInfo {
     /// spec.priority (0 when unset).
     pub priority: i32,
     /// metadata.labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: LabelList,
     /// The uid of the controller that owns it (ReplicaSet, ReplicationController, ...).
     pub controller_uid: Option<String>,
     /// Effective requests: containers, restartable init containers, the largest init
@@ -317,7 +318,11 @@ impl PodInfo {
         let mut info = PodInfo {
             uid,
             resource_version: meta.resource_version.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels: meta
+                .labels
+                .as_ref()
+                .map(LabelList::from)
+                .unwrap_or_default(),
             controller_uid: meta
                 .owner_references
                 .iter()

@@ -425,7 +425,7 @@ mod tests {
         q.add(Arc::new(status_only), t0);
         assert_eq!(q.lengths().unschedulable, 1);
         let mut relabeled = (*pod("a", 0)).clone();
-        relabeled.labels.insert("x".into(), "y".into());
+        relabeled.labels = [("x", "y")].into_iter().collect();
         q.add(Arc::new(relabeled), t0);
         assert_eq!(q.lengths().backoff, 1);
         q.remove("a");

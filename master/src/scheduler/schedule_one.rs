@@ -484,7 +484,7 @@ mod tests {
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
         for i in 0..6 {
             let mut p = pod(&format!("web-{i}"), 100, 128);
-            p.labels.insert("app".into(), "web".into());
+            p.labels = [("app", "web")].into_iter().collect();
             *per_node.entry(place(&mut cache, p)).or_default() += 1;
         }
         assert_eq!(
