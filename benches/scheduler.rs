@@ -137,7 +137,7 @@ fn cluster(n: usize) -> NodeCache {
             );
             running.node_name = Some(name.clone());
             if i % (n / 1000).max(1) == 0 && p == 0 {
-                running.labels.insert("app".to_string(), "web".to_string());
+                running.labels = [("app", "web")].into_iter().collect();
             }
             cache.apply_pod(Arc::new(running));
         }
@@ -159,7 +159,7 @@ fn pods() -> [(&'static str, PodInfo); 3] {
         effect: Some(TaintEffect::NoSchedule),
     });
     let mut spread = pod("spread", 250, GIB / 2);
-    spread.labels.insert("app".to_string(), "web".to_string());
+    spread.labels = [("app", "web")].into_iter().collect();
     [("plain", plain), ("selector", selector), ("spread", spread)]
 }
 
