@@ -114,18 +114,21 @@ fn trim_pod(pod: &mut Pod) {
     pod.metadata.generate_name = None;
     if let Some(spec) = pod.spec.as_mut() {
         spec.volumes = None;
+        // `Container` and `EphemeralContainer` are two types with these fields alike.
+        macro_rules! trim_container {
+            ($container:expr) => {{
+                $container.volume_mounts = None;
+                $container.volume_devices = None;
+                $container.env = None;
+                $container.env_from = None;
+            }};
+        }
         let containers = spec.containers.iter_mut();
         for container in containers.chain(spec.init_containers.iter_mut().flatten()) {
-            container.volume_mounts = None;
-            container.volume_devices = None;
-            container.env = None;
-            container.env_from = None;
+            trim_container!(container);
         }
         for container in spec.ephemeral_containers.iter_mut().flatten() {
-            container.volume_mounts = None;
-            container.volume_devices = None;
-            container.env = None;
-            container.env_from = None;
+            trim_container!(container);
         }
     }
     if let Some(status) = pod.status.as_mut() {
@@ -873,6 +876,7 @@ mod tests {
                 "tolerations": [{"key": "k", "operator": "Exists"}],
                 "volumes": [{"name": "token", "projected": {"sources": []}}],
                 "initContainers": [{"name": "init", "env": [{"name": "A", "value": "1"}]}],
+                "ephemeralContainers": [{"name": "debug", "envFrom": [{"secretRef": {"name": "s"}}]}],
                 "containers": [{
                     "name": "app", "image": "web:1",
                     "ports": [{"name": "http", "containerPort": 80}],
@@ -903,6 +907,7 @@ mod tests {
                     "nodeName": "n1",
                     "tolerations": [{"key": "k", "operator": "Exists"}],
                     "initContainers": [{"name": "init"}],
+                    "ephemeralContainers": [{"name": "debug"}],
                     "containers": [{
                         "name": "app", "image": "web:1",
                         "ports": [{"name": "http", "containerPort": 80}],
