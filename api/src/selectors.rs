@@ -23,12 +23,6 @@ impl Labels for BTreeMap<String, String> {
     }
 }
 
-impl<T: Labels + ?Sized> Labels for &T {
-    fn label(&self, key: &str) -> Option<&str> {
-        (**self).label(key)
-    }
-}
-
 /// A set of labels sorted by key, in one boxed slice: for caches that keep one per object (a
 /// million pods), where a `BTreeMap` costs a half-kilobyte node however few labels it holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
