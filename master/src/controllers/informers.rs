@@ -76,8 +76,13 @@ where
     reader: Store<K>,
     subscribers: Subscribers<K>,
     index: Option<Index<K>>,
+    /// The node an object is bound to, for [`Index::on_node`] (pods; none for other kinds).
+    node_of: NodeOf<K>,
     wanted: bool,
 }
+
+/// Where an object is bound: a pod's `spec.nodeName`.
+type NodeOf<K> = fn(&K) -> Option<&str>;
 
 /// The queues of an informer's subscribers, shared with its running watch.
 type Subscribers<K> = Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
@@ -148,6 +153,11 @@ fn trim_pod(pod: &mut Pod) {
     }
 }
 
+/// The node a pod is bound to.
+fn pod_node(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref()?.node_name.as_deref()
+}
+
 impl<K> Informer<PartialObjectMeta<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
@@ -190,16 +200,24 @@ where
             watch: Some((events, writer)),
             subscribers: Arc::default(),
             index: None,
+            node_of: |_| None,
             wanted: false,
         }
     }
 
-    /// The cache indexed by namespace and by controller, kept by the watch before any
+    /// Files the objects in the [`Index`] by the node `node_of` names as well (client-go's
+    /// `spec.nodeName` indexer of pods).
+    fn filed_by_node(mut self, node_of: NodeOf<K>) -> Self {
+        self.node_of = node_of;
+        self
+    }
+
+    /// The cache indexed by namespace, by controller (and by node, for pods), kept by the watch before any
     /// subscriber hears of a change (so a reconcile a change wakes finds it in the index).
     pub fn index(&mut self) -> Index<K> {
         self.wanted = true;
         self.index
-            .get_or_insert_with(|| Index::new(self.reader.clone()))
+            .get_or_insert_with(|| Index::new(self.reader.clone(), self.node_of))
             .clone()
     }
 
@@ -276,16 +294,17 @@ where
     }
 }
 
-/// One informer's cache indexed by namespace and by controller (client-go's `namespace`
-/// indexer and kube-controller-manager's controller-uid index of pods): a controller's
-/// reconcile reads its own objects and its namespace's orphans, at what they cost, instead
-/// of scanning every cached object.
+/// One informer's cache indexed by namespace, by controller and by node (client-go's
+/// `namespace` indexer, kube-controller-manager's controller-uid index of pods and its
+/// `spec.nodeName` index): a controller's reconcile reads its own objects, its namespace's
+/// orphans or a node's pods, at what they cost, instead of scanning every cached object.
 pub struct Index<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     cache: Store<K>,
     keys: Arc<RwLock<IndexKeys<K>>>,
+    node_of: NodeOf<K>,
 }
 
 impl<K> Clone for Index<K>
@@ -296,13 +315,14 @@ where
         Self {
             cache: self.cache.clone(),
             keys: Arc::clone(&self.keys),
+            node_of: self.node_of,
         }
     }
 }
 
-/// The keys of the cached objects, by namespace, by controller uid, and (without a
-/// controller) by namespace; and where each object is filed. One key per object, shared by
-/// the sets it is in (a million pods each in three of them).
+/// The keys of the cached objects, by namespace, by controller uid, (without a controller)
+/// by namespace, and by node; and where each object is filed. One key per object, shared by
+/// the sets it is in (a million pods each in four of them).
 struct IndexKeys<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
@@ -310,6 +330,7 @@ where
     namespaces: HashMap<String, HashSet<Key<K>>>,
     controllers: HashMap<String, HashSet<Key<K>>>,
     orphans: HashMap<String, HashSet<Key<K>>>,
+    nodes: HashMap<String, HashSet<Key<K>>>,
     filed: HashMap<Key<K>, Filed>,
 }
 
@@ -317,26 +338,29 @@ where
 /// resourceVersion and uid it may carry, which equality ignores).
 type Key<K> = Arc<ObjectRef<K>>;
 
-/// Where one object is filed: its namespace and its controller's uid.
+/// Where one object is filed: its namespace, its controller's uid and its node.
 #[derive(Clone, PartialEq, Eq)]
 struct Filed {
     namespace: String,
     controller: Option<String>,
+    node: Option<String>,
 }
 
 impl<K> Index<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    fn new(cache: Store<K>) -> Self {
+    fn new(cache: Store<K>, node_of: NodeOf<K>) -> Self {
         Self {
             cache,
             keys: Arc::new(RwLock::new(IndexKeys {
                 namespaces: HashMap::new(),
                 controllers: HashMap::new(),
                 orphans: HashMap::new(),
+                nodes: HashMap::new(),
                 filed: HashMap::new(),
             })),
+            node_of,
         }
     }
 
@@ -354,6 +378,7 @@ where
                 .flatten()
                 .find(|r| r.controller == Some(true))
                 .map(|r| r.uid.clone()),
+            node: (self.node_of)(&current).map(str::to_owned),
         });
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         let was = keys.filed.get(&key).cloned();
@@ -385,6 +410,11 @@ where
         self.lookup(|keys| keys.orphans.get(namespace))
     }
 
+    /// The cached objects bound to `node` (pods whose `spec.nodeName` it is).
+    pub fn on_node(&self, node: &str) -> Vec<Arc<K>> {
+        self.lookup(|keys| keys.nodes.get(node))
+    }
+
     fn lookup(&self, set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<Key<K>>>) -> Vec<Arc<K>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         set(&keys)
@@ -405,6 +435,9 @@ where
         match &filed.controller {
             Some(uid) => sets.push((&mut self.controllers, uid.clone())),
             None => sets.push((&mut self.orphans, filed.namespace.clone())),
+        }
+        if let Some(node) = &filed.node {
+            sets.push((&mut self.nodes, node.clone()));
         }
         for (map, name) in sets {
             if add {
@@ -578,7 +611,8 @@ impl Informers {
     /// Informers on `client`; nothing is listed until [`Informers::run`].
     pub fn new(client: &kube::Client) -> Self {
         Self {
-            pods: Informer::trimmed(Api::all(client.clone()), trim_pod),
+            pods: Informer::trimmed(Api::all(client.clone()), trim_pod)
+                .filed_by_node(pod_node),
             nodes: Informer::new(Api::all(client.clone())),
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
@@ -682,9 +716,9 @@ mod tests {
     }
 
     #[test]
-    fn the_index_files_objects_by_namespace_and_controller_as_they_change() {
+    fn the_index_files_objects_by_namespace_controller_and_node_as_they_change() {
         let mut writer = reflector::store::Writer::<Pod>::default();
-        let index = Index::new(writer.as_reader());
+        let index = Index::new(writer.as_reader(), pod_node);
         let owned_by = |name: &str, namespace: &str, uid: Option<&str>| {
             let mut pod = pod(name);
             pod.metadata.namespace = Some(namespace.into());
@@ -724,6 +758,23 @@ mod tests {
         assert!(index.controlled_by("rs-1").is_empty());
         assert_eq!(names(&index.in_namespace("default")), ["a"]);
         assert!(index.in_namespace("nowhere").is_empty());
+        assert!(index.on_node("n1").is_empty());
+        // Bound, then deleted: filed under its node, then gone from it.
+        let bound = |name: &str| {
+            let mut pod = owned_by(name, "default", None);
+            pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                node_name: Some("n1".into()),
+                ..Default::default()
+            });
+            pod
+        };
+        change(bound("a"), false);
+        change(bound("d"), false);
+        assert_eq!(names(&index.on_node("n1")), ["a", "d"]);
+        assert_eq!(names(&index.orphans_in("default")), ["a", "d"]);
+        change(bound("d"), true);
+        assert_eq!(names(&index.on_node("n1")), ["a"]);
+        assert!(index.on_node("n2").is_empty());
     }
 
     #[test]

@@ -23,14 +23,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use serde_json::json;
 use tracing::{info, warn};
 
 use skiff_api::events::{EventType, Recorder, object_ref};
 
-use super::informers::Informers;
+use super::informers::{Index, Informers};
 use skiff_api::taints::tolerates;
 use skiff_api::well_known::{
     TAINT_NODE_NOT_READY as NOT_READY_TAINT, TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT,
@@ -57,7 +57,8 @@ impl Default for NodeLifecycleConfig {
     }
 }
 
-/// The controller on the shared informers (it reads the Node and Lease caches on a timer);
+/// The controller on the shared informers (it reads the Node and Lease caches on a timer, and
+/// a node's pods from the pod index);
 /// it runs until `shutdown` resolves.
 pub fn run(
     client: kube::Client,
@@ -65,12 +66,14 @@ pub fn run(
     informers: &mut Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let pod_cache = informers.pods.reader();
     let mut monitor = Monitor {
         recorder: super::recorder(&client, COMPONENT),
         client,
         config,
         nodes: informers.nodes.reader(),
         leases: informers.leases.reader(),
+        pods: informers.pods.index(),
         heard: HashMap::new(),
     };
     async move {
@@ -81,6 +84,7 @@ pub fn run(
         let monitoring = async {
             super::informers::synced(&monitor.nodes).await;
             super::informers::synced(&monitor.leases).await;
+            super::informers::synced(&pod_cache).await;
             let mut tick = tokio::time::interval(config.monitor_period);
             loop {
                 tick.tick().await;
@@ -103,6 +107,9 @@ struct Monitor {
     config: NodeLifecycleConfig,
     nodes: Store<Node>,
     leases: Store<Lease>,
+    /// The pods, by node (a dead node's pods are read every period until they are gone: from
+    /// the cache, not by a list through the API server per node).
+    pods: Index<Pod>,
     /// Per node: the last heartbeat seen (lease renewal, Ready heartbeat) and when it changed.
     heard: HashMap<String, (Heartbeat, Instant)>,
 }
@@ -215,26 +222,22 @@ impl Monitor {
 
     /// Sets the Ready condition of the node's pods to False (MarkPodsNotReady).
     async fn mark_pods_not_ready(&self, node: &str) -> Result<(), kube::Error> {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let on_node = pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-            .await?;
-        for pod in on_node {
-            let Some(mut conditions) = pod.status.as_ref().and_then(|s| s.conditions.clone())
+        for pod in self.pods.on_node(node) {
+            let Some(ready) = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status != "False"))
             else {
                 continue;
             };
-            let Some(ready) = conditions
-                .iter_mut()
-                .find(|c| c.type_ == "Ready" && c.status != "False")
-            else {
-                continue;
-            };
+            let mut ready = ready.clone();
             ready.status = String::from("False");
             ready.last_transition_time = Some(Time(Utc::now()));
             let api: Api<Pod> =
                 Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-            let patch = json!({"status": {"conditions": conditions}});
+            // Conditions merge by type: the patch carries only the one it changes.
+            let patch = json!({"status": {"conditions": [ready]}});
             match api
                 .patch_status(
                     &pod.name_any(),
@@ -298,12 +301,8 @@ impl Monitor {
             return Ok(());
         }
         let name = node.name_any();
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let on_node = pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
-            .await?;
         let now = Utc::now();
-        for pod in on_node {
+        for pod in self.pods.on_node(&name) {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -324,7 +323,7 @@ impl Monitor {
                 Ok(_) => {
                     info!(pod = %pod.name_any(), node = %name, "evicted a pod from a node with NoExecute taints");
                     self.recorder.record(
-                        object_ref(&pod),
+                        object_ref(pod.as_ref()),
                         EventType::Normal,
                         "TaintManagerEviction",
                         format!("Marking for deletion Pod {namespace}/{}", pod.name_any()),

@@ -69,7 +69,11 @@ impl Heartbeats {
             for (position, &index) in shard.iter().enumerate() {
                 // Position p of n is renewed in slot p * slots / n.
                 let slot = u32::try_from(position * slots / count).unwrap_or(u32::MAX);
-                tokio::time::sleep_until(start + SLOT * slot).await;
+                let at = start + SLOT * slot;
+                // Behind schedule: on at once, without a timer.
+                if Instant::now() < at {
+                    tokio::time::sleep_until(at).await;
+                }
                 let node = &self.nodes[index];
                 self.renew(&mut conn, node).await;
                 if (round + index) % status_rounds == 0 {
@@ -108,7 +112,7 @@ impl Heartbeats {
     }
 
     async fn write_status(&self, conn: &mut HeartbeatConnection, node: &HollowNode) {
-        let patch = self.facts.status_patch(&node.name, node.index);
+        let patch = self.facts.status_patch(&node.name, node.index, Utc::now());
         let result = conn.update_node_status_of(&node.name, &patch).await;
         if let Err(err) = &result {
             debug!(node = %node.name, "writing the node status: {err}");

@@ -3,10 +3,9 @@
 //! same pre-built headers; and a parser for the response (head by `httparse`, body by
 //! `Content-Length`, chunked transfer coding, or end of connection).
 
-use std::io::Write as _;
 use std::ops::Range;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Why a request cannot be built or a response cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +126,16 @@ impl LeaseRequest {
 
     /// Writes `time` as the MicroTime `renewTime` into the request.
     pub(crate) fn stamp(&mut self, time: DateTime<Utc>) -> Result<(), HttpError> {
-        let mut slot = &mut self.bytes[self.renew_time.clone()];
-        write!(slot, "{}", time.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
-            .ok()
-            .filter(|()| slot.is_empty())
-            .ok_or_else(|| {
-                HttpError::InvalidRequest(format!("{time} is not a MicroTime of 27 bytes"))
-            })
+        // RFC 3339 without a format string to parse: a renewal each time.
+        let stamp = time.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let slot = &mut self.bytes[self.renew_time.clone()];
+        if stamp.len() != slot.len() {
+            return Err(HttpError::InvalidRequest(format!(
+                "{time} is not a MicroTime of 27 bytes"
+            )));
+        }
+        slot.copy_from_slice(stamp.as_bytes());
+        Ok(())
     }
 
     /// The request as it goes on the wire.
