@@ -611,8 +611,7 @@ impl Informers {
     /// Informers on `client`; nothing is listed until [`Informers::run`].
     pub fn new(client: &kube::Client) -> Self {
         Self {
-            pods: Informer::trimmed(Api::all(client.clone()), trim_pod)
-                .filed_by_node(pod_node),
+            pods: Informer::trimmed(Api::all(client.clone()), trim_pod).filed_by_node(pod_node),
             nodes: Informer::new(Api::all(client.clone())),
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus};
-use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -171,8 +171,8 @@ fn patch_template(facts: &NodeFacts, since: &NodeStatus) -> Vec<Piece> {
         condition.last_heartbeat_time = Some(Time(DateTime::UNIX_EPOCH));
     }
     let time_mark = serde_json::to_string(&Time(DateTime::UNIX_EPOCH)).unwrap_or_default();
-    let mut rest = serde_json::to_string(&serde_json::json!({ "status": status }))
-        .unwrap_or_default();
+    let mut rest =
+        serde_json::to_string(&serde_json::json!({ "status": status })).unwrap_or_default();
     let marks = [
         (NAME_MARK, Piece::Name),
         (ADDRESS_MARK, Piece::Address),
