@@ -1320,3 +1320,90 @@ async fn kubectl_drain_evicts_within_a_disruption_budget_and_no_further() {
         "{both}"
     );
 }
+
+/// A pod bound to a node with the given phase.
+fn pod_on(name: &str, node: &str, phase: &str) -> (Pod, serde_json::Value) {
+    let pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]},
+    }))
+    .expect("pod object");
+    (pod, json!({"status": {"phase": phase}}))
+}
+
+/// The pod garbage collector: a deleted node's pods go once the node has been gone for the
+/// quarantine (40 s), and terminated pods beyond `--terminated-pod-gc-threshold` go oldest
+/// first; running pods on nodes that exist stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_deleted_nodes_and_terminated_pods_beyond_the_threshold_are_collected() {
+    let master = Master::start(MasterOptions {
+        extra_args: vec![String::from("--terminated-pod-gc-threshold=2")],
+        ..MasterOptions::default()
+    })
+    .expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    for name in ["here", "gone"] {
+        nodes
+            .create(&PostParams::default(), &node(name, None))
+            .await
+            .expect("create node");
+    }
+    // Created in this order, a second apart: `done-a` is the oldest terminated pod.
+    for (name, node, phase) in [
+        ("done-a", "here", "Succeeded"),
+        ("done-b", "here", "Failed"),
+        ("done-c", "here", "Succeeded"),
+        ("running", "here", "Running"),
+        ("orphan", "gone", "Running"),
+    ] {
+        let (pod, status) = pod_on(name, node, phase);
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("pod status");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    nodes
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete node");
+    let deleted = Instant::now();
+
+    // Within a check period (20 s): the oldest terminated pod beyond the threshold of 2.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while pods.get_opt("done-a").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "done-a was not collected");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for kept in ["done-b", "done-c", "running"] {
+        assert!(
+            pods.get_opt(kept).await.expect("get").is_some(),
+            "{kept} was collected"
+        );
+    }
+    // The orphan: after the 40 s quarantine, within another check period.
+    let deadline = deleted + Duration::from_secs(100);
+    while pods.get_opt("orphan").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned pod was not collected"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        deleted.elapsed() >= Duration::from_secs(40),
+        "the orphan went before the quarantine: {:?}",
+        deleted.elapsed()
+    );
+    for kept in ["done-b", "done-c", "running"] {
+        assert!(
+            pods.get_opt(kept).await.expect("get").is_some(),
+            "{kept} was collected"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use skiff_master::apiserver::server::{Listening, serve};
 use skiff_master::controllers::informers::Informers;
 use skiff_master::controllers::node_ipam::{self, NodeIpamConfig};
 use skiff_master::controllers::node_lifecycle::{self, NodeLifecycleConfig};
+use skiff_master::controllers::pod_gc::{self, PodGcConfig};
 use skiff_master::controllers::{
     cluster_role_aggregation, cron_job, csr_approving, csr_signing, daemon_set, deployment,
     disruption, endpoint_slice, endpoints, garbage_collector, job, replica_set, resource_quota,
@@ -109,9 +110,13 @@ struct Args {
     /// Unknown and it is tainted unreachable (`40s`).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// Terminated pods (Succeeded or Failed) kept before the pod garbage collector deletes
+    /// the oldest (0: keep them all).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
     /// Controllers to run, as kube-controller-manager's flag: `*` for all, a name to add one,
     /// `-name` to leave one out, empty for none (names: replicaset, replicationcontroller,
-    /// deployment, endpoint, nodelifecycle, garbagecollector, serviceaccount,
+    /// deployment, endpoint, nodelifecycle, podgc, garbagecollector, serviceaccount,
     /// root-ca-cert-publisher, resourcequota, job, cronjob, endpointslice, disruption,
     /// daemonset, statefulset, clusterrole-aggregation, csrapproving, csrsigning).
     #[arg(long, value_delimiter = ',', default_value = "*")]
@@ -261,6 +266,7 @@ const CONTROLLERS: &[&str] = &[
     "deployment",
     "endpoint",
     "nodelifecycle",
+    "podgc",
     "garbagecollector",
     "serviceaccount",
     "root-ca-cert-publisher",
@@ -381,6 +387,9 @@ fn main() -> anyhow::Result<()> {
                 grace_period: args.node_monitor_grace_period,
             },
         ),
+        pod_gc: controller_enabled(&args.controllers, "podgc").then_some(PodGcConfig {
+            terminated_pod_threshold: args.terminated_pod_gc_threshold,
+        }),
     };
     let clients = Clients {
         dns: Some(dns),
@@ -459,6 +468,7 @@ struct Components {
     csr_approving: bool,
     csr_signing: Option<CsrSigningConfig>,
     node_lifecycle: Option<NodeLifecycleConfig>,
+    pod_gc: Option<PodGcConfig>,
 }
 
 /// Where the csrsigning controller's CA is and how long what it signs lives.
@@ -683,6 +693,11 @@ async fn run_components(
                 node_lifecycle::run(client, config, informers, stop).boxed()
             }),
         );
+    }
+    if let Some(config) = clients.pod_gc {
+        tasks.push(parts.supervise("podgc", move |client, informers, stop| {
+            pod_gc::run(client, config, informers, stop).boxed()
+        }));
     }
     let watches = parts.informers().run(stopped(stop.clone()));
     tasks.push(tokio::spawn(watches));

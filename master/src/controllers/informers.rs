@@ -4,10 +4,10 @@
 //!
 //! Readers: node IPAM, the `replicaset` (ReplicaSets and ReplicationControllers), `deployment`,
 //! `daemonset` (DaemonSets, their ControllerRevisions, Pods and Nodes), `statefulset`
-//! (StatefulSets, their ControllerRevisions and Pods),
-//! `endpoint`, `nodelifecycle`, `serviceaccount`, `root-ca-cert-publisher` (Namespaces,
-//! ServiceAccounts, ConfigMaps), `clusterrole-aggregation` (ClusterRoles), `csrapproving` and `csrsigning`
-//! (CertificateSigningRequests) and `resourcequota` controllers (ResourceQuotas and what they
+//! (StatefulSets, their ControllerRevisions and Pods), `endpoint`, `nodelifecycle` and
+//! `podgc` (Nodes, Leases, Pods by node), `serviceaccount`, `root-ca-cert-publisher`
+//! (Namespaces, ServiceAccounts, ConfigMaps), `clusterrole-aggregation` (ClusterRoles),
+//! `csrapproving` and `csrsigning` (CertificateSigningRequests) and `resourcequota` controllers (ResourceQuotas and what they
 //! count), the scheduler (Pods, Nodes, Services, fed into its own columnar cache as
 //! kube-scheduler's cache is fed from the `SharedInformerFactory`) and the garbage collector
 //! (Pods, ReplicaSets, ReplicationControllers, Deployments, ConfigMaps, Nodes and Leases from
@@ -415,6 +415,12 @@ where
         self.lookup(|keys| keys.nodes.get(node))
     }
 
+    /// The nodes the cached objects are bound to.
+    pub fn nodes(&self) -> Vec<String> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.nodes.keys().cloned().collect()
+    }
+
     fn lookup(&self, set: impl FnOnce(&IndexKeys<K>) -> Option<&HashSet<Key<K>>>) -> Vec<Arc<K>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         set(&keys)
@@ -770,10 +776,16 @@ mod tests {
         change(bound("a"), false);
         change(bound("d"), false);
         assert_eq!(names(&index.on_node("n1")), ["a", "d"]);
+        assert_eq!(index.nodes(), ["n1"]);
         assert_eq!(names(&index.orphans_in("default")), ["a", "d"]);
         change(bound("d"), true);
         assert_eq!(names(&index.on_node("n1")), ["a"]);
         assert!(index.on_node("n2").is_empty());
+        change(bound("a"), true);
+        assert!(
+            index.nodes().is_empty(),
+            "a node without objects is forgotten"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`endpoint_slice`]: keeps each Service's EndpointSlices beside them;
 //! - [`disruption`]: keeps each PodDisruptionBudget's status, which evictions read;
 //! - [`node_lifecycle`]: marks silent nodes unreachable, taints them and evicts their pods;
+//! - [`pod_gc`]: deletes the pods of deleted nodes, and terminated pods beyond a threshold;
 //! - [`garbage_collector`]: deletes objects whose owners are gone, and carries out foreground
 //!   and orphan deletes;
 //! - [`service_account`]: gives every namespace its `default` ServiceAccount;
@@ -47,6 +48,7 @@ pub mod informers;
 pub mod job;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replica_set;
 pub mod replication_controller;
 pub mod resource_quota;
