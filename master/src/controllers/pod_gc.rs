@@ -31,16 +31,9 @@ pub const QUARANTINE: Duration = Duration::from_secs(40);
 /// The controller's settings.
 #[derive(Clone, Copy, Debug)]
 pub struct PodGcConfig {
-    /// Terminated pods kept before the oldest are deleted; 0 keeps them all.
+    /// Terminated pods kept before the oldest are deleted (`--terminated-pod-gc-threshold`);
+    /// 0 keeps them all.
     pub terminated_pod_threshold: usize,
-}
-
-impl Default for PodGcConfig {
-    fn default() -> Self {
-        PodGcConfig {
-            terminated_pod_threshold: 12_500,
-        }
-    }
 }
 
 /// The controller on the shared informers (the pod index by node, the Node cache); it runs
