@@ -309,6 +309,7 @@ fn spawn(
         .arg(&peer_url)
         .arg("--initial-cluster")
         .arg(&member.initial_cluster)
+        .args(skiff_tooling::etcd::server_flags())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

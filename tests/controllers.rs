@@ -1407,3 +1407,81 @@ async fn pods_of_deleted_nodes_and_terminated_pods_beyond_the_threshold_are_coll
         );
     }
 }
+
+/// The pod garbage collector force-deletes the terminating pods of a node that is not Ready
+/// and carries the `node.kubernetes.io/out-of-service` taint (nothing else would: no kubelet
+/// confirms their end), and marks a terminating pod that was never scheduled `Failed`
+/// before it deletes it (a finalizer keeps this one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_pods_of_out_of_service_nodes_and_unscheduled_ones_are_force_deleted() {
+    let master = Master::start(MasterOptions::default()).expect("start skiff-master");
+    let client = master.kube_client().await.expect("client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    nodes
+        .create(&PostParams::default(), &node("shut", None))
+        .await
+        .expect("create node");
+    let (stuck, status) = pod_on("stuck", "shut", "Running");
+    pods.create(&PostParams::default(), &stuck)
+        .await
+        .expect("create pod");
+    pods.patch_status("stuck", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod status");
+    let unscheduled: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "unscheduled", "finalizers": ["skiff.test/hold"]},
+        "spec": {
+            "nodeSelector": {"skiff.test/no-such-node": "true"},
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}],
+        },
+    }))
+    .expect("pod object");
+    pods.create(&PostParams::default(), &unscheduled)
+        .await
+        .expect("create pod");
+    for name in ["stuck", "unscheduled"] {
+        pods.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete pod");
+    }
+    // Within a check period (20 s) the unscheduled one is marked Failed; no kubelet
+    // finishes `stuck`, and nothing deletes it while its node is only not Ready.
+    let phase = |pod: &Pod| pod.status.as_ref().and_then(|s| s.phase.clone());
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let unscheduled = pods
+            .get("unscheduled")
+            .await
+            .expect("held by its finalizer");
+        if phase(&unscheduled).as_deref() == Some("Failed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unscheduled terminating pod was not marked Failed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let still = pods.get("stuck").await.expect("stuck is still there");
+    assert!(still.metadata.deletion_timestamp.is_some());
+    assert_eq!(phase(&still).as_deref(), Some("Running"));
+
+    // The user says the node is shut down for good.
+    let taint = json!({"spec": {"taints": [{
+        "key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute",
+    }]}});
+    nodes
+        .patch("shut", &PatchParams::default(), &Patch::Merge(&taint))
+        .await
+        .expect("taint node");
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while pods.get_opt("stuck").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the terminating pod of the out-of-service node was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

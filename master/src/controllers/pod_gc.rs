@@ -1,11 +1,17 @@
 //! The pod garbage collector (kube-controller-manager's `podgc`): pods that no kubelet will
 //! ever finish. Every [`CHECK_PERIOD`] it
-//! - force-deletes the pods bound to a node that no longer exists, once the node has been
-//!   gone from the cache for [`QUARANTINE`] and the API server confirms it (404): each gets
-//!   the `DisruptionTarget` condition (`DeletionByPodGC`) and, unless it had finished, the
-//!   phase `Failed` first;
 //! - deletes the oldest terminated pods (`Succeeded` or `Failed`) beyond
-//!   `--terminated-pod-gc-threshold` (12,500; 0 keeps them all).
+//!   `--terminated-pod-gc-threshold` (12,500; 0 keeps them all);
+//! - force-deletes the terminating pods of a node that is not Ready and carries the
+//!   [`OUT_OF_SERVICE_TAINT`] (the user's word that the node is shut down for good, so a
+//!   StatefulSet's pod can start elsewhere);
+//! - force-deletes the pods bound to a node that no longer exists, once the node has been
+//!   gone from the cache for [`QUARANTINE`] and the API server confirms it (404), with the
+//!   `DisruptionTarget` condition (`DeletionByPodGC`);
+//! - force-deletes the terminating pods that were never scheduled.
+//!
+//! A force-deleted pod that had not finished gets the phase `Failed` first: no kubelet will
+//! write its last phase, and a Job counts it by that.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +33,9 @@ pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
 /// How long a node must be gone before its pods are (its `quarantineTime`): a node that is
 /// deleted and registered again keeps them.
 pub const QUARANTINE: Duration = Duration::from_secs(40);
+/// The taint that says a node is shut down and will not come back as it was
+/// (`node.kubernetes.io/out-of-service`, set by a user or an operator).
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
 /// The controller's settings.
 #[derive(Clone, Copy, Debug)]
@@ -81,9 +90,16 @@ struct PodGc {
 
 impl PodGc {
     async fn collect(&mut self) {
-        let terminated = self.pods.state().into_iter().filter(|p| is_terminated(p));
-        self.collect_terminated(terminated.collect()).await;
+        let pods = self.pods.state();
+        let terminated = pods.iter().filter(|p| is_terminated(p)).cloned().collect();
+        self.collect_terminated(terminated).await;
+        self.collect_out_of_service().await;
         self.collect_orphaned().await;
+        let unscheduled = pods.iter().filter(|p| is_unscheduled_terminating(p));
+        for pod in unscheduled {
+            info!(pod = %key(pod), "deleting a terminating pod that was never scheduled");
+            self.fail_and_delete(pod, None).await;
+        }
     }
 
     /// Deletes the oldest terminated pods beyond the threshold.
@@ -99,6 +115,29 @@ impl PodGc {
         );
         for pod in &excess {
             self.force_delete(pod).await;
+        }
+    }
+
+    /// Force-deletes the terminating pods of the nodes that are out of service.
+    async fn collect_out_of_service(&self) {
+        let out_of_service = self
+            .nodes
+            .state()
+            .into_iter()
+            .filter(|n| is_out_of_service(n));
+        for node in out_of_service {
+            let name = node.name_any();
+            let mut terminating: Vec<Arc<Pod>> = self
+                .on_nodes
+                .on_node(&name)
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some())
+                .collect();
+            terminating.sort_by(|a, b| created(a).cmp(&created(b)));
+            for pod in terminating {
+                info!(pod = %key(&pod), node = %name, "deleting a terminating pod on an out-of-service node");
+                self.fail_and_delete(&pod, None).await;
+            }
         }
     }
 
@@ -128,25 +167,33 @@ impl PodGc {
             }
             for pod in self.on_nodes.on_node(&node) {
                 info!(pod = %key(&pod), %node, "found an orphaned pod assigned to a node that no longer exists; deleting it");
-                self.mark_disrupted(&pod).await;
-                self.force_delete(&pod).await;
+                self.fail_and_delete(&pod, Some("PodGC: node no longer exists"))
+                    .await;
             }
             self.missing.remove(&node);
         }
     }
 
-    /// Gives the pod the `DisruptionTarget` condition, and the phase `Failed` unless it
-    /// finished, as kube-controller-manager does before it deletes an orphan.
-    async fn mark_disrupted(&self, pod: &Pod) {
-        let mut status = json!({"conditions": [{
-            "type": "DisruptionTarget",
-            "status": "True",
-            "reason": "DeletionByPodGC",
-            "message": "PodGC: node no longer exists",
-            "lastTransitionTime": Time(Utc::now()),
-        }]});
+    /// Deletes the pod at once (grace period 0), whatever its node does. A pod that had not
+    /// finished gets the phase `Failed` first, with the `DisruptionTarget` condition saying
+    /// `disruption` if given, as kube-controller-manager does.
+    async fn fail_and_delete(&self, pod: &Pod, disruption: Option<&str>) {
         if !is_terminated(pod) {
-            status["phase"] = json!("Failed");
+            self.mark_failed(pod, disruption).await;
+        }
+        self.force_delete(pod).await;
+    }
+
+    async fn mark_failed(&self, pod: &Pod, disruption: Option<&str>) {
+        let mut status = json!({"phase": "Failed"});
+        if let Some(message) = disruption {
+            status["conditions"] = json!([{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "DeletionByPodGC",
+                "message": message,
+                "lastTransitionTime": Time(Utc::now()),
+            }]);
         }
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
@@ -159,11 +206,10 @@ impl PodGc {
             )
             .await
         {
-            warn!(pod = %key(pod), "marking a pod disrupted: {err}");
+            warn!(pod = %key(pod), "marking a pod failed: {err}");
         }
     }
 
-    /// Deletes the pod at once (grace period 0), whatever its node does.
     async fn force_delete(&self, pod: &Pod) {
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
@@ -186,7 +232,6 @@ fn oldest_beyond(mut terminated: Vec<Arc<Pod>>, threshold: usize) -> Vec<Arc<Pod
         return Vec::new();
     }
     let excess = terminated.len() - threshold;
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     terminated.sort_by(|a, b| {
         created(a)
             .cmp(&created(b))
@@ -202,6 +247,35 @@ fn is_terminated(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+/// Whether the pod is being deleted but was never bound to a node.
+fn is_unscheduled_terminating(pod: &Pod) -> bool {
+    let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    pod.metadata.deletion_timestamp.is_some() && bound.is_none_or(str::is_empty)
+}
+
+/// Whether the node is not Ready and carries the [`OUT_OF_SERVICE_TAINT`] (any effect).
+fn is_out_of_service(node: &Node) -> bool {
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.key == OUT_OF_SERVICE_TAINT);
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    tainted && !ready
+}
+
+fn created(pod: &Pod) -> Option<chrono::DateTime<Utc>> {
+    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
 /// `namespace/name`, for logs.
@@ -232,5 +306,50 @@ mod tests {
         assert_eq!(names(&oldest_beyond(terminated.clone(), 3)), ["a"]);
         assert!(oldest_beyond(terminated.clone(), 4).is_empty());
         assert!(oldest_beyond(terminated, 0).is_empty(), "0 keeps them all");
+    }
+
+    #[test]
+    fn out_of_service_needs_the_taint_and_a_node_that_is_not_ready() {
+        let node = |taint: Option<&str>, ready: Option<&str>| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n"},
+                "spec": {"taints": taint.map(|key| vec![json!({"key": key, "value": "nodeshutdown", "effect": "NoExecute"})])},
+                "status": {"conditions": ready.map(|status| vec![json!({"type": "Ready", "status": status})])},
+            }))
+            .expect("node")
+        };
+        assert!(is_out_of_service(&node(
+            Some(OUT_OF_SERVICE_TAINT),
+            Some("False")
+        )));
+        assert!(is_out_of_service(&node(
+            Some(OUT_OF_SERVICE_TAINT),
+            Some("Unknown")
+        )));
+        assert!(is_out_of_service(&node(Some(OUT_OF_SERVICE_TAINT), None)));
+        assert!(!is_out_of_service(&node(
+            Some(OUT_OF_SERVICE_TAINT),
+            Some("True")
+        )));
+        assert!(!is_out_of_service(&node(
+            Some("node.kubernetes.io/unreachable"),
+            Some("Unknown")
+        )));
+        assert!(!is_out_of_service(&node(None, Some("False"))));
+    }
+
+    #[test]
+    fn only_terminating_pods_without_a_node_are_unscheduled_terminating() {
+        let pod = |node: Option<&str>, deleting: bool| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "deletionTimestamp": deleting.then_some("2026-12-05T10:00:00Z")},
+                "spec": {"nodeName": node, "containers": []},
+            }))
+            .expect("pod")
+        };
+        assert!(is_unscheduled_terminating(&pod(None, true)));
+        assert!(is_unscheduled_terminating(&pod(Some(""), true)));
+        assert!(!is_unscheduled_terminating(&pod(Some("n"), true)));
+        assert!(!is_unscheduled_terminating(&pod(None, false)));
     }
 }

@@ -542,6 +542,7 @@ fn start_etcd(
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster={initial_cluster}"))
+            .args(skiff_tooling::etcd::server_flags())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("etcd log")?)
             .stderr(log);
