@@ -166,6 +166,145 @@ pub fn field_value(object: &Value, path: &str) -> Option<String> {
     }
 }
 
+/// The paths [`field_value`] reads for a field-selector path: the path itself, and the fields
+/// some kinds take it from.
+pub fn field_sources<'a>(path: &'a &'a str) -> &'a [&'a str] {
+    match *path {
+        "spec.host" => &["spec.nodeName"],
+        "status.podIP" => &["status.podIP", "status.podIPs"],
+        "status.successful" => &["status.succeeded"],
+        "source" => &["source", "reportingComponent"],
+        _ => std::slice::from_ref(path),
+    }
+}
+
+/// Parses of the object in `json` only what lies on or under the dotted `paths` (and
+/// `kind`): a selector's labels and fields of a pod without its containers, volumes,
+/// conditions and managedFields, which are skipped unparsed. Whatever lies off the paths is
+/// absent from the result, so [`field_value`] and [`labels`] read the same from it as from
+/// the whole object. None when `json` is not a JSON object.
+pub fn parse_paths(json: &[u8], paths: &[&str]) -> Option<Value> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let picked = serde::de::DeserializeSeed::deserialize(
+        Pick {
+            paths,
+            prefix: String::new(),
+        },
+        &mut deserializer,
+    )
+    .ok()?;
+    deserializer.end().ok()?;
+    picked.is_object().then_some(picked)
+}
+
+/// A [`parse_paths`] step: the value at `prefix` (the root when empty), on the way to some
+/// of `paths`.
+struct Pick<'a> {
+    paths: &'a [&'a str],
+    prefix: String,
+}
+
+/// How much of a value [`Pick`] keeps.
+enum Keep {
+    /// All of it: a path ends here (or above).
+    All,
+    /// What lies on the paths that go through it.
+    Part,
+    /// Nothing.
+    Nothing,
+}
+
+impl Pick<'_> {
+    fn keep(&self, path: &str) -> Keep {
+        if path == "kind" || self.paths.contains(&path) {
+            return Keep::All;
+        }
+        let through = |wanted: &&str| {
+            wanted
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if self.paths.iter().any(through) {
+            Keep::Part
+        } else {
+            Keep::Nothing
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// A value on the way to a path that is not an object has nothing on the path: null.
+impl<'de> serde::de::Visitor<'de> for Pick<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut picked = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.prefix)
+            };
+            match self.keep(&path) {
+                Keep::All => {
+                    picked.insert(key, map.next_value()?);
+                }
+                Keep::Part => {
+                    let pick = Pick {
+                        paths: self.paths,
+                        prefix: path,
+                    };
+                    picked.insert(key, map.next_value_seed(pick)?);
+                }
+                Keep::Nothing => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(picked))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
 /// The scalar at a dotted path, as a string; `None` if absent or null.
 fn lookup(object: &Value, path: &str) -> Option<String> {
     let mut v = object;

@@ -86,6 +86,18 @@ impl Attrs {
         }
     }
 
+    /// The attributes of the object in `json` (None when it is not a JSON object), parsing
+    /// only what selectors read: the labels and the selectable fields, not a pod's
+    /// containers or managedFields.
+    pub fn parse(json: &[u8], resource: &Resource) -> Option<Attrs> {
+        let fields = ["metadata.name", "metadata.namespace"]
+            .iter()
+            .chain(resource.field_selectors);
+        let mut paths = vec!["metadata.labels"];
+        paths.extend(fields.flat_map(objects::field_sources).copied());
+        Some(Attrs::of(&objects::parse_paths(json, &paths)?, resource))
+    }
+
     /// The value of a selectable field (None when unset or not selectable).
     pub fn field(&self, field: &str) -> Option<String> {
         self.fields
@@ -142,10 +154,7 @@ impl CachedObject {
     /// when the stored bytes are not JSON).
     pub fn attrs(&self, resource: &Resource) -> Option<&Attrs> {
         self.attrs
-            .get_or_init(|| {
-                let object: Value = serde_json::from_slice(&self.kv.value).ok()?;
-                Some(Attrs::of(&object, resource))
-            })
+            .get_or_init(|| Attrs::parse(&self.kv.value, resource))
             .as_ref()
     }
 
@@ -583,25 +592,49 @@ mod tests {
         let pods = super::super::resources::find("", "v1", "pods").expect("pods");
         let pod = serde_json::json!({
             "kind": "Pod",
-            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"tier": "front", "app": "web"}},
-            "spec": {"nodeName": "node-a"},
-            "status": {"podIPs": [{"ip": "10.0.0.7"}]},
+            "metadata": {
+                "name": "web-1", "namespace": "shop", "labels": {"tier": "front", "app": "web"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {
+                "nodeName": "node-a", "hostNetwork": true,
+                "containers": [{"name": "app", "image": "nginx", "env": [{"name": "A", "value": "b"}]}],
+            },
+            "status": {"podIPs": [{"ip": "10.0.0.7"}], "conditions": [{"type": "Ready", "status": "True"}]},
         });
-        let attrs = Attrs::of(&pod, pods);
-        assert_eq!(attrs.labels.get("app"), Some("web"));
-        assert_eq!(attrs.labels.get("tier"), Some("front"));
-        assert_eq!(attrs.labels.get("zone"), None);
-        assert_eq!(attrs.field("metadata.name").as_deref(), Some("web-1"));
-        assert_eq!(attrs.field("spec.nodeName").as_deref(), Some("node-a"));
-        assert_eq!(attrs.field("status.podIP").as_deref(), Some("10.0.0.7"));
-        // Defaulted as Go's zero value or the API's default, as kube-apiserver's GetAttrs.
-        assert_eq!(attrs.field("status.phase").as_deref(), Some("Pending"));
-        assert_eq!(attrs.field("status.nominatedNodeName"), None);
-        assert_eq!(attrs.field("spec.noSuchField"), None);
-        let selector: LabelSelector = "app=web,tier in (front)".parse().expect("selector");
-        assert!(selector.matches(&attrs.labels));
-        let selector: LabelSelector = "app=web,!zone,tier!=front".parse().expect("selector");
-        assert!(!selector.matches(&attrs.labels));
+        // From the parsed object, and from its JSON parsing only what selectors read.
+        let parsed = Attrs::parse(pod.to_string().as_bytes(), pods).expect("attrs");
+        for attrs in [Attrs::of(&pod, pods), parsed] {
+            assert_eq!(attrs.labels.get("app"), Some("web"));
+            assert_eq!(attrs.labels.get("tier"), Some("front"));
+            assert_eq!(attrs.labels.get("zone"), None);
+            assert_eq!(attrs.field("metadata.name").as_deref(), Some("web-1"));
+            assert_eq!(attrs.field("metadata.namespace").as_deref(), Some("shop"));
+            assert_eq!(attrs.field("spec.nodeName").as_deref(), Some("node-a"));
+            assert_eq!(attrs.field("spec.hostNetwork").as_deref(), Some("true"));
+            assert_eq!(attrs.field("status.podIP").as_deref(), Some("10.0.0.7"));
+            // Defaulted as Go's zero value or the API's default, as kube-apiserver's GetAttrs.
+            assert_eq!(attrs.field("status.phase").as_deref(), Some("Pending"));
+            assert_eq!(attrs.field("status.nominatedNodeName"), None);
+            assert_eq!(attrs.field("spec.noSuchField"), None);
+            let selector: LabelSelector = "app=web,tier in (front)".parse().expect("selector");
+            assert!(selector.matches(&attrs.labels));
+            let selector: LabelSelector = "app=web,!zone,tier!=front".parse().expect("selector");
+            assert!(!selector.matches(&attrs.labels));
+        }
+        // Fields read from other fields: a Job's `status.successful`, an Event's `source`.
+        let jobs = super::super::resources::find("batch", "v1", "jobs").expect("jobs");
+        let job = br#"{"kind":"Job","metadata":{"name":"j"},"status":{"succeeded":3}}"#;
+        let attrs = Attrs::parse(job, jobs).expect("attrs");
+        assert_eq!(attrs.field("status.successful").as_deref(), Some("3"));
+        let events = super::super::resources::find("", "v1", "events").expect("events");
+        let event = br#"{"kind":"Event","metadata":{"name":"e"},"reportingComponent":"kubelet","involvedObject":{"kind":"Pod","name":"p"}}"#;
+        let attrs = Attrs::parse(event, events).expect("attrs");
+        assert_eq!(attrs.field("source").as_deref(), Some("kubelet"));
+        assert_eq!(attrs.field("involvedObject.name").as_deref(), Some("p"));
+        // Not an object, or not JSON.
+        assert!(Attrs::parse(b"[1, 2]", pods).is_none());
+        assert!(Attrs::parse(b"{\"kind\": \"Pod\"", pods).is_none());
     }
 
     #[tokio::test]
