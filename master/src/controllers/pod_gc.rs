@@ -133,7 +133,7 @@ impl PodGc {
                 .into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_some())
                 .collect();
-            terminating.sort_by(|a, b| created(a).cmp(&created(b)));
+            terminating.sort_by_key(|p| created(p));
             for pod in terminating {
                 info!(pod = %key(&pod), node = %name, "deleting a terminating pod on an out-of-service node");
                 self.fail_and_delete(&pod, None).await;
