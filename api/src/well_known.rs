@@ -37,6 +37,10 @@ pub const TAINT_NODE_PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
 /// The node's network is not configured.
 pub const TAINT_NODE_NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
 
+/// A user or operator says the node is shut down and will not come back as it was: its
+/// terminating pods are deleted at once (kube-controller-manager's podgc).
+pub const TAINT_NODE_OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+
 /// The cluster DNS's address in a Service range starting at `network` (10.96.0.0/12 gives
 /// 10.96.0.10): its 10th address, as kubeadm picks it for the `kube-dns` Service and as
 /// kubelets' `--cluster-dns` names it.

@@ -337,7 +337,8 @@ impl Monitor {
     }
 }
 
-fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
+/// The node's condition of `type_`.
+pub(super) fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
     node.status
         .as_ref()?
         .conditions

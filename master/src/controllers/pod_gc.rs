@@ -3,8 +3,8 @@
 //! - deletes the oldest terminated pods (`Succeeded` or `Failed`) beyond
 //!   `--terminated-pod-gc-threshold` (12,500; 0 keeps them all);
 //! - force-deletes the terminating pods of a node that is not Ready and carries the
-//!   [`OUT_OF_SERVICE_TAINT`] (the user's word that the node is shut down for good, so a
-//!   StatefulSet's pod can start elsewhere);
+//!   [`TAINT_NODE_OUT_OF_SERVICE`] taint (the user's word that the node is shut down for
+//!   good, so a StatefulSet's pod can start elsewhere);
 //! - force-deletes the pods bound to a node that no longer exists, once the node has been
 //!   gone from the cache for [`QUARANTINE`] and the API server confirms it (404), with the
 //!   `DisruptionTarget` condition (`DeletionByPodGC`);
@@ -24,6 +24,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
+use skiff_api::well_known::TAINT_NODE_OUT_OF_SERVICE;
 use tracing::{info, warn};
 
 use super::informers::{Index, Informers};
@@ -33,9 +34,6 @@ pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
 /// How long a node must be gone before its pods are (its `quarantineTime`): a node that is
 /// deleted and registered again keeps them.
 pub const QUARANTINE: Duration = Duration::from_secs(40);
-/// The taint that says a node is shut down and will not come back as it was
-/// (`node.kubernetes.io/out-of-service`, set by a user or an operator).
-pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
 /// The controller's settings.
 #[derive(Clone, Copy, Debug)]
@@ -255,7 +253,7 @@ fn is_unscheduled_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some() && bound.is_none_or(str::is_empty)
 }
 
-/// Whether the node is not Ready and carries the [`OUT_OF_SERVICE_TAINT`] (any effect).
+/// Whether the node is not Ready and carries the [`TAINT_NODE_OUT_OF_SERVICE`] (any effect).
 fn is_out_of_service(node: &Node) -> bool {
     let tainted = node
         .spec
@@ -263,14 +261,8 @@ fn is_out_of_service(node: &Node) -> bool {
         .and_then(|s| s.taints.as_deref())
         .unwrap_or_default()
         .iter()
-        .any(|t| t.key == OUT_OF_SERVICE_TAINT);
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|t| t.key == TAINT_NODE_OUT_OF_SERVICE);
+    let ready = super::node_lifecycle::condition(node, "Ready").is_some_and(|c| c.status == "True");
     tainted && !ready
 }
 
@@ -319,16 +311,19 @@ mod tests {
             .expect("node")
         };
         assert!(is_out_of_service(&node(
-            Some(OUT_OF_SERVICE_TAINT),
+            Some(TAINT_NODE_OUT_OF_SERVICE),
             Some("False")
         )));
         assert!(is_out_of_service(&node(
-            Some(OUT_OF_SERVICE_TAINT),
+            Some(TAINT_NODE_OUT_OF_SERVICE),
             Some("Unknown")
         )));
-        assert!(is_out_of_service(&node(Some(OUT_OF_SERVICE_TAINT), None)));
+        assert!(is_out_of_service(&node(
+            Some(TAINT_NODE_OUT_OF_SERVICE),
+            None
+        )));
         assert!(!is_out_of_service(&node(
-            Some(OUT_OF_SERVICE_TAINT),
+            Some(TAINT_NODE_OUT_OF_SERVICE),
             Some("True")
         )));
         assert!(!is_out_of_service(&node(
