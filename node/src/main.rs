@@ -236,8 +236,8 @@ fn main() -> anyhow::Result<()> {
             .block_on(run_api_balancer(*listen, servers));
     }
     if args.hollow.is_some() {
-        let runtime = skiff_node::hollow::executor(args.hollow_connections)
-            .context("starting the hollow nodes' runtime")?;
+        let runtime =
+            skiff_node::hollow::executor().context("starting the hollow nodes' runtime")?;
         return runtime.block_on(run_hollow(args));
     }
     // One thread: the agent's work is waiting on Docker and the master. io_uring carries its

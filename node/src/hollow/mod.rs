@@ -9,7 +9,8 @@
 //!
 //! - one thread, one io_uring ring and `--hollow-connections` persistent HTTPS connections
 //!   carrying every node's Lease renewals and status writes ([`heartbeats`]); many connections'
-//!   submissions go to the kernel in one `io_uring_enter`;
+//!   submissions go to the kernel in one `io_uring_enter`, which is also what the thread
+//!   sleeps in;
 //! - one watch of every bound pod, demultiplexed by node name ([`pods`]);
 //! - one API client (its connection pool) for registration and pod writes, and one credential
 //!   (the kubeconfig's) for all of them.
@@ -141,7 +142,6 @@ pub async fn run(
     let heartbeats = heartbeats::Heartbeats {
         client: client.clone(),
         settings,
-        transport,
         nodes: nodes.clone(),
         facts,
         lease_interval: config.lease_interval,
@@ -150,8 +150,14 @@ pub async fn run(
         stats: stats.clone(),
     };
     let connections = config.connections.clamp(1, config.count);
-    for connection in 0..connections {
-        uring::spawn(heartbeats.clone().run(connection, connections));
+    let ring = match transport {
+        Transport::IoUring => heartbeats::run_on_ring(&heartbeats, connections),
+        Transport::Tokio => None,
+    };
+    if ring.is_none() {
+        for connection in 0..connections {
+            uring::spawn(heartbeats.clone().run(connection, connections));
+        }
     }
     if !config.report_interval.is_zero() {
         let nodes = nodes.clone();
@@ -176,12 +182,8 @@ pub async fn run(
     }
 }
 
-/// Runs [`run`] on an io_uring executor sized for `connections` (plain tokio where io_uring is
-/// missing or `SKIFF_IO_URING=off`).
-pub fn executor(connections: u32) -> std::io::Result<uring::Executor> {
-    // A read and a write in flight per connection, and room for the API client's.
-    let entries = (connections.saturating_mul(4))
-        .clamp(64, 4096)
-        .next_power_of_two();
-    uring::Executor::with_ring_entries(entries)
+/// The executor [`run`] runs on: io_uring (plain tokio where io_uring is missing or
+/// `SKIFF_IO_URING=off`). The heartbeats have a ring of their own ([`heartbeats`]).
+pub fn executor() -> std::io::Result<uring::Executor> {
+    uring::Executor::new()
 }

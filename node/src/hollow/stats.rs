@@ -42,6 +42,18 @@ impl Stats {
         }
     }
 
+    /// Adds what another thread counted (the heartbeat ring's).
+    pub(super) fn add(&self, tally: Tally) {
+        let add = |counter: &Cell<u64>, n: u64| counter.set(counter.get().saturating_add(n));
+        add(&self.renewals, tally.renewals.len() as u64);
+        add(&self.renew_errors, tally.renew_errors);
+        add(&self.status_updates, tally.status_updates);
+        add(&self.status_errors, tally.status_errors);
+        let mut latencies = self.latencies.borrow_mut();
+        let room = MAX_SAMPLES.saturating_sub(latencies.len());
+        latencies.extend(tally.renewals.into_iter().take(room));
+    }
+
     pub(super) fn renew_failed(&self) {
         bump(&self.renew_errors);
     }
@@ -85,6 +97,25 @@ impl Stats {
         let mut latencies = std::mem::take(&mut *self.latencies.borrow_mut());
         latencies.sort_unstable();
         latencies
+    }
+}
+
+/// Heartbeat counts kept on another thread, handed to [`Stats`] now and then.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// Each renewal's latency in microseconds.
+    pub(super) renewals: Vec<u32>,
+    pub(super) renew_errors: u64,
+    pub(super) status_updates: u64,
+    pub(super) status_errors: u64,
+}
+
+impl Tally {
+    pub(super) fn renewed(&mut self, took: Duration) {
+        if self.renewals.len() < MAX_SAMPLES {
+            self.renewals
+                .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        }
     }
 }
 
@@ -195,5 +226,16 @@ mod tests {
         assert_eq!(stats.pods_deleted.get(), 2);
         assert_eq!(stats.take_latencies(), vec![1000, 3000]);
         assert!(stats.take_latencies().is_empty());
+        let mut tally = Tally::default();
+        tally.renewed(Duration::from_micros(700));
+        tally.renew_errors = 2;
+        tally.status_updates = 3;
+        stats.add(tally);
+        assert_eq!(stats.renewals(), 3);
+        assert_eq!(
+            (stats.renew_errors.get(), stats.status_updates.get()),
+            (2, 3)
+        );
+        assert_eq!(stats.take_latencies(), vec![700]);
     }
 }

@@ -27,7 +27,7 @@ pub use capacity::{Capacity, CpuTimes, Usage, capacity, usage};
 pub use executor::{Executor, block_on, io_uring_active, spawn};
 pub use fs::{LogFile, read_file, read_tail};
 pub use heartbeat::{
-    ApiResponse, ConnectionError, Credential, HeartbeatConnection, HeartbeatSettings, RenewalCost,
-    Transport, measure_renewals,
+    ApiResponse, ConnectionError, Credential, HeartbeatConnection, HeartbeatRing,
+    HeartbeatSettings, RenewalCost, Transport, measure_renewals,
 };
 pub use kubelet_heartbeat::UringHeartbeat;

@@ -44,7 +44,7 @@ pub enum TlsError {
 }
 
 /// Ciphertext read per io_uring read: one full TLS record (16 KiB + overhead).
-const READ_BUFFER: usize = 16 * 1024 + 512;
+pub(crate) const READ_BUFFER: usize = 16 * 1024 + 512;
 
 /// A client configuration that trusts exactly the CA certificates in `ca_pem`, presenting
 /// `identity`'s current certificate if given.

@@ -294,7 +294,7 @@ async fn round_trip(
     }
 }
 
-fn check_status(response: Response) -> Result<ApiResponse, ConnectionError> {
+pub(super) fn check_status(response: Response) -> Result<ApiResponse, ConnectionError> {
     if (200..300).contains(&response.status) {
         return Ok(ApiResponse {
             status: response.status,

@@ -14,12 +14,14 @@
 mod backoff;
 mod connection;
 mod measure;
+mod ring;
 mod settings;
 mod transport;
 
 pub use backoff::{INITIAL_BACKOFF, MAX_BACKOFF};
 pub use connection::{ApiResponse, DEFAULT_TIMEOUT, HeartbeatConnection};
 pub use measure::{RenewalCost, measure_renewals};
+pub use ring::{HeartbeatRing, Next, Request, Requests};
 pub use settings::{Credential, HeartbeatSettings};
 pub(crate) use transport::Target;
 pub use transport::Transport;

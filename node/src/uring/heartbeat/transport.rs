@@ -78,6 +78,31 @@ impl Target {
         })
     }
 
+    /// The name the server's certificate must carry.
+    pub(super) fn server_name(&self) -> &ServerName<'static> {
+        &self.server_name
+    }
+
+    /// Its socket addresses (at least one), resolved on the calling thread (which blocks).
+    pub(super) fn resolve_blocking(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
+        use std::net::ToSocketAddrs as _;
+        let resolve_error = |source| ConnectionError::Resolve {
+            host: self.host.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(resolve_error)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(resolve_error(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no addresses",
+            )));
+        }
+        Ok(addrs)
+    }
+
     /// Its socket addresses (at least one).
     pub(crate) async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
         let resolve_error = |source| ConnectionError::Resolve {
