@@ -17,9 +17,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use skiff::master::{Master, MasterOptions};
 use skiff_node::kubelet::{self, Heartbeat as _};
+use skiff_node::uring::heartbeat::{Next, Request, Requests};
 use skiff_node::uring::{
-    self, ConnectionError, Credential, Executor, HeartbeatConnection, HeartbeatSettings, Transport,
-    UringHeartbeat,
+    self, ConnectionError, Credential, Executor, HeartbeatConnection, HeartbeatRing,
+    HeartbeatSettings, Transport, UringHeartbeat,
 };
 
 /// File descriptors of this process that are io_uring instances.
@@ -406,4 +407,181 @@ fn kubelet_heartbeat_writes_lease_and_node_status_over_io_uring() -> anyhow::Res
         ensure!(stored.capacity == status.capacity, "{stored:?}");
         Ok(())
     })
+}
+
+/// A scripted request: the node, the status patch (none: a Lease renewal), the renewTime.
+type Step = (String, Option<Vec<u8>>, DateTime<Utc>);
+/// A [`Step`] as written in the test.
+type StepRef<'a> = (&'a str, Option<&'a [u8]>, DateTime<Utc>);
+
+/// The requests of [`heartbeat_ring_carries_many_connections_requests`]: a queue per
+/// connection, every outcome recorded; stops the ring once all are answered (or at the
+/// deadline).
+struct Script {
+    queues: Vec<std::collections::VecDeque<Step>>,
+    in_flight: Vec<Option<Step>>,
+    /// (connection, node, status or error) in the order answered.
+    outcomes: Vec<(usize, String, Result<u16, ConnectionError>)>,
+    pending: usize,
+    deadline: Instant,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Script {
+    fn new(queues: Vec<Vec<StepRef<'_>>>) -> Script {
+        let pending = queues.iter().map(Vec::len).sum();
+        Script {
+            in_flight: queues.iter().map(|_| None).collect(),
+            queues: queues
+                .into_iter()
+                .map(|queue| {
+                    queue
+                        .into_iter()
+                        .map(|(node, patch, at)| (node.to_owned(), patch.map(<[u8]>::to_vec), at))
+                        .collect()
+                })
+                .collect(),
+            outcomes: Vec::new(),
+            pending,
+            deadline: Instant::now() + Duration::from_secs(60),
+            stop: Arc::default(),
+        }
+    }
+
+    /// Runs the script on a ring of one connection per queue, on a thread of its own.
+    fn run(mut self, settings: HeartbeatSettings) -> anyhow::Result<Script> {
+        thread::spawn(move || -> anyhow::Result<Script> {
+            let mut ring = HeartbeatRing::new(&settings, self.queues.len())?;
+            let stop = self.stop.clone();
+            ring.run(&mut self, &stop)?;
+            Ok(self)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the ring's thread panicked"))?
+    }
+}
+
+impl Requests for Script {
+    fn next(&mut self, connection: usize, now: Instant) -> Next<'_> {
+        if now > self.deadline {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let Some(request) = self.queues[connection].pop_front() else {
+            return Next::At(now + Duration::from_millis(50));
+        };
+        let (node, patch, at) = self.in_flight[connection].insert(request);
+        Next::Send(match patch {
+            Some(patch) => Request::NodeStatus { node, patch },
+            None => Request::RenewLease { node, at: *at },
+        })
+    }
+
+    fn done(
+        &mut self,
+        connection: usize,
+        outcome: Result<uring::ApiResponse, ConnectionError>,
+        _took: Duration,
+    ) {
+        let node = self.in_flight[connection]
+            .take()
+            .map(|(node, ..)| node)
+            .unwrap_or_default();
+        self.outcomes
+            .push((connection, node, outcome.map(|response| response.status)));
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn heartbeat_ring_carries_many_connections_requests() -> anyhow::Result<()> {
+    let master = Master::start(MasterOptions::default())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let client = runtime.block_on(master.kube_client())?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(client);
+    let names: Vec<String> = (0..6).map(|i| format!("ring-{i}")).collect();
+    runtime.block_on(async {
+        for name in &names {
+            leases.create(&PostParams::default(), &lease(name)).await?;
+        }
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(names[0].clone()),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        };
+        nodes.create(&PostParams::default(), &node).await?;
+        anyhow::Ok(())
+    })?;
+    // Three connections, two nodes each, ten renewals of each node one after the other; a
+    // status write on the first; a Lease that does not exist on the last.
+    let start = micros(Utc::now()) - chrono::Duration::seconds(1);
+    let at = |i: i64| start + chrono::Duration::milliseconds(i) + chrono::Duration::microseconds(3);
+    let status = br#"{"status":{"nodeInfo":{"kubeletVersion":"ring"}}}"#;
+    let mut queues: Vec<Vec<StepRef<'_>>> = (0..3)
+        .map(|c| {
+            (0..10)
+                .flat_map(|i| {
+                    [
+                        (names[c].as_str(), None, at(i)),
+                        (names[c + 3].as_str(), None, at(i)),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    queues[0].push((&names[0], Some(status), at(0)));
+    queues[2].push(("ring-missing", None, at(0)));
+    let settings = settings(master.server_url(), &master, "ring");
+    let script = Script::new(queues).run(settings.clone())?;
+    ensure!(
+        script.pending == 0,
+        "unanswered after a minute: {:?}",
+        script.outcomes
+    );
+    for (connection, node, outcome) in &script.outcomes {
+        match (node.as_str(), outcome) {
+            ("ring-missing", Err(err)) => ensure!(err.is_not_found(), "{err}"),
+            (_, Ok(200)) => {}
+            other => bail!("connection {connection}: {other:?}"),
+        }
+    }
+    // Each connection's requests were answered in the order given.
+    let answered: Vec<&str> = script
+        .outcomes
+        .iter()
+        .filter(|(connection, ..)| *connection == 1)
+        .map(|(_, node, _)| node.as_str())
+        .collect();
+    ensure!(answered.len() == 20 && answered.chunks(2).all(|pair| pair == ["ring-1", "ring-4"]));
+    runtime.block_on(async {
+        for name in &names {
+            ensure!(
+                renew_time(&leases, name).await? == at(9),
+                "{name}'s last renewTime"
+            );
+        }
+        let node = nodes.get(&names[0]).await?;
+        let kubelet = node
+            .status
+            .and_then(|s| s.node_info)
+            .map(|i| i.kubelet_version);
+        ensure!(
+            kubelet.as_deref() == Some("ring"),
+            "the status patch: {kubelet:?}"
+        );
+        anyhow::Ok(())
+    })?;
+    // A wrong token is refused, and said so.
+    let mut wrong = settings;
+    wrong.credential = Credential::BearerToken("not-the-token".into());
+    let refused = Script::new(vec![vec![("ring-0", None, at(20))]]).run(wrong)?;
+    match refused.outcomes.as_slice() {
+        [(0, _, Err(ConnectionError::Status { status: 401, .. }))] => Ok(()),
+        other => bail!("renewing with a wrong token: {other:?}"),
+    }
 }
