@@ -38,6 +38,8 @@ use crate::uring::tls;
 
 /// The longest the thread sleeps without looking at its stop flag.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// The longest an answer waits for others to be reaped with it.
+const BATCH_WAIT: Duration = Duration::from_millis(1);
 /// How long a connection attempt may block the thread (the API server is near: loopback or
 /// the node-local balancer).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -119,6 +121,8 @@ struct Connection {
     connected: Option<Instant>,
     /// Failed or finished: closes once its operations have completed.
     closing: bool,
+    /// When to look at the connection next, unless an operation of it completes first.
+    look_at: Option<Instant>,
     backoff: Backoff,
 }
 
@@ -136,6 +140,7 @@ impl Connection {
             started: None,
             connected: None,
             closing: false,
+            look_at: None,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
         }
     }
@@ -198,10 +203,33 @@ impl HeartbeatRing {
             let now = Instant::now();
             let mut wake = now + MAX_SLEEP;
             for id in 0..self.connections.len() {
-                self.advance(id, now, requests, &mut wake);
+                // A connection is looked at when one of its operations completed or the time
+                // it asked for came, not at every wake-up of every other.
+                if let Some(at) = self.connections[id].look_at
+                    && now < at
+                {
+                    wake = wake.min(at);
+                    continue;
+                }
+                let mut at = now + MAX_SLEEP;
+                self.advance(id, now, requests, &mut at);
+                self.connections[id].look_at = Some(at);
+                wake = wake.min(at);
             }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            self.submit_and_wait(Some(timeout))?;
+            // Waiting for a quarter of the answers due (at most BATCH_WAIT longer than for
+            // the first) wakes the thread once for many; DEFER_TASKRUN lets the kernel wait
+            // for them without returning to the thread.
+            let awaited = self
+                .connections
+                .iter()
+                .filter(|c| c.started.is_some() && c.receiving)
+                .count();
+            let want = (awaited / 4).max(1);
+            let mut timeout = wake.saturating_duration_since(Instant::now());
+            if want > 1 {
+                timeout = timeout.min(BATCH_WAIT);
+            }
+            self.submit_and_wait(want, Some(timeout))?;
             completions.clear();
             completions.extend(
                 self.ring
@@ -210,9 +238,10 @@ impl HeartbeatRing {
             );
             for &(user_data, result) in &completions {
                 let id = usize::try_from(user_data >> 1).unwrap_or(usize::MAX);
-                if id >= self.connections.len() {
+                let Some(connection) = self.connections.get_mut(id) else {
                     continue;
-                }
+                };
+                connection.look_at = None;
                 if user_data & 1 == SEND {
                     self.sent(id, result, requests);
                 } else {
@@ -225,7 +254,7 @@ impl HeartbeatRing {
             connection.begin_close();
         }
         while self.connections.iter().any(Connection::busy) {
-            self.submit_and_wait(None)?;
+            self.submit_and_wait(1, None)?;
             for cqe in self.ring.completion() {
                 let id = usize::try_from(cqe.user_data() >> 1).unwrap_or(usize::MAX);
                 if let Some(connection) = self.connections.get_mut(id) {
@@ -243,16 +272,16 @@ impl HeartbeatRing {
         Ok(())
     }
 
-    /// One `io_uring_enter`: submits what is queued, waits for a completion (at most
+    /// One `io_uring_enter`: submits what is queued, waits for `want` completions (at most
     /// `timeout`).
-    fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    fn submit_and_wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
         let result = match timeout {
             Some(timeout) => {
                 let timespec = types::Timespec::from(timeout);
                 let args = types::SubmitArgs::new().timespec(&timespec);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
-            None => self.ring.submitter().submit_and_wait(1),
+            None => self.ring.submitter().submit_and_wait(want),
         };
         match result {
             Ok(_) => Ok(()),
