@@ -487,7 +487,10 @@ impl HeartbeatRing {
             self.fail(id, err.into(), requests);
             return;
         };
-        connection.sent = connection.sent.saturating_add(taken);
+        connection.sent = connection
+            .sent
+            .saturating_add(taken)
+            .min(connection.outgoing.len());
         if connection.sent < connection.outgoing.len() {
             let Some(fd) = connection.socket.as_ref().map(AsRawFd::as_raw_fd) else {
                 return;
