@@ -47,20 +47,13 @@ impl Executor {
     ///
     /// Fails only if not even the plain tokio runtime can be built.
     pub fn new() -> io::Result<Executor> {
-        Executor::with_ring_entries(RING_ENTRIES)
-    }
-
-    /// As [`Executor::new`], with a ring of `entries` submission queue entries: for a
-    /// process with many operations in flight at once (the hollow nodes' connections), so
-    /// one `io_uring_enter` submits them all.
-    pub fn with_ring_entries(entries: u32) -> io::Result<Executor> {
         if disabled_by_env() {
             static SAID: Once = Once::new();
             SAID.call_once(|| info!("io_uring turned off by {DISABLE_ENV}; running on tokio"));
             return Executor::tokio();
         }
         let mut builder = tokio_uring::builder();
-        builder.entries(entries);
+        builder.entries(RING_ENTRIES);
         // A socket operation completes as task work on this thread. By default the kernel
         // interrupts the thread for it: a reschedule IPI when the answer arrived on the other
         // CPU, as the master's do (a tenth of the hollow nodes' perf samples). With

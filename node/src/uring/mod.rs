@@ -7,7 +7,8 @@
 //! - [`heartbeat`]: the persistent HTTPS/1.1 connection that renews the node's Lease (and
 //!   writes its status), with rustls driven over owned buffers on a tokio-uring `TcpStream`,
 //!   and the same over tokio + tokio-rustls for comparison; [`kubelet_heartbeat`] plugs it
-//!   into the kubelet's `Heartbeat` trait.
+//!   into the kubelet's `Heartbeat` trait. [`HeartbeatRing`] carries many connections'
+//!   heartbeat requests on one ring of its own (the `io-uring` crate), for the hollow nodes.
 //! - [`fs`]: whole-file reads (/proc, cgroup files, static pod manifests) and append-only
 //!   container log files.
 //! - [`capacity`](mod@capacity): the node's cpu/memory capacity and usage from /proc.

@@ -9,7 +9,9 @@
 //!
 //! Two transports behind one type: [`Transport::IoUring`] (a tokio-uring `TcpStream`,
 //! rustls over owned buffers) and [`Transport::Tokio`] (tokio `TcpStream` + tokio-rustls),
-//! the latter also for side-by-side measurements with [`measure_renewals`].
+//! the latter also for side-by-side measurements with [`measure_renewals`]. Many connections'
+//! heartbeats (the hollow nodes') go on a [`HeartbeatRing`]: one io_uring ring that a thread
+//! of its own sleeps in.
 
 mod backoff;
 mod connection;
