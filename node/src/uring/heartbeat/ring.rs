@@ -229,7 +229,10 @@ impl HeartbeatRing {
             if want > 1 {
                 timeout = timeout.min(BATCH_WAIT);
             }
-            self.submit_and_wait(want, Some(timeout))?;
+            if let Err(err) = self.submit_and_wait(want, Some(timeout)) {
+                self.abandon();
+                return Err(err);
+            }
             completions.clear();
             completions.extend(
                 self.ring
@@ -254,7 +257,10 @@ impl HeartbeatRing {
             connection.begin_close();
         }
         while self.connections.iter().any(Connection::busy) {
-            self.submit_and_wait(1, None)?;
+            if let Err(err) = self.submit_and_wait(1, None) {
+                self.abandon();
+                return Err(err);
+            }
             for cqe in self.ring.completion() {
                 let id = usize::try_from(cqe.user_data() >> 1).unwrap_or(usize::MAX);
                 if let Some(connection) = self.connections.get_mut(id) {
@@ -270,6 +276,12 @@ impl HeartbeatRing {
             connection.close();
         }
         Ok(())
+    }
+
+    /// The ring is broken: operations in flight may still complete, so the connections'
+    /// buffers are never freed.
+    fn abandon(&mut self) {
+        std::mem::take(&mut self.connections).leak();
     }
 
     /// One `io_uring_enter`: submits what is queued, waits for `want` completions (at most
