@@ -7,10 +7,9 @@
 //! container statuses) after `--hollow-pod-start-delay`, and deletes it once it is gracefully
 //! deleted, all through the API server as a kubelet does. What the N nodes share:
 //!
-//! - one thread, one io_uring ring and `--hollow-connections` persistent HTTPS connections
-//!   carrying every node's Lease renewals and status writes ([`heartbeats`]); many connections'
-//!   submissions go to the kernel in one `io_uring_enter`, which is also what the thread
-//!   sleeps in;
+//! - `--hollow-connections` persistent HTTPS connections carrying every node's Lease renewals
+//!   and status writes, on one io_uring ring that a thread of their own sleeps in
+//!   ([`heartbeats`]): many connections' submissions go to the kernel in one `io_uring_enter`;
 //! - one watch of every bound pod, demultiplexed by node name ([`pods`]);
 //! - one API client (its connection pool) for registration and pod writes, and one credential
 //!   (the kubeconfig's) for all of them.
