@@ -198,19 +198,10 @@ enum Report {
 pub(super) fn run_on_ring(heartbeats: &Heartbeats, connections: u32) -> Option<StopOnDrop> {
     let settings = heartbeats.settings.clone();
     let connections = connections as usize;
-    let mut schedule = RingSchedule {
-        schedules: Vec::new(),
-        progress: Vec::new(),
-        names: heartbeats.nodes.iter().map(|n| n.name.clone()).collect(),
-        addresses: heartbeats.nodes.iter().map(|n| n.index).collect(),
-        facts: heartbeats.facts.clone(),
-        patch: Vec::new(),
-        tally: Tally::default(),
-        tallied: Instant::now(),
-        reports: None,
-    };
+    let names: Vec<String> = heartbeats.nodes.iter().map(|n| n.name.clone()).collect();
+    let addresses: Vec<u32> = heartbeats.nodes.iter().map(|n| n.index).collect();
+    let facts = heartbeats.facts.clone();
     let (reports, mut received) = mpsc::unbounded_channel();
-    schedule.reports = Some(reports);
     let (started, ready) = std::sync::mpsc::sync_channel(1);
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
@@ -229,12 +220,12 @@ pub(super) fn run_on_ring(heartbeats: &Heartbeats, connections: u32) -> Option<S
                     return;
                 }
             };
+            // Every connection's slots start at the same instants.
             let first = Instant::now();
-            let nodes = schedule.names.len();
-            schedule.schedules = (0..connections)
+            let schedules = (0..connections)
                 .map(|c| {
                     Schedule::new(
-                        nodes,
+                        names.len(),
                         c,
                         connections,
                         lease_interval,
@@ -243,7 +234,7 @@ pub(super) fn run_on_ring(heartbeats: &Heartbeats, connections: u32) -> Option<S
                     )
                 })
                 .collect();
-            schedule.progress = (0..connections).map(|_| Progress::default()).collect();
+            let mut schedule = RingSchedule::new(schedules, names, addresses, facts, reports);
             if let Err(err) = ring.run(&mut schedule, &stopped) {
                 warn!("the hollow heartbeat ring failed: {err}");
             }
@@ -300,7 +291,7 @@ struct RingSchedule {
     patch: Vec<u8>,
     tally: Tally,
     tallied: Instant,
-    reports: Option<mpsc::UnboundedSender<Report>>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 /// Where a connection is in its schedule.
@@ -320,10 +311,28 @@ enum Work {
 }
 
 impl RingSchedule {
-    fn report(&self, report: Report) {
-        if let Some(reports) = &self.reports {
-            let _ = reports.send(report);
+    fn new(
+        schedules: Vec<Schedule>,
+        names: Vec<String>,
+        addresses: Vec<u32>,
+        facts: Facts,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> RingSchedule {
+        RingSchedule {
+            progress: schedules.iter().map(|_| Progress::default()).collect(),
+            schedules,
+            names,
+            addresses,
+            facts,
+            patch: Vec::new(),
+            tally: Tally::default(),
+            tallied: Instant::now(),
+            reports,
         }
+    }
+
+    fn report(&self, report: Report) {
+        let _ = self.reports.send(report);
     }
 }
 
@@ -451,17 +460,13 @@ mod tests {
         let first = Instant::now() - Duration::from_secs(100);
         let second = Duration::from_secs(1);
         let (reports, mut received) = mpsc::unbounded_channel();
-        let mut ring = RingSchedule {
-            schedules: vec![Schedule::new(2, 0, 1, 10 * second, 10 * second, first)],
-            progress: vec![Progress::default()],
-            names: vec!["h-0".into(), "h-1".into()],
-            addresses: vec![0, 1],
-            facts: Facts::new(4, 1 << 30),
-            patch: Vec::new(),
-            tally: Tally::default(),
-            tallied: Instant::now(),
-            reports: Some(reports),
-        };
+        let mut ring = RingSchedule::new(
+            vec![Schedule::new(2, 0, 1, 10 * second, 10 * second, first)],
+            vec!["h-0".into(), "h-1".into()],
+            vec![0, 1],
+            Facts::new(4, 1 << 30),
+            reports,
+        );
         let ok = || {
             Ok(ApiResponse {
                 status: 200,

@@ -356,9 +356,6 @@ impl HeartbeatRing {
             }
             return;
         }
-        if connection.started.is_some() {
-            return;
-        }
         let retry_in = connection.backoff.remaining(now);
         if !retry_in.is_zero() {
             *wake = (*wake).min(now + retry_in);

@@ -86,33 +86,24 @@ impl Target {
     /// Its socket addresses (at least one), resolved on the calling thread (which blocks).
     pub(super) fn resolve_blocking(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
         use std::net::ToSocketAddrs as _;
-        let resolve_error = |source| ConnectionError::Resolve {
-            host: self.host.clone(),
-            source,
-        };
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(resolve_error)?
-            .collect();
-        if addrs.is_empty() {
-            return Err(resolve_error(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no addresses",
-            )));
-        }
-        Ok(addrs)
+        self.addresses((self.host.as_str(), self.port).to_socket_addrs())
     }
 
     /// Its socket addresses (at least one).
     pub(crate) async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnectionError> {
+        self.addresses(tokio::net::lookup_host((self.host.as_str(), self.port)).await)
+    }
+
+    /// What a lookup of the host found: an error if it failed or found nothing.
+    fn addresses(
+        &self,
+        found: io::Result<impl Iterator<Item = SocketAddr>>,
+    ) -> Result<Vec<SocketAddr>, ConnectionError> {
         let resolve_error = |source| ConnectionError::Resolve {
             host: self.host.clone(),
             source,
         };
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(resolve_error)?
-            .collect();
+        let addrs: Vec<SocketAddr> = found.map_err(resolve_error)?.collect();
         if addrs.is_empty() {
             return Err(resolve_error(io::Error::new(
                 io::ErrorKind::NotFound,
