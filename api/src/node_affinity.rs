@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec};
 
+use crate::pod::CachedPodSpec;
+
 /// The node field node selector terms may match on (`matchFields`).
 pub const FIELD_NODE_NAME: &str = "metadata.name";
 
@@ -83,7 +85,7 @@ fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool
 /// The node a pod is bound to, or, before it is, the one its required node affinity names
 /// by `metadata.name` (Kubernetes' `GetTargetNodeName`: how a DaemonSet pod is tied to its node
 /// before the scheduler binds it).
-pub fn target_node(spec: &PodSpec) -> Option<&str> {
+pub fn target_node(spec: &CachedPodSpec) -> Option<&str> {
     if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         return Some(name);
     }
@@ -160,11 +162,15 @@ mod tests {
 
     #[test]
     fn the_target_node_is_the_binding_or_the_name_in_the_affinity() {
-        let bound = spec(json!({"nodeName": "n1"}));
+        let cached = |spec: serde_json::Value| -> CachedPodSpec {
+            serde_json::from_value(spec).expect("spec")
+        };
+        let bound = cached(json!({"nodeName": "n1"}));
         assert_eq!(target_node(&bound), Some("n1"));
-        let pinned = required(json!([{"matchFields": [
-            {"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]));
+        let pinned = cached(json!({"affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]}}}}));
         assert_eq!(target_node(&pinned), Some("n2"));
-        assert_eq!(target_node(&spec(json!({}))), None);
+        assert_eq!(target_node(&cached(json!({}))), None);
     }
 }

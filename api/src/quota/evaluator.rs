@@ -15,11 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
-    Container, Pod, PodAffinityTerm, ResourceQuota, ScopedResourceSelectorRequirement, Service,
+    PodAffinityTerm, ResourceQuota, ScopedResourceSelectorRequirement, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{QuotaError, ResourceList, add, parse};
+use crate::pod::{CachedContainer, CachedPod};
 use crate::quantity::ParsedQuantity;
 use crate::selectors::validate_label_key;
 
@@ -28,7 +29,7 @@ use crate::selectors::validate_label_key;
 #[derive(Clone, Copy, Debug)]
 pub enum Object<'a> {
     /// A pod.
-    Pod(&'a Pod),
+    Pod(&'a CachedPod),
     /// A service.
     Service(&'a Service),
     /// An object of any other kind.
@@ -350,7 +351,7 @@ fn is_extended_resource_name_for_quota(name: &str) -> bool {
 
 /// Whether the pod still uses its compute resources and a `pods` slot: it has not finished,
 /// and its deletion's grace period (if it is being deleted) is not over (`QuotaV1Pod`).
-pub fn pod_is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
+pub fn pod_is_charged(pod: &CachedPod, now: DateTime<Utc>) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return false;
@@ -366,7 +367,7 @@ pub fn pod_is_charged(pod: &Pod, now: DateTime<Utc>) -> bool {
 }
 
 /// A pod's usage (`PodUsageFunc`).
-fn pod_usage(pod: &Pod, now: DateTime<Utc>) -> Result<ResourceList, QuotaError> {
+fn pod_usage(pod: &CachedPod, now: DateTime<Utc>) -> Result<ResourceList, QuotaError> {
     let stored = count(&["count/pods"]);
     if !pod_is_charged(pod, now) {
         return Ok(stored);
@@ -399,9 +400,9 @@ fn pod_usage(pod: &Pod, now: DateTime<Utc>) -> Result<ResourceList, QuotaError> 
 /// raised to what any other init container needs beside the sidecars started before it
 /// (`AggregateContainerRequests` / `AggregateContainerLimits`).
 fn pod_resources<'a>(
-    containers: &'a [Container],
-    init_containers: &'a [Container],
-    of: impl Fn(&'a Container) -> Option<&'a BTreeMap<String, Quantity>>,
+    containers: &'a [CachedContainer],
+    init_containers: &'a [CachedContainer],
+    of: impl Fn(&'a CachedContainer) -> Option<&'a BTreeMap<String, Quantity>>,
 ) -> Result<ResourceList, QuotaError> {
     let mut total = ResourceList::new();
     for container in containers {
@@ -466,7 +467,7 @@ fn compute_usage(requests: &ResourceList, limits: &ResourceList) -> ResourceList
 
 /// The quota names one container's requests and limits state (for
 /// [`Evaluator::constraints`]); quantities need not parse to be stated.
-fn container_compute_names(container: &Container) -> BTreeSet<String> {
+fn container_compute_names(container: &CachedContainer) -> BTreeSet<String> {
     let resources = container.resources.as_ref();
     let stated = |list: Option<&BTreeMap<String, Quantity>>| -> ResourceList {
         list.into_iter()
@@ -480,14 +481,14 @@ fn container_compute_names(container: &Container) -> BTreeSet<String> {
 }
 
 /// Whether a pod's `activeDeadlineSeconds` bounds its life (the `Terminating` scope).
-fn is_terminating(pod: &Pod) -> bool {
+fn is_terminating(pod: &CachedPod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.active_deadline_seconds)
         .is_some_and(|d| d >= 0)
 }
 
-fn is_best_effort(pod: &Pod) -> bool {
+fn is_best_effort(pod: &CachedPod) -> bool {
     let class = pod
         .status
         .as_ref()
@@ -498,7 +499,7 @@ fn is_best_effort(pod: &Pod) -> bool {
         None => pod
             .spec
             .as_ref()
-            .is_none_or(|spec| crate::pod::qos_class(spec) == "BestEffort"),
+            .is_none_or(|spec| crate::pod::cached_qos_class(spec) == "BestEffort"),
     }
 }
 
@@ -507,7 +508,7 @@ fn is_cross_namespace(term: &PodAffinityTerm) -> bool {
     term.namespaces.as_ref().is_some_and(|n| !n.is_empty()) || term.namespace_selector.is_some()
 }
 
-fn uses_cross_namespace_pod_affinity(pod: &Pod) -> bool {
+fn uses_cross_namespace_pod_affinity(pod: &CachedPod) -> bool {
     let Some(affinity) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
         return false;
     };
@@ -540,7 +541,7 @@ fn uses_cross_namespace_pod_affinity(pod: &Pod) -> bool {
 }
 
 /// Whether one scope selector selects a pod (`podMatchesScopeFunc`).
-fn pod_matches_scope(selector: &ScopedResourceSelectorRequirement, pod: &Pod) -> bool {
+fn pod_matches_scope(selector: &ScopedResourceSelectorRequirement, pod: &CachedPod) -> bool {
     match selector.scope_name.as_str() {
         "Terminating" => is_terminating(pod),
         "NotTerminating" => !is_terminating(pod),
@@ -607,7 +608,7 @@ mod tests {
     use super::super::pretty_print;
     use super::*;
 
-    fn pod(value: serde_json::Value) -> Pod {
+    fn pod(value: serde_json::Value) -> CachedPod {
         serde_json::from_value(value).expect("pod")
     }
 
@@ -629,7 +630,7 @@ mod tests {
         Evaluator::new("", "pods")
     }
 
-    fn web() -> Pod {
+    fn web() -> CachedPod {
         pod(json!({
             "metadata": {"name": "web"},
             "spec": {"containers": [

@@ -31,8 +31,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
+use k8s_openapi::api::core::v1::{ResourceQuota, Service};
 use serde_json::Value;
+use skiff_api::pod::CachedPod;
 use skiff_api::quota::evaluator::{Evaluator, Object};
 use skiff_api::quota::{self, ResourceList};
 
@@ -64,7 +65,7 @@ impl NamespaceLocks {
 
 /// An object decoded as far as quota needs it.
 enum Decoded {
-    Pod(Box<Pod>),
+    Pod(Box<CachedPod>),
     Service(Box<Service>),
     Other,
 }
@@ -335,7 +336,7 @@ mod tests {
         .expect("quota")
     }
 
-    fn pod(cpu: Option<&str>) -> Pod {
+    fn pod(cpu: Option<&str>) -> CachedPod {
         let resources = cpu.map_or(json!({}), |cpu| json!({"requests": {"cpu": cpu}}));
         serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "default"},

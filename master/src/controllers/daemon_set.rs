@@ -54,7 +54,7 @@ use super::replica_set::{Backoff, Change, Expectations, delete_owned_pods, messa
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::node_affinity::{self, FIELD_NODE_NAME};
-use skiff_api::pod::{is_active, is_available, is_ready};
+use skiff_api::pod::{CachedPod, is_active, is_available, is_ready};
 use skiff_api::selectors::LabelSelector;
 use skiff_api::taints::tolerated;
 use skiff_api::well_known::{
@@ -120,9 +120,9 @@ pub fn run(
 struct Context {
     client: kube::Client,
     recorder: Recorder,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by controller and namespace: a reconcile reads its own and its orphans.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
@@ -279,8 +279,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     };
 
     // The DaemonSet's pods (adopting and releasing as needed), by the node they are for.
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+    let pods_api: Api<CachedPod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut by_node: BTreeMap<String, Vec<Arc<CachedPod>>> = BTreeMap::new();
     for pod in ctx
         .pod_index
         .controlled_by(&uid)
@@ -468,8 +468,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
 
 /// The pods to delete among the running ones of a node: all but the oldest of the current
 /// revision and, while a surge replaces it, the oldest of an older one.
-fn extra_pods(running: &[&Arc<Pod>], hash: &str, surge: bool) -> Vec<Arc<Pod>> {
-    let (new, old): (Vec<&Arc<Pod>>, Vec<&Arc<Pod>>) =
+fn extra_pods(running: &[&Arc<CachedPod>], hash: &str, surge: bool) -> Vec<Arc<CachedPod>> {
+    let (new, old): (Vec<&Arc<CachedPod>>, Vec<&Arc<CachedPod>>) =
         running.iter().partition(|p| pod_hash(p) == Some(hash));
     let mut extra = Vec::new();
     match (new.split_first(), old.split_first()) {
@@ -485,12 +485,12 @@ fn extra_pods(running: &[&Arc<Pod>], hash: &str, surge: bool) -> Vec<Arc<Pod>> {
     extra
 }
 
-fn is_terminating(pod: &Pod) -> bool {
+fn is_terminating(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
 /// The revision hash a pod runs.
-fn pod_hash(pod: &Pod) -> Option<&str> {
+fn pod_hash(pod: &CachedPod) -> Option<&str> {
     pod.labels()
         .get(LABEL_CONTROLLER_REVISION_HASH)
         .map(String::as_str)
@@ -535,7 +535,7 @@ fn rolling_bounds(ds: &DaemonSet, nodes: &[(Arc<Node>, Placement)]) -> Option<Bo
 /// What one step of a rolling update does.
 #[derive(Debug, Default, PartialEq)]
 struct Step {
-    delete: Vec<Arc<Pod>>,
+    delete: Vec<Arc<CachedPod>>,
     create_on: Vec<String>,
 }
 
@@ -543,18 +543,18 @@ struct Step {
 /// the pod.
 fn rolling_update(
     nodes: &[(Arc<Node>, Placement)],
-    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    by_node: &BTreeMap<String, Vec<Arc<CachedPod>>>,
     hash: &str,
     bounds: Bounds,
     min_ready: i32,
     now: DateTime<Utc>,
 ) -> Step {
-    let available = |pod: &Pod| is_available(pod, min_ready, now);
+    let available = |pod: &CachedPod| is_available(pod, min_ready, now);
     let mut step = Step::default();
     // Each node's oldest new and oldest old pod (pods are sorted oldest first).
     let on_node = |name: &str| {
         let pods = by_node.get(name).map(Vec::as_slice).unwrap_or_default();
-        let running = |p: &&Arc<Pod>| {
+        let running = |p: &&Arc<CachedPod>| {
             p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed")
                 && !is_terminating(p)
         };
@@ -628,7 +628,7 @@ fn rolling_update(
 fn compute_status(
     ds: &DaemonSet,
     nodes: &[(Arc<Node>, Placement)],
-    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    by_node: &BTreeMap<String, Vec<Arc<CachedPod>>>,
     hash: &str,
     min_ready: i32,
     now: DateTime<Utc>,
@@ -755,7 +755,11 @@ async fn create_pods(ctx: &Context, ds: &DaemonSet, hash: &str, nodes: &[String]
 }
 
 /// Deletes `pods` of the DaemonSet.
-async fn delete_pods(ctx: &Context, ds: &DaemonSet, pods: &[Arc<Pod>]) -> Result<(), kube::Error> {
+async fn delete_pods(
+    ctx: &Context,
+    ds: &DaemonSet,
+    pods: &[Arc<CachedPod>],
+) -> Result<(), kube::Error> {
     let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
     names.sort();
     names.dedup();
@@ -786,7 +790,7 @@ mod tests {
         .expect("daemonset")
     }
 
-    fn pod(name: &str, hash: &str, ready: bool, created: &str) -> Arc<Pod> {
+    fn pod(name: &str, hash: &str, ready: bool, created: &str) -> Arc<CachedPod> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "default",
@@ -880,8 +884,9 @@ mod tests {
         assert_eq!(placement(&spec, &ssd_c), runs(false, false));
         // The pod is pinned by name alone: the scheduler binds it to that node.
         let pod = pod_for(&ds, "h1", "n1");
+        let cached = CachedPod::from(&pod).spec.expect("spec");
+        assert_eq!(node_affinity::target_node(&cached), Some("n1"));
         let pod_spec = pod.spec.expect("spec");
-        assert_eq!(node_affinity::target_node(&pod_spec), Some("n1"));
         assert!(node_affinity::admits(&pod_spec, &ssd_a));
         assert!(!node_affinity::admits(&pod_spec, &ssd_c));
         let labels = pod.metadata.labels.expect("labels");
@@ -896,7 +901,7 @@ mod tests {
             .collect()
     }
 
-    fn names(pods: &[Arc<Pod>]) -> Vec<String> {
+    fn names(pods: &[Arc<CachedPod>]) -> Vec<String> {
         pods.iter().map(|p| p.name_any()).collect()
     }
 

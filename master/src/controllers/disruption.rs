@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -26,7 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use skiff_api::pod::is_ready;
+use skiff_api::pod::{CachedPod, is_ready};
 use skiff_api::selectors::LabelSelector;
 
 use super::informers::{Index, Informers};
@@ -62,7 +61,7 @@ pub fn run(
         info!("disruption controller started");
         let results = Controller::for_shared_stream(changes, budgets)
             // A pod's change concerns the budgets of its namespace that select it.
-            .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            .watches_shared_stream(pod_changes, move |pod: Arc<CachedPod>| {
                 budget_cache
                     .state()
                     .into_iter()
@@ -77,9 +76,9 @@ pub fn run(
 
 struct Context {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by namespace: a reconcile reads its budget's namespace only.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
 }
 
 fn error_policy(_budget: Arc<PodDisruptionBudget>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -89,7 +88,7 @@ fn error_policy(_budget: Arc<PodDisruptionBudget>, err: &Error, _ctx: Arc<Contex
 
 /// Whether the budget selects the pod (policy/v1: an empty selector selects every pod of the
 /// namespace, no selector none).
-fn selects(budget: &PodDisruptionBudget, pod: &Pod) -> bool {
+fn selects(budget: &PodDisruptionBudget, pod: &CachedPod) -> bool {
     budget
         .spec
         .as_ref()
@@ -104,7 +103,7 @@ async fn reconcile(budget: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resul
     }
     let now = Utc::now();
     let namespace = budget.namespace().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .pod_index
         .in_namespace(&namespace)
         .into_iter()
@@ -163,12 +162,12 @@ async fn reconcile(budget: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resul
 /// The budget's status over its selected `pods`.
 fn compute(
     budget: &PodDisruptionBudget,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     old: &PodDisruptionBudgetStatus,
     now: DateTime<Utc>,
 ) -> PodDisruptionBudgetStatus {
     let spec = budget.spec.clone().unwrap_or_default();
-    let live: Vec<&Arc<Pod>> = pods
+    let live: Vec<&Arc<CachedPod>> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
@@ -258,7 +257,7 @@ fn count(n: usize) -> i32 {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, ready: bool) -> Arc<Pod> {
+    fn pod(name: &str, ready: bool) -> Arc<CachedPod> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "default", "labels": {"app": "a"}},

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -29,7 +29,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{info, warn};
 
 use skiff_api::meta::controller_ref;
-use skiff_api::pod::is_ready;
+use skiff_api::pod::{CachedPod, is_ready};
 
 use super::endpoints::{SelectedBy, endpoint_hostname, resolve, selector, selects};
 use super::informers::{Index, Informers};
@@ -80,7 +80,7 @@ pub fn run(
         info!("endpointslice controller started");
         let results = Controller::for_shared_stream(service_changes, services)
             .owns_shared_stream(slice_changes)
-            .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            .watches_shared_stream(pod_changes, move |pod: Arc<CachedPod>| {
                 let gone = pod_cache.get(&ObjectRef::from_obj(&*pod)).is_none();
                 selected_by.services_of(&service_cache, &pod, gone)
             })
@@ -95,9 +95,9 @@ type Unseen = (Vec<String>, Instant);
 
 struct Context {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by namespace: a reconcile reads its Service's namespace only.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
     slices: Store<EndpointSlice>,
     /// Per Service, the slices it was given that the cache has not shown yet.
     pending: Mutex<HashMap<ObjectRef<Service>, Unseen>>,
@@ -124,7 +124,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     }
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .pod_index
         .in_namespace(&namespace)
         .into_iter()
@@ -222,7 +222,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
 
 /// The slices a Service's `pods` make: (ports, endpoints) each. A Service with no endpoints
 /// still has one, empty, as Kubernetes keeps a placeholder.
-fn slices(service: &Service, pods: &[Arc<Pod>]) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
+fn slices(service: &Service, pods: &[Arc<CachedPod>]) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
     let spec = service.spec.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
     let service_ports = spec.ports.unwrap_or_default();
@@ -299,7 +299,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, ip: &str, ready: bool, deleting: bool) -> Arc<Pod> {
+    fn pod(name: &str, ip: &str, ready: bool, deleting: bool) -> Arc<CachedPod> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_slice_holds_at_most_100_endpoints_and_an_empty_service_keeps_one() {
-        let pods: Vec<Arc<Pod>> = (0..250)
+        let pods: Vec<Arc<CachedPod>> = (0..250)
             .map(|i| {
                 pod(
                     &format!("p{i}"),

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
-    ServicePort,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Service, ServicePort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -30,7 +29,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{info, warn};
 
-use skiff_api::pod::is_ready;
+use skiff_api::pod::{CachedPod, is_ready};
 
 use super::informers::{Change, Index, Informers};
 
@@ -75,7 +74,7 @@ pub fn run(
         let results = Controller::for_shared_stream(service_changes, services)
             // A pod's change concerns the Services in its namespace whose selector picks
             // it, or picked it before. The cache is updated before the change comes here.
-            .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            .watches_shared_stream(pod_changes, move |pod: Arc<CachedPod>| {
                 let gone = pod_cache.get(&ObjectRef::from_obj(&*pod)).is_none();
                 selected_by.services_of(&service_cache, &pod, gone)
             })
@@ -147,9 +146,9 @@ async fn leftover_endpoints(
 
 struct Context {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by namespace: a reconcile reads its Service's namespace only.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
 }
 
 fn error_policy(_service: Arc<Service>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -170,7 +169,7 @@ impl SelectedBy {
     pub(super) fn services_of(
         &self,
         services: &Store<Service>,
-        pod: &Pod,
+        pod: &CachedPod,
         gone: bool,
     ) -> Vec<ObjectRef<Service>> {
         let namespace = pod.namespace();
@@ -204,7 +203,7 @@ pub(super) fn selector(service: &Service) -> Option<BTreeMap<String, String>> {
         .filter(|s| !s.is_empty())
 }
 
-pub(super) fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+pub(super) fn selects(selector: &BTreeMap<String, String>, pod: &CachedPod) -> bool {
     let labels = pod.labels();
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
@@ -227,7 +226,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     if !super::informers::synced(&ctx.pods).await {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .pod_index
         .in_namespace(&namespace)
         .into_iter()
@@ -267,7 +266,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
 /// The name a pod's address has in its Service's DNS records: its `hostname` when its
 /// `subdomain` is the Service (a StatefulSet's pods under their governing Service), as
 /// Kubernetes' endpoints controller sets it.
-pub(super) fn endpoint_hostname(service: &Service, pod: &Pod) -> Option<String> {
+pub(super) fn endpoint_hostname(service: &Service, pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
     (spec.subdomain.is_some() && spec.subdomain == service.metadata.name)
@@ -281,7 +280,7 @@ type Addresses = (Vec<EndpointAddress>, Vec<EndpointAddress>);
 
 /// The subsets of a Service over its selected `pods`: pods grouped by how the Service's ports
 /// resolve on them, addresses sorted by IP.
-pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
+pub fn subsets(service: &Service, pods: &[Arc<CachedPod>]) -> Vec<EndpointSubset> {
     let spec = service.spec.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
     let ports = spec.ports.unwrap_or_default();
@@ -351,7 +350,7 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
 
 /// The Service port on this pod: (name, port number, protocol); `None` when a named target
 /// port is not one of the pod's container ports.
-pub(super) fn resolve(port: &ServicePort, pod: &Pod) -> Option<(String, i32, String)> {
+pub(super) fn resolve(port: &ServicePort, pod: &CachedPod) -> Option<(String, i32, String)> {
     let protocol = port.protocol.clone().unwrap_or_else(|| String::from("TCP"));
     let number = match &port.target_port {
         None => port.port,
@@ -380,7 +379,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, ip: Option<&str>, ready: bool, named_port: Option<i32>) -> Arc<Pod> {
+    fn pod(name: &str, ip: Option<&str>, ready: bool, named_port: Option<i32>) -> Arc<CachedPod> {
         let ports = named_port.map(|p| json!([{"name": "http", "containerPort": p}]));
         Arc::new(
             serde_json::from_value(json!({

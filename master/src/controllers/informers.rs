@@ -47,8 +47,8 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Secret,
-    Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, ReplicationController, ResourceQuota, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -58,6 +58,7 @@ use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::reflector::{self, ObjectRef, ObjectRefExtra, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
+use skiff_api::pod::CachedPod;
 use tracing::debug;
 
 /// How often [`synced`] looks whether a cache has its first list.
@@ -91,70 +92,19 @@ impl<K> Informer<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
+    /// An informer of `api`'s objects, each kept as `K` reads it from its JSON (a
+    /// [`CachedPod`] keeps only what is read of a pod: client-go's informer transform).
     fn new(api: Api<K>) -> Self {
-        Self::trimmed(api, |_| {})
-    }
-
-    /// An informer whose cache keeps each object as `trim` leaves it (client-go's informer
-    /// transform): for fields that no reader of the cache looks at.
-    fn trimmed(api: Api<K>, trim: fn(&mut K)) -> Self {
         Self::from_events(
             watcher(api, watcher::Config::default())
                 .default_backoff()
-                .modify(trim)
                 .boxed(),
         )
     }
 }
 
-/// What no reader of the pod cache looks at, dropped as each pod arrives
-/// (kube-controller-manager's informers drop managedFields the same way): the volumes (a
-/// service account token's projected volume alone is 6 KB of the 16 KB a typed pod takes),
-/// the containers' volume mounts, devices and environment, the conditions other than
-/// `Ready` and `PodScheduled`, and the container statuses' images, ids and resources. A
-/// million pods make gigabytes of it. Controllers change pods by patches only, so nothing
-/// dropped here is ever written back.
-fn trim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.generate_name = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.volumes = None;
-        // `Container` and `EphemeralContainer` are two types with these fields alike.
-        macro_rules! trim_container {
-            ($container:expr) => {{
-                $container.volume_mounts = None;
-                $container.volume_devices = None;
-                $container.env = None;
-                $container.env_from = None;
-            }};
-        }
-        let containers = spec.containers.iter_mut();
-        for container in containers.chain(spec.init_containers.iter_mut().flatten()) {
-            trim_container!(container);
-        }
-        for container in spec.ephemeral_containers.iter_mut().flatten() {
-            trim_container!(container);
-        }
-    }
-    if let Some(status) = pod.status.as_mut() {
-        if let Some(conditions) = status.conditions.as_mut() {
-            conditions.retain(|c| c.type_ == "Ready" || c.type_ == "PodScheduled");
-            conditions.shrink_to_fit();
-        }
-        let statuses = status.container_statuses.iter_mut().flatten();
-        for container in statuses.chain(status.init_container_statuses.iter_mut().flatten()) {
-            container.image = String::new();
-            container.image_id = String::new();
-            container.container_id = None;
-            container.allocated_resources = None;
-            container.resources = None;
-            container.volume_mounts = None;
-        }
-    }
-}
-
 /// The node a pod is bound to.
-fn pod_node(pod: &Pod) -> Option<&str> {
+fn pod_node(pod: &CachedPod) -> Option<&str> {
     pod.spec.as_ref()?.node_name.as_deref()
 }
 
@@ -566,8 +516,8 @@ where
 
 /// The informers of one master.
 pub struct Informers {
-    /// Every Pod, without what no reader looks at ([`trim_pod`]).
-    pub pods: Informer<Pod>,
+    /// Every Pod, as much of it as the controllers and the scheduler read ([`CachedPod`]).
+    pub pods: Informer<CachedPod>,
     /// Every Node.
     pub nodes: Informer<Node>,
     /// Every ReplicaSet.
@@ -617,7 +567,7 @@ impl Informers {
     /// Informers on `client`; nothing is listed until [`Informers::run`].
     pub fn new(client: &kube::Client) -> Self {
         Self {
-            pods: Informer::trimmed(Api::all(client.clone()), trim_pod).filed_by_node(pod_node),
+            pods: Informer::new(Api::all(client.clone())).filed_by_node(pod_node),
             nodes: Informer::new(Api::all(client.clone())),
             replica_sets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
@@ -690,14 +640,14 @@ mod tests {
 
     use super::*;
 
-    fn pod(name: &str) -> Pod {
-        let mut pod = Pod::default();
+    fn pod(name: &str) -> CachedPod {
+        let mut pod = CachedPod::default();
         pod.metadata.name = Some(name.into());
         pod.metadata.namespace = Some("default".into());
         pod
     }
 
-    fn names(objects: &[Arc<Pod>]) -> Vec<String> {
+    fn names(objects: &[Arc<CachedPod>]) -> Vec<String> {
         let mut names: Vec<String> = objects
             .iter()
             .filter_map(|o| o.metadata.name.clone())
@@ -706,13 +656,13 @@ mod tests {
         names
     }
 
-    fn with_uid(mut pod: Pod, uid: &str) -> Pod {
+    fn with_uid(mut pod: CachedPod, uid: &str) -> CachedPod {
         pod.metadata.uid = Some(uid.into());
         pod
     }
 
-    fn told(change: &Change<Pod>) -> String {
-        let name = |o: &Arc<Pod>| o.metadata.name.clone().unwrap_or_default();
+    fn told(change: &Change<CachedPod>) -> String {
+        let name = |o: &Arc<CachedPod>| o.metadata.name.clone().unwrap_or_default();
         match change {
             Change::Applied(o) => format!("applied {}", name(o)),
             Change::Deleted(o) => format!("deleted {}", name(o)),
@@ -722,7 +672,7 @@ mod tests {
 
     #[test]
     fn the_index_files_objects_by_namespace_controller_and_node_as_they_change() {
-        let mut writer = reflector::store::Writer::<Pod>::default();
+        let mut writer = reflector::store::Writer::<CachedPod>::default();
         let index = Index::new(writer.as_reader(), pod_node);
         let owned_by = |name: &str, namespace: &str, uid: Option<&str>| {
             let mut pod = pod(name);
@@ -738,7 +688,7 @@ mod tests {
             });
             pod
         };
-        let mut change = |object: Pod, gone: bool| {
+        let mut change = |object: CachedPod, gone: bool| {
             let event = if gone {
                 watcher::Event::Delete(object.clone())
             } else {
@@ -767,7 +717,7 @@ mod tests {
         // Bound, then deleted: filed under its node, then gone from it.
         let bound = |name: &str| {
             let mut pod = owned_by(name, "default", None);
-            pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            pod.spec = Some(skiff_api::pod::CachedPodSpec {
                 node_name: Some("n1".into()),
                 ..Default::default()
             });
@@ -790,7 +740,7 @@ mod tests {
 
     #[test]
     fn a_changed_object_is_judged_by_the_cache() {
-        let mut writer = reflector::store::Writer::<Pod>::default();
+        let mut writer = reflector::store::Writer::<CachedPod>::default();
         let reader = writer.as_reader();
         let mut bound = with_uid(pod("a"), "1");
         bound.spec = Some(Default::default());
@@ -816,7 +766,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_hears_the_first_list_then_synced_then_each_change() {
-        let mut writer = reflector::store::Writer::<Pod>::default();
+        let mut writer = reflector::store::Writer::<CachedPod>::default();
         let reader = writer.as_reader();
         let (mut tx, rx) = mpsc::channel(8);
         let mut changes = Box::pin(changes(reader, rx));
@@ -842,7 +792,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_waiter_sees_the_cache_synced() {
-        let mut writer = reflector::store::Writer::<Pod>::default();
+        let mut writer = reflector::store::Writer::<CachedPod>::default();
         let reader = writer.as_reader();
         let waiters: Vec<_> = (0..3)
             .map(|_| {
@@ -876,7 +826,9 @@ mod tests {
         ] {
             events.unbounded_send(event).expect("sent");
         }
-        async fn next_name(stream: &mut (impl Stream<Item = Arc<Pod>> + Unpin)) -> Option<String> {
+        async fn next_name(
+            stream: &mut (impl Stream<Item = Arc<CachedPod>> + Unpin),
+        ) -> Option<String> {
             tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
                 .await
                 .expect("told")
@@ -904,7 +856,7 @@ mod tests {
 
     #[test]
     fn subscribers_hear_of_changes_deletions_and_what_a_relist_lost() {
-        let mut writer = reflector::store::Writer::<Pod>::default();
+        let mut writer = reflector::store::Writer::<CachedPod>::default();
         let reader = writer.as_reader();
         let mut before = Vec::new();
         let mut apply = |event| apply(&mut writer, &reader, &mut before, event);
@@ -926,63 +878,5 @@ mod tests {
         apply(watcher::Event::InitApply(pod("d")));
         assert_eq!(names(&apply(watcher::Event::InitDone)), ["b", "c", "d"]);
         assert!(reader.get(&ObjectRef::new("b").within("default")).is_none());
-    }
-
-    #[test]
-    fn a_trimmed_pod_keeps_what_controllers_read() {
-        let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "generateName": "we", "labels": {"app": "web"},
-                         "managedFields": [{"manager": "kubectl"}]},
-            "spec": {
-                "nodeName": "n1",
-                "tolerations": [{"key": "k", "operator": "Exists"}],
-                "volumes": [{"name": "token", "projected": {"sources": []}}],
-                "initContainers": [{"name": "init", "env": [{"name": "A", "value": "1"}]}],
-                "ephemeralContainers": [{"name": "debug", "envFrom": [{"secretRef": {"name": "s"}}]}],
-                "containers": [{
-                    "name": "app", "image": "web:1",
-                    "ports": [{"name": "http", "containerPort": 80}],
-                    "resources": {"requests": {"cpu": "100m"}},
-                    "env": [{"name": "A", "value": "1"}],
-                    "envFrom": [{"configMapRef": {"name": "cm"}}],
-                    "volumeMounts": [{"name": "token", "mountPath": "/var/run"}],
-                }],
-            },
-            "status": {"phase": "Running", "podIP": "10.0.0.1",
-                       "conditions": [{"type": "Initialized", "status": "True"},
-                                      {"type": "Ready", "status": "True"},
-                                      {"type": "PodScheduled", "status": "True"}],
-                       "containerStatuses": [{"name": "app", "image": "web:1",
-                                              "imageID": "docker://sha256:1", "containerID": "docker://c1",
-                                              "ready": true, "restartCount": 2,
-                                              "state": {"running": {}}}]},
-        }))
-        .expect("pod");
-        trim_pod(&mut pod);
-        let trimmed = serde_json::to_value(&pod).expect("json");
-        assert_eq!(
-            trimmed,
-            serde_json::json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "web", "labels": {"app": "web"}},
-                "spec": {
-                    "nodeName": "n1",
-                    "tolerations": [{"key": "k", "operator": "Exists"}],
-                    "initContainers": [{"name": "init"}],
-                    "ephemeralContainers": [{"name": "debug"}],
-                    "containers": [{
-                        "name": "app", "image": "web:1",
-                        "ports": [{"name": "http", "containerPort": 80}],
-                        "resources": {"requests": {"cpu": "100m"}},
-                    }],
-                },
-                "status": {"phase": "Running", "podIP": "10.0.0.1",
-                           "conditions": [{"type": "Ready", "status": "True"},
-                                          {"type": "PodScheduled", "status": "True"}],
-                           "containerStatuses": [{"name": "app", "image": "", "imageID": "",
-                                                  "ready": true, "restartCount": 2,
-                                                  "state": {"running": {}}}]},
-            })
-        );
     }
 }

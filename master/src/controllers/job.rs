@@ -42,7 +42,7 @@ use super::informers::{Index, Informers};
 use super::replica_set::{Change, Expectations, delete_owned_pods, message_of};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
-use skiff_api::pod::is_ready;
+use skiff_api::pod::{CachedPod, is_ready};
 use skiff_api::selectors::LabelSelector;
 use skiff_api::time::plus_seconds;
 
@@ -97,9 +97,9 @@ pub fn run(
 struct Context {
     client: kube::Client,
     recorder: Recorder,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by controller and namespace: a reconcile reads its own and its orphans.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
     expectations: Expectations,
 }
 
@@ -141,7 +141,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let uid = job.uid().unwrap_or_default();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods_api: Api<CachedPod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     // The Job's pods, adopting orphans its selector matches.
     let mut owned = Vec::new();
@@ -165,18 +165,18 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             }
         }
     }
-    let phase = |pod: &Pod| pod.status.as_ref().and_then(|s| s.phase.clone());
-    let succeeded_pods: Vec<&Arc<Pod>> = owned
+    let phase = |pod: &CachedPod| pod.status.as_ref().and_then(|s| s.phase.clone());
+    let succeeded_pods: Vec<&Arc<CachedPod>> = owned
         .iter()
         .filter(|p| phase(p).as_deref() == Some("Succeeded"))
         .collect();
     // Only pods that failed count: without Kubernetes' tracking finalizer, a pod being deleted
     // (by this controller, on suspend or scale-down, or by a user) is not known to have failed.
-    let failed_pods: Vec<&Arc<Pod>> = owned
+    let failed_pods: Vec<&Arc<CachedPod>> = owned
         .iter()
         .filter(|p| phase(p).as_deref() == Some("Failed"))
         .collect();
-    let active: Vec<&Arc<Pod>> = owned
+    let active: Vec<&Arc<CachedPod>> = owned
         .iter()
         .filter(|p| {
             p.metadata.deletion_timestamp.is_none()
@@ -493,7 +493,11 @@ async fn expire(
 
 /// How long to wait before the next pod after `failed` failures: 10 s doubled per failure
 /// beyond the first (at most 10 minutes), counted from when the last failed pod ended.
-fn backoff_left(failed_pods: &[&Arc<Pod>], failed: i32, now: DateTime<Utc>) -> Option<Duration> {
+fn backoff_left(
+    failed_pods: &[&Arc<CachedPod>],
+    failed: i32,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     if failed <= 0 {
         return None;
     }
@@ -507,7 +511,7 @@ fn backoff_left(failed_pods: &[&Arc<Pod>], failed: i32, now: DateTime<Utc>) -> O
 }
 
 /// When a failed pod's last container ended.
-fn ended_at(pod: &Pod) -> Option<DateTime<Utc>> {
+fn ended_at(pod: &CachedPod) -> Option<DateTime<Utc>> {
     pod.status
         .iter()
         .flat_map(|s| s.container_statuses.iter().flatten())
@@ -589,7 +593,7 @@ fn set_condition(
 }
 
 /// An Indexed Job's pod's index.
-fn pod_index(pod: &Pod) -> Option<i32> {
+fn pod_index(pod: &CachedPod) -> Option<i32> {
     pod.annotations()
         .get(COMPLETION_INDEX)
         .and_then(|i| i.parse().ok())
@@ -730,7 +734,11 @@ async fn create_pods(ctx: &Context, job: &Job, indexes: &[Option<i32>]) -> usize
 }
 
 /// Deletes `pods` of the Job.
-async fn delete_pods(ctx: &Context, job: &Job, pods: &[&Arc<Pod>]) -> Result<(), kube::Error> {
+async fn delete_pods(
+    ctx: &Context,
+    job: &Job,
+    pods: &[&Arc<CachedPod>],
+) -> Result<(), kube::Error> {
     let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
     delete_owned_pods(&ctx.client, &ctx.recorder, &ctx.expectations, job, &names).await
 }
@@ -764,14 +772,14 @@ mod tests {
             pod.labels().get(COMPLETION_INDEX).map(String::as_str),
             Some("2")
         );
-        assert_eq!(pod_index(&pod), Some(2));
+        assert_eq!(pod_index(&CachedPod::from(&pod)), Some(2));
         let spec = pod.spec.expect("spec");
         assert_eq!(spec.hostname.as_deref(), Some("sum-2"));
         let env = spec.containers[0].env.as_ref().expect("env");
         assert_eq!(env[0].name, "JOB_COMPLETION_INDEX");
         let plain = pod_for(&job, None);
         assert_eq!(plain.metadata.generate_name.as_deref(), Some("sum-"));
-        assert_eq!(pod_index(&plain), None);
+        assert_eq!(pod_index(&CachedPod::from(&plain)), None);
     }
 
     #[test]
@@ -779,7 +787,7 @@ mod tests {
         let failed_at = |seconds_ago: i64| {
             let at = Utc::now() - chrono::TimeDelta::seconds(seconds_ago);
             Arc::new(
-                serde_json::from_value::<Pod>(json!({
+                serde_json::from_value::<CachedPod>(json!({
                     "metadata": {"name": "p"},
                     "status": {"phase": "Failed", "containerStatuses": [{
                         "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,

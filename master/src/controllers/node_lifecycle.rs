@@ -29,6 +29,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use skiff_api::events::{EventType, Recorder, object_ref};
+use skiff_api::pod::CachedPod;
 
 use super::informers::{Index, Informers};
 use skiff_api::taints::tolerates;
@@ -109,7 +110,7 @@ struct Monitor {
     leases: Store<Lease>,
     /// The pods, by node (a dead node's pods are read every period until they are gone: from
     /// the cache, not by a list through the API server per node).
-    pods: Index<Pod>,
+    pods: Index<CachedPod>,
     /// Per node: the last heartbeat seen (lease renewal, Ready heartbeat) and when it changed.
     heard: HashMap<String, (Heartbeat, Instant)>,
 }

@@ -24,6 +24,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
+use skiff_api::pod::CachedPod;
 use skiff_api::well_known::TAINT_NODE_OUT_OF_SERVICE;
 use tracing::{info, warn};
 
@@ -79,8 +80,8 @@ pub fn run(
 struct PodGc {
     client: kube::Client,
     config: PodGcConfig,
-    pods: Store<Pod>,
-    on_nodes: Index<Pod>,
+    pods: Store<CachedPod>,
+    on_nodes: Index<CachedPod>,
     nodes: Store<Node>,
     /// The nodes that pods are bound to but the cache does not have, since when.
     missing: HashMap<String, Instant>,
@@ -101,7 +102,7 @@ impl PodGc {
     }
 
     /// Deletes the oldest terminated pods beyond the threshold.
-    async fn collect_terminated(&self, terminated: Vec<Arc<Pod>>) {
+    async fn collect_terminated(&self, terminated: Vec<Arc<CachedPod>>) {
         let threshold = self.config.terminated_pod_threshold;
         let excess = oldest_beyond(terminated, threshold);
         if excess.is_empty() {
@@ -125,7 +126,7 @@ impl PodGc {
             .filter(|n| is_out_of_service(n));
         for node in out_of_service {
             let name = node.name_any();
-            let mut terminating: Vec<Arc<Pod>> = self
+            let mut terminating: Vec<Arc<CachedPod>> = self
                 .on_nodes
                 .on_node(&name)
                 .into_iter()
@@ -175,14 +176,14 @@ impl PodGc {
     /// Deletes the pod at once (grace period 0), whatever its node does. A pod that had not
     /// finished gets the phase `Failed` first, with the `DisruptionTarget` condition saying
     /// `disruption` if given, as kube-controller-manager does.
-    async fn fail_and_delete(&self, pod: &Pod, disruption: Option<&str>) {
+    async fn fail_and_delete(&self, pod: &CachedPod, disruption: Option<&str>) {
         if !is_terminated(pod) {
             self.mark_failed(pod, disruption).await;
         }
         self.force_delete(pod).await;
     }
 
-    async fn mark_failed(&self, pod: &Pod, disruption: Option<&str>) {
+    async fn mark_failed(&self, pod: &CachedPod, disruption: Option<&str>) {
         let mut status = json!({"phase": "Failed"});
         if let Some(message) = disruption {
             status["conditions"] = json!([{
@@ -208,7 +209,7 @@ impl PodGc {
         }
     }
 
-    async fn force_delete(&self, pod: &Pod) {
+    async fn force_delete(&self, pod: &CachedPod) {
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         let params = DeleteParams {
@@ -225,7 +226,7 @@ impl PodGc {
 
 /// The oldest of the `terminated` pods (by creation, then name) beyond the first
 /// `threshold`; none when the threshold is 0 (off).
-fn oldest_beyond(mut terminated: Vec<Arc<Pod>>, threshold: usize) -> Vec<Arc<Pod>> {
+fn oldest_beyond(mut terminated: Vec<Arc<CachedPod>>, threshold: usize) -> Vec<Arc<CachedPod>> {
     if threshold == 0 || terminated.len() <= threshold {
         return Vec::new();
     }
@@ -240,7 +241,7 @@ fn oldest_beyond(mut terminated: Vec<Arc<Pod>>, threshold: usize) -> Vec<Arc<Pod
 }
 
 /// Whether the pod has finished (`Succeeded` or `Failed`).
-fn is_terminated(pod: &Pod) -> bool {
+fn is_terminated(pod: &CachedPod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
@@ -248,7 +249,7 @@ fn is_terminated(pod: &Pod) -> bool {
 }
 
 /// Whether the pod is being deleted but was never bound to a node.
-fn is_unscheduled_terminating(pod: &Pod) -> bool {
+fn is_unscheduled_terminating(pod: &CachedPod) -> bool {
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
     pod.metadata.deletion_timestamp.is_some() && bound.is_none_or(str::is_empty)
 }
@@ -266,12 +267,12 @@ fn is_out_of_service(node: &Node) -> bool {
     tainted && !ready
 }
 
-fn created(pod: &Pod) -> Option<chrono::DateTime<Utc>> {
+fn created(pod: &CachedPod) -> Option<chrono::DateTime<Utc>> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
 /// `namespace/name`, for logs.
-fn key(pod: &Pod) -> String {
+fn key(pod: &CachedPod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
 }
 
@@ -279,15 +280,15 @@ fn key(pod: &Pod) -> String {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, created: i64) -> Arc<Pod> {
-        let mut pod = Pod::default();
+    fn pod(name: &str, created: i64) -> Arc<CachedPod> {
+        let mut pod = CachedPod::default();
         pod.metadata.name = Some(name.into());
         pod.metadata.namespace = Some("default".into());
         pod.metadata.creation_timestamp = chrono::DateTime::from_timestamp(created, 0).map(Time);
         Arc::new(pod)
     }
 
-    fn names(pods: &[Arc<Pod>]) -> Vec<String> {
+    fn names(pods: &[Arc<CachedPod>]) -> Vec<String> {
         pods.iter().map(|p| p.name_any()).collect()
     }
 
@@ -335,7 +336,7 @@ mod tests {
 
     #[test]
     fn only_terminating_pods_without_a_node_are_unscheduled_terminating() {
-        let pod = |node: Option<&str>, deleting: bool| -> Pod {
+        let pod = |node: Option<&str>, deleting: bool| -> CachedPod {
             serde_json::from_value(json!({
                 "metadata": {"name": "p", "deletionTimestamp": deleting.then_some("2026-12-05T10:00:00Z")},
                 "spec": {"nodeName": node, "containers": []},

@@ -44,7 +44,7 @@ use super::controller_ref;
 use super::informers::{Index, Informer, Informers};
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
-use skiff_api::pod::{is_active, is_available, is_ready, ready_since};
+use skiff_api::pod::{CachedPod, is_active, is_available, is_ready, ready_since};
 use skiff_api::selectors::LabelSelector;
 
 /// The condition type a failed create or delete sets.
@@ -142,9 +142,9 @@ pub fn run<K: Replicated>(
 struct Context {
     client: kube::Client,
     recorder: Recorder,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by controller and namespace: a reconcile reads its own and its orphans.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
     expectations: Expectations,
     backoff: Backoff,
 }
@@ -168,7 +168,7 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
         Ok(_) | Err(_) => return Ok(Action::await_change()),
     };
     let uid = rs.uid().unwrap_or_default();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods_api: Api<CachedPod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     // The pods of the namespace that this ReplicaSet owns (adopting and releasing as needed).
     let mut owned = Vec::new();
@@ -203,7 +203,7 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
             }
         }
     }
-    let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| is_active(p)).collect();
+    let active: Vec<Arc<CachedPod>> = owned.into_iter().filter(|p| is_active(p)).collect();
 
     let mut requeue = None;
     // Why this reconcile's creates or deletes failed, for the ReplicaFailure condition.
@@ -332,12 +332,12 @@ fn replica_failure(
 /// The status the ReplicaSet's pods make (its conditions as they are).
 fn compute_status(
     rs: &ReplicaSet,
-    active: &[Arc<Pod>],
+    active: &[Arc<CachedPod>],
     template_labels: &BTreeMap<String, String>,
     min_ready_seconds: i32,
     now: DateTime<Utc>,
 ) -> ReplicaSetStatus {
-    let count = |f: &dyn Fn(&Pod) -> bool| {
+    let count = |f: &dyn Fn(&CachedPod) -> bool| {
         i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
     ReplicaSetStatus {
@@ -429,10 +429,10 @@ async fn create_pods<K: Replicated>(
 async fn delete_pods<K: Replicated>(
     ctx: &Context,
     rs: &K,
-    active: &[Arc<Pod>],
+    active: &[Arc<CachedPod>],
     count: usize,
 ) -> Result<(), kube::Error> {
-    let mut victims: Vec<&Arc<Pod>> = active.iter().collect();
+    let mut victims: Vec<&Arc<CachedPod>> = active.iter().collect();
     victims.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
     victims.truncate(count);
     let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
@@ -479,7 +479,7 @@ pub(super) async fn delete_owned_pods<K: Resource<DynamicType = ()>>(
 /// Sort key of a pod for scale-down: the first is deleted first (Kubernetes' ActivePods
 /// order: unscheduled, then Pending < Unknown < Running, not ready, ready for less time, more
 /// restarts, newer).
-fn deletion_rank(pod: &Pod) -> impl Ord {
+fn deletion_rank(pod: &CachedPod) -> impl Ord {
     let scheduled = pod
         .spec
         .as_ref()
@@ -600,7 +600,11 @@ impl Expectations {
 
     /// Whether the cache shows every create and delete made for `owner` (or they are too
     /// old to wait for); clears them when so.
-    pub(super) fn satisfied<K: Resource>(&self, owner: &ObjectRef<K>, pods: &Store<Pod>) -> bool {
+    pub(super) fn satisfied<K: Resource>(
+        &self,
+        owner: &ObjectRef<K>,
+        pods: &Store<CachedPod>,
+    ) -> bool {
         let mut pending = self.lock();
         let key = owner.to_string();
         let Some(entry) = pending.get_mut(&key) else {
@@ -641,7 +645,7 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, restarts: i32) -> Pod {
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, restarts: i32) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "default",
                          "creationTimestamp": "2026-12-01T10:00:00Z"},
@@ -666,7 +670,7 @@ mod tests {
             pod("pending", Some("n1"), "Pending", false, 0),
             pod("unscheduled", None, "Pending", false, 0),
         ];
-        let mut order: Vec<&Pod> = pods.iter().collect();
+        let mut order: Vec<&CachedPod> = pods.iter().collect();
         order.sort_by(|a, b| deletion_rank(a).cmp(&deletion_rank(b)));
         let names: Vec<String> = order.iter().map(|p| p.name_any()).collect();
         assert_eq!(

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Pod, ReplicationController, ResourceQuota, ResourceQuotaStatus,
+    ConfigMap, ReplicationController, ResourceQuota, ResourceQuotaStatus,
     ScopedResourceSelectorRequirement, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -35,6 +35,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_api::pod::CachedPod;
 use skiff_api::quantity::ParsedQuantity;
 use skiff_api::quota::evaluator::{Evaluator, Object, pod_is_charged, scope_selectors};
 use skiff_api::quota::{self, QuotaError, ResourceList};
@@ -66,7 +67,7 @@ pub enum Error {
 /// The caches of what quotas count.
 struct Context {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     services: Store<Service>,
     config_maps: Store<ConfigMap>,
     secrets: Store<PartialObjectMeta<Secret>>,
@@ -102,7 +103,7 @@ pub fn run(
     )
     .watches_shared_stream(
         informers.pods.subscribe(),
-        replenish(&quotas, &context.pods, |pod: &Pod| {
+        replenish(&quotas, &context.pods, |pod: &CachedPod| {
             !pod_is_charged(pod, Utc::now())
         }),
     )

@@ -48,7 +48,7 @@ use super::informers::{Index, Informers, synced};
 use super::replica_set::message_of;
 use skiff_api::events::{EventType, Recorder, object_ref};
 use skiff_api::meta::{controller_of, controller_ref};
-use skiff_api::pod::{is_available, is_ready};
+use skiff_api::pod::{CachedPod, is_available, is_ready};
 use skiff_api::selectors::LabelSelector;
 use skiff_api::well_known::LABEL_CONTROLLER_REVISION_HASH;
 
@@ -100,9 +100,9 @@ pub fn run(
 struct Context {
     client: kube::Client,
     recorder: Recorder,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     /// The pods by controller and namespace: a reconcile reads its own and its orphans.
-    pod_index: Index<Pod>,
+    pod_index: Index<CachedPod>,
     revisions: Store<ControllerRevision>,
 }
 
@@ -124,11 +124,11 @@ fn ordinal_of(set: &str, pod: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-fn is_terminating(pod: &Pod) -> bool {
+fn is_terminating(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-fn is_finished(pod: &Pod) -> bool {
+fn is_finished(pod: &CachedPod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Failed" | "Succeeded")
@@ -136,12 +136,12 @@ fn is_finished(pod: &Pod) -> bool {
 }
 
 /// Running and ready, and not on its way out.
-fn is_healthy(pod: &Pod) -> bool {
+fn is_healthy(pod: &CachedPod) -> bool {
     let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
     running && is_ready(pod) && !is_terminating(pod)
 }
 
-fn revision_of(pod: &Pod) -> Option<&str> {
+fn revision_of(pod: &CachedPod) -> Option<&str> {
     pod.labels()
         .get(LABEL_CONTROLLER_REVISION_HASH)
         .map(String::as_str)
@@ -164,9 +164,9 @@ struct Pods<'a> {
     /// The ordinals the set should have.
     range: std::ops::Range<i32>,
     /// The pod of an ordinal in range, if there is one.
-    at: &'a (dyn Fn(i32) -> Option<&'a Pod> + Sync),
+    at: &'a (dyn Fn(i32) -> Option<&'a CachedPod> + Sync),
     /// The pods above the range, highest ordinal first.
-    condemned: &'a [&'a Pod],
+    condemned: &'a [&'a CachedPod],
 }
 
 /// What the set's pods need next (Kubernetes' `updateStatefulSet`); `available` says whether
@@ -177,7 +177,7 @@ fn plan(
     update_revision: &str,
     ordered: bool,
     partition: Option<i32>,
-    available: &dyn Fn(&Pod) -> bool,
+    available: &dyn Fn(&CachedPod) -> bool,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut creates = 0usize;
@@ -292,7 +292,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
 
     // The set's pods (adopting and releasing as needed), by ordinal.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut by_ordinal: BTreeMap<i32, Arc<Pod>> = BTreeMap::new();
+    let cached_pods: Api<CachedPod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut by_ordinal: BTreeMap<i32, Arc<CachedPod>> = BTreeMap::new();
     for pod in ctx
         .pod_index
         .controlled_by(&uid)
@@ -307,14 +308,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         let pod = match controller_of(pod.as_ref()) {
             Some(owner) if owner.uid == uid => {
                 if !matches {
-                    controller_ref::release(&pods_api, &pod, &uid).await?;
+                    controller_ref::release(&cached_pods, &pod, &uid).await?;
                     continue;
                 }
                 pod
             }
             Some(_) => continue,
             None if matches && ordinal.is_some() && !is_terminating(&pod) => {
-                match controller_ref::adopt(&pods_api, &pod, set.as_ref()).await? {
+                match controller_ref::adopt(&cached_pods, &pod, set.as_ref()).await? {
                     Some(adopted) => Arc::new(adopted),
                     None => continue,
                 }
@@ -336,7 +337,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let count = spec.replicas.unwrap_or(1).max(0);
     let end = start.saturating_add(count);
     let at = |ordinal: i32| by_ordinal.get(&ordinal).map(AsRef::as_ref);
-    let condemned: Vec<&Pod> = by_ordinal
+    let condemned: Vec<&CachedPod> = by_ordinal
         .iter()
         .filter(|(ordinal, _)| !(start..end).contains(*ordinal))
         .map(|(_, pod)| pod.as_ref())
@@ -399,8 +400,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
 
-    let pods: Vec<&Pod> = by_ordinal.values().map(AsRef::as_ref).collect();
-    let counted = |f: &dyn Fn(&Pod) -> bool| {
+    let pods: Vec<&CachedPod> = by_ordinal.values().map(AsRef::as_ref).collect();
+    let counted = |f: &dyn Fn(&CachedPod) -> bool| {
         i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
     let mut status = StatefulSetStatus {
@@ -541,7 +542,7 @@ mod tests {
 
     use super::*;
 
-    fn pod(name: &str, revision: &str, phase: &str, ready: bool) -> Pod {
+    fn pod(name: &str, revision: &str, phase: &str, ready: bool) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {LABEL_CONTROLLER_REVISION_HASH: revision}},
             "spec": {"containers": []},
@@ -551,11 +552,11 @@ mod tests {
         .expect("pod")
     }
 
-    fn healthy(name: &str, revision: &str) -> Pod {
+    fn healthy(name: &str, revision: &str) -> CachedPod {
         pod(name, revision, "Running", true)
     }
 
-    fn terminating(mut pod: Pod) -> Pod {
+    fn terminating(mut pod: CachedPod) -> CachedPod {
         pod.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now()),
         );
@@ -564,8 +565,8 @@ mod tests {
 
     /// [`plan`] over `replicas` (ordinal, pod) from ordinal 0, every pod available.
     fn run_plan(
-        replicas: &[(i32, Option<&Pod>)],
-        condemned: &[&Pod],
+        replicas: &[(i32, Option<&CachedPod>)],
+        condemned: &[&CachedPod],
         update_revision: &str,
         ordered: bool,
         partition: Option<i32>,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Service};
+use skiff_api::pod::CachedPod;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -69,7 +70,7 @@ pub enum Update {
 /// The scheduler's subscriptions to the shared informers, taken before they start.
 pub struct Feeds {
     nodes: futures::stream::BoxStream<'static, Change<Node>>,
-    pods: futures::stream::BoxStream<'static, Change<Pod>>,
+    pods: futures::stream::BoxStream<'static, Change<CachedPod>>,
     services: futures::stream::BoxStream<'static, Change<Service>>,
 }
 
@@ -119,7 +120,7 @@ pub fn node_update(change: Change<Node>) -> Option<Update> {
 }
 
 /// The update a Pod change makes (none for a pod the scheduler cannot read).
-pub fn pod_update(change: Change<Pod>) -> Option<Update> {
+pub fn pod_update(change: Change<CachedPod>) -> Option<Update> {
     Some(match change {
         Change::Applied(pod) => match PodInfo::from_pod(&pod) {
             Ok(info) => Update::Pod(Arc::new(info)),
@@ -157,9 +158,10 @@ pub fn service_update(change: Change<Service>) -> Option<Update> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::core::v1::{PodSpec, ServiceSpec};
+    use k8s_openapi::api::core::v1::ServiceSpec;
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
+    use skiff_api::pod::CachedPodSpec;
 
     use super::*;
     use crate::controllers::informers::resolve;
@@ -177,9 +179,9 @@ mod tests {
         object
     }
 
-    fn pod(name: &str, uid: &str, node: Option<&str>) -> Pod {
-        let mut pod: Pod = namespaced(name, uid);
-        pod.spec = Some(PodSpec {
+    fn pod(name: &str, uid: &str, node: Option<&str>) -> CachedPod {
+        let mut pod: CachedPod = namespaced(name, uid);
+        pod.spec = Some(CachedPodSpec {
             node_name: node.map(str::to_string),
             ..Default::default()
         });

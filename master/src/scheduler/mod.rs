@@ -723,7 +723,7 @@ mod tests {
 
     #[test]
     fn what_a_relist_lost_is_forgotten() {
-        use k8s_openapi::api::core::v1::{Node, Pod};
+        use k8s_openapi::api::core::v1::Node;
         use kube::runtime::reflector::store::Writer;
 
         use crate::controllers::informers::resolve;
@@ -743,13 +743,13 @@ mod tests {
         let mut nodes = Writer::default();
         nodes.apply_watcher_event(&kube::runtime::watcher::Event::Apply(b));
         let nodes = nodes.as_reader();
-        let pods = Writer::<Pod>::default().as_reader();
+        let pods = Writer::<skiff_api::pod::CachedPod>::default().as_reader();
         let mut a = Node::default();
         a.metadata.name = Some("a".into());
         let update = informer::node_update(resolve(&nodes, Arc::new(a))).expect("an update");
         s.handle(update, now);
         for uid in ["p", "q"] {
-            let mut gone = Pod::default();
+            let mut gone = skiff_api::pod::CachedPod::default();
             gone.metadata.name = Some(uid.into());
             gone.metadata.namespace = Some("default".into());
             gone.metadata.uid = Some(uid.into());

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use skiff_api::pod::{CachedContainer, CachedPod};
 
 use skiff_api::quantity::quantity_nanos;
 use skiff_api::selectors::LabelList;
@@ -305,7 +305,7 @@ impl PodInfo {
     }
 
     /// Reads a Pod.
-    pub fn from_pod(pod: &Pod) -> Result<Self, PodInfoError> {
+    pub fn from_pod(pod: &CachedPod) -> Result<Self, PodInfoError> {
         let meta = &pod.metadata;
         let namespace = meta.namespace.clone().unwrap_or_default();
         let name = meta.name.clone().unwrap_or_default();
@@ -446,7 +446,10 @@ fn requirements(
 
 /// A container's requests, with limits standing in for requests it does not make (the API
 /// server defaults them so; done again here for objects stored before that default).
-fn container_requests(c: &Container, key: &dyn Fn() -> String) -> Result<Resources, PodInfoError> {
+fn container_requests(
+    c: &CachedContainer,
+    key: &dyn Fn() -> String,
+) -> Result<Resources, PodInfoError> {
     let Some(res) = &c.resources else {
         return Ok(Resources::default());
     };
@@ -461,8 +464,8 @@ fn container_requests(c: &Container, key: &dyn Fn() -> String) -> Result<Resourc
 /// containers, at least the largest init container (plus the sidecars started before it), plus
 /// the overhead. Also the non-zero CPU and memory used for scoring.
 fn pod_requests(
-    containers: &[Container],
-    init_containers: &[Container],
+    containers: &[CachedContainer],
+    init_containers: &[CachedContainer],
     overhead: Option<&BTreeMap<String, Quantity>>,
     key: &dyn Fn() -> String,
 ) -> Result<(Resources, i64, i64), PodInfoError> {
@@ -514,7 +517,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(spec: serde_json::Value) -> Pod {
+    fn pod(spec: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "resourceVersion": "7",
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-uid", "controller": true}]},

@@ -1,28 +1,35 @@
 //! Pod state as the controllers read it (Kubernetes' `pkg/api/v1/pod` helpers): readiness,
-//! availability, whether a pod still counts, and its QoS class.
+//! availability, whether a pod still counts, and its QoS class; and the record of a pod the
+//! master's informer keeps ([`CachedPod`]), which those helpers read.
+
+mod cached;
+
+pub use cached::{
+    CachedContainer, CachedContainerStatus, CachedPod, CachedPodSpec, CachedPodStatus,
+};
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity::quantity_nanos;
 
 /// Whether the pod counts toward its controller: not finished and not being deleted
 /// (Kubernetes' `controller.IsPodActive`).
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &CachedPod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Whether the pod's Ready condition is True (`podutil.IsPodReady`).
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &CachedPod) -> bool {
     ready_since(pod).is_some()
 }
 
 /// When the pod's Ready condition turned True (None: not ready).
-pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
+pub fn ready_since(pod: &CachedPod) -> Option<DateTime<Utc>> {
     let condition = pod
         .status
         .as_ref()?
@@ -40,7 +47,7 @@ pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
 
 /// Whether the pod has been ready for at least `min_ready_seconds` at `now`
 /// (`podutil.IsPodAvailable`).
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
+pub fn is_available(pod: &CachedPod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
     ready_since(pod).is_some_and(|since| {
         min_ready_seconds <= 0 || crate::time::plus_seconds(since, min_ready_seconds.into()) <= now
     })
@@ -59,16 +66,32 @@ fn qos_quantities(list: Option<&BTreeMap<String, Quantity>>) -> impl Iterator<It
 /// requests and limits, `Guaranteed` when every container limits both and requests equal
 /// limits, `Burstable` otherwise.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut guaranteed = true;
-    for c in spec
+    let containers = spec
         .init_containers
         .iter()
         .flatten()
-        .chain(&spec.containers)
-    {
-        let res = c.resources.as_ref();
+        .chain(&spec.containers);
+    qos_class_of(containers.map(|c| c.resources.as_ref()))
+}
+
+/// [`qos_class`] of a cached pod.
+pub fn cached_qos_class(spec: &CachedPodSpec) -> &'static str {
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    qos_class_of(containers.map(|c| c.resources.as_ref()))
+}
+
+/// The QoS class of containers with these resources.
+fn qos_class_of<'a>(
+    containers: impl Iterator<Item = Option<&'a ResourceRequirements>>,
+) -> &'static str {
+    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut guaranteed = true;
+    for res in containers {
         for (name, v) in qos_quantities(res.and_then(|r| r.requests.as_ref())) {
             *requests.entry(name).or_default() += v;
         }
@@ -100,7 +123,7 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
 mod tests {
     use super::*;
 
-    fn pod(phase: &str, ready: Option<(&str, &str)>) -> Pod {
+    fn pod(phase: &str, ready: Option<(&str, &str)>) -> CachedPod {
         let conditions: Vec<serde_json::Value> = ready
             .map(|(status, at)| {
                 serde_json::json!({"type": "Ready", "status": status, "lastTransitionTime": at})
