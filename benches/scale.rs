@@ -12,7 +12,8 @@
 //!    totalling `--pods` (1,000,000) replicas created through the API: the time until every
 //!    pod is Running (so bound), and until every pod is gone once the Deployments are deleted;
 //!    the busiest node's pod count (never over its 110).
-//! 3. The same C1M on a real etcd (`--store both`, the default; `embedded` or `etcd` for one).
+//! 3. The same C1M on a real etcd (`--store both`, the default; `embedded` or `etcd` for one),
+//!    with etcd's own CPU and peak RSS beside the master's.
 //!
 //! A phase that makes no progress for `--stall-seconds` stops and reports how far it got.
 //! Last line: `RESULT scale nodes=... pods=... pods_running_per_s=... heartbeat_p99_ms=...
@@ -121,6 +122,8 @@ struct C1m {
     master_cpu_cores: f64,
     master_rss_mb: f64,
     hollow_cpu_cores: f64,
+    /// etcd's own CPU cores and peak RSS (MiB) while the pods started (on etcd only).
+    etcd_usage: Option<(f64, f64)>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -191,6 +194,9 @@ fn main() -> anyhow::Result<()> {
             " etcd_pods={} etcd_pods_running_per_s={:.0} etcd_master_rss_mb={:.0}",
             etcd.running, etcd.running_per_s, etcd.master_rss_mb
         );
+        if let Some((cpu, rss)) = etcd.etcd_usage {
+            line += &format!(" etcd_cpu_cores={cpu:.2} etcd_rss_mb={rss:.0}");
+        }
         if let Some(embedded) = results.iter().find(|(store, _)| *store == "embedded") {
             line += &format!(
                 " embedded_vs_etcd={:.2}",
@@ -364,6 +370,7 @@ fn c1m(rt: &tokio::runtime::Runtime, args: &Args, store: &str) -> anyhow::Result
     eprintln!("c1m ({store}): {} hollow nodes registered", args.nodes);
     let hollow_pid = hollow.pid().context("hollow pid")?;
     let mut master_usage = Usage::start(master_pid);
+    let mut etcd_usage = etcd.as_ref().map(|etcd| Usage::start(etcd.pid()));
     let simulator = Usage::start(hollow_pid);
     let total = u64::from(args.pods);
     let started = Instant::now();
@@ -376,6 +383,7 @@ fn c1m(rt: &tokio::runtime::Runtime, args: &Args, store: &str) -> anyhow::Result
     let running = progress(
         &mut hollow,
         &mut master_usage,
+        etcd_usage.as_mut(),
         args.stall_seconds,
         "running",
         |r| r.get("pods_running").copied().unwrap_or(0.0) as u64,
@@ -390,12 +398,14 @@ fn c1m(rt: &tokio::runtime::Runtime, args: &Args, store: &str) -> anyhow::Result
     );
     let master_cpu_cores = master_usage.cpu() / running_seconds;
     let hollow_cpu_cores = simulator.cpu() / running_seconds;
+    let etcd_usage = etcd_usage.map(|u| (u.cpu() / running_seconds, u.peak_rss_mb()));
     let deleting = Instant::now();
     rt.block_on(delete_deployments(&master))?;
     let deleted_before = report.get("pods_deleted").copied().unwrap_or(0.0) as u64;
     let gone = progress(
         &mut hollow,
         &mut master_usage,
+        None,
         args.stall_seconds,
         "gone",
         |r| (r.get("pods_deleted").copied().unwrap_or(0.0) as u64).saturating_sub(deleted_before),
@@ -416,14 +426,16 @@ fn c1m(rt: &tokio::runtime::Runtime, args: &Args, store: &str) -> anyhow::Result
         master_cpu_cores,
         master_rss_mb: master_usage.peak_rss_mb(),
         hollow_cpu_cores,
+        etcd_usage,
     })
 }
 
 /// Waits until `count` of the report reaches `target`, or makes no progress for `stall`
-/// seconds; returns how far it got.
+/// seconds, sampling the master's (and the store's) memory; returns how far it got.
 fn progress(
     hollow: &mut HollowNodes,
     master: &mut Usage,
+    mut store: Option<&mut Usage>,
     stall: u64,
     what: &str,
     count: impl Fn(&std::collections::BTreeMap<String, f64>) -> u64,
@@ -435,6 +447,9 @@ fn progress(
     loop {
         std::thread::sleep(Duration::from_millis(500));
         master.sample();
+        if let Some(store) = store.as_mut() {
+            store.sample();
+        }
         let now = count(&hollow.report());
         if now > best {
             best = now;

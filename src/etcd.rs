@@ -90,6 +90,11 @@ impl Etcd {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
+    /// The etcd process's id (for measuring what it uses).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
