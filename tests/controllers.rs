@@ -116,7 +116,8 @@ async fn wait_pods(
 
 /// The ReplicaSet controller on its own (no nodes: its pods stay Pending): it creates the
 /// pods of the template once each, owns them, replaces deleted ones, scales both ways, adopts
-/// a matching orphan, and reports counts in the status.
+/// matching orphans (made before it, and made later: at once), and reports counts in the
+/// status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_keeps_its_number_of_pods() {
     let master = Master::start(MasterOptions::default()).expect("start skiff-master");
@@ -225,6 +226,23 @@ spec:
     let out = master.kubectl(&["get", "rs", "rs-test", "--no-headers"]);
     let columns: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(columns.get(1..4), Some(&["3", "3", "0"][..]), "{out}");
+
+    // A matching orphan made now wakes the set at once (its periodic resync is 5 minutes
+    // away): adopted, it is one too many, and the set is back to three pods it owns.
+    let out = master.kubectl(&[
+        "run",
+        "late-orphan",
+        "--image=skiff/pause:1",
+        "--labels=app=rs-test",
+    ]);
+    assert!(out.success(), "{out}");
+    wait_pods(
+        &pods,
+        "app=rs-test",
+        "three owned pods after an orphan",
+        |p| p.len() == 3 && p.iter().all(owned_by_rs),
+    )
+    .await;
 }
 
 async fn rs_generation(replica_sets: &Api<ReplicaSet>) -> Option<i64> {

@@ -99,9 +99,17 @@ pub fn run(
     });
     // A node that comes, goes or changes (labels, taints) may change every DaemonSet's set.
     let all = daemon_sets.clone();
+    let index = informers.daemon_sets.index();
+    let selector_of = |ds: &DaemonSet| LabelSelector::from_api(&ds.spec.as_ref()?.selector).ok();
     let controller = Controller::for_shared_stream(informers.daemon_sets.subscribe(), daemon_sets)
-        .owns_shared_stream(informers.pods.subscribe())
-        .owns_shared_stream(informers.controller_revisions.subscribe())
+        .watches_shared_stream(
+            informers.pods.subscribe(),
+            controller_ref::owners_trigger(index.clone(), selector_of),
+        )
+        .watches_shared_stream(
+            informers.controller_revisions.subscribe(),
+            controller_ref::owners_trigger(index, selector_of),
+        )
         .watches_shared_stream(informers.nodes.subscribe(), move |_: Arc<Node>| {
             all.state()
                 .iter()

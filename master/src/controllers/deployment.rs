@@ -80,6 +80,7 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let deployments = informers.deployments.reader();
+    let deployment_index = informers.deployments.index();
     let deployment_changes = informers.deployments.subscribe();
     let replica_sets = informers.replica_sets.reader();
     let replica_set_changes = informers.replica_sets.subscribe();
@@ -91,7 +92,12 @@ pub fn run(
     async move {
         info!("deployment controller started");
         let results = Controller::for_shared_stream(deployment_changes, deployments)
-            .owns_shared_stream(replica_set_changes)
+            .watches_shared_stream(
+                replica_set_changes,
+                controller_ref::owners_trigger(deployment_index, |d: &Deployment| {
+                    selectors::LabelSelector::from_api(&d.spec.as_ref()?.selector).ok()
+                }),
+            )
             .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("deployment", results, shutdown).await;

@@ -74,6 +74,7 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let jobs = informers.jobs.reader();
+    let job_index = informers.jobs.index();
     let job_changes = informers.jobs.subscribe();
     let pods = informers.pods.reader();
     let pod_changes = informers.pods.subscribe();
@@ -87,7 +88,12 @@ pub fn run(
     async move {
         info!("job controller started");
         let results = Controller::for_shared_stream(job_changes, jobs)
-            .owns_shared_stream(pod_changes)
+            .watches_shared_stream(
+                pod_changes,
+                controller_ref::owners_trigger(job_index, |job: &Job| {
+                    LabelSelector::from_api(job.spec.as_ref()?.selector.as_ref()?).ok()
+                }),
+            )
             .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile, error_policy, context);
         super::drive("job", results, shutdown).await;

@@ -20,7 +20,8 @@
 //!   so it does not come and go while a refused owner waits for its last pods to show.
 //!
 //! Pods come from one shared watch: it fills the cache the reconciles read and triggers the
-//! owning ReplicaSet's reconcile when one of its pods changes.
+//! owning ReplicaSet's reconcile when one of its pods changes, or, for an orphan, the
+//! reconciles of the sets whose selector matches it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -118,6 +119,7 @@ pub fn run<K: Replicated>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let owners = K::informer(informers).reader();
+    let owner_index = K::informer(informers).index();
     let owner_changes = K::informer(informers).subscribe();
     let pods = informers.pods.reader();
     let pod_changes = informers.pods.subscribe();
@@ -132,7 +134,12 @@ pub fn run<K: Replicated>(
     async move {
         info!("{} controller started", K::CONTROLLER);
         let results = Controller::for_shared_stream(owner_changes, owners)
-            .owns_shared_stream(pod_changes)
+            .watches_shared_stream(
+                pod_changes,
+                controller_ref::owners_trigger(owner_index, |owner: &K| {
+                    LabelSelector::from_api(&owner.as_replica_set().spec?.selector).ok()
+                }),
+            )
             .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile::<K>, error_policy::<K>, context);
         super::drive(K::CONTROLLER, results, shutdown).await;

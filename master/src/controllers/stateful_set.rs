@@ -85,9 +85,18 @@ pub fn run(
         pod_index: informers.pods.index(),
         revisions: informers.controller_revisions.reader(),
     });
+    let index = informers.stateful_sets.index();
+    let selector_of =
+        |set: &StatefulSet| LabelSelector::from_api(&set.spec.as_ref()?.selector).ok();
     let controller = Controller::for_shared_stream(informers.stateful_sets.subscribe(), sets)
-        .owns_shared_stream(informers.pods.subscribe())
-        .owns_shared_stream(informers.controller_revisions.subscribe());
+        .watches_shared_stream(
+            informers.pods.subscribe(),
+            controller_ref::owners_trigger(index.clone(), selector_of),
+        )
+        .watches_shared_stream(
+            informers.controller_revisions.subscribe(),
+            controller_ref::owners_trigger(index, selector_of),
+        );
     async move {
         info!("statefulset controller started");
         let results = controller
