@@ -65,23 +65,29 @@ fn qos_quantities(list: Option<&BTreeMap<String, Quantity>>) -> impl Iterator<It
 /// The pod's QoS class, as Kubernetes' `ComputePodQOS`: `BestEffort` without cpu or memory
 /// requests and limits, `Guaranteed` when every container limits both and requests equal
 /// limits, `Burstable` otherwise.
-pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    qos_class_of(containers.map(|c| c.resources.as_ref()))
+pub fn qos_class(spec: &impl ContainerResources) -> &'static str {
+    qos_class_of(spec.container_resources())
 }
 
-/// [`qos_class`] of a cached pod.
-pub fn cached_qos_class(spec: &CachedPodSpec) -> &'static str {
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    qos_class_of(containers.map(|c| c.resources.as_ref()))
+/// The resources of a pod spec's containers, init containers first: what [`qos_class`] reads,
+/// of a typed [`PodSpec`] (the agent, defaulting) and a [`CachedPodSpec`] (quota) alike.
+pub trait ContainerResources {
+    /// Each container's `resources`, init containers first.
+    fn container_resources(&self) -> impl Iterator<Item = Option<&ResourceRequirements>>;
+}
+
+impl ContainerResources for PodSpec {
+    fn container_resources(&self) -> impl Iterator<Item = Option<&ResourceRequirements>> {
+        let init = self.init_containers.iter().flatten();
+        init.chain(&self.containers).map(|c| c.resources.as_ref())
+    }
+}
+
+impl ContainerResources for CachedPodSpec {
+    fn container_resources(&self) -> impl Iterator<Item = Option<&ResourceRequirements>> {
+        let init = self.init_containers.iter().flatten();
+        init.chain(&self.containers).map(|c| c.resources.as_ref())
+    }
 }
 
 /// The QoS class of containers with these resources.

@@ -499,7 +499,7 @@ fn is_best_effort(pod: &CachedPod) -> bool {
         None => pod
             .spec
             .as_ref()
-            .is_none_or(|spec| crate::pod::cached_qos_class(spec) == "BestEffort"),
+            .is_none_or(|spec| crate::pod::qos_class(spec) == "BestEffort"),
     }
 }
 
