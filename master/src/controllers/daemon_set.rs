@@ -101,15 +101,8 @@ pub fn run(
     let all = daemon_sets.clone();
     let index = informers.daemon_sets.index();
     let selector_of = |ds: &DaemonSet| LabelSelector::from_api(&ds.spec.as_ref()?.selector).ok();
-    let controller = Controller::for_shared_stream(informers.daemon_sets.subscribe(), daemon_sets)
-        .watches_shared_stream(
-            informers.pods.subscribe(),
-            controller_ref::owners_trigger(index.clone(), selector_of),
-        )
-        .watches_shared_stream(
-            informers.controller_revisions.subscribe(),
-            controller_ref::owners_trigger(index, selector_of),
-        )
+    let controller = Controller::for_shared_stream(informers.daemon_sets.subscribe(), daemon_sets);
+    let controller = history::watch_pods_and_revisions(controller, informers, index, selector_of)
         .watches_shared_stream(informers.nodes.subscribe(), move |_: Arc<Node>| {
             all.state()
                 .iter()

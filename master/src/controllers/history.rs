@@ -9,6 +9,7 @@
 //! the owner's current template is the highest: made when missing, raised when an undo
 //! brought an older template back.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -17,12 +18,14 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::controller_ref;
+use super::informers::{Index, Informers};
 use skiff_api::hash::pod_template_hash;
 use skiff_api::meta::{controller_of, controller_ref};
 use skiff_api::selectors::LabelSelector;
@@ -35,6 +38,29 @@ pub struct Revision {
     pub name: String,
     /// The template's hash (what a DaemonSet's pods carry there).
     pub hash: String,
+}
+
+/// `controller` woken by its owners' pods and ControllerRevisions: a changed one wakes its
+/// controller, an orphan each owner whose selector (`selector_of`) matches it
+/// ([`controller_ref::owners_trigger`]).
+pub fn watch_pods_and_revisions<K>(
+    controller: Controller<K>,
+    informers: &mut Informers,
+    owners: Index<K>,
+    selector_of: fn(&K) -> Option<LabelSelector>,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    controller
+        .watches_shared_stream(
+            informers.pods.subscribe(),
+            controller_ref::owners_trigger(owners.clone(), selector_of),
+        )
+        .watches_shared_stream(
+            informers.controller_revisions.subscribe(),
+            controller_ref::owners_trigger(owners, selector_of),
+        )
 }
 
 /// The `data` of the revision of `template` (Kubernetes' `getPatch`).
@@ -106,7 +132,7 @@ pub async fn current<K>(
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
-        + std::fmt::Debug
+        + Debug
         + DeserializeOwned,
 {
     let namespace = owner.namespace().unwrap_or_default();

@@ -88,15 +88,8 @@ pub fn run(
     let index = informers.stateful_sets.index();
     let selector_of =
         |set: &StatefulSet| LabelSelector::from_api(&set.spec.as_ref()?.selector).ok();
-    let controller = Controller::for_shared_stream(informers.stateful_sets.subscribe(), sets)
-        .watches_shared_stream(
-            informers.pods.subscribe(),
-            controller_ref::owners_trigger(index.clone(), selector_of),
-        )
-        .watches_shared_stream(
-            informers.controller_revisions.subscribe(),
-            controller_ref::owners_trigger(index, selector_of),
-        );
+    let controller = Controller::for_shared_stream(informers.stateful_sets.subscribe(), sets);
+    let controller = history::watch_pods_and_revisions(controller, informers, index, selector_of);
     async move {
         info!("statefulset controller started");
         let results = controller
