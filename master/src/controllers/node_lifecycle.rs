@@ -254,36 +254,47 @@ impl Monitor {
         Ok(())
     }
 
-    /// Makes the node's not-ready/unreachable taints match its Ready condition.
+    /// Makes the node's not-ready/unreachable taints match its Ready condition. A conflict
+    /// (the agent wrote the node meanwhile) reads the node again and retries, as
+    /// kube-controller-manager's `SwapNodeControllerTaint` does under `RetryOnConflict`.
     async fn sync_taints(&self, node: &mut Arc<Node>) -> Result<(), kube::Error> {
-        let current = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.as_deref())
-            .unwrap_or_default();
-        let wanted = match condition(node, "Ready").map(|c| c.status.as_str()) {
-            Some("False") => Some(NOT_READY_TAINT),
-            Some("Unknown") => Some(UNREACHABLE_TAINT),
-            _ => None,
-        };
-        let taints = taints_for(current, wanted, Utc::now());
-        if taints == current {
-            return Ok(());
-        }
+        const ATTEMPTS: usize = 5;
         let api: Api<Node> = Api::all(self.client.clone());
-        // The resourceVersion guards against overwriting taints someone else just set.
-        let patch = json!({
-            "metadata": {"resourceVersion": node.resource_version()},
-            "spec": {"taints": taints},
-        });
-        *node = Arc::new(
-            api.patch(
-                &node.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?,
-        );
+        for attempt in 1..=ATTEMPTS {
+            let current = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_deref())
+                .unwrap_or_default();
+            let wanted = match condition(node, "Ready").map(|c| c.status.as_str()) {
+                Some("False") => Some(NOT_READY_TAINT),
+                Some("Unknown") => Some(UNREACHABLE_TAINT),
+                _ => None,
+            };
+            let taints = taints_for(current, wanted, Utc::now());
+            if taints == current {
+                return Ok(());
+            }
+            // The resourceVersion guards against overwriting taints someone else just set.
+            let patch = json!({
+                "metadata": {"resourceVersion": node.resource_version()},
+                "spec": {"taints": taints},
+            });
+            let name = node.name_any();
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(patched) => {
+                    *node = Arc::new(patched);
+                    return Ok(());
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
+                    *node = Arc::new(api.get(&name).await?);
+                }
+                Err(err) => return Err(err),
+            }
+        }
         Ok(())
     }
 
