@@ -191,8 +191,8 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some((_, etcd)) = results.iter().find(|(store, _)| *store == "etcd") {
         line += &format!(
-            " etcd_pods={} etcd_pods_running_per_s={:.0} etcd_master_rss_mb={:.0}",
-            etcd.running, etcd.running_per_s, etcd.master_rss_mb
+            " etcd_pods={} etcd_pods_running_per_s={:.0} etcd_gone_per_s={:.0} etcd_master_rss_mb={:.0}",
+            etcd.running, etcd.running_per_s, etcd.gone_per_s, etcd.master_rss_mb
         );
         if let Some((cpu, rss)) = etcd.etcd_usage {
             line += &format!(" etcd_cpu_cores={cpu:.2} etcd_rss_mb={rss:.0}");

@@ -37,10 +37,11 @@ where
 }
 
 /// The owners of kind `O` that a change to `object` concerns, as kube-controller-manager's
-/// pod and ControllerRevision handlers find them: its controller, if that is an `O`; for an
-/// orphan, each `O` of its namespace (`owners_in`) whose selector matches its labels, so
-/// that the orphan is adopted now rather than at those owners' next resync. An owner
-/// without a selector, or with an empty one, adopts nothing.
+/// pod handlers find them: its controller, if that is an `O`; for an orphan, each `O` of its
+/// namespace (`owners_in`) whose selector matches its labels, so that the orphan is adopted
+/// now rather than at those owners' next resync. An orphan being deleted (or gone) concerns
+/// no owner: none adopts it. An owner without a selector, or with an empty one, adopts
+/// nothing.
 pub fn owners_to_sync<O, K>(
     object: &K,
     owners_in: impl FnOnce(&str) -> Vec<Arc<O>>,
@@ -55,6 +56,9 @@ where
         return ObjectRef::from_owner_ref(namespace, controller, ())
             .into_iter()
             .collect();
+    }
+    if object.meta().deletion_timestamp.is_some() {
+        return Vec::new();
     }
     owners_in(namespace.unwrap_or_default())
         .iter()
@@ -133,7 +137,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
     use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        LabelSelector as ApiSelector, ObjectMeta,
+        LabelSelector as ApiSelector, ObjectMeta, Time,
     };
 
     use super::*;
@@ -194,6 +198,11 @@ mod tests {
         assert_eq!(names(&woken), ["web", "web-too"]);
         assert_eq!(asked.take().as_deref(), Some("default"));
         assert!(owners_to_sync(&pod("cache", None), |_| owners.to_vec(), selector_of).is_empty());
+
+        // Being deleted, it is no one's to adopt.
+        let mut deleting = pod("web", None);
+        deleting.metadata.deletion_timestamp = Some(Time(chrono::Utc::now()));
+        assert!(owners_to_sync(&deleting, |_| owners.to_vec(), selector_of).is_empty());
     }
 
     #[test]

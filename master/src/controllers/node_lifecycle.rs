@@ -260,7 +260,8 @@ impl Monitor {
     async fn sync_taints(&self, node: &mut Arc<Node>) -> Result<(), kube::Error> {
         const ATTEMPTS: usize = 5;
         let api: Api<Node> = Api::all(self.client.clone());
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let current = node
                 .spec
                 .as_ref()
@@ -290,12 +291,14 @@ impl Monitor {
                     return Ok(());
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
+                    attempt += 1;
+                    // client-go's DefaultRetry waits 10 ms before reading again.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     *node = Arc::new(api.get(&name).await?);
                 }
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
     }
 
     /// Deletes the node's pods whose tolerations of its NoExecute taints ran out.

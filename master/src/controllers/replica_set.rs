@@ -95,6 +95,10 @@ pub trait Replicated:
     /// The kind's shared informer.
     fn informer(informers: &mut Informers) -> &mut Informer<Self>;
 
+    /// The object's pod selector, read without copying the object (`None` if it has none
+    /// or it does not parse).
+    fn selector(&self) -> Option<LabelSelector>;
+
     /// The object as a ReplicaSet: the same metadata, spec and status.
     fn as_replica_set(&self) -> ReplicaSet;
 }
@@ -105,6 +109,10 @@ impl Replicated for ReplicaSet {
 
     fn informer(informers: &mut Informers) -> &mut Informer<Self> {
         &mut informers.replica_sets
+    }
+
+    fn selector(&self) -> Option<LabelSelector> {
+        LabelSelector::from_api(&self.spec.as_ref()?.selector).ok()
     }
 
     fn as_replica_set(&self) -> ReplicaSet {
@@ -136,9 +144,7 @@ pub fn run<K: Replicated>(
         let results = Controller::for_shared_stream(owner_changes, owners)
             .watches_shared_stream(
                 pod_changes,
-                controller_ref::owners_trigger(owner_index, |owner: &K| {
-                    LabelSelector::from_api(&owner.as_replica_set().spec?.selector).ok()
-                }),
+                controller_ref::owners_trigger(owner_index, K::selector),
             )
             .with_config(super::concurrent_syncs(CONCURRENT_SYNCS))
             .run(reconcile::<K>, error_policy::<K>, context);

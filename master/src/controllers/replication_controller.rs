@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::informers::{Informer, Informers};
 use super::replica_set::Replicated;
+use skiff_api::selectors;
 
 impl Replicated for ReplicationController {
     const CONTROLLER: &'static str = "replicationcontroller";
@@ -21,6 +22,14 @@ impl Replicated for ReplicationController {
 
     fn informer(informers: &mut Informers) -> &mut Informer<Self> {
         &mut informers.replication_controllers
+    }
+
+    fn selector(&self) -> Option<selectors::LabelSelector> {
+        let selector = LabelSelector {
+            match_labels: self.spec.as_ref()?.selector.clone(),
+            match_expressions: None,
+        };
+        selectors::LabelSelector::from_api(&selector).ok()
     }
 
     fn as_replica_set(&self) -> ReplicaSet {
@@ -77,6 +86,10 @@ mod tests {
                                        "reason": "FailedCreate", "message": "refused"}]},
         }))
         .expect("rc");
+        let selector = rc.selector().expect("a selector");
+        let labels =
+            |app: &str| std::collections::BTreeMap::from([("app".to_owned(), app.to_owned())]);
+        assert!(selector.matches(&labels("web")) && !selector.matches(&labels("db")));
         let rs = rc.as_replica_set();
         assert_eq!(rs.metadata, rc.metadata);
         let spec = rs.spec.expect("spec");
